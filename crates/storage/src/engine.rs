@@ -1,0 +1,41 @@
+//! The interface an engine implements. Callers use [`crate::Store`] and
+//! [`crate::Tx`], which add the retry loop and the size and time limits on top.
+
+use async_trait::async_trait;
+
+use crate::{KeyRange, RangeOptions, RangePage, StorageError};
+
+/// A storage engine: something that can begin transactions.
+#[async_trait]
+pub trait KvEngine: Send + Sync + 'static {
+    /// The engine's configuration name (`memory`, `embedded`, …).
+    fn name(&self) -> &'static str;
+
+    /// Starts one transaction attempt.
+    async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError>;
+}
+
+/// One attempt of a serializable transaction.
+///
+/// Reads see a consistent snapshot plus this transaction's own writes. Writes are
+/// buffered until [`EngineTransaction::commit`], which fails with
+/// [`StorageError::Conflict`] if anything this transaction read was changed by a
+/// transaction that committed after it began. Methods take `&self` so that the
+/// handle can be shared by the futures of one closure.
+#[async_trait]
+pub trait EngineTransaction: Send + Sync {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    async fn get_range(
+        &self,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> Result<RangePage, StorageError>;
+    fn set(&self, key: &[u8], value: &[u8]);
+    fn clear(&self, key: &[u8]);
+    fn clear_range(&self, range: &KeyRange);
+    /// Adds `delta` to the little-endian signed 64-bit integer stored at `key`
+    /// (absent counts as zero) without making the key part of the read set, so
+    /// concurrent adders do not conflict.
+    fn atomic_add(&self, key: &[u8], delta: i64);
+    async fn commit(&self) -> Result<(), StorageError>;
+}

@@ -1,0 +1,209 @@
+//! Gatehouse storage: a bytes-only, ordered key-value store with serializable
+//! transactions, and the engines behind it.
+//!
+//! Callers hold a [`Store`] and run transactions as closures with
+//! [`Store::run`]. Every engine enforces the same limits ([`limits`]), the ones
+//! of FoundationDB, so data and code move between engines unchanged. Keys are
+//! built with the FoundationDB tuple encoding, re-exported as [`tuple`].
+//!
+//! This crate knows nothing of entities: it stores bytes.
+
+pub mod embedded;
+pub mod engine;
+mod error;
+pub mod limits;
+pub mod memory;
+mod occ;
+mod open;
+mod range;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use foundationdb_tuple as tuple;
+use rand::Rng;
+
+pub use crate::engine::{EngineTransaction, KvEngine};
+pub use crate::error::{StorageError, TxError};
+use crate::limits::{MAX_KEY_SIZE, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE};
+pub use crate::open::{Engine, OpenError, StorageConfig, open};
+pub use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
+
+/// How often [`Store::run`] tries a transaction before giving up on conflicts.
+const MAX_ATTEMPTS: u32 = 50;
+
+/// A handle to an open store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<dyn KvEngine>,
+}
+
+impl Store {
+    pub fn new(engine: Arc<dyn KvEngine>) -> Self {
+        Store { engine }
+    }
+
+    /// The configuration name of the engine behind this store.
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// Runs `f` in a serializable transaction and commits it, retrying the whole
+    /// closure on conflicts.
+    ///
+    /// # Warning
+    ///
+    /// The closure may run more than once: each attempt gets a fresh transaction,
+    /// and only the last one commits. It must not have side effects outside the
+    /// transaction (no sending email, no incrementing in-memory counters); do
+    /// those after `run` returns. Returning `Err(TxError::Abort(_))` discards the
+    /// attempt's writes and returns at once.
+    pub async fn run<T, E, F, Fut>(&self, f: F) -> Result<T, TxError<E>>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<T, TxError<E>>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.attempt(&f).await;
+            match result {
+                Err(TxError::Storage(e)) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying transaction");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt<T, E, F, Fut>(&self, f: &F) -> Result<T, TxError<E>>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<T, TxError<E>>>,
+    {
+        let tx = Tx::new(self.engine.begin().await?);
+        let value = f(tx.clone()).await?;
+        tx.inner.engine_tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Checks that the engine answers a read.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let tx = self.engine.begin().await?;
+        tx.get(b"\xff/ping").await?;
+        Ok(())
+    }
+}
+
+/// Exponential backoff with jitter: 1 ms doubling to at most 128 ms.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = 1u64 << attempt.min(7);
+    Duration::from_micros(rand::rng().random_range(500..=ceiling * 1000))
+}
+
+struct TxInner {
+    engine_tx: Box<dyn EngineTransaction>,
+    written: AtomicUsize,
+}
+
+/// One attempt of a transaction, as handed to a [`Store::run`] closure. Clones
+/// share the same transaction.
+///
+/// Mutations check the size limits at once and fail with
+/// [`StorageError::KeyTooLarge`], [`StorageError::ValueTooLarge`] or
+/// [`StorageError::TransactionTooLarge`] rather than at commit.
+#[derive(Clone)]
+pub struct Tx {
+    inner: Arc<TxInner>,
+}
+
+impl Tx {
+    fn new(engine_tx: Box<dyn EngineTransaction>) -> Self {
+        Tx {
+            inner: Arc::new(TxInner {
+                engine_tx,
+                written: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        check_key(key)?;
+        self.inner.engine_tx.get(key).await
+    }
+
+    /// Reads one page of `range`; continue with [`RangePage::next`].
+    pub async fn get_range(
+        &self,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> Result<RangePage, StorageError> {
+        self.inner.engine_tx.get_range(range, options).await
+    }
+
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(StorageError::ValueTooLarge {
+                size: value.len(),
+                limit: MAX_VALUE_SIZE,
+            });
+        }
+        self.account(key.len() + value.len())?;
+        self.inner.engine_tx.set(key, value);
+        Ok(())
+    }
+
+    pub fn clear(&self, key: &[u8]) -> Result<(), StorageError> {
+        check_key(key)?;
+        self.account(key.len())?;
+        self.inner.engine_tx.clear(key);
+        Ok(())
+    }
+
+    pub fn clear_range(&self, range: &KeyRange) -> Result<(), StorageError> {
+        if range.begin > range.end {
+            return Err(StorageError::InvalidRange);
+        }
+        self.account(range.begin.len() + range.end.len())?;
+        self.inner.engine_tx.clear_range(range);
+        Ok(())
+    }
+
+    /// Adds `delta` to the little-endian `i64` at `key` without a read conflict.
+    pub fn atomic_add(&self, key: &[u8], delta: i64) -> Result<(), StorageError> {
+        check_key(key)?;
+        self.account(key.len() + 8)?;
+        self.inner.engine_tx.atomic_add(key, delta);
+        Ok(())
+    }
+
+    fn account(&self, bytes: usize) -> Result<(), StorageError> {
+        let total = self.inner.written.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total > MAX_TRANSACTION_SIZE {
+            return Err(StorageError::TransactionTooLarge {
+                size: total,
+                limit: MAX_TRANSACTION_SIZE,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), StorageError> {
+    if key.len() > MAX_KEY_SIZE {
+        return Err(StorageError::KeyTooLarge {
+            size: key.len(),
+            limit: MAX_KEY_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a value written by [`Tx::atomic_add`].
+pub fn decode_counter(bytes: &[u8]) -> i64 {
+    i64::from_le_bytes(occ::add_le(Some(bytes), 0).try_into().unwrap_or([0; 8]))
+}

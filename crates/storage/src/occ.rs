@@ -1,0 +1,486 @@
+//! Optimistic concurrency control shared by the engines that have no conflict
+//! detection of their own (memory and embedded).
+//!
+//! Each attempt reads from an immutable snapshot taken at a commit version,
+//! records the ranges it read, and buffers its writes. At commit, under the
+//! engine's single commit lock, the read set is checked against the write sets of
+//! every transaction that committed after the snapshot (backward validation). If
+//! none intersect, the transaction could have run alone at its commit point, which
+//! makes the history serializable: no lost updates and no write skew.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use crate::engine::EngineTransaction;
+use crate::limits::MAX_TRANSACTION_DURATION;
+use crate::range::{KeyValue, key_after};
+use crate::{KeyRange, RangeOptions, RangePage, StorageError};
+
+/// A buffered mutation of one key.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Set(Vec<u8>),
+    Clear,
+    /// Add to whatever value is committed when this transaction commits.
+    Add(i64),
+}
+
+/// The writes of one transaction, in the form commits apply them: first every
+/// cleared range, then every per-key operation.
+#[derive(Debug, Default)]
+pub(crate) struct WriteBuffer {
+    pub ops: BTreeMap<Vec<u8>, Op>,
+    pub cleared: Vec<KeyRange>,
+}
+
+/// What the buffer knows about a key, for reads.
+pub(crate) enum Lookup<'a> {
+    /// The buffer decides the value on its own.
+    Known(Option<&'a [u8]>),
+    /// The committed value plus this delta.
+    AddToBase(i64),
+    /// The buffer has nothing to say: read the snapshot.
+    Base,
+}
+
+impl WriteBuffer {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.cleared.is_empty()
+    }
+
+    fn in_cleared(&self, key: &[u8]) -> bool {
+        self.cleared.iter().any(|r| r.contains(key))
+    }
+
+    pub fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.ops.insert(key.to_vec(), Op::Set(value.to_vec()));
+    }
+
+    pub fn clear(&mut self, key: &[u8]) {
+        self.ops.insert(key.to_vec(), Op::Clear);
+    }
+
+    pub fn clear_range(&mut self, range: &KeyRange) {
+        if range.is_empty() {
+            return;
+        }
+        let doomed: Vec<Vec<u8>> = self
+            .ops
+            .range(range.begin.clone()..range.end.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in doomed {
+            self.ops.remove(&key);
+        }
+        self.cleared.push(range.clone());
+    }
+
+    pub fn add(&mut self, key: &[u8], delta: i64) {
+        let op = match self.ops.get(key) {
+            Some(Op::Set(v)) => Op::Set(add_le(Some(v), delta)),
+            Some(Op::Clear) => Op::Set(add_le(None, delta)),
+            Some(Op::Add(d)) => Op::Add(d.wrapping_add(delta)),
+            None if self.in_cleared(key) => Op::Set(add_le(None, delta)),
+            None => Op::Add(delta),
+        };
+        self.ops.insert(key.to_vec(), op);
+    }
+
+    pub fn lookup(&self, key: &[u8]) -> Lookup<'_> {
+        match self.ops.get(key) {
+            Some(Op::Set(v)) => Lookup::Known(Some(v)),
+            Some(Op::Clear) => Lookup::Known(None),
+            Some(Op::Add(d)) => Lookup::AddToBase(*d),
+            None if self.in_cleared(key) => Lookup::Known(None),
+            None => Lookup::Base,
+        }
+    }
+
+    /// Applies the buffer to a committed state.
+    pub fn apply_to(&self, target: &mut dyn ApplyTarget) -> Result<(), StorageError> {
+        for range in &self.cleared {
+            target.clear_range(range)?;
+        }
+        for (key, op) in &self.ops {
+            match op {
+                Op::Set(v) => target.set(key, v)?,
+                Op::Clear => target.clear(key)?,
+                Op::Add(d) => {
+                    let current = target.get(key)?;
+                    target.set(key, &add_le(current.as_deref(), *d))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The committed state an engine applies a [`WriteBuffer`] to.
+pub(crate) trait ApplyTarget {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
+    fn clear(&mut self, key: &[u8]) -> Result<(), StorageError>;
+    fn clear_range(&mut self, range: &KeyRange) -> Result<(), StorageError>;
+}
+
+/// FoundationDB's `ADD` mutation with an 8-byte operand: the stored value is read
+/// as a little-endian integer, zero-extended or truncated to 8 bytes.
+pub(crate) fn add_le(current: Option<&[u8]>, delta: i64) -> Vec<u8> {
+    let mut bytes = [0u8; 8];
+    if let Some(current) = current {
+        let n = current.len().min(8);
+        bytes[..n].copy_from_slice(&current[..n]);
+    }
+    i64::from_le_bytes(bytes)
+        .wrapping_add(delta)
+        .to_le_bytes()
+        .to_vec()
+}
+
+/// An immutable view of the committed data at one version.
+pub(crate) trait Snapshot: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Calls `visit` on each entry of `range` in order until it returns `false`.
+    fn scan(
+        &self,
+        range: &KeyRange,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError>;
+}
+
+/// The engine side of a commit.
+#[async_trait]
+pub(crate) trait Committer: Send + Sync + 'static {
+    /// Validates `reads` against commits after `start_version` and applies `writes`
+    /// if they do not conflict, atomically and durably.
+    async fn commit(
+        &self,
+        start_version: u64,
+        reads: Vec<KeyRange>,
+        writes: WriteBuffer,
+    ) -> Result<(), StorageError>;
+}
+
+/// How long commit write sets are kept for validation. Transactions live at most
+/// [`MAX_TRANSACTION_DURATION`], so twice that leaves a margin.
+const LOG_RETENTION: Duration = Duration::from_secs(2 * MAX_TRANSACTION_DURATION.as_secs());
+
+struct LogEntry {
+    version: u64,
+    at: Instant,
+    /// Sorted keys written (set, cleared or added).
+    keys: Vec<Vec<u8>>,
+    ranges: Vec<KeyRange>,
+}
+
+impl LogEntry {
+    fn conflicts_with(&self, read: &KeyRange) -> bool {
+        let first = self
+            .keys
+            .partition_point(|k| k.as_slice() < read.begin.as_slice());
+        if self.keys.get(first).is_some_and(|k| read.contains(k)) {
+            return true;
+        }
+        self.ranges.iter().any(|r| r.intersects(read))
+    }
+}
+
+/// The write sets of recent commits, for backward validation.
+#[derive(Default)]
+pub(crate) struct CommitLog {
+    entries: VecDeque<LogEntry>,
+    /// Highest version whose entry was dropped; snapshots older than it cannot be validated.
+    pruned_through: u64,
+}
+
+impl CommitLog {
+    pub fn validate(&self, start_version: u64, reads: &[KeyRange]) -> Result<(), StorageError> {
+        if start_version < self.pruned_through {
+            return Err(StorageError::TransactionTooOld {
+                limit_secs: MAX_TRANSACTION_DURATION.as_secs(),
+            });
+        }
+        let newer = self.entries.iter().filter(|e| e.version > start_version);
+        for entry in newer {
+            if reads.iter().any(|r| entry.conflicts_with(r)) {
+                return Err(StorageError::Conflict);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn record(&mut self, version: u64, writes: &WriteBuffer) {
+        let now = Instant::now();
+        while let Some(front) = self.entries.front() {
+            if now.duration_since(front.at) < LOG_RETENTION {
+                break;
+            }
+            self.pruned_through = front.version;
+            self.entries.pop_front();
+        }
+        self.entries.push_back(LogEntry {
+            version,
+            at: now,
+            keys: writes.ops.keys().cloned().collect(),
+            ranges: writes.cleared.clone(),
+        });
+    }
+}
+
+struct TxState {
+    buffer: WriteBuffer,
+    reads: Vec<KeyRange>,
+    committed: bool,
+}
+
+/// A transaction attempt over a snapshot, committed through a [`Committer`].
+pub(crate) struct OccTransaction<S: Snapshot, C: Committer> {
+    snapshot: S,
+    version: u64,
+    committer: Arc<C>,
+    started: Instant,
+    state: Mutex<TxState>,
+}
+
+impl<S: Snapshot, C: Committer> OccTransaction<S, C> {
+    pub fn new(snapshot: S, version: u64, committer: Arc<C>) -> Self {
+        OccTransaction {
+            snapshot,
+            version,
+            committer,
+            started: Instant::now(),
+            state: Mutex::new(TxState {
+                buffer: WriteBuffer::default(),
+                reads: Vec::new(),
+                committed: false,
+            }),
+        }
+    }
+
+    fn check_open(&self, state: &TxState) -> Result<(), StorageError> {
+        if state.committed {
+            return Err(StorageError::AlreadyCommitted);
+        }
+        if self.started.elapsed() > MAX_TRANSACTION_DURATION {
+            return Err(StorageError::TransactionTooOld {
+                limit_secs: MAX_TRANSACTION_DURATION.as_secs(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: Snapshot, C: Committer> EngineTransaction for OccTransaction<S, C> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut state = self.state.lock();
+        self.check_open(&state)?;
+        state.reads.push(KeyRange::single(key));
+        match state.buffer.lookup(key) {
+            Lookup::Known(v) => Ok(v.map(<[u8]>::to_vec)),
+            Lookup::AddToBase(d) => Ok(Some(add_le(self.snapshot.get(key)?.as_deref(), d))),
+            Lookup::Base => self.snapshot.get(key),
+        }
+    }
+
+    async fn get_range(
+        &self,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> Result<RangePage, StorageError> {
+        let mut state = self.state.lock();
+        self.check_open(&state)?;
+        if range.begin > range.end {
+            return Err(StorageError::InvalidRange);
+        }
+        if range.is_empty() || options.limit == Some(0) {
+            return Ok(RangePage::default());
+        }
+        // Read one entry past the limit so that `next` is set only when more exist.
+        let want = options.limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        let (entries, read_through) =
+            merged_range(&self.snapshot, &state.buffer, range, options.reverse, want)?;
+        state.reads.push(read_through);
+        Ok(into_page(entries, range, options))
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.state.lock().buffer.set(key, value);
+    }
+
+    fn clear(&self, key: &[u8]) {
+        self.state.lock().buffer.clear(key);
+    }
+
+    fn clear_range(&self, range: &KeyRange) {
+        self.state.lock().buffer.clear_range(range);
+    }
+
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.state.lock().buffer.add(key, delta);
+    }
+
+    async fn commit(&self) -> Result<(), StorageError> {
+        let (reads, writes) = {
+            let mut state = self.state.lock();
+            self.check_open(&state)?;
+            state.committed = true;
+            (
+                std::mem::take(&mut state.reads),
+                std::mem::take(&mut state.buffer),
+            )
+        };
+        // A transaction that wrote nothing read a consistent snapshot, which is
+        // already a serializable outcome: there is nothing to validate or apply.
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.committer.commit(self.version, reads, writes).await
+    }
+}
+
+/// Reads `range` from the snapshot with the buffer's writes laid over it, stopping
+/// after `want` entries. Returns the entries and the part of the range that was
+/// actually examined (the read set).
+fn merged_range(
+    snapshot: &dyn Snapshot,
+    buffer: &WriteBuffer,
+    range: &KeyRange,
+    reverse: bool,
+    want: usize,
+) -> Result<(Vec<KeyValue>, KeyRange), StorageError> {
+    let mut local: Vec<(&Vec<u8>, &Op)> = buffer
+        .ops
+        .range(range.begin.clone()..range.end.clone())
+        .collect();
+    if reverse {
+        local.reverse();
+    }
+    // `before(a, b)`: a comes before b in the direction of the read.
+    let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+    let mut out: Vec<KeyValue> = Vec::new();
+    let mut next_local = 0;
+
+    let emit_local = |op: &Op, key: &[u8], base: Option<&[u8]>, out: &mut Vec<_>| match op {
+        Op::Set(v) => out.push((key.to_vec(), v.clone())),
+        Op::Clear => {}
+        Op::Add(d) => out.push((key.to_vec(), add_le(base, *d))),
+    };
+
+    snapshot.scan(range, reverse, &mut |key, value| {
+        while next_local < local.len() && before(local[next_local].0, key) {
+            let (k, op) = local[next_local];
+            emit_local(op, k, None, &mut out);
+            next_local += 1;
+            if out.len() >= want {
+                return false;
+            }
+        }
+        if next_local < local.len() && local[next_local].0.as_slice() == key {
+            let (k, op) = local[next_local];
+            emit_local(op, k, Some(value), &mut out);
+            next_local += 1;
+        } else if !buffer.in_cleared(key) {
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        out.len() < want
+    })?;
+    while out.len() < want && next_local < local.len() {
+        let (k, op) = local[next_local];
+        emit_local(op, k, None, &mut out);
+        next_local += 1;
+    }
+
+    let read_through = match out.last() {
+        Some((last, _)) if out.len() >= want => {
+            if reverse {
+                KeyRange::new(last.clone(), range.end.clone())
+            } else {
+                KeyRange::new(range.begin.clone(), key_after(last))
+            }
+        }
+        _ => range.clone(),
+    };
+    Ok((out, read_through))
+}
+
+/// Cuts the entries to the limit and works out the rest of the range.
+fn into_page(mut entries: Vec<KeyValue>, range: &KeyRange, options: RangeOptions) -> RangePage {
+    let Some(limit) = options.limit else {
+        return RangePage {
+            entries,
+            next: None,
+        };
+    };
+    if entries.len() <= limit {
+        return RangePage {
+            entries,
+            next: None,
+        };
+    }
+    entries.truncate(limit);
+    let last = &entries[limit - 1].0;
+    let next = if options.reverse {
+        KeyRange::new(range.begin.clone(), last.clone())
+    } else {
+        KeyRange::new(key_after(last), range.end.clone())
+    };
+    RangePage {
+        entries,
+        next: Some(next),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_le_treats_absent_as_zero_and_wraps() {
+        assert_eq!(add_le(None, 5), 5i64.to_le_bytes().to_vec());
+        assert_eq!(
+            add_le(Some(&i64::MAX.to_le_bytes()), 1),
+            i64::MIN.to_le_bytes().to_vec()
+        );
+        // Short values are zero-extended, long ones truncated, as in FoundationDB.
+        assert_eq!(add_le(Some(&[1]), 1), 2i64.to_le_bytes().to_vec());
+        assert_eq!(
+            add_le(Some(&[1, 0, 0, 0, 0, 0, 0, 0, 9]), 1),
+            2i64.to_le_bytes().to_vec()
+        );
+    }
+
+    #[test]
+    fn buffer_add_after_clear_range_starts_from_zero() {
+        let mut b = WriteBuffer::default();
+        b.clear_range(&KeyRange::new(b"a".to_vec(), b"z".to_vec()));
+        b.add(b"k", 3);
+        assert!(matches!(b.lookup(b"k"), Lookup::Known(Some(v)) if v == 3i64.to_le_bytes()));
+        assert!(matches!(b.lookup(b"m"), Lookup::Known(None)));
+        assert!(matches!(b.lookup(b"zz"), Lookup::Base));
+    }
+
+    #[test]
+    fn log_detects_point_and_range_conflicts() {
+        let mut log = CommitLog::default();
+        let mut w = WriteBuffer::default();
+        w.set(b"k5", b"v");
+        w.clear_range(&KeyRange::new(b"r1".to_vec(), b"r3".to_vec()));
+        log.record(2, &w);
+        assert_eq!(log.validate(2, &[KeyRange::single(b"k5")]), Ok(()));
+        assert_eq!(
+            log.validate(1, &[KeyRange::new(b"k0".to_vec(), b"k9".to_vec())]),
+            Err(StorageError::Conflict)
+        );
+        assert_eq!(
+            log.validate(1, &[KeyRange::single(b"r2")]),
+            Err(StorageError::Conflict)
+        );
+        assert_eq!(log.validate(1, &[KeyRange::single(b"k6")]), Ok(()));
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the storage crate: the conformance suite, stamped once
+//! per engine.
+
+mod conformance;
