@@ -1,1 +1,16 @@
-//! placeholder
+//! Gatehouse core: entities, the keyspace, repositories and services. Every
+//! business rule lives here, once, for REST and gRPC alike.
+//!
+//! Core does no I/O of its own: storage comes in as a [`gatehouse_storage::Store`],
+//! and time, randomness and IDs through the traits in [`env`], so tests control them.
+
+pub mod codec;
+pub mod env;
+pub mod error;
+pub mod id;
+pub mod keyspace;
+pub mod services;
+
+pub use crate::env::Env;
+pub use crate::error::{Error, ErrorCode, Result};
+pub use crate::id::Id;

@@ -1,0 +1,105 @@
+//! What core takes from the outside world: time, randomness and IDs, behind
+//! small traits so that tests can control them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::id::{IdGenerator, Snowflake};
+
+/// Wall-clock time.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.now_millis())
+            .single()
+            .unwrap_or(DateTime::UNIX_EPOCH)
+    }
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(millis: i64) -> Self {
+        ManualClock(AtomicI64::new(millis))
+    }
+
+    pub fn set(&self, millis: i64) {
+        self.0.store(millis, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A source of cryptographically secure random bytes.
+pub trait Random: Send + Sync {
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// The operating system's generator.
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        rand::rng().fill_bytes(buf);
+    }
+}
+
+/// A deterministic generator for tests. Never use it to make secrets.
+pub struct SeededRandom(Mutex<StdRng>);
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> Self {
+        SeededRandom(Mutex::new(StdRng::seed_from_u64(seed)))
+    }
+}
+
+impl Random for SeededRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        self.0.lock().fill_bytes(buf);
+    }
+}
+
+/// The environment services run in.
+#[derive(Clone)]
+pub struct Env {
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl Env {
+    /// The production environment for snowflake worker `worker_id`.
+    pub fn system(worker_id: u16) -> crate::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(Env {
+            ids: Arc::new(Snowflake::new(worker_id, clock.clone())?),
+            clock,
+            random: Arc::new(OsRandom),
+        })
+    }
+}
