@@ -1,1 +1,16 @@
-//! placeholder
+//! Gatehouse's interfaces: REST with axum for web UIs and gRPC with tonic for
+//! internal services. Both are thin: they parse their transport's input, call the
+//! same `core` service, and convert the result. This is the only crate that knows
+//! HTTP, JSON-over-HTTP and gRPC types.
+
+pub mod error;
+pub mod extract;
+pub mod grpc;
+mod metrics;
+pub mod openapi;
+pub mod request_id;
+pub mod rest;
+pub mod server;
+
+pub use crate::error::ApiError;
+pub use crate::server::{Application, ServerSettings};

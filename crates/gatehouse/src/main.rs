@@ -1,1 +1,111 @@
-fn main() {}
+//! The `gatehouse` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::config::{Config, Overrides};
+use gatehouse::{Gatehouse, shutdown_signal, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "The control plane for AI platforms"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the REST and gRPC servers.
+    Serve(ServeArgs),
+    /// Check the configuration and print it, secrets hidden.
+    CheckConfig(ConfigArgs),
+    /// Print the OpenAPI document (YAML) of the REST API.
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Configuration file (default: ./config.yaml if present).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Keep everything in memory: nothing survives the process.
+    #[arg(long)]
+    ephemeral: bool,
+    /// REST listen address (overrides server.http_addr).
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// gRPC listen address (overrides server.grpc_addr).
+    #[arg(long, value_name = "ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// Data directory of the embedded engine (overrides storage.path).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", gatehouse_api::openapi::yaml());
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(args) => {
+            let overrides = Overrides {
+                config_file: args.config,
+                ..Overrides::default()
+            };
+            match Config::load(&overrides) {
+                Ok(config) => {
+                    println!("{config:#?}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Serve(args) => {
+            let overrides = Overrides {
+                config_file: args.config.config,
+                ephemeral: args.ephemeral,
+                http_addr: args.http_addr,
+                grpc_addr: args.grpc_addr,
+                data_dir: args.data_dir,
+            };
+            let config = match Config::load(&overrides) {
+                Ok(config) => config,
+                Err(e) => return fail(e),
+            };
+            telemetry::init(&config.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(e),
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("{e:#}")),
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Gatehouse::build(&config).await?;
+    server.run_until_stopped(shutdown_signal()).await
+}
+
+/// One line on standard error, and a non-zero exit.
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gatehouse: {error}");
+    ExitCode::FAILURE
+}

@@ -107,6 +107,11 @@ impl SystemService {
         Ok(installation)
     }
 
+    /// Whether storage answers; `/ready` and the gRPC health service report this.
+    pub async fn check_ready(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
     pub async fn installation(&self) -> Result<Installation> {
         self.store
             .run(|tx| async move { keyspace::installation().get(&tx).await })

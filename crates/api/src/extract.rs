@@ -1,0 +1,11 @@
+//! Extractors that reject with our error shape instead of axum's plain text.
+
+use axum::extract::FromRequest;
+
+use crate::ApiError;
+
+/// `axum::Json`, but a malformed, oversized or non-JSON body becomes an
+/// [`ApiError`] with a stable code.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);

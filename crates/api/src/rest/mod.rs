@@ -1,0 +1,99 @@
+//! The REST router: operational endpoints, the management API under `/api/v1`,
+//! and the interactive API documentation.
+
+pub(crate) mod ops;
+pub(crate) mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use gatehouse_core::ErrorCode;
+use gatehouse_core::services::Services;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use self::ops::{Health, Ready};
+pub use self::system::SystemInfo;
+use crate::ApiError;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Limits applied to every REST request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// Builds the REST router with all its middleware.
+pub fn router(services: Services, limits: Limits) -> Router {
+    let metrics = Metrics::new();
+    let state = AppState {
+        services,
+        metrics: metrics.clone(),
+    };
+    let docs = Html(utoipa_scalar::Scalar::new(crate::openapi::spec()).to_html());
+    let spec = Json(crate::openapi::spec());
+
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/system", get(system::info))
+        .route("/docs", get(docs.clone()))
+        .route("/admin/docs", get(docs))
+        .route("/openapi.json", get(spec))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // Layers wrap each route, so the inner ones see the matched route. The
+        // last added runs first: request IDs exist before anything logs.
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::middleware,
+        ))
+        .layer(middleware::from_fn(crate::request_id::middleware))
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "no route matches this path")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not support this method",
+    )
+}
+
+async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::Timeout,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError(gatehouse_core::Error::internal("handler panicked")).into_response()
+}

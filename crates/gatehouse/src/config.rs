@@ -1,0 +1,422 @@
+//! Configuration: `config.yaml`, overridden by `GATEHOUSE__SECTION__KEY`
+//! environment variables, overridden by command-line flags; validated as a whole
+//! before anything starts, so a bad value stops the start with one line naming
+//! the field.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use gatehouse_storage::{Engine, StorageConfig};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The prefix of configuration environment variables; `__` separates levels.
+pub const ENV_PREFIX: &str = "GATEHOUSE__";
+/// Read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.yaml";
+/// Decoded secrets must be at least this long.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub mode: Mode,
+    pub server: ServerConfig,
+    pub storage: StorageSection,
+    pub ids: IdsConfig,
+    pub auth: AuthConfig,
+    pub bootstrap: BootstrapConfig,
+    pub email: EmailConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered with a `timeout` error.
+    pub request_timeout_secs: u64,
+    /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 3001)),
+            body_limit_bytes: 2 * 1024 * 1024,
+            request_timeout_secs: 60,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// `memory`, `embedded`, `postgres` or `fdb`.
+    pub engine: String,
+    /// Data directory of the embedded engine.
+    pub path: PathBuf,
+    pub postgres_url: Option<String>,
+    pub fdb_cluster_file: Option<PathBuf>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            engine: "embedded".to_string(),
+            path: PathBuf::from("./data"),
+            postgres_url: None,
+            fdb_cluster_file: None,
+        }
+    }
+}
+
+/// A snowflake worker ID, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerId {
+    #[default]
+    Auto,
+    Fixed(u16),
+}
+
+impl Serialize for WorkerId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WorkerId::Auto => s.serialize_str("auto"),
+            WorkerId::Fixed(n) => s.serialize_u16(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkerId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let invalid = || {
+            serde::de::Error::custom(format!(
+                "expected `auto` or a number from 0 to {}",
+                gatehouse_core::id::MAX_WORKER_ID
+            ))
+        };
+        let n = match Raw::deserialize(d)? {
+            Raw::Text(s) if s == "auto" => return Ok(WorkerId::Auto),
+            Raw::Text(s) => s.parse::<i64>().map_err(|_| invalid())?,
+            Raw::Number(n) => n,
+        };
+        u16::try_from(n)
+            .ok()
+            .filter(|n| *n <= gatehouse_core::id::MAX_WORKER_ID)
+            .map(WorkerId::Fixed)
+            .ok_or_else(invalid)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdsConfig {
+    pub worker_id: WorkerId,
+}
+
+/// A secret given as base64. Never printed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub jwt_secret: Option<Secret>,
+    pub key_encryption_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapConfig {
+    pub admin_email: String,
+    pub admin_password: Option<Secret>,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        BootstrapConfig {
+            admin_email: "admin@localhost".to_string(),
+            admin_password: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// SMTP server URL; empty writes emails to the log.
+    pub smtp_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty when standard error is a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    Pretty,
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `gatehouse=debug,tower_http=info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// Flags that override files and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub ephemeral: bool,
+    pub http_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A configuration problem, as one line: the field, where its value came from,
+/// and what is wrong.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn field_error(field: &str, problem: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{field}: {problem}"))
+}
+
+impl Config {
+    /// Loads and validates the configuration from file, environment and flags.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match &overrides.config_file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Yaml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Yaml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, overrides: &Overrides) {
+        if overrides.ephemeral {
+            self.storage.engine = "memory".to_string();
+        }
+        if let Some(addr) = overrides.http_addr {
+            self.server.http_addr = addr;
+        }
+        if let Some(addr) = overrides.grpc_addr {
+            self.server.grpc_addr = addr;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.storage.path = dir.clone();
+        }
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let engine = self.engine()?;
+        match engine {
+            Engine::Embedded if self.storage.path.as_os_str().is_empty() => {
+                return Err(field_error(
+                    "storage.path",
+                    "must not be empty for the embedded engine",
+                ));
+            }
+            Engine::Postgres if self.storage.postgres_url.is_none() => {
+                return Err(field_error(
+                    "storage.postgres_url",
+                    "is required when storage.engine is `postgres`",
+                ));
+            }
+            Engine::Fdb if self.storage.fdb_cluster_file.is_none() => {
+                return Err(field_error(
+                    "storage.fdb_cluster_file",
+                    "is required when storage.engine is `fdb`",
+                ));
+            }
+            _ => {}
+        }
+        if self.server.body_limit_bytes == 0 {
+            return Err(field_error(
+                "server.body_limit_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(field_error(
+                "server.request_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.http_addr == self.server.grpc_addr && self.server.http_addr.port() != 0 {
+            return Err(field_error(
+                "server.grpc_addr",
+                "must differ from server.http_addr",
+            ));
+        }
+        for (field, secret) in [
+            ("auth.jwt_secret", &self.auth.jwt_secret),
+            (
+                "auth.key_encryption_secret",
+                &self.auth.key_encryption_secret,
+            ),
+        ] {
+            match secret {
+                Some(secret) => {
+                    decode_secret(secret).map_err(|problem| field_error(field, problem))?;
+                }
+                None if self.mode == Mode::Production => {
+                    return Err(field_error(
+                        field,
+                        "is required in production mode (base64 of at least 32 random bytes)",
+                    ));
+                }
+                None => {}
+            }
+        }
+        if !self.bootstrap.admin_email.contains('@') {
+            return Err(field_error(
+                "bootstrap.admin_email",
+                "is not an email address",
+            ));
+        }
+        if let Some(password) = &self.bootstrap.admin_password
+            && password.0.chars().count() < 12
+        {
+            return Err(field_error(
+                "bootstrap.admin_password",
+                "must be at least 12 characters",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(field_error("log.level", e));
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Result<Engine, ConfigError> {
+        self.storage
+            .engine
+            .parse()
+            .map_err(|e| field_error("storage.engine", e))
+    }
+
+    pub fn storage_config(&self) -> Result<StorageConfig, ConfigError> {
+        Ok(StorageConfig {
+            engine: self.engine()?,
+            path: self.storage.path.clone(),
+            postgres_url: self.storage.postgres_url.clone(),
+            fdb_cluster_file: self.storage.fdb_cluster_file.clone(),
+        })
+    }
+
+    pub fn server_settings(&self) -> gatehouse_api::ServerSettings {
+        gatehouse_api::ServerSettings {
+            http_addr: self.server.http_addr,
+            grpc_addr: self.server.grpc_addr,
+            body_limit_bytes: self.server.body_limit_bytes,
+            request_timeout: Duration::from_secs(self.server.request_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+        }
+    }
+}
+
+/// Decodes a base64 secret of at least [`MIN_SECRET_BYTES`].
+pub fn decode_secret(secret: &Secret) -> Result<Vec<u8>, String> {
+    let bytes = BASE64
+        .decode(secret.0.trim())
+        .map_err(|_| "is not valid base64".to_string())?;
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "decodes to {} bytes; at least {MIN_SECRET_BYTES} are required",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Turns figment's error into one line naming the field and, for environment
+/// variables, the variable.
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    let Some(first) = error.into_iter().next() else {
+        return ConfigError("unreadable configuration".to_string());
+    };
+    let field = first.path.join(".");
+    let source = first.metadata.as_ref().map(|m| match &m.source {
+        Some(figment::Source::File(path)) => path.display().to_string(),
+        _ if m.name.contains("environment") => {
+            let parts: Vec<String> = first.path.iter().map(|p| p.to_uppercase()).collect();
+            format!("{ENV_PREFIX}{}", parts.join("__"))
+        }
+        _ => m.name.to_string(),
+    });
+    let what = first.kind.to_string();
+    match (field.is_empty(), source) {
+        (true, _) => ConfigError(what),
+        (false, Some(source)) => ConfigError(format!("{field}: {what} (from {source})")),
+        (false, _) => ConfigError(format!("{field}: {what}")),
+    }
+}

@@ -1,0 +1,20 @@
+//! Generates the gRPC types from `proto/` with a vendored `protoc`, so a fresh
+//! clone builds without system packages.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: a build script is single-threaded, so nothing reads the environment concurrently.
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let protos = ["gatehouse/v1/system.proto"].map(|p| proto_root.join(p));
+    let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("gatehouse_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(&descriptor)
+        .compile_protos(&protos, &[proto_root.clone()])?;
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
+    Ok(())
+}
