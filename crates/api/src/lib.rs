@@ -6,7 +6,7 @@
 pub mod error;
 pub mod extract;
 pub mod grpc;
-mod metrics;
+pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 pub mod rest;

@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use self::ops::{Health, Ready};
 pub use self::system::SystemInfo;
 use crate::ApiError;
-use crate::metrics::Metrics;
+pub use crate::metrics::Metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ pub fn router(services: Services, limits: Limits) -> Router {
     let docs = Html(utoipa_scalar::Scalar::new(crate::openapi::spec()).to_html());
     let spec = Json(crate::openapi::spec());
 
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
@@ -53,9 +53,17 @@ pub fn router(services: Services, limits: Limits) -> Router {
         .route("/docs", get(docs.clone()))
         .route("/admin/docs", get(docs))
         .route("/openapi.json", get(spec))
+        .with_state(state);
+    with_middleware(routes, limits, metrics)
+}
+
+/// Adds what every route gets: request IDs and logging, metrics, panic
+/// recovery, the body limit, the timeout, and JSON errors for unknown routes
+/// and methods.
+pub fn with_middleware(routes: Router, limits: Limits, metrics: Arc<Metrics>) -> Router {
+    routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
         // Layers wrap each route, so the inner ones see the matched route. The
         // last added runs first: request IDs exist before anything logs.
         .layer(middleware::from_fn_with_state(

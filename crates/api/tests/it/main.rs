@@ -1,0 +1,3 @@
+//! Router tests of the api crate, in-process with `tower::ServiceExt::oneshot`.
+
+mod middleware;
