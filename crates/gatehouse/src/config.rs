@@ -420,3 +420,74 @@ fn describe_figment_error(error: figment::Error) -> ConfigError {
         (false, _) => ConfigError(format!("{field}: {what}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(yaml: &str) -> Result<WorkerId, String> {
+        #[derive(Deserialize)]
+        struct W {
+            worker_id: WorkerId,
+        }
+        Figment::from(Yaml::string(yaml))
+            .extract::<W>()
+            .map(|w| w.worker_id)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn worker_id_is_auto_or_in_range() {
+        assert_eq!(worker("worker_id: auto"), Ok(WorkerId::Auto));
+        assert_eq!(worker("worker_id: 0"), Ok(WorkerId::Fixed(0)));
+        assert_eq!(worker("worker_id: 1023"), Ok(WorkerId::Fixed(1023)));
+        assert_eq!(worker("worker_id: '17'"), Ok(WorkerId::Fixed(17)));
+        for bad in ["worker_id: 1024", "worker_id: -1", "worker_id: manual"] {
+            assert!(worker(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_must_be_base64_of_32_bytes() {
+        let ok = Secret("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into());
+        assert_eq!(decode_secret(&ok).unwrap().len(), 32);
+        assert!(decode_secret(&Secret("c2hvcnQ=".into())).unwrap_err().contains("32"));
+        assert!(decode_secret(&Secret("!!!".into())).unwrap_err().contains("base64"));
+        assert_eq!(format!("{ok:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn defaults_validate_and_match_the_spec() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.server.http_addr.port(), 3000);
+        assert_eq!(config.server.grpc_addr.port(), 3001);
+        assert_eq!(config.engine().unwrap(), Engine::Embedded);
+        assert_eq!(config.storage.path, PathBuf::from("./data"));
+        assert_eq!(config.bootstrap.admin_email, "admin@localhost");
+        assert_eq!(config.mode, Mode::Development);
+    }
+
+    #[test]
+    fn checked_in_config_yaml_is_valid_and_complete() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.yaml");
+        let from_file: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Yaml::file_exact(path))
+            .extract()
+            .unwrap();
+        from_file.validate().unwrap();
+        // Every setting appears in the file, so operators see them all.
+        let text = std::fs::read_to_string(path).unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for (section, fields) in defaults.as_object().unwrap() {
+            match fields.as_object() {
+                Some(fields) => {
+                    for field in fields.keys() {
+                        assert!(text.contains(&format!("{field}:")), "config.yaml lacks {section}.{field}");
+                    }
+                }
+                None => assert!(text.contains(&format!("{section}:")), "config.yaml lacks {section}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The gRPC side of the real server: health, reflection and our own service.
+
+use gatehouse_grpc::v1::GetInfoRequest;
+use gatehouse_grpc::v1::system_service_client::SystemServiceClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+use crate::helpers::{spawn_app, test_config};
+
+#[tokio::test]
+async fn health_reflection_and_system_info() {
+    let app = spawn_app(test_config(None)).await;
+    let endpoint = format!("http://{}", app.grpc);
+
+    let channel = tonic::transport::Channel::from_shared(endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "gatehouse.v1.SystemService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let mut system = SystemServiceClient::connect(endpoint).await.unwrap();
+    let info = system.get_info(GetInfoRequest {}).await.unwrap().into_inner();
+    let (_, rest) = app.get_json("/api/v1/system").await;
+    assert_eq!(info.installation_id, rest["installation_id"].as_str().unwrap());
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"gatehouse.v1.SystemService".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    app.stop().await;
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the real server: in-process through `Gatehouse::build`
+//! (the same wiring `gatehouse serve` uses) and as a child process of the built
+//! binary.
+
+mod grpc;
+mod helpers;
+mod openapi;
+mod ops;
+mod process;
+mod restart;
+mod tidy;
