@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("gatehouse_descriptor.bin");
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor)
-        .compile_protos(&protos, &[proto_root.clone()])?;
+        .compile_protos(&protos, std::slice::from_ref(&proto_root))?;
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }

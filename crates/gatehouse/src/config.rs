@@ -451,8 +451,16 @@ mod tests {
     fn secrets_must_be_base64_of_32_bytes() {
         let ok = Secret("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into());
         assert_eq!(decode_secret(&ok).unwrap().len(), 32);
-        assert!(decode_secret(&Secret("c2hvcnQ=".into())).unwrap_err().contains("32"));
-        assert!(decode_secret(&Secret("!!!".into())).unwrap_err().contains("base64"));
+        assert!(
+            decode_secret(&Secret("c2hvcnQ=".into()))
+                .unwrap_err()
+                .contains("32")
+        );
+        assert!(
+            decode_secret(&Secret("!!!".into()))
+                .unwrap_err()
+                .contains("base64")
+        );
         assert_eq!(format!("{ok:?}"), "Secret(***)");
     }
 
@@ -483,10 +491,16 @@ mod tests {
             match fields.as_object() {
                 Some(fields) => {
                     for field in fields.keys() {
-                        assert!(text.contains(&format!("{field}:")), "config.yaml lacks {section}.{field}");
+                        assert!(
+                            text.contains(&format!("{field}:")),
+                            "config.yaml lacks {section}.{field}"
+                        );
                     }
                 }
-                None => assert!(text.contains(&format!("{section}:")), "config.yaml lacks {section}"),
+                None => assert!(
+                    text.contains(&format!("{section}:")),
+                    "config.yaml lacks {section}"
+                ),
             }
         }
     }

@@ -5,10 +5,10 @@ use gatehouse_grpc::v1::system_service_client::SystemServiceClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 use crate::helpers::{spawn_app, test_config};
 
@@ -43,9 +43,16 @@ async fn health_reflection_and_system_info() {
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
     let mut system = SystemServiceClient::connect(endpoint).await.unwrap();
-    let info = system.get_info(GetInfoRequest {}).await.unwrap().into_inner();
+    let info = system
+        .get_info(GetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let (_, rest) = app.get_json("/api/v1/system").await;
-    assert_eq!(info.installation_id, rest["installation_id"].as_str().unwrap());
+    assert_eq!(
+        info.installation_id,
+        rest["installation_id"].as_str().unwrap()
+    );
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
 
     let mut reflection = ServerReflectionClient::new(channel);
@@ -63,7 +70,13 @@ async fn health_reflection_and_system_info() {
         panic!("unexpected reflection response");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"gatehouse.v1.SystemService".to_string()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"gatehouse.v1.SystemService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
     app.stop().await;
 }

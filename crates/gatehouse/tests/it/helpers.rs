@@ -15,9 +15,12 @@ pub fn test_config(data_dir: Option<&Path>) -> Config {
     let mut config = Config::default();
     config.server.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.grpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.auth.jwt_secret = Some(Secret("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()));
-    config.auth.key_encryption_secret =
-        Some(Secret("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into()));
+    config.auth.jwt_secret = Some(Secret(
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+    ));
+    config.auth.key_encryption_secret = Some(Secret(
+        "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into(),
+    ));
     match data_dir {
         Some(dir) => {
             config.storage.engine = "embedded".into();
@@ -63,7 +66,12 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self.client.get(self.url(path)).send().await.expect("request");
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
     }
@@ -78,6 +86,9 @@ impl TestApp {
         } = self;
         drop(services);
         let _ = stop.send(());
-        handle.await.expect("server task").expect("server stops cleanly");
+        handle
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
     }
 }

@@ -16,22 +16,42 @@ async fn health_ready_metrics_and_docs_answer() {
     let (status, info) = app.get_json("/api/v1/system").await;
     assert_eq!(status, 200);
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-    assert!(info["installation_id"].as_str().unwrap().parse::<u64>().is_ok());
+    assert!(
+        info["installation_id"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
 
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(
-        metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"),
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
     );
     let text = metrics.text().await.unwrap();
-    assert!(text.contains(r#"gatehouse_http_requests_total{method="GET",route="/health",status="200"} 1"#), "{text}");
-    assert!(text.contains("gatehouse_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains(
+            r#"gatehouse_http_requests_total{method="GET",route="/health",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("gatehouse_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 
     for docs in ["/docs", "/admin/docs"] {
         let page = app.client.get(app.url(docs)).send().await.unwrap();
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
-        assert!(html.contains("/api/v1/system"), "{docs} embeds the API document");
+        assert!(
+            html.contains("/api/v1/system"),
+            "{docs} embeds the API document"
+        );
     }
     let (status, spec) = app.get_json("/openapi.json").await;
     assert_eq!(status, 200);

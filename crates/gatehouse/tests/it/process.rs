@@ -26,7 +26,10 @@ fn refused(envs: &[(&str, &str)], args: &[&str]) -> String {
 #[test]
 fn bad_configuration_stops_the_start_with_one_line_naming_the_field() {
     let e = refused(&[("GATEHOUSE__SERVER__HTTP_ADDR", "not-an-address")], &[]);
-    assert!(e.contains("server.http_addr") && e.contains("GATEHOUSE__SERVER__HTTP_ADDR"), "{e}");
+    assert!(
+        e.contains("server.http_addr") && e.contains("GATEHOUSE__SERVER__HTTP_ADDR"),
+        "{e}"
+    );
 
     let e = refused(&[("GATEHOUSE__STORAGE__ENGINE", "mongodb")], &[]);
     assert!(e.contains("storage.engine") && e.contains("mongodb"), "{e}");
@@ -35,10 +38,19 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_field() {
     assert!(e.contains("ids.worker_id"), "{e}");
 
     let e = refused(&[("GATEHOUSE__MODE", "production")], &[]);
-    assert!(e.contains("auth.jwt_secret") && e.contains("production"), "{e}");
+    assert!(
+        e.contains("auth.jwt_secret") && e.contains("production"),
+        "{e}"
+    );
 
-    let e = refused(&[("GATEHOUSE__AUTH__KEY_ENCRYPTION_SECRET", "c2hvcnQ=")], &[]);
-    assert!(e.contains("auth.key_encryption_secret") && e.contains("32"), "{e}");
+    let e = refused(
+        &[("GATEHOUSE__AUTH__KEY_ENCRYPTION_SECRET", "c2hvcnQ=")],
+        &[],
+    );
+    assert!(
+        e.contains("auth.key_encryption_secret") && e.contains("32"),
+        "{e}"
+    );
 
     let e = refused(&[], &["--config", "/does/not/exist.yaml"]);
     assert!(e.contains("/does/not/exist.yaml"), "{e}");
@@ -47,7 +59,10 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_field() {
     let file = dir.path().join("typo.yaml");
     std::fs::write(&file, "server:\n  http_adr: 127.0.0.1:3000\n").unwrap();
     let e = refused(&[], &["--config", file.to_str().unwrap()]);
-    assert!(e.contains("server.http_adr") && e.contains("typo.yaml"), "{e}");
+    assert!(
+        e.contains("server.http_adr") && e.contains("typo.yaml"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -99,7 +114,10 @@ fn serve_answers_health_and_stops_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "server did not stop on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "clean exit after SIGTERM: {status}");

@@ -27,7 +27,10 @@ async fn embedded_data_survives_a_restart() {
     assert_eq!(status, 200);
     assert_eq!(after["installation_id"], before["installation_id"]);
     assert_eq!(after["created_at"], before["created_at"]);
-    assert_eq!(app.services.system.get_setting(&name).await.unwrap(), written);
+    assert_eq!(
+        app.services.system.get_setting(&name).await.unwrap(),
+        written
+    );
     app.stop().await;
 }
 

@@ -37,7 +37,10 @@ fn every_module_says_what_it_is_for() {
         .iter()
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` header: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` header: {missing:?}"
+    );
 }
 
 /// The `[dependencies]` section of a crate's manifest.
@@ -60,19 +63,43 @@ fn names(section: &str) -> Vec<String> {
 
 #[test]
 fn dependency_arrows_point_one_way() {
-    let transport = ["axum", "tonic", "prost", "hyper", "tower", "tower-http", "http"];
+    let transport = [
+        "axum",
+        "tonic",
+        "prost",
+        "hyper",
+        "tower",
+        "tower-http",
+        "http",
+    ];
     let engines = ["redb", "tokio-postgres", "sqlx", "foundationdb", "imbl"];
 
     let core = names(&dependencies("core"));
-    for forbidden in transport.iter().chain(&engines).chain(&["gatehouse-api", "tokio"]) {
-        assert!(!core.contains(&forbidden.to_string()), "core depends on {forbidden}");
+    for forbidden in transport
+        .iter()
+        .chain(&engines)
+        .chain(&["gatehouse-api", "tokio"])
+    {
+        assert!(
+            !core.contains(&forbidden.to_string()),
+            "core depends on {forbidden}"
+        );
     }
     let api = names(&dependencies("api"));
     for forbidden in engines.iter().chain(&["gatehouse-storage"]) {
-        assert!(!api.contains(&forbidden.to_string()), "api depends on {forbidden}");
+        assert!(
+            !api.contains(&forbidden.to_string()),
+            "api depends on {forbidden}"
+        );
     }
     let storage = names(&dependencies("storage"));
-    for forbidden in transport.iter().chain(&["gatehouse-core", "gatehouse-api", "serde"]) {
-        assert!(!storage.contains(&forbidden.to_string()), "storage depends on {forbidden}");
+    for forbidden in transport
+        .iter()
+        .chain(&["gatehouse-core", "gatehouse-api", "serde"])
+    {
+        assert!(
+            !storage.contains(&forbidden.to_string()),
+            "storage depends on {forbidden}"
+        );
     }
 }
