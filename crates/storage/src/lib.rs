@@ -15,19 +15,21 @@ pub mod limits;
 pub mod memory;
 mod occ;
 mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod range;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use foundationdb_tuple as tuple;
 use rand::Rng;
 
 pub use crate::engine::{EngineTransaction, KvEngine};
 pub use crate::error::{StorageError, TxError};
-use crate::limits::{MAX_KEY_SIZE, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE};
+use crate::limits::{MAX_KEY_SIZE, MAX_TRANSACTION_DURATION, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE};
 pub use crate::open::{Engine, OpenError, StorageConfig, open};
 pub use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
 
@@ -86,6 +88,7 @@ impl Store {
     {
         let tx = Tx::new(self.engine.begin().await?);
         let value = f(tx.clone()).await?;
+        tx.check_age()?;
         tx.inner.engine_tx.commit().await?;
         Ok(value)
     }
@@ -107,6 +110,7 @@ fn backoff(attempt: u32) -> Duration {
 struct TxInner {
     engine_tx: Box<dyn EngineTransaction>,
     written: AtomicUsize,
+    started: Instant,
 }
 
 /// One attempt of a transaction, as handed to a [`Store::run`] closure. Clones
@@ -126,12 +130,14 @@ impl Tx {
             inner: Arc::new(TxInner {
                 engine_tx,
                 written: AtomicUsize::new(0),
+                started: Instant::now(),
             }),
         }
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         check_key(key)?;
+        self.check_age()?;
         self.inner.engine_tx.get(key).await
     }
 
@@ -141,7 +147,19 @@ impl Tx {
         range: &KeyRange,
         options: RangeOptions,
     ) -> Result<RangePage, StorageError> {
+        self.check_age()?;
         self.inner.engine_tx.get_range(range, options).await
+    }
+
+    /// Every engine enforces FoundationDB's transaction lifetime, so code that
+    /// works on one engine does not time out on another.
+    fn check_age(&self) -> Result<(), StorageError> {
+        if self.inner.started.elapsed() > MAX_TRANSACTION_DURATION {
+            return Err(StorageError::TransactionTooOld {
+                limit_secs: MAX_TRANSACTION_DURATION.as_secs(),
+            });
+        }
+        Ok(())
     }
 
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {

@@ -243,7 +243,6 @@ pub(crate) struct OccTransaction<S: Snapshot, C: Committer> {
     snapshot: S,
     version: u64,
     committer: Arc<C>,
-    started: Instant,
     state: Mutex<TxState>,
 }
 
@@ -253,7 +252,6 @@ impl<S: Snapshot, C: Committer> OccTransaction<S, C> {
             snapshot,
             version,
             committer,
-            started: Instant::now(),
             state: Mutex::new(TxState {
                 buffer: WriteBuffer::default(),
                 reads: Vec::new(),
@@ -265,11 +263,6 @@ impl<S: Snapshot, C: Committer> OccTransaction<S, C> {
     fn check_open(&self, state: &TxState) -> Result<(), StorageError> {
         if state.committed {
             return Err(StorageError::AlreadyCommitted);
-        }
-        if self.started.elapsed() > MAX_TRANSACTION_DURATION {
-            return Err(StorageError::TransactionTooOld {
-                limit_secs: MAX_TRANSACTION_DURATION.as_secs(),
-            });
         }
         Ok(())
     }

@@ -96,9 +96,22 @@ pub async fn open(config: &StorageConfig) -> Result<Store, OpenError> {
                 .map_err(|e| StorageError::Unavailable(format!("open task failed: {e}")))??;
             Ok(Store::new(Arc::new(engine)))
         }
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => {
+            let url = config
+                .postgres_url
+                .as_deref()
+                .ok_or(OpenError::MissingSetting {
+                    engine: Engine::Postgres,
+                    setting: "storage.postgres_url",
+                })?;
+            let engine = crate::postgres::PostgresEngine::connect(url).await?;
+            Ok(Store::new(Arc::new(engine)))
+        }
+        #[cfg(not(feature = "postgres"))]
         Engine::Postgres => Err(OpenError::NotAvailable {
             engine: Engine::Postgres,
-            reason: "the PostgreSQL engine is not implemented yet; use `embedded` or `memory`",
+            reason: "rebuild with `--features postgres`",
         }),
         Engine::Fdb => Err(OpenError::NotAvailable {
             engine: Engine::Fdb,

@@ -1,0 +1,280 @@
+//! The PostgreSQL engine: keys and values as `bytea` in one table, every
+//! transaction SERIALIZABLE, so PostgreSQL's own conflict detection gives the
+//! same guarantees as the other engines. The same wire protocol serves
+//! CockroachDB and YugabyteDB (see `docs/storage.md`).
+//!
+//! Writes are buffered like in the other engines (`set` and `clear` are not
+//! async) and sent to the server before the next read and at commit, so reads
+//! see the transaction's own writes.
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use parking_lot::Mutex;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::engine::{EngineTransaction, KvEngine};
+use crate::occ::{Op, WriteBuffer, add_le};
+use crate::range::{KeyValue, key_after};
+use crate::{KeyRange, RangeOptions, RangePage, StorageError};
+
+/// Version of the schema this build creates and expects.
+const SCHEMA_VERSION: i32 = 1;
+/// Serializes schema migrations of instances starting together.
+const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
+const POOL_SIZE: usize = 32;
+
+const MIGRATE: &str = "
+    CREATE TABLE IF NOT EXISTS gatehouse_schema (version integer NOT NULL);
+    CREATE TABLE IF NOT EXISTS gatehouse_kv (
+        key bytea PRIMARY KEY,
+        value bytea NOT NULL
+    );
+";
+
+/// The PostgreSQL engine: a pool of connections to one database.
+#[derive(Clone)]
+pub struct PostgresEngine {
+    pool: Pool,
+}
+
+impl PostgresEngine {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and
+    /// creates or migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StorageError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection returned mid-transaction (a dropped closure) is
+                // rolled back before anyone else gets it.
+                recycling_method: RecyclingMethod::Custom("ROLLBACK".to_string()),
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StorageError::Unavailable(format!("PostgreSQL pool: {e}")))?;
+        let engine = PostgresEngine { pool };
+        engine.migrate().await?;
+        Ok(engine)
+    }
+
+    async fn client(&self) -> Result<Object, StorageError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("PostgreSQL connection: {e}")))
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_error)?;
+        tx.batch_execute(MIGRATE).await.map_err(map_error)?;
+        let version: Option<i32> = tx
+            .query_opt("SELECT max(version) FROM gatehouse_schema", &[])
+            .await
+            .map_err(map_error)?
+            .and_then(|row| row.get(0));
+        match version {
+            None => {
+                tx.execute(
+                    "INSERT INTO gatehouse_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .await
+                .map_err(map_error)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StorageError::Unavailable(format!(
+                    "the database has schema version {v}, newer than this build's {SCHEMA_VERSION}: upgrade Gatehouse"
+                )));
+            }
+            Some(_) => {}
+        }
+        tx.commit().await.map_err(map_error)
+    }
+}
+
+/// Serialization failures and deadlocks mean "run the transaction again";
+/// anything else means the database is not usable right now.
+fn map_error(e: tokio_postgres::Error) -> StorageError {
+    match e.code() {
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => StorageError::Conflict,
+        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED => StorageError::Conflict,
+        _ => StorageError::Unavailable(format!("PostgreSQL: {e}")),
+    }
+}
+
+#[async_trait]
+impl KvEngine for PostgresEngine {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError> {
+        let client = self.client().await?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            .await
+            .map_err(map_error)?;
+        Ok(Box::new(PgTransaction {
+            client: tokio::sync::Mutex::new(Some(client)),
+            pending: Mutex::new(WriteBuffer::default()),
+        }))
+    }
+}
+
+struct PgTransaction {
+    /// `None` once committed.
+    client: tokio::sync::Mutex<Option<Object>>,
+    pending: Mutex<WriteBuffer>,
+}
+
+impl PgTransaction {
+    /// Sends buffered writes to the server, inside the transaction.
+    async fn flush(&self, client: &Object) -> Result<(), StorageError> {
+        let writes = std::mem::take(&mut *self.pending.lock());
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let upsert = client
+            .prepare_cached(
+                "INSERT INTO gatehouse_kv (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .await
+            .map_err(map_error)?;
+        let delete = client
+            .prepare_cached("DELETE FROM gatehouse_kv WHERE key = $1")
+            .await
+            .map_err(map_error)?;
+        for range in &writes.cleared {
+            client
+                .execute(
+                    "DELETE FROM gatehouse_kv WHERE key >= $1 AND key < $2",
+                    &[&range.begin, &range.end],
+                )
+                .await
+                .map_err(map_error)?;
+        }
+        for (key, op) in &writes.ops {
+            match op {
+                Op::Set(value) => client.execute(&upsert, &[key, value]).await,
+                Op::Clear => client.execute(&delete, &[key]).await,
+                Op::Add(delta) => {
+                    // PostgreSQL has no conflict-free add: read, add, write.
+                    let current = self.read(client, key).await?;
+                    let value = add_le(current.as_deref(), *delta);
+                    client.execute(&upsert, &[key, &value]).await
+                }
+            }
+            .map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    async fn read(&self, client: &Object, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let statement = client
+            .prepare_cached("SELECT value FROM gatehouse_kv WHERE key = $1")
+            .await
+            .map_err(map_error)?;
+        let row = client
+            .query_opt(&statement, &[&key])
+            .await
+            .map_err(map_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}
+
+#[async_trait]
+impl EngineTransaction for PgTransaction {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let guard = self.client.lock().await;
+        let client = guard.as_ref().ok_or(StorageError::AlreadyCommitted)?;
+        self.flush(client).await?;
+        self.read(client, key).await
+    }
+
+    async fn get_range(
+        &self,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> Result<RangePage, StorageError> {
+        if range.begin > range.end {
+            return Err(StorageError::InvalidRange);
+        }
+        if range.is_empty() || options.limit == Some(0) {
+            return Ok(RangePage::default());
+        }
+        let guard = self.client.lock().await;
+        let client = guard.as_ref().ok_or(StorageError::AlreadyCommitted)?;
+        self.flush(client).await?;
+        // One row past the limit tells whether there is a next page.
+        let fetch = options.limit.map_or(i64::MAX, |l| {
+            i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1)
+        });
+        let sql = if options.reverse {
+            "SELECT key, value FROM gatehouse_kv WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3"
+        } else {
+            "SELECT key, value FROM gatehouse_kv WHERE key >= $1 AND key < $2 ORDER BY key ASC LIMIT $3"
+        };
+        let statement = client.prepare_cached(sql).await.map_err(map_error)?;
+        let rows = client
+            .query(&statement, &[&range.begin, &range.end, &fetch])
+            .await
+            .map_err(map_error)?;
+        let mut entries: Vec<KeyValue> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        let next = match options.limit {
+            Some(limit) if entries.len() > limit => {
+                entries.truncate(limit);
+                let last = &entries[limit - 1].0;
+                Some(if options.reverse {
+                    KeyRange::new(range.begin.clone(), last.clone())
+                } else {
+                    KeyRange::new(key_after(last), range.end.clone())
+                })
+            }
+            _ => None,
+        };
+        Ok(RangePage { entries, next })
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.pending.lock().set(key, value);
+    }
+
+    fn clear(&self, key: &[u8]) {
+        self.pending.lock().clear(key);
+    }
+
+    fn clear_range(&self, range: &KeyRange) {
+        self.pending.lock().clear_range(range);
+    }
+
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.pending.lock().add(key, delta);
+    }
+
+    async fn commit(&self) -> Result<(), StorageError> {
+        let mut guard = self.client.lock().await;
+        let client = guard.take().ok_or(StorageError::AlreadyCommitted)?;
+        self.flush(&client).await?;
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) if e.code().is_some() => Err(map_error(e)),
+            // No SQLSTATE: the connection failed while COMMIT was in flight, so
+            // the server may or may not have applied it.
+            Err(e) => Err(StorageError::MaybeCommitted(format!("PostgreSQL: {e}"))),
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;
