@@ -18,6 +18,9 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
     /// What the record is called in errors.
     const NAME: &'static str;
+    /// Whether writes of this record append to the change feed. Entities do;
+    /// high-churn bookkeeping (leases, counters) does not.
+    const CHANGE_FEED: bool = true;
 
     /// Reads a value written with an older `version`. The default knows none.
     fn upgrade(version: u8, payload: &[u8]) -> Result<Self, Error> {
@@ -72,13 +75,23 @@ impl<T: Record> Key<T> {
         }
     }
 
-    pub fn put(&self, tx: &Tx, value: &T) -> Result<(), TxError<Error>> {
+    /// Writes the value, and a change record in the same transaction.
+    pub async fn put(&self, tx: &Tx, value: &T) -> Result<(), TxError<Error>> {
         let bytes = encode(value).map_err(TxError::Abort)?;
-        Ok(tx.set(&self.bytes, &bytes)?)
+        tx.set(&self.bytes, &bytes)?;
+        if T::CHANGE_FEED {
+            crate::changes::append(tx, &self.bytes, crate::changes::ChangeKind::Put).await?;
+        }
+        Ok(())
     }
 
-    pub fn clear(&self, tx: &Tx) -> Result<(), TxError<Error>> {
-        Ok(tx.clear(&self.bytes)?)
+    /// Deletes the value, and records the change in the same transaction.
+    pub async fn clear(&self, tx: &Tx) -> Result<(), TxError<Error>> {
+        tx.clear(&self.bytes)?;
+        if T::CHANGE_FEED {
+            crate::changes::append(tx, &self.bytes, crate::changes::ChangeKind::Delete).await?;
+        }
+        Ok(())
     }
 }
 

@@ -94,8 +94,7 @@ pub struct Env {
 
 impl Env {
     /// The production environment for snowflake worker `worker_id`.
-    pub fn system(worker_id: u16) -> crate::Result<Self> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    pub fn system(worker_id: u16, clock: Arc<dyn Clock>) -> crate::Result<Self> {
         Ok(Env {
             ids: Arc::new(Snowflake::new(worker_id, clock.clone())?),
             clock,

@@ -37,6 +37,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageSection,
     pub ids: IdsConfig,
+    pub cluster: ClusterConfig,
     pub auth: AuthConfig,
     pub bootstrap: BootstrapConfig,
     pub email: EmailConfig,
@@ -138,6 +139,26 @@ impl<'de> Deserialize<'de> for WorkerId {
 #[serde(default, deny_unknown_fields)]
 pub struct IdsConfig {
     pub worker_id: WorkerId,
+}
+
+/// Coordination of instances that share a database engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Worker-ID and leader leases expire after this long without renewal;
+    /// instances renew every third of it.
+    pub lease_secs: u64,
+    /// How many change-feed records the trimming job keeps.
+    pub change_feed_keep: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            lease_secs: 30,
+            change_feed_keep: 100_000,
+        }
+    }
 }
 
 /// A secret given as base64. Never printed.
@@ -298,6 +319,9 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if self.cluster.lease_secs < 3 {
+            return Err(field_error("cluster.lease_secs", "must be at least 3"));
         }
         if self.server.body_limit_bytes == 0 {
             return Err(field_error(

@@ -2,17 +2,23 @@
 //! wiring of storage, core services and the servers. `main.rs` only parses the
 //! command line; tests build the same [`Gatehouse`] in-process.
 
+pub mod cluster;
 pub mod config;
 pub mod secrets;
 pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use gatehouse_api::Application;
 use gatehouse_core::Env;
+use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::services::Services;
+use gatehouse_core::services::cluster::ClusterService;
 use gatehouse_storage::Engine;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WorkerId};
 
@@ -20,6 +26,9 @@ use crate::config::{Config, WorkerId};
 pub struct Gatehouse {
     pub app: Application,
     pub services: Services,
+    pub worker_id: u16,
+    lease: Duration,
+    jobs: Vec<cluster::Job>,
 }
 
 impl Gatehouse {
@@ -32,14 +41,24 @@ impl Gatehouse {
         let persist = (storage.engine == Engine::Embedded).then_some(storage.path.as_path());
         let _secrets = secrets::resolve(config, persist)?;
 
-        // Until instances lease worker IDs from a shared store, `auto` means a
-        // single instance with worker 0.
-        let worker_id = match config.ids.worker_id {
-            WorkerId::Auto => 0,
-            WorkerId::Fixed(id) => id,
+        let lease = Duration::from_secs(config.cluster.lease_secs);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let cluster = Arc::new(ClusterService::new(
+            store.clone(),
+            clock.clone(),
+            &OsRandom,
+            lease.as_millis() as i64,
+        ));
+        let preferred = match config.ids.worker_id {
+            WorkerId::Auto => None,
+            WorkerId::Fixed(id) => Some(id),
         };
-        let env = Env::system(worker_id)?;
-        let services = Services::new(store, env);
+        let worker_id = cluster
+            .lease_worker_id(preferred)
+            .await
+            .context("leasing a snowflake worker ID (ids.worker_id)")?;
+        let env = Env::system(worker_id, clock)?;
+        let services = Services::new(store, env, cluster);
         let installation = services.system.initialize().await?;
         tracing::info!(
             installation_id = %installation.id,
@@ -48,7 +67,14 @@ impl Gatehouse {
             "store ready"
         );
         let app = Application::build(&config.server_settings(), services.clone()).await?;
-        Ok(Gatehouse { app, services })
+        let jobs = cluster::jobs(&services, config.cluster.change_feed_keep);
+        Ok(Gatehouse {
+            app,
+            services,
+            worker_id,
+            lease,
+            jobs,
+        })
     }
 
     pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
@@ -59,11 +85,34 @@ impl Gatehouse {
         self.app.grpc_addr()
     }
 
+    /// Serves, and takes part in the cluster, until `shutdown` completes (or
+    /// this instance loses its worker ID).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        Ok(self.app.run_until_stopped(shutdown).await?)
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn(cluster::drive(
+            self.services.clone(),
+            self.worker_id,
+            self.lease,
+            self.jobs,
+            stop.clone(),
+        ));
+        let server_stop = stop.clone();
+        let served = self
+            .app
+            .run_until_stopped(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = server_stop.cancelled() => {}
+                }
+            })
+            .await;
+        stop.cancel();
+        let driven = driver.await.context("cluster driver task")?;
+        served?;
+        Ok(driven?)
     }
 }
 

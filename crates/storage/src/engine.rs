@@ -11,6 +11,12 @@ pub trait KvEngine: Send + Sync + 'static {
     /// The engine's configuration name (`memory`, `embedded`, …).
     fn name(&self) -> &'static str;
 
+    /// Whether several processes can open this store at once (a database
+    /// server), so that instances must coordinate worker IDs and leadership.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Starts one transaction attempt.
     async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError>;
 }

@@ -52,6 +52,11 @@ impl Store {
         self.engine.name()
     }
 
+    /// Whether other processes may use the same store at the same time.
+    pub fn is_shared(&self) -> bool {
+        self.engine.is_shared()
+    }
+
     /// Runs `f` in a serializable transaction and commits it, retrying the whole
     /// closure on conflicts.
     ///

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use gatehouse_core::services::cluster::NodeStatus;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -21,6 +23,56 @@ pub struct Health {
 pub struct Ready {
     /// `ready` when every dependency answers.
     pub status: &'static str,
+    /// This instance's place in the cluster.
+    pub node: NodeInfo,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NodeInfo {
+    /// Random ID of this process, used in leases.
+    pub instance_id: String,
+    /// The snowflake worker ID this instance holds.
+    pub worker_id: Option<u16>,
+    /// Whether this instance leads (and so runs the background jobs).
+    pub leader: bool,
+    /// The leader lease's fencing token, while leading.
+    pub fencing_token: Option<u64>,
+    /// Background jobs this instance has run.
+    pub jobs: Vec<JobInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobInfo {
+    pub name: String,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_duration_ms: Option<u64>,
+    /// `ok: …` or `error: …`.
+    pub last_outcome: Option<String>,
+    pub runs: u64,
+    pub failures: u64,
+}
+
+impl From<NodeStatus> for NodeInfo {
+    fn from(s: NodeStatus) -> Self {
+        NodeInfo {
+            instance_id: s.instance_id,
+            worker_id: s.worker_id,
+            leader: s.leader,
+            fencing_token: s.fencing_token,
+            jobs: s
+                .jobs
+                .into_iter()
+                .map(|j| JobInfo {
+                    name: j.name,
+                    last_run: j.last_run,
+                    last_duration_ms: j.last_duration_ms,
+                    last_outcome: j.last_outcome,
+                    runs: j.runs,
+                    failures: j.failures,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Liveness: the process is up.
@@ -30,7 +82,8 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: storage answers a read.
+/// Readiness: storage answers a read. Also reports the instance's worker ID,
+/// leadership and background jobs.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Ready),
@@ -38,7 +91,10 @@ pub async fn health() -> Json<Health> {
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     state.services.system.check_ready().await?;
-    Ok(Json(Ready { status: "ready" }))
+    Ok(Json(Ready {
+        status: "ready",
+        node: state.services.cluster.status().into(),
+    }))
 }
 
 /// Prometheus metrics in the text exposition format.

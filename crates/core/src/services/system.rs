@@ -96,7 +96,7 @@ impl SystemService {
                     if let Some(existing) = key.get(&tx).await? {
                         return Ok(existing);
                     }
-                    key.put(&tx, fresh)?;
+                    key.put(&tx, fresh).await?;
                     Ok(fresh.clone())
                 }
             })
@@ -139,7 +139,7 @@ impl SystemService {
         self.store
             .run(|tx| {
                 let setting = &setting;
-                async move { keyspace::setting(name).put(&tx, setting) }
+                async move { keyspace::setting(name).put(&tx, setting).await }
             })
             .await?;
         Ok(setting)

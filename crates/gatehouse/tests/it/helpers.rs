@@ -1,7 +1,11 @@
 //! Starting and stopping real servers for tests.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use gatehouse::Gatehouse;
 use gatehouse::config::{Config, Secret};
@@ -90,5 +94,85 @@ impl TestApp {
             .await
             .expect("server task")
             .expect("server stops cleanly");
+    }
+}
+
+/// A `gatehouse serve` child process of the built binary.
+pub struct ServerProcess {
+    pub child: Child,
+    /// `host:port` of its REST listener.
+    pub http: String,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Starts `gatehouse serve` on ephemeral loopback ports with `envs` and `args`,
+/// and waits for its `serving` log line.
+pub fn spawn_process(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> ServerProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env("GATEHOUSE__LOG__FORMAT", "plain")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gatehouse");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let http = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server logs `serving` within seconds");
+        if let Some(rest) = line.split("serving http=").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    ServerProcess { child, http, lines }
+}
+
+impl ServerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Log lines printed so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -11,7 +11,11 @@ async fn health_ready_metrics_and_docs_answer() {
     let (status, body) = app.get_json("/health").await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     let (status, body) = app.get_json("/ready").await;
-    assert_eq!((status, body), (200, json!({"status": "ready"})));
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ready");
+    // A store only this process uses: worker 0, and this instance leads.
+    assert_eq!(body["node"]["worker_id"], 0);
+    assert_eq!(body["node"]["leader"], true);
 
     let (status, info) = app.get_json("/api/v1/system").await;
     assert_eq!(status, 200);

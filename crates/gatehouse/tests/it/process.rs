@@ -1,9 +1,8 @@
 //! The built `gatehouse` binary as operators run it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
+
+use crate::helpers::spawn_process;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -68,59 +67,22 @@ fn bad_configuration_stops_the_start_with_one_line_naming_the_field() {
 #[test]
 fn serve_answers_health_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("GATEHOUSE__SERVER__HTTP_ADDR", "127.0.0.1:0")
-        .env("GATEHOUSE__LOG__FORMAT", "plain")
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // The "serving" log line names the bound addresses.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let http = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server logs `serving` within seconds");
-        if let Some(rest) = line.split("serving http=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-
+    let data = dir.path().join("data");
+    let mut server = spawn_process(
+        dir.path(),
+        &[("GATEHOUSE__STORAGE__PATH", data.display().to_string())],
+        &[],
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let health = reqwest::get(format!("http://{http}/health")).await.unwrap();
+        let health = reqwest::get(server.url("/health")).await.unwrap();
         assert_eq!(health.status(), 200);
-        let ready = reqwest::get(format!("http://{http}/ready")).await.unwrap();
+        let ready = reqwest::get(server.url("/ready")).await.unwrap();
         assert_eq!(ready.status(), 200);
     });
-    assert!(dir.path().join("data/gatehouse.redb").exists());
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    assert!(data.join("gatehouse.redb").exists());
+    let status = server.terminate();
     assert!(status.success(), "clean exit after SIGTERM: {status}");
-    let lines: Vec<String> = rx.try_iter().collect();
+    let lines = server.log_lines();
     assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:?}");
 }

@@ -118,6 +118,10 @@ impl KvEngine for PostgresEngine {
         "postgres"
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError> {
         let client = self.client().await?;
         client

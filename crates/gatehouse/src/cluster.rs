@@ -1,0 +1,125 @@
+//! Runs this instance's part in the cluster: renews its worker-ID lease,
+//! campaigns for leadership, and — while leader — runs the background jobs.
+//! The rules (who may hold what) live in `gatehouse_core::services::cluster`;
+//! this module only supplies the timers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatehouse_core::ErrorCode;
+use gatehouse_core::services::Services;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What a job run returns: a short summary, or an error message.
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// A named periodic job, run only on the leader. It gets the leader's fencing
+/// token so that its writes can be refused once another instance leads.
+#[derive(Clone)]
+pub struct Job {
+    pub name: &'static str,
+    pub every: Duration,
+    pub run: Arc<dyn Fn(u64) -> JobFuture + Send + Sync>,
+}
+
+/// The jobs of this release.
+pub fn jobs(services: &Services, change_feed_keep: u64) -> Vec<Job> {
+    let changes = services.changes.clone();
+    vec![Job {
+        name: "change_feed_trim",
+        every: Duration::from_secs(60),
+        run: Arc::new(move |_token| {
+            let changes = changes.clone();
+            Box::pin(async move {
+                changes
+                    .trim(change_feed_keep)
+                    .await
+                    .map(|n| format!("trimmed {n} records"))
+                    .map_err(|e| e.to_string())
+            })
+        }),
+    }]
+}
+
+/// Why the driver stopped the server.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("lost the lease on worker ID {0} to another instance; stopped to avoid duplicate IDs")]
+    LostWorkerId(u16),
+}
+
+/// Drives leases and jobs until `stop` is cancelled; cancels `stop` itself if
+/// this instance loses its worker ID. Releases the worker ID and resigns
+/// leadership on the way out, so others take over at once.
+pub async fn drive(
+    services: Services,
+    worker_id: u16,
+    lease: Duration,
+    jobs: Vec<Job>,
+    stop: CancellationToken,
+) -> Result<(), DriverError> {
+    let cluster = services.cluster.clone();
+    let tick = lease / 3;
+    let mut due: Vec<Instant> = jobs.iter().map(|_| Instant::now()).collect();
+    let mut running: Vec<Option<JoinHandle<()>>> = jobs.iter().map(|_| None).collect();
+    let mut outcome = Ok(());
+    loop {
+        match cluster.renew_worker_id(worker_id).await {
+            Err(e) if e.code() == ErrorCode::Conflict => {
+                tracing::error!(worker_id, error = %e, "lost worker ID lease");
+                outcome = Err(DriverError::LostWorkerId(worker_id));
+                stop.cancel();
+                break;
+            }
+            Err(e) => tracing::warn!(worker_id, error = %e, "could not renew worker ID lease"),
+            Ok(()) => {}
+        }
+        match cluster.campaign().await {
+            Ok(Some(token)) => {
+                for (i, job) in jobs.iter().enumerate() {
+                    let idle = running[i].as_ref().is_none_or(|h| h.is_finished());
+                    if idle && Instant::now() >= due[i] {
+                        due[i] = Instant::now() + job.every;
+                        running[i] =
+                            Some(tokio::spawn(run_job(services.clone(), job.clone(), token)));
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+    for handle in running.into_iter().flatten() {
+        handle.abort();
+    }
+    if let Err(e) = cluster.resign().await {
+        tracing::warn!(error = %e, "could not resign leadership");
+    }
+    if let Err(e) = cluster.release_worker_id(worker_id).await {
+        tracing::warn!(error = %e, "could not release worker ID");
+    }
+    outcome
+}
+
+async fn run_job(services: Services, job: Job, token: u64) {
+    let started = Instant::now();
+    let outcome = (job.run)(token).await;
+    let elapsed = started.elapsed().as_millis() as u64;
+    match &outcome {
+        Ok(summary) => tracing::info!(
+            job = job.name,
+            elapsed_ms = elapsed,
+            summary,
+            "job finished"
+        ),
+        Err(error) => tracing::error!(job = job.name, elapsed_ms = elapsed, error, "job failed"),
+    }
+    services.cluster.record_job(job.name, elapsed, outcome);
+}

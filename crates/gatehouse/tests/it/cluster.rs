@@ -1,0 +1,220 @@
+//! Several instances on one real PostgreSQL: distinct worker IDs, one leader,
+//! failover when the leader dies, and a change feed that other instances follow.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_core::changes::ChangeKind;
+use gatehouse_core::services::system::SettingName;
+use gatehouse_storage::postgres::testing::TestPostgres;
+use serde_json::{Value, json};
+
+use crate::helpers::{ServerProcess, spawn_app, spawn_process, test_config};
+
+const LEASE_SECS: u64 = 3;
+
+async fn ready(client: &reqwest::Client, server: &ServerProcess) -> Value {
+    let response = client.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_postgres() {
+    let Some(pg) = TestPostgres::shared() else {
+        return;
+    };
+    let url = pg.create_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("GATEHOUSE__STORAGE__ENGINE", "postgres".to_string()),
+        ("GATEHOUSE__STORAGE__POSTGRES_URL", url),
+        ("GATEHOUSE__CLUSTER__LEASE_SECS", LEASE_SECS.to_string()),
+    ];
+    let first = spawn_process(dir.path(), &envs, &[]);
+    let second = spawn_process(dir.path(), &envs, &[]);
+    let mut servers = [first, second];
+    let client = reqwest::Client::new();
+
+    // Different worker IDs; exactly one leader once both have campaigned.
+    let (a, b) = (
+        ready(&client, &servers[0]).await,
+        ready(&client, &servers[1]).await,
+    );
+    assert_ne!(a["node"]["worker_id"], b["node"]["worker_id"]);
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECS * 2);
+    let leader = loop {
+        let a = ready(&client, &servers[0]).await["node"]["leader"] == true;
+        let b = ready(&client, &servers[1]).await["node"]["leader"] == true;
+        assert!(!(a && b), "two leaders at once");
+        if a != b {
+            break if a { 0 } else { 1 };
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // The store was initialized through the first and is read through the second.
+    let info = |i: usize| {
+        let url = servers[i].url("/api/v1/system");
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        info(0).await["installation_id"],
+        info(1).await["installation_id"]
+    );
+
+    // The leader ran its jobs; the follower did not.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let node = &ready(&client, &servers[leader]).await["node"];
+        if node["jobs"][0]["last_outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("ok"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leader ran no job: {node}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let follower = 1 - leader;
+    assert_eq!(
+        ready(&client, &servers[follower]).await["node"]["jobs"],
+        json!([])
+    );
+
+    // SIGKILL the leader: the other leads within the lease time (plus one renewal tick).
+    let token_before = ready(&client, &servers[leader]).await["node"]["fencing_token"].clone();
+    servers[leader].child.kill().unwrap();
+    servers[leader].child.wait().unwrap();
+    let killed = Instant::now();
+    let limit = Duration::from_secs(LEASE_SECS)
+        + Duration::from_secs(LEASE_SECS) / 3
+        + Duration::from_secs(1);
+    loop {
+        let node = ready(&client, &servers[follower]).await["node"].clone();
+        if node["leader"] == true {
+            assert!(node["fencing_token"].as_u64() > token_before.as_u64());
+            break;
+        }
+        assert!(killed.elapsed() < limit, "no failover within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = servers[follower].terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_on_another_instance_sees_writes_in_order() {
+    let Some(pg) = TestPostgres::shared() else {
+        return;
+    };
+    let url = pg.create_database().await;
+    let config = || {
+        let mut config = test_config(None);
+        config.storage.engine = "postgres".into();
+        config.storage.postgres_url = Some(url.clone());
+        config
+    };
+    let writer = spawn_app(config()).await;
+    let reader = spawn_app(config()).await;
+    assert_ne!(
+        writer.services.cluster.status().worker_id,
+        reader.services.cluster.status().worker_id
+    );
+
+    let start = reader.services.changes.head().await.unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("flag.{i:02}")).collect();
+    let writes = {
+        let system = writer.services.system.clone();
+        let names = names.clone();
+        tokio::spawn(async move {
+            for name in &names {
+                let name = SettingName::parse(name).unwrap();
+                system.put_setting(&name, json!(true)).await.unwrap();
+            }
+        })
+    };
+    // The follower polls from its cursor while the writes happen.
+    let mut seen = Vec::new();
+    let mut cursor = start;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < names.len() {
+        for change in reader.services.changes.read_after(cursor, 7).await.unwrap() {
+            assert_eq!(change.seq, cursor + 1, "no gaps, in order");
+            cursor = change.seq;
+            assert_eq!(
+                (change.subspace.as_str(), change.kind),
+                ("setting", ChangeKind::Put)
+            );
+            seen.push(change.key);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower saw only {} changes",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writes.await.unwrap();
+    let expected: Vec<String> = names
+        .iter()
+        .map(|n| {
+            gatehouse_core::keyspace::setting(&SettingName::parse(n).unwrap())
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    writer.stop().await;
+    reader.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_worker_id_is_honoured_or_refused() {
+    let Some(pg) = TestPostgres::shared() else {
+        return;
+    };
+    let url = pg.create_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("GATEHOUSE__STORAGE__ENGINE", "postgres".to_string()),
+        ("GATEHOUSE__STORAGE__POSTGRES_URL", url),
+        ("GATEHOUSE__IDS__WORKER_ID", "5".to_string()),
+    ];
+    let mut holder = spawn_process(dir.path(), &envs, &[]);
+    let node = ready(&reqwest::Client::new(), &holder).await;
+    assert_eq!(node["node"]["worker_id"], 5);
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("worker ID 5 is held by another live instance"),
+        "{stderr}"
+    );
+    assert!(holder.terminate().success());
+}
