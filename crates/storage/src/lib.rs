@@ -11,6 +11,8 @@
 pub mod embedded;
 pub mod engine;
 mod error;
+#[cfg(feature = "fdb")]
+pub mod fdb;
 pub mod limits;
 pub mod memory;
 mod occ;

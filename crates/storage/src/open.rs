@@ -113,9 +113,22 @@ pub async fn open(config: &StorageConfig) -> Result<Store, OpenError> {
             engine: Engine::Postgres,
             reason: "rebuild with `--features postgres`",
         }),
+        #[cfg(feature = "fdb")]
+        Engine::Fdb => {
+            let file = config
+                .fdb_cluster_file
+                .as_deref()
+                .ok_or(OpenError::MissingSetting {
+                    engine: Engine::Fdb,
+                    setting: "storage.fdb_cluster_file",
+                })?;
+            let engine = crate::fdb::FdbEngine::open(&file.to_string_lossy())?;
+            Ok(Store::new(Arc::new(engine)))
+        }
+        #[cfg(not(feature = "fdb"))]
         Engine::Fdb => Err(OpenError::NotAvailable {
             engine: Engine::Fdb,
-            reason: "the FoundationDB engine is not implemented yet; use `embedded` or `memory`",
+            reason: "rebuild with `--features fdb` (needs libclang to build and libfdb_c to run)",
         }),
     }
 }

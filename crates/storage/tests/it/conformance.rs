@@ -533,3 +533,28 @@ conformance_suite!(postgres, async {
         _guard: Box::new(()),
     })
 });
+
+// Runs only where a FoundationDB cluster is reachable: libfdb_c installed and
+// `FDB_CLUSTER_FILE` naming the cluster. Each test clears the keyspace it uses
+// first (`\x00`..`\xff`), so point it at a scratch cluster.
+#[cfg(feature = "fdb")]
+conformance_suite!(fdb, async {
+    let Ok(file) = std::env::var("FDB_CLUSTER_FILE") else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping FoundationDB tests: FDB_CLUSTER_FILE is not set"
+        );
+        return None;
+    };
+    let engine = gatehouse_storage::fdb::FdbEngine::open(&file).expect("open FoundationDB");
+    let store = Store::new(Arc::new(engine));
+    store
+        .run(|tx| async move { R::Ok(tx.clear_range(&KeyRange::new(vec![0x00], vec![0xff]))?) })
+        .await
+        .expect("clear the scratch keyspace");
+    Some(Harness {
+        store,
+        _guard: Box::new(()),
+    })
+});
