@@ -116,10 +116,7 @@ impl ChangeFeed {
                 )
             })
             .await?;
-        page.entries
-            .iter()
-            .map(|(_, v)| crate::codec::decode(v))
-            .collect()
+        crate::codec::decode_values(&page.entries)
     }
 
     /// Deletes all but the newest `keep` records; returns how many sequence

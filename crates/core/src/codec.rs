@@ -50,6 +50,11 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
         .map_err(|e| Error::internal(format!("decoding stored {}: {e}", T::NAME)))
 }
 
+/// Decodes the values of a range read.
+pub fn decode_values<T: Record>(entries: &[gatehouse_storage::KeyValue]) -> Result<Vec<T>, Error> {
+    entries.iter().map(|(_, v)| decode(v)).collect()
+}
+
 /// A key that knows the type of its value.
 pub struct Key<T> {
     bytes: Vec<u8>,

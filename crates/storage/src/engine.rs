@@ -31,6 +31,8 @@ pub trait KvEngine: Send + Sync + 'static {
 #[async_trait]
 pub trait EngineTransaction: Send + Sync {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// `range` is non-empty and `options.limit` is not `Some(0)`: [`crate::Tx`]
+    /// answers those cases itself.
     async fn get_range(
         &self,
         range: &KeyRange,

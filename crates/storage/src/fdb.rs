@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::engine::{EngineTransaction, KvEngine};
 use crate::limits::MAX_TRANSACTION_DURATION;
-use crate::range::{KeyValue, key_after};
+use crate::range::{KeyValue, overfetch};
 use crate::{KeyRange, RangeOptions, RangePage, StorageError};
 
 /// The client network runs once per process and stops when the process exits.
@@ -133,15 +133,8 @@ impl EngineTransaction for FdbTransaction {
         range: &KeyRange,
         options: RangeOptions,
     ) -> Result<RangePage, StorageError> {
-        if range.begin > range.end {
-            return Err(StorageError::InvalidRange);
-        }
-        if range.is_empty() || options.limit == Some(0) {
-            return Ok(RangePage::default());
-        }
         let trx = self.handle()?;
-        // One entry past the limit tells whether there is a next page.
-        let want = options.limit.map(|l| l.saturating_add(1));
+        let want = overfetch(options);
         let mut option = RangeOption {
             limit: want,
             reverse: options.reverse,
@@ -167,19 +160,7 @@ impl EngineTransaction for FdbTransaction {
             }
             iteration += 1;
         }
-        let next = match options.limit {
-            Some(limit) if entries.len() > limit => {
-                entries.truncate(limit);
-                let last = &entries[limit - 1].0;
-                Some(if options.reverse {
-                    KeyRange::new(range.begin.clone(), last.clone())
-                } else {
-                    KeyRange::new(key_after(last), range.end.clone())
-                })
-            }
-            _ => None,
-        };
-        Ok(RangePage { entries, next })
+        Ok(RangePage::from_overfetch(entries, range, options))
     }
 
     fn set(&self, key: &[u8], value: &[u8]) {

@@ -155,6 +155,12 @@ impl Tx {
         options: RangeOptions,
     ) -> Result<RangePage, StorageError> {
         self.check_age()?;
+        if range.begin > range.end {
+            return Err(StorageError::InvalidRange);
+        }
+        if range.is_empty() || options.limit == Some(0) {
+            return Ok(RangePage::default());
+        }
         self.inner.engine_tx.get_range(range, options).await
     }
 

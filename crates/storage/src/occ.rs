@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::engine::EngineTransaction;
 use crate::limits::MAX_TRANSACTION_DURATION;
-use crate::range::{KeyValue, key_after};
+use crate::range::{KeyValue, key_after, overfetch};
 use crate::{KeyRange, RangeOptions, RangePage, StorageError};
 
 /// A buffered mutation of one key.
@@ -288,18 +288,11 @@ impl<S: Snapshot, C: Committer> EngineTransaction for OccTransaction<S, C> {
     ) -> Result<RangePage, StorageError> {
         let mut state = self.state.lock();
         self.check_open(&state)?;
-        if range.begin > range.end {
-            return Err(StorageError::InvalidRange);
-        }
-        if range.is_empty() || options.limit == Some(0) {
-            return Ok(RangePage::default());
-        }
-        // Read one entry past the limit so that `next` is set only when more exist.
-        let want = options.limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        let want = overfetch(options).unwrap_or(usize::MAX);
         let (entries, read_through) =
             merged_range(&self.snapshot, &state.buffer, range, options.reverse, want)?;
         state.reads.push(read_through);
-        Ok(into_page(entries, range, options))
+        Ok(RangePage::from_overfetch(entries, range, options))
     }
 
     fn set(&self, key: &[u8], value: &[u8]) {
@@ -400,33 +393,6 @@ fn merged_range(
         _ => range.clone(),
     };
     Ok((out, read_through))
-}
-
-/// Cuts the entries to the limit and works out the rest of the range.
-fn into_page(mut entries: Vec<KeyValue>, range: &KeyRange, options: RangeOptions) -> RangePage {
-    let Some(limit) = options.limit else {
-        return RangePage {
-            entries,
-            next: None,
-        };
-    };
-    if entries.len() <= limit {
-        return RangePage {
-            entries,
-            next: None,
-        };
-    }
-    entries.truncate(limit);
-    let last = &entries[limit - 1].0;
-    let next = if options.reverse {
-        KeyRange::new(range.begin.clone(), last.clone())
-    } else {
-        KeyRange::new(key_after(last), range.end.clone())
-    };
-    RangePage {
-        entries,
-        next: Some(next),
-    }
 }
 
 #[cfg(test)]

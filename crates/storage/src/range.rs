@@ -113,3 +113,32 @@ pub struct RangePage {
     /// next `get_range` call with the same options to continue.
     pub next: Option<KeyRange>,
 }
+
+impl RangePage {
+    /// Builds a page from entries read with one entry past `options.limit` (if
+    /// any): that extra entry only tells that a next page exists.
+    pub(crate) fn from_overfetch(
+        mut entries: Vec<KeyValue>,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> RangePage {
+        let next = match options.limit {
+            Some(limit) if limit > 0 && entries.len() > limit => {
+                entries.truncate(limit);
+                let last = &entries[limit - 1].0;
+                Some(if options.reverse {
+                    KeyRange::new(range.begin.clone(), last.clone())
+                } else {
+                    KeyRange::new(key_after(last), range.end.clone())
+                })
+            }
+            _ => None,
+        };
+        RangePage { entries, next }
+    }
+}
+
+/// How many entries an engine reads for `options`: one past the limit.
+pub(crate) fn overfetch(options: RangeOptions) -> Option<usize> {
+    options.limit.map(|l| l.saturating_add(1))
+}

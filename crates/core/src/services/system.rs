@@ -162,10 +162,7 @@ impl SystemService {
                 )
             })
             .await?;
-        page.entries
-            .iter()
-            .map(|(_, v)| crate::codec::decode(v))
-            .collect()
+        crate::codec::decode_values(&page.entries)
     }
 }
 

@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::engine::{EngineTransaction, KvEngine};
 use crate::occ::{Op, WriteBuffer, add_le};
-use crate::range::{KeyValue, key_after};
+use crate::range::{KeyValue, overfetch};
 use crate::{KeyRange, RangeOptions, RangePage, StorageError};
 
 /// Version of the schema this build creates and expects.
@@ -211,19 +211,10 @@ impl EngineTransaction for PgTransaction {
         range: &KeyRange,
         options: RangeOptions,
     ) -> Result<RangePage, StorageError> {
-        if range.begin > range.end {
-            return Err(StorageError::InvalidRange);
-        }
-        if range.is_empty() || options.limit == Some(0) {
-            return Ok(RangePage::default());
-        }
         let guard = self.client.lock().await;
         let client = guard.as_ref().ok_or(StorageError::AlreadyCommitted)?;
         self.flush(client).await?;
-        // One row past the limit tells whether there is a next page.
-        let fetch = options.limit.map_or(i64::MAX, |l| {
-            i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1)
-        });
+        let fetch = overfetch(options).map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let sql = if options.reverse {
             "SELECT key, value FROM gatehouse_kv WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3"
         } else {
@@ -234,20 +225,8 @@ impl EngineTransaction for PgTransaction {
             .query(&statement, &[&range.begin, &range.end, &fetch])
             .await
             .map_err(map_error)?;
-        let mut entries: Vec<KeyValue> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        let next = match options.limit {
-            Some(limit) if entries.len() > limit => {
-                entries.truncate(limit);
-                let last = &entries[limit - 1].0;
-                Some(if options.reverse {
-                    KeyRange::new(range.begin.clone(), last.clone())
-                } else {
-                    KeyRange::new(key_after(last), range.end.clone())
-                })
-            }
-            _ => None,
-        };
-        Ok(RangePage { entries, next })
+        let entries: Vec<KeyValue> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(RangePage::from_overfetch(entries, range, options))
     }
 
     fn set(&self, key: &[u8], value: &[u8]) {
