@@ -1,15 +1,13 @@
 //! The change feed: every committed write to an entity subspace also appends a
-//! change record, in the same transaction, under a sequence number that follows
-//! commit order. Other instances follow the feed from a cursor to invalidate
-//! their caches.
-//!
-//! Order comes from a head counter that every change-writing transaction reads
-//! and increments; serializable transactions make the sequence the commit
-//! order on every engine. (A FoundationDB engine can use versionstamps instead
-//! and avoid the shared counter.)
+//! change record, in the same transaction, under a versionstamped key, so the
+//! records sort in commit order on every engine (FoundationDB's native
+//! versionstamps, the commit version on the embedded engines, a commit-time
+//! counter on PostgreSQL). Other instances follow the feed from a cursor to
+//! invalidate their caches.
 
-use gatehouse_storage::tuple::{Element, unpack};
-use gatehouse_storage::{RangeOptions, Store, Tx, TxError, decode_counter};
+use std::fmt;
+
+use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError, decode_counter, key_after};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Record;
@@ -22,10 +20,36 @@ pub enum ChangeKind {
     Delete,
 }
 
-/// One committed write.
+/// A position in the feed: the 12 bytes after the record prefix (10-byte
+/// versionstamp, 2-byte order within the transaction). Cursors compare in
+/// commit order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangeCursor(Vec<u8>);
+
+impl ChangeCursor {
+    /// Parses the hex form produced by `Display`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let invalid = || Error::invalid_input("a change cursor is 24 hexadecimal digits");
+        if s.len() != 24 || !s.is_ascii() {
+            return Err(invalid());
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| invalid()))
+            .collect::<Result<Vec<u8>>>()
+            .map(ChangeCursor)
+    }
+}
+
+impl fmt::Display for ChangeCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// What a change record stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    pub seq: u64,
+pub struct ChangeRecord {
     /// The subspace written, e.g. `setting`.
     pub subspace: String,
     /// The full key, hex-encoded.
@@ -33,33 +57,36 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
-impl Record for Change {
+impl Record for ChangeRecord {
     const VERSION: u8 = 1;
     const NAME: &'static str = "change";
     const CHANGE_FEED: bool = false;
 }
 
-/// Appends a change record for `key` to the feed, inside `tx`.
+/// One committed write, as read from the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub cursor: ChangeCursor,
+    pub record: ChangeRecord,
+}
+
+/// Appends a change record for `key` to the feed, inside `tx`. Reads nothing,
+/// so writers of different entities do not conflict over the feed.
 pub async fn append(tx: &Tx, key: &[u8], kind: ChangeKind) -> Result<(), TxError<Error>> {
-    let head_key = keyspace::change_head();
-    let head = tx
-        .get(&head_key)
-        .await?
-        .map_or(0, |v| decode_counter(&v) as u64);
-    let seq = head + 1;
-    tx.set(&head_key, &(seq as i64).to_le_bytes())?;
-    let change = Change {
-        seq,
+    let record = ChangeRecord {
         subspace: subspace_of(key),
         key: hex(key),
         kind,
     };
-    let record = crate::codec::encode(&change).map_err(TxError::Abort)?;
-    tx.set(keyspace::change(seq).as_bytes(), &record)?;
+    let value = crate::codec::encode(&record).map_err(TxError::Abort)?;
+    let order = tx.next_local_sequence().to_be_bytes();
+    tx.set_versionstamped_key(&keyspace::change_prefix(), &order, &value)?;
+    tx.atomic_add(&keyspace::change_count("appended"), 1)?;
     Ok(())
 }
 
 fn subspace_of(key: &[u8]) -> String {
+    use gatehouse_storage::tuple::{Element, unpack};
     match unpack::<Vec<Element>>(key)
         .ok()
         .and_then(|t| t.into_iter().next())
@@ -78,7 +105,7 @@ pub struct ChangeFeed {
     store: Store,
 }
 
-/// Most change records returned by one read.
+/// Most change records returned by one read, and deleted by one trim transaction.
 pub const MAX_READ: usize = 1000;
 
 impl ChangeFeed {
@@ -86,55 +113,96 @@ impl ChangeFeed {
         ChangeFeed { store }
     }
 
-    /// The sequence number of the newest change (0 when there is none).
-    pub async fn head(&self) -> Result<u64> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                Ok::<_, TxError<Error>>(
-                    tx.get(&keyspace::change_head())
-                        .await?
-                        .map_or(0, |v| decode_counter(&v) as u64),
-                )
+    fn decode(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Change>> {
+        let prefix_len = keyspace::change_prefix().len();
+        entries
+            .into_iter()
+            .map(|(key, value)| {
+                Ok(Change {
+                    cursor: ChangeCursor(key.get(prefix_len..).unwrap_or_default().to_vec()),
+                    record: crate::codec::decode(&value)?,
+                })
             })
-            .await?)
+            .collect()
     }
 
-    /// Changes after `cursor`, oldest first, at most `limit` (capped at [`MAX_READ`]).
-    /// Pass the last `seq` returned as the next cursor.
-    pub async fn read_after(&self, cursor: u64, limit: usize) -> Result<Vec<Change>> {
-        let limit = limit.clamp(1, MAX_READ);
+    /// The cursor of the newest change, if any: start following from here to
+    /// see only what comes next.
+    pub async fn head(&self) -> Result<Option<ChangeCursor>> {
         let page = self
             .store
             .run(|tx| async move {
                 Ok::<_, TxError<Error>>(
-                    tx.get_range(
-                        &keyspace::changes_between(cursor.saturating_add(1), u64::MAX),
-                        RangeOptions::limit(limit),
-                    )
-                    .await?,
+                    tx.get_range(&keyspace::changes(), RangeOptions::limit(1).reversed())
+                        .await?,
                 )
             })
             .await?;
-        crate::codec::decode_values(&page.entries)
+        Ok(Self::decode(page.entries)?.pop().map(|c| c.cursor))
     }
 
-    /// Deletes all but the newest `keep` records; returns how many sequence
-    /// numbers were trimmed (an upper bound on records deleted).
+    /// Changes after `cursor` (from the oldest kept when `None`), oldest first,
+    /// at most `limit` (capped at [`MAX_READ`]). Pass the last cursor returned
+    /// as the next `cursor`.
+    pub async fn read_after(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        let limit = limit.clamp(1, MAX_READ);
+        let all = keyspace::changes();
+        let range = match cursor {
+            Some(c) => {
+                let mut key = keyspace::change_prefix();
+                key.extend_from_slice(&c.0);
+                KeyRange::new(key_after(&key), all.end)
+            }
+            None => all,
+        };
+        let page = self
+            .store
+            .run(|tx| {
+                let range = &range;
+                async move {
+                    Ok::<_, TxError<Error>>(tx.get_range(range, RangeOptions::limit(limit)).await?)
+                }
+            })
+            .await?;
+        Self::decode(page.entries)
+    }
+
+    /// Deletes the oldest records so that at most `keep` remain, at most
+    /// [`MAX_READ`] per call; returns how many were deleted.
     pub async fn trim(&self, keep: u64) -> Result<u64> {
         Ok(self
             .store
             .run(|tx| async move {
-                let head = tx
-                    .get(&keyspace::change_head())
+                let count = |name: &'static str| {
+                    let tx = tx.clone();
+                    async move {
+                        Ok::<u64, TxError<Error>>(
+                            tx.get(&keyspace::change_count(name))
+                                .await?
+                                .map_or(0, |v| decode_counter(&v).max(0) as u64),
+                        )
+                    }
+                };
+                let live = count("appended")
                     .await?
-                    .map_or(0, |v| decode_counter(&v) as u64);
-                let below = head.saturating_sub(keep).saturating_add(1);
-                if below <= 1 {
-                    return Ok::<_, TxError<Error>>(0);
+                    .saturating_sub(count("trimmed").await?);
+                let excess = live.saturating_sub(keep).min(MAX_READ as u64) as usize;
+                if excess == 0 {
+                    return Ok(0);
                 }
-                tx.clear_range(&keyspace::changes_between(0, below))?;
-                Ok(below - 1)
+                let all = keyspace::changes();
+                let oldest = tx.get_range(&all, RangeOptions::limit(excess)).await?;
+                let Some((last, _)) = oldest.entries.last() else {
+                    return Ok(0);
+                };
+                tx.clear_range(&KeyRange::new(all.begin.clone(), key_after(last)))?;
+                let removed = oldest.entries.len() as u64;
+                tx.atomic_add(&keyspace::change_count("trimmed"), removed as i64)?;
+                Ok(removed)
             })
             .await?)
     }
@@ -148,66 +216,74 @@ mod tests {
     use gatehouse_storage::memory::MemoryEngine;
 
     use super::*;
-    use crate::services::system::SettingName;
+    use crate::services::system::{Setting, SettingName};
 
     fn name(s: &str) -> SettingName {
         SettingName::parse(s).unwrap()
+    }
+
+    fn setting(n: &str) -> Setting {
+        Setting {
+            name: n.into(),
+            value: serde_json::Value::Null,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
     }
 
     #[tokio::test]
     async fn writes_append_in_commit_order_and_trim_keeps_the_newest() {
         let store = Store::new(Arc::new(MemoryEngine::new()));
         let feed = ChangeFeed::new(store.clone());
-        assert_eq!(feed.head().await.unwrap(), 0);
+        assert_eq!(feed.head().await.unwrap(), None);
         for n in ["a", "b", "c"] {
-            let key = keyspace::setting(&name(n));
             store
-                .run(|tx| {
-                    let key = &key;
-                    async move {
-                        key.put(
-                            &tx,
-                            &crate::services::system::Setting {
-                                name: n.into(),
-                                value: serde_json::Value::Null,
-                                updated_at: DateTime::<Utc>::UNIX_EPOCH,
-                            },
-                        )
-                        .await
-                    }
-                })
+                .run(|tx| async move { keyspace::setting(&name(n)).put(&tx, &setting(n)).await })
                 .await
                 .unwrap();
         }
+        // Two writes in one transaction: two records, in write order.
         store
-            .run(|tx| async move { keyspace::setting(&name("b")).clear(&tx).await })
+            .run(|tx| async move {
+                keyspace::setting(&name("b")).clear(&tx).await?;
+                keyspace::setting(&name("d")).put(&tx, &setting("d")).await
+            })
             .await
             .unwrap();
-        let all = feed.read_after(0, 100).await.unwrap();
-        let seen: Vec<(u64, &str, ChangeKind)> = all
+        let all = feed.read_after(None, 100).await.unwrap();
+        let seen: Vec<(String, ChangeKind)> = all
             .iter()
-            .map(|c| (c.seq, c.subspace.as_str(), c.kind))
+            .map(|c| (c.record.key.clone(), c.record.kind))
             .collect();
+        let key = |n: &str| hex(keyspace::setting(&name(n)).as_bytes());
         assert_eq!(
             seen,
             vec![
-                (1, "setting", ChangeKind::Put),
-                (2, "setting", ChangeKind::Put),
-                (3, "setting", ChangeKind::Put),
-                (4, "setting", ChangeKind::Delete),
+                (key("a"), ChangeKind::Put),
+                (key("b"), ChangeKind::Put),
+                (key("c"), ChangeKind::Put),
+                (key("b"), ChangeKind::Delete),
+                (key("d"), ChangeKind::Put),
             ]
         );
-        assert_eq!(all[1].key, hex(keyspace::setting(&name("b")).as_bytes()));
-        assert_eq!(feed.read_after(2, 1).await.unwrap()[0].seq, 3);
-        assert_eq!(feed.trim(2).await.unwrap(), 2);
-        let kept: Vec<u64> = feed
-            .read_after(0, 100)
+        assert!(all.iter().all(|c| c.record.subspace == "setting"));
+        assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor));
+        assert_eq!(feed.head().await.unwrap().as_ref(), Some(&all[4].cursor));
+
+        // Cursors round-trip through their text form and resume after themselves.
+        let cursor = ChangeCursor::parse(&all[1].cursor.to_string()).unwrap();
+        let next = feed.read_after(Some(&cursor), 1).await.unwrap();
+        assert_eq!(next[0].record.key, key("c"));
+        assert!(ChangeCursor::parse("zz").is_err());
+
+        assert_eq!(feed.trim(2).await.unwrap(), 3);
+        assert_eq!(feed.trim(2).await.unwrap(), 0);
+        let kept: Vec<ChangeCursor> = feed
+            .read_after(None, 100)
             .await
             .unwrap()
-            .iter()
-            .map(|c| c.seq)
+            .into_iter()
+            .map(|c| c.cursor)
             .collect();
-        assert_eq!(kept, vec![3, 4]);
-        assert_eq!(feed.head().await.unwrap(), 4);
+        assert_eq!(kept, vec![all[3].cursor.clone(), all[4].cursor.clone()]);
     }
 }

@@ -8,15 +8,14 @@
 //! |---|---|
 //! | `("system", "installation")` | [`Installation`] |
 //! | `("setting", name)` | [`Setting`] |
-//! | `("change_head",)` | `u64` little-endian: sequence of the newest change |
-//! | `("change", seq)` | [`Change`]: one committed write to an entity subspace |
+//! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
+//! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
 //! | `("cluster", "worker", id)` | [`WorkerLease`]: who holds snowflake worker ID `id` |
 //! | `("cluster", "leader")` | [`LeaderLease`]: the current leader and its fencing token |
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
 
-use crate::changes::Change;
 use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
 use crate::services::system::{Installation, Setting, SettingName};
@@ -24,7 +23,7 @@ use crate::services::system::{Installation, Setting, SettingName};
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
 pub const CHANGE: &str = "change";
-pub const CHANGE_HEAD: &str = "change_head";
+pub const CHANGE_COUNT: &str = "change_count";
 pub const CLUSTER: &str = "cluster";
 
 /// `("system", "installation") = Installation`
@@ -42,19 +41,24 @@ pub fn settings() -> KeyRange {
     KeyRange::subspace(&Subspace::from(SETTING))
 }
 
-/// `("change_head",)`: the sequence number of the newest change record.
-pub fn change_head() -> Vec<u8> {
-    pack(&(CHANGE_HEAD,))
+/// The bytes before the versionstamp of `("change", versionstamp) = ChangeRecord`:
+/// the tuple `("change",)` and the type code of a tuple-layer versionstamp
+/// (0x33), followed at commit by 10 stamp bytes and 2 bytes of order within
+/// the transaction, so each key is a valid FoundationDB tuple.
+pub fn change_prefix() -> Vec<u8> {
+    let mut prefix = pack(&(CHANGE,));
+    prefix.push(0x33);
+    prefix
 }
 
-/// `("change", seq) = Change`
-pub fn change(seq: u64) -> Key<Change> {
-    Key::new(pack(&(CHANGE, seq)))
+/// All change records. The value type is [`ChangeRecord`](crate::changes::ChangeRecord).
+pub fn changes() -> KeyRange {
+    KeyRange::subspace(&Subspace::from(CHANGE))
 }
 
-/// Change records with sequence numbers in `[from, to)`.
-pub fn changes_between(from: u64, to: u64) -> KeyRange {
-    KeyRange::new(pack(&(CHANGE, from)), pack(&(CHANGE, to)))
+/// `("change_count", name)`: how many change records were appended or trimmed.
+pub fn change_count(name: &str) -> Vec<u8> {
+    pack(&(CHANGE_COUNT, name))
 }
 
 /// `("cluster", "worker", id) = WorkerLease`
@@ -94,8 +98,18 @@ mod tests {
                 b"\x02setting\x00\xff".to_vec()
             )
         );
-        assert_eq!(change_head(), b"\x02change_head\x00");
-        assert_eq!(change(258).as_bytes(), b"\x02change\x00\x16\x01\x02");
+        assert_eq!(change_prefix(), b"\x02change\x00\x33");
+        assert_eq!(
+            change_count("trimmed"),
+            b"\x02change_count\x00\x02trimmed\x00"
+        );
+        // A completed change key decodes as a tuple with a versionstamp.
+        let mut key = change_prefix();
+        key.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1]);
+        let (name, stamp): (String, gatehouse_storage::tuple::Versionstamp) =
+            gatehouse_storage::tuple::unpack(&key).unwrap();
+        assert_eq!(name, "change");
+        assert_eq!(stamp.user_version(), 1);
         assert_eq!(
             worker_lease(7).as_bytes(),
             b"\x02cluster\x00\x02worker\x00\x15\x07"

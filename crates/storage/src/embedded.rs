@@ -119,12 +119,11 @@ impl Committer for EmbeddedEngine {
         let inner = self.inner.clone();
         // The commit fsyncs: keep it off the async worker threads.
         tokio::task::spawn_blocking(move || {
+            let mut writes = writes;
             let mut log = inner.log.lock();
             log.validate(start_version, &reads)?;
             let write = inner.db.begin_write().map_err(unavailable)?;
             let version = {
-                let mut data = write.open_table(DATA).map_err(unavailable)?;
-                writes.apply_to(&mut TableTarget(&mut data))?;
                 let mut meta = write.open_table(META).map_err(unavailable)?;
                 let version = meta
                     .get(VERSION_KEY)
@@ -132,6 +131,9 @@ impl Committer for EmbeddedEngine {
                     .map_or(0, |v| v.value())
                     + 1;
                 meta.insert(VERSION_KEY, version).map_err(unavailable)?;
+                writes.complete_stamps(version);
+                let mut data = write.open_table(DATA).map_err(unavailable)?;
+                writes.apply_to(&mut TableTarget(&mut data))?;
                 version
             };
             write.commit().map_err(unavailable)?;

@@ -45,5 +45,10 @@ pub trait EngineTransaction: Send + Sync {
     /// (absent counts as zero) without making the key part of the read set, so
     /// concurrent adders do not conflict.
     fn atomic_add(&self, key: &[u8], delta: i64);
+    /// Writes `prefix ++ stamp ++ suffix = value`, where `stamp` is a 10-byte
+    /// versionstamp the engine assigns at commit. Stamps grow in commit order
+    /// across all transactions, and are equal within one transaction. The key
+    /// cannot be read back in the transaction that writes it.
+    fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]);
     async fn commit(&self) -> Result<(), StorageError>;
 }

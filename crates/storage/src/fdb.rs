@@ -179,6 +179,17 @@ impl EngineTransaction for FdbTransaction {
         self.with(|t| t.atomic_op(key, &delta.to_le_bytes(), MutationType::Add));
     }
 
+    fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]) {
+        // FoundationDB fills the 10 bytes at the 4-byte little-endian offset
+        // appended to the key.
+        let mut key = Vec::with_capacity(prefix.len() + 10 + suffix.len() + 4);
+        key.extend_from_slice(prefix);
+        key.extend_from_slice(&[0xff; 10]);
+        key.extend_from_slice(suffix);
+        key.extend_from_slice(&(prefix.len() as u32).to_le_bytes());
+        self.with(|t| t.atomic_op(&key, value, MutationType::SetVersionstampedKey));
+    }
+
     async fn commit(&self) -> Result<(), StorageError> {
         let trx = self
             .trx

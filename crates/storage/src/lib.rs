@@ -23,7 +23,7 @@ mod range;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use foundationdb_tuple as tuple;
@@ -34,6 +34,9 @@ pub use crate::error::{StorageError, TxError};
 use crate::limits::{MAX_KEY_SIZE, MAX_TRANSACTION_DURATION, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE};
 pub use crate::open::{Engine, OpenError, StorageConfig, open};
 pub use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
+
+/// Length of the stamp [`Tx::set_versionstamped_key`] inserts.
+pub const VERSIONSTAMP_LEN: usize = 10;
 
 /// How often [`Store::run`] tries a transaction before giving up on conflicts.
 const MAX_ATTEMPTS: u32 = 50;
@@ -118,6 +121,7 @@ struct TxInner {
     engine_tx: Box<dyn EngineTransaction>,
     written: AtomicUsize,
     started: Instant,
+    local_sequence: AtomicU16,
 }
 
 /// One attempt of a transaction, as handed to a [`Store::run`] closure. Clones
@@ -138,6 +142,7 @@ impl Tx {
                 engine_tx,
                 written: AtomicUsize::new(0),
                 started: Instant::now(),
+                local_sequence: AtomicU16::new(0),
             }),
         }
     }
@@ -210,6 +215,42 @@ impl Tx {
         self.account(key.len() + 8)?;
         self.inner.engine_tx.atomic_add(key, delta);
         Ok(())
+    }
+
+    /// Writes `prefix ++ stamp ++ suffix = value` with a 10-byte versionstamp
+    /// assigned at commit: keys written this way sort in commit order across
+    /// all transactions (see [`EngineTransaction::set_versionstamped_key`]).
+    /// Use [`Tx::next_local_sequence`] in `suffix` to keep several such keys of
+    /// one transaction apart.
+    pub fn set_versionstamped_key(
+        &self,
+        prefix: &[u8],
+        suffix: &[u8],
+        value: &[u8],
+    ) -> Result<(), StorageError> {
+        let key_len = prefix.len() + VERSIONSTAMP_LEN + suffix.len();
+        if key_len > MAX_KEY_SIZE {
+            return Err(StorageError::KeyTooLarge {
+                size: key_len,
+                limit: MAX_KEY_SIZE,
+            });
+        }
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(StorageError::ValueTooLarge {
+                size: value.len(),
+                limit: MAX_VALUE_SIZE,
+            });
+        }
+        self.account(key_len + value.len())?;
+        self.inner
+            .engine_tx
+            .set_versionstamped_key(prefix, suffix, value);
+        Ok(())
+    }
+
+    /// 0, 1, 2, … for each call within this attempt.
+    pub fn next_local_sequence(&self) -> u16 {
+        self.inner.local_sequence.fetch_add(1, Ordering::Relaxed)
     }
 
     fn account(&self, bytes: usize) -> Result<(), StorageError> {

@@ -69,14 +69,16 @@ impl Committer for MemoryEngine {
         reads: Vec<KeyRange>,
         writes: WriteBuffer,
     ) -> Result<(), StorageError> {
+        let mut writes = writes;
         let mut state = self.state.lock();
         state.log.validate(start_version, &reads)?;
+        let version = state.version + 1;
+        writes.complete_stamps(version);
         // Apply to a copy so that a failure leaves the committed map untouched.
         let mut data = state.data.clone();
         writes.apply_to(&mut MapTarget(&mut data))?;
         state.data = data;
-        state.version += 1;
-        let version = state.version;
+        state.version = version;
         state.log.record(version, &writes);
         Ok(())
     }

@@ -29,12 +29,17 @@ pub(crate) enum Op {
     Add(i64),
 }
 
+/// A versionstamped write: key prefix, key suffix, value.
+pub(crate) type StampedWrite = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// The writes of one transaction, in the form commits apply them: first every
 /// cleared range, then every per-key operation.
 #[derive(Debug, Default)]
 pub(crate) struct WriteBuffer {
     pub ops: BTreeMap<Vec<u8>, Op>,
     pub cleared: Vec<KeyRange>,
+    /// Versionstamped keys: `(prefix, suffix, value)`, completed at commit.
+    pub stamped: Vec<StampedWrite>,
 }
 
 /// What the buffer knows about a key, for reads.
@@ -49,7 +54,24 @@ pub(crate) enum Lookup<'a> {
 
 impl WriteBuffer {
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.cleared.is_empty()
+        self.ops.is_empty() && self.cleared.is_empty() && self.stamped.is_empty()
+    }
+
+    pub fn set_versionstamped(&mut self, prefix: &[u8], suffix: &[u8], value: &[u8]) {
+        self.stamped
+            .push((prefix.to_vec(), suffix.to_vec(), value.to_vec()));
+    }
+
+    /// Turns versionstamped writes into plain sets under the stamp of commit
+    /// `version`, so that they apply and validate like any other write.
+    pub fn complete_stamps(&mut self, version: u64) {
+        let stamp = versionstamp(version);
+        for (prefix, suffix, value) in std::mem::take(&mut self.stamped) {
+            let mut key = prefix;
+            key.extend_from_slice(&stamp);
+            key.extend_from_slice(&suffix);
+            self.ops.insert(key, Op::Set(value));
+        }
     }
 
     fn in_cleared(&self, key: &[u8]) -> bool {
@@ -117,6 +139,15 @@ impl WriteBuffer {
         }
         Ok(())
     }
+}
+
+/// The 10-byte versionstamp of commit `version`: the version big-endian (so
+/// stamps sort in commit order), then two bytes of batch order (always 0: one
+/// commit at a time).
+pub(crate) fn versionstamp(version: u64) -> [u8; 10] {
+    let mut stamp = [0u8; 10];
+    stamp[..8].copy_from_slice(&version.to_be_bytes());
+    stamp
 }
 
 /// The committed state an engine applies a [`WriteBuffer`] to.
@@ -309,6 +340,13 @@ impl<S: Snapshot, C: Committer> EngineTransaction for OccTransaction<S, C> {
 
     fn atomic_add(&self, key: &[u8], delta: i64) {
         self.state.lock().buffer.add(key, delta);
+    }
+
+    fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]) {
+        self.state
+            .lock()
+            .buffer
+            .set_versionstamped(prefix, suffix, value);
     }
 
     async fn commit(&self) -> Result<(), StorageError> {

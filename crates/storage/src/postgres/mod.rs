@@ -14,7 +14,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::engine::{EngineTransaction, KvEngine};
-use crate::occ::{Op, WriteBuffer, add_le};
+use crate::occ::{Op, StampedWrite, WriteBuffer, add_le};
 use crate::range::{KeyValue, overfetch};
 use crate::{KeyRange, RangeOptions, RangePage, StorageError};
 
@@ -30,6 +30,11 @@ const MIGRATE: &str = "
         key bytea PRIMARY KEY,
         value bytea NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS gatehouse_stamp (
+        id boolean PRIMARY KEY DEFAULT true CHECK (id),
+        seq bigint NOT NULL
+    );
+    INSERT INTO gatehouse_stamp (id, seq) VALUES (true, 0) ON CONFLICT (id) DO NOTHING;
 ";
 
 /// The PostgreSQL engine: a pool of connections to one database.
@@ -131,6 +136,7 @@ impl KvEngine for PostgresEngine {
         Ok(Box::new(PgTransaction {
             client: tokio::sync::Mutex::new(Some(client)),
             pending: Mutex::new(WriteBuffer::default()),
+            stamped: Mutex::new(Vec::new()),
         }))
     }
 }
@@ -139,6 +145,8 @@ struct PgTransaction {
     /// `None` once committed.
     client: tokio::sync::Mutex<Option<Object>>,
     pending: Mutex<WriteBuffer>,
+    /// Versionstamped writes, sent only at commit.
+    stamped: Mutex<Vec<StampedWrite>>,
 }
 
 impl PgTransaction {
@@ -182,6 +190,35 @@ impl PgTransaction {
             .map_err(map_error)?;
         }
         Ok(())
+    }
+
+    /// Completes versionstamped keys with the next value of the stamp counter.
+    /// The counter's row stays locked until this transaction ends, and a
+    /// concurrent stamper fails with a serialization error once it is released,
+    /// so stamps follow commit order. Taking it last keeps that window short.
+    async fn write_stamped(&self, client: &Object) -> Result<(), StorageError> {
+        let stamped = std::mem::take(&mut *self.stamped.lock());
+        if stamped.is_empty() {
+            return Ok(());
+        }
+        let row = client
+            .query_one(
+                "UPDATE gatehouse_stamp SET seq = seq + 1 WHERE id RETURNING seq",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        let seq: i64 = row.get(0);
+        let stamp = crate::occ::versionstamp(seq as u64);
+        let mut buffer = WriteBuffer::default();
+        for (prefix, suffix, value) in stamped {
+            let mut key = prefix;
+            key.extend_from_slice(&stamp);
+            key.extend_from_slice(&suffix);
+            buffer.set(&key, &value);
+        }
+        *self.pending.lock() = buffer;
+        self.flush(client).await
     }
 
     async fn read(&self, client: &Object, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -245,10 +282,17 @@ impl EngineTransaction for PgTransaction {
         self.pending.lock().add(key, delta);
     }
 
+    fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]) {
+        self.stamped
+            .lock()
+            .push((prefix.to_vec(), suffix.to_vec(), value.to_vec()));
+    }
+
     async fn commit(&self) -> Result<(), StorageError> {
         let mut guard = self.client.lock().await;
         let client = guard.take().ok_or(StorageError::AlreadyCommitted)?;
         self.flush(&client).await?;
+        self.write_stamped(&client).await?;
         match client.batch_execute("COMMIT").await {
             Ok(()) => Ok(()),
             Err(e) if e.code().is_some() => Err(map_error(e)),

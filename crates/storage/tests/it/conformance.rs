@@ -471,6 +471,101 @@ pub async fn transaction_lifetime_limit(h: Harness) {
     assert_eq!(get(s, b"slow").await, Some(k("attempt 1")));
 }
 
+/// Versionstamped keys sort in commit order: a task's sequential commits keep
+/// their order among everyone's, keys of one transaction share a stamp, and
+/// none is lost.
+pub async fn versionstamped_keys_follow_commit_order(h: Harness) {
+    let s = &h.store;
+    let tasks: Vec<_> = (0..6u8)
+        .map(|task| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..8u8 {
+                    s.run(|tx| async move {
+                        for part in 0..2u8 {
+                            let suffix = tx.next_local_sequence().to_be_bytes();
+                            tx.set_versionstamped_key(b"vs/", &suffix, &[task, i, part])?;
+                        }
+                        // Also contend on a counter, as real transactions do.
+                        let n = tx.get(b"vs-count").await?.map_or(0, |v| decode_counter(&v));
+                        tx.set(b"vs-count", &(n + 1).to_le_bytes())?;
+                        R::Ok(())
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let page = s
+        .run(|tx| async move {
+            R::Ok(
+                tx.get_range(&KeyRange::prefix(b"vs/"), RangeOptions::default())
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 6 * 8 * 2);
+    let mut last_i = [None::<u8>; 6];
+    for pair in page.entries.chunks(2) {
+        let ((k0, v0), (k1, v1)) = (&pair[0], &pair[1]);
+        assert_eq!(k0.len(), 3 + 10 + 2);
+        assert_eq!(k0[3..13], k1[3..13], "one transaction, one stamp");
+        assert_eq!((&k0[13..], &k1[13..]), (&[0u8, 0][..], &[0u8, 1][..]));
+        assert_eq!((v0[0], v0[1], v0[2]), (v1[0], v1[1], 0));
+        assert_eq!(v1[2], 1);
+        let (task, i) = (usize::from(v0[0]), v0[1]);
+        assert!(
+            last_i[task] < Some(i),
+            "task {task}: {i} after {:?}",
+            last_i[task]
+        );
+        last_i[task] = Some(i);
+    }
+    assert_eq!(
+        get(s, b"vs-count").await.map(|v| decode_counter(&v)),
+        Some(48)
+    );
+
+    // The stamp is taken at commit, not at begin: a transaction that began
+    // first but commits last sorts last.
+    let inner_done = std::sync::atomic::AtomicBool::new(false);
+    let outer = s.clone();
+    s.run(|tx| {
+        let (outer, inner_done) = (&outer, &inner_done);
+        async move {
+            tx.get(b"vs-other").await?;
+            if !inner_done.swap(true, Ordering::SeqCst) {
+                outer
+                    .run(|tx| async move { R::Ok(tx.set_versionstamped_key(b"vo/", b"", b"inner")?) })
+                    .await
+                    .unwrap();
+            }
+            R::Ok(tx.set_versionstamped_key(b"vo/", b"", b"outer")?)
+        }
+    })
+    .await
+    .unwrap();
+    let order: Vec<Vec<u8>> = s
+        .run(|tx| async move {
+            R::Ok(
+                tx.get_range(&KeyRange::prefix(b"vo/"), RangeOptions::default())
+                    .await?,
+            )
+        })
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(order, vec![k("inner"), k("outer")]);
+}
+
 #[macro_export]
 macro_rules! conformance_suite {
     ($engine:ident, $setup:expr) => {
@@ -502,6 +597,7 @@ macro_rules! conformance_suite {
             case!(no_write_skew);
             case!(repeatable_reads);
             case!(transaction_lifetime_limit);
+            case!(versionstamped_keys_follow_commit_order);
         }
     };
 }
