@@ -47,7 +47,12 @@ async fn bench(engine: &str, store: Store) {
             .await
             .unwrap();
     }
-    report(engine, "point read (one transaction each)", n, started.elapsed());
+    report(
+        engine,
+        "point read (one transaction each)",
+        n,
+        started.elapsed(),
+    );
 
     let n = 2_000;
     let started = Instant::now();
@@ -59,13 +64,21 @@ async fn bench(engine: &str, store: Store) {
             .await
             .unwrap();
     }
-    report(engine, "durable commit (one 200-byte set)", n, started.elapsed());
+    report(
+        engine,
+        "durable commit (one 200-byte set)",
+        n,
+        started.elapsed(),
+    );
 
     let n = 2_000;
     let started = Instant::now();
     for i in 0..n {
         let begin = key((i * 97) % (KEYS - 100));
-        let range = KeyRange::new(begin, KeyRange::prefix(&gatehouse_storage::tuple::pack(&("bench",))).end);
+        let range = KeyRange::new(
+            begin,
+            KeyRange::prefix(&gatehouse_storage::tuple::pack(&("bench",))).end,
+        );
         let range = &range;
         store
             .run(|tx| async move { R::Ok(tx.get_range(range, RangeOptions::limit(100)).await?) })
@@ -97,7 +110,12 @@ async fn bench(engine: &str, store: Store) {
     for h in handles {
         h.await.unwrap();
     }
-    report(engine, "contended increment (8 tasks)", tasks * each, started.elapsed());
+    report(
+        engine,
+        "contended increment (8 tasks)",
+        tasks * each,
+        started.elapsed(),
+    );
 }
 
 fn main() {
@@ -121,7 +139,9 @@ fn main() {
         bench("embedded", Store::new(Arc::new(embedded))).await;
         if let Some(pg) = TestPostgres::shared() {
             let url = pg.create_database().await;
-            let engine = gatehouse_storage::postgres::PostgresEngine::connect(&url).await.unwrap();
+            let engine = gatehouse_storage::postgres::PostgresEngine::connect(&url)
+                .await
+                .unwrap();
             bench("postgres", Store::new(Arc::new(engine))).await;
         }
     });
