@@ -3,6 +3,7 @@
 //! same `core` service, and convert the result. This is the only crate that knows
 //! HTTP, JSON-over-HTTP and gRPC types.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod grpc;

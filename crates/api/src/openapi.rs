@@ -18,14 +18,38 @@ use crate::rest;
         rest::ops::ready,
         rest::ops::metrics,
         rest::system::info,
+        rest::auth::register,
+        rest::auth::login,
+        rest::auth::me,
     ),
+    modifiers(&BearerAuth),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "operations", description = "Liveness, readiness and metrics"),
         (name = "system", description = "Server and installation information"),
+        (name = "auth", description = "Registration, sign-in and the signed-in account"),
     )
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` scheme that authenticated paths name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The OpenAPI document.
 pub fn spec() -> utoipa::openapi::OpenApi {

@@ -8,6 +8,10 @@
 //! |---|---|
 //! | `("system", "installation")` | [`Installation`] |
 //! | `("setting", name)` | [`Setting`] |
+//! | `("user", id)` | [`User`](crate::accounts::model::User) |
+//! | `("user_by_email", lower-cased email)` | [`UserRef`](crate::accounts::UserRef) |
+//! | `("user_by_username", username)` | [`UserRef`](crate::accounts::UserRef) |
+//! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
 //! | `("cluster", "worker", id)` | [`WorkerLease`]: who holds snowflake worker ID `id` |
@@ -16,6 +20,8 @@
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
 
+use crate::accounts::model::{User, Username};
+use crate::accounts::{BootstrapRecord, UserRef};
 use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
 use crate::services::system::{Installation, Setting, SettingName};
@@ -23,6 +29,9 @@ use crate::services::system::{Installation, Setting, SettingName};
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
 pub const CHANGE: &str = "change";
+pub const USER: &str = "user";
+pub const USER_BY_EMAIL: &str = "user_by_email";
+pub const USER_BY_USERNAME: &str = "user_by_username";
 pub const CHANGE_COUNT: &str = "change_count";
 pub const CLUSTER: &str = "cluster";
 
@@ -39,6 +48,26 @@ pub fn setting(name: &SettingName) -> Key<Setting> {
 /// All of `("setting", *)`.
 pub fn settings() -> KeyRange {
     KeyRange::subspace(&Subspace::from(SETTING))
+}
+
+/// `("user", id) = User`
+pub fn user(id: crate::Id) -> Key<User> {
+    Key::new(pack(&(USER, id.0)))
+}
+
+/// `("user_by_email", lower-cased email) = UserRef`
+pub fn user_by_email(email_key: &str) -> Key<UserRef> {
+    Key::new(pack(&(USER_BY_EMAIL, email_key)))
+}
+
+/// `("user_by_username", username) = UserRef`
+pub fn user_by_username(username: &Username) -> Key<UserRef> {
+    Key::new(pack(&(USER_BY_USERNAME, username.as_str())))
+}
+
+/// `("system", "bootstrap_admin") = BootstrapRecord`
+pub fn bootstrap() -> Key<BootstrapRecord> {
+    Key::new(pack(&(SYSTEM, "bootstrap_admin")))
 }
 
 /// The bytes before the versionstamp of `("change", versionstamp) = ChangeRecord`:
@@ -99,6 +128,15 @@ mod tests {
             )
         );
         assert_eq!(change_prefix(), b"\x02change\x00\x33");
+        assert_eq!(user(crate::Id(258)).as_bytes(), b"\x02user\x00\x16\x01\x02");
+        assert_eq!(
+            user_by_email("a@b.c").as_bytes(),
+            b"\x02user_by_email\x00\x02a@b.c\x00"
+        );
+        assert_eq!(
+            bootstrap().as_bytes(),
+            b"\x02system\x00\x02bootstrap_admin\x00"
+        );
         assert_eq!(
             change_count("trimmed"),
             b"\x02change_count\x00\x02trimmed\x00"

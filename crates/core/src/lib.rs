@@ -4,6 +4,8 @@
 //! Core does no I/O of its own: storage comes in as a [`gatehouse_storage::Store`],
 //! and time, randomness and IDs through the traits in [`env`], so tests control them.
 
+pub mod accounts;
+pub mod blocking;
 pub mod changes;
 pub mod codec;
 pub mod env;

@@ -172,11 +172,29 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub jwt_secret: Option<Secret>,
     pub key_encryption_secret: Option<Secret>,
+    /// Lifetime of JWTs from `POST /api/v1/auth/login`.
+    pub jwt_ttl_secs: u64,
+    /// Whether anyone may create an account with `POST /api/v1/auth/register`.
+    pub registration_enabled: bool,
+    /// Fewest characters in a password (at least 8).
+    pub password_min_chars: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            key_encryption_secret: None,
+            jwt_ttl_secs: 24 * 60 * 60,
+            registration_enabled: true,
+            password_min_chars: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -360,6 +378,18 @@ impl Config {
                 }
                 None => {}
             }
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.auth.jwt_ttl_secs) {
+            return Err(field_error(
+                "auth.jwt_ttl_secs",
+                "must be from 60 seconds to 30 days",
+            ));
+        }
+        if !(8..=128).contains(&self.auth.password_min_chars) {
+            return Err(field_error(
+                "auth.password_min_chars",
+                "must be from 8 to 128",
+            ));
         }
         if !self.bootstrap.admin_email.contains('@') {
             return Err(field_error(

@@ -14,6 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use gatehouse_api::Application;
 use gatehouse_core::Env;
+use gatehouse_core::accounts::AccountSettings;
+use gatehouse_core::accounts::password::PasswordPolicy;
+use gatehouse_core::blocking::BlockingPool;
 use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::services::Services;
 use gatehouse_core::services::cluster::ClusterService;
@@ -39,7 +42,7 @@ impl Gatehouse {
             .await
             .with_context(|| format!("opening storage engine `{}`", storage.engine))?;
         let persist = (storage.engine == Engine::Embedded).then_some(storage.path.as_path());
-        let _secrets = secrets::resolve(config, persist)?;
+        let secrets = secrets::resolve(config, persist)?;
 
         let lease = Duration::from_secs(config.cluster.lease_secs);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -58,8 +61,42 @@ impl Gatehouse {
             .await
             .context("leasing a snowflake worker ID (ids.worker_id)")?;
         let env = Env::system(worker_id, clock)?;
-        let services = Services::new(store, env, cluster);
+        let services = Services::new(
+            store,
+            env,
+            cluster,
+            Arc::new(TokioBlockingPool::new()),
+            AccountSettings {
+                jwt_secret: secrets.jwt,
+                jwt_ttl_secs: config.auth.jwt_ttl_secs as i64,
+                registration_enabled: config.auth.registration_enabled,
+                password_policy: PasswordPolicy {
+                    min_chars: config.auth.password_min_chars,
+                },
+            },
+        );
         let installation = services.system.initialize().await?;
+        let admin_password = config
+            .bootstrap
+            .admin_password
+            .as_ref()
+            .map(|p| p.0.as_str());
+        if let Some(created) = services
+            .accounts
+            .bootstrap_admin(&config.bootstrap.admin_email, admin_password)
+            .await
+            .context("creating the first admin (bootstrap.admin_email)")?
+        {
+            match created.generated_password {
+                // SPEC §2: a generated password is printed once, to be changed at first login.
+                Some(password) => tracing::warn!(
+                    email = %created.admin.email,
+                    password = %password,
+                    "created the first admin with a generated password; it is shown only now and must be changed at first login"
+                ),
+                None => tracing::info!(email = %created.admin.email, "created the first admin"),
+            }
+        }
         tracing::info!(
             installation_id = %installation.id,
             engine = storage.engine.as_str(),
@@ -113,6 +150,34 @@ impl Gatehouse {
         let driven = driver.await.context("cluster driver task")?;
         served?;
         Ok(driven?)
+    }
+}
+
+/// Password hashing runs on tokio's blocking threads, at most one job per CPU
+/// at a time, so a burst of sign-ins queues instead of taking every thread.
+struct TokioBlockingPool {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl TokioBlockingPool {
+    fn new() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        TokioBlockingPool {
+            permits: Arc::new(tokio::sync::Semaphore::new(cpus)),
+        }
+    }
+}
+
+impl BlockingPool for TokioBlockingPool {
+    fn execute(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+        let permits = self.permits.clone();
+        tokio::spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(job).await;
+        });
     }
 }
 

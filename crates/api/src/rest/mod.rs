@@ -1,6 +1,7 @@
 //! The REST router: operational endpoints, the management API under `/api/v1`,
 //! and the interactive API documentation.
 
+pub(crate) mod auth;
 pub(crate) mod ops;
 pub(crate) mod system;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
 use gatehouse_core::services::Services;
@@ -50,6 +51,9 @@ pub fn router(services: Services, limits: Limits) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/system", get(system::info))
+        .route("/api/v1/auth/register", post(auth::register))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/me", get(auth::me))
         .route("/docs", get(docs.clone()))
         .route("/admin/docs", get(docs))
         .route("/openapi.json", get(spec))

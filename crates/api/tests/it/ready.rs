@@ -7,6 +7,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use gatehouse_api::rest::{Limits, router};
 use gatehouse_core::Env;
+use gatehouse_core::accounts::AccountSettings;
+use gatehouse_core::blocking::InlinePool;
 use gatehouse_core::env::{ManualClock, SeededRandom};
 use gatehouse_core::services::Services;
 use gatehouse_core::services::cluster::ClusterService;
@@ -44,8 +46,14 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         30_000,
     ));
     let env = Env::system(0, clock).unwrap();
+    let accounts = AccountSettings {
+        jwt_secret: vec![1; 32],
+        jwt_ttl_secs: 60,
+        registration_enabled: true,
+        password_policy: Default::default(),
+    };
     let app = router(
-        Services::new(store, env, cluster),
+        Services::new(store, env, cluster, Arc::new(InlinePool), accounts),
         Limits {
             body_limit_bytes: 1024,
             request_timeout: Duration::from_secs(5),

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use gatehouse_storage::Store;
 
 use crate::Env;
+use crate::accounts::{AccountService, AccountSettings};
+use crate::blocking::BlockingPool;
 use crate::changes::ChangeFeed;
 
 /// Every service, wired to one store and environment.
@@ -16,13 +18,22 @@ pub struct Services {
     pub system: Arc<system::SystemService>,
     pub cluster: Arc<cluster::ClusterService>,
     pub changes: Arc<ChangeFeed>,
+    pub accounts: Arc<AccountService>,
 }
 
 impl Services {
     /// `cluster` is built first, because the worker ID it leases goes into `env`.
-    pub fn new(store: Store, env: Env, cluster: Arc<cluster::ClusterService>) -> Self {
+    /// `pool` runs password hashing off the async workers.
+    pub fn new(
+        store: Store,
+        env: Env,
+        cluster: Arc<cluster::ClusterService>,
+        pool: Arc<dyn BlockingPool>,
+        accounts: AccountSettings,
+    ) -> Self {
         Services {
-            system: Arc::new(system::SystemService::new(store.clone(), env)),
+            system: Arc::new(system::SystemService::new(store.clone(), env.clone())),
+            accounts: Arc::new(AccountService::new(store.clone(), env, pool, accounts)),
             changes: Arc::new(ChangeFeed::new(store)),
             cluster,
         }

@@ -2,6 +2,7 @@
 //! (the same wiring `gatehouse serve` uses) and as a child process of the built
 //! binary.
 
+mod accounts;
 mod cluster;
 mod grpc;
 mod helpers;

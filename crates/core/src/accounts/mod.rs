@@ -1,0 +1,412 @@
+//! Accounts: registration, the first admin, password sign-in and JWTs.
+//!
+//! Sign-in never tells whether an account exists: an unknown login, a disabled
+//! account and a wrong password give the same error after the same work (a
+//! password verification, against a dummy hash when there is no account).
+//! Registration answers alike whether or not the email is taken.
+
+pub mod model;
+pub mod password;
+pub mod tokens;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use gatehouse_storage::{Store, TxError};
+use serde::{Deserialize, Serialize};
+
+use self::model::{Email, Role, User, UserStatus, Username};
+use self::password::{PasswordPolicy, Verified};
+use self::tokens::{Claims, Tokens};
+use crate::blocking::{self, BlockingPool};
+use crate::codec::Record;
+use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
+
+/// An index entry pointing at a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: Id,
+}
+
+impl Record for UserRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "user index entry";
+}
+
+/// Which user the first start created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapRecord {
+    pub admin_id: Id,
+}
+
+impl Record for BootstrapRecord {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "bootstrap record";
+}
+
+/// Account settings from configuration.
+pub struct AccountSettings {
+    pub jwt_secret: Vec<u8>,
+    pub jwt_ttl_secs: i64,
+    pub registration_enabled: bool,
+    pub password_policy: PasswordPolicy,
+}
+
+/// The first admin, when this start created it.
+pub struct Bootstrapped {
+    pub admin: User,
+    /// Set when no password was configured: shown once, to be changed at first login.
+    pub generated_password: Option<String>,
+}
+
+/// The answer to every failed sign-in.
+fn bad_credentials() -> Error {
+    Error::new(
+        ErrorCode::Unauthenticated,
+        "invalid email, username or password",
+    )
+}
+
+pub struct AccountService {
+    store: Store,
+    env: Env,
+    tokens: Tokens,
+    pool: Arc<dyn BlockingPool>,
+    registration_enabled: bool,
+    policy: PasswordPolicy,
+}
+
+/// What a new account starts with.
+struct NewUser {
+    email: Email,
+    username: Option<Username>,
+    display_name: String,
+    password_hash: Option<String>,
+    roles: BTreeSet<Role>,
+    must_change_password: bool,
+}
+
+impl AccountService {
+    pub fn new(
+        store: Store,
+        env: Env,
+        pool: Arc<dyn BlockingPool>,
+        settings: AccountSettings,
+    ) -> Self {
+        AccountService {
+            tokens: Tokens::new(
+                &settings.jwt_secret,
+                settings.jwt_ttl_secs,
+                env.clock.clone(),
+            ),
+            store,
+            env,
+            pool,
+            registration_enabled: settings.registration_enabled,
+            policy: settings.password_policy,
+        }
+    }
+
+    pub fn token_ttl_secs(&self) -> i64 {
+        self.tokens.ttl_secs()
+    }
+
+    async fn hash_password(&self, password: &str) -> Result<String> {
+        let mut salt = [0u8; 16];
+        self.env.random.fill(&mut salt);
+        let password = password.to_string();
+        blocking::run(self.pool.as_ref(), move || password::hash(&password, &salt)).await?
+    }
+
+    async fn verify_password(&self, password: &str, stored: Option<&str>) -> Result<Verified> {
+        let password = password.to_string();
+        let stored = stored.map_or_else(|| password::DUMMY_HASH.clone(), str::to_string);
+        blocking::run(self.pool.as_ref(), move || {
+            password::verify(&password, &stored)
+        })
+        .await
+    }
+
+    /// Creates the user and its index entries; `Conflict` if the email or
+    /// username is taken.
+    async fn insert(&self, new: NewUser) -> Result<User> {
+        let now = self.env.clock.now();
+        let user = User {
+            id: self.env.ids.next_id(),
+            email: new.email.as_str().to_string(),
+            username: new.username.as_ref().map(|u| u.as_str().to_string()),
+            display_name: new.display_name,
+            password_hash: new.password_hash,
+            roles: new.roles,
+            status: UserStatus::Active,
+            email_verified: false,
+            must_change_password: new.must_change_password,
+            created_at: now,
+            updated_at: now,
+        };
+        let email_key = new.email.key();
+        self.store
+            .run(|tx| {
+                let (user, email_key, username) = (&user, &email_key, &new.username);
+                async move {
+                    let by_email = keyspace::user_by_email(email_key);
+                    if by_email.get(&tx).await?.is_some() {
+                        return Err(TxError::Abort(Error::conflict(
+                            "this email is already registered",
+                        )));
+                    }
+                    if let Some(username) = username {
+                        let by_name = keyspace::user_by_username(username);
+                        if by_name.get(&tx).await?.is_some() {
+                            return Err(TxError::Abort(Error::conflict("this username is taken")));
+                        }
+                        by_name.put(&tx, &UserRef { id: user.id }).await?;
+                    }
+                    by_email.put(&tx, &UserRef { id: user.id }).await?;
+                    keyspace::user(user.id).put(&tx, user).await
+                }
+            })
+            .await?;
+        Ok(user)
+    }
+
+    /// Self-registration. Succeeds alike whether or not the email is taken, so
+    /// that it reveals nothing; a taken email creates nothing.
+    #[tracing::instrument(skip(self, password))]
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        username: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<()> {
+        if !self.registration_enabled {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "self-registration is turned off on this server",
+            ));
+        }
+        let email = Email::parse(email)?;
+        let username = username.map(Username::parse).transpose()?;
+        self.policy.check(password)?;
+        let display_name = display_name.map(str::trim).filter(|d| !d.is_empty());
+        if display_name.is_some_and(|d| d.chars().count() > 100) {
+            return Err(Error::invalid_input(
+                "display names are at most 100 characters",
+            ));
+        }
+        // Hash before looking anything up, so both outcomes cost the same.
+        let hash = self.hash_password(password).await?;
+        let new = NewUser {
+            display_name: display_name.map(str::to_string).unwrap_or_else(|| {
+                email
+                    .as_str()
+                    .split('@')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
+            email,
+            username,
+            password_hash: Some(hash),
+            roles: BTreeSet::from([Role::User]),
+            must_change_password: false,
+        };
+        match self.insert(new).await {
+            Ok(user) => {
+                tracing::info!(user_id = %user.id, "account registered");
+                Ok(())
+            }
+            Err(e) if e.code() == ErrorCode::Conflict && e.message().contains("email") => {
+                tracing::info!("registration for an existing email ignored");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the first admin if no start has done so. The password comes from
+    /// configuration or is generated (then it must be changed at first login).
+    pub async fn bootstrap_admin(
+        &self,
+        email: &str,
+        password: Option<&str>,
+    ) -> Result<Option<Bootstrapped>> {
+        let marker = keyspace::bootstrap();
+        if self
+            .store
+            .run(|tx| {
+                let marker = &marker;
+                async move { marker.get(&tx).await }
+            })
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let email = Email::parse(email)?;
+        let generated = match password {
+            Some(_) => None,
+            None => Some(self.generate_password()),
+        };
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        let hash = self.hash_password(password).await?;
+        let admin = self
+            .insert(NewUser {
+                display_name: "Administrator".to_string(),
+                email,
+                username: Some(Username::parse("admin")?),
+                password_hash: Some(hash),
+                roles: BTreeSet::from([Role::User, Role::Admin]),
+                must_change_password: generated.is_some(),
+            })
+            .await?;
+        // Two instances starting on an empty shared store: the marker decides
+        // which admin stands; the other one is removed.
+        let kept = self
+            .store
+            .run(|tx| {
+                let (marker, admin) = (&marker, &admin);
+                async move {
+                    if let Some(existing) = marker.get(&tx).await? {
+                        return Ok::<_, TxError<Error>>(existing.admin_id == admin.id);
+                    }
+                    marker
+                        .put(&tx, &BootstrapRecord { admin_id: admin.id })
+                        .await?;
+                    Ok(true)
+                }
+            })
+            .await?;
+        if !kept {
+            return Ok(None);
+        }
+        Ok(Some(Bootstrapped {
+            admin,
+            generated_password: generated,
+        }))
+    }
+
+    /// 20 characters from a 62-letter alphabet: about 119 bits.
+    fn generate_password(&self) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut out = String::with_capacity(20);
+        while out.len() < 20 {
+            let mut byte = [0u8; 1];
+            self.env.random.fill(&mut byte);
+            // Rejection sampling keeps the choice uniform.
+            if usize::from(byte[0]) < ALPHABET.len() * 4 {
+                out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
+            }
+        }
+        out
+    }
+
+    async fn find_by_login(&self, login: &str) -> Result<Option<User>> {
+        let login = login.trim();
+        let index = if login.contains('@') {
+            match Email::parse(login) {
+                Ok(email) => keyspace::user_by_email(&email.key()),
+                Err(_) => return Ok(None),
+            }
+        } else {
+            match Username::parse(login) {
+                Ok(name) => keyspace::user_by_username(&name),
+                Err(_) => return Ok(None),
+            }
+        };
+        self.store
+            .run(|tx| {
+                let index = &index;
+                async move {
+                    match index.get(&tx).await? {
+                        Some(entry) => keyspace::user(entry.id).get(&tx).await,
+                        None => Ok(None),
+                    }
+                }
+            })
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Checks a login (email or username) and password; returns the user and a JWT.
+    #[tracing::instrument(skip(self, password))]
+    pub async fn login(&self, login: &str, password: &str) -> Result<(User, String)> {
+        let user = self.find_by_login(login).await?;
+        let stored = user
+            .as_ref()
+            .filter(|u| u.is_active())
+            .and_then(|u| u.password_hash.clone());
+        let verified = self.verify_password(password, stored.as_deref()).await?;
+        let user = match (user, stored.is_some(), verified) {
+            (Some(user), true, Verified::Yes | Verified::YesRehash) => user,
+            _ => return Err(bad_credentials()),
+        };
+        if verified == Verified::YesRehash {
+            self.upgrade_hash(&user, password).await;
+        }
+        let token = self.tokens.issue(&user)?;
+        Ok((user, token))
+    }
+
+    /// Replaces a hash made with older parameters. A failure only means the
+    /// upgrade waits for the next sign-in.
+    async fn upgrade_hash(&self, user: &User, password: &str) {
+        let result = async {
+            let hash = self.hash_password(password).await?;
+            let id = user.id;
+            let now = self.env.clock.now();
+            self.store
+                .run(|tx| {
+                    let hash = &hash;
+                    async move {
+                        let key = keyspace::user(id);
+                        if let Some(mut user) = key.get(&tx).await? {
+                            user.password_hash = Some(hash.clone());
+                            user.updated_at = now;
+                            key.put(&tx, &user).await?;
+                        }
+                        Ok::<_, TxError<Error>>(())
+                    }
+                })
+                .await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded"),
+            Err(e) => {
+                tracing::warn!(user_id = %user.id, error = %e, "password hash upgrade failed")
+            }
+        }
+    }
+
+    /// The active user a JWT belongs to. Roles come from the token (they may
+    /// lag a role change until it expires); status is checked live.
+    pub async fn authenticate_token(&self, token: &str) -> Result<(User, Claims)> {
+        let claims = self.tokens.verify(token)?;
+        let user = self.get_user(claims.user_id()?).await.map_err(|_| {
+            Error::new(
+                ErrorCode::Unauthenticated,
+                "the token is invalid or expired",
+            )
+        })?;
+        if !user.is_active() {
+            return Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "this account is disabled",
+            ));
+        }
+        Ok((user, claims))
+    }
+
+    pub async fn get_user(&self, id: Id) -> Result<User> {
+        self.store
+            .run(|tx| async move { keyspace::user(id).get(&tx).await })
+            .await?
+            .ok_or_else(|| Error::not_found("user"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Accounts: users, their platform roles, and the validated values they hold.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+use crate::{Error, Id, Result};
+
+/// Platform roles (SPEC §2). Effective permissions are the union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Admin,
+    AdminReadonly,
+    RequestViewer,
+    Provider,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+            Role::AdminReadonly => "admin_readonly",
+            Role::RequestViewer => "request_viewer",
+            Role::Provider => "provider",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    /// The primary email, as the user typed it.
+    pub email: String,
+    pub username: Option<String>,
+    pub display_name: String,
+    /// An argon2id PHC string; `None` for accounts that cannot sign in with a password.
+    pub password_hash: Option<String>,
+    pub roles: BTreeSet<Role>,
+    pub status: UserStatus,
+    pub email_verified: bool,
+    /// Set for generated passwords: the user must choose a new one.
+    pub must_change_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for User {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "user";
+}
+
+impl User {
+    pub fn is_active(&self) -> bool {
+        self.status == UserStatus::Active
+    }
+}
+
+/// A syntactically valid email address, kept as typed; [`Email::key`] is the
+/// case-insensitive form used for uniqueness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let invalid = || Error::invalid_input("not a valid email address");
+        let (local, domain) = s.rsplit_once('@').ok_or_else(invalid)?;
+        let ok = !local.is_empty()
+            && local.len() <= 64
+            && s.len() <= 254
+            && !domain.is_empty()
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !local.contains('@');
+        if !ok {
+            return Err(invalid());
+        }
+        Ok(Email(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The lower-cased form, unique across accounts.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A username: 3 to 32 of `a-z 0-9 _ . -`, starting with a letter, stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Self> {
+        let lower = s.trim().to_lowercase();
+        let ok = (3..=32).contains(&lower.len())
+            && lower.starts_with(|c: char| c.is_ascii_lowercase())
+            && lower
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+        if !ok {
+            return Err(Error::invalid_input(
+                "usernames are 3-32 characters of a-z, 0-9, '_', '.' or '-', starting with a letter",
+            ));
+        }
+        Ok(Username(lower))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_and_keyed_case_insensitively() {
+        let e = Email::parse("  Ada.Lovelace@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "Ada.Lovelace@Example.COM");
+        assert_eq!(e.key(), "ada.lovelace@example.com");
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@.com",
+            "a b@c.d",
+            "a@b@c",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usernames_are_lower_case_and_restricted() {
+        assert_eq!(Username::parse("Ada_L").unwrap().as_str(), "ada_l");
+        for bad in ["ab", "1abc", "has space", "ünï", &"a".repeat(33)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn roles_serialize_as_the_spec_names() {
+        let json = serde_json::to_string(&[Role::AdminReadonly, Role::RequestViewer]).unwrap();
+        assert_eq!(json, r#"["admin_readonly","request_viewer"]"#);
+    }
+}

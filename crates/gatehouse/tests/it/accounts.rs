@@ -1,0 +1,176 @@
+//! Accounts through the real server: registration, sign-in, `me`, and the
+//! first admin.
+
+use gatehouse::config::Secret;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, test_config};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .header("x-request-id", "fixed")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn me(app: &TestApp, token: &str) -> (u16, Value, Option<String>) {
+    let response = app
+        .client
+        .get(app.url("/api/v1/auth/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap(),
+        challenge,
+    )
+}
+
+#[tokio::test]
+async fn register_sign_in_and_read_me() {
+    let app = spawn_app(test_config(None)).await;
+    let new = json!({"email": "Ada@Example.com", "password": PASSWORD, "username": "ada"});
+    let (status, body) = post(&app, "/api/v1/auth/register", new.clone()).await;
+    assert_eq!((status, body.clone()), (202, json!({"status": "accepted"})));
+    // A second registration of the same email is answered the same way.
+    assert_eq!(post(&app, "/api/v1/auth/register", new).await, (202, body));
+
+    for login in ["ada@example.com", "ADA"] {
+        let (status, token) = post(
+            &app,
+            "/api/v1/auth/login",
+            json!({"login": login, "password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(status, 200, "{token}");
+        assert_eq!(token["token_type"], "Bearer");
+        assert_eq!(token["expires_in"], 86400);
+        let (status, me, _) = me(&app, token["token"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!(me["email"], "Ada@Example.com");
+        assert_eq!(me["username"], "ada");
+        assert_eq!(me["roles"], json!(["user"]));
+        assert!(me.get("password_hash").is_none());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failures_reveal_nothing_and_use_the_error_shape() {
+    let app = spawn_app(test_config(None)).await;
+    post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let wrong = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": "not the password"}),
+    )
+    .await;
+    let unknown = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "nobody@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(wrong.0, 401);
+    assert_eq!(wrong, unknown, "same status and body");
+
+    let (status, body, challenge) = me(&app, "not-a-token").await;
+    assert_eq!((status, challenge.as_deref()), (401, Some("Bearer")));
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    let bare = app
+        .client
+        .get(app.url("/api/v1/auth/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+
+    let (status, body) = post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "bob@example.com", "password": "password123"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_input");
+    let (status, body) = post(&app, "/api/v1/auth/login", json!({"login": "x"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "malformed_body");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn self_registration_can_be_turned_off() {
+    let mut config = test_config(None);
+    config.auth.registration_enabled = false;
+    let app = spawn_app(config).await;
+    let (status, body) = post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "permission_denied");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_start_creates_exactly_one_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_password = "first admin password";
+    let mut config = test_config(Some(dir.path()));
+    config.bootstrap.admin_email = "root@example.com".into();
+    config.bootstrap.admin_password = Some(Secret(first_password.into()));
+    let app = spawn_app(config.clone()).await;
+    let (status, token) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "root@example.com", "password": first_password}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, me, _) = me(&app, token["token"].as_str().unwrap()).await;
+    assert_eq!(me["roles"], json!(["user", "admin"]));
+    assert_eq!(me["must_change_password"], false);
+    app.stop().await;
+
+    // A second start with other bootstrap settings creates no admin and
+    // changes none.
+    config.bootstrap.admin_email = "other@example.com".into();
+    config.bootstrap.admin_password = Some(Secret("second admin password".into()));
+    let app = spawn_app(config).await;
+    let other = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "other@example.com", "password": "second admin password"}),
+    )
+    .await;
+    assert_eq!(other.0, 401);
+    let root = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "root@example.com", "password": first_password}),
+    )
+    .await;
+    assert_eq!(root.0, 200);
+    app.stop().await;
+}
