@@ -1,45 +1,132 @@
-//! Who is calling: the `Authenticated` extractor reads `Authorization: Bearer
-//! <JWT>` and asks the account service for the active user behind it.
+//! Who is calling. The `Authenticated` extractor accepts, in order:
+//! `Authorization: Bearer <JWT>`, `Authorization: Bearer <session token>`
+//! (command-line sessions), or the `gatehouse_session` cookie (browsers). A
+//! cookie-authenticated request with an unsafe method must come from this
+//! server's own origin (a CSRF defence on top of `SameSite=Lax`).
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, USER_AGENT};
 use axum::http::request::Parts;
 use gatehouse_core::accounts::model::User;
-use gatehouse_core::accounts::tokens::Claims;
+use gatehouse_core::accounts::sessions::{ClientInfo, Session};
 use gatehouse_core::{Error, ErrorCode};
 
 use crate::ApiError;
 use crate::rest::AppState;
 
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "gatehouse_session";
+
 /// The signed-in user of this request.
 pub struct Authenticated {
     pub user: User,
-    pub claims: Claims,
+    /// The session, when the caller used one (not a JWT).
+    pub session: Option<Session>,
+    /// The raw session token, to end it at logout.
+    pub session_token: Option<String>,
 }
 
 fn missing() -> ApiError {
     ApiError(Error::new(
         ErrorCode::Unauthenticated,
-        "sign in first: send `Authorization: Bearer <token>`",
+        "sign in first: send `Authorization: Bearer <token>` or a session cookie",
     ))
+}
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The request's origin matches its host (or the browser sent no origin).
+fn same_origin(parts: &Parts) -> bool {
+    let Some(origin) = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = parts.headers.get(HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    host.is_some() && origin_host == host
+}
+
+/// Where the request came from.
+pub fn client_info(parts: &Parts) -> ClientInfo {
+    ClientInfo {
+        ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    }
 }
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
+        let accounts = &state.services.accounts;
+        let bearer = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(missing)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(missing)?;
-        let (user, claims) = state.services.accounts.authenticate_token(token).await?;
-        Ok(Authenticated { user, claims })
+            .filter(|t| !t.is_empty());
+        if let Some(token) = bearer {
+            // JWTs have three dot-separated parts; session tokens have none.
+            if token.matches('.').count() == 2 {
+                let (user, _) = accounts.authenticate_token(token).await?;
+                return Ok(Authenticated {
+                    user,
+                    session: None,
+                    session_token: None,
+                });
+            }
+            let (user, session) = accounts.authenticate_session(token).await?;
+            return Ok(Authenticated {
+                user,
+                session: Some(session),
+                session_token: Some(token.to_string()),
+            });
+        }
+        let token = cookie(parts, SESSION_COOKIE).ok_or_else(missing)?;
+        if !parts.method.is_safe() && !same_origin(parts) {
+            return Err(ApiError(Error::new(
+                ErrorCode::PermissionDenied,
+                "cross-site request refused",
+            )));
+        }
+        let (user, session) = accounts.authenticate_session(token).await?;
+        Ok(Authenticated {
+            user,
+            session: Some(session),
+            session_token: Some(token.to_string()),
+        })
+    }
+}
+
+/// Client details, as an extractor.
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(client_info(parts)))
     }
 }

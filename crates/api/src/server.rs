@@ -15,7 +15,7 @@ use tonic_health::server::HealthReporter;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::rest::{self, Limits};
+use crate::rest::{self, RestOptions};
 
 /// What the server needs to know from configuration.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Mark session cookies `Secure`.
+    pub secure_cookies: bool,
 }
 
 /// A bound, not yet running server.
@@ -56,9 +58,10 @@ impl Application {
         })?;
         let router = rest::router(
             services.clone(),
-            Limits {
+            RestOptions {
                 body_limit_bytes: settings.body_limit_bytes,
                 request_timeout: settings.request_timeout,
+                secure_cookies: settings.secure_cookies,
             },
         );
         let (grpc_routes, health) =
@@ -95,9 +98,13 @@ impl Application {
             "serving"
         );
 
-        let http = axum::serve(self.http, self.router)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future();
+        let http = axum::serve(
+            self.http,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future();
         let grpc = tonic::transport::Server::builder()
             .layer(
                 tower::ServiceBuilder::new()

@@ -11,6 +11,8 @@
 //! | `("user", id)` | [`User`](crate::accounts::model::User) |
 //! | `("user_by_email", lower-cased email)` | [`UserRef`](crate::accounts::UserRef) |
 //! | `("user_by_username", username)` | [`UserRef`](crate::accounts::UserRef) |
+//! | `("session", sha256(token))` | [`Session`](crate::accounts::sessions::Session) |
+//! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::accounts::sessions::SessionRef) |
 //! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
@@ -21,6 +23,7 @@ use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
 
 use crate::accounts::model::{User, Username};
+use crate::accounts::sessions::{Session, SessionRef};
 use crate::accounts::{BootstrapRecord, UserRef};
 use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
@@ -32,6 +35,8 @@ pub const CHANGE: &str = "change";
 pub const USER: &str = "user";
 pub const USER_BY_EMAIL: &str = "user_by_email";
 pub const USER_BY_USERNAME: &str = "user_by_username";
+pub const SESSION: &str = "session";
+pub const SESSION_BY_USER: &str = "session_by_user";
 pub const CHANGE_COUNT: &str = "change_count";
 pub const CLUSTER: &str = "cluster";
 
@@ -63,6 +68,24 @@ pub fn user_by_email(email_key: &str) -> Key<UserRef> {
 /// `("user_by_username", username) = UserRef`
 pub fn user_by_username(username: &Username) -> Key<UserRef> {
     Key::new(pack(&(USER_BY_USERNAME, username.as_str())))
+}
+
+/// `("session", sha256(token)) = Session`
+pub fn session(token_hash: &[u8]) -> Key<Session> {
+    Key::new(pack(&(
+        SESSION,
+        gatehouse_storage::tuple::Bytes::from(token_hash),
+    )))
+}
+
+/// `("session_by_user", user, session) = SessionRef`
+pub fn session_by_user(user: crate::Id, session: crate::Id) -> Key<SessionRef> {
+    Key::new(pack(&(SESSION_BY_USER, user.0, session.0)))
+}
+
+/// All of `("session_by_user", user, *)`.
+pub fn sessions_of(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from(SESSION_BY_USER).subspace(&(user.0,)))
 }
 
 /// `("system", "bootstrap_admin") = BootstrapRecord`

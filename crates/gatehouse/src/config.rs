@@ -183,6 +183,12 @@ pub struct AuthConfig {
     pub registration_enabled: bool,
     /// Fewest characters in a password (at least 8).
     pub password_min_chars: usize,
+    /// A session unused for this long ends.
+    pub session_idle_secs: u64,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute_secs: u64,
+    /// Mark session cookies `Secure`; unset means: in production mode.
+    pub cookie_secure: Option<bool>,
 }
 
 impl Default for AuthConfig {
@@ -193,6 +199,9 @@ impl Default for AuthConfig {
             jwt_ttl_secs: 24 * 60 * 60,
             registration_enabled: true,
             password_min_chars: 8,
+            session_idle_secs: 2 * 3600,
+            session_absolute_secs: 7 * 24 * 3600,
+            cookie_secure: None,
         }
     }
 }
@@ -385,6 +394,15 @@ impl Config {
                 "must be from 60 seconds to 30 days",
             ));
         }
+        if self.auth.session_idle_secs < 60 {
+            return Err(field_error("auth.session_idle_secs", "must be at least 60"));
+        }
+        if self.auth.session_absolute_secs < self.auth.session_idle_secs {
+            return Err(field_error(
+                "auth.session_absolute_secs",
+                "must be at least auth.session_idle_secs",
+            ));
+        }
         if !(8..=128).contains(&self.auth.password_min_chars) {
             return Err(field_error(
                 "auth.password_min_chars",
@@ -434,6 +452,10 @@ impl Config {
             body_limit_bytes: self.server.body_limit_bytes,
             request_timeout: Duration::from_secs(self.server.request_timeout_secs),
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            secure_cookies: self
+                .auth
+                .cookie_secure
+                .unwrap_or(self.mode == Mode::Production),
         }
     }
 }

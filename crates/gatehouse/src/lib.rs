@@ -16,6 +16,7 @@ use gatehouse_api::Application;
 use gatehouse_core::Env;
 use gatehouse_core::accounts::AccountSettings;
 use gatehouse_core::accounts::password::PasswordPolicy;
+use gatehouse_core::accounts::sessions::SessionPolicy;
 use gatehouse_core::blocking::BlockingPool;
 use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::services::Services;
@@ -72,6 +73,10 @@ impl Gatehouse {
                 registration_enabled: config.auth.registration_enabled,
                 password_policy: PasswordPolicy {
                     min_chars: config.auth.password_min_chars,
+                },
+                sessions: SessionPolicy {
+                    idle_secs: config.auth.session_idle_secs as i64,
+                    absolute_secs: config.auth.session_absolute_secs as i64,
                 },
             },
         );

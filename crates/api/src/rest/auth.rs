@@ -1,16 +1,19 @@
 //! `/api/v1/auth`: registration, sign-in and the signed-in user.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gatehouse_core::accounts::model::{Role, User};
+use gatehouse_core::accounts::sessions::{Session, SessionKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
 use crate::ApiError;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Client, SESSION_COOKIE};
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
 
@@ -31,6 +34,19 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
+/// What `login` hands back.
+#[derive(Deserialize, ToSchema, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMode {
+    /// A JWT in the body (the default).
+    #[default]
+    Token,
+    /// A browser session: an `HttpOnly` cookie, and the session in the body.
+    Session,
+    /// A command-line session: an opaque token in the body, for `Authorization: Bearer`.
+    Cli,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
@@ -38,15 +54,65 @@ pub struct LoginRequest {
     #[schema(example = "ada@example.com")]
     pub login: String,
     pub password: String,
+    #[serde(default)]
+    pub mode: LoginMode,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
-    /// A JWT for `Authorization: Bearer …`.
+    /// A JWT (mode `token`) or session token (mode `cli`) for `Authorization: Bearer …`.
     pub token: String,
     pub token_type: &'static str,
-    /// Seconds until the token expires.
+    /// Seconds until the token expires (for sessions: at the latest).
     pub expires_in: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    #[schema(value_type = String)]
+    pub id: gatehouse_core::Id,
+    /// `web` or `cli`.
+    #[schema(value_type = String)]
+    pub kind: SessionKind,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The latest the session can last; it ends earlier when idle.
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+impl SessionInfo {
+    fn new(s: Session, current: Option<gatehouse_core::Id>) -> Self {
+        SessionInfo {
+            current: Some(s.id) == current,
+            id: s.id,
+            kind: s.kind,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.absolute_expires_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+fn session_cookie(token: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    );
+    // Tokens are base64url, so the value is always a valid header.
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// An account as its owner sees it.
@@ -105,24 +171,141 @@ pub async fn register(
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
 }
 
-/// Sign in with email or username and password; returns a JWT.
+/// Sign in with email or username and password. `mode` picks a JWT (default),
+/// a browser session cookie, or a command-line session token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in: a token (modes `token`, `cli`) or the session with a `Set-Cookie` (mode `session`)", body = TokenResponse),
         (status = 401, description = "Wrong login or password (the same answer for both)", body = ErrorBody),
     ))]
 pub async fn login(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let accounts = &state.services.accounts;
-    let (_, token) = accounts.login(&request.login, &request.password).await?;
-    Ok(Json(TokenResponse {
-        token,
-        token_type: "Bearer",
-        expires_in: accounts.token_ttl_secs(),
-    }))
+    let kind = match request.mode {
+        LoginMode::Token => {
+            let (_, token) = accounts.login(&request.login, &request.password).await?;
+            return Ok(Json(TokenResponse {
+                token,
+                token_type: "Bearer",
+                expires_in: accounts.token_ttl_secs(),
+            })
+            .into_response());
+        }
+        LoginMode::Session => SessionKind::Web,
+        LoginMode::Cli => SessionKind::Cli,
+    };
+    let (_, session, token) = accounts
+        .login_session(&request.login, &request.password, kind, client)
+        .await?;
+    let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
+    if kind == SessionKind::Cli {
+        return Ok(Json(TokenResponse {
+            token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+        })
+        .into_response());
+    }
+    let cookie = session_cookie(&token, lifetime, state.secure_cookies);
+    let mut response = Json(SessionInfo::new(session.clone(), Some(session.id))).into_response();
+    response.headers_mut().insert(SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// End the current session (and clear its cookie). A JWT cannot be ended early;
+/// it expires on its own.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &auth.session_token {
+        state.services.accounts.logout(token).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, session_cookie("", 0, state.secure_cookies));
+    Ok(response)
+}
+
+/// Change the password (the current one is required). Ends every other session.
+#[utoipa::path(put, path = "/api/v1/auth/password", tag = "auth",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "Wrong current password, or the new one is not acceptable", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiJson(request): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .accounts
+        .change_password(
+            auth.user.id,
+            &request.current_password,
+            &request.new_password,
+            auth.session.as_ref().map(|s| s.id),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user's live sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = Vec<SessionInfo>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    let current = auth.session.as_ref().map(|s| s.id);
+    let sessions = state.services.accounts.list_sessions(auth.user.id).await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionInfo::new(s, current))
+            .collect(),
+    ))
+}
+
+/// End one of the signed-in user's sessions.
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session ID")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 404, description = "No such session of this user", body = ErrorBody),
+    ))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
+    state
+        .services
+        .accounts
+        .revoke_session(auth.user.id, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in account.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
 use gatehouse_core::services::Services;
@@ -27,21 +27,25 @@ pub use crate::metrics::Metrics;
 pub struct AppState {
     pub services: Services,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) secure_cookies: bool,
 }
 
-/// Limits applied to every REST request.
+/// Settings of the REST interface.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct RestOptions {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
+    /// Mark session cookies `Secure` (set when clients reach the server over TLS).
+    pub secure_cookies: bool,
 }
 
 /// Builds the REST router with all its middleware.
-pub fn router(services: Services, limits: Limits) -> Router {
+pub fn router(services: Services, limits: RestOptions) -> Router {
     let metrics = Metrics::new();
     let state = AppState {
         services,
         metrics: metrics.clone(),
+        secure_cookies: limits.secure_cookies,
     };
     let docs = Html(utoipa_scalar::Scalar::new(crate::openapi::spec()).to_html());
     let spec = Json(crate::openapi::spec());
@@ -54,6 +58,10 @@ pub fn router(services: Services, limits: Limits) -> Router {
         .route("/api/v1/auth/register", post(auth::register))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/password", put(auth::change_password))
+        .route("/api/v1/auth/sessions", get(auth::list_sessions))
+        .route("/api/v1/auth/sessions/{id}", delete(auth::revoke_session))
         .route("/docs", get(docs.clone()))
         .route("/admin/docs", get(docs))
         .route("/openapi.json", get(spec))
@@ -64,7 +72,7 @@ pub fn router(services: Services, limits: Limits) -> Router {
 /// Adds what every route gets: request IDs and logging, metrics, panic
 /// recovery, the body limit, the timeout, and JSON errors for unknown routes
 /// and methods.
-pub fn with_middleware(routes: Router, limits: Limits, metrics: Arc<Metrics>) -> Router {
+pub fn with_middleware(routes: Router, limits: RestOptions, metrics: Arc<Metrics>) -> Router {
     routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use gatehouse_api::extract::ApiJson;
-use gatehouse_api::rest::{Limits, Metrics, with_middleware};
+use gatehouse_api::rest::{Metrics, RestOptions, with_middleware};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,9 +43,10 @@ fn app() -> (Router, Arc<Metrics>) {
         .route("/boom", get(boom))
         .route("/items/{id}", get(|| async { "item" }))
         .route("/metrics", get(move || async move { m.render() }));
-    let limits = Limits {
+    let limits = RestOptions {
         body_limit_bytes: 64,
         request_timeout: Duration::from_millis(100),
+        secure_cookies: false,
     };
     (with_middleware(routes, limits, metrics.clone()), metrics)
 }

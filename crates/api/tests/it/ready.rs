@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use gatehouse_api::rest::{Limits, router};
+use gatehouse_api::rest::{RestOptions, router};
 use gatehouse_core::Env;
 use gatehouse_core::accounts::AccountSettings;
 use gatehouse_core::blocking::InlinePool;
@@ -51,12 +51,14 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         jwt_ttl_secs: 60,
         registration_enabled: true,
         password_policy: Default::default(),
+        sessions: Default::default(),
     };
     let app = router(
         Services::new(store, env, cluster, Arc::new(InlinePool), accounts),
-        Limits {
+        RestOptions {
             body_limit_bytes: 1024,
             request_timeout: Duration::from_secs(5),
+            secure_cookies: false,
         },
     );
 

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod password;
+pub mod sessions;
 pub mod tokens;
 
 use std::collections::BTreeSet;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use self::model::{Email, Role, User, UserStatus, Username};
 use self::password::{PasswordPolicy, Verified};
+use self::sessions::{ClientInfo, Session, SessionKind, SessionPolicy, SessionRef, token_hash};
 use self::tokens::{Claims, Tokens};
 use crate::blocking::{self, BlockingPool};
 use crate::codec::Record;
@@ -50,6 +52,7 @@ pub struct AccountSettings {
     pub jwt_ttl_secs: i64,
     pub registration_enabled: bool,
     pub password_policy: PasswordPolicy,
+    pub sessions: SessionPolicy,
 }
 
 /// The first admin, when this start created it.
@@ -74,7 +77,12 @@ pub struct AccountService {
     pool: Arc<dyn BlockingPool>,
     registration_enabled: bool,
     policy: PasswordPolicy,
+    sessions: SessionPolicy,
 }
+
+/// Sessions are not rewritten on every request: `last_seen_at` moves only
+/// when it is older than this.
+const TOUCH_INTERVAL_SECS: i64 = 60;
 
 /// What a new account starts with.
 struct NewUser {
@@ -104,6 +112,7 @@ impl AccountService {
             pool,
             registration_enabled: settings.registration_enabled,
             policy: settings.password_policy,
+            sessions: settings.sessions,
         }
     }
 
@@ -332,6 +341,249 @@ impl AccountService {
     /// Checks a login (email or username) and password; returns the user and a JWT.
     #[tracing::instrument(skip(self, password))]
     pub async fn login(&self, login: &str, password: &str) -> Result<(User, String)> {
+        let user = self.check_credentials(login, password).await?;
+        let token = self.tokens.issue(&user)?;
+        Ok((user, token))
+    }
+
+    /// Checks a login and password and starts a session; returns the session
+    /// and its token (shown this once; only its hash is stored).
+    #[tracing::instrument(skip(self, password, client))]
+    pub async fn login_session(
+        &self,
+        login: &str,
+        password: &str,
+        kind: SessionKind,
+        client: ClientInfo,
+    ) -> Result<(User, Session, String)> {
+        let user = self.check_credentials(login, password).await?;
+        let (session, token) = self.start_session(&user, kind, client).await?;
+        Ok((user, session, token))
+    }
+
+    async fn start_session(
+        &self,
+        user: &User,
+        kind: SessionKind,
+        client: ClientInfo,
+    ) -> Result<(Session, String)> {
+        use base64::Engine as _;
+        let mut secret = [0u8; 32];
+        self.env.random.fill(&mut secret);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        let now = self.env.clock.now();
+        let session = Session {
+            id: self.env.ids.next_id(),
+            user_id: user.id,
+            kind,
+            created_at: now,
+            last_seen_at: now,
+            absolute_expires_at: now + chrono::Duration::seconds(self.sessions.absolute_secs),
+            ip: client.ip.map(|ip| ip.chars().take(64).collect()),
+            user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
+        };
+        let hash = token_hash(&token);
+        self.store
+            .run(|tx| {
+                let (session, hash) = (&session, &hash);
+                async move {
+                    keyspace::session(hash).put(&tx, session).await?;
+                    keyspace::session_by_user(session.user_id, session.id)
+                        .put(
+                            &tx,
+                            &SessionRef {
+                                token_hash: hash.clone(),
+                            },
+                        )
+                        .await
+                }
+            })
+            .await?;
+        Ok((session, token))
+    }
+
+    /// The live session of `token` and its active user. Expired sessions are
+    /// deleted when met.
+    pub async fn authenticate_session(&self, token: &str) -> Result<(User, Session)> {
+        let hash = token_hash(token);
+        let now = self.env.clock.now();
+        let policy = self.sessions;
+        let found = self
+            .store
+            .run(|tx| {
+                let hash = &hash;
+                async move {
+                    let key = keyspace::session(hash);
+                    let Some(mut session) = key.get(&tx).await? else {
+                        return Ok(None);
+                    };
+                    if !session.is_live(now, &policy) {
+                        key.clear(&tx).await?;
+                        keyspace::session_by_user(session.user_id, session.id)
+                            .clear(&tx)
+                            .await?;
+                        return Ok(None);
+                    }
+                    let user = keyspace::user(session.user_id).get(&tx).await?;
+                    if (now - session.last_seen_at).num_seconds() >= TOUCH_INTERVAL_SECS {
+                        session.last_seen_at = now;
+                        key.put(&tx, &session).await?;
+                    }
+                    Ok::<_, TxError<Error>>(user.map(|u| (u, session)))
+                }
+            })
+            .await?;
+        match found {
+            Some((user, session)) if user.is_active() => Ok((user, session)),
+            _ => Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "the session is invalid or expired",
+            )),
+        }
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list_sessions(&self, user_id: Id) -> Result<Vec<Session>> {
+        let now = self.env.clock.now();
+        let policy = self.sessions;
+        let mut sessions = self
+            .store
+            .run(|tx| async move {
+                let refs = tx
+                    .get_range(
+                        &keyspace::sessions_of(user_id),
+                        gatehouse_storage::RangeOptions::default(),
+                    )
+                    .await?;
+                let mut sessions = Vec::new();
+                for r in crate::codec::decode_values::<SessionRef>(&refs.entries)
+                    .map_err(TxError::Abort)?
+                {
+                    if let Some(s) = keyspace::session(&r.token_hash).get(&tx).await? {
+                        sessions.push(s);
+                    }
+                }
+                Ok::<_, TxError<Error>>(sessions)
+            })
+            .await?;
+        sessions.retain(|s| s.is_live(now, &policy));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(sessions)
+    }
+
+    /// Ends one of the user's sessions; `not_found` if it is not theirs.
+    pub async fn revoke_session(&self, user_id: Id, session_id: Id) -> Result<()> {
+        self.store
+            .run(|tx| async move {
+                let index = keyspace::session_by_user(user_id, session_id);
+                let Some(r) = index.get(&tx).await? else {
+                    return Err(TxError::Abort(Error::not_found("session")));
+                };
+                keyspace::session(&r.token_hash).clear(&tx).await?;
+                index.clear(&tx).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session of `token`, if it exists.
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let hash = token_hash(token);
+        self.store
+            .run(|tx| {
+                let hash = &hash;
+                async move {
+                    let key = keyspace::session(hash);
+                    if let Some(session) = key.get(&tx).await? {
+                        key.clear(&tx).await?;
+                        keyspace::session_by_user(session.user_id, session.id)
+                            .clear(&tx)
+                            .await?;
+                    }
+                    Ok::<_, TxError<Error>>(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of the user except `keep`; returns how many ended.
+    pub async fn revoke_all_sessions(&self, user_id: Id, keep: Option<Id>) -> Result<usize> {
+        Ok(self
+            .store
+            .run(|tx| async move {
+                let refs = tx
+                    .get_range(
+                        &keyspace::sessions_of(user_id),
+                        gatehouse_storage::RangeOptions::default(),
+                    )
+                    .await?;
+                let mut ended = 0;
+                for (key, value) in &refs.entries {
+                    let (_, _, session_id): (String, u64, u64) =
+                        gatehouse_storage::tuple::unpack(key).map_err(|e| {
+                            TxError::Abort(Error::internal(format!("session index key: {e}")))
+                        })?;
+                    if Some(Id(session_id)) == keep {
+                        continue;
+                    }
+                    let r: SessionRef = crate::codec::decode(value).map_err(TxError::Abort)?;
+                    keyspace::session(&r.token_hash).clear(&tx).await?;
+                    tx.clear(key)?;
+                    ended += 1;
+                }
+                Ok::<_, TxError<Error>>(ended)
+            })
+            .await?)
+    }
+
+    /// Changes the password after checking the current one, and ends every
+    /// other session of the user (`keep` is the caller's own session, if any).
+    #[tracing::instrument(skip(self, current, new))]
+    pub async fn change_password(
+        &self,
+        user_id: Id,
+        current: &str,
+        new: &str,
+        keep: Option<Id>,
+    ) -> Result<()> {
+        let user = self.get_user(user_id).await?;
+        let verified = self
+            .verify_password(current, user.password_hash.as_deref())
+            .await?;
+        if verified == Verified::No || user.password_hash.is_none() {
+            return Err(Error::invalid_input("the current password is wrong"));
+        }
+        self.policy.check(new)?;
+        if new == current {
+            return Err(Error::invalid_input(
+                "the new password must differ from the current one",
+            ));
+        }
+        let hash = self.hash_password(new).await?;
+        let now = self.env.clock.now();
+        self.store
+            .run(|tx| {
+                let hash = &hash;
+                async move {
+                    let key = keyspace::user(user_id);
+                    let Some(mut user) = key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::not_found("user")));
+                    };
+                    user.password_hash = Some(hash.clone());
+                    user.must_change_password = false;
+                    user.updated_at = now;
+                    key.put(&tx, &user).await
+                }
+            })
+            .await?;
+        let ended = self.revoke_all_sessions(user_id, keep).await?;
+        tracing::info!(%user_id, sessions_ended = ended, "password changed");
+        Ok(())
+    }
+
+    /// Checks a login (email or username) and password.
+    async fn check_credentials(&self, login: &str, password: &str) -> Result<User> {
         let user = self.find_by_login(login).await?;
         let stored = user
             .as_ref()
@@ -345,8 +597,7 @@ impl AccountService {
         if verified == Verified::YesRehash {
             self.upgrade_hash(&user, password).await;
         }
-        let token = self.tokens.issue(&user)?;
-        Ok((user, token))
+        Ok(user)
     }
 
     /// Replaces a hash made with older parameters. A failure only means the

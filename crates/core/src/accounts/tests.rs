@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use gatehouse_storage::memory::MemoryEngine;
 
+use super::sessions::{ClientInfo, SessionKind};
 use super::*;
 use crate::blocking::InlinePool;
 use crate::env::{ManualClock, SeededRandom};
 use crate::id::Snowflake;
 
 fn service() -> AccountService {
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    service_with_clock(Arc::new(ManualClock::new(1_800_000_000_000)))
+}
+
+fn service_with_clock(clock: Arc<ManualClock>) -> AccountService {
     let env = Env {
         ids: Arc::new(Snowflake::new(1, clock.clone()).unwrap()),
         clock,
@@ -25,6 +29,7 @@ fn service() -> AccountService {
             jwt_ttl_secs: 3600,
             registration_enabled: true,
             password_policy: PasswordPolicy::default(),
+            sessions: SessionPolicy::default(),
         },
     )
 }
@@ -193,5 +198,127 @@ async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
     assert_eq!(
         s.authenticate_token(&token).await.unwrap_err().code(),
         ErrorCode::Unauthenticated
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_or_old() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    s.register("ada@example.com", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let (_, session, token) = s
+        .login_session(
+            "ada@example.com",
+            PASSWORD,
+            SessionKind::Web,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.len(), 43, "256 bits, base64url");
+    assert_eq!(
+        s.authenticate_session(&token).await.unwrap().1.id,
+        session.id
+    );
+
+    // Used every hour, it outlives the 2-hour idle timeout...
+    for _ in 0..5 {
+        clock.advance(3_600_000);
+        s.authenticate_session(&token).await.unwrap();
+    }
+    // ...but not two idle hours.
+    clock.advance(2 * 3_600_000);
+    assert_eq!(
+        s.authenticate_session(&token).await.unwrap_err().code(),
+        ErrorCode::Unauthenticated
+    );
+
+    // The absolute limit (7 days) ends even a busy session.
+    let (_, _, busy) = s
+        .login_session(
+            "ada@example.com",
+            PASSWORD,
+            SessionKind::Cli,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..(7 * 24) {
+        clock.advance(3_600_000);
+        let _ = s.authenticate_session(&busy).await;
+    }
+    assert!(s.authenticate_session(&busy).await.is_err());
+    assert!(s.authenticate_session("never-issued").await.is_err());
+}
+
+#[tokio::test]
+async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
+    let s = service();
+    s.register("ada@example.com", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let (user, session, token) = s
+            .login_session(
+                "ada@example.com",
+                PASSWORD,
+                SessionKind::Web,
+                ClientInfo::default(),
+            )
+            .await
+            .unwrap();
+        tokens.push((user.id, session.id, token));
+    }
+    let user_id = tokens[0].0;
+    assert_eq!(s.list_sessions(user_id).await.unwrap().len(), 3);
+
+    s.revoke_session(user_id, tokens[0].1).await.unwrap();
+    assert!(s.authenticate_session(&tokens[0].2).await.is_err());
+    assert_eq!(
+        s.revoke_session(user_id, tokens[0].1)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+
+    s.logout(&tokens[1].2).await.unwrap();
+    assert!(s.authenticate_session(&tokens[1].2).await.is_err());
+
+    // A fourth session; changing the password from the third keeps only it.
+    let (_, _, other) = s
+        .login_session(
+            "ada@example.com",
+            PASSWORD,
+            SessionKind::Cli,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.change_password(user_id, "wrong current", "a brand new passphrase", None)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    s.change_password(
+        user_id,
+        PASSWORD,
+        "a brand new passphrase",
+        Some(tokens[2].1),
+    )
+    .await
+    .unwrap();
+    assert!(s.authenticate_session(&other).await.is_err());
+    assert!(s.authenticate_session(&tokens[2].2).await.is_ok());
+    assert!(s.login("ada@example.com", PASSWORD).await.is_err());
+    assert!(
+        s.login("ada@example.com", "a brand new passphrase")
+            .await
+            .is_ok()
     );
 }

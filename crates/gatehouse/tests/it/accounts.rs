@@ -174,3 +174,153 @@ async fn the_first_start_creates_exactly_one_admin() {
     assert_eq!(root.0, 200);
     app.stop().await;
 }
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    auth: (&str, &str),
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .header(auth.0, auth.1);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
+    let app = spawn_app(test_config(None)).await;
+    post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+
+    // A browser session: an HttpOnly, SameSite cookie.
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"login": "ada@example.com", "password": PASSWORD, "mode": "session"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set_cookie.starts_with("gatehouse_session="), "{set_cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=604800"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "development mode, no TLS");
+    let web_session: Value = response.json().await.unwrap();
+    assert_eq!(web_session["kind"], "web");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let cookie = ("cookie", cookie.as_str());
+    let (status, me) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", cookie, None).await;
+    assert_eq!(
+        (status, me["email"].as_str()),
+        (200, Some("ada@example.com"))
+    );
+
+    // A command-line session: an opaque bearer token.
+    let (status, cli) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": PASSWORD, "mode": "cli"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cli_auth = format!("Bearer {}", cli["token"].as_str().unwrap());
+    let bearer = ("authorization", cli_auth.as_str());
+    let (status, sessions) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/auth/sessions",
+        bearer,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sessions.as_array().unwrap().len(), 2);
+    assert_eq!(
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["current"] == true)
+            .count(),
+        1
+    );
+
+    // A cross-site request with the cookie is refused before anything changes.
+    let response = app
+        .client
+        .put(app.url("/api/v1/auth/password"))
+        .header("cookie", cookie.1)
+        .header("origin", "https://evil.example")
+        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // Changing the password from the CLI session ends the browser session.
+    let change = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/auth/password",
+        bearer,
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", cookie, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", bearer, None).await;
+    assert_eq!(status, 200);
+    let old = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(old.0, 401);
+
+    // Someone else's (or no) session cannot be ended; logout ends our own.
+    let (status, body) = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/auth/sessions/123",
+        bearer,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/auth/logout",
+        bearer,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", bearer, None).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}

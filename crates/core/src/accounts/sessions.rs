@@ -1,0 +1,86 @@
+//! Sessions: opaque random tokens (256 bits) that the server stores only as a
+//! SHA-256 hash, with an idle and an absolute expiry.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Id;
+use crate::codec::Record;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// A browser, holding the token in a cookie.
+    Web,
+    /// A command-line tool or script, sending the token as a bearer token.
+    Cli,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: Id,
+    pub user_id: Id,
+    pub kind: SessionKind,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The session ends at `last_seen_at` + the idle timeout or at this time,
+    /// whichever comes first.
+    pub absolute_expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Record for Session {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "session";
+    // Touched on use: too frequent for the feed, and only read by token.
+    const CHANGE_FEED: bool = false;
+}
+
+/// Points from a user's session list to the session's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRef {
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+}
+
+impl Record for SessionRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "session index entry";
+    const CHANGE_FEED: bool = false;
+}
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            idle_secs: 2 * 3600,
+            absolute_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Where a request came from, for sessions and (later) audit events.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+impl Session {
+    pub fn is_live(&self, now: DateTime<Utc>, policy: &SessionPolicy) -> bool {
+        let idle_end = self.last_seen_at + chrono::Duration::seconds(policy.idle_secs);
+        now < idle_end && now < self.absolute_expires_at
+    }
+}
