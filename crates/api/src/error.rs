@@ -99,7 +99,14 @@ impl IntoResponse for ApiError {
                 request_id: request_id::current().unwrap_or_default(),
             },
         };
+        let retry_after = error.retry_after_secs();
         let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -92,6 +92,7 @@ pub struct Error {
     code: ErrorCode,
     message: String,
     cause: Option<String>,
+    retry_after_secs: Option<u64>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -102,7 +103,21 @@ impl Error {
             code,
             message: message.into(),
             cause: None,
+            retry_after_secs: None,
         }
+    }
+
+    /// `rate_limited`, to be tried again after `secs` seconds.
+    pub fn rate_limited(message: impl Into<String>, secs: u64) -> Self {
+        Error {
+            retry_after_secs: Some(secs.max(1)),
+            ..Self::new(ErrorCode::RateLimited, message)
+        }
+    }
+
+    /// When to try again, for `rate_limited` errors.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after_secs
     }
 
     pub fn invalid_input(message: impl Into<String>) -> Self {
@@ -123,6 +138,7 @@ impl Error {
             code: ErrorCode::Internal,
             message: "an internal error occurred".to_string(),
             cause: Some(cause.to_string()),
+            retry_after_secs: None,
         }
     }
 
@@ -175,6 +191,7 @@ impl From<StorageError> for Error {
             code,
             message: message.to_string(),
             cause: Some(e.to_string()),
+            retry_after_secs: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | `("user_by_username", username)` | [`UserRef`](crate::accounts::UserRef) |
 //! | `("session", sha256(token))` | [`Session`](crate::accounts::sessions::Session) |
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::accounts::sessions::SessionRef) |
+//! | `("login_failures", "account" \| "ip", subject)` | [`Failures`](crate::accounts::throttle::Failures) |
 //! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
@@ -24,6 +25,7 @@ use gatehouse_storage::tuple::{Subspace, pack};
 
 use crate::accounts::model::{User, Username};
 use crate::accounts::sessions::{Session, SessionRef};
+use crate::accounts::throttle::Failures;
 use crate::accounts::{BootstrapRecord, UserRef};
 use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
@@ -86,6 +88,12 @@ pub fn session_by_user(user: crate::Id, session: crate::Id) -> Key<SessionRef> {
 /// All of `("session_by_user", user, *)`.
 pub fn sessions_of(user: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from(SESSION_BY_USER).subspace(&(user.0,)))
+}
+
+/// `("login_failures", kind, subject) = Failures`: `kind` is `account` (the
+/// lower-cased login) or `ip`.
+pub fn login_failures(kind: &str, subject: &str) -> Key<Failures> {
+    Key::new(pack(&("login_failures", kind, subject)))
 }
 
 /// `("system", "bootstrap_admin") = BootstrapRecord`

@@ -187,7 +187,9 @@ pub async fn login(
     let accounts = &state.services.accounts;
     let kind = match request.mode {
         LoginMode::Token => {
-            let (_, token) = accounts.login(&request.login, &request.password).await?;
+            let (_, token) = accounts
+                .login(&request.login, &request.password, &client)
+                .await?;
             return Ok(Json(TokenResponse {
                 token,
                 token_type: "Bearer",

@@ -8,6 +8,7 @@
 pub mod model;
 pub mod password;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 
 use std::collections::BTreeSet;
@@ -340,8 +341,13 @@ impl AccountService {
 
     /// Checks a login (email or username) and password; returns the user and a JWT.
     #[tracing::instrument(skip(self, password))]
-    pub async fn login(&self, login: &str, password: &str) -> Result<(User, String)> {
-        let user = self.check_credentials(login, password).await?;
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<(User, String)> {
+        let user = self.check_credentials(login, password, client).await?;
         let token = self.tokens.issue(&user)?;
         Ok((user, token))
     }
@@ -356,7 +362,7 @@ impl AccountService {
         kind: SessionKind,
         client: ClientInfo,
     ) -> Result<(User, Session, String)> {
-        let user = self.check_credentials(login, password).await?;
+        let user = self.check_credentials(login, password, &client).await?;
         let (session, token) = self.start_session(&user, kind, client).await?;
         Ok((user, session, token))
     }
@@ -582,8 +588,78 @@ impl AccountService {
         Ok(())
     }
 
-    /// Checks a login (email or username) and password.
-    async fn check_credentials(&self, login: &str, password: &str) -> Result<User> {
+    /// Checks a login (email or username) and password, under the throttle of
+    /// [`throttle`]: refused at once while the login or the client's IP must
+    /// wait, and every failure counted against both.
+    async fn check_credentials(
+        &self,
+        login: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<User> {
+        let subject: String = login.trim().to_lowercase().chars().take(320).collect();
+        let account_key = keyspace::login_failures("account", &subject);
+        let ip_key = client
+            .ip
+            .as_deref()
+            .map(|ip| keyspace::login_failures("ip", ip));
+        let now = self.env.clock.now_millis();
+        let (account, ip) = self
+            .store
+            .run(|tx| {
+                let (account_key, ip_key) = (&account_key, &ip_key);
+                async move {
+                    let account = account_key.get(&tx).await?;
+                    let ip = match ip_key {
+                        Some(key) => key.get(&tx).await?,
+                        None => None,
+                    };
+                    Ok::<_, TxError<Error>>((account, ip))
+                }
+            })
+            .await?;
+        let wait = [
+            account.and_then(|f| f.wait_ms(now, throttle::ACCOUNT_FREE_FAILURES)),
+            ip.and_then(|f| f.wait_ms(now, throttle::IP_FREE_FAILURES)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(ms) = wait {
+            let secs = (ms as u64).div_ceil(1000);
+            return Err(Error::rate_limited(
+                format!("too many failed sign-ins; try again in {secs} seconds"),
+                secs,
+            ));
+        }
+        let outcome = self.verify_credentials(login, password).await;
+        let is_bad = matches!(&outcome, Err(e) if e.code() == ErrorCode::Unauthenticated);
+        let is_ok = outcome.is_ok();
+        if is_bad || is_ok {
+            self.store
+                .run(|tx| {
+                    let (account_key, ip_key) = (&account_key, &ip_key);
+                    async move {
+                        if is_ok {
+                            return account_key.clear(&tx).await;
+                        }
+                        let record =
+                            throttle::Failures::after_failure(account_key.get(&tx).await?, now);
+                        account_key.put(&tx, &record).await?;
+                        if let Some(key) = ip_key {
+                            let record =
+                                throttle::Failures::after_failure(key.get(&tx).await?, now);
+                            key.put(&tx, &record).await?;
+                        }
+                        Ok(())
+                    }
+                })
+                .await?;
+        }
+        outcome
+    }
+
+    async fn verify_credentials(&self, login: &str, password: &str) -> Result<User> {
         let user = self.find_by_login(login).await?;
         let stored = user
             .as_ref()

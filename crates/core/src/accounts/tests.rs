@@ -42,13 +42,23 @@ async fn register_then_login_by_email_or_username() {
     s.register("Ada@Example.com", PASSWORD, Some("ada"), Some("Ada L."))
         .await
         .unwrap();
-    let (user, token) = s.login("ada@example.COM", PASSWORD).await.unwrap();
+    let (user, token) = s
+        .login("ada@example.COM", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(user.email, "Ada@Example.com");
     assert_eq!(user.roles, BTreeSet::from([Role::User]));
     let (same, claims) = s.authenticate_token(&token).await.unwrap();
     assert_eq!(same.id, user.id);
     assert_eq!(claims.username.as_deref(), Some("ada"));
-    assert_eq!(s.login("ADA", PASSWORD).await.unwrap().0.id, user.id);
+    assert_eq!(
+        s.login("ADA", PASSWORD, &ClientInfo::default())
+            .await
+            .unwrap()
+            .0
+            .id,
+        user.id
+    );
 }
 
 #[tokio::test]
@@ -57,13 +67,16 @@ async fn failed_sign_ins_are_indistinguishable() {
     s.register("ada@example.com", PASSWORD, None, None)
         .await
         .unwrap();
-    let unknown = s.login("nobody@example.com", PASSWORD).await.unwrap_err();
+    let unknown = s
+        .login("nobody@example.com", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap_err();
     let wrong = s
-        .login("ada@example.com", "wrong password!")
+        .login("ada@example.com", "wrong password!", &ClientInfo::default())
         .await
         .unwrap_err();
     let garbage = s
-        .login("not an email or name!", PASSWORD)
+        .login("not an email or name!", PASSWORD, &ClientInfo::default())
         .await
         .unwrap_err();
     for e in [&unknown, &wrong, &garbage] {
@@ -82,11 +95,19 @@ async fn registration_reveals_nothing_and_changes_nothing_for_a_taken_email() {
     s.register("ADA@example.com", "another good password", None, None)
         .await
         .unwrap();
-    assert!(s.login("ada@example.com", PASSWORD).await.is_ok());
     assert!(
-        s.login("ada@example.com", "another good password")
+        s.login("ada@example.com", PASSWORD, &ClientInfo::default())
             .await
-            .is_err()
+            .is_ok()
+    );
+    assert!(
+        s.login(
+            "ada@example.com",
+            "another good password",
+            &ClientInfo::default()
+        )
+        .await
+        .is_err()
     );
     // Bad input is refused before anything happens.
     assert_eq!(
@@ -117,7 +138,11 @@ async fn the_first_admin_is_created_once() {
     assert!(first.admin.must_change_password);
     let generated = first.generated_password.unwrap();
     assert_eq!(generated.len(), 20);
-    assert!(s.login("root@example.com", &generated).await.is_ok());
+    assert!(
+        s.login("root@example.com", &generated, &ClientInfo::default())
+            .await
+            .is_ok()
+    );
     assert!(
         s.bootstrap_admin("root@example.com", None)
             .await
@@ -139,7 +164,10 @@ async fn old_hashes_are_upgraded_at_sign_in() {
     s.register("ada@example.com", PASSWORD, None, None)
         .await
         .unwrap();
-    let (user, _) = s.login("ada@example.com", PASSWORD).await.unwrap();
+    let (user, _) = s
+        .login("ada@example.com", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     // Store a hash made with weaker parameters, as an older release would have.
     let weak = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
@@ -166,7 +194,9 @@ async fn old_hashes_are_upgraded_at_sign_in() {
         })
         .await
         .unwrap();
-    s.login("ada@example.com", PASSWORD).await.unwrap();
+    s.login("ada@example.com", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     let upgraded = s.get_user(id).await.unwrap().password_hash.unwrap();
     assert!(upgraded.contains("m=19456,t=2,p=1"), "{upgraded}");
 }
@@ -177,7 +207,10 @@ async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
     s.register("ada@example.com", PASSWORD, None, None)
         .await
         .unwrap();
-    let (user, token) = s.login("ada@example.com", PASSWORD).await.unwrap();
+    let (user, token) = s
+        .login("ada@example.com", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     let id = user.id;
     s.store
         .run(|tx| async move {
@@ -189,7 +222,7 @@ async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
         .await
         .unwrap();
     assert_eq!(
-        s.login("ada@example.com", PASSWORD)
+        s.login("ada@example.com", PASSWORD, &ClientInfo::default())
             .await
             .unwrap_err()
             .message(),
@@ -315,10 +348,147 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
     .unwrap();
     assert!(s.authenticate_session(&other).await.is_err());
     assert!(s.authenticate_session(&tokens[2].2).await.is_ok());
-    assert!(s.login("ada@example.com", PASSWORD).await.is_err());
     assert!(
-        s.login("ada@example.com", "a brand new passphrase")
+        s.login("ada@example.com", PASSWORD, &ClientInfo::default())
             .await
-            .is_ok()
+            .is_err()
+    );
+    assert!(
+        s.login(
+            "ada@example.com",
+            "a brand new passphrase",
+            &ClientInfo::default()
+        )
+        .await
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_slow_down_and_the_window_forgives() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    s.register("ada@example.com", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let client = ClientInfo {
+        ip: Some("192.0.2.7".into()),
+        user_agent: None,
+    };
+    for _ in 0..5 {
+        let e = s
+            .login("ada@example.com", "wrong password!", &client)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Unauthenticated);
+    }
+    // The sixth attempt must wait a second, even with the right password.
+    let e = s
+        .login("ada@example.com", PASSWORD, &client)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.retry_after_secs()),
+        (ErrorCode::RateLimited, Some(1))
+    );
+    // Case does not dodge the throttle, and neither does another IP.
+    assert!(
+        s.login("ADA@example.com", PASSWORD, &ClientInfo::default())
+            .await
+            .is_err()
+    );
+    clock.advance(1000);
+    assert_eq!(
+        s.login("ada@example.com", "wrong again!", &client)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Unauthenticated
+    );
+    let e = s
+        .login("ada@example.com", PASSWORD, &client)
+        .await
+        .unwrap_err();
+    assert_eq!(e.retry_after_secs(), Some(2), "the delay doubled");
+    clock.advance(2000);
+    s.login("ada@example.com", PASSWORD, &client).await.unwrap();
+    // Success resets the account's count.
+    assert_eq!(
+        s.login("ada@example.com", "wrong password!", &client)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Unauthenticated
+    );
+
+    // Unknown accounts are throttled exactly the same way.
+    for _ in 0..5 {
+        s.login("ghost@example.com", PASSWORD, &ClientInfo::default())
+            .await
+            .unwrap_err();
+    }
+    let e = s
+        .login("ghost@example.com", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RateLimited);
+
+    // Even at the hourly cap, an hour later the user gets in.
+    for _ in 0..12 {
+        clock.advance(5 * 60 * 1000);
+        let _ = s
+            .login("ada@example.com", "wrong password!", &ClientInfo::default())
+            .await;
+    }
+    clock.advance(3_600_000);
+    s.login("ada@example.com", PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
+}
+
+/// An unknown login and a wrong password cost the same work (one argon2id
+/// verification), so their timings match: medians of ten tries each are within
+/// 50 % of each other (they differ by one index lookup, microseconds against
+/// the hash's tens of milliseconds).
+#[tokio::test]
+async fn unknown_and_wrong_logins_take_the_same_time() {
+    use std::time::Instant;
+    let s = service();
+    for i in 0..10 {
+        s.register(&format!("user{i}@example.com"), PASSWORD, None, None)
+            .await
+            .unwrap();
+    }
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    for i in 0..10 {
+        let started = Instant::now();
+        let a = s
+            .login(
+                &format!("ghost{i}@example.com"),
+                PASSWORD,
+                &ClientInfo::default(),
+            )
+            .await
+            .unwrap_err();
+        unknown.push(started.elapsed());
+        let started = Instant::now();
+        let b = s
+            .login(
+                &format!("user{i}@example.com"),
+                "wrong password!",
+                &ClientInfo::default(),
+            )
+            .await
+            .unwrap_err();
+        wrong.push(started.elapsed());
+        assert_eq!((a.code(), a.message()), (b.code(), b.message()));
+    }
+    unknown.sort();
+    wrong.sort();
+    let (a, b) = (unknown[5].as_secs_f64(), wrong[5].as_secs_f64());
+    assert!(
+        (a - b).abs() / a.max(b) < 0.5,
+        "unknown {a:.4}s vs wrong {b:.4}s"
     );
 }

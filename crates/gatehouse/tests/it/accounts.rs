@@ -324,3 +324,23 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     assert_eq!(status, 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn repeated_failures_get_429_with_retry_after() {
+    let app = spawn_app(test_config(None)).await;
+    let attempt = || {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"login": "ada@example.com", "password": "not the password"}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt().await.unwrap().status(), 401);
+    }
+    let refused = attempt().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    app.stop().await;
+}
