@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use gatehouse_core::services::Services;
 use gatehouse_core::services::system::VERSION;
+use gatehouse_grpc::v1::auth_service_server::{AuthService, AuthServiceServer};
 use gatehouse_grpc::v1::system_service_server::{SystemService, SystemServiceServer};
-use gatehouse_grpc::v1::{GetInfoRequest, GetInfoResponse};
+use gatehouse_grpc::v1::{
+    GetInfoRequest, GetInfoResponse, IntrospectTokenRequest, IntrospectTokenResponse,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
@@ -40,6 +43,45 @@ impl SystemService for SystemGrpc {
     }
 }
 
+/// `gatehouse.v1.AuthService`.
+pub struct AuthGrpc {
+    services: Services,
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthGrpc {
+    async fn introspect_token(
+        &self,
+        request: Request<IntrospectTokenRequest>,
+    ) -> Result<Response<IntrospectTokenResponse>, Status> {
+        let token = request.into_inner().token;
+        let found = self
+            .services
+            .accounts
+            .introspect(&token)
+            .await
+            .map_err(ApiError::from)?;
+        let response = match found {
+            None => IntrospectTokenResponse::default(),
+            Some(i) => IntrospectTokenResponse {
+                active: true,
+                user_id: i.user.id.to_string(),
+                email: i.user.email,
+                username: i.user.username.unwrap_or_default(),
+                roles: i
+                    .user
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect(),
+                expires_at: i.expires_at,
+                token_kind: i.kind.to_string(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+}
+
 /// How often the health service re-checks storage.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -54,14 +96,17 @@ pub fn routes(
         .build_v1()?;
     let routes = Routes::new(health)
         .add_service(reflection)
-        .add_service(SystemServiceServer::new(SystemGrpc { services }));
+        .add_service(SystemServiceServer::new(SystemGrpc {
+            services: services.clone(),
+        }))
+        .add_service(AuthServiceServer::new(AuthGrpc { services }));
     Ok((routes, reporter))
 }
 
 /// Reports SERVING for the server and each service while storage answers, and
 /// NOT_SERVING when it does not, until `stop` is cancelled.
 pub async fn report_health(services: Services, reporter: HealthReporter, stop: CancellationToken) {
-    let names = ["", "gatehouse.v1.SystemService"];
+    let names = ["", "gatehouse.v1.SystemService", "gatehouse.v1.AuthService"];
     loop {
         let status = match services.system.check_ready().await {
             Ok(()) => ServingStatus::Serving,

@@ -63,6 +63,15 @@ pub struct Bootstrapped {
     pub generated_password: Option<String>,
 }
 
+/// An active token, as [`AccountService::introspect`] describes it.
+pub struct Introspection {
+    pub user: User,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// `jwt` or `session`.
+    pub kind: &'static str,
+}
+
 /// The answer to every failed sign-in.
 fn bad_credentials() -> Error {
     Error::new(
@@ -725,6 +734,36 @@ impl AccountService {
             ));
         }
         Ok((user, claims))
+    }
+
+    /// What a session token or JWT stands for, if it is active: for internal
+    /// services that hold a user's token.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
+        let token = token.trim();
+        if token.matches('.').count() == 2 {
+            return match self.authenticate_token(token).await {
+                Ok((user, claims)) => Ok(Some(Introspection {
+                    user,
+                    expires_at: claims.exp,
+                    kind: "jwt",
+                })),
+                Err(e) if e.code() == ErrorCode::Unauthenticated => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        match self.authenticate_session(token).await {
+            Ok((user, session)) => {
+                let idle_end =
+                    session.last_seen_at + chrono::Duration::seconds(self.sessions.idle_secs);
+                Ok(Some(Introspection {
+                    user,
+                    expires_at: idle_end.min(session.absolute_expires_at).timestamp(),
+                    kind: "session",
+                }))
+            }
+            Err(e) if e.code() == ErrorCode::Unauthenticated => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn get_user(&self, id: Id) -> Result<User> {

@@ -80,3 +80,65 @@ async fn health_reflection_and_system_info() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn introspection_tells_active_tokens_from_the_rest() {
+    use gatehouse_grpc::v1::IntrospectTokenRequest;
+    use gatehouse_grpc::v1::auth_service_client::AuthServiceClient;
+
+    let app = spawn_app(test_config(None)).await;
+    let password = "correct horse battery staple";
+    app.client
+        .post(app.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": password, "username": "ada"}))
+        .send()
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for mode in ["token", "cli"] {
+        let body: serde_json::Value = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": "ada", "password": password, "mode": mode}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(body["token"].as_str().unwrap().to_string());
+    }
+
+    let mut auth = AuthServiceClient::connect(format!("http://{}", app.grpc))
+        .await
+        .unwrap();
+    for (token, kind) in tokens.iter().zip(["jwt", "session"]) {
+        let answer = auth
+            .introspect_token(IntrospectTokenRequest {
+                token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answer.active, "{kind}");
+        assert_eq!(answer.token_kind, kind);
+        assert_eq!(
+            (answer.email.as_str(), answer.username.as_str()),
+            ("ada@example.com", "ada")
+        );
+        assert_eq!(answer.roles, vec!["user"]);
+        assert!(answer.expires_at > 0);
+    }
+    for bogus in ["", "nope", "a.b.c"] {
+        let answer = auth
+            .introspect_token(IntrospectTokenRequest {
+                token: bogus.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!answer.active, "{bogus:?}");
+        assert!(answer.user_id.is_empty());
+    }
+    app.stop().await;
+}
