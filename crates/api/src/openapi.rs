@@ -25,6 +25,7 @@ use crate::rest;
         rest::auth::change_password,
         rest::auth::list_sessions,
         rest::auth::revoke_session,
+        rest::audit::list,
     ),
     modifiers(&BearerAuth),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -32,6 +33,7 @@ use crate::rest;
         (name = "operations", description = "Liveness, readiness and metrics"),
         (name = "system", description = "Server and installation information"),
         (name = "auth", description = "Registration, sign-in and the signed-in account"),
+        (name = "records", description = "Audit log"),
     )
 )]
 struct ApiDoc;

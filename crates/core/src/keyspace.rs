@@ -14,6 +14,7 @@
 //! | `("session", sha256(token))` | [`Session`](crate::accounts::sessions::Session) |
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::accounts::sessions::SessionRef) |
 //! | `("login_failures", "account" \| "ip", subject)` | [`Failures`](crate::accounts::throttle::Failures) |
+//! | `("audit", id)` | [`AuditEvent`](crate::audit::AuditEvent) |
 //! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
@@ -94,6 +95,16 @@ pub fn sessions_of(user: crate::Id) -> KeyRange {
 /// lower-cased login) or `ip`.
 pub fn login_failures(kind: &str, subject: &str) -> Key<Failures> {
     Key::new(pack(&("login_failures", kind, subject)))
+}
+
+/// `("audit", id) = AuditEvent`: snowflake IDs, so in time order.
+pub fn audit_event(id: crate::Id) -> Key<crate::audit::AuditEvent> {
+    Key::new(pack(&("audit", id.0)))
+}
+
+/// All audit events.
+pub fn audit_events() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("audit"))
 }
 
 /// `("system", "bootstrap_admin") = BootstrapRecord`

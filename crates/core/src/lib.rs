@@ -5,6 +5,7 @@
 //! and time, randomness and IDs through the traits in [`env`], so tests control them.
 
 pub mod accounts;
+pub mod audit;
 pub mod blocking;
 pub mod changes;
 pub mod codec;

@@ -156,6 +156,7 @@ impl From<User> for Me {
     ))]
 pub async fn register(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     state
@@ -166,6 +167,7 @@ pub async fn register(
             &request.password,
             request.username.as_deref(),
             request.display_name.as_deref(),
+            &client,
         )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
@@ -228,10 +230,11 @@ pub async fn login(
     ))]
 pub async fn logout(
     State(state): State<AppState>,
+    Client(client): Client,
     auth: Authenticated,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &auth.session_token {
-        state.services.accounts.logout(token).await?;
+        state.services.accounts.logout(token, &client).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -251,6 +254,7 @@ pub async fn logout(
     ))]
 pub async fn change_password(
     State(state): State<AppState>,
+    Client(client): Client,
     auth: Authenticated,
     ApiJson(request): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
@@ -262,6 +266,7 @@ pub async fn change_password(
             &request.current_password,
             &request.new_password,
             auth.session.as_ref().map(|s| s.id),
+            &client,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -298,6 +303,7 @@ pub async fn list_sessions(
     ))]
 pub async fn revoke_session(
     State(state): State<AppState>,
+    Client(client): Client,
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -305,7 +311,7 @@ pub async fn revoke_session(
     state
         .services
         .accounts
-        .revoke_session(auth.user.id, id)
+        .revoke_session(auth.user.id, id, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! The REST router: operational endpoints, the management API under `/api/v1`,
 //! and the interactive API documentation.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod ops;
 pub(crate) mod system;
@@ -62,6 +63,7 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         .route("/api/v1/auth/password", put(auth::change_password))
         .route("/api/v1/auth/sessions", get(auth::list_sessions))
         .route("/api/v1/auth/sessions/{id}", delete(auth::revoke_session))
+        .route("/api/v1/audit-events", get(audit::list))
         .route("/docs", get(docs.clone()))
         .route("/admin/docs", get(docs))
         .route("/openapi.json", get(spec))

@@ -21,6 +21,7 @@ use self::model::{Email, Role, User, UserStatus, Username};
 use self::password::{PasswordPolicy, Verified};
 use self::sessions::{ClientInfo, Session, SessionKind, SessionPolicy, SessionRef, token_hash};
 use self::tokens::{Claims, Tokens};
+use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
 use crate::blocking::{self, BlockingPool};
 use crate::codec::Record;
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
@@ -82,6 +83,7 @@ fn bad_credentials() -> Error {
 
 pub struct AccountService {
     store: Store,
+    audit: Arc<AuditLog>,
     env: Env,
     tokens: Tokens,
     pool: Arc<dyn BlockingPool>,
@@ -109,9 +111,11 @@ impl AccountService {
         store: Store,
         env: Env,
         pool: Arc<dyn BlockingPool>,
+        audit: Arc<AuditLog>,
         settings: AccountSettings,
     ) -> Self {
         AccountService {
+            audit,
             tokens: Tokens::new(
                 &settings.jwt_secret,
                 settings.jwt_ttl_secs,
@@ -124,6 +128,26 @@ impl AccountService {
             policy: settings.password_policy,
             sessions: settings.sessions,
         }
+    }
+
+    async fn audit(
+        &self,
+        actor: Actor,
+        action: &str,
+        outcome: Outcome,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) {
+        self.audit
+            .record(NewEvent {
+                actor,
+                action,
+                outcome,
+                target: None,
+                client,
+                details,
+            })
+            .await;
     }
 
     pub fn token_ttl_secs(&self) -> i64 {
@@ -191,13 +215,14 @@ impl AccountService {
 
     /// Self-registration. Succeeds alike whether or not the email is taken, so
     /// that it reveals nothing; a taken email creates nothing.
-    #[tracing::instrument(skip(self, password))]
+    #[tracing::instrument(skip(self, password, client))]
     pub async fn register(
         &self,
         email: &str,
         password: &str,
         username: Option<&str>,
         display_name: Option<&str>,
+        client: &ClientInfo,
     ) -> Result<()> {
         if !self.registration_enabled {
             return Err(Error::new(
@@ -231,13 +256,29 @@ impl AccountService {
             roles: BTreeSet::from([Role::User]),
             must_change_password: false,
         };
+        let email_text = new.email.as_str().to_string();
         match self.insert(new).await {
             Ok(user) => {
                 tracing::info!(user_id = %user.id, "account registered");
+                let details = serde_json::json!({"email": email_text});
+                self.audit(
+                    Actor::User { id: user.id },
+                    "auth.register",
+                    Outcome::Success,
+                    client,
+                    details,
+                )
+                .await;
                 Ok(())
             }
             Err(e) if e.code() == ErrorCode::Conflict && e.message().contains("email") => {
                 tracing::info!("registration for an existing email ignored");
+                let details = serde_json::json!({"email": email_text, "reason": "email_taken"});
+                let actor = Actor::Anonymous {
+                    login: Some(email_text.clone()),
+                };
+                self.audit(actor, "auth.register", Outcome::Failure, client, details)
+                    .await;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -300,6 +341,15 @@ impl AccountService {
         if !kept {
             return Ok(None);
         }
+        let details = serde_json::json!({"user_id": admin.id, "email": admin.email, "generated_password": generated.is_some()});
+        self.audit(
+            Actor::System,
+            "auth.bootstrap_admin",
+            Outcome::Success,
+            &ClientInfo::default(),
+            details,
+        )
+        .await;
         Ok(Some(Bootstrapped {
             admin,
             generated_password: generated,
@@ -487,7 +537,12 @@ impl AccountService {
     }
 
     /// Ends one of the user's sessions; `not_found` if it is not theirs.
-    pub async fn revoke_session(&self, user_id: Id, session_id: Id) -> Result<()> {
+    pub async fn revoke_session(
+        &self,
+        user_id: Id,
+        session_id: Id,
+        client: &ClientInfo,
+    ) -> Result<()> {
         self.store
             .run(|tx| async move {
                 let index = keyspace::session_by_user(user_id, session_id);
@@ -498,27 +553,51 @@ impl AccountService {
                 index.clear(&tx).await
             })
             .await?;
+        let details = serde_json::json!({"session_id": session_id});
+        self.audit(
+            Actor::User { id: user_id },
+            "auth.session_revoke",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
         Ok(())
     }
 
     /// Ends the session of `token`, if it exists.
-    pub async fn logout(&self, token: &str) -> Result<()> {
+    pub async fn logout(&self, token: &str, client: &ClientInfo) -> Result<()> {
         let hash = token_hash(token);
-        self.store
+        let ended = self
+            .store
             .run(|tx| {
                 let hash = &hash;
                 async move {
                     let key = keyspace::session(hash);
-                    if let Some(session) = key.get(&tx).await? {
+                    let session = key.get(&tx).await?;
+                    if let Some(session) = &session {
                         key.clear(&tx).await?;
                         keyspace::session_by_user(session.user_id, session.id)
                             .clear(&tx)
                             .await?;
                     }
-                    Ok::<_, TxError<Error>>(())
+                    Ok::<_, TxError<Error>>(session)
                 }
             })
             .await?;
+        if let Some(session) = ended {
+            let details = serde_json::json!({"session_id": session.id});
+            self.audit(
+                Actor::User {
+                    id: session.user_id,
+                },
+                "auth.logout",
+                Outcome::Success,
+                client,
+                details,
+            )
+            .await;
+        }
         Ok(())
     }
 
@@ -554,19 +633,29 @@ impl AccountService {
 
     /// Changes the password after checking the current one, and ends every
     /// other session of the user (`keep` is the caller's own session, if any).
-    #[tracing::instrument(skip(self, current, new))]
+    #[tracing::instrument(skip(self, current, new, client))]
     pub async fn change_password(
         &self,
         user_id: Id,
         current: &str,
         new: &str,
         keep: Option<Id>,
+        client: &ClientInfo,
     ) -> Result<()> {
         let user = self.get_user(user_id).await?;
         let verified = self
             .verify_password(current, user.password_hash.as_deref())
             .await?;
         if verified == Verified::No || user.password_hash.is_none() {
+            let details = serde_json::json!({"reason": "wrong_current_password"});
+            self.audit(
+                Actor::User { id: user_id },
+                "auth.password_change",
+                Outcome::Failure,
+                client,
+                details,
+            )
+            .await;
             return Err(Error::invalid_input("the current password is wrong"));
         }
         self.policy.check(new)?;
@@ -594,6 +683,15 @@ impl AccountService {
             .await?;
         let ended = self.revoke_all_sessions(user_id, keep).await?;
         tracing::info!(%user_id, sessions_ended = ended, "password changed");
+        let details = serde_json::json!({"sessions_ended": ended});
+        self.audit(
+            Actor::User { id: user_id },
+            "auth.password_change",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
         Ok(())
     }
 
@@ -634,8 +732,19 @@ impl AccountService {
         .into_iter()
         .flatten()
         .max();
+        let anonymous = || Actor::Anonymous {
+            login: Some(subject.clone()),
+        };
         if let Some(ms) = wait {
             let secs = (ms as u64).div_ceil(1000);
+            self.audit(
+                anonymous(),
+                "auth.login",
+                Outcome::Refused,
+                client,
+                serde_json::json!({"reason": "throttled"}),
+            )
+            .await;
             return Err(Error::rate_limited(
                 format!("too many failed sign-ins; try again in {secs} seconds"),
                 secs,
@@ -664,6 +773,24 @@ impl AccountService {
                     }
                 })
                 .await?;
+        }
+        match &outcome {
+            Ok(user) => {
+                self.audit(
+                    Actor::User { id: user.id },
+                    "auth.login",
+                    Outcome::Success,
+                    client,
+                    serde_json::json!({}),
+                )
+                .await
+            }
+            Err(_) if is_bad => {
+                let details = serde_json::json!({"reason": "bad_credentials"});
+                self.audit(anonymous(), "auth.login", Outcome::Failure, client, details)
+                    .await
+            }
+            Err(_) => {}
         }
         outcome
     }

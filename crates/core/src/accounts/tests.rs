@@ -20,10 +20,12 @@ fn service_with_clock(clock: Arc<ManualClock>) -> AccountService {
         clock,
         random: Arc::new(SeededRandom::new(9)),
     };
+    let store = Store::new(Arc::new(MemoryEngine::new()));
     AccountService::new(
-        Store::new(Arc::new(MemoryEngine::new())),
-        env,
+        store.clone(),
+        env.clone(),
         Arc::new(InlinePool),
+        Arc::new(crate::audit::AuditLog::new(store, env)),
         AccountSettings {
             jwt_secret: vec![3; 32],
             jwt_ttl_secs: 3600,
@@ -39,9 +41,15 @@ const PASSWORD: &str = "correct horse battery staple";
 #[tokio::test]
 async fn register_then_login_by_email_or_username() {
     let s = service();
-    s.register("Ada@Example.com", PASSWORD, Some("ada"), Some("Ada L."))
-        .await
-        .unwrap();
+    s.register(
+        "Ada@Example.com",
+        PASSWORD,
+        Some("ada"),
+        Some("Ada L."),
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let (user, token) = s
         .login("ada@example.COM", PASSWORD, &ClientInfo::default())
         .await
@@ -64,9 +72,15 @@ async fn register_then_login_by_email_or_username() {
 #[tokio::test]
 async fn failed_sign_ins_are_indistinguishable() {
     let s = service();
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let unknown = s
         .login("nobody@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -88,13 +102,25 @@ async fn failed_sign_ins_are_indistinguishable() {
 #[tokio::test]
 async fn registration_reveals_nothing_and_changes_nothing_for_a_taken_email() {
     let s = service();
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     // Same answer, and the first password still works.
-    s.register("ADA@example.com", "another good password", None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ADA@example.com",
+        "another good password",
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     assert!(
         s.login("ada@example.com", PASSWORD, &ClientInfo::default())
             .await
@@ -111,17 +137,23 @@ async fn registration_reveals_nothing_and_changes_nothing_for_a_taken_email() {
     );
     // Bad input is refused before anything happens.
     assert_eq!(
-        s.register("ada", PASSWORD, None, None)
+        s.register("ada", PASSWORD, None, None, &ClientInfo::default())
             .await
             .unwrap_err()
             .code(),
         ErrorCode::InvalidInput
     );
     assert_eq!(
-        s.register("bob@example.com", "password1", None, None)
-            .await
-            .unwrap_err()
-            .code(),
+        s.register(
+            "bob@example.com",
+            "password1",
+            None,
+            None,
+            &ClientInfo::default()
+        )
+        .await
+        .unwrap_err()
+        .code(),
         ErrorCode::InvalidInput
     );
 }
@@ -161,9 +193,15 @@ async fn the_first_admin_is_created_once() {
 async fn old_hashes_are_upgraded_at_sign_in() {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let s = service();
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let (user, _) = s
         .login("ada@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -204,9 +242,15 @@ async fn old_hashes_are_upgraded_at_sign_in() {
 #[tokio::test]
 async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
     let s = service();
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let (user, token) = s
         .login("ada@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -238,9 +282,15 @@ async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
 async fn sessions_expire_when_idle_or_old() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let (_, session, token) = s
         .login_session(
             "ada@example.com",
@@ -289,9 +339,15 @@ async fn sessions_expire_when_idle_or_old() {
 #[tokio::test]
 async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
     let s = service();
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let mut tokens = Vec::new();
     for _ in 0..3 {
         let (user, session, token) = s
@@ -308,17 +364,21 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
     let user_id = tokens[0].0;
     assert_eq!(s.list_sessions(user_id).await.unwrap().len(), 3);
 
-    s.revoke_session(user_id, tokens[0].1).await.unwrap();
+    s.revoke_session(user_id, tokens[0].1, &ClientInfo::default())
+        .await
+        .unwrap();
     assert!(s.authenticate_session(&tokens[0].2).await.is_err());
     assert_eq!(
-        s.revoke_session(user_id, tokens[0].1)
+        s.revoke_session(user_id, tokens[0].1, &ClientInfo::default())
             .await
             .unwrap_err()
             .code(),
         ErrorCode::NotFound
     );
 
-    s.logout(&tokens[1].2).await.unwrap();
+    s.logout(&tokens[1].2, &ClientInfo::default())
+        .await
+        .unwrap();
     assert!(s.authenticate_session(&tokens[1].2).await.is_err());
 
     // A fourth session; changing the password from the third keeps only it.
@@ -332,10 +392,16 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
         .await
         .unwrap();
     assert_eq!(
-        s.change_password(user_id, "wrong current", "a brand new passphrase", None)
-            .await
-            .unwrap_err()
-            .code(),
+        s.change_password(
+            user_id,
+            "wrong current",
+            "a brand new passphrase",
+            None,
+            &ClientInfo::default()
+        )
+        .await
+        .unwrap_err()
+        .code(),
         ErrorCode::InvalidInput
     );
     s.change_password(
@@ -343,6 +409,7 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
         PASSWORD,
         "a brand new passphrase",
         Some(tokens[2].1),
+        &ClientInfo::default(),
     )
     .await
     .unwrap();
@@ -368,9 +435,15 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
 async fn failed_sign_ins_slow_down_and_the_window_forgives() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
-    s.register("ada@example.com", PASSWORD, None, None)
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let client = ClientInfo {
         ip: Some("192.0.2.7".into()),
         user_agent: None,
@@ -455,9 +528,15 @@ async fn unknown_and_wrong_logins_take_the_same_time() {
     use std::time::Instant;
     let s = service();
     for i in 0..10 {
-        s.register(&format!("user{i}@example.com"), PASSWORD, None, None)
-            .await
-            .unwrap();
+        s.register(
+            &format!("user{i}@example.com"),
+            PASSWORD,
+            None,
+            None,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
     }
     let mut unknown = Vec::new();
     let mut wrong = Vec::new();
@@ -491,4 +570,58 @@ async fn unknown_and_wrong_logins_take_the_same_time() {
         (a - b).abs() / a.max(b) < 0.5,
         "unknown {a:.4}s vs wrong {b:.4}s"
     );
+}
+
+#[tokio::test]
+async fn sign_in_events_are_audited_without_secrets() {
+    let s = service();
+    let client = ClientInfo {
+        ip: Some("198.51.100.4".into()),
+        user_agent: Some("curl/8".into()),
+    };
+    s.register("ada@example.com", PASSWORD, None, None, &client)
+        .await
+        .unwrap();
+    s.login("ada@example.com", "wrong password!", &client)
+        .await
+        .unwrap_err();
+    let (admin_id, _) = {
+        let b = s
+            .bootstrap_admin("root@example.com", Some(PASSWORD))
+            .await
+            .unwrap()
+            .unwrap();
+        (b.admin.id, ())
+    };
+    let (user, _) = s.login("ada@example.com", PASSWORD, &client).await.unwrap();
+    let admin = s.get_user(admin_id).await.unwrap();
+    let events = s.audit.list(&admin, None, 50).await.unwrap();
+    let summary: Vec<(&str, crate::audit::Outcome)> = events
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome))
+        .collect();
+    use crate::audit::Outcome::*;
+    assert_eq!(
+        summary,
+        vec![
+            ("auth.login", Success),
+            ("auth.bootstrap_admin", Success),
+            ("auth.login", Failure),
+            ("auth.register", Success),
+        ],
+        "newest first"
+    );
+    assert_eq!(events[0].actor, crate::audit::Actor::User { id: user.id });
+    assert_eq!(events[2].ip.as_deref(), Some("198.51.100.4"));
+    assert_eq!(events[2].user_agent.as_deref(), Some("curl/8"));
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains(PASSWORD) && !all.contains("wrong password!") && !all.contains("argon2"));
+    // Only platform admins read the log.
+    assert_eq!(
+        s.audit.list(&user, None, 50).await.unwrap_err().code(),
+        ErrorCode::PermissionDenied
+    );
+    // Paging goes back in time.
+    let older = s.audit.list(&admin, Some(events[1].id), 50).await.unwrap();
+    assert_eq!(older.len(), 2);
 }

@@ -9,6 +9,7 @@ use gatehouse_storage::Store;
 
 use crate::Env;
 use crate::accounts::{AccountService, AccountSettings};
+use crate::audit::AuditLog;
 use crate::blocking::BlockingPool;
 use crate::changes::ChangeFeed;
 
@@ -19,6 +20,7 @@ pub struct Services {
     pub cluster: Arc<cluster::ClusterService>,
     pub changes: Arc<ChangeFeed>,
     pub accounts: Arc<AccountService>,
+    pub audit: Arc<AuditLog>,
 }
 
 impl Services {
@@ -31,10 +33,18 @@ impl Services {
         pool: Arc<dyn BlockingPool>,
         accounts: AccountSettings,
     ) -> Self {
+        let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
         Services {
             system: Arc::new(system::SystemService::new(store.clone(), env.clone())),
-            accounts: Arc::new(AccountService::new(store.clone(), env, pool, accounts)),
+            accounts: Arc::new(AccountService::new(
+                store.clone(),
+                env,
+                pool,
+                audit.clone(),
+                accounts,
+            )),
             changes: Arc::new(ChangeFeed::new(store)),
+            audit,
             cluster,
         }
     }

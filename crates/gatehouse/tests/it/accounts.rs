@@ -344,3 +344,72 @@ async fn repeated_failures_get_429_with_retry_after() {
     assert_eq!(body["error"]["code"], "rate_limited");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn admins_read_the_audit_log_and_users_cannot() {
+    let mut config = test_config(None);
+    config.bootstrap.admin_email = "root@example.com".into();
+    config.bootstrap.admin_password = Some(Secret("first admin password".into()));
+    let app = spawn_app(config).await;
+    post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": "not it at all"}),
+    )
+    .await;
+    let (_, user) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let (_, admin) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "root@example.com", "password": "first admin password"}),
+    )
+    .await;
+    let get = |token: String, query: String| {
+        let request = app
+            .client
+            .get(app.url(&format!("/api/v1/audit-events{query}")))
+            .bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, _) = get(user["token"].as_str().unwrap().into(), String::new()).await;
+    assert_eq!(status, 403);
+    let (status, page) = get(admin["token"].as_str().unwrap().into(), "?limit=3".into()).await;
+    assert_eq!(status, 200);
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["action"], "auth.login");
+    assert_eq!(events[0]["outcome"], "success");
+    assert_eq!(events[0]["ip"], "127.0.0.1");
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, older) = get(
+        admin["token"].as_str().unwrap().into(),
+        format!("?cursor={cursor}"),
+    )
+    .await;
+    let actions: Vec<&str> = older["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["auth.register", "auth.bootstrap_admin"]);
+    assert!(!older.to_string().contains(PASSWORD));
+    app.stop().await;
+}
