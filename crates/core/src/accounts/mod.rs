@@ -73,6 +73,18 @@ pub struct Introspection {
     pub kind: &'static str,
 }
 
+/// Deletes a session and its entry in the user's session list.
+async fn end_session(
+    tx: &gatehouse_storage::Tx,
+    token_hash: &[u8],
+    session: &Session,
+) -> Result<(), TxError<Error>> {
+    keyspace::session(token_hash).clear(tx).await?;
+    keyspace::session_by_user(session.user_id, session.id)
+        .clear(tx)
+        .await
+}
+
 /// The answer to every failed sign-in.
 fn bad_credentials() -> Error {
     Error::new(
@@ -483,10 +495,7 @@ impl AccountService {
                         return Ok(None);
                     };
                     if !session.is_live(now, &policy) {
-                        key.clear(&tx).await?;
-                        keyspace::session_by_user(session.user_id, session.id)
-                            .clear(&tx)
-                            .await?;
+                        end_session(&tx, hash, &session).await?;
                         return Ok(None);
                     }
                     let user = keyspace::user(session.user_id).get(&tx).await?;
@@ -576,10 +585,7 @@ impl AccountService {
                     let key = keyspace::session(hash);
                     let session = key.get(&tx).await?;
                     if let Some(session) = &session {
-                        key.clear(&tx).await?;
-                        keyspace::session_by_user(session.user_id, session.id)
-                            .clear(&tx)
-                            .await?;
+                        end_session(&tx, hash, session).await?;
                     }
                     Ok::<_, TxError<Error>>(session)
                 }
