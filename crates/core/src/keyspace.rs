@@ -15,6 +15,8 @@
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::accounts::sessions::SessionRef) |
 //! | `("login_failures", "account" \| "ip", subject)` | [`Failures`](crate::accounts::throttle::Failures) |
 //! | `("audit", id)` | [`AuditEvent`](crate::audit::AuditEvent) |
+//! | `("outbox", id)` | [`OutboxMessage`](crate::email::OutboxMessage) |
+//! | `("email_token", sha256(token))` | [`EmailToken`](crate::accounts::EmailToken) |
 //! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
@@ -105,6 +107,21 @@ pub fn audit_event(id: crate::Id) -> Key<crate::audit::AuditEvent> {
 /// All audit events.
 pub fn audit_events() -> KeyRange {
     KeyRange::subspace(&Subspace::from("audit"))
+}
+
+/// `("outbox", id) = OutboxMessage`
+pub fn outbox_message(id: crate::Id) -> Key<crate::email::OutboxMessage> {
+    Key::new(pack(&("outbox", id.0)))
+}
+
+/// All outbox messages, oldest first.
+pub fn outbox() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("outbox"))
+}
+
+/// `("email_token", sha256(token)) = EmailToken`
+pub fn email_token(token_hash: &[u8]) -> Key<crate::accounts::EmailToken> {
+    Key::new(pack(&("email_token", gatehouse_storage::tuple::Bytes::from(token_hash))))
 }
 
 /// `("system", "bootstrap_admin") = BootstrapRecord`

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod blocking;
 pub mod changes;
 pub mod codec;
+pub mod email;
 pub mod env;
 pub mod error;
 pub mod id;

@@ -37,6 +37,33 @@ impl Record for UserRef {
     const NAME: &'static str = "user index entry";
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+/// A single-use token sent by email; stored under the SHA-256 of the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailToken {
+    pub user_id: Id,
+    /// The lower-cased address the token was sent to.
+    pub email_key: String,
+    pub purpose: TokenPurpose,
+    pub expires_at_ms: i64,
+}
+
+impl Record for EmailToken {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "email token";
+    const CHANGE_FEED: bool = false;
+}
+
+/// Email verification tokens last a day; reset tokens an hour.
+const VERIFY_TTL_MS: i64 = 24 * 3600 * 1000;
+const RESET_TTL_MS: i64 = 3600 * 1000;
+
 /// Which user the first start created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapRecord {
@@ -272,6 +299,7 @@ impl AccountService {
         match self.insert(new).await {
             Ok(user) => {
                 tracing::info!(user_id = %user.id, "account registered");
+                self.send_token(&user, TokenPurpose::VerifyEmail).await?;
                 let details = serde_json::json!({"email": email_text});
                 self.audit(
                     Actor::User { id: user.id },
@@ -438,16 +466,160 @@ impl AccountService {
         Ok((user, session, token))
     }
 
+    /// 256 random bits, base64url.
+    fn new_token(&self) -> String {
+        use base64::Engine as _;
+        let mut secret = [0u8; 32];
+        self.env.random.fill(&mut secret);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    }
+
+    /// Stores a token for `purpose` and queues the email carrying it, in one
+    /// transaction.
+    async fn send_token(&self, user: &User, purpose: TokenPurpose) -> Result<()> {
+        let token = self.new_token();
+        let (ttl, subject, body) = match purpose {
+            TokenPurpose::VerifyEmail => (
+                VERIFY_TTL_MS,
+                "Verify your email address",
+                format!(
+                    "Hello {},\n\nconfirm this address for your Gatehouse account with this token (valid 24 hours):\n\ntoken: {token}\n\n(POST /api/v1/auth/emails/verify with {{\"token\": \"...\"}})\n",
+                    user.display_name
+                ),
+            ),
+            TokenPurpose::ResetPassword => (
+                RESET_TTL_MS,
+                "Reset your password",
+                format!(
+                    "Hello {},\n\nsomeone asked to reset the password of your Gatehouse account. If it was you, use this token within an hour:\n\ntoken: {token}\n\n(POST /api/v1/auth/reset/confirm with {{\"token\": \"...\", \"new_password\": \"...\"}})\nIf it was not you, ignore this email.\n",
+                    user.display_name
+                ),
+            ),
+        };
+        let record = EmailToken {
+            user_id: user.id,
+            email_key: user.email.to_lowercase(),
+            purpose,
+            expires_at_ms: self.env.clock.now_millis() + ttl,
+        };
+        let hash = token_hash(&token);
+        self.store
+            .run(|tx| {
+                let (record, hash, body, env, to) = (&record, &hash, &body, &self.env, &user.email);
+                async move {
+                    keyspace::email_token(hash).put(&tx, record).await?;
+                    crate::email::enqueue(&tx, env, to, subject, body).await
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a single-use token: deletes it and returns it if it is live and
+    /// for `purpose`.
+    async fn take_token(&self, token: &str, purpose: TokenPurpose) -> Result<EmailToken> {
+        let hash = token_hash(token.trim());
+        let now = self.env.clock.now_millis();
+        let found = self
+            .store
+            .run(|tx| {
+                let hash = &hash;
+                async move {
+                    let key = keyspace::email_token(hash);
+                    let Some(record) = key.get(&tx).await? else {
+                        return Ok(None);
+                    };
+                    if record.purpose != purpose {
+                        return Ok(None);
+                    }
+                    key.clear(&tx).await?;
+                    Ok::<_, TxError<Error>>((record.expires_at_ms > now).then_some(record))
+                }
+            })
+            .await?;
+        found.ok_or_else(|| Error::invalid_input("this token is invalid, used or expired"))
+    }
+
+    /// Marks the address a verification token was sent to as verified.
+    pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<()> {
+        let record = self.take_token(token, TokenPurpose::VerifyEmail).await?;
+        let now = self.env.clock.now();
+        self.store
+            .run(|tx| {
+                let record = &record;
+                async move {
+                    let key = keyspace::user(record.user_id);
+                    let Some(mut user) = key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::invalid_input(
+                            "this token is invalid, used or expired",
+                        )));
+                    };
+                    if user.email.to_lowercase() == record.email_key {
+                        user.email_verified = true;
+                        user.updated_at = now;
+                        key.put(&tx, &user).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        let details = serde_json::json!({"email": record.email_key});
+        self.audit(Actor::User { id: record.user_id }, "auth.email_verify", Outcome::Success, client, details)
+            .await;
+        Ok(())
+    }
+
+    /// Emails a reset token if an active account has this address. Answers the
+    /// same either way.
+    pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<()> {
+        let email = Email::parse(email)?;
+        let user = self.find_by_login(email.as_str()).await?.filter(User::is_active);
+        let details = serde_json::json!({"email": email.as_str(), "known": user.is_some()});
+        let actor = Actor::Anonymous { login: Some(email.key()) };
+        if let Some(user) = user {
+            self.send_token(&user, TokenPurpose::ResetPassword).await?;
+        }
+        self.audit(actor, "auth.reset_request", Outcome::Success, client, details).await;
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token and ends every session.
+    pub async fn reset_password(&self, token: &str, new_password: &str, client: &ClientInfo) -> Result<()> {
+        self.policy.check(new_password)?;
+        let hash = self.hash_password(new_password).await?;
+        let record = self.take_token(token, TokenPurpose::ResetPassword).await?;
+        let now = self.env.clock.now();
+        self.store
+            .run(|tx| {
+                let (record, hash) = (&record, &hash);
+                async move {
+                    let key = keyspace::user(record.user_id);
+                    let Some(mut user) = key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::invalid_input(
+                            "this token is invalid, used or expired",
+                        )));
+                    };
+                    user.password_hash = Some(hash.clone());
+                    user.must_change_password = false;
+                    user.updated_at = now;
+                    key.put(&tx, &user).await
+                }
+            })
+            .await?;
+        let ended = self.revoke_all_sessions(record.user_id, None).await?;
+        let details = serde_json::json!({"sessions_ended": ended});
+        self.audit(Actor::User { id: record.user_id }, "auth.reset_password", Outcome::Success, client, details)
+            .await;
+        Ok(())
+    }
+
     async fn start_session(
         &self,
         user: &User,
         kind: SessionKind,
         client: ClientInfo,
     ) -> Result<(Session, String)> {
-        use base64::Engine as _;
-        let mut secret = [0u8; 32];
-        self.env.random.fill(&mut secret);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        let token = self.new_token();
         let now = self.env.clock.now();
         let session = Session {
             id: self.env.ids.next_id(),
