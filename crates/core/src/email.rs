@@ -106,7 +106,9 @@ impl Outbox {
             .collect();
         let mut drained = Drained::default();
         for message in due {
-            let outcome = mailer.send(&message.to, &message.subject, &message.body).await;
+            let outcome = mailer
+                .send(&message.to, &message.subject, &message.body)
+                .await;
             let key = keyspace::outbox_message(message.id);
             let updated = match outcome {
                 Ok(()) => {
@@ -228,7 +230,11 @@ mod tests {
         };
         assert_eq!(
             outbox.drain(&mailer).await.unwrap(),
-            Drained { sent: 0, retried: 1, given_up: 0 }
+            Drained {
+                sent: 0,
+                retried: 1,
+                given_up: 0
+            }
         );
         // Not due yet.
         assert_eq!(outbox.drain(&mailer).await.unwrap(), Drained::default());
@@ -255,7 +261,10 @@ mod tests {
         }
         let left = outbox.pending().await.unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!((left[0].status, left[0].attempts), (DeliveryStatus::Failed, MAX_ATTEMPTS));
+        assert_eq!(
+            (left[0].status, left[0].attempts),
+            (DeliveryStatus::Failed, MAX_ATTEMPTS)
+        );
         assert_eq!(outbox.drain(&mailer).await.unwrap(), Drained::default());
     }
 }

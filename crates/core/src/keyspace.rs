@@ -121,7 +121,10 @@ pub fn outbox() -> KeyRange {
 
 /// `("email_token", sha256(token)) = EmailToken`
 pub fn email_token(token_hash: &[u8]) -> Key<crate::accounts::EmailToken> {
-    Key::new(pack(&("email_token", gatehouse_storage::tuple::Bytes::from(token_hash))))
+    Key::new(pack(&(
+        "email_token",
+        gatehouse_storage::tuple::Bytes::from(token_hash),
+    )))
 }
 
 /// `("system", "bootstrap_admin") = BootstrapRecord`

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::ErrorCode;
+use gatehouse_core::email::Mailer;
 use gatehouse_core::services::Services;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,22 +27,50 @@ pub struct Job {
 }
 
 /// The jobs of this release.
-pub fn jobs(services: &Services, change_feed_keep: u64) -> Vec<Job> {
+pub fn jobs(
+    services: &Services,
+    change_feed_keep: u64,
+    mailer: Arc<dyn Mailer>,
+    outbox_every: Duration,
+) -> Vec<Job> {
     let changes = services.changes.clone();
-    vec![Job {
-        name: "change_feed_trim",
-        every: Duration::from_secs(60),
+    let outbox = services.outbox.clone();
+    let email = Job {
+        name: "email_outbox",
+        every: outbox_every,
         run: Arc::new(move |_token| {
-            let changes = changes.clone();
+            let (outbox, mailer) = (outbox.clone(), mailer.clone());
             Box::pin(async move {
-                changes
-                    .trim(change_feed_keep)
+                outbox
+                    .drain(mailer.as_ref())
                     .await
-                    .map(|n| format!("trimmed {n} records"))
+                    .map(|d| {
+                        format!(
+                            "sent {}, retrying {}, gave up {}",
+                            d.sent, d.retried, d.given_up
+                        )
+                    })
                     .map_err(|e| e.to_string())
             })
         }),
-    }]
+    };
+    vec![
+        email,
+        Job {
+            name: "change_feed_trim",
+            every: Duration::from_secs(60),
+            run: Arc::new(move |_token| {
+                let changes = changes.clone();
+                Box::pin(async move {
+                    changes
+                        .trim(change_feed_keep)
+                        .await
+                        .map(|n| format!("trimmed {n} records"))
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        },
+    ]
 }
 
 /// Why the driver stopped the server.

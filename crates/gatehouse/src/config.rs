@@ -222,11 +222,25 @@ impl Default for BootstrapConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmailConfig {
     /// SMTP server URL; empty writes emails to the log.
     pub smtp_url: Option<String>,
+    /// The sender of every email.
+    pub from: String,
+    /// How often the outbox is drained (at most once per cluster tick).
+    pub outbox_interval_secs: u64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            smtp_url: None,
+            from: "Gatehouse <gatehouse@localhost>".to_string(),
+            outbox_interval_secs: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -393,6 +407,14 @@ impl Config {
                 "auth.jwt_ttl_secs",
                 "must be from 60 seconds to 30 days",
             ));
+        }
+        if let Err(e) = self.email.from.parse::<lettre::message::Mailbox>() {
+            return Err(field_error("email.from", e));
+        }
+        if let Some(url) = self.email.smtp_url.as_deref().filter(|u| !u.is_empty())
+            && let Err(e) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+        {
+            return Err(field_error("email.smtp_url", e));
         }
         if self.auth.session_idle_secs < 60 {
             return Err(field_error("auth.session_idle_secs", "must be at least 60"));

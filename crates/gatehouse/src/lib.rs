@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod mail;
 pub mod secrets;
 pub mod telemetry;
 
@@ -109,7 +110,17 @@ impl Gatehouse {
             "store ready"
         );
         let app = Application::build(&config.server_settings(), services.clone()).await?;
-        let jobs = cluster::jobs(&services, config.cluster.change_feed_keep);
+        let mailer: Arc<dyn gatehouse_core::email::Mailer> =
+            match config.email.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => Arc::new(mail::SmtpMailer::new(url, &config.email.from)?),
+                None => Arc::new(mail::LogMailer),
+            };
+        let jobs = cluster::jobs(
+            &services,
+            config.cluster.change_feed_keep,
+            mailer,
+            Duration::from_secs(config.email.outbox_interval_secs),
+        );
         Ok(Gatehouse {
             app,
             services,

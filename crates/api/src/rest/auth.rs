@@ -326,3 +326,84 @@ pub async fn revoke_session(
 pub async fn me(auth: Authenticated) -> Json<Me> {
     Json(auth.user.into())
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the email.
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    pub token: String,
+    pub new_password: String,
+}
+
+/// Confirm an email address with the token emailed to it.
+#[utoipa::path(post, path = "/api/v1/auth/emails/verify", tag = "auth",
+    request_body = TokenRequest,
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 400, description = "Invalid, used or expired token", body = ErrorBody),
+    ))]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(request): ApiJson<TokenRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .accounts
+        .verify_email(&request.token, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ask for a password-reset email. Answers alike whether or not the address
+/// belongs to an account.
+#[utoipa::path(post, path = "/api/v1/auth/reset", tag = "auth",
+    request_body = ResetRequest,
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 400, description = "Not an email address", body = ErrorBody),
+    ))]
+pub async fn request_reset(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(request): ApiJson<ResetRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    state
+        .services
+        .accounts
+        .request_password_reset(&request.email, &client)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
+}
+
+/// Set a new password with the emailed token. Ends every session.
+#[utoipa::path(post, path = "/api/v1/auth/reset/confirm", tag = "auth",
+    request_body = ResetConfirm,
+    responses(
+        (status = 204, description = "Password changed"),
+        (status = 400, description = "Invalid token, or the password is not acceptable", body = ErrorBody),
+    ))]
+pub async fn confirm_reset(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(request): ApiJson<ResetConfirm>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .accounts
+        .reset_password(&request.token, &request.new_password, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -564,8 +564,14 @@ impl AccountService {
             })
             .await?;
         let details = serde_json::json!({"email": record.email_key});
-        self.audit(Actor::User { id: record.user_id }, "auth.email_verify", Outcome::Success, client, details)
-            .await;
+        self.audit(
+            Actor::User { id: record.user_id },
+            "auth.email_verify",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
         Ok(())
     }
 
@@ -573,18 +579,35 @@ impl AccountService {
     /// same either way.
     pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<()> {
         let email = Email::parse(email)?;
-        let user = self.find_by_login(email.as_str()).await?.filter(User::is_active);
+        let user = self
+            .find_by_login(email.as_str())
+            .await?
+            .filter(User::is_active);
         let details = serde_json::json!({"email": email.as_str(), "known": user.is_some()});
-        let actor = Actor::Anonymous { login: Some(email.key()) };
+        let actor = Actor::Anonymous {
+            login: Some(email.key()),
+        };
         if let Some(user) = user {
             self.send_token(&user, TokenPurpose::ResetPassword).await?;
         }
-        self.audit(actor, "auth.reset_request", Outcome::Success, client, details).await;
+        self.audit(
+            actor,
+            "auth.reset_request",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
         Ok(())
     }
 
     /// Sets a new password with a reset token and ends every session.
-    pub async fn reset_password(&self, token: &str, new_password: &str, client: &ClientInfo) -> Result<()> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
         self.policy.check(new_password)?;
         let hash = self.hash_password(new_password).await?;
         let record = self.take_token(token, TokenPurpose::ResetPassword).await?;
@@ -608,8 +631,14 @@ impl AccountService {
             .await?;
         let ended = self.revoke_all_sessions(record.user_id, None).await?;
         let details = serde_json::json!({"sessions_ended": ended});
-        self.audit(Actor::User { id: record.user_id }, "auth.reset_password", Outcome::Success, client, details)
-            .await;
+        self.audit(
+            Actor::User { id: record.user_id },
+            "auth.reset_password",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
         Ok(())
     }
 

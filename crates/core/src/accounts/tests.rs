@@ -648,23 +648,43 @@ async fn token_sent_to(s: &AccountService, to: &str) -> String {
 #[tokio::test]
 async fn email_verification_tokens_work_once() {
     let s = service();
-    s.register("ada@example.com", PASSWORD, None, None, &ClientInfo::default())
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
+    let (user, _) = s
+        .login("ada@example.com", PASSWORD, &ClientInfo::default())
         .await
         .unwrap();
-    let (user, _) = s.login("ada@example.com", PASSWORD, &ClientInfo::default()).await.unwrap();
     assert!(!user.email_verified);
     let token = token_sent_to(&s, "ada@example.com").await;
-    s.verify_email(&token, &ClientInfo::default()).await.unwrap();
+    s.verify_email(&token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert!(s.get_user(user.id).await.unwrap().email_verified);
     assert_eq!(
-        s.verify_email(&token, &ClientInfo::default()).await.unwrap_err().code(),
+        s.verify_email(&token, &ClientInfo::default())
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::InvalidInput,
         "single use"
     );
     // A taken email sends nothing new.
-    s.register("ada@example.com", PASSWORD, None, None, &ClientInfo::default())
-        .await
-        .unwrap();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
     let outbox = crate::email::Outbox::new(s.store.clone(), s.env.clone());
     assert_eq!(outbox.pending().await.unwrap().len(), 1);
 }
@@ -674,27 +694,59 @@ async fn password_reset_ends_sessions_and_tokens_expire() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
     let client = ClientInfo::default();
-    s.register("ada@example.com", PASSWORD, None, None, &client).await.unwrap();
+    s.register("ada@example.com", PASSWORD, None, None, &client)
+        .await
+        .unwrap();
     let (_, _, session) = s
-        .login_session("ada@example.com", PASSWORD, SessionKind::Web, client.clone())
+        .login_session(
+            "ada@example.com",
+            PASSWORD,
+            SessionKind::Web,
+            client.clone(),
+        )
         .await
         .unwrap();
     // Unknown addresses are answered alike and get nothing.
-    s.request_password_reset("nobody@example.com", &client).await.unwrap();
-    s.request_password_reset("ADA@example.com", &client).await.unwrap();
+    s.request_password_reset("nobody@example.com", &client)
+        .await
+        .unwrap();
+    s.request_password_reset("ADA@example.com", &client)
+        .await
+        .unwrap();
     let token = token_sent_to(&s, "ada@example.com").await;
-    assert!(s.reset_password(&token, "short", &client).await.is_err(), "policy first");
-    s.reset_password(&token, "a freshly reset passphrase", &client).await.unwrap();
-    assert!(s.authenticate_session(&session).await.is_err(), "sessions ended");
-    assert!(s.login("ada@example.com", "a freshly reset passphrase", &client).await.is_ok());
-    assert!(s.reset_password(&token, "another new passphrase", &client).await.is_err());
+    assert!(
+        s.reset_password(&token, "short", &client).await.is_err(),
+        "policy first"
+    );
+    s.reset_password(&token, "a freshly reset passphrase", &client)
+        .await
+        .unwrap();
+    assert!(
+        s.authenticate_session(&session).await.is_err(),
+        "sessions ended"
+    );
+    assert!(
+        s.login("ada@example.com", "a freshly reset passphrase", &client)
+            .await
+            .is_ok()
+    );
+    assert!(
+        s.reset_password(&token, "another new passphrase", &client)
+            .await
+            .is_err()
+    );
 
     // Reset tokens last an hour.
-    s.request_password_reset("ada@example.com", &client).await.unwrap();
+    s.request_password_reset("ada@example.com", &client)
+        .await
+        .unwrap();
     let late = token_sent_to(&s, "ada@example.com").await;
     clock.advance(3_600_001);
     assert_eq!(
-        s.reset_password(&late, "too late passphrase", &client).await.unwrap_err().code(),
+        s.reset_password(&late, "too late passphrase", &client)
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::InvalidInput
     );
 }

@@ -12,6 +12,7 @@ use crate::accounts::{AccountService, AccountSettings};
 use crate::audit::AuditLog;
 use crate::blocking::BlockingPool;
 use crate::changes::ChangeFeed;
+use crate::email::Outbox;
 
 /// Every service, wired to one store and environment.
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub struct Services {
     pub changes: Arc<ChangeFeed>,
     pub accounts: Arc<AccountService>,
     pub audit: Arc<AuditLog>,
+    pub outbox: Arc<Outbox>,
 }
 
 impl Services {
@@ -34,6 +36,7 @@ impl Services {
         accounts: AccountSettings,
     ) -> Self {
         let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
+        let env_for_outbox = env.clone();
         Services {
             system: Arc::new(system::SystemService::new(store.clone(), env.clone())),
             accounts: Arc::new(AccountService::new(
@@ -43,6 +46,7 @@ impl Services {
                 audit.clone(),
                 accounts,
             )),
+            outbox: Arc::new(Outbox::new(store.clone(), env_for_outbox)),
             changes: Arc::new(ChangeFeed::new(store)),
             audit,
             cluster,

@@ -17,7 +17,9 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn me(app: &TestApp, token: &str) -> (u16, Value, Option<String>) {
@@ -411,5 +413,142 @@ async fn admins_read_the_audit_log_and_users_cannot() {
         .collect();
     assert_eq!(actions, vec!["auth.register", "auth.bootstrap_admin"]);
     assert!(!older.to_string().contains(PASSWORD));
+    app.stop().await;
+}
+
+/// The whole journey through the real server, with real SMTP.
+#[tokio::test]
+async fn the_whole_account_journey_with_real_smtp() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let mut config = test_config(None);
+    config.email.smtp_url = Some(sink.url());
+    config.email.outbox_interval_secs = 0;
+    config.cluster.lease_secs = 3;
+    let app = spawn_app(config).await;
+    let get = reqwest::Method::GET;
+
+    // Register; the verification email arrives over SMTP.
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD, "username": "ada"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mail = sink.nth_message_to("ada@example.com", 1).await;
+    assert!(
+        mail.contains("Subject: Verify your email address"),
+        "{mail}"
+    );
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/emails/verify",
+        json!({"token": crate::smtp::token_in(&mail)}),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // Sign in both ways.
+    let (_, jwt) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada", "password": PASSWORD}),
+    )
+    .await;
+    let jwt = format!("Bearer {}", jwt["token"].as_str().unwrap());
+    let (_, cli) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": PASSWORD, "mode": "cli"}),
+    )
+    .await;
+    let cli = format!("Bearer {}", cli["token"].as_str().unwrap());
+    let (status, me) = call(
+        &app,
+        get.clone(),
+        "/api/v1/auth/me",
+        ("authorization", &jwt),
+        None,
+    )
+    .await;
+    assert_eq!((status, me["email_verified"].as_bool()), (200, Some(true)));
+
+    // Change the password with the JWT: the CLI session ends.
+    let change = json!({"current_password": PASSWORD, "new_password": "second good passphrase"});
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/auth/password",
+        ("authorization", &jwt),
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &app,
+        get.clone(),
+        "/api/v1/auth/me",
+        ("authorization", &cli),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Reset the password by email; a new session, then log out.
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/reset",
+        json!({"email": "ada@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/reset",
+        json!({"email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mail = sink.nth_message_to("ada@example.com", 2).await;
+    assert!(mail.contains("Subject: Reset your password"), "{mail}");
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/reset/confirm",
+        json!({"token": crate::smtp::token_in(&mail), "new_password": "third good passphrase"}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada", "password": "second good passphrase"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (_, session) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada", "password": "third good passphrase", "mode": "cli"}),
+    )
+    .await;
+    let session = format!("Bearer {}", session["token"].as_str().unwrap());
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/auth/logout",
+        ("authorization", &session),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &app,
+        get,
+        "/api/v1/auth/me",
+        ("authorization", &session),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
     app.stop().await;
 }

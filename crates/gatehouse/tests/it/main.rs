@@ -10,4 +10,5 @@ mod openapi;
 mod ops;
 mod process;
 mod restart;
+mod smtp;
 mod tidy;
