@@ -19,7 +19,8 @@ use crate::rest::AppState;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "gatehouse_session";
 
-/// The signed-in user of this request.
+/// The signed-in user of this request, allowed to act: an account whose
+/// generated password has not been changed yet is refused (see [`SignedIn`]).
 pub struct Authenticated {
     pub user: User,
     /// The session, when the caller used one (not a JWT).
@@ -76,48 +77,66 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let accounts = &state.services.accounts;
-        let bearer = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        if let Some(token) = bearer {
-            // JWTs have three dot-separated parts; session tokens have none.
-            if token.matches('.').count() == 2 {
-                let (user, _) = accounts.authenticate_token(token).await?;
-                return Ok(Authenticated {
-                    user,
-                    session: None,
-                    session_token: None,
-                });
-            }
-            let (user, session) = accounts.authenticate_session(token).await?;
+        let SignedIn(auth) = SignedIn::from_request_parts(parts, state).await?;
+        state.services.accounts.ensure_may_act(&auth.user)?;
+        Ok(auth)
+    }
+}
+
+/// Any signed-in user, including one who must still change a generated
+/// password: for `me`, password change and logout only.
+pub struct SignedIn(pub Authenticated);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(SignedIn(authenticate(parts, state).await?))
+    }
+}
+
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+    let accounts = &state.services.accounts;
+    let bearer = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if let Some(token) = bearer {
+        // JWTs have three dot-separated parts; session tokens have none.
+        if token.matches('.').count() == 2 {
+            let (user, _) = accounts.authenticate_token(token).await?;
             return Ok(Authenticated {
                 user,
-                session: Some(session),
-                session_token: Some(token.to_string()),
+                session: None,
+                session_token: None,
             });
         }
-        let token = cookie(parts, SESSION_COOKIE).ok_or_else(missing)?;
-        if !parts.method.is_safe() && !same_origin(parts) {
-            return Err(ApiError(Error::new(
-                ErrorCode::PermissionDenied,
-                "cross-site request refused",
-            )));
-        }
         let (user, session) = accounts.authenticate_session(token).await?;
-        Ok(Authenticated {
+        return Ok(Authenticated {
             user,
             session: Some(session),
             session_token: Some(token.to_string()),
-        })
+        });
     }
+    let token = cookie(parts, SESSION_COOKIE).ok_or_else(missing)?;
+    if !parts.method.is_safe() && !same_origin(parts) {
+        return Err(ApiError(Error::new(
+            ErrorCode::PermissionDenied,
+            "cross-site request refused",
+        )));
+    }
+    let (user, session) = accounts.authenticate_session(token).await?;
+    Ok(Authenticated {
+        user,
+        session: Some(session),
+        session_token: Some(token.to_string()),
+    })
 }
 
 /// Client details, as an extractor.

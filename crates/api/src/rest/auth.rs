@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::ApiError;
-use crate::auth::{Authenticated, Client, SESSION_COOKIE};
+use crate::auth::{Authenticated, Client, SESSION_COOKIE, SignedIn};
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
 
@@ -231,7 +231,7 @@ pub async fn login(
 pub async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: Authenticated,
+    SignedIn(auth): SignedIn,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &auth.session_token {
         state.services.accounts.logout(token, &client).await?;
@@ -255,7 +255,7 @@ pub async fn logout(
 pub async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: Authenticated,
+    SignedIn(auth): SignedIn,
     ApiJson(request): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -323,7 +323,7 @@ pub async fn revoke_session(
         (status = 200, description = "The signed-in account", body = Me),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
     ))]
-pub async fn me(auth: Authenticated) -> Json<Me> {
+pub async fn me(SignedIn(auth): SignedIn) -> Json<Me> {
     Json(auth.user.into())
 }
 

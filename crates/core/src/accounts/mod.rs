@@ -1100,6 +1100,37 @@ impl AccountService {
         }
     }
 
+    /// Whether the user may use the API beyond reading their own account,
+    /// changing their password and signing out: not while a generated password
+    /// is still theirs.
+    pub fn ensure_may_act(&self, user: &User) -> Result<()> {
+        if user.must_change_password {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "change your password first: PUT /api/v1/auth/password",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Disables an account; its sessions end at once.
+    pub async fn disable_user(&self, user_id: Id) -> Result<()> {
+        let now = self.env.clock.now();
+        self.store
+            .run(|tx| async move {
+                let key = keyspace::user(user_id);
+                let Some(mut user) = key.get(&tx).await? else {
+                    return Err(TxError::Abort(Error::not_found("user")));
+                };
+                user.status = UserStatus::Disabled;
+                user.updated_at = now;
+                key.put(&tx, &user).await
+            })
+            .await?;
+        self.revoke_all_sessions(user_id, None).await?;
+        Ok(())
+    }
+
     pub async fn get_user(&self, id: Id) -> Result<User> {
         self.store
             .run(|tx| async move { keyspace::user(id).get(&tx).await })

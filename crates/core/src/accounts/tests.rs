@@ -240,6 +240,59 @@ async fn old_hashes_are_upgraded_at_sign_in() {
 }
 
 #[tokio::test]
+async fn disabling_ends_sessions_at_once() {
+    let s = service();
+    s.register(
+        "ada@example.com",
+        PASSWORD,
+        None,
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
+    let (user, _, token) = s
+        .login_session(
+            "ada@example.com",
+            PASSWORD,
+            SessionKind::Web,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    s.disable_user(user.id).await.unwrap();
+    assert!(s.authenticate_session(&token).await.is_err());
+    assert!(s.list_sessions(user.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_generated_password_must_be_changed_before_acting() {
+    let s = service();
+    let admin = s
+        .bootstrap_admin("root@example.com", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let user = s.get_user(admin.admin.id).await.unwrap();
+    assert_eq!(
+        s.ensure_may_act(&user).unwrap_err().code(),
+        ErrorCode::PermissionDenied
+    );
+    let generated = admin.generated_password.unwrap();
+    s.change_password(
+        user.id,
+        &generated,
+        "my own admin passphrase",
+        None,
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap();
+    let user = s.get_user(user.id).await.unwrap();
+    assert!(s.ensure_may_act(&user).is_ok());
+}
+
+#[tokio::test]
 async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
     let s = service();
     s.register(

@@ -103,6 +103,8 @@ pub struct ServerProcess {
     /// `host:port` of its REST listener.
     pub http: String,
     lines: mpsc::Receiver<String>,
+    /// Log lines up to and including `serving`.
+    startup: Vec<String>,
 }
 
 /// Starts `gatehouse serve` on ephemeral loopback ports with `envs` and `args`,
@@ -131,15 +133,22 @@ pub fn spawn_process(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> Serv
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut startup = Vec::new();
     let http = loop {
         let line = lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("server logs `serving` within seconds");
+        startup.push(line.clone());
         if let Some(rest) = line.split("serving http=").nth(1) {
             break rest.split_whitespace().next().expect("address").to_string();
         }
     };
-    ServerProcess { child, http, lines }
+    ServerProcess {
+        child,
+        http,
+        lines,
+        startup,
+    }
 }
 
 impl ServerProcess {
@@ -147,7 +156,12 @@ impl ServerProcess {
         format!("http://{}{path}", self.http)
     }
 
-    /// Log lines printed so far.
+    /// Log lines printed before the server was ready.
+    pub fn startup_lines(&self) -> impl Iterator<Item = &String> {
+        self.startup.iter()
+    }
+
+    /// Log lines printed since the last call (after startup).
     pub fn log_lines(&self) -> Vec<String> {
         self.lines.try_iter().collect()
     }

@@ -86,3 +86,78 @@ fn serve_answers_health_and_stops_on_sigterm() {
     let lines = server.log_lines();
     assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:?}");
 }
+
+#[test]
+fn the_generated_admin_password_is_logged_once_and_must_be_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let envs = [("GATEHOUSE__STORAGE__PATH", data.display().to_string())];
+    let mut server = spawn_process(dir.path(), &envs, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let lines = server.log_lines();
+    let password = lines
+        .iter()
+        .chain(server.startup_lines())
+        .find_map(|l| l.split("password=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+        .expect("the generated password is logged");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let login: serde_json::Value = client
+            .post(server.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": "admin@localhost", "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().expect("signed in").to_string();
+        let me: serde_json::Value = client
+            .get(server.url("/api/v1/auth/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["must_change_password"], true);
+        assert_eq!(me["roles"], serde_json::json!(["user", "admin"]));
+        let blocked = client
+            .get(server.url("/api/v1/audit-events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(blocked.status(), 403);
+        let changed = client
+            .put(server.url("/api/v1/auth/password"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"current_password": password, "new_password": "the admin's own passphrase"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), 204);
+        let allowed = client
+            .get(server.url("/api/v1/audit-events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(allowed.status(), 200);
+    });
+    assert!(server.terminate().success());
+
+    // A second start creates no admin and logs no password.
+    let mut again = spawn_process(dir.path(), &envs, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let all: Vec<String> = again
+        .startup_lines()
+        .cloned()
+        .chain(again.log_lines())
+        .collect();
+    assert!(!all.iter().any(|l| l.contains("password=")), "{all:?}");
+    assert!(again.terminate().success());
+}
