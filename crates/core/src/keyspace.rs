@@ -10,6 +10,7 @@
 //! | `("setting", name)` | [`Setting`] |
 //! | `("user", id)` | [`User`](crate::accounts::model::User) |
 //! | `("user_by_email", lower-cased email)` | [`UserRef`](crate::accounts::UserRef) |
+//! | `("user_email", user id, lower-cased email)` | [`UserEmail`](crate::accounts::UserEmail): addresses besides the primary |
 //! | `("user_by_username", username)` | [`UserRef`](crate::accounts::UserRef) |
 //! | `("session", sha256(token))` | [`Session`](crate::accounts::sessions::Session) |
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::accounts::sessions::SessionRef) |
@@ -68,6 +69,16 @@ pub fn user(id: crate::Id) -> Key<User> {
 /// `("user_by_email", lower-cased email) = UserRef`
 pub fn user_by_email(email_key: &str) -> Key<UserRef> {
     Key::new(pack(&(USER_BY_EMAIL, email_key)))
+}
+
+/// `("user_email", user, lower-cased email) = UserEmail`
+pub fn user_email(user: crate::Id, email_key: &str) -> Key<crate::accounts::UserEmail> {
+    Key::new(pack(&("user_email", user.0, email_key)))
+}
+
+/// All of `("user_email", user, *)`.
+pub fn user_emails(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("user_email").subspace(&(user.0,)))
 }
 
 /// `("user_by_username", username) = UserRef`

@@ -407,3 +407,109 @@ pub async fn confirm_reset(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct EmailInfo {
+    pub email: String,
+    pub primary: bool,
+    pub verified: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEmail {
+    pub email: String,
+}
+
+/// The signed-in user's email addresses, primary first.
+#[utoipa::path(get, path = "/api/v1/auth/emails", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Addresses", body = Vec<EmailInfo>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn list_emails(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Vec<EmailInfo>>, ApiError> {
+    let emails = state.services.accounts.list_emails(auth.user.id).await?;
+    Ok(Json(
+        emails
+            .into_iter()
+            .map(|e| EmailInfo {
+                email: e.email,
+                primary: e.primary,
+                verified: e.verified,
+            })
+            .collect(),
+    ))
+}
+
+/// Add an address; a verification token is emailed to it. Answers alike when
+/// the address belongs to another account (and then changes nothing).
+#[utoipa::path(post, path = "/api/v1/auth/emails", tag = "auth",
+    security(("bearer" = [])),
+    request_body = NewEmail,
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 400, description = "Not an email address, or too many", body = ErrorBody),
+    ))]
+pub async fn add_email(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    ApiJson(request): ApiJson<NewEmail>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    state
+        .services
+        .accounts
+        .add_email(auth.user.id, &request.email, &client)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
+}
+
+/// Remove an address other than the primary one.
+#[utoipa::path(delete, path = "/api/v1/auth/emails/{email}", tag = "auth",
+    security(("bearer" = [])),
+    params(("email" = String, Path, description = "The address")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "The primary address", body = ErrorBody),
+        (status = 404, description = "Not one of your addresses", body = ErrorBody),
+    ))]
+pub async fn remove_email(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .accounts
+        .remove_email(auth.user.id, &email, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Make a verified address the primary one.
+#[utoipa::path(post, path = "/api/v1/auth/emails/{email}/primary", tag = "auth",
+    security(("bearer" = [])),
+    params(("email" = String, Path, description = "The address")),
+    responses(
+        (status = 204, description = "Now primary"),
+        (status = 400, description = "Not verified", body = ErrorBody),
+        (status = 404, description = "Not one of your addresses", body = ErrorBody),
+    ))]
+pub async fn make_primary(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .accounts
+        .make_primary(auth.user.id, &email, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

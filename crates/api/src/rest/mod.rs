@@ -63,7 +63,16 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         .route("/api/v1/auth/password", put(auth::change_password))
         .route("/api/v1/auth/sessions", get(auth::list_sessions))
         .route("/api/v1/auth/sessions/{id}", delete(auth::revoke_session))
+        .route(
+            "/api/v1/auth/emails",
+            get(auth::list_emails).post(auth::add_email),
+        )
         .route("/api/v1/auth/emails/verify", post(auth::verify_email))
+        .route("/api/v1/auth/emails/{email}", delete(auth::remove_email))
+        .route(
+            "/api/v1/auth/emails/{email}/primary",
+            post(auth::make_primary),
+        )
         .route("/api/v1/auth/reset", post(auth::request_reset))
         .route("/api/v1/auth/reset/confirm", post(auth::confirm_reset))
         .route("/api/v1/audit-events", get(audit::list))

@@ -60,6 +60,30 @@ impl Record for EmailToken {
     const CHANGE_FEED: bool = false;
 }
 
+/// A user's address other than the primary one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEmail {
+    pub email: String,
+    pub verified: bool,
+    pub added_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Record for UserEmail {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "email address";
+}
+
+/// One of a user's addresses, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailAddress {
+    pub email: String,
+    pub primary: bool,
+    pub verified: bool,
+}
+
+/// At most this many addresses per user.
+pub const MAX_EMAILS: usize = 10;
+
 /// Email verification tokens last a day; reset tokens an hour.
 const VERIFY_TTL_MS: i64 = 24 * 3600 * 1000;
 const RESET_TTL_MS: i64 = 3600 * 1000;
@@ -477,6 +501,11 @@ impl AccountService {
     /// Stores a token for `purpose` and queues the email carrying it, in one
     /// transaction.
     async fn send_token(&self, user: &User, purpose: TokenPurpose) -> Result<()> {
+        self.send_token_to(user, &user.email.clone(), purpose).await
+    }
+
+    /// As [`Self::send_token`], to one of the user's addresses.
+    async fn send_token_to(&self, user: &User, address: &str, purpose: TokenPurpose) -> Result<()> {
         let token = self.new_token();
         let (ttl, subject, body) = match purpose {
             TokenPurpose::VerifyEmail => (
@@ -498,14 +527,14 @@ impl AccountService {
         };
         let record = EmailToken {
             user_id: user.id,
-            email_key: user.email.to_lowercase(),
+            email_key: address.to_lowercase(),
             purpose,
             expires_at_ms: self.env.clock.now_millis() + ttl,
         };
         let hash = token_hash(&token);
         self.store
             .run(|tx| {
-                let (record, hash, body, env, to) = (&record, &hash, &body, &self.env, &user.email);
+                let (record, hash, body, env, to) = (&record, &hash, &body, &self.env, address);
                 async move {
                     keyspace::email_token(hash).put(&tx, record).await?;
                     crate::email::enqueue(&tx, env, to, subject, body).await
@@ -558,6 +587,12 @@ impl AccountService {
                         user.email_verified = true;
                         user.updated_at = now;
                         key.put(&tx, &user).await?;
+                    } else {
+                        let secondary = keyspace::user_email(user.id, &record.email_key);
+                        if let Some(mut address) = secondary.get(&tx).await? {
+                            address.verified = true;
+                            secondary.put(&tx, &address).await?;
+                        }
                     }
                     Ok(())
                 }
@@ -567,6 +602,181 @@ impl AccountService {
         self.audit(
             Actor::User { id: record.user_id },
             "auth.email_verify",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The user's addresses, primary first.
+    pub async fn list_emails(&self, user_id: Id) -> Result<Vec<EmailAddress>> {
+        let (user, others) = self
+            .store
+            .run(|tx| async move {
+                let user = keyspace::user(user_id).get(&tx).await?;
+                let others = tx
+                    .get_range(
+                        &keyspace::user_emails(user_id),
+                        gatehouse_storage::RangeOptions::default(),
+                    )
+                    .await?;
+                Ok::<_, TxError<Error>>((user, others))
+            })
+            .await?;
+        let user = user.ok_or_else(|| Error::not_found("user"))?;
+        let mut list = vec![EmailAddress {
+            email: user.email,
+            primary: true,
+            verified: user.email_verified,
+        }];
+        for address in crate::codec::decode_values::<UserEmail>(&others.entries)? {
+            list.push(EmailAddress {
+                email: address.email,
+                primary: false,
+                verified: address.verified,
+            });
+        }
+        Ok(list)
+    }
+
+    /// Adds an unverified address and emails it a verification token. An
+    /// address that belongs to any account is answered alike and changes nothing.
+    pub async fn add_email(&self, user_id: Id, email: &str, client: &ClientInfo) -> Result<()> {
+        let email = Email::parse(email)?;
+        let key = email.key();
+        let now = self.env.clock.now();
+        let added = self
+            .store
+            .run(|tx| {
+                let (email, key) = (&email, &key);
+                async move {
+                    let index = keyspace::user_by_email(key);
+                    if index.get(&tx).await?.is_some() {
+                        return Ok(false);
+                    }
+                    let count = tx
+                        .get_range(
+                            &keyspace::user_emails(user_id),
+                            gatehouse_storage::RangeOptions::default(),
+                        )
+                        .await?
+                        .entries
+                        .len();
+                    if count + 1 >= MAX_EMAILS {
+                        return Err(TxError::Abort(Error::invalid_input(format!(
+                            "an account has at most {MAX_EMAILS} email addresses"
+                        ))));
+                    }
+                    index.put(&tx, &UserRef { id: user_id }).await?;
+                    let address = UserEmail {
+                        email: email.as_str().to_string(),
+                        verified: false,
+                        added_at: now,
+                    };
+                    keyspace::user_email(user_id, key)
+                        .put(&tx, &address)
+                        .await?;
+                    Ok::<_, TxError<Error>>(true)
+                }
+            })
+            .await?;
+        let details = serde_json::json!({"email": email.as_str(), "added": added});
+        self.audit(
+            Actor::User { id: user_id },
+            "auth.email_add",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
+        if added {
+            let user = self.get_user(user_id).await?;
+            self.send_token_to(&user, email.as_str(), TokenPurpose::VerifyEmail)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a non-primary address.
+    pub async fn remove_email(&self, user_id: Id, email: &str, client: &ClientInfo) -> Result<()> {
+        let key = Email::parse(email)?.key();
+        self.store
+            .run(|tx| {
+                let key = &key;
+                async move {
+                    let user = keyspace::user(user_id).get(&tx).await?;
+                    if user.is_some_and(|u| u.email.to_lowercase() == *key) {
+                        return Err(TxError::Abort(Error::invalid_input(
+                            "the primary address cannot be removed; make another one primary first",
+                        )));
+                    }
+                    let address = keyspace::user_email(user_id, key);
+                    if address.get(&tx).await?.is_none() {
+                        return Err(TxError::Abort(Error::not_found("email address")));
+                    }
+                    address.clear(&tx).await?;
+                    keyspace::user_by_email(key).clear(&tx).await
+                }
+            })
+            .await?;
+        let details = serde_json::json!({"email": key});
+        self.audit(
+            Actor::User { id: user_id },
+            "auth.email_remove",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Makes a verified address primary; the old primary becomes a secondary one.
+    pub async fn make_primary(&self, user_id: Id, email: &str, client: &ClientInfo) -> Result<()> {
+        let key = Email::parse(email)?.key();
+        let now = self.env.clock.now();
+        self.store
+            .run(|tx| {
+                let key = &key;
+                async move {
+                    let user_key = keyspace::user(user_id);
+                    let Some(mut user) = user_key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::not_found("user")));
+                    };
+                    if user.email.to_lowercase() == *key {
+                        return Ok(());
+                    }
+                    let address_key = keyspace::user_email(user_id, key);
+                    let Some(address) = address_key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::not_found("email address")));
+                    };
+                    if !address.verified {
+                        return Err(TxError::Abort(Error::invalid_input(
+                            "verify this address before making it primary",
+                        )));
+                    }
+                    address_key.clear(&tx).await?;
+                    let old = UserEmail {
+                        email: user.email.clone(),
+                        verified: user.email_verified,
+                        added_at: user.created_at,
+                    };
+                    keyspace::user_email(user_id, &old.email.to_lowercase())
+                        .put(&tx, &old)
+                        .await?;
+                    user.email = address.email;
+                    user.email_verified = true;
+                    user.updated_at = now;
+                    user_key.put(&tx, &user).await
+                }
+            })
+            .await?;
+        let details = serde_json::json!({"email": key});
+        self.audit(
+            Actor::User { id: user_id },
+            "auth.email_primary",
             Outcome::Success,
             client,
             details,

@@ -803,3 +803,63 @@ async fn password_reset_ends_sessions_and_tokens_expire() {
         ErrorCode::InvalidInput
     );
 }
+
+#[tokio::test]
+async fn several_addresses_one_primary() {
+    let s = service();
+    let c = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    s.register("bob@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    s.add_email(ada.id, "Ada@Work.example", &c).await.unwrap();
+    // Someone else's address is answered alike and not added.
+    s.add_email(ada.id, "bob@example.com", &c).await.unwrap();
+    let listed = s.list_emails(ada.id).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|e| (e.email.as_str(), e.primary, e.verified))
+            .collect::<Vec<_>>(),
+        vec![
+            ("ada@example.com", true, false),
+            ("Ada@Work.example", false, false)
+        ]
+    );
+    // Unverified addresses cannot become primary; verified ones can.
+    assert_eq!(
+        s.make_primary(ada.id, "ada@work.example", &c)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    let token = token_sent_to(&s, "Ada@Work.example").await;
+    s.verify_email(&token, &c).await.unwrap();
+    s.make_primary(ada.id, "ada@work.example", &c)
+        .await
+        .unwrap();
+    let listed = s.list_emails(ada.id).await.unwrap();
+    assert_eq!(listed[0].email, "Ada@Work.example");
+    assert!(listed[0].primary && listed[0].verified);
+    // Either address signs in; the primary cannot be removed, the other can.
+    assert!(s.login("ada@work.example", PASSWORD, &c).await.is_ok());
+    assert_eq!(
+        s.remove_email(ada.id, "ada@work.example", &c)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    s.remove_email(ada.id, "ada@example.com", &c).await.unwrap();
+    assert!(s.login("ada@example.com", PASSWORD, &c).await.is_err());
+    assert_eq!(s.list_emails(ada.id).await.unwrap().len(), 1);
+    // A removed address is free for others.
+    s.register("ada@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    assert!(s.login("ada@example.com", PASSWORD, &c).await.is_ok());
+}

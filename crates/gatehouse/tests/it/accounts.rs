@@ -552,3 +552,87 @@ async fn the_whole_account_journey_with_real_smtp() {
     assert_eq!(status, 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn email_addresses_are_managed_by_their_owner() {
+    let app = spawn_app(test_config(None)).await;
+    post(
+        &app,
+        "/api/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let (_, token) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let auth = ("authorization", bearer.as_str());
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/auth/emails",
+        auth,
+        Some(json!({"email": "ada@work.example"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, list) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/auth/emails",
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list,
+        json!([
+            {"email": "ada@example.com", "primary": true, "verified": false},
+            {"email": "ada@work.example", "primary": false, "verified": false}
+        ])
+    );
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/auth/emails/ada@work.example/primary",
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    let (status, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/auth/emails/ada@example.com",
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "the primary stays");
+    let (status, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/auth/emails/ada@work.example",
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, list) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/auth/emails",
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    app.stop().await;
+}
