@@ -32,6 +32,7 @@ use crate::rest;
         rest::auth::verify_email,
         rest::auth::request_reset,
         rest::auth::confirm_reset,
+        rest::users::create,
         rest::audit::list,
     ),
     modifiers(&BearerAuth),
@@ -40,6 +41,7 @@ use crate::rest;
         (name = "operations", description = "Liveness, readiness and metrics"),
         (name = "system", description = "Server and installation information"),
         (name = "auth", description = "Registration, sign-in and the signed-in account"),
+        (name = "users", description = "User administration"),
         (name = "records", description = "Audit log"),
     )
 )]

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod ops;
 pub(crate) mod system;
+pub(crate) mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,7 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         )
         .route("/api/v1/auth/reset", post(auth::request_reset))
         .route("/api/v1/auth/reset/confirm", post(auth::confirm_reset))
+        .route("/api/v1/users", post(users::create))
         .route("/api/v1/audit-events", get(audit::list))
         .route("/docs", get(docs.clone()))
         .route("/admin/docs", get(docs))

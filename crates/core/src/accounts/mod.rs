@@ -108,6 +108,18 @@ pub struct AccountSettings {
     pub sessions: SessionPolicy,
 }
 
+/// An account an admin creates.
+pub struct AdminNewUser<'a> {
+    pub email: &'a str,
+    /// `None`: generate one (returned once; must be changed at first sign-in).
+    pub password: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    /// A provider account: holds `provider` alone, so it cannot create keys or
+    /// call the gateway.
+    pub provider: bool,
+}
+
 /// The first admin, when this start created it.
 pub struct Bootstrapped {
     pub admin: User,
@@ -418,6 +430,70 @@ impl AccountService {
             admin,
             generated_password: generated,
         }))
+    }
+
+    /// An admin creates an account: a regular user, or a provider account that
+    /// holds `provider` alone (SPEC §2). Without a password one is generated,
+    /// returned once, and must be changed at first sign-in.
+    #[tracing::instrument(skip(self, admin, new, client), fields(admin = %admin.id))]
+    pub async fn admin_create_user(
+        &self,
+        admin: &User,
+        new: AdminNewUser<'_>,
+        client: &ClientInfo,
+    ) -> Result<(User, Option<String>)> {
+        if !admin.roles.contains(&Role::Admin) {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "only platform admins can create users",
+            ));
+        }
+        let email = Email::parse(new.email)?;
+        let username = new.username.map(Username::parse).transpose()?;
+        let generated = match new.password {
+            Some(p) => {
+                self.policy.check(p)?;
+                None
+            }
+            None => Some(self.generate_password()),
+        };
+        let password = new.password.or(generated.as_deref()).unwrap_or_default();
+        let hash = self.hash_password(password).await?;
+        let roles = if new.provider {
+            BTreeSet::from([Role::Provider])
+        } else {
+            BTreeSet::from([Role::User])
+        };
+        let user = self
+            .insert(NewUser {
+                display_name: new.display_name.map(str::to_string).unwrap_or_else(|| {
+                    email
+                        .as_str()
+                        .split('@')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                }),
+                email,
+                username,
+                password_hash: Some(hash),
+                roles,
+                must_change_password: generated.is_some(),
+            })
+            .await?;
+        let details =
+            serde_json::json!({"user_id": user.id, "email": user.email, "provider": new.provider});
+        self.audit
+            .record(NewEvent {
+                actor: Actor::User { id: admin.id },
+                action: "users.create",
+                outcome: Outcome::Success,
+                target: Some(("user", user.id.to_string())),
+                client,
+                details,
+            })
+            .await;
+        Ok((user, generated))
     }
 
     /// 20 characters from a 62-letter alphabet: about 119 bits.

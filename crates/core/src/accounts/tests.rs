@@ -863,3 +863,53 @@ async fn several_addresses_one_primary() {
         .unwrap();
     assert!(s.login("ada@example.com", PASSWORD, &c).await.is_ok());
 }
+
+#[tokio::test]
+async fn admins_create_users_and_provider_accounts() {
+    let s = service();
+    let c = ClientInfo::default();
+    let admin = s
+        .bootstrap_admin("root@example.com", Some(PASSWORD))
+        .await
+        .unwrap()
+        .unwrap()
+        .admin;
+    let new = |email: &'static str, provider: bool| AdminNewUser {
+        email,
+        password: None,
+        username: None,
+        display_name: None,
+        provider,
+    };
+    let (user, generated) = s
+        .admin_create_user(&admin, new("bob@example.com", false), &c)
+        .await
+        .unwrap();
+    assert_eq!(user.roles, BTreeSet::from([Role::User]));
+    assert!(user.must_change_password);
+    assert!(
+        s.login("bob@example.com", &generated.unwrap(), &c)
+            .await
+            .is_ok()
+    );
+    let (provider, _) = s
+        .admin_create_user(&admin, new("prov@example.com", true), &c)
+        .await
+        .unwrap();
+    assert_eq!(provider.roles, BTreeSet::from([Role::Provider]));
+    // Duplicates are a conflict for admins; non-admins may not create users.
+    assert_eq!(
+        s.admin_create_user(&admin, new("BOB@example.com", false), &c)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        s.admin_create_user(&user, new("eve@example.com", false), &c)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::PermissionDenied
+    );
+}

@@ -636,3 +636,70 @@ async fn email_addresses_are_managed_by_their_owner() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn admins_create_accounts_users_cannot() {
+    let mut config = test_config(None);
+    config.bootstrap.admin_email = "root@example.com".into();
+    config.bootstrap.admin_password = Some(Secret("first admin password".into()));
+    let app = spawn_app(config).await;
+    let (_, admin) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "root@example.com", "password": "first admin password"}),
+    )
+    .await;
+    let admin = format!("Bearer {}", admin["token"].as_str().unwrap());
+    let (status, created) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        ("authorization", &admin),
+        Some(json!({"email": "prov@example.com", "provider": true})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(created["user"]["roles"], json!(["provider"]));
+    assert_eq!(created["user"]["must_change_password"], true);
+    let generated = created["generated_password"].as_str().unwrap().to_string();
+    let (status, again) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        ("authorization", &admin),
+        Some(json!({"email": "PROV@example.com"})),
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+
+    let (_, provider) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "prov@example.com", "password": generated}),
+    )
+    .await;
+    let provider = format!("Bearer {}", provider["token"].as_str().unwrap());
+    let change = json!({"current_password": generated, "new_password": "provider passphrase"});
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/auth/password",
+        ("authorization", &provider),
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        ("authorization", &provider),
+        Some(json!({"email": "eve@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}

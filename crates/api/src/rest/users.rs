@@ -1,0 +1,72 @@
+//! `/api/v1/users`: user administration (platform admins).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gatehouse_core::accounts::AdminNewUser;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Me;
+use crate::ApiError;
+use crate::auth::{Authenticated, Client};
+use crate::error::ErrorBody;
+use crate::extract::ApiJson;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    /// Leave out to generate one (returned once; must be changed at first sign-in).
+    pub password: Option<String>,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    /// A provider account: holds the `provider` role alone.
+    #[serde(default)]
+    pub provider: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUser {
+    pub user: Me,
+    /// Shown only now, when the password was generated.
+    pub generated_password: Option<String>,
+}
+
+/// Create an account (platform `admin`).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    security(("bearer" = [])),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = CreatedUser),
+        (status = 400, description = "Invalid email, username or password", body = ErrorBody),
+        (status = 403, description = "Not a platform admin", body = ErrorBody),
+        (status = 409, description = "The email or username is taken", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    ApiJson(request): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    let new = AdminNewUser {
+        email: &request.email,
+        password: request.password.as_deref(),
+        username: request.username.as_deref(),
+        display_name: request.display_name.as_deref(),
+        provider: request.provider,
+    };
+    let (user, generated_password) = state
+        .services
+        .accounts
+        .admin_create_user(&auth.user, new, &client)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user: user.into(),
+            generated_password,
+        }),
+    ))
+}
