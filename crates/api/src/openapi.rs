@@ -33,6 +33,7 @@ use crate::rest;
         rest::auth::request_reset,
         rest::auth::confirm_reset,
         rest::users::create,
+        rest::users::update,
         rest::audit::list,
     ),
     modifiers(&BearerAuth),

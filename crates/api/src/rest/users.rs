@@ -1,9 +1,10 @@
 //! `/api/v1/users`: user administration (platform admins).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gatehouse_core::accounts::AdminNewUser;
+use gatehouse_core::accounts::model::UserStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -69,4 +70,38 @@ pub async fn create(
             generated_password,
         }),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// `active` or `disabled`; disabling ends the user's sessions at once.
+    #[schema(value_type = String)]
+    pub status: UserStatus,
+}
+
+/// Enable or disable an account (platform `admin`).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User ID")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "Updated", body = Me),
+        (status = 403, description = "Not a platform admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateUser>,
+) -> Result<Json<Me>, ApiError> {
+    let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
+    let user = state
+        .services
+        .accounts
+        .admin_set_status(&auth.user, id, request.status, &client)
+        .await?;
+    Ok(Json(user.into()))
 }

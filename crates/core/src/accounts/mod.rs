@@ -1399,6 +1399,55 @@ impl AccountService {
         Ok(())
     }
 
+    /// An admin sets an account's status; disabling ends its sessions at once.
+    /// Admins cannot disable themselves (so a platform keeps an admin).
+    pub async fn admin_set_status(
+        &self,
+        admin: &User,
+        user_id: Id,
+        status: UserStatus,
+        client: &ClientInfo,
+    ) -> Result<User> {
+        if !admin.roles.contains(&Role::Admin) {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "only platform admins can change accounts",
+            ));
+        }
+        if admin.id == user_id && status == UserStatus::Disabled {
+            return Err(Error::invalid_input("you cannot disable your own account"));
+        }
+        match status {
+            UserStatus::Disabled => self.disable_user(user_id).await?,
+            UserStatus::Active => {
+                let now = self.env.clock.now();
+                self.store
+                    .run(|tx| async move {
+                        let key = keyspace::user(user_id);
+                        let Some(mut user) = key.get(&tx).await? else {
+                            return Err(TxError::Abort(Error::not_found("user")));
+                        };
+                        user.status = UserStatus::Active;
+                        user.updated_at = now;
+                        key.put(&tx, &user).await
+                    })
+                    .await?;
+            }
+        }
+        let details = serde_json::json!({"status": status});
+        self.audit
+            .record(NewEvent {
+                actor: Actor::User { id: admin.id },
+                action: "users.set_status",
+                outcome: Outcome::Success,
+                target: Some(("user", user_id.to_string())),
+                client,
+                details,
+            })
+            .await;
+        self.get_user(user_id).await
+    }
+
     /// Disables an account; its sessions end at once.
     pub async fn disable_user(&self, user_id: Id) -> Result<()> {
         let now = self.env.clock.now();

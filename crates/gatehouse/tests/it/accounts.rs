@@ -701,5 +701,46 @@ async fn admins_create_accounts_users_cannot() {
     )
     .await;
     assert_eq!(status, 403);
+
+    // Disabling the provider ends its access at once.
+    let id = created["user"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/users/{id}");
+    let disable = json!({"status": "disabled"});
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        ("authorization", &provider),
+        Some(disable.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "only admins");
+    let (status, updated) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        ("authorization", &admin),
+        Some(disable),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    let (status, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/auth/me",
+        ("authorization", &provider),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/api/v1/users/999",
+        ("authorization", &admin),
+        Some(json!({"status": "active"})),
+    )
+    .await;
+    assert_eq!(status, 404);
     app.stop().await;
 }
