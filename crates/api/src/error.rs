@@ -127,6 +127,15 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("invalid query string: {}", rejection.body_text()),
+        )
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let code = match &rejection {

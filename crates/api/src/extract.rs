@@ -1,6 +1,6 @@
 //! Extractors that reject with our error shape instead of axum's plain text.
 
-use axum::extract::FromRequest;
+use axum::extract::{FromRequest, FromRequestParts};
 
 use crate::ApiError;
 
@@ -9,3 +9,9 @@ use crate::ApiError;
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query`, but a malformed query string becomes an
+/// `invalid_input` error in our shape.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);

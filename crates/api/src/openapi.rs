@@ -32,6 +32,8 @@ use crate::rest;
         rest::auth::verify_email,
         rest::auth::request_reset,
         rest::auth::confirm_reset,
+        rest::users::list,
+        rest::users::read,
         rest::users::create,
         rest::users::update,
         rest::audit::list,

@@ -66,6 +66,11 @@ pub fn user(id: crate::Id) -> Key<User> {
     Key::new(pack(&(USER, id.0)))
 }
 
+/// All of `("user", *)`, in ID order.
+pub fn users() -> KeyRange {
+    KeyRange::subspace(&Subspace::from(USER))
+}
+
 /// `("user_by_email", lower-cased email) = UserRef`
 pub fn user_by_email(email_key: &str) -> Key<UserRef> {
     Key::new(pack(&(USER_BY_EMAIL, email_key)))

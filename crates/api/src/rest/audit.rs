@@ -1,7 +1,7 @@
 //! `/api/v1/audit-events`: the audit log, for platform admins.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use gatehouse_core::audit::AuditEvent;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use super::AppState;
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
+use crate::extract::ApiQuery;
 
 #[derive(Deserialize, IntoParams)]
 pub struct Page {
@@ -73,7 +74,7 @@ impl From<AuditEvent> for AuditEventInfo {
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = page.limit.unwrap_or(50);
     let before = page

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
 use gatehouse_core::services::Services;
@@ -76,8 +76,8 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         )
         .route("/api/v1/auth/reset", post(auth::request_reset))
         .route("/api/v1/auth/reset/confirm", post(auth::confirm_reset))
-        .route("/api/v1/users", post(users::create))
-        .route("/api/v1/users/{id}", patch(users::update))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{id}", get(users::read).patch(users::update))
         .route("/api/v1/audit-events", get(audit::list))
         .route("/docs", get(docs.clone()))
         .route("/admin/docs", get(docs))

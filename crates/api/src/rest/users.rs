@@ -3,17 +3,18 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use gatehouse_core::accounts::AdminNewUser;
+use gatehouse_core::accounts::model::Role;
 use gatehouse_core::accounts::model::UserStatus;
+use gatehouse_core::accounts::{AdminNewUser, UserFilter};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Me;
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -103,5 +104,90 @@ pub async fn update(
         .accounts
         .admin_set_status(&auth.user, id, request.status, &client)
         .await?;
+    Ok(Json(user.into()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only users holding this role.
+    #[param(value_type = Option<String>)]
+    pub role: Option<Role>,
+    /// `active` or `disabled`.
+    #[param(value_type = Option<String>)]
+    pub status: Option<UserStatus>,
+    /// Text in the email, username or display name.
+    pub q: Option<String>,
+    /// At most this many (1-200, default 50).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<Me>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// List users, oldest first (platform `admin` or `admin_readonly`).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
+        (status = 403, description = "Not a platform admin", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<UserPage>, ApiError> {
+    let limit = query
+        .limit
+        .unwrap_or(50)
+        .clamp(1, gatehouse_core::accounts::MAX_USER_PAGE);
+    let after = query
+        .cursor
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError)?;
+    let filter = UserFilter {
+        role: query.role,
+        status: query.status,
+        text: query.q,
+    };
+    let users = state
+        .services
+        .accounts
+        .list_users(&auth.user, &filter, after, limit)
+        .await?;
+    let next_cursor = (users.len() == limit)
+        .then(|| users.last().map(|u| u.id.to_string()))
+        .flatten();
+    Ok(Json(UserPage {
+        users: users.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// Read a user: yourself, or anyone for platform admins (others get 404).
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User ID")),
+    responses(
+        (status = 200, description = "The user", body = Me),
+        (status = 404, description = "No such user visible to you", body = ErrorBody),
+    ))]
+pub async fn read(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Me>, ApiError> {
+    let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
+    let user = state.services.accounts.view_user(&auth.user, id).await?;
     Ok(Json(user.into()))
 }

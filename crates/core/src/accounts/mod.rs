@@ -148,6 +148,22 @@ async fn end_session(
         .await
 }
 
+/// Filters for [`AccountService::list_users`].
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+    pub text: Option<String>,
+}
+
+/// Most users one page holds.
+pub const MAX_USER_PAGE: usize = 200;
+
+/// Platform admins and read-only admins read every account.
+fn is_platform_reader(user: &User) -> bool {
+    user.roles.contains(&Role::Admin) || user.roles.contains(&Role::AdminReadonly)
+}
+
 /// The answer to every failed sign-in.
 fn bad_credentials() -> Error {
     Error::new(
@@ -1446,6 +1462,81 @@ impl AccountService {
             })
             .await;
         self.get_user(user_id).await
+    }
+
+    /// A user as `viewer` may see it: themself, or anyone for platform admins
+    /// (`admin`, `admin_readonly`). Anyone else is `not_found`, so IDs leak nothing.
+    pub async fn view_user(&self, viewer: &User, id: Id) -> Result<User> {
+        if viewer.id != id && !is_platform_reader(viewer) {
+            return Err(Error::not_found("user"));
+        }
+        self.get_user(id).await
+    }
+
+    /// Users in ID (creation) order, for platform admins, filtered by role,
+    /// status and text (in email, username or display name). `after` is the
+    /// last ID of the previous page.
+    pub async fn list_users(
+        &self,
+        viewer: &User,
+        filter: &UserFilter,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<User>> {
+        if !is_platform_reader(viewer) {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "only platform admins can list users",
+            ));
+        }
+        let limit = limit.clamp(1, MAX_USER_PAGE);
+        let text = filter.text.as_deref().map(str::to_lowercase);
+        let matches = |u: &User| {
+            filter.role.is_none_or(|r| u.roles.contains(&r))
+                && filter.status.is_none_or(|s| u.status == s)
+                && text.as_deref().is_none_or(|t| {
+                    u.email.to_lowercase().contains(t)
+                        || u.display_name.to_lowercase().contains(t)
+                        || u.username.as_deref().is_some_and(|n| n.contains(t))
+                })
+        };
+        let mut found = Vec::new();
+        let all = keyspace::users();
+        let mut range = match after {
+            Some(id) => gatehouse_storage::KeyRange::new(
+                gatehouse_storage::key_after(keyspace::user(id).as_bytes()),
+                all.end.clone(),
+            ),
+            None => all,
+        };
+        // Filtered reads scan in pages until the page is full or users run out;
+        // each page is its own short transaction.
+        loop {
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        Ok::<_, TxError<Error>>(
+                            tx.get_range(range, gatehouse_storage::RangeOptions::limit(200))
+                                .await?,
+                        )
+                    }
+                })
+                .await?;
+            for user in crate::codec::decode_values::<User>(&page.entries)? {
+                if matches(&user) {
+                    found.push(user);
+                    if found.len() == limit {
+                        return Ok(found);
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => range = next,
+                None => return Ok(found),
+            }
+        }
     }
 
     /// Disables an account; its sessions end at once.

@@ -913,3 +913,71 @@ async fn admins_create_users_and_provider_accounts() {
         ErrorCode::PermissionDenied
     );
 }
+
+#[tokio::test]
+async fn admins_list_and_read_users_others_see_only_themselves() {
+    let s = service();
+    let c = ClientInfo::default();
+    let admin = s
+        .bootstrap_admin("root@example.com", Some(PASSWORD))
+        .await
+        .unwrap()
+        .unwrap()
+        .admin;
+    for name in ["ada", "bob", "cyd"] {
+        s.register(
+            &format!("{name}@example.com"),
+            PASSWORD,
+            Some(name),
+            None,
+            &c,
+        )
+        .await
+        .unwrap();
+    }
+    let all = s
+        .list_users(&admin, &UserFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    let page = s
+        .list_users(&admin, &UserFilter::default(), None, 2)
+        .await
+        .unwrap();
+    let rest = s
+        .list_users(&admin, &UserFilter::default(), Some(page[1].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len() + rest.len(), 4);
+    assert!(page[1].id < rest[0].id);
+    let admins = UserFilter {
+        role: Some(Role::Admin),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_users(&admin, &admins, None, 10).await.unwrap().len(),
+        1
+    );
+    let text = UserFilter {
+        text: Some("BO".into()),
+        ..Default::default()
+    };
+    let bob = s.list_users(&admin, &text, None, 10).await.unwrap();
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0].username.as_deref(), Some("bob"));
+
+    let ada = s.login("ada", PASSWORD, &c).await.unwrap().0;
+    assert_eq!(
+        s.list_users(&ada, &UserFilter::default(), None, 10)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(s.view_user(&ada, ada.id).await.unwrap().id, ada.id);
+    assert_eq!(
+        s.view_user(&ada, bob[0].id).await.unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(s.view_user(&admin, bob[0].id).await.unwrap().id, bob[0].id);
+}

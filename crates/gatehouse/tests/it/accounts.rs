@@ -744,3 +744,119 @@ async fn admins_create_accounts_users_cannot() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn users_are_listed_by_admins_and_read_by_themselves() {
+    let mut config = test_config(None);
+    config.bootstrap.admin_email = "root@example.com".into();
+    config.bootstrap.admin_password = Some(Secret("first admin password".into()));
+    let app = spawn_app(config).await;
+    for name in ["ada", "bob"] {
+        post(
+            &app,
+            "/api/v1/auth/register",
+            json!({"email": format!("{name}@example.com"), "password": PASSWORD, "username": name}),
+        )
+        .await;
+    }
+    let token = |login: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let (_, body) = post(
+                app,
+                "/api/v1/auth/login",
+                json!({"login": login, "password": password}),
+            )
+            .await;
+            format!("Bearer {}", body["token"].as_str().unwrap())
+        }
+    };
+    let admin = token("root@example.com", "first admin password").await;
+    let ada = token("ada", PASSWORD).await;
+    let get = reqwest::Method::GET;
+
+    let (status, page) = call(
+        &app,
+        get.clone(),
+        "/api/v1/users?limit=2",
+        ("authorization", &admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["users"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = call(
+        &app,
+        get.clone(),
+        &format!("/api/v1/users?cursor={cursor}"),
+        ("authorization", &admin),
+        None,
+    )
+    .await;
+    assert_eq!(rest["users"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+    let (_, admins) = call(
+        &app,
+        get.clone(),
+        "/api/v1/users?role=admin",
+        ("authorization", &admin),
+        None,
+    )
+    .await;
+    assert_eq!(admins["users"][0]["email"], "root@example.com");
+    let (status, body) = call(
+        &app,
+        get.clone(),
+        "/api/v1/users?role=emperor",
+        ("authorization", &admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+
+    let (status, _) = call(
+        &app,
+        get.clone(),
+        "/api/v1/users",
+        ("authorization", &ada),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (_, me) = call(
+        &app,
+        get.clone(),
+        "/api/v1/auth/me",
+        ("authorization", &ada),
+        None,
+    )
+    .await;
+    let ada_id = me["id"].as_str().unwrap();
+    let (status, own) = call(
+        &app,
+        get.clone(),
+        &format!("/api/v1/users/{ada_id}"),
+        ("authorization", &ada),
+        None,
+    )
+    .await;
+    assert_eq!((status, own["username"].as_str()), (200, Some("ada")));
+    let bob_id = rest["users"][0]["id"].as_str().unwrap();
+    let (status, _) = call(
+        &app,
+        get,
+        &format!("/api/v1/users/{bob_id}"),
+        ("authorization", &ada),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "another user's account is invisible, not forbidden"
+    );
+    app.stop().await;
+}
