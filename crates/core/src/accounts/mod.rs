@@ -913,24 +913,15 @@ impl AccountService {
         self.policy.check(new_password)?;
         let hash = self.hash_password(new_password).await?;
         let record = self.take_token(token, TokenPurpose::ResetPassword).await?;
-        let now = self.env.clock.now();
-        self.store
-            .run(|tx| {
-                let (record, hash) = (&record, &hash);
-                async move {
-                    let key = keyspace::user(record.user_id);
-                    let Some(mut user) = key.get(&tx).await? else {
-                        return Err(TxError::Abort(Error::invalid_input(
-                            "this token is invalid, used or expired",
-                        )));
-                    };
-                    user.password_hash = Some(hash.clone());
-                    user.must_change_password = false;
-                    user.updated_at = now;
-                    key.put(&tx, &user).await
-                }
-            })
-            .await?;
+        self.update_user(record.user_id, |user| {
+            user.password_hash = Some(hash.clone());
+            user.must_change_password = false;
+        })
+        .await
+        .map_err(|e| match e.code() {
+            ErrorCode::NotFound => Error::invalid_input("this token is invalid, used or expired"),
+            _ => e,
+        })?;
         let ended = self.revoke_all_sessions(record.user_id, None).await?;
         let details = serde_json::json!({"sessions_ended": ended});
         self.audit(
@@ -1174,22 +1165,11 @@ impl AccountService {
             ));
         }
         let hash = self.hash_password(new).await?;
-        let now = self.env.clock.now();
-        self.store
-            .run(|tx| {
-                let hash = &hash;
-                async move {
-                    let key = keyspace::user(user_id);
-                    let Some(mut user) = key.get(&tx).await? else {
-                        return Err(TxError::Abort(Error::not_found("user")));
-                    };
-                    user.password_hash = Some(hash.clone());
-                    user.must_change_password = false;
-                    user.updated_at = now;
-                    key.put(&tx, &user).await
-                }
-            })
-            .await?;
+        self.update_user(user_id, |user| {
+            user.password_hash = Some(hash.clone());
+            user.must_change_password = false;
+        })
+        .await?;
         let ended = self.revoke_all_sessions(user_id, keep).await?;
         tracing::info!(%user_id, sessions_ended = ended, "password changed");
         let details = serde_json::json!({"sessions_ended": ended});
@@ -1326,23 +1306,8 @@ impl AccountService {
     async fn upgrade_hash(&self, user: &User, password: &str) {
         let result = async {
             let hash = self.hash_password(password).await?;
-            let id = user.id;
-            let now = self.env.clock.now();
-            self.store
-                .run(|tx| {
-                    let hash = &hash;
-                    async move {
-                        let key = keyspace::user(id);
-                        if let Some(mut user) = key.get(&tx).await? {
-                            user.password_hash = Some(hash.clone());
-                            user.updated_at = now;
-                            key.put(&tx, &user).await?;
-                        }
-                        Ok::<_, TxError<Error>>(())
-                    }
-                })
-                .await?;
-            Ok::<_, Error>(())
+            self.update_user(user.id, |u| u.password_hash = Some(hash.clone()))
+                .await
         }
         .await;
         match result {
@@ -1436,18 +1401,8 @@ impl AccountService {
         match status {
             UserStatus::Disabled => self.disable_user(user_id).await?,
             UserStatus::Active => {
-                let now = self.env.clock.now();
-                self.store
-                    .run(|tx| async move {
-                        let key = keyspace::user(user_id);
-                        let Some(mut user) = key.get(&tx).await? else {
-                            return Err(TxError::Abort(Error::not_found("user")));
-                        };
-                        user.status = UserStatus::Active;
-                        user.updated_at = now;
-                        key.put(&tx, &user).await
-                    })
-                    .await?;
+                self.update_user(user_id, |u| u.status = UserStatus::Active)
+                    .await?
             }
         }
         let details = serde_json::json!({"status": status});
@@ -1541,19 +1496,30 @@ impl AccountService {
 
     /// Disables an account; its sessions end at once.
     pub async fn disable_user(&self, user_id: Id) -> Result<()> {
-        let now = self.env.clock.now();
-        self.store
-            .run(|tx| async move {
-                let key = keyspace::user(user_id);
-                let Some(mut user) = key.get(&tx).await? else {
-                    return Err(TxError::Abort(Error::not_found("user")));
-                };
-                user.status = UserStatus::Disabled;
-                user.updated_at = now;
-                key.put(&tx, &user).await
-            })
+        self.update_user(user_id, |u| u.status = UserStatus::Disabled)
             .await?;
         self.revoke_all_sessions(user_id, None).await?;
+        Ok(())
+    }
+
+    /// Reads, changes and writes one user in a transaction (`change` may run
+    /// more than once), stamping `updated_at`; `not_found` if there is none.
+    async fn update_user(&self, id: Id, change: impl Fn(&mut User) + Send + Sync) -> Result<()> {
+        let now = self.env.clock.now();
+        self.store
+            .run(|tx| {
+                let change = &change;
+                async move {
+                    let key = keyspace::user(id);
+                    let Some(mut user) = key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::not_found("user")));
+                    };
+                    change(&mut user);
+                    user.updated_at = now;
+                    key.put(&tx, &user).await
+                }
+            })
+            .await?;
         Ok(())
     }
 
