@@ -159,6 +159,23 @@ pub struct UserFilter {
 /// Most users one page holds.
 pub const MAX_USER_PAGE: usize = 200;
 
+/// The display name given (trimmed, at most 100 characters), or the email's
+/// local part when none is.
+fn display_name_for(given: Option<&str>, email: &Email) -> Result<String> {
+    match given.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(name) if name.chars().count() > 100 => Err(Error::invalid_input(
+            "display names are at most 100 characters",
+        )),
+        Some(name) => Ok(name.to_string()),
+        None => Ok(email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string()),
+    }
+}
+
 /// Platform admins and read-only admins read every account.
 fn is_platform_reader(user: &User) -> bool {
     user.roles.contains(&Role::Admin) || user.roles.contains(&Role::AdminReadonly)
@@ -324,23 +341,11 @@ impl AccountService {
         let email = Email::parse(email)?;
         let username = username.map(Username::parse).transpose()?;
         self.policy.check(password)?;
-        let display_name = display_name.map(str::trim).filter(|d| !d.is_empty());
-        if display_name.is_some_and(|d| d.chars().count() > 100) {
-            return Err(Error::invalid_input(
-                "display names are at most 100 characters",
-            ));
-        }
+        let display_name = display_name_for(display_name, &email)?;
         // Hash before looking anything up, so both outcomes cost the same.
         let hash = self.hash_password(password).await?;
         let new = NewUser {
-            display_name: display_name.map(str::to_string).unwrap_or_else(|| {
-                email
-                    .as_str()
-                    .split('@')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            }),
+            display_name,
             email,
             username,
             password_hash: Some(hash),
@@ -480,16 +485,10 @@ impl AccountService {
         } else {
             BTreeSet::from([Role::User])
         };
+        let display_name = display_name_for(new.display_name, &email)?;
         let user = self
             .insert(NewUser {
-                display_name: new.display_name.map(str::to_string).unwrap_or_else(|| {
-                    email
-                        .as_str()
-                        .split('@')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                }),
+                display_name,
                 email,
                 username,
                 password_hash: Some(hash),
