@@ -88,6 +88,8 @@ pub struct NewEvent<'a> {
     pub action: &'a str,
     pub outcome: Outcome,
     pub target: Option<(&'a str, String)>,
+    /// The organization the action happened in, if any.
+    pub organization: Option<Id>,
     pub client: &'a ClientInfo,
     pub details: serde_json::Value,
 }
@@ -116,7 +118,7 @@ impl AuditLog {
             outcome: event.outcome,
             target_type: event.target.as_ref().map(|t| t.0.to_string()),
             target_id: event.target.map(|t| t.1),
-            organization_id: None,
+            organization_id: event.organization,
             ip: event.client.ip.clone(),
             user_agent: event.client.user_agent.clone(),
             details: redact(event.details),

@@ -132,6 +132,10 @@ impl Error {
         Self::new(ErrorCode::Conflict, message)
     }
 
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
+    }
+
     /// An unexpected failure. `cause` goes to the log; clients see a generic sentence.
     pub fn internal(cause: impl fmt::Display) -> Self {
         Error {

@@ -34,6 +34,10 @@ use crate::accounts::{BootstrapRecord, UserRef};
 use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
 use crate::services::system::{Installation, Setting, SettingName};
+use crate::tenancy::model::{
+    Invitation, InvitationRef, Membership, Organization, Team, TeamMember, TeamRef, UserOrgRef,
+    UserTeamRef,
+};
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
@@ -183,6 +187,89 @@ pub fn leader_lease() -> Key<LeaderLease> {
     Key::new(pack(&(CLUSTER, "leader")))
 }
 
+/// `("org", id) = Organization`
+pub fn org(id: crate::Id) -> Key<Organization> {
+    Key::new(pack(&("org", id.0)))
+}
+
+/// All organizations, in ID order.
+pub fn orgs() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("org"))
+}
+
+/// `("org_member", org, user) = Membership`
+pub fn org_member(org: crate::Id, user: crate::Id) -> Key<Membership> {
+    Key::new(pack(&("org_member", org.0, user.0)))
+}
+
+/// All members of `org`.
+pub fn org_members(org: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("org_member").subspace(&(org.0,)))
+}
+
+/// `("user_org", user, org) = UserOrgRef`
+pub fn user_org(user: crate::Id, org: crate::Id) -> Key<UserOrgRef> {
+    Key::new(pack(&("user_org", user.0, org.0)))
+}
+
+/// All of `("user_org", user, *)`.
+pub fn user_orgs(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("user_org").subspace(&(user.0,)))
+}
+
+/// `("org_invitation", org, id) = Invitation`
+pub fn invitation(org: crate::Id, id: crate::Id) -> Key<Invitation> {
+    Key::new(pack(&("org_invitation", org.0, id.0)))
+}
+
+/// All invitations of `org`, oldest first.
+pub fn invitations(org: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("org_invitation").subspace(&(org.0,)))
+}
+
+/// `("invitation_by_token", sha256(token)) = InvitationRef`
+pub fn invitation_by_token(token_hash: &[u8]) -> Key<InvitationRef> {
+    Key::new(pack(&(
+        "invitation_by_token",
+        gatehouse_storage::tuple::Bytes::from(token_hash),
+    )))
+}
+
+/// `("team", org, id) = Team`
+pub fn team(org: crate::Id, id: crate::Id) -> Key<Team> {
+    Key::new(pack(&("team", org.0, id.0)))
+}
+
+/// All teams of `org`.
+pub fn teams(org: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("team").subspace(&(org.0,)))
+}
+
+/// `("team_by_id", id) = TeamRef`
+pub fn team_by_id(id: crate::Id) -> Key<TeamRef> {
+    Key::new(pack(&("team_by_id", id.0)))
+}
+
+/// `("team_member", team, user) = TeamMember`
+pub fn team_member(team: crate::Id, user: crate::Id) -> Key<TeamMember> {
+    Key::new(pack(&("team_member", team.0, user.0)))
+}
+
+/// All members of `team`.
+pub fn team_members(team: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("team_member").subspace(&(team.0,)))
+}
+
+/// `("user_team", user, team) = UserTeamRef`
+pub fn user_team(user: crate::Id, team: crate::Id) -> Key<UserTeamRef> {
+    Key::new(pack(&("user_team", user.0, team.0)))
+}
+
+/// All of `("user_team", user, *)`.
+pub fn user_teams(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("user_team").subspace(&(user.0,)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +318,18 @@ mod tests {
             b"\x02cluster\x00\x02worker\x00\x15\x07"
         );
         assert_eq!(leader_lease().as_bytes(), b"\x02cluster\x00\x02leader\x00");
+        let (a, b) = (crate::Id(1), crate::Id(2));
+        assert_eq!(org(a).as_bytes(), b"\x02org\x00\x15\x01");
+        assert_eq!(
+            org_member(a, b).as_bytes(),
+            b"\x02org_member\x00\x15\x01\x15\x02"
+        );
+        assert_eq!(
+            user_team(b, a).as_bytes(),
+            b"\x02user_team\x00\x15\x02\x15\x01"
+        );
+        // ("org", *) does not take in ("org_member", ...) or ("org_invitation", ...).
+        assert!(!orgs().contains(org_member(a, b).as_bytes()));
         // Integers, as entity IDs will be stored: type code 0x15 + one byte.
         assert_eq!(pack(&("user", 42u64)), b"\x02user\x00\x15\x2a");
         // Strings with NUL bytes are escaped so tuples still sort correctly.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod id;
 pub mod keyspace;
 pub mod services;
+pub mod tenancy;
 
 pub use crate::env::Env;
 pub use crate::error::{Error, ErrorCode, Result};

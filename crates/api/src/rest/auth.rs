@@ -6,7 +6,7 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use gatehouse_core::accounts::model::{Role, User};
+use gatehouse_core::accounts::model::{Role, User, UserStatus};
 use gatehouse_core::accounts::sessions::{Session, SessionKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -125,6 +125,9 @@ pub struct Me {
     pub display_name: String,
     #[schema(value_type = Vec<String>, example = json!(["user"]))]
     pub roles: Vec<Role>,
+    /// `active` or `disabled`.
+    #[schema(value_type = String)]
+    pub status: UserStatus,
     pub email_verified: bool,
     /// The password was generated and must be changed.
     pub must_change_password: bool,
@@ -139,6 +142,7 @@ impl From<User> for Me {
             username: u.username,
             display_name: u.display_name,
             roles: u.roles.into_iter().collect(),
+            status: u.status,
             email_verified: u.email_verified,
             must_change_password: u.must_change_password,
             created_at: u.created_at,

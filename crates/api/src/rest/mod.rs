@@ -4,16 +4,20 @@
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod ops;
+pub(crate) mod orgs;
 pub(crate) mod system;
+pub(crate) mod teams;
 pub(crate) mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing;
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
 use gatehouse_core::services::Services;
@@ -41,6 +45,115 @@ pub struct RestOptions {
     pub secure_cookies: bool,
 }
 
+/// The routes, and a list of them that tests read (the authorization matrix
+/// needs a row for every one).
+struct RouteTable {
+    router: Router<AppState>,
+    routes: Vec<(Method, &'static str)>,
+}
+
+macro_rules! verbs {
+    ($($name:ident => $method:ident),*) => {$(
+        fn $name<H, T>(mut self, path: &'static str, handler: H) -> Self
+        where
+            H: Handler<T, AppState>,
+            T: 'static,
+        {
+            self.router = self.router.route(path, routing::$name(handler));
+            self.routes.push((Method::$method, path));
+            self
+        }
+    )*};
+}
+
+impl RouteTable {
+    verbs!(get => GET, post => POST, put => PUT, patch => PATCH, delete => DELETE);
+}
+
+/// Every route of the REST interface.
+fn route_table() -> RouteTable {
+    let docs = Html(utoipa_scalar::Scalar::new(crate::openapi::spec()).to_html());
+    let spec = Json(crate::openapi::spec());
+    RouteTable {
+        router: Router::new(),
+        routes: Vec::new(),
+    }
+    .get("/health", ops::health)
+    .get("/ready", ops::ready)
+    .get("/metrics", ops::metrics)
+    .get("/docs", docs.clone())
+    .get("/admin/docs", docs)
+    .get("/openapi.json", spec)
+    .get("/api/v1/system", system::info)
+    .post("/api/v1/auth/register", auth::register)
+    .post("/api/v1/auth/login", auth::login)
+    .get("/api/v1/auth/me", auth::me)
+    .post("/api/v1/auth/logout", auth::logout)
+    .put("/api/v1/auth/password", auth::change_password)
+    .get("/api/v1/auth/sessions", auth::list_sessions)
+    .delete("/api/v1/auth/sessions/{id}", auth::revoke_session)
+    .get("/api/v1/auth/emails", auth::list_emails)
+    .post("/api/v1/auth/emails", auth::add_email)
+    .post("/api/v1/auth/emails/verify", auth::verify_email)
+    .delete("/api/v1/auth/emails/{email}", auth::remove_email)
+    .post("/api/v1/auth/emails/{email}/primary", auth::make_primary)
+    .post("/api/v1/auth/reset", auth::request_reset)
+    .post("/api/v1/auth/reset/confirm", auth::confirm_reset)
+    .get("/api/v1/users", users::list)
+    .post("/api/v1/users", users::create)
+    .get("/api/v1/users/{id}", users::read)
+    .patch("/api/v1/users/{id}", users::update)
+    .delete("/api/v1/users/{id}", users::delete)
+    .get("/api/v1/organizations", orgs::list)
+    .post("/api/v1/organizations", orgs::create)
+    .get("/api/v1/organizations/{org}", orgs::read)
+    .patch("/api/v1/organizations/{org}", orgs::update)
+    .delete("/api/v1/organizations/{org}", orgs::delete)
+    .post("/api/v1/organizations/{org}/suspend", orgs::suspend)
+    .post("/api/v1/organizations/{org}/resume", orgs::resume)
+    .post("/api/v1/organizations/{org}/transfer", orgs::transfer)
+    .get("/api/v1/organizations/{org}/members", orgs::members)
+    .patch(
+        "/api/v1/organizations/{org}/members/{user}",
+        orgs::set_member_role,
+    )
+    .delete(
+        "/api/v1/organizations/{org}/members/{user}",
+        orgs::remove_member,
+    )
+    .get("/api/v1/organizations/{org}/invitations", orgs::invitations)
+    .post("/api/v1/organizations/{org}/invitations", orgs::invite)
+    .delete(
+        "/api/v1/organizations/{org}/invitations/{id}",
+        orgs::revoke_invitation,
+    )
+    .post("/api/v1/invitations/accept", orgs::accept)
+    .post("/api/v1/invitations/decline", orgs::decline)
+    .get("/api/v1/organizations/{org}/teams", teams::list)
+    .post("/api/v1/organizations/{org}/teams", teams::create)
+    .get("/api/v1/organizations/{org}/teams/{team}", teams::read)
+    .patch("/api/v1/organizations/{org}/teams/{team}", teams::update)
+    .delete("/api/v1/organizations/{org}/teams/{team}", teams::delete)
+    .get(
+        "/api/v1/organizations/{org}/teams/{team}/members",
+        teams::members,
+    )
+    .put(
+        "/api/v1/organizations/{org}/teams/{team}/members/{user}",
+        teams::put_member,
+    )
+    .delete(
+        "/api/v1/organizations/{org}/teams/{team}/members/{user}",
+        teams::remove_member,
+    )
+    .get("/api/v1/audit-events", audit::list)
+}
+
+/// Every (method, path template) the REST router serves.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    route_table().routes
+}
+
 /// Builds the REST router with all its middleware.
 pub fn router(services: Services, limits: RestOptions) -> Router {
     let metrics = Metrics::new();
@@ -49,40 +162,7 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,
     };
-    let docs = Html(utoipa_scalar::Scalar::new(crate::openapi::spec()).to_html());
-    let spec = Json(crate::openapi::spec());
-
-    let routes = Router::new()
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/v1/system", get(system::info))
-        .route("/api/v1/auth/register", post(auth::register))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/me", get(auth::me))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/auth/password", put(auth::change_password))
-        .route("/api/v1/auth/sessions", get(auth::list_sessions))
-        .route("/api/v1/auth/sessions/{id}", delete(auth::revoke_session))
-        .route(
-            "/api/v1/auth/emails",
-            get(auth::list_emails).post(auth::add_email),
-        )
-        .route("/api/v1/auth/emails/verify", post(auth::verify_email))
-        .route("/api/v1/auth/emails/{email}", delete(auth::remove_email))
-        .route(
-            "/api/v1/auth/emails/{email}/primary",
-            post(auth::make_primary),
-        )
-        .route("/api/v1/auth/reset", post(auth::request_reset))
-        .route("/api/v1/auth/reset/confirm", post(auth::confirm_reset))
-        .route("/api/v1/users", get(users::list).post(users::create))
-        .route("/api/v1/users/{id}", get(users::read).patch(users::update))
-        .route("/api/v1/audit-events", get(audit::list))
-        .route("/docs", get(docs.clone()))
-        .route("/admin/docs", get(docs))
-        .route("/openapi.json", get(spec))
-        .with_state(state);
+    let routes = route_table().router.with_state(state);
     with_middleware(routes, limits, metrics)
 }
 

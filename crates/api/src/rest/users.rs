@@ -1,11 +1,13 @@
 //! `/api/v1/users`: user administration (platform admins).
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gatehouse_core::accounts::model::Role;
 use gatehouse_core::accounts::model::UserStatus;
-use gatehouse_core::accounts::{AdminNewUser, UserFilter};
+use gatehouse_core::accounts::{AdminNewUser, UserChange, UserFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,20 +78,29 @@ pub async fn create(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    /// `active` or `disabled`; disabling ends the user's sessions at once.
-    #[schema(value_type = String)]
-    pub status: UserStatus,
+    /// 1-100 characters. Users change their own; admins anyone's.
+    pub display_name: Option<String>,
+    /// The complete new set (platform `admin`, not on yourself). Every account
+    /// keeps `user`; a provider account holds `provider` alone.
+    #[schema(value_type = Option<Vec<String>>, example = json!(["user", "request_viewer"]))]
+    pub roles: Option<BTreeSet<Role>>,
+    /// `active` or `disabled` (platform `admin`, not on yourself); disabling
+    /// ends the user's sessions at once.
+    #[schema(value_type = Option<String>)]
+    pub status: Option<UserStatus>,
 }
 
-/// Enable or disable an account (platform `admin`).
+/// Update an account: your own display name, or (platform `admin`) anyone's
+/// display name, roles and status. Changes count from the next request.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "User ID")),
     request_body = UpdateUser,
     responses(
         (status = 200, description = "Updated", body = Me),
-        (status = 403, description = "Not a platform admin", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 400, description = "Invalid name or role set", body = ErrorBody),
+        (status = 403, description = "Not allowed (your own roles, read-only admins)", body = ErrorBody),
+        (status = 404, description = "No such user visible to you", body = ErrorBody),
     ))]
 pub async fn update(
     State(state): State<AppState>,
@@ -99,12 +110,43 @@ pub async fn update(
     ApiJson(request): ApiJson<UpdateUser>,
 ) -> Result<Json<Me>, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
+    let change = UserChange {
+        display_name: request.display_name,
+        roles: request.roles,
+        status: request.status,
+    };
     let user = state
         .services
         .accounts
-        .admin_set_status(&auth.user, id, request.status, &client)
+        .update_account(&auth.user, id, change, &client)
         .await?;
     Ok(Json(user.into()))
+}
+
+/// Delete an account with its sessions, addresses, memberships and personal
+/// organization (platform `admin`, not your own).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User ID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not a platform admin, or your own account", body = ErrorBody),
+        (status = 404, description = "No such user visible to you", body = ErrorBody),
+        (status = 409, description = "The user alone owns an organization", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
+    state
+        .services
+        .accounts
+        .delete_user(&auth.user, id, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, IntoParams)]

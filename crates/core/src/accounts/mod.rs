@@ -156,17 +156,49 @@ pub struct UserFilter {
     pub text: Option<String>,
 }
 
+/// What [`AccountService::update_account`] changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub display_name: Option<String>,
+    pub roles: Option<BTreeSet<Role>>,
+    pub status: Option<UserStatus>,
+}
+
+/// The roles an account may hold: `user` always, except a provider account,
+/// which holds `provider` alone (SPEC §2).
+fn check_roles(account: &User, roles: &BTreeSet<Role>) -> Result<()> {
+    if account.is_provider_account() {
+        if roles != &BTreeSet::from([Role::Provider]) {
+            return Err(Error::invalid_input(
+                "a provider account holds the provider role alone",
+            ));
+        }
+    } else if !roles.contains(&Role::User) {
+        return Err(Error::invalid_input(
+            "every account holds the user role; it cannot be removed",
+        ));
+    }
+    Ok(())
+}
+
 /// Most users one page holds.
 pub const MAX_USER_PAGE: usize = 200;
 
-/// The display name given (trimmed, at most 100 characters), or the email's
-/// local part when none is.
+/// A display name: trimmed, 1 to 100 characters, no control characters.
+fn parse_display_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid_input(
+            "display names are 1 to 100 characters without control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The display name given, or the email's local part when none is.
 fn display_name_for(given: Option<&str>, email: &Email) -> Result<String> {
-    match given.map(str::trim).filter(|d| !d.is_empty()) {
-        Some(name) if name.chars().count() > 100 => Err(Error::invalid_input(
-            "display names are at most 100 characters",
-        )),
-        Some(name) => Ok(name.to_string()),
+    match given.filter(|d| !d.trim().is_empty()) {
+        Some(name) => parse_display_name(name),
         None => Ok(email
             .as_str()
             .split('@')
@@ -174,11 +206,6 @@ fn display_name_for(given: Option<&str>, email: &Email) -> Result<String> {
             .unwrap_or_default()
             .to_string()),
     }
-}
-
-/// Platform admins and read-only admins read every account.
-fn is_platform_reader(user: &User) -> bool {
-    user.roles.contains(&Role::Admin) || user.roles.contains(&Role::AdminReadonly)
 }
 
 /// The answer to every failed sign-in.
@@ -252,6 +279,7 @@ impl AccountService {
                 action,
                 outcome,
                 target: None,
+                organization: None,
                 client,
                 details,
             })
@@ -296,10 +324,18 @@ impl AccountService {
             updated_at: now,
         };
         let email_key = new.email.key();
+        // Every account that holds `user` gets a personal organization with it.
+        let personal_org = user
+            .roles
+            .contains(&Role::User)
+            .then(|| self.env.ids.next_id());
         self.store
             .run(|tx| {
                 let (user, email_key, username) = (&user, &email_key, &new.username);
                 async move {
+                    if let Some(org_id) = personal_org {
+                        crate::tenancy::create_personal_org(&tx, org_id, user.id, now).await?;
+                    }
                     let by_email = keyspace::user_by_email(email_key);
                     if by_email.get(&tx).await?.is_some() {
                         return Err(TxError::Abort(Error::conflict(
@@ -504,6 +540,7 @@ impl AccountService {
                 action: "users.create",
                 outcome: Outcome::Success,
                 target: Some(("user", user.id.to_string())),
+                organization: None,
                 client,
                 details,
             })
@@ -1379,49 +1416,163 @@ impl AccountService {
         Ok(())
     }
 
-    /// An admin sets an account's status; disabling ends its sessions at once.
-    /// Admins cannot disable themselves (so a platform keeps an admin).
-    pub async fn admin_set_status(
+    /// Changes an account. Users change their own display name; platform
+    /// admins change anyone's display name, roles and status. Nobody changes
+    /// their own roles or status (no self-promotion, and a platform keeps the
+    /// admin who acts). Every account keeps `user`, except a provider account,
+    /// which holds `provider` alone. Roles and status count from the next
+    /// request: requests load the account each time. Disabling ends sessions.
+    pub async fn update_account(
         &self,
-        admin: &User,
+        actor: &User,
         user_id: Id,
-        status: UserStatus,
+        change: UserChange,
         client: &ClientInfo,
     ) -> Result<User> {
-        if !admin.roles.contains(&Role::Admin) {
-            return Err(Error::new(
-                ErrorCode::PermissionDenied,
-                "only platform admins can change accounts",
+        let own = actor.id == user_id;
+        if !own && !actor.is_platform_reader() {
+            return Err(Error::not_found("user"));
+        }
+        if !own && !actor.is_platform_admin() {
+            return Err(Error::permission_denied("read-only admins change nothing"));
+        }
+        if own && (change.roles.is_some() || change.status.is_some()) {
+            return Err(Error::permission_denied(
+                "you cannot change your own roles or status",
             ));
         }
-        if admin.id == user_id && status == UserStatus::Disabled {
-            return Err(Error::invalid_input("you cannot disable your own account"));
+        let display_name = change
+            .display_name
+            .as_deref()
+            .map(parse_display_name)
+            .transpose()?;
+        let before = self.get_user(user_id).await?;
+        if let Some(roles) = &change.roles {
+            check_roles(&before, roles)?;
         }
-        match status {
-            UserStatus::Disabled => self.disable_user(user_id).await?,
-            UserStatus::Active => {
-                self.update_user(user_id, |u| u.status = UserStatus::Active)
-                    .await?
+        self.update_user(user_id, |u| {
+            if let Some(name) = &display_name {
+                u.display_name = name.clone();
             }
+            if let Some(roles) = &change.roles {
+                u.roles = roles.clone();
+            }
+            if let Some(status) = change.status {
+                u.status = status;
+            }
+        })
+        .await?;
+        if change.status == Some(UserStatus::Disabled) {
+            self.revoke_all_sessions(user_id, None).await?;
         }
-        let details = serde_json::json!({"status": status});
+        let after = self.get_user(user_id).await?;
+        let mut details = serde_json::Map::new();
+        if before.display_name != after.display_name {
+            details.insert(
+                "display_name".into(),
+                serde_json::json!({"from": before.display_name, "to": after.display_name}),
+            );
+        }
+        if before.roles != after.roles {
+            details.insert(
+                "roles".into(),
+                serde_json::json!({"from": before.roles, "to": after.roles}),
+            );
+        }
+        if before.status != after.status {
+            details.insert(
+                "status".into(),
+                serde_json::json!({"from": before.status, "to": after.status}),
+            );
+        }
         self.audit
             .record(NewEvent {
-                actor: Actor::User { id: admin.id },
-                action: "users.set_status",
+                actor: Actor::User { id: actor.id },
+                action: "users.update",
                 outcome: Outcome::Success,
                 target: Some(("user", user_id.to_string())),
+                organization: None,
                 client,
-                details,
+                details: details.into(),
             })
             .await;
-        self.get_user(user_id).await
+        Ok(after)
+    }
+
+    /// Deletes an account (platform admins, not their own): its sessions,
+    /// addresses, memberships and personal organization go with it. A user who
+    /// alone owns another organization is a `conflict` until ownership moves.
+    pub async fn delete_user(&self, actor: &User, user_id: Id, client: &ClientInfo) -> Result<()> {
+        if actor.id != user_id && !actor.is_platform_reader() {
+            return Err(Error::not_found("user"));
+        }
+        if !actor.is_platform_admin() {
+            return Err(Error::permission_denied(
+                "only platform admins delete accounts",
+            ));
+        }
+        if actor.id == user_id {
+            return Err(Error::permission_denied(
+                "you cannot delete your own account",
+            ));
+        }
+        let (user, orgs) = self
+            .store
+            .run(|tx| async move {
+                let Some(user) = keyspace::user(user_id).get(&tx).await? else {
+                    return Err(TxError::Abort(Error::not_found("user")));
+                };
+                let orgs = crate::tenancy::remove_user_everywhere(&tx, user_id).await?;
+                let all = gatehouse_storage::RangeOptions::default();
+                let refs = tx.get_range(&keyspace::sessions_of(user_id), all).await?;
+                for r in crate::codec::decode_values::<SessionRef>(&refs.entries)
+                    .map_err(TxError::Abort)?
+                {
+                    keyspace::session(&r.token_hash).clear(&tx).await?;
+                }
+                tx.clear_range(&keyspace::sessions_of(user_id))?;
+                let emails = tx.get_range(&keyspace::user_emails(user_id), all).await?;
+                for e in crate::codec::decode_values::<UserEmail>(&emails.entries)
+                    .map_err(TxError::Abort)?
+                {
+                    let key = e.email.to_lowercase();
+                    keyspace::user_by_email(&key).clear(&tx).await?;
+                    keyspace::user_email(user_id, &key).clear(&tx).await?;
+                }
+                keyspace::user_by_email(&user.email.to_lowercase())
+                    .clear(&tx)
+                    .await?;
+                if let Some(name) = user
+                    .username
+                    .as_deref()
+                    .map(Username::parse)
+                    .transpose()
+                    .map_err(TxError::Abort)?
+                {
+                    keyspace::user_by_username(&name).clear(&tx).await?;
+                }
+                keyspace::user(user_id).clear(&tx).await?;
+                Ok((user, orgs))
+            })
+            .await?;
+        self.audit
+            .record(NewEvent {
+                actor: Actor::User { id: actor.id },
+                action: "users.delete",
+                outcome: Outcome::Success,
+                target: Some(("user", user_id.to_string())),
+                organization: None,
+                client,
+                details: serde_json::json!({"email": user.email, "deleted_organizations": orgs}),
+            })
+            .await;
+        Ok(())
     }
 
     /// A user as `viewer` may see it: themself, or anyone for platform admins
     /// (`admin`, `admin_readonly`). Anyone else is `not_found`, so IDs leak nothing.
     pub async fn view_user(&self, viewer: &User, id: Id) -> Result<User> {
-        if viewer.id != id && !is_platform_reader(viewer) {
+        if viewer.id != id && !viewer.is_platform_reader() {
             return Err(Error::not_found("user"));
         }
         self.get_user(id).await
@@ -1437,7 +1588,7 @@ impl AccountService {
         after: Option<Id>,
         limit: usize,
     ) -> Result<Vec<User>> {
-        if !is_platform_reader(viewer) {
+        if !viewer.is_platform_reader() {
             return Err(Error::new(
                 ErrorCode::PermissionDenied,
                 "only platform admins can list users",

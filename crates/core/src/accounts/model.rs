@@ -65,6 +65,21 @@ impl User {
     pub fn is_active(&self) -> bool {
         self.status == UserStatus::Active
     }
+
+    /// Holds `admin`: manages the whole platform.
+    pub fn is_platform_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    /// Holds `admin` or `admin_readonly`: reads everything an admin reads.
+    pub fn is_platform_reader(&self) -> bool {
+        self.is_platform_admin() || self.roles.contains(&Role::AdminReadonly)
+    }
+
+    /// A provider account: holds `provider` without `user` (SPEC §2).
+    pub fn is_provider_account(&self) -> bool {
+        !self.roles.contains(&Role::User) && self.roles.contains(&Role::Provider)
+    }
 }
 
 /// A syntactically valid email address, kept as typed; [`Email::key`] is the

@@ -981,3 +981,159 @@ async fn admins_list_and_read_users_others_see_only_themselves() {
     );
     assert_eq!(s.view_user(&admin, bob[0].id).await.unwrap().id, bob[0].id);
 }
+
+#[tokio::test]
+async fn roles_change_only_by_admins_and_never_lose_user() {
+    let s = service();
+    let c = ClientInfo::default();
+    let admin = s
+        .bootstrap_admin("root@example.com", Some(PASSWORD))
+        .await
+        .unwrap()
+        .unwrap()
+        .admin;
+    let new = |email: &'static str, provider: bool| AdminNewUser {
+        email,
+        password: Some(PASSWORD),
+        username: None,
+        display_name: None,
+        provider,
+    };
+    let (ada, _) = s
+        .admin_create_user(&admin, new("ada@example.com", false), &c)
+        .await
+        .unwrap();
+    let (prov, _) = s
+        .admin_create_user(&admin, new("prov@example.com", true), &c)
+        .await
+        .unwrap();
+    let roles = |r: &[Role]| UserChange {
+        roles: Some(r.iter().copied().collect()),
+        ..UserChange::default()
+    };
+    // Nobody gives themself a role, admins included.
+    let code = |r: Result<User>| r.unwrap_err().code();
+    assert_eq!(
+        code(
+            s.update_account(&ada, ada.id, roles(&[Role::User, Role::Admin]), &c)
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            s.update_account(&admin, admin.id, roles(&[Role::User]), &c)
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    // `user` stays; a provider account holds `provider` alone.
+    assert_eq!(
+        code(
+            s.update_account(&admin, ada.id, roles(&[Role::Admin]), &c)
+                .await
+        ),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        code(
+            s.update_account(&admin, prov.id, roles(&[Role::Provider, Role::User]), &c)
+                .await
+        ),
+        ErrorCode::InvalidInput
+    );
+    let ada = s
+        .update_account(
+            &admin,
+            ada.id,
+            roles(&[Role::User, Role::AdminReadonly]),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert!(ada.is_platform_reader() && !ada.is_platform_admin());
+    // A read-only admin reads everyone and changes nobody else.
+    assert_eq!(
+        code(
+            s.update_account(
+                &ada,
+                prov.id,
+                UserChange {
+                    display_name: Some("X".into()),
+                    ..UserChange::default()
+                },
+                &c
+            )
+            .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    // Users rename themselves; others' accounts are invisible to them.
+    let (bob, _) = s
+        .admin_create_user(&admin, new("bob@example.com", false), &c)
+        .await
+        .unwrap();
+    let rename = |n: &str| UserChange {
+        display_name: Some(n.into()),
+        ..UserChange::default()
+    };
+    assert_eq!(
+        s.update_account(&bob, bob.id, rename(" Bob B. "), &c)
+            .await
+            .unwrap()
+            .display_name,
+        "Bob B."
+    );
+    assert_eq!(
+        code(s.update_account(&bob, ada.id, rename("Eve"), &c).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(s.update_account(&bob, bob.id, rename(" "), &c).await),
+        ErrorCode::InvalidInput
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_user_frees_their_addresses_and_ends_their_sessions() {
+    let s = service();
+    let c = ClientInfo::default();
+    let admin = s
+        .bootstrap_admin("root@example.com", Some(PASSWORD))
+        .await
+        .unwrap()
+        .unwrap()
+        .admin;
+    s.register("ada@example.com", PASSWORD, Some("ada"), None, &c)
+        .await
+        .unwrap();
+    let (ada, _, session) = s
+        .login_session("ada", PASSWORD, SessionKind::Cli, c.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_user(&ada, admin.id, &c).await.unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        s.delete_user(&admin, admin.id, &c)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::PermissionDenied
+    );
+    s.delete_user(&admin, ada.id, &c).await.unwrap();
+    assert_eq!(
+        s.authenticate_session(&session).await.unwrap_err().code(),
+        ErrorCode::Unauthenticated
+    );
+    assert_eq!(
+        s.get_user(ada.id).await.unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    // The email and username can be registered again.
+    s.register("ada@example.com", PASSWORD, Some("ada"), None, &c)
+        .await
+        .unwrap();
+    assert_ne!(s.login("ada", PASSWORD, &c).await.unwrap().0.id, ada.id);
+}

@@ -13,6 +13,7 @@ use crate::audit::AuditLog;
 use crate::blocking::BlockingPool;
 use crate::changes::ChangeFeed;
 use crate::email::Outbox;
+use crate::tenancy::TenancyService;
 
 /// Every service, wired to one store and environment.
 #[derive(Clone)]
@@ -23,6 +24,7 @@ pub struct Services {
     pub accounts: Arc<AccountService>,
     pub audit: Arc<AuditLog>,
     pub outbox: Arc<Outbox>,
+    pub tenancy: Arc<TenancyService>,
 }
 
 impl Services {
@@ -45,6 +47,11 @@ impl Services {
                 pool,
                 audit.clone(),
                 accounts,
+            )),
+            tenancy: Arc::new(TenancyService::new(
+                store.clone(),
+                env_for_outbox.clone(),
+                audit.clone(),
             )),
             outbox: Arc::new(Outbox::new(store.clone(), env_for_outbox)),
             changes: Arc::new(ChangeFeed::new(store)),

@@ -1,0 +1,294 @@
+//! Organizations, their members and invitations, and teams (SPEC §1, §3).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+use crate::{Error, Id, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgStatus {
+    Active,
+    /// Suspended by a platform admin: readable, but nothing in it changes
+    /// until a platform admin resumes it.
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: Id,
+    pub name: String,
+    /// A user's own organization, made with the account and removed with it.
+    pub personal: bool,
+    pub status: OrgStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for Organization {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "organization";
+}
+
+/// Organization roles, ordered: `Member < Admin < Owner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgRole {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl OrgRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgRole::Member => "member",
+            OrgRole::Admin => "admin",
+            OrgRole::Owner => "owner",
+        }
+    }
+}
+
+/// `("org_member", org, user)`: a user's place in an organization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Membership {
+    pub org_id: Id,
+    pub user_id: Id,
+    pub role: OrgRole,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl Record for Membership {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "organization membership";
+}
+
+/// `("user_org", user, org)`: the index from a user to their organizations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserOrgRef {
+    pub org_id: Id,
+}
+
+impl Record for UserOrgRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "organization index entry";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Declined,
+    Revoked,
+    /// Never stored: a pending invitation past its expiry reads as this.
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: Id,
+    pub org_id: Id,
+    /// As typed; matched case-insensitively against the accepting account's addresses.
+    pub email: String,
+    pub role: OrgRole,
+    pub invited_by: Id,
+    pub status: InvitationStatus,
+    /// SHA-256 of the token mailed to the invitee.
+    pub token_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Record for Invitation {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "invitation";
+}
+
+impl Invitation {
+    /// The status as of `now`: a pending invitation past its expiry is expired.
+    pub fn status_at(&self, now: DateTime<Utc>) -> InvitationStatus {
+        if self.status == InvitationStatus::Pending && now >= self.expires_at {
+            InvitationStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+/// `("invitation_by_token", sha256(token))`: where a pending invitation is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvitationRef {
+    pub org_id: Id,
+    pub id: Id,
+}
+
+impl Record for InvitationRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "invitation index entry";
+    const CHANGE_FEED: bool = false;
+}
+
+/// What a team's managers may do in the organization on its behalf (Clay's
+/// and InferaDB's delegated permissions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamPermission {
+    /// Invite people into the organization as members.
+    InviteMembers,
+    /// Create, rename and delete teams, and add or remove their members.
+    ManageTeams,
+    /// Manage the organization's API keys and service clients.
+    ManageKeys,
+    /// Manage the organization's vaults and their grants.
+    ManageVaults,
+}
+
+impl TeamPermission {
+    pub const ALL: [TeamPermission; 4] = [
+        TeamPermission::InviteMembers,
+        TeamPermission::ManageTeams,
+        TeamPermission::ManageKeys,
+        TeamPermission::ManageVaults,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamPermission::InviteMembers => "invite_members",
+            TeamPermission::ManageTeams => "manage_teams",
+            TeamPermission::ManageKeys => "manage_keys",
+            TeamPermission::ManageVaults => "manage_vaults",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: Id,
+    pub org_id: Id,
+    pub name: String,
+    pub description: String,
+    /// Held by the team's managers.
+    pub permissions: BTreeSet<TeamPermission>,
+    /// Models the team's members may use; empty means every model they may
+    /// otherwise use.
+    pub allowed_models: BTreeSet<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for Team {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "team";
+}
+
+/// `("team_by_id", team)`: which organization a team is in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamRef {
+    pub org_id: Id,
+}
+
+impl Record for TeamRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "team index entry";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamRole {
+    Member,
+    Manager,
+}
+
+/// `("team_member", team, user)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamMember {
+    pub team_id: Id,
+    pub org_id: Id,
+    pub user_id: Id,
+    pub role: TeamRole,
+    pub added_at: DateTime<Utc>,
+}
+
+impl Record for TeamMember {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "team membership";
+}
+
+/// `("user_team", user, team)`: the index from a user to their teams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserTeamRef {
+    pub org_id: Id,
+    pub team_id: Id,
+}
+
+impl Record for UserTeamRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "team index entry";
+}
+
+/// A name for an organization or team: trimmed, 1 to 100 characters, no
+/// control characters.
+pub fn parse_name(name: &str, what: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "{what} names are 1 to 100 characters without control characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// A model name in an allow-list: 1 to 200 characters, no whitespace or
+/// control characters.
+pub fn parse_model_names(names: &[String]) -> Result<BTreeSet<String>> {
+    if names.len() > 1000 {
+        return Err(Error::invalid_input(
+            "an allow-list holds at most 1000 models",
+        ));
+    }
+    names
+        .iter()
+        .map(|n| {
+            let n = n.trim();
+            if n.is_empty()
+                || n.chars().count() > 200
+                || n.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                Err(Error::invalid_input(format!(
+                    "{n:?} is not a model name: 1 to 200 characters without spaces"
+                )))
+            } else {
+                Ok(n.to_string())
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_roles_are_ordered() {
+        assert!(OrgRole::Member < OrgRole::Admin && OrgRole::Admin < OrgRole::Owner);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(parse_name("  Research ", "team").unwrap(), "Research");
+        for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
+            assert!(parse_name(bad, "team").is_err(), "{bad:?}");
+        }
+        assert!(parse_model_names(&["gpt 4".into()]).is_err());
+        assert_eq!(
+            parse_model_names(&["b".into(), "a".into(), "a".into()])
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
