@@ -34,6 +34,12 @@ pub struct AuditEventInfo {
     /// `success`, `failure` or `refused`.
     #[schema(value_type = String)]
     pub outcome: serde_json::Value,
+    /// What was acted on, e.g. `user`, `organization`, `team`, `invitation`.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// The organization the action happened in.
+    #[schema(value_type = Option<String>)]
+    pub organization_id: Option<gatehouse_core::Id>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     #[schema(value_type = Object)]
@@ -55,6 +61,9 @@ impl From<AuditEvent> for AuditEventInfo {
             actor: serde_json::to_value(&e.actor).unwrap_or_default(),
             action: e.action,
             outcome: serde_json::to_value(e.outcome).unwrap_or_default(),
+            target_type: e.target_type,
+            target_id: e.target_id,
+            organization_id: e.organization_id,
             ip: e.ip,
             user_agent: e.user_agent,
             details: e.details,

@@ -1,0 +1,411 @@
+//! The authorization matrix: for every route the REST router serves, the
+//! status each kind of caller gets. The route list comes from the router
+//! itself, so a route added without a row here fails the test.
+//!
+//! Every cell runs against fresh fixtures (an organization with an owner, an
+//! admin and a member, a team, a pending invitation, a user to administer),
+//! so a cell that deletes or changes something cannot affect the next one.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use gatehouse::config::Secret;
+use gatehouse_core::Id;
+use gatehouse_core::accounts::AdminNewUser;
+use gatehouse_core::accounts::model::User;
+use gatehouse_core::accounts::sessions::ClientInfo;
+use gatehouse_core::tenancy::TeamSpec;
+use gatehouse_core::tenancy::model::{OrgRole, TeamRole};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, test_config};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The callers, in the order of a row's statuses.
+pub const ACTORS: [&str; 10] = [
+    "anonymous",
+    "user",
+    "admin",
+    "admin_readonly",
+    "request_viewer",
+    "provider",
+    "org_owner",
+    "org_admin",
+    "org_member",
+    "non_member",
+];
+
+/// One route: its method and path template, a JSON body template, and the
+/// status for each of [`ACTORS`].
+///
+/// Placeholders: `{org}`, `{team}`, `{user}` (the organization's member),
+/// `{victim}` (a user only admins administer), `{invitation}` (pending, in
+/// `{org}`), `{invitation_token}`, `{n}` (unique per cell), `{me}` (the caller's ID).
+pub struct Row {
+    pub method: Method,
+    pub path: &'static str,
+    pub body: Option<&'static str>,
+    pub expect: [u16; 10],
+}
+
+macro_rules! row {
+    ($method:ident $path:literal, $body:expr, $expect:expr) => {
+        Row {
+            method: Method::$method,
+            path: $path,
+            body: $body,
+            expect: $expect,
+        }
+    };
+}
+
+//                                                   anon user admin ro  viewer prov owner oadm memb  non
+#[rustfmt::skip]
+pub fn rows() -> Vec<Row> {
+    const ALL_200: [u16; 10] = [200; 10];
+    const SIGNED_IN: fn(u16) -> [u16; 10] = |s| [401, s, s, s, s, s, s, s, s, s];
+    vec![
+        row!(GET "/health", None, ALL_200),
+        row!(GET "/ready", None, ALL_200),
+        row!(GET "/metrics", None, ALL_200),
+        row!(GET "/docs", None, ALL_200),
+        row!(GET "/admin/docs", None, ALL_200),
+        row!(GET "/openapi.json", None, ALL_200),
+        row!(GET "/api/v1/system", None, ALL_200),
+        // Account self-service: anyone signed in, for their own account.
+        row!(POST "/api/v1/auth/register", Some(r#"{"email": "reg-{n}@example.com", "password": "correct horse battery staple"}"#), [202; 10]),
+        row!(POST "/api/v1/auth/login", Some(r#"{"login": "user@example.com", "password": "correct horse battery staple"}"#), ALL_200),
+        row!(GET "/api/v1/auth/me", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/auth/logout", None, SIGNED_IN(204)),
+        row!(PUT "/api/v1/auth/password", Some(r#"{"current_password": "not the password at all", "new_password": "another long password"}"#), SIGNED_IN(400)),
+        row!(GET "/api/v1/auth/sessions", None, SIGNED_IN(200)),
+        row!(DELETE "/api/v1/auth/sessions/{n}", None, SIGNED_IN(404)),
+        row!(GET "/api/v1/auth/emails", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/auth/emails", Some(r#"{"email": "extra-{n}@example.com"}"#), SIGNED_IN(202)),
+        row!(POST "/api/v1/auth/emails/verify", Some(r#"{"token": "not-a-token"}"#), [400; 10]),
+        row!(DELETE "/api/v1/auth/emails/nobody-{n}@example.com", None, SIGNED_IN(404)),
+        row!(POST "/api/v1/auth/emails/nobody-{n}@example.com/primary", None, SIGNED_IN(404)),
+        row!(POST "/api/v1/auth/reset", Some(r#"{"email": "user@example.com"}"#), [202; 10]),
+        row!(POST "/api/v1/auth/reset/confirm", Some(r#"{"token": "not-a-token", "new_password": "another long password"}"#), [400; 10]),
+        // Platform user administration.
+        row!(GET "/api/v1/users", None,                                   [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/users", Some(r#"{"email": "new-{n}@example.com", "password": "correct horse battery staple"}"#),
+                                                                          [401, 403, 201, 403, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/users/{victim}", None,                          [401, 404, 200, 200, 404, 404, 404, 404, 404, 404]),
+        row!(PATCH "/api/v1/users/{victim}", Some(r#"{"display_name": "Renamed"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
+        row!(DELETE "/api/v1/users/{victim}", None,                       [401, 404, 204, 403, 404, 404, 404, 404, 404, 404]),
+        row!(GET "/api/v1/audit-events", None,                            [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
+        // Organizations.
+        row!(GET "/api/v1/organizations", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/organizations", Some(r#"{"name": "New {n}"}"#),
+                                                                          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
+        row!(GET "/api/v1/organizations/{org}", None,                     [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PATCH "/api/v1/organizations/{org}", Some(r#"{"name": "Renamed"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}", None,                  [401, 404, 204, 403, 404, 404, 204, 403, 403, 404]),
+        row!(POST "/api/v1/organizations/{org}/suspend", None,            [401, 404, 200, 403, 404, 404, 403, 403, 403, 404]),
+        row!(POST "/api/v1/organizations/{org}/resume", None,             [401, 404, 200, 403, 404, 404, 403, 403, 403, 404]),
+        row!(POST "/api/v1/organizations/{org}/transfer", Some(r#"{"user_id": "{user}"}"#),
+                                                                          [401, 404, 403, 403, 404, 404, 204, 403, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/members", None,             [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        // `{user}` is the member: promoting themself is refused, and the
+        // member column of DELETE is the member leaving.
+        row!(PATCH "/api/v1/organizations/{org}/members/{user}", Some(r#"{"role": "admin"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/members/{user}", None,   [401, 404, 204, 403, 404, 404, 204, 204, 204, 404]),
+        row!(GET "/api/v1/organizations/{org}/invitations", None,         [401, 404, 200, 200, 404, 404, 200, 200, 403, 404]),
+        row!(POST "/api/v1/organizations/{org}/invitations", Some(r#"{"email": "invitee-{n}@example.com"}"#),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/invitations/{invitation}", None,
+                                                                          [401, 404, 204, 403, 404, 404, 204, 204, 403, 404]),
+        // The fixture invitation is for someone else: accepting it is refused
+        // to everyone signed in; declining needs only the token.
+        row!(POST "/api/v1/invitations/accept", Some(r#"{"token": "{invitation_token}"}"#), SIGNED_IN(403)),
+        row!(POST "/api/v1/invitations/decline", Some(r#"{"token": "{invitation_token}"}"#), [204; 10]),
+        // Teams.
+        row!(GET "/api/v1/organizations/{org}/teams", None,               [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/teams", Some(r#"{"name": "Team {n}"}"#),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/teams/{team}", None,        [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PATCH "/api/v1/organizations/{org}/teams/{team}", Some(r#"{"allowed_models": ["gpt-4o"]}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/teams/{team}", None,     [401, 404, 204, 403, 404, 404, 204, 204, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/teams/{team}/members", None,[401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PUT "/api/v1/organizations/{org}/teams/{team}/members/{user}", Some(r#"{"role": "manager"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        // The member column is the member leaving the team.
+        row!(DELETE "/api/v1/organizations/{org}/teams/{team}/members/{user}", None,
+                                                                          [401, 404, 204, 403, 404, 404, 204, 204, 204, 404]),
+    ]
+}
+
+/// The server and one signed-in caller of each kind.
+pub struct World {
+    pub app: TestApp,
+    /// JWTs in [`ACTORS`] order; `None` for anonymous.
+    pub tokens: Vec<Option<String>>,
+    /// Accounts in [`ACTORS`] order; `None` for anonymous.
+    pub users: Vec<Option<User>>,
+    counter: AtomicU32,
+}
+
+/// Fresh things one cell acts on.
+pub struct Fixture {
+    pub org: Id,
+    pub team: Id,
+    pub member: Id,
+    pub invitation: Id,
+    pub invitation_token: String,
+    pub victim: Option<Id>,
+}
+
+async fn sign_in(app: &TestApp, login: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"login": login, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{login} signs in");
+    let body: Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+impl World {
+    pub async fn new() -> World {
+        let mut config = test_config(None);
+        config.bootstrap.admin_email = "admin@example.com".into();
+        config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+        let app = spawn_app(config).await;
+        let accounts = &app.services.accounts;
+        let admin_token = sign_in(&app, "admin@example.com").await;
+        let admin = accounts.authenticate_token(&admin_token).await.unwrap().0;
+        let c = ClientInfo::default();
+        let mut tokens = vec![None];
+        let mut users = vec![None];
+        for actor in &ACTORS[1..] {
+            let (token, user) = if *actor == "admin" {
+                (admin_token.clone(), admin.clone())
+            } else {
+                let email = format!("{actor}@example.com");
+                let new = AdminNewUser {
+                    email: &email,
+                    password: Some(PASSWORD),
+                    username: None,
+                    display_name: Some(actor),
+                    provider: *actor == "provider",
+                };
+                let (mut user, _) = accounts.admin_create_user(&admin, new, &c).await.unwrap();
+                let extra = match *actor {
+                    "admin_readonly" => Some(gatehouse_core::accounts::model::Role::AdminReadonly),
+                    "request_viewer" => Some(gatehouse_core::accounts::model::Role::RequestViewer),
+                    _ => None,
+                };
+                if let Some(role) = extra {
+                    let mut roles = user.roles.clone();
+                    roles.insert(role);
+                    let change = gatehouse_core::accounts::UserChange {
+                        roles: Some(roles),
+                        ..Default::default()
+                    };
+                    user = accounts
+                        .update_account(&admin, user.id, change, &c)
+                        .await
+                        .unwrap();
+                }
+                (sign_in(&app, &email).await, user)
+            };
+            tokens.push(Some(token));
+            users.push(Some(user));
+        }
+        World {
+            app,
+            tokens,
+            users,
+            counter: AtomicU32::new(0),
+        }
+    }
+
+    pub fn user(&self, actor: &str) -> &User {
+        let i = ACTORS.iter().position(|a| *a == actor).unwrap();
+        self.users[i].as_ref().unwrap()
+    }
+
+    pub fn token(&self, actor: &str) -> &str {
+        let i = ACTORS.iter().position(|a| *a == actor).unwrap();
+        self.tokens[i].as_deref().unwrap()
+    }
+
+    pub fn next(&self) -> u32 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh organization owned by `org_owner` with `org_admin` and
+    /// `org_member`, a team holding the member, and a pending invitation.
+    /// `victim` also creates a user for the user-administration routes.
+    pub async fn fixture(&self, victim: bool) -> Fixture {
+        let tenancy = &self.app.services.tenancy;
+        let c = ClientInfo::default();
+        let owner = self.user("org_owner");
+        let org = tenancy.create_org(owner, "Fixture", &c).await.unwrap().id;
+        for (actor, role) in [
+            ("org_admin", OrgRole::Admin),
+            ("org_member", OrgRole::Member),
+        ] {
+            let user = self.user(actor);
+            let sent = tenancy
+                .invite(owner, org, &user.email, role, &c)
+                .await
+                .unwrap();
+            tenancy
+                .accept_invitation(user, &sent.token, &c)
+                .await
+                .unwrap();
+        }
+        let member = self.user("org_member").id;
+        let spec = TeamSpec {
+            name: Some("Fixture team".into()),
+            ..TeamSpec::default()
+        };
+        let team = tenancy.create_team(owner, org, spec, &c).await.unwrap().id;
+        tenancy
+            .put_team_member(owner, org, team, member, TeamRole::Member, &c)
+            .await
+            .unwrap();
+        let n = self.next();
+        let sent = tenancy
+            .invite(
+                owner,
+                org,
+                &format!("pending-{n}@example.com"),
+                OrgRole::Member,
+                &c,
+            )
+            .await
+            .unwrap();
+        let victim = if victim {
+            let email = format!("victim-{n}@example.com");
+            let new = AdminNewUser {
+                email: &email,
+                password: Some(PASSWORD),
+                username: None,
+                display_name: None,
+                provider: false,
+            };
+            let admin = self.user("admin");
+            let (user, _) = self
+                .app
+                .services
+                .accounts
+                .admin_create_user(admin, new, &c)
+                .await
+                .unwrap();
+            Some(user.id)
+        } else {
+            None
+        };
+        Fixture {
+            org,
+            team,
+            member,
+            invitation: sent.invitation.id,
+            invitation_token: sent.token,
+            victim,
+        }
+    }
+
+    /// Fills a template's placeholders for one cell.
+    pub fn fill(&self, template: &str, f: &Fixture, me: Option<&User>) -> String {
+        let n = self.next();
+        template
+            .replace("{org}", &f.org.to_string())
+            .replace("{team}", &f.team.to_string())
+            .replace("{user}", &f.member.to_string())
+            .replace(
+                "{victim}",
+                &f.victim.map(|v| v.to_string()).unwrap_or_default(),
+            )
+            .replace("{invitation_token}", &f.invitation_token)
+            .replace("{invitation}", &f.invitation.to_string())
+            .replace("{me}", &me.map(|u| u.id.to_string()).unwrap_or_default())
+            .replace("{n}", &(1_000_000 + n).to_string())
+    }
+
+    /// Sends one request as `actor_index`; returns the status.
+    pub async fn send(&self, row: &Row, actor_index: usize, f: &Fixture) -> u16 {
+        let me = self.users[actor_index].as_ref();
+        let path = self.fill(row.path, f, me);
+        let mut request = self
+            .app
+            .client
+            .request(row.method.clone(), self.app.url(&path));
+        if let Some(token) = &self.tokens[actor_index] {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = row.body {
+            let body: Value = serde_json::from_str(&self.fill(body, f, me)).unwrap();
+            request = request.json(&body);
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+}
+
+/// A route's template as a row names it: `{victim}` and `{n}` stand for the
+/// router's `{id}`, and literal example emails for `{email}`.
+fn route_of(row: &Row) -> (Method, String) {
+    let path = row
+        .path
+        .replace("{victim}", "{id}")
+        .replace("sessions/{n}", "sessions/{id}")
+        .replace("{invitation}", "{id}")
+        .replace("nobody-{n}@example.com", "{email}");
+    (row.method.clone(), path)
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_the_matrix_says() {
+    let rows = rows();
+    // The table covers exactly the router's routes.
+    let served: BTreeSet<(String, String)> = gatehouse_api::rest::routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    let listed: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(route_of)
+        .map(|(m, p)| (m.to_string(), p))
+        .collect();
+    let missing: Vec<_> = served.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&served).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "the authorization matrix is out of date.\nroutes without a row: {missing:?}\nrows without a route: {stale:?}"
+    );
+    assert_eq!(rows.len(), served.len(), "one row per route");
+
+    let world = World::new().await;
+    let mut wrong = Vec::new();
+    for row in &rows {
+        for (i, actor) in ACTORS.iter().enumerate() {
+            let fixture = world.fixture(row.path.contains("{victim}")).await;
+            let got = world.send(row, i, &fixture).await;
+            if got != row.expect[i] {
+                wrong.push(format!(
+                    "{} {} as {actor}: expected {}, got {got}",
+                    row.method, row.path, row.expect[i]
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    world.app.stop().await;
+}

@@ -1,0 +1,535 @@
+//! Organizations, invitations and teams through the real server: the whole
+//! journey, escalation and isolation, and access that ends on the next request.
+
+use gatehouse_core::accounts::sessions::ClientInfo;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::matrix::{PASSWORD, World, rows};
+
+impl World {
+    /// Sends a request as the holder of `token` (or nobody); returns status and body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.app.client.request(method, self.app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn as_actor(
+        &self,
+        actor: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(method, path, Some(self.token(actor)), body).await
+    }
+
+    /// The invitation token in the newest email to `to`.
+    async fn mailed_token(&self, to: &str) -> String {
+        let pending = self.app.services.outbox.pending().await.unwrap();
+        let message = pending
+            .iter()
+            .rev()
+            .find(|m| m.to.eq_ignore_ascii_case(to))
+            .expect("an email to the invitee");
+        message
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("token: "))
+            .expect("a token in the email")
+            .to_string()
+    }
+}
+
+#[tokio::test]
+async fn an_organization_from_creation_to_deletion() {
+    let w = World::new().await;
+    // Registration brings a personal organization.
+    let (status, _) = w
+        .call(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"email": "dana@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (_, login) = w
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "dana@example.com", "password": PASSWORD})),
+        )
+        .await;
+    let dana = login["token"].as_str().unwrap().to_string();
+    let (status, orgs) = w
+        .call(Method::GET, "/api/v1/organizations", Some(&dana), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(orgs["organizations"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs["organizations"][0]["personal"], true);
+    assert_eq!(orgs["organizations"][0]["role"], "owner");
+
+    // The owner creates an organization and invites Dana as admin; the
+    // invitation goes out by email.
+    let (status, org) = w
+        .as_actor(
+            "org_owner",
+            Method::POST,
+            "/api/v1/organizations",
+            Some(json!({"name": "Lab"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{org}");
+    let org = org["id"].as_str().unwrap().to_string();
+    let base = format!("/api/v1/organizations/{org}");
+    let (status, invitation) = w
+        .as_actor(
+            "org_owner",
+            Method::POST,
+            &format!("{base}/invitations"),
+            Some(json!({"email": "Dana@Example.com", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{invitation}");
+    assert_eq!(invitation["status"], "pending");
+    assert!(invitation.get("token").is_none(), "tokens go only by email");
+    let token = w.mailed_token("Dana@Example.com").await;
+    // Nobody else can use it; Dana can, once.
+    let (status, _) = w
+        .as_actor(
+            "user",
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, joined) = w
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(&dana),
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["role"], "admin");
+    let (status, _) = w
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(&dana),
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Dana, as admin, builds a team with a model allow-list and a manager.
+    let (status, team) = w
+        .call(
+            Method::POST,
+            &format!("{base}/teams"),
+            Some(&dana),
+            Some(json!({
+                "name": "Research",
+                "permissions": ["invite_members"],
+                "allowed_models": ["gpt-4o", "claude-sonnet"],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{team}");
+    assert_eq!(team["allowed_models"], json!(["claude-sonnet", "gpt-4o"]));
+    let team = team["id"].as_str().unwrap().to_string();
+    let (_, members) = w
+        .call(Method::GET, &format!("{base}/members"), Some(&dana), None)
+        .await;
+    let roles: Vec<_> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(roles.len(), 2);
+    assert!(roles.contains(&"owner".to_string()) && roles.contains(&"admin".to_string()));
+    let dana_id = w
+        .app
+        .services
+        .accounts
+        .authenticate_token(&dana)
+        .await
+        .unwrap()
+        .0
+        .id;
+    let (status, body) = w
+        .call(
+            Method::PUT,
+            &format!("{base}/teams/{team}/members/{dana_id}"),
+            Some(&dana),
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Ownership moves to Dana; the former owner can then leave.
+    let (status, _) = w
+        .as_actor(
+            "org_owner",
+            Method::POST,
+            &format!("{base}/transfer"),
+            Some(json!({"user_id": dana_id.to_string()})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let owner_id = w.user("org_owner").id;
+    let (status, _) = w
+        .as_actor(
+            "org_owner",
+            Method::DELETE,
+            &format!("{base}/members/{owner_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = w.as_actor("org_owner", Method::GET, &base, None).await;
+    assert_eq!(status, 404, "a former member sees nothing");
+    // Dana is now the last owner: she can neither leave nor be demoted.
+    let (status, body) = w
+        .call(
+            Method::DELETE,
+            &format!("{base}/members/{dana_id}"),
+            Some(&dana),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+
+    // A platform admin suspends it: readable, frozen; then resumes it.
+    let (status, _) = w
+        .as_actor("admin", Method::POST, &format!("{base}/suspend"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = w.call(Method::GET, &base, Some(&dana), None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("suspended")));
+    let (status, _) = w
+        .call(
+            Method::PATCH,
+            &base,
+            Some(&dana),
+            Some(json!({"name": "Frozen"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = w
+        .as_actor("admin", Method::POST, &format!("{base}/resume"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = w.call(Method::DELETE, &base, Some(&dana), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = w.call(Method::GET, &base, Some(&dana), None).await;
+    assert_eq!(status, 404);
+
+    // Every write above is in the audit log, with its organization.
+    let (status, events) = w
+        .as_actor("admin", Method::GET, "/api/v1/audit-events?limit=200", None)
+        .await;
+    assert_eq!(status, 200);
+    let in_org: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["organization_id"].as_str() == Some(org.as_str()))
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "orgs.create",
+        "orgs.invitations.create",
+        "orgs.invitations.accept",
+        "teams.create",
+        "teams.members.put",
+        "orgs.transfer",
+        "orgs.members.leave",
+        "orgs.suspend",
+        "orgs.resume",
+        "orgs.delete",
+    ] {
+        assert!(in_org.contains(&action), "{action} missing from {in_org:?}");
+    }
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn nobody_raises_their_own_rights() {
+    let w = World::new().await;
+    let f = w.fixture(false).await;
+    let base = format!("/api/v1/organizations/{}", f.org);
+    let me = |actor: &str| w.user(actor).id;
+    // A user cannot give themself a platform role.
+    let user = me("user");
+    let (status, _) = w
+        .as_actor(
+            "user",
+            Method::PATCH,
+            &format!("/api/v1/users/{user}"),
+            Some(json!({"roles": ["user", "admin"]})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Nor can a read-only admin, to themself or anyone.
+    let ro = me("admin_readonly");
+    for target in [ro, user] {
+        let (status, _) = w
+            .as_actor(
+                "admin_readonly",
+                Method::PATCH,
+                &format!("/api/v1/users/{target}"),
+                Some(json!({"roles": ["user", "admin"]})),
+            )
+            .await;
+        assert_eq!(status, 403);
+    }
+    // An org member cannot make themself admin.
+    let member = me("org_member");
+    let (status, _) = w
+        .as_actor(
+            "org_member",
+            Method::PATCH,
+            &format!("{base}/members/{member}"),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // An org admin cannot make themself owner, demote or remove the owner, or
+    // invite an owner.
+    let admin = me("org_admin");
+    let owner = me("org_owner");
+    let attempts = [
+        (
+            Method::PATCH,
+            format!("{base}/members/{admin}"),
+            Some(json!({"role": "owner"})),
+        ),
+        (
+            Method::PATCH,
+            format!("{base}/members/{owner}"),
+            Some(json!({"role": "member"})),
+        ),
+        (Method::DELETE, format!("{base}/members/{owner}"), None),
+        (
+            Method::POST,
+            format!("{base}/transfer"),
+            Some(json!({"user_id": admin.to_string()})),
+        ),
+        (
+            Method::POST,
+            format!("{base}/invitations"),
+            Some(json!({"email": "boss@example.com", "role": "owner"})),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let (status, response) = w.as_actor("org_admin", method.clone(), &path, body).await;
+        assert_eq!(status, 403, "{method} {path}: {response}");
+    }
+    let (_, members) = w
+        .as_actor("org_owner", Method::GET, &format!("{base}/members"), None)
+        .await;
+    let owners: Vec<_> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "owner")
+        .map(|m| m["user_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(owners, [owner.to_string()]);
+    // A team member cannot make themself the team's manager.
+    let (status, _) = w
+        .as_actor(
+            "org_member",
+            Method::PUT,
+            &format!("{base}/teams/{}/members/{member}", f.team),
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn another_organization_sees_nothing_and_changes_nothing() {
+    let w = World::new().await;
+    let rows = rows();
+    // Every route inside an organization, straight from the router.
+    let scoped: Vec<_> = gatehouse_api::rest::routes()
+        .into_iter()
+        .filter(|(_, path)| path.contains("{org}"))
+        .collect();
+    assert!(scoped.len() >= 20, "{scoped:?}");
+    for (method, path) in scoped {
+        let row = rows
+            .iter()
+            .find(|r| r.method == method && r.path.replace("{invitation}", "{id}") == path)
+            .unwrap_or_else(|| panic!("no matrix row for {method} {path}"));
+        let f = w.fixture(false).await;
+        let before = w.app.services.changes.head().await.unwrap();
+        // `non_member` owns an organization of its own, and is in no way part of this one.
+        let outsider = crate::matrix::ACTORS
+            .iter()
+            .position(|a| *a == "non_member")
+            .unwrap();
+        let status = w.send(row, outsider, &f).await;
+        assert_eq!(status, 404, "{method} {path}");
+        let after = w.app.services.changes.head().await.unwrap();
+        assert_eq!(before, after, "{method} {path} wrote something");
+    }
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn access_ends_on_the_next_request() {
+    let w = World::new().await;
+    let c = ClientInfo::default();
+    // A second platform admin, signed in both with a JWT and with a session.
+    let (status, created) = w
+        .as_actor(
+            "admin",
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": "second@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let second = created["user"]["id"].as_str().unwrap().to_string();
+    let (status, _) = w
+        .as_actor(
+            "admin",
+            Method::PATCH,
+            &format!("/api/v1/users/{second}"),
+            Some(json!({"roles": ["user", "admin"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut tokens = Vec::new();
+    for mode in ["token", "cli"] {
+        let (_, body) = w
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"login": "second@example.com", "password": PASSWORD, "mode": mode})),
+            )
+            .await;
+        tokens.push(body["token"].as_str().unwrap().to_string());
+    }
+    for token in &tokens {
+        let (status, _) = w
+            .call(Method::GET, "/api/v1/users", Some(token), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = w
+        .as_actor(
+            "admin",
+            Method::PATCH,
+            &format!("/api/v1/users/{second}"),
+            Some(json!({"roles": ["user"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for token in &tokens {
+        let (status, _) = w
+            .call(Method::GET, "/api/v1/users", Some(token), None)
+            .await;
+        assert_eq!(status, 403, "the role is gone for JWTs and sessions alike");
+    }
+
+    // A team manager who invites on the team's behalf loses that with the team.
+    let f = w.fixture(false).await;
+    let base = format!("/api/v1/organizations/{}", f.org);
+    let owner = w.user("org_owner");
+    w.app
+        .services
+        .tenancy
+        .update_team(
+            owner,
+            f.org,
+            f.team,
+            gatehouse_core::tenancy::TeamSpec {
+                permissions: Some(
+                    [gatehouse_core::tenancy::model::TeamPermission::InviteMembers].into(),
+                ),
+                ..Default::default()
+            },
+            &c,
+        )
+        .await
+        .unwrap();
+    let member = w.user("org_member").id;
+    let (status, _) = w
+        .as_actor(
+            "org_owner",
+            Method::PUT,
+            &format!("{base}/teams/{}/members/{member}", f.team),
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let invite = |n: u32| Some(json!({"email": format!("guest-{n}@example.com")}));
+    let (status, _) = w
+        .as_actor(
+            "org_member",
+            Method::POST,
+            &format!("{base}/invitations"),
+            invite(1),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = w
+        .as_actor(
+            "org_owner",
+            Method::DELETE,
+            &format!("{base}/teams/{}/members/{member}", f.team),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = w
+        .as_actor(
+            "org_member",
+            Method::POST,
+            &format!("{base}/invitations"),
+            invite(2),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Removed from the organization, the member sees nothing of it.
+    let (status, _) = w
+        .as_actor(
+            "org_owner",
+            Method::DELETE,
+            &format!("{base}/members/{member}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = w.as_actor("org_member", Method::GET, &base, None).await;
+    assert_eq!(status, 404);
+    w.app.stop().await;
+}
