@@ -8,8 +8,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     unsafe { std::env::set_var("PROTOC", protoc) };
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protos =
-        ["gatehouse/v1/system.proto", "gatehouse/v1/auth.proto"].map(|p| proto_root.join(p));
+    let protos = [
+        "gatehouse/v1/system.proto",
+        "gatehouse/v1/auth.proto",
+        "gatehouse/v1/directory.proto",
+    ]
+    .map(|p| proto_root.join(p));
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("gatehouse_descriptor.bin");
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor)

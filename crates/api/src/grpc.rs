@@ -3,12 +3,18 @@
 
 use std::time::Duration;
 
+use gatehouse_core::accounts::model::User;
 use gatehouse_core::services::Services;
 use gatehouse_core::services::system::VERSION;
+use gatehouse_core::tenancy::Resource;
+use gatehouse_core::{Error, ErrorCode, Id};
 use gatehouse_grpc::v1::auth_service_server::{AuthService, AuthServiceServer};
+use gatehouse_grpc::v1::directory_service_server::{DirectoryService, DirectoryServiceServer};
 use gatehouse_grpc::v1::system_service_server::{SystemService, SystemServiceServer};
 use gatehouse_grpc::v1::{
-    GetInfoRequest, GetInfoResponse, IntrospectTokenRequest, IntrospectTokenResponse,
+    CheckPermissionRequest, CheckPermissionResponse, GetInfoRequest, GetInfoResponse,
+    GetUserRequest, GetUserResponse, IntrospectTokenRequest, IntrospectTokenResponse,
+    ListMembershipsRequest, ListMembershipsResponse, OrganizationMembership, TeamMembership,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -82,6 +88,162 @@ impl AuthService for AuthGrpc {
     }
 }
 
+/// `gatehouse.v1.DirectoryService`: users, memberships and permission checks.
+pub struct DirectoryGrpc {
+    services: Services,
+}
+
+fn enum_str<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl DirectoryGrpc {
+    /// The caller, from `authorization: Bearer <JWT or session token>` metadata.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<User, Status> {
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Status::unauthenticated("send `authorization: Bearer <token>` metadata")
+            })?;
+        let accounts = &self.services.accounts;
+        let user = if token.matches('.').count() == 2 {
+            accounts
+                .authenticate_token(token)
+                .await
+                .map_err(ApiError)?
+                .0
+        } else {
+            accounts
+                .authenticate_session(token)
+                .await
+                .map_err(ApiError)?
+                .0
+        };
+        accounts.ensure_may_act(&user).map_err(ApiError)?;
+        Ok(user)
+    }
+
+    /// The user a request is about: the caller (empty ID), or anyone for
+    /// platform readers; others are NOT_FOUND, as over REST.
+    async fn subject(&self, caller: &User, user_id: &str) -> Result<User, Status> {
+        if user_id.trim().is_empty() {
+            return Ok(caller.clone());
+        }
+        let id: Id = user_id.parse().map_err(ApiError)?;
+        Ok(self
+            .services
+            .accounts
+            .view_user(caller, id)
+            .await
+            .map_err(ApiError)?)
+    }
+}
+
+#[tonic::async_trait]
+impl DirectoryService for DirectoryGrpc {
+    async fn get_user(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let user = self.subject(&caller, &request.get_ref().user_id).await?;
+        Ok(Response::new(GetUserResponse {
+            user: Some(gatehouse_grpc::v1::User {
+                id: user.id.to_string(),
+                roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
+                status: enum_str(&user.status),
+                email: user.email,
+                username: user.username.unwrap_or_default(),
+                display_name: user.display_name,
+                email_verified: user.email_verified,
+                created_at: user.created_at.to_rfc3339(),
+            }),
+        }))
+    }
+
+    async fn list_memberships(
+        &self,
+        request: Request<ListMembershipsRequest>,
+    ) -> Result<Response<ListMembershipsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let user = self.subject(&caller, &request.get_ref().user_id).await?;
+        let found = self
+            .services
+            .tenancy
+            .memberships(user.id)
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(ListMembershipsResponse {
+            organizations: found
+                .organizations
+                .into_iter()
+                .map(|(org, role)| OrganizationMembership {
+                    organization_id: org.id.to_string(),
+                    name: org.name,
+                    personal: org.personal,
+                    status: enum_str(&org.status),
+                    role: role.as_str().to_string(),
+                })
+                .collect(),
+            teams: found
+                .teams
+                .into_iter()
+                .map(|(team, role)| TeamMembership {
+                    team_id: team.id.to_string(),
+                    organization_id: team.org_id.to_string(),
+                    name: team.name,
+                    role: enum_str(&role),
+                    permissions: team
+                        .permissions
+                        .iter()
+                        .map(|p| p.as_str().to_string())
+                        .collect(),
+                    allowed_models: team.allowed_models.into_iter().collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn check_permission(
+        &self,
+        request: Request<CheckPermissionRequest>,
+    ) -> Result<Response<CheckPermissionResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let user = self.subject(&caller, &r.user_id).await?;
+        let id: Id = r.resource_id.parse().map_err(ApiError)?;
+        let resource = match r.resource_type.as_str() {
+            "organization" => Resource::Organization(id),
+            "team" => Resource::Team(id),
+            other => {
+                return Err(ApiError(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("resource_type is `organization` or `team`, not {other:?}"),
+                ))
+                .into());
+            }
+        };
+        let allowed = self
+            .services
+            .tenancy
+            .check_permission(&user, &r.permission, resource)
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(CheckPermissionResponse { allowed }))
+    }
+}
+
 /// How often the health service re-checks storage.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -99,14 +261,22 @@ pub fn routes(
         .add_service(SystemServiceServer::new(SystemGrpc {
             services: services.clone(),
         }))
-        .add_service(AuthServiceServer::new(AuthGrpc { services }));
+        .add_service(AuthServiceServer::new(AuthGrpc {
+            services: services.clone(),
+        }))
+        .add_service(DirectoryServiceServer::new(DirectoryGrpc { services }));
     Ok((routes, reporter))
 }
 
 /// Reports SERVING for the server and each service while storage answers, and
 /// NOT_SERVING when it does not, until `stop` is cancelled.
 pub async fn report_health(services: Services, reporter: HealthReporter, stop: CancellationToken) {
-    let names = ["", "gatehouse.v1.SystemService", "gatehouse.v1.AuthService"];
+    let names = [
+        "",
+        "gatehouse.v1.SystemService",
+        "gatehouse.v1.AuthService",
+        "gatehouse.v1.DirectoryService",
+    ];
     loop {
         let status = match services.system.check_ready().await {
             Ok(()) => ServingStatus::Serving,

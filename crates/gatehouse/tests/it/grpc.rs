@@ -142,3 +142,191 @@ async fn introspection_tells_active_tokens_from_the_rest() {
     }
     app.stop().await;
 }
+
+/// A request with the caller's bearer token in its metadata.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn internal_services_read_users_memberships_and_permissions() {
+    use gatehouse_grpc::v1::directory_service_client::DirectoryServiceClient;
+    use gatehouse_grpc::v1::{CheckPermissionRequest, GetUserRequest, ListMembershipsRequest};
+
+    let w = crate::matrix::World::new().await;
+    let f = w.fixture(false).await;
+    let mut client = DirectoryServiceClient::connect(format!("http://{}", w.app.grpc))
+        .await
+        .unwrap();
+    let member = w.user("org_member");
+    let admin = w.user("admin");
+
+    // Without credentials: UNAUTHENTICATED.
+    let refused = client
+        .get_user(GetUserRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    // Users read themselves; only platform admins read others.
+    let me = client
+        .get_user(with_token(GetUserRequest::default(), w.token("org_member")))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        (me.id, me.status.as_str()),
+        (member.id.to_string(), "active")
+    );
+    let hidden = client
+        .get_user(with_token(
+            GetUserRequest {
+                user_id: admin.id.to_string(),
+            },
+            w.token("org_member"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound);
+    let read = client
+        .get_user(with_token(
+            GetUserRequest {
+                user_id: member.id.to_string(),
+            },
+            w.token("admin_readonly"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(read.email, member.email);
+
+    // Memberships: the personal organization, the fixture's, and its team.
+    let list = |token: &str| {
+        with_token(
+            ListMembershipsRequest {
+                user_id: member.id.to_string(),
+            },
+            token,
+        )
+    };
+    let memberships = client
+        .list_memberships(list(w.token("admin")))
+        .await
+        .unwrap()
+        .into_inner();
+    let org = memberships
+        .organizations
+        .iter()
+        .find(|o| o.organization_id == f.org.to_string())
+        .expect("the fixture organization");
+    assert_eq!(org.role, "member");
+    assert!(memberships.organizations.iter().any(|o| o.personal));
+    assert_eq!(memberships.teams.len(), 1);
+    assert_eq!(memberships.teams[0].team_id, f.team.to_string());
+    assert_eq!(memberships.teams[0].role, "member");
+
+    // Permission checks follow the organization roles.
+    let check = |actor: &str, permission: &str, kind: &str, id: String| {
+        with_token(
+            CheckPermissionRequest {
+                user_id: String::new(),
+                permission: permission.into(),
+                resource_type: kind.into(),
+                resource_id: id,
+            },
+            w.token(actor),
+        )
+    };
+    let org_id = f.org.to_string();
+    let team_id = f.team.to_string();
+    for (actor, permission, kind, id, expected) in [
+        (
+            "org_owner",
+            "organization.delete",
+            "organization",
+            &org_id,
+            true,
+        ),
+        ("org_admin", "members.manage", "organization", &org_id, true),
+        (
+            "org_admin",
+            "organization.delete",
+            "organization",
+            &org_id,
+            false,
+        ),
+        (
+            "org_member",
+            "organization.read",
+            "organization",
+            &org_id,
+            true,
+        ),
+        (
+            "org_member",
+            "members.manage",
+            "organization",
+            &org_id,
+            false,
+        ),
+        ("org_member", "team.read", "team", &team_id, true),
+        ("org_member", "team.manage_members", "team", &team_id, false),
+        (
+            "non_member",
+            "organization.read",
+            "organization",
+            &org_id,
+            false,
+        ),
+        ("non_member", "team.read", "team", &team_id, false),
+        (
+            "admin",
+            "organization.suspend",
+            "organization",
+            &org_id,
+            true,
+        ),
+    ] {
+        let allowed = client
+            .check_permission(check(actor, permission, kind, id.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .allowed;
+        assert_eq!(allowed, expected, "{actor} {permission} on {kind}");
+    }
+    let unknown = client
+        .check_permission(check("org_member", "everything", "organization", org_id))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+
+    // Taken off the team, the member's next call no longer lists it.
+    w.app
+        .services
+        .tenancy
+        .remove_team_member(
+            w.user("org_owner"),
+            f.org,
+            f.team,
+            member.id,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let memberships = client
+        .list_memberships(list(w.token("org_member")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(memberships.teams.is_empty());
+    w.app.stop().await;
+}
