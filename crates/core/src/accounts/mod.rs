@@ -1354,8 +1354,9 @@ impl AccountService {
         }
     }
 
-    /// The active user a JWT belongs to. Roles come from the token (they may
-    /// lag a role change until it expires); status is checked live.
+    /// The active user a JWT belongs to, as stored now: roles and status are
+    /// read from the account on every request, so a change counts at once
+    /// (stricter than SPEC §2 asks; the roles in the token are informational).
     pub async fn authenticate_token(&self, token: &str) -> Result<(User, Claims)> {
         let claims = self.tokens.verify(token)?;
         let user = self.get_user(claims.user_id()?).await.map_err(|_| {

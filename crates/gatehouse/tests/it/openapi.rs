@@ -10,3 +10,31 @@ fn checked_in_openapi_matches_the_code() {
         "OpenAPI.yaml is out of date: regenerate it with `cargo run -p gatehouse -- openapi > OpenAPI.yaml`"
     );
 }
+
+#[test]
+fn every_api_route_is_documented_and_every_documented_route_is_served() {
+    let spec = serde_json::to_value(gatehouse_api::openapi::spec()).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    // The documentation pages and the document itself are not API operations.
+    let undocumented = ["/docs", "/admin/docs", "/openapi.json"];
+    let served: std::collections::BTreeSet<_> = gatehouse_api::rest::routes()
+        .into_iter()
+        .filter(|(_, path)| !undocumented.contains(path))
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        served.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served but not in the OpenAPI document"
+    );
+    assert_eq!(
+        documented.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not served"
+    );
+}
