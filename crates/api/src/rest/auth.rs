@@ -237,8 +237,15 @@ pub async fn logout(
     Client(client): Client,
     SignedIn(auth): SignedIn,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &auth.session_token {
-        state.services.accounts.logout(token, &client).await?;
+    match &auth.session_token {
+        Some(token) => state.services.accounts.logout(token, &client).await?,
+        None => {
+            state
+                .services
+                .accounts
+                .logout_token(&auth.user, &client)
+                .await
+        }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

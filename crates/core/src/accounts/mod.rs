@@ -1137,6 +1137,20 @@ impl AccountService {
         Ok(())
     }
 
+    /// Records the sign-out of a JWT holder. Nothing ends on the server: a
+    /// JWT stays valid until it expires, which is why their lifetime is short.
+    pub async fn logout_token(&self, user: &User, client: &ClientInfo) {
+        let details = serde_json::json!({"kind": "jwt", "ended": false});
+        self.audit(
+            Actor::User { id: user.id },
+            "auth.logout",
+            Outcome::Success,
+            client,
+            details,
+        )
+        .await;
+    }
+
     /// Ends every session of the user except `keep`; returns how many ended.
     pub async fn revoke_all_sessions(&self, user_id: Id, keep: Option<Id>) -> Result<usize> {
         Ok(self

@@ -318,6 +318,13 @@ impl World {
         }
     }
 
+    /// The ID of the newest audit event.
+    pub async fn newest_audit_event(&self) -> Option<Id> {
+        let admin = self.user("admin");
+        let events = self.app.services.audit.list(admin, None, 1).await.unwrap();
+        events.first().map(|e| e.id)
+    }
+
     /// Fills a template's placeholders for one cell.
     pub fn fill(&self, template: &str, f: &Fixture, me: Option<&User>) -> String {
         let n = self.next();
@@ -392,11 +399,20 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
     for row in &rows {
         for (i, actor) in ACTORS.iter().enumerate() {
             let fixture = world.fixture(row.path.contains("{victim}")).await;
+            let before = world.newest_audit_event().await;
             let got = world.send(row, i, &fixture).await;
             if got != row.expect[i] {
                 wrong.push(format!(
                     "{} {} as {actor}: expected {}, got {got}",
                     row.method, row.path, row.expect[i]
+                ));
+            }
+            // Every successful write leaves an audit event.
+            let write = row.method != Method::GET;
+            if write && (200..300).contains(&got) && world.newest_audit_event().await == before {
+                wrong.push(format!(
+                    "{} {} as {actor}: {got} without an audit event",
+                    row.method, row.path
                 ));
             }
         }
