@@ -1461,26 +1461,49 @@ impl AccountService {
             .as_deref()
             .map(parse_display_name)
             .transpose()?;
-        let before = self.get_user(user_id).await?;
-        if let Some(roles) = &change.roles {
-            check_roles(&before, roles)?;
-        }
-        self.update_user(user_id, |u| {
-            if let Some(name) = &display_name {
-                u.display_name = name.clone();
-            }
-            if let Some(roles) = &change.roles {
-                u.roles = roles.clone();
-            }
-            if let Some(status) = change.status {
-                u.status = status;
-            }
-        })
-        .await?;
+        let now = self.env.clock.now();
+        let actor_id = actor.id;
+        let (before, after) = self
+            .store
+            .run(|tx| {
+                let (change, display_name) = (&change, &display_name);
+                async move {
+                    // The actor's standing is read again in this transaction:
+                    // two admins demoting each other at once cannot both win.
+                    if !own {
+                        let current = keyspace::user(actor_id).get(&tx).await?;
+                        if !current.is_some_and(|a| a.is_active() && a.is_platform_admin()) {
+                            return Err(TxError::Abort(Error::permission_denied(
+                                "only platform admins change other accounts",
+                            )));
+                        }
+                    }
+                    let key = keyspace::user(user_id);
+                    let Some(before) = key.get(&tx).await? else {
+                        return Err(TxError::Abort(Error::not_found("user")));
+                    };
+                    if let Some(roles) = &change.roles {
+                        check_roles(&before, roles).map_err(TxError::Abort)?;
+                    }
+                    let mut after = before.clone();
+                    if let Some(name) = display_name {
+                        after.display_name = name.clone();
+                    }
+                    if let Some(roles) = &change.roles {
+                        after.roles = roles.clone();
+                    }
+                    if let Some(status) = change.status {
+                        after.status = status;
+                    }
+                    after.updated_at = now;
+                    key.put(&tx, &after).await?;
+                    Ok((before, after))
+                }
+            })
+            .await?;
         if change.status == Some(UserStatus::Disabled) {
             self.revoke_all_sessions(user_id, None).await?;
         }
-        let after = self.get_user(user_id).await?;
         let mut details = serde_json::Map::new();
         if before.display_name != after.display_name {
             details.insert(
@@ -1534,6 +1557,13 @@ impl AccountService {
         let (user, orgs) = self
             .store
             .run(|tx| async move {
+                // Read again in this transaction, as in `update_account`.
+                let current = keyspace::user(actor.id).get(&tx).await?;
+                if !current.is_some_and(|a| a.is_active() && a.is_platform_admin()) {
+                    return Err(TxError::Abort(Error::permission_denied(
+                        "only platform admins delete accounts",
+                    )));
+                }
                 let Some(user) = keyspace::user(user_id).get(&tx).await? else {
                     return Err(TxError::Abort(Error::not_found("user")));
                 };

@@ -1137,3 +1137,61 @@ async fn deleting_a_user_frees_their_addresses_and_ends_their_sessions() {
         .unwrap();
     assert_ne!(s.login("ada", PASSWORD, &c).await.unwrap().0.id, ada.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_admins_demoting_each_other_leave_one_admin() {
+    let s = Arc::new(service());
+    let c = ClientInfo::default();
+    let root = s
+        .bootstrap_admin("root@example.com", Some(PASSWORD))
+        .await
+        .unwrap()
+        .unwrap()
+        .admin;
+    let admin_roles = BTreeSet::from([Role::User, Role::Admin]);
+    for round in 0..20 {
+        let mut admins = Vec::new();
+        for who in ["a", "b"] {
+            let email = format!("{who}{round}@example.com");
+            let new = AdminNewUser {
+                email: &email,
+                password: Some(PASSWORD),
+                username: None,
+                display_name: None,
+                provider: false,
+            };
+            let (user, _) = s.admin_create_user(&root, new, &c).await.unwrap();
+            let change = UserChange {
+                roles: Some(admin_roles.clone()),
+                ..UserChange::default()
+            };
+            admins.push(s.update_account(&root, user.id, change, &c).await.unwrap());
+        }
+        let demote = |actor: User, target: Id| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let change = UserChange {
+                    roles: Some(BTreeSet::from([Role::User])),
+                    ..UserChange::default()
+                };
+                s.update_account(&actor, target, change, &ClientInfo::default())
+                    .await
+                    .is_ok()
+            })
+        };
+        let (a, b) = (admins[0].clone(), admins[1].clone());
+        let first = demote(a.clone(), b.id);
+        let second = demote(b.clone(), a.id);
+        let (first, second) = (first.await.unwrap(), second.await.unwrap());
+        assert!(first || second, "one demotion succeeds");
+        let mut still_admin = 0;
+        for id in [a.id, b.id] {
+            still_admin += usize::from(s.get_user(id).await.unwrap().is_platform_admin());
+        }
+        assert_eq!(still_admin, 1, "round {round}");
+        assert!(
+            !(first && second),
+            "round {round}: both demotions went through"
+        );
+    }
+}
