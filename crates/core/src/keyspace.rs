@@ -35,8 +35,8 @@ use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
 use crate::services::system::{Installation, Setting, SettingName};
 use crate::tenancy::model::{
-    Invitation, InvitationRef, Membership, Organization, Team, TeamMember, TeamRef, UserOrgRef,
-    UserTeamRef,
+    Invitation, InvitationRef, Membership, OrgRef, Organization, Team, TeamMember, TeamRef,
+    UserOrgRef, UserTeamRef,
 };
 
 pub const SYSTEM: &str = "system";
@@ -195,6 +195,11 @@ pub fn org(id: crate::Id) -> Key<Organization> {
 /// All organizations, in ID order.
 pub fn orgs() -> KeyRange {
     KeyRange::subspace(&Subspace::from("org"))
+}
+
+/// `("org_by_slug", slug) = OrgRef`
+pub fn org_by_slug(slug: &str) -> Key<OrgRef> {
+    Key::new(pack(&("org_by_slug", slug)))
 }
 
 /// `("org_member", org, user) = Membership`

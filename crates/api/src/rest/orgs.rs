@@ -29,8 +29,11 @@ pub(crate) fn id(segment: &str) -> Result<Id, ApiError> {
 pub struct OrgView {
     #[schema(value_type = String)]
     pub id: Id,
+    /// Unique across the installation.
     pub name: String,
-    /// A user's own organization, made with the account.
+    /// The name in lower case, other characters as `-`; unique.
+    pub slug: String,
+    /// A user's own organization, made with the account (named after its email).
     pub personal: bool,
     /// `active` or `suspended`.
     #[schema(value_type = String)]
@@ -47,6 +50,7 @@ impl OrgView {
         OrgView {
             id: org.id,
             name: org.name,
+            slug: org.slug,
             personal: org.personal,
             status: org.status,
             role,
@@ -96,6 +100,7 @@ pub struct OrgPage {
         (status = 201, description = "Created", body = OrgView),
         (status = 400, description = "Invalid name", body = ErrorBody),
         (status = 403, description = "Provider accounts cannot", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -179,6 +184,7 @@ pub async fn read(
         (status = 200, description = "Renamed", body = OrgView),
         (status = 403, description = "Your role does not allow it, or the organization is suspended", body = ErrorBody),
         (status = 404, description = "No such organization visible to you", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
     ))]
 pub async fn update(
     State(state): State<AppState>,

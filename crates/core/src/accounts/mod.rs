@@ -334,7 +334,7 @@ impl AccountService {
                 let (user, email_key, username) = (&user, &email_key, &new.username);
                 async move {
                     if let Some(org_id) = personal_org {
-                        crate::tenancy::create_personal_org(&tx, org_id, user.id, now).await?;
+                        crate::tenancy::create_personal_org(&tx, org_id, user, now).await?;
                     }
                     let by_email = keyspace::user_by_email(email_key);
                     if by_email.get(&tx).await?.is_some() {

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError};
 
 use self::model::{
-    Invitation, InvitationRef, InvitationStatus, Membership, OrgRole, OrgStatus, Organization,
-    Team, TeamMember, TeamPermission, TeamRef, TeamRole, UserOrgRef, UserTeamRef,
+    Invitation, InvitationRef, InvitationStatus, Membership, OrgRef, OrgRole, OrgStatus,
+    Organization, Team, TeamMember, TeamPermission, TeamRef, TeamRole, UserOrgRef, UserTeamRef,
 };
 use crate::accounts::model::{Email, User};
 use crate::accounts::sessions::{ClientInfo, token_hash};
@@ -276,6 +276,9 @@ async fn delete_org_records(tx: &Tx, org_id: Id) -> Result<(), TxError<Error>> {
             .clear(tx)
             .await?;
     }
+    if let Some(org) = keyspace::org(org_id).get(tx).await? {
+        keyspace::org_by_slug(&org.slug).clear(tx).await?;
+    }
     keyspace::org(org_id).clear(tx).await
 }
 
@@ -283,28 +286,50 @@ async fn delete_org_records(tx: &Tx, org_id: Id) -> Result<(), TxError<Error>> {
 pub(crate) async fn create_personal_org(
     tx: &Tx,
     org_id: Id,
-    user_id: Id,
+    user: &User,
     now: DateTime<Utc>,
 ) -> Result<(), TxError<Error>> {
+    // Named after the account's email, which is unique; should an older
+    // organization hold that name, the user ID makes it unique.
+    let mut name = user.email.to_lowercase();
+    let mut slug = model::slugify(&name).map_err(TxError::Abort)?;
+    if keyspace::org_by_slug(&slug).get(tx).await?.is_some() {
+        name = format!("{name} ({})", user.id);
+        slug = model::slugify(&name).map_err(TxError::Abort)?;
+    }
     let org = Organization {
         id: org_id,
-        name: "Personal".to_string(),
+        name,
+        slug,
         personal: true,
         status: OrgStatus::Active,
         created_at: now,
         updated_at: now,
     };
+    claim_slug(tx, &org.slug, org_id).await?;
     keyspace::org(org_id).put(tx, &org).await?;
     put_membership(
         tx,
         &Membership {
             org_id,
-            user_id,
+            user_id: user.id,
             role: OrgRole::Owner,
             joined_at: now,
         },
     )
     .await
+}
+
+/// Takes `slug` for `org_id`; `conflict` if another organization holds it.
+async fn claim_slug(tx: &Tx, slug: &str, org_id: Id) -> Result<(), TxError<Error>> {
+    let key = keyspace::org_by_slug(slug);
+    match key.get(tx).await? {
+        Some(held) if held.org_id != org_id => abort(Error::conflict(
+            "an organization with this name exists; choose another",
+        )),
+        Some(_) => Ok(()),
+        None => key.put(tx, &OrgRef { org_id }).await,
+    }
 }
 
 /// Takes a user out of every organization and team, inside the transaction
@@ -393,9 +418,11 @@ impl TenancyService {
     ) -> Result<Organization> {
         require_user_role(actor)?;
         let now = self.env.clock.now();
+        let name = model::parse_name(name, "organization")?;
         let org = Organization {
             id: self.env.ids.next_id(),
-            name: model::parse_name(name, "organization")?,
+            slug: model::slugify(&name)?,
+            name,
             personal: false,
             status: OrgStatus::Active,
             created_at: now,
@@ -405,6 +432,7 @@ impl TenancyService {
             .run(|tx| {
                 let org = &org;
                 async move {
+                    claim_slug(&tx, &org.slug, org.id).await?;
                     keyspace::org(org.id).put(&tx, org).await?;
                     let owner = Membership {
                         org_id: org.id,
@@ -499,16 +527,22 @@ impl TenancyService {
         client: &ClientInfo,
     ) -> Result<Organization> {
         let name = model::parse_name(name, "organization")?;
+        let slug = model::slugify(&name)?;
         let now = self.env.clock.now();
         let org = self
             .store
             .run(|tx| {
-                let name = &name;
+                let (name, slug) = (&name, &slug);
                 async move {
                     let access = load_access(&tx, actor, org_id).await?;
                     access.require(OrgAction::Update)?;
                     let mut org = access.org;
+                    if &org.slug != slug {
+                        claim_slug(&tx, slug, org_id).await?;
+                        keyspace::org_by_slug(&org.slug).clear(&tx).await?;
+                    }
                     org.name = name.clone();
+                    org.slug = slug.clone();
                     org.updated_at = now;
                     keyspace::org(org_id).put(&tx, &org).await?;
                     Ok::<_, TxError<Error>>(org)

@@ -20,7 +20,10 @@ pub enum OrgStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Organization {
     pub id: Id,
+    /// Unique: no two organizations share a [`slug`](Self::slug).
     pub name: String,
+    /// The name in lower case with runs of other characters as `-`.
+    pub slug: String,
     /// A user's own organization, made with the account and removed with it.
     pub personal: bool,
     pub status: OrgStatus,
@@ -242,6 +245,36 @@ pub fn parse_name(name: &str, what: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// `("org_by_slug", slug)`: organization names are unique by their slug.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgRef {
+    pub org_id: Id,
+}
+
+impl Record for OrgRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "organization name index entry";
+}
+
+/// The slug of a name: lower-case letters and digits, other runs as one `-`.
+pub fn slugify(name: &str) -> Result<String> {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_string();
+    if slug.is_empty() {
+        return Err(Error::invalid_input(
+            "an organization name needs at least one letter or digit",
+        ));
+    }
+    Ok(slug)
+}
+
 /// A model name in an allow-list: 1 to 200 characters, no whitespace or
 /// control characters.
 pub fn parse_model_names(names: &[String]) -> Result<BTreeSet<String>> {
@@ -284,6 +317,9 @@ mod tests {
             assert!(parse_name(bad, "team").is_err(), "{bad:?}");
         }
         assert!(parse_model_names(&["gpt 4".into()]).is_err());
+        assert_eq!(slugify("  Acme, Inc. ").unwrap(), "acme-inc");
+        assert_eq!(slugify("Ünïcode Lab").unwrap(), "ünïcode-lab");
+        assert!(slugify("--").is_err());
         assert_eq!(
             parse_model_names(&["b".into(), "a".into(), "a".into()])
                 .unwrap()

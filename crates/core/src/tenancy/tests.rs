@@ -66,7 +66,7 @@ impl World {
                         .put(&tx, &crate::accounts::UserRef { id: user.id })
                         .await?;
                     if personal {
-                        create_personal_org(&tx, org_id, user.id, now).await?;
+                        create_personal_org(&tx, org_id, user, now).await?;
                     }
                     Ok::<_, TxError<Error>>(())
                 }
@@ -143,6 +143,16 @@ async fn every_user_gets_a_personal_organization_and_providers_none() {
     assert_eq!(orgs.len(), 1);
     let (personal, role) = &orgs[0];
     assert!(personal.personal);
+    assert_eq!(personal.name, "ada@example.com");
+    // Should someone already hold that name, the personal one is still made.
+    let taken = w
+        .tenancy
+        .create_org(&ada, "bob@example.com", &w.client)
+        .await
+        .unwrap();
+    let bob = w.user("bob", &[Role::User]).await;
+    let (bobs, _) = &w.tenancy.orgs_of(bob.id).await.unwrap()[0];
+    assert!(bobs.personal && bobs.name.starts_with("bob@example.com (") && bobs.id != taken.id);
     assert_eq!(*role, OrgRole::Owner);
     // It cannot be deleted on its own, nor left by its only owner.
     assert_eq!(
@@ -182,6 +192,25 @@ async fn organizations_are_created_renamed_and_deleted_by_their_owner() {
     assert_eq!(
         code(w.tenancy.update_org(&owner, org, "  ", &w.client).await),
         ErrorCode::InvalidInput
+    );
+    // Names are unique by slug; renaming frees the old one.
+    assert_eq!(
+        code(w.tenancy.create_org(&member, "ACME corp!", &w.client).await),
+        ErrorCode::Conflict
+    );
+    let acme = w
+        .tenancy
+        .create_org(&member, "Acme", &w.client)
+        .await
+        .unwrap();
+    assert_eq!(acme.slug, "acme");
+    assert_eq!(
+        code(
+            w.tenancy
+                .update_org(&member, acme.id, "acme-corp", &w.client)
+                .await
+        ),
+        ErrorCode::Conflict
     );
     assert_eq!(
         code(w.tenancy.delete_org(&admin, org, &w.client).await),

@@ -103,7 +103,7 @@ pub fn rows() -> Vec<Row> {
         row!(POST "/api/v1/organizations", Some(r#"{"name": "New {n}"}"#),
                                                                           [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
         row!(GET "/api/v1/organizations/{org}", None,                     [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
-        row!(PATCH "/api/v1/organizations/{org}", Some(r#"{"name": "Renamed"}"#),
+        row!(PATCH "/api/v1/organizations/{org}", Some(r#"{"name": "Renamed {n}"}"#),
                                                                           [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
         row!(DELETE "/api/v1/organizations/{org}", None,                  [401, 404, 204, 403, 404, 404, 204, 403, 403, 404]),
         row!(POST "/api/v1/organizations/{org}/suspend", None,            [401, 404, 200, 403, 404, 404, 403, 403, 403, 404]),
@@ -251,7 +251,8 @@ impl World {
         let tenancy = &self.app.services.tenancy;
         let c = ClientInfo::default();
         let owner = self.user("org_owner");
-        let org = tenancy.create_org(owner, "Fixture", &c).await.unwrap().id;
+        let name = format!("Fixture {}", self.next());
+        let org = tenancy.create_org(owner, &name, &c).await.unwrap().id;
         for (actor, role) in [
             ("org_admin", OrgRole::Admin),
             ("org_member", OrgRole::Member),
