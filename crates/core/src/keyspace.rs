@@ -31,6 +31,9 @@ use crate::accounts::model::{User, Username};
 use crate::accounts::sessions::{Session, SessionRef};
 use crate::accounts::throttle::Failures;
 use crate::accounts::{BootstrapRecord, UserRef};
+use crate::catalog::model::{
+    Alias, Credential, CredentialScope, Endpoint, IdRef, Model, Subscription,
+};
 use crate::codec::Key;
 use crate::services::cluster::{LeaderLease, WorkerLease};
 use crate::services::system::{Installation, Setting, SettingName};
@@ -275,6 +278,92 @@ pub fn user_teams(user: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from("user_team").subspace(&(user.0,)))
 }
 
+/// `("credential", id) = Credential`
+pub fn credential(id: crate::Id) -> Key<Credential> {
+    Key::new(pack(&("credential", id.0)))
+}
+
+/// All credentials.
+pub fn credentials() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("credential"))
+}
+
+/// `("credential_by_scope", kind, scope id, id) = IdRef`
+pub fn credential_by_scope(scope: CredentialScope, id: crate::Id) -> Key<IdRef> {
+    let (kind, owner) = scope.index();
+    Key::new(pack(&("credential_by_scope", kind, owner, id.0)))
+}
+
+/// `("endpoint", id) = Endpoint`
+pub fn endpoint(id: crate::Id) -> Key<Endpoint> {
+    Key::new(pack(&("endpoint", id.0)))
+}
+
+/// All endpoints.
+pub fn endpoints() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("endpoint"))
+}
+
+/// `("endpoint_by_name", name) = IdRef`
+pub fn endpoint_by_name(name: &str) -> Key<IdRef> {
+    Key::new(pack(&("endpoint_by_name", name)))
+}
+
+/// `("model", id) = Model`
+pub fn model(id: crate::Id) -> Key<Model> {
+    Key::new(pack(&("model", id.0)))
+}
+
+/// All models.
+pub fn models() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("model"))
+}
+
+/// `("model_by_name", name) = IdRef`
+pub fn model_by_name(name: &str) -> Key<IdRef> {
+    Key::new(pack(&("model_by_name", name)))
+}
+
+/// `("alias", id) = Alias`
+pub fn alias(id: crate::Id) -> Key<Alias> {
+    Key::new(pack(&("alias", id.0)))
+}
+
+/// All aliases.
+pub fn aliases() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("alias"))
+}
+
+/// `("alias_global", alias) = IdRef`
+pub fn alias_global(alias: &str) -> Key<IdRef> {
+    Key::new(pack(&("alias_global", alias)))
+}
+
+/// `("alias_user", user, alias) = IdRef`
+pub fn alias_user(user: crate::Id, alias: &str) -> Key<IdRef> {
+    Key::new(pack(&("alias_user", user.0, alias)))
+}
+
+/// `("subscription", id) = Subscription`
+pub fn subscription(id: crate::Id) -> Key<Subscription> {
+    Key::new(pack(&("subscription", id.0)))
+}
+
+/// All subscriptions.
+pub fn subscriptions() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("subscription"))
+}
+
+/// `("subscription_by_user", user, model) = IdRef`
+pub fn subscription_by_user(user: crate::Id, model: crate::Id) -> Key<IdRef> {
+    Key::new(pack(&("subscription_by_user", user.0, model.0)))
+}
+
+/// All of `("subscription_by_user", user, *)`.
+pub fn subscriptions_of(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("subscription_by_user").subspace(&(user.0,)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +424,11 @@ mod tests {
         );
         // ("org", *) does not take in ("org_member", ...) or ("org_invitation", ...).
         assert!(!orgs().contains(org_member(a, b).as_bytes()));
+        assert_eq!(
+            credential_by_scope(CredentialScope::Organization { org_id: a }, b).as_bytes(),
+            b"\x02credential_by_scope\x00\x02org\x00\x15\x01\x15\x02"
+        );
+        assert!(!models().contains(model_by_name("m").as_bytes()));
         // Integers, as entity IDs will be stored: type code 0x15 + one byte.
         assert_eq!(pack(&("user", 42u64)), b"\x02user\x00\x15\x2a");
         // Strings with NUL bytes are escaped so tuples still sort correctly.

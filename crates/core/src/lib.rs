@@ -7,8 +7,10 @@
 pub mod accounts;
 pub mod audit;
 pub mod blocking;
+pub mod catalog;
 pub mod changes;
 pub mod codec;
+pub mod crypto;
 pub mod email;
 pub mod env;
 pub mod error;

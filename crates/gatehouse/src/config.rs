@@ -177,6 +177,9 @@ impl fmt::Debug for Secret {
 pub struct AuthConfig {
     pub jwt_secret: Option<Secret>,
     pub key_encryption_secret: Option<Secret>,
+    /// Earlier key-encryption secrets: they still decrypt, never encrypt
+    /// (see `gatehouse rotate-encryption-key`).
+    pub previous_key_encryption_secrets: Vec<Secret>,
     /// Lifetime of JWTs from `POST /api/v1/auth/login`.
     pub jwt_ttl_secs: u64,
     /// Whether anyone may create an account with `POST /api/v1/auth/register`.
@@ -196,6 +199,7 @@ impl Default for AuthConfig {
         AuthConfig {
             jwt_secret: None,
             key_encryption_secret: None,
+            previous_key_encryption_secrets: Vec::new(),
             jwt_ttl_secs: 24 * 60 * 60,
             registration_enabled: true,
             password_min_chars: 8,
@@ -381,6 +385,10 @@ impl Config {
                 "server.grpc_addr",
                 "must differ from server.http_addr",
             ));
+        }
+        for secret in &self.auth.previous_key_encryption_secrets {
+            decode_secret(secret)
+                .map_err(|problem| field_error("auth.previous_key_encryption_secrets", problem))?;
         }
         for (field, secret) in [
             ("auth.jwt_secret", &self.auth.jwt_secret),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod mail;
 pub mod secrets;
 pub mod telemetry;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use gatehouse_core::accounts::AccountSettings;
 use gatehouse_core::accounts::password::PasswordPolicy;
 use gatehouse_core::accounts::sessions::SessionPolicy;
 use gatehouse_core::blocking::BlockingPool;
+use gatehouse_core::crypto::KeyRing;
 use gatehouse_core::env::{Clock, OsRandom, SystemClock};
-use gatehouse_core::services::Services;
 use gatehouse_core::services::cluster::ClusterService;
+use gatehouse_core::services::{CatalogSettings, Services};
 use gatehouse_storage::Engine;
 use tokio_util::sync::CancellationToken;
 
@@ -39,48 +41,12 @@ pub struct Gatehouse {
 impl Gatehouse {
     /// Opens storage, initializes the store, and binds the servers.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let storage = config.storage_config()?;
-        let store = gatehouse_storage::open(&storage)
-            .await
-            .with_context(|| format!("opening storage engine `{}`", storage.engine))?;
-        let persist = (storage.engine == Engine::Embedded).then_some(storage.path.as_path());
-        let secrets = secrets::resolve(config, persist)?;
-
+        let Opened {
+            services,
+            worker_id,
+            engine,
+        } = open_services(config).await?;
         let lease = Duration::from_secs(config.cluster.lease_secs);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let cluster = Arc::new(ClusterService::new(
-            store.clone(),
-            clock.clone(),
-            &OsRandom,
-            lease.as_millis() as i64,
-        ));
-        let preferred = match config.ids.worker_id {
-            WorkerId::Auto => None,
-            WorkerId::Fixed(id) => Some(id),
-        };
-        let worker_id = cluster
-            .lease_worker_id(preferred)
-            .await
-            .context("leasing a snowflake worker ID (ids.worker_id)")?;
-        let env = Env::system(worker_id, clock)?;
-        let services = Services::new(
-            store,
-            env,
-            cluster,
-            Arc::new(TokioBlockingPool::new()),
-            AccountSettings {
-                jwt_secret: secrets.jwt,
-                jwt_ttl_secs: config.auth.jwt_ttl_secs as i64,
-                registration_enabled: config.auth.registration_enabled,
-                password_policy: PasswordPolicy {
-                    min_chars: config.auth.password_min_chars,
-                },
-                sessions: SessionPolicy {
-                    idle_secs: config.auth.session_idle_secs as i64,
-                    absolute_secs: config.auth.session_absolute_secs as i64,
-                },
-            },
-        );
         let installation = services.system.initialize().await?;
         let admin_password = config
             .bootstrap
@@ -105,7 +71,7 @@ impl Gatehouse {
         }
         tracing::info!(
             installation_id = %installation.id,
-            engine = storage.engine.as_str(),
+            engine = engine.as_str(),
             worker_id,
             "store ready"
         );
@@ -167,6 +133,103 @@ impl Gatehouse {
         served?;
         Ok(driven?)
     }
+}
+
+/// Storage and core services, with a leased worker ID, before any listener.
+pub struct Opened {
+    pub services: Services,
+    pub worker_id: u16,
+    pub engine: Engine,
+}
+
+/// Opens storage, resolves secrets, leases a worker ID and builds the
+/// services: what `serve` and the maintenance commands share.
+pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
+    let storage = config.storage_config()?;
+    let store = gatehouse_storage::open(&storage)
+        .await
+        .with_context(|| format!("opening storage engine `{}`", storage.engine))?;
+    let persist = (storage.engine == Engine::Embedded).then_some(storage.path.as_path());
+    let secrets = secrets::resolve(config, persist)?;
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cluster = Arc::new(ClusterService::new(
+        store.clone(),
+        clock.clone(),
+        &OsRandom,
+        Duration::from_secs(config.cluster.lease_secs).as_millis() as i64,
+    ));
+    let preferred = match config.ids.worker_id {
+        WorkerId::Auto => None,
+        WorkerId::Fixed(id) => Some(id),
+    };
+    let worker_id = cluster
+        .lease_worker_id(preferred)
+        .await
+        .context("leasing a snowflake worker ID (ids.worker_id)")?;
+    let env = Env::system(worker_id, clock)?;
+    let services = Services::new(
+        store,
+        env,
+        cluster,
+        Arc::new(TokioBlockingPool::new()),
+        AccountSettings {
+            jwt_secret: secrets.jwt,
+            jwt_ttl_secs: config.auth.jwt_ttl_secs as i64,
+            registration_enabled: config.auth.registration_enabled,
+            password_policy: PasswordPolicy {
+                min_chars: config.auth.password_min_chars,
+            },
+            sessions: SessionPolicy {
+                idle_secs: config.auth.session_idle_secs as i64,
+                absolute_secs: config.auth.session_absolute_secs as i64,
+            },
+        },
+        CatalogSettings {
+            keys: Arc::new(
+                KeyRing::new(&secrets.key_encryption, &secrets.previous_key_encryption)
+                    .context("auth.key_encryption_secret")?,
+            ),
+            lister: Arc::new(upstream::HttpModelLister::new()?),
+        },
+    );
+    Ok(Opened {
+        services,
+        worker_id,
+        engine: storage.engine,
+    })
+}
+
+/// `gatehouse rotate-encryption-key`: re-seals every stored secret with the
+/// current key-encryption secret; returns how many were re-sealed. Run it
+/// after making the new secret current and listing the old one under
+/// `auth.previous_key_encryption_secrets`; remove the old one afterwards.
+pub async fn rotate_encryption_key(config: &Config) -> anyhow::Result<usize> {
+    let opened = open_services(config).await?;
+    let resealed = opened.services.catalog.reseal_all().await;
+    if let Err(e) = opened
+        .services
+        .cluster
+        .release_worker_id(opened.worker_id)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the worker ID; its lease expires on its own");
+    }
+    let resealed = resealed.context("re-sealing stored secrets")?;
+    opened
+        .services
+        .audit
+        .record(gatehouse_core::audit::NewEvent {
+            actor: gatehouse_core::audit::Actor::System,
+            action: "secrets.reseal",
+            outcome: gatehouse_core::audit::Outcome::Success,
+            target: None,
+            organization: None,
+            client: &Default::default(),
+            details: serde_json::json!({"resealed": resealed}),
+        })
+        .await;
+    Ok(resealed)
 }
 
 /// Password hashing runs on tokio's blocking threads, at most one job per CPU

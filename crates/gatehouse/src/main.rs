@@ -27,6 +27,19 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Print the OpenAPI document (YAML) of the REST API.
     Openapi,
+    /// Re-encrypt every stored secret with the current key-encryption secret.
+    /// First make the new secret `auth.key_encryption_secret` and list the old
+    /// one in `auth.previous_key_encryption_secrets`; remove it afterwards.
+    RotateEncryptionKey(StoreArgs),
+}
+
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Data directory of the embedded engine (overrides storage.path).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +85,29 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
+            }
+        }
+        Command::RotateEncryptionKey(args) => {
+            let overrides = Overrides {
+                config_file: args.config.config,
+                data_dir: args.data_dir,
+                ..Overrides::default()
+            };
+            let config = match Config::load(&overrides) {
+                Ok(config) => config,
+                Err(e) => return fail(e),
+            };
+            telemetry::init(&config.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(e),
+            };
+            match runtime.block_on(gatehouse::rotate_encryption_key(&config)) {
+                Ok(count) => {
+                    println!("re-encrypted {count} secrets with the current key");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("{e:#}")),
             }
         }
         Command::Serve(args) => {

@@ -19,6 +19,8 @@ pub const DEV_SECRETS_FILE: &str = "dev-secrets.json";
 pub struct Secrets {
     pub jwt: Vec<u8>,
     pub key_encryption: Vec<u8>,
+    /// Earlier key-encryption secrets, which only decrypt.
+    pub previous_key_encryption: Vec<Vec<u8>>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -78,9 +80,19 @@ pub fn resolve(config: &Config, persist_in: Option<&Path>) -> anyhow::Result<Sec
             ),
         }
     }
+    let previous_key_encryption = config
+        .auth
+        .previous_key_encryption_secrets
+        .iter()
+        .map(|s| {
+            decode_secret(s)
+                .map_err(|p| anyhow::anyhow!("auth.previous_key_encryption_secrets: {p}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
     Ok(Secrets {
         jwt,
         key_encryption,
+        previous_key_encryption,
     })
 }
 

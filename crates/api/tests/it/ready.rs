@@ -54,7 +54,17 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         sessions: Default::default(),
     };
     let app = router(
-        Services::new(store, env, cluster, Arc::new(InlinePool), accounts),
+        Services::new(
+            store,
+            env,
+            cluster,
+            Arc::new(InlinePool),
+            accounts,
+            gatehouse_core::services::CatalogSettings {
+                keys: Arc::new(gatehouse_core::crypto::KeyRing::new(&[2; 32], &[]).unwrap()),
+                lister: Arc::new(gatehouse_core::catalog::NoLister),
+            },
+        ),
         RestOptions {
             body_limit_bytes: 1024,
             request_timeout: Duration::from_secs(5),

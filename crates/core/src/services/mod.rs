@@ -11,7 +11,9 @@ use crate::Env;
 use crate::accounts::{AccountService, AccountSettings};
 use crate::audit::AuditLog;
 use crate::blocking::BlockingPool;
+use crate::catalog::{CatalogService, ModelLister};
 use crate::changes::ChangeFeed;
+use crate::crypto::KeyRing;
 use crate::email::Outbox;
 use crate::tenancy::TenancyService;
 
@@ -25,6 +27,15 @@ pub struct Services {
     pub audit: Arc<AuditLog>,
     pub outbox: Arc<Outbox>,
     pub tenancy: Arc<TenancyService>,
+    pub catalog: Arc<CatalogService>,
+}
+
+/// What the catalogue needs from the deployment.
+pub struct CatalogSettings {
+    /// Seals and opens secrets at rest.
+    pub keys: Arc<KeyRing>,
+    /// Reads endpoints' model lists for model sync.
+    pub lister: Arc<dyn ModelLister>,
 }
 
 impl Services {
@@ -36,6 +47,7 @@ impl Services {
         cluster: Arc<cluster::ClusterService>,
         pool: Arc<dyn BlockingPool>,
         accounts: AccountSettings,
+        catalog: CatalogSettings,
     ) -> Self {
         let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
         let env_for_outbox = env.clone();
@@ -47,6 +59,13 @@ impl Services {
                 pool,
                 audit.clone(),
                 accounts,
+            )),
+            catalog: Arc::new(CatalogService::new(
+                store.clone(),
+                env_for_outbox.clone(),
+                audit.clone(),
+                catalog.keys,
+                catalog.lister,
             )),
             tenancy: Arc::new(TenancyService::new(
                 store.clone(),

@@ -47,6 +47,8 @@ pub enum OrgAction {
     ManageKeys,
     /// Manage the organization's vaults.
     ManageVaults,
+    /// Create, read, change and delete the organization's credentials: owners and admins.
+    ManageCredentials,
     /// Suspend or resume: platform admins only.
     Suspend,
 }
@@ -78,9 +80,10 @@ impl OrgAccess {
         let delegated = |p| is_member && self.delegated.contains(&p);
         match action {
             OrgAction::Delete => role == OrgRole::Owner,
-            OrgAction::Update | OrgAction::ManageMembers | OrgAction::SetTeamPolicy => {
-                is_member && role >= OrgRole::Admin
-            }
+            OrgAction::Update
+            | OrgAction::ManageMembers
+            | OrgAction::SetTeamPolicy
+            | OrgAction::ManageCredentials => is_member && role >= OrgRole::Admin,
             OrgAction::Invite => {
                 is_member && role >= OrgRole::Admin || delegated(TeamPermission::InviteMembers)
             }
@@ -114,6 +117,11 @@ impl OrgAccess {
 
     fn is_owner(&self) -> bool {
         self.role == Some(OrgRole::Owner)
+    }
+
+    /// The caller reads everything as a platform admin or read-only admin.
+    pub fn platform_reader(&self) -> bool {
+        self.platform_reader
     }
 }
 
@@ -1462,7 +1470,7 @@ impl TenancyService {
     /// Whether `user` holds the named permission on `resource`. Names:
     /// `organization.read`, `organization.update`, `organization.delete`,
     /// `members.manage`, `members.invite`, `teams.manage`, `teams.set_policy`,
-    /// `keys.manage`, `vaults.manage`, `organization.suspend`; on a team also
+    /// `keys.manage`, `vaults.manage`, `credentials.manage`, `organization.suspend`; on a team also
     /// `team.read` and `team.manage_members` (its managers). An unknown name is
     /// `invalid_input`; a resource the user may not see is simply `false`.
     pub async fn check_permission(
@@ -1482,6 +1490,7 @@ impl TenancyService {
             "teams.set_policy" => Some(OrgAction::SetTeamPolicy),
             "keys.manage" => Some(OrgAction::ManageKeys),
             "vaults.manage" => Some(OrgAction::ManageVaults),
+            "credentials.manage" => Some(OrgAction::ManageCredentials),
             other => {
                 return Err(Error::invalid_input(format!(
                     "unknown permission {other:?}"

@@ -1,0 +1,234 @@
+//! The model catalogue (SPEC §1): credentials, inference endpoints, models,
+//! aliases and subscriptions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+use crate::crypto::Sealed;
+use crate::{Error, Id, Result};
+
+/// Who a credential belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CredentialScope {
+    /// The platform's own, managed by platform admins.
+    Platform,
+    /// An organization's, managed by its owners and admins.
+    Organization { org_id: Id },
+    /// A provider account's own (`oauth_account` credentials).
+    User { user_id: Id },
+}
+
+impl CredentialScope {
+    /// The two tuple elements that group credentials by scope in the keyspace.
+    pub fn index(self) -> (&'static str, u64) {
+        match self {
+            CredentialScope::Platform => ("platform", 0),
+            CredentialScope::Organization { org_id } => ("org", org_id.0),
+            CredentialScope::User { user_id } => ("user", user_id.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Openai,
+    Anthropic,
+    OauthAccount,
+    Generic,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: Id,
+    pub scope: CredentialScope,
+    pub name: String,
+    pub kind: CredentialKind,
+    /// The secret data (a JSON object), sealed for `credential:<id>`.
+    pub secret: Sealed,
+    /// Non-secret settings shown to readers (account name, region, …).
+    pub metadata: serde_json::Value,
+    pub created_by: Id,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for Credential {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "credential";
+}
+
+impl Credential {
+    /// The associated data its secret is sealed with.
+    pub fn context(id: Id) -> String {
+        format!("credential:{id}")
+    }
+}
+
+/// An index entry that points at an entity by ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdRef {
+    pub id: Id,
+}
+
+impl Record for IdRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "index entry";
+}
+
+/// The API an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiFlavour {
+    /// OpenAI-compatible (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`).
+    Openai,
+    /// Anthropic (`/v1/messages`).
+    Anthropic,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: Id,
+    /// Unique.
+    pub name: String,
+    /// e.g. `https://api.openai.com` (the `/v1/...` paths are appended).
+    pub base_url: String,
+    pub flavour: ApiFlavour,
+    /// Whose secret authenticates upstream calls.
+    pub credential_id: Option<Id>,
+    /// An outbound HTTP proxy for upstream calls (AIGateway's proxies).
+    pub proxy_url: Option<String>,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for Endpoint {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "inference endpoint";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: Id,
+    /// The public name clients ask for; unique.
+    pub name: String,
+    pub endpoint_id: Id,
+    /// The name the endpoint knows it by.
+    pub upstream_name: String,
+    pub provider: String,
+    pub context_length: Option<u32>,
+    /// US dollars per input token.
+    pub input_cost_per_token: f64,
+    /// US dollars per output token.
+    pub output_cost_per_token: f64,
+    pub enabled: bool,
+    /// Needs an approved subscription.
+    pub restricted: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for Model {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "model";
+}
+
+/// Another name for a model: global (admins) or one user's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub id: Id,
+    pub alias: String,
+    pub model_id: Id,
+    /// `None` for a global alias.
+    pub owner_id: Option<Id>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Record for Alias {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "model alias";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Pending,
+    Active,
+    Denied,
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: Id,
+    pub user_id: Id,
+    pub model_id: Id,
+    pub status: SubscriptionStatus,
+    pub requested_at: DateTime<Utc>,
+    pub decided_by: Option<Id>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+impl Record for Subscription {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "subscription";
+}
+
+/// A model or alias name: 1 to 200 characters without whitespace or control
+/// characters (so it fits a URL path and a JSON field unchanged).
+pub fn parse_model_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > 200
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid_input(
+            "model names are 1 to 200 characters without spaces",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// An `http` or `https` URL without a query or fragment, trailing `/` removed.
+pub fn parse_url(url: &str, what: &str) -> Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !r.contains(['?', '#', ' '])
+            && !r.chars().any(char::is_control)
+    }) && url.len() <= 2000;
+    if !ok {
+        return Err(Error::invalid_input(format!(
+            "{what} must be an http:// or https:// URL without query or fragment"
+        )));
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names_are_checked() {
+        assert_eq!(
+            parse_url(" https://api.example.com/ ", "base_url").unwrap(),
+            "https://api.example.com"
+        );
+        for bad in ["ftp://x", "https://", "http://a b", "https://x?y=1", "x"] {
+            assert!(parse_url(bad, "base_url").is_err(), "{bad}");
+        }
+        assert!(parse_model_name("gpt 4").is_err());
+        assert_eq!(parse_model_name(" gpt-4o ").unwrap(), "gpt-4o");
+    }
+}

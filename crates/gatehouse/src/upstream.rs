@@ -1,0 +1,97 @@
+//! Calls to inference endpoints that the control plane makes itself: reading an
+//! endpoint's model list for model sync (`GET {base_url}/v1/models`).
+
+use async_trait::async_trait;
+use gatehouse_core::catalog::model::{ApiFlavour, Endpoint};
+use gatehouse_core::catalog::{ModelLister, UpstreamModel};
+use gatehouse_core::{Error, ErrorCode, Result};
+use serde::Deserialize;
+
+/// Reads model lists over HTTP(S), through the endpoint's proxy if it has one.
+pub struct HttpModelLister;
+
+impl HttpModelLister {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(HttpModelLister)
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ListedModel>,
+}
+
+#[derive(Deserialize)]
+struct ListedModel {
+    id: String,
+    owned_by: Option<String>,
+    /// vLLM names it `max_model_len`; others `context_length` or `context_window`.
+    #[serde(alias = "max_model_len", alias = "context_window")]
+    context_length: Option<u32>,
+}
+
+fn unavailable(endpoint: &Endpoint, what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::Unavailable,
+        format!("endpoint {} did not list its models: {what}", endpoint.name),
+    )
+}
+
+/// The API key in a credential's secret data (`api_key`, or `key` / `token`).
+fn api_key(secret: Option<&serde_json::Value>) -> Option<&str> {
+    let secret = secret?;
+    ["api_key", "key", "token"]
+        .iter()
+        .find_map(|k| secret.get(*k).and_then(|v| v.as_str()))
+}
+
+#[async_trait]
+impl ModelLister for HttpModelLister {
+    async fn list_models(
+        &self,
+        endpoint: &Endpoint,
+        secret: Option<&serde_json::Value>,
+    ) -> Result<Vec<UpstreamModel>> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_millis(
+                endpoint.connect_timeout_ms,
+            ))
+            .timeout(std::time::Duration::from_millis(
+                endpoint.request_timeout_ms.min(60_000),
+            ));
+        if let Some(proxy) = &endpoint.proxy_url {
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy)
+                    .map_err(|e| Error::invalid_input(format!("proxy_url: {e}")))?,
+            );
+        }
+        let client = builder.build().map_err(Error::internal)?;
+        let mut request = client.get(format!("{}/v1/models", endpoint.base_url));
+        if let Some(key) = api_key(secret) {
+            request = match endpoint.flavour {
+                ApiFlavour::Openai => request.bearer_auth(key),
+                ApiFlavour::Anthropic => request
+                    .header("x-api-key", key)
+                    .header("anthropic-version", "2023-06-01"),
+            };
+        }
+        let response = request.send().await.map_err(|e| unavailable(endpoint, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(unavailable(endpoint, format!("HTTP {status}")));
+        }
+        let list: ModelList = response
+            .json()
+            .await
+            .map_err(|e| unavailable(endpoint, format!("unexpected answer: {e}")))?;
+        Ok(list
+            .data
+            .into_iter()
+            .map(|m| UpstreamModel {
+                name: m.id,
+                provider: m.owned_by,
+                context_length: m.context_length,
+            })
+            .collect())
+    }
+}
