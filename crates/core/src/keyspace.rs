@@ -35,6 +35,7 @@ use crate::catalog::model::{
     Alias, Credential, CredentialScope, Endpoint, IdRef, Model, Subscription,
 };
 use crate::codec::Key;
+use crate::keys::model::{ApiKey, LastUsed};
 use crate::services::cluster::{LeaderLease, WorkerLease};
 use crate::services::system::{Installation, Setting, SettingName};
 use crate::tenancy::model::{
@@ -364,6 +365,39 @@ pub fn subscriptions_of(user: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from("subscription_by_user").subspace(&(user.0,)))
 }
 
+/// `("api_key", id) = ApiKey`
+pub fn api_key(id: crate::Id) -> Key<ApiKey> {
+    Key::new(pack(&("api_key", id.0)))
+}
+
+/// All API keys.
+pub fn api_keys() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("api_key"))
+}
+
+/// `("api_key_by_hash", sha256(key)) = IdRef`
+pub fn api_key_by_hash(hash: &[u8]) -> Key<IdRef> {
+    Key::new(pack(&(
+        "api_key_by_hash",
+        gatehouse_storage::tuple::Bytes::from(hash),
+    )))
+}
+
+/// `("api_key_by_owner", user, id) = IdRef`
+pub fn api_key_of(user: crate::Id, id: crate::Id) -> Key<IdRef> {
+    Key::new(pack(&("api_key_by_owner", user.0, id.0)))
+}
+
+/// All of `("api_key_by_owner", user, *)`.
+pub fn api_keys_of(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("api_key_by_owner").subspace(&(user.0,)))
+}
+
+/// `("api_key_last_used", id) = LastUsed`
+pub fn api_key_last_used(id: crate::Id) -> Key<LastUsed> {
+    Key::new(pack(&("api_key_last_used", id.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +463,8 @@ mod tests {
             b"\x02credential_by_scope\x00\x02org\x00\x15\x01\x15\x02"
         );
         assert!(!models().contains(model_by_name("m").as_bytes()));
+        assert!(!api_keys().contains(api_key_last_used(a).as_bytes()));
+        assert_eq!(api_key(b).as_bytes(), b"\x02api_key\x00\x15\x02");
         // Integers, as entity IDs will be stored: type code 0x15 + one byte.
         assert_eq!(pack(&("user", 42u64)), b"\x02user\x00\x15\x2a");
         // Strings with NUL bytes are escaped so tuples still sort correctly.

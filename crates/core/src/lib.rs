@@ -15,6 +15,7 @@ pub mod email;
 pub mod env;
 pub mod error;
 pub mod id;
+pub mod keys;
 pub mod keyspace;
 pub mod services;
 pub mod tenancy;

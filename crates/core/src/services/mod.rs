@@ -15,6 +15,8 @@ use crate::catalog::{CatalogService, ModelLister};
 use crate::changes::ChangeFeed;
 use crate::crypto::KeyRing;
 use crate::email::Outbox;
+use crate::keys::KeyService;
+use crate::keys::index::AccessIndex;
 use crate::tenancy::TenancyService;
 
 /// Every service, wired to one store and environment.
@@ -28,6 +30,7 @@ pub struct Services {
     pub outbox: Arc<Outbox>,
     pub tenancy: Arc<TenancyService>,
     pub catalog: Arc<CatalogService>,
+    pub keys: Arc<KeyService>,
 }
 
 /// What the catalogue needs from the deployment.
@@ -36,6 +39,8 @@ pub struct CatalogSettings {
     pub keys: Arc<KeyRing>,
     /// Reads endpoints' model lists for model sync.
     pub lister: Arc<dyn ModelLister>,
+    /// What every API key starts with, e.g. `ak_`.
+    pub key_prefix: String,
 }
 
 impl Services {
@@ -50,30 +55,42 @@ impl Services {
         catalog: CatalogSettings,
     ) -> Self {
         let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
-        let env_for_outbox = env.clone();
+        let changes = Arc::new(ChangeFeed::new(store.clone()));
+        let index = Arc::new(AccessIndex::new(
+            store.clone(),
+            changes.clone(),
+            env.clock.clone(),
+            &catalog.key_prefix,
+        ));
         Services {
             system: Arc::new(system::SystemService::new(store.clone(), env.clone())),
             accounts: Arc::new(AccountService::new(
                 store.clone(),
-                env,
+                env.clone(),
                 pool,
                 audit.clone(),
                 accounts,
             )),
             catalog: Arc::new(CatalogService::new(
                 store.clone(),
-                env_for_outbox.clone(),
+                env.clone(),
                 audit.clone(),
                 catalog.keys,
                 catalog.lister,
             )),
             tenancy: Arc::new(TenancyService::new(
                 store.clone(),
-                env_for_outbox.clone(),
+                env.clone(),
                 audit.clone(),
             )),
-            outbox: Arc::new(Outbox::new(store.clone(), env_for_outbox)),
-            changes: Arc::new(ChangeFeed::new(store)),
+            outbox: Arc::new(Outbox::new(store.clone(), env.clone())),
+            keys: Arc::new(KeyService::new(
+                store.clone(),
+                env.clone(),
+                audit.clone(),
+                index,
+            )),
+            changes,
             audit,
             cluster,
         }
