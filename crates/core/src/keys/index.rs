@@ -524,7 +524,7 @@ fn resolve(catalog: &Catalog, owner: Id, name: &str) -> Option<Arc<Model>> {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
