@@ -1,4 +1,5 @@
 //! Who is calling. The `Authenticated` extractor accepts, in order:
+//! `X-API-Key: <key>` or `Authorization: Bearer <API key>` (the key's owner),
 //! `Authorization: Bearer <JWT>`, `Authorization: Bearer <session token>`
 //! (command-line sessions), or the `gatehouse_session` cookie (browsers). A
 //! cookie-authenticated request with an unsafe method must come from this
@@ -27,6 +28,8 @@ pub struct Authenticated {
     pub session: Option<Session>,
     /// The raw session token, to end it at logout.
     pub session_token: Option<String>,
+    /// The API key the caller presented, if that is how they signed in.
+    pub api_key: Option<gatehouse_core::Id>,
 }
 
 fn missing() -> ApiError {
@@ -107,6 +110,33 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
         })
         .map(str::trim)
         .filter(|t| !t.is_empty());
+    let header_key = parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let index = state.services.keys.index();
+    let api_key = header_key.or(bearer.filter(|t| index.looks_like_key(t)));
+    if let Some(presented) = api_key {
+        let denied = |d: gatehouse_core::keys::index::Denial| {
+            ApiError(Error::new(ErrorCode::Unauthenticated, d.message()))
+        };
+        let key = index.authenticate(presented).map_err(denied)?;
+        // The owner as stored now: status and roles count at once.
+        let user = accounts
+            .get_user(key.owner_id)
+            .await
+            .map_err(|_| denied(gatehouse_core::keys::index::Denial::OwnerInactive))?;
+        if !user.is_active() {
+            return Err(denied(gatehouse_core::keys::index::Denial::OwnerInactive));
+        }
+        return Ok(Authenticated {
+            user,
+            session: None,
+            session_token: None,
+            api_key: Some(key.id),
+        });
+    }
     if let Some(token) = bearer {
         // JWTs have three dot-separated parts; session tokens have none.
         if token.matches('.').count() == 2 {
@@ -115,6 +145,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
                 user,
                 session: None,
                 session_token: None,
+                api_key: None,
             });
         }
         let (user, session) = accounts.authenticate_session(token).await?;
@@ -122,6 +153,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
             user,
             session: Some(session),
             session_token: Some(token.to_string()),
+            api_key: None,
         });
     }
     let token = cookie(parts, SESSION_COOKIE).ok_or_else(missing)?;
@@ -136,6 +168,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
         user,
         session: Some(session),
         session_token: Some(token.to_string()),
+        api_key: None,
     })
 }
 

@@ -41,6 +41,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub bootstrap: BootstrapConfig,
     pub email: EmailConfig,
+    pub keys: KeysConfig,
     pub log: LogConfig,
 }
 
@@ -247,6 +248,27 @@ impl Default for EmailConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// What every API key starts with: 1-16 of `a-z`, `0-9`, `_`, `-`.
+    pub prefix: String,
+    /// How often the access index reads changes other instances made.
+    pub index_poll_ms: u64,
+    /// How often keys' last-use times are written (in one batch).
+    pub last_used_flush_secs: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            prefix: "ak_".to_string(),
+            index_poll_ms: 250,
+            last_used_flush_secs: 10,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -343,6 +365,23 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let prefix = &self.keys.prefix;
+        if !(1..=16).contains(&prefix.len())
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(field_error(
+                "keys.prefix",
+                "must be 1-16 of a-z, 0-9, '_' and '-'",
+            ));
+        }
+        if self.keys.index_poll_ms == 0 || self.keys.last_used_flush_secs == 0 {
+            return Err(field_error(
+                "keys",
+                "index_poll_ms and last_used_flush_secs must be at least 1",
+            ));
+        }
         let engine = self.engine()?;
         match engine {
             Engine::Embedded if self.storage.path.as_os_str().is_empty() => {

@@ -36,6 +36,7 @@ pub struct Gatehouse {
     pub worker_id: u16,
     lease: Duration,
     jobs: Vec<cluster::Job>,
+    keys: config::KeysConfig,
 }
 
 impl Gatehouse {
@@ -75,6 +76,12 @@ impl Gatehouse {
             worker_id,
             "store ready"
         );
+        services
+            .keys
+            .index()
+            .load()
+            .await
+            .context("loading the API-key access index")?;
         let app = Application::build(&config.server_settings(), services.clone()).await?;
         let mailer: Arc<dyn gatehouse_core::email::Mailer> =
             match config.email.smtp_url.as_deref().filter(|u| !u.is_empty()) {
@@ -93,6 +100,7 @@ impl Gatehouse {
             worker_id,
             lease,
             jobs,
+            keys: config.keys.clone(),
         })
     }
 
@@ -118,6 +126,12 @@ impl Gatehouse {
             self.jobs,
             stop.clone(),
         ));
+        let follower = tokio::spawn(follow_keys(
+            self.services.clone(),
+            Duration::from_millis(self.keys.index_poll_ms),
+            Duration::from_secs(self.keys.last_used_flush_secs),
+            stop.clone(),
+        ));
         let server_stop = stop.clone();
         let served = self
             .app
@@ -129,6 +143,7 @@ impl Gatehouse {
             })
             .await;
         stop.cancel();
+        follower.await.context("access index task")?;
         let driven = driver.await.context("cluster driver task")?;
         served?;
         Ok(driven?)
@@ -191,6 +206,7 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
                     .context("auth.key_encryption_secret")?,
             ),
             lister: Arc::new(upstream::HttpModelLister::new()?),
+            key_prefix: config.keys.prefix.clone(),
         },
     );
     Ok(Opened {
@@ -230,6 +246,32 @@ pub async fn rotate_encryption_key(config: &Config) -> anyhow::Result<usize> {
         })
         .await;
     Ok(resealed)
+}
+
+/// Keeps this instance's access index current with what other instances
+/// write, and writes keys' last-use times in batches, until `stop`; flushes
+/// once more on the way out.
+async fn follow_keys(services: Services, poll: Duration, flush: Duration, stop: CancellationToken) {
+    let index = services.keys.index().clone();
+    let mut next_flush = tokio::time::Instant::now() + flush;
+    loop {
+        if let Err(e) = index.catch_up().await {
+            tracing::warn!(error = %e, "access index could not read the change feed");
+        }
+        if tokio::time::Instant::now() >= next_flush {
+            next_flush = tokio::time::Instant::now() + flush;
+            if let Err(e) = services.keys.flush_last_used().await {
+                tracing::warn!(error = %e, "could not write API keys' last-use times");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    if let Err(e) = services.keys.flush_last_used().await {
+        tracing::warn!(error = %e, "could not write API keys' last-use times");
+    }
 }
 
 /// Password hashing runs on tokio's blocking threads, at most one job per CPU

@@ -3,6 +3,8 @@
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod catalog;
+pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod orgs;
 pub(crate) mod system;
@@ -146,6 +148,46 @@ fn route_table() -> RouteTable {
         "/api/v1/organizations/{org}/teams/{team}/members/{user}",
         teams::remove_member,
     )
+    .get("/api/v1/credentials", catalog::list_credentials)
+    .post("/api/v1/credentials", catalog::create_credential)
+    .get("/api/v1/credentials/{id}", catalog::read_credential)
+    .patch("/api/v1/credentials/{id}", catalog::update_credential)
+    .delete("/api/v1/credentials/{id}", catalog::delete_credential)
+    .get("/api/v1/endpoints", catalog::list_endpoints)
+    .post("/api/v1/endpoints", catalog::create_endpoint)
+    .get("/api/v1/endpoints/{id}", catalog::read_endpoint)
+    .patch("/api/v1/endpoints/{id}", catalog::update_endpoint)
+    .delete("/api/v1/endpoints/{id}", catalog::delete_endpoint)
+    .post("/api/v1/endpoints/{id}/sync", catalog::sync_endpoint)
+    .get("/api/v1/models", catalog::list_models)
+    .post("/api/v1/models", catalog::create_model)
+    .get("/api/v1/models/{id}", catalog::read_model)
+    .patch("/api/v1/models/{id}", catalog::update_model)
+    .delete("/api/v1/models/{id}", catalog::delete_model)
+    .get("/api/v1/aliases", catalog::list_aliases)
+    .post("/api/v1/aliases", catalog::create_alias)
+    .patch("/api/v1/aliases/{id}", catalog::update_alias)
+    .delete("/api/v1/aliases/{id}", catalog::delete_alias)
+    .get("/api/v1/subscriptions", catalog::list_subscriptions)
+    .post("/api/v1/subscriptions", catalog::subscribe)
+    .delete("/api/v1/subscriptions/{id}", catalog::cancel_subscription)
+    .post(
+        "/api/v1/subscriptions/{id}/approve",
+        catalog::approve_subscription,
+    )
+    .post(
+        "/api/v1/subscriptions/{id}/deny",
+        catalog::deny_subscription,
+    )
+    .post(
+        "/api/v1/subscriptions/{id}/suspend",
+        catalog::suspend_subscription,
+    )
+    .get("/api/v1/keys", keys::list)
+    .post("/api/v1/keys", keys::create)
+    .get("/api/v1/keys/{id}", keys::read)
+    .delete("/api/v1/keys/{id}", keys::revoke)
+    .post("/api/v1/keys/{id}/rotate", keys::rotate)
     .get("/api/v1/audit-events", audit::list)
 }
 
@@ -162,7 +204,11 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,
     };
-    let routes = route_table().router.with_state(state);
+    let index = state.services.keys.index().clone();
+    let routes = route_table()
+        .router
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(index, refresh_index));
     with_middleware(routes, limits, metrics)
 }
 
@@ -186,6 +232,25 @@ pub fn with_middleware(routes: Router, limits: RestOptions, metrics: Arc<Metrics
             crate::metrics::middleware,
         ))
         .layer(middleware::from_fn(crate::request_id::middleware))
+}
+
+/// After a successful management write, brings this instance's access index
+/// up to date before answering: a role, team or key change counts for API keys
+/// from the very next request.
+async fn refresh_index(
+    State(index): State<Arc<gatehouse_core::keys::index::AccessIndex>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let write = !request.method().is_safe();
+    let response = next.run(request).await;
+    if write
+        && response.status().is_success()
+        && let Err(e) = index.catch_up().await
+    {
+        tracing::warn!(error = %e, "access index could not read the change feed");
+    }
+    response
 }
 
 async fn route_not_found() -> ApiError {

@@ -63,6 +63,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
             gatehouse_core::services::CatalogSettings {
                 keys: Arc::new(gatehouse_core::crypto::KeyRing::new(&[2; 32], &[]).unwrap()),
                 lister: Arc::new(gatehouse_core::catalog::NoLister),
+                key_prefix: "ak_".into(),
             },
         ),
         RestOptions {

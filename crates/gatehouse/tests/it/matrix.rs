@@ -98,6 +98,56 @@ pub fn rows() -> Vec<Row> {
                                                                           [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
         row!(DELETE "/api/v1/users/{victim}", None,                       [401, 404, 204, 403, 404, 404, 404, 404, 404, 404]),
         row!(GET "/api/v1/audit-events", None,                            [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
+        // Credentials: `{credential}` is the platform's. Without a scope,
+        // admins create the platform's and everyone else their own, which only
+        // provider accounts may hold.
+        row!(GET "/api/v1/credentials", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/credentials", Some(r#"{"name": "C {n}", "kind": "oauth_account", "secret": {"api_key": "sk-matrix-{n}"}}"#),
+                                                                          [401, 403, 201, 403, 403, 201, 403, 403, 403, 403]),
+        row!(GET "/api/v1/credentials/{credential}", None,                [401, 404, 200, 200, 404, 404, 404, 404, 404, 404]),
+        row!(PATCH "/api/v1/credentials/{credential}", Some(r#"{"name": "Renamed"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
+        row!(DELETE "/api/v1/credentials/{credential}", None,             [401, 404, 204, 403, 404, 404, 404, 404, 404, 404]),
+        // Endpoints: platform settings.
+        row!(GET "/api/v1/endpoints", None,                               [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/endpoints", Some(r#"{"name": "E {n}", "base_url": "http://127.0.0.1:9"}"#),
+                                                                          [401, 403, 201, 403, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/endpoints/{endpoint}", None,                    [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
+        row!(PATCH "/api/v1/endpoints/{endpoint}", Some(r#"{"enabled": false}"#),
+                                                                          [401, 403, 200, 403, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/endpoints/{endpoint}", None,                 [401, 403, 204, 403, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/endpoints/{endpoint}/sync", None,              [401, 403, 200, 403, 403, 403, 403, 403, 403, 403]),
+        // Models: everyone holding `user` reads the enabled ones.
+        row!(GET "/api/v1/models", None,                                  [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        row!(POST "/api/v1/models", Some(r#"{"name": "m-{n}", "endpoint_id": "{endpoint}"}"#),
+                                                                          [401, 403, 201, 403, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/models/{model}", None,                          [401, 200, 200, 200, 200, 404, 200, 200, 200, 200]),
+        row!(PATCH "/api/v1/models/{model}", Some(r#"{"input_cost_per_token": 0.000003}"#),
+                                                                          [401, 403, 200, 403, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/models/{model}", None,                       [401, 403, 204, 403, 403, 403, 403, 403, 403, 403]),
+        // Aliases: `{alias}` is global.
+        row!(GET "/api/v1/aliases", None,                                 [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        row!(POST "/api/v1/aliases", Some(r#"{"alias": "a-{n}", "model_id": "{model}"}"#),
+                                                                          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
+        row!(PATCH "/api/v1/aliases/{alias}", Some(r#"{"model_id": "{model}"}"#),
+                                                                          [401, 403, 200, 403, 403, 404, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/aliases/{alias}", None,                      [401, 403, 204, 403, 403, 404, 403, 403, 403, 403]),
+        // Subscriptions: `{subscription}` is `user`'s.
+        row!(GET "/api/v1/subscriptions", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/subscriptions", Some(r#"{"model_id": "{model}"}"#),
+                                                                          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
+        row!(DELETE "/api/v1/subscriptions/{subscription}", None,         [401, 204, 204, 403, 404, 404, 404, 404, 404, 404]),
+        row!(POST "/api/v1/subscriptions/{subscription}/approve", None,   [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
+        row!(POST "/api/v1/subscriptions/{subscription}/deny", Some(r#"{"reason": "no"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
+        row!(POST "/api/v1/subscriptions/{subscription}/suspend", None,   [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
+        // API keys: `{key}` is `user`'s.
+        row!(GET "/api/v1/keys", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/keys", Some(r#"{"label": "k {n}"}"#),          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
+        row!(GET "/api/v1/keys/{key}", None,                              [401, 200, 200, 200, 404, 404, 404, 404, 404, 404]),
+        row!(DELETE "/api/v1/keys/{key}", None,                           [401, 204, 204, 403, 404, 404, 404, 404, 404, 404]),
+        row!(POST "/api/v1/keys/{key}/rotate", Some(r#"{"grace_secs": 60}"#),
+                                                                          [401, 201, 403, 403, 404, 404, 404, 404, 404, 404]),
         // Organizations.
         row!(GET "/api/v1/organizations", None, SIGNED_IN(200)),
         row!(POST "/api/v1/organizations", Some(r#"{"name": "New {n}"}"#),
@@ -149,6 +199,8 @@ pub struct World {
     pub tokens: Vec<Option<String>>,
     /// Accounts in [`ACTORS`] order; `None` for anonymous.
     pub users: Vec<Option<User>>,
+    /// A local HTTP server answering `GET /v1/models`, as an endpoint's upstream.
+    pub upstream: String,
     counter: AtomicU32,
 }
 
@@ -160,6 +212,12 @@ pub struct Fixture {
     pub invitation: Id,
     pub invitation_token: String,
     pub victim: Option<Id>,
+    pub credential: Id,
+    pub endpoint: Id,
+    pub model: Id,
+    pub alias: Id,
+    pub subscription: Id,
+    pub key: Id,
 }
 
 async fn sign_in(app: &TestApp, login: &str) -> String {
@@ -226,6 +284,7 @@ impl World {
             app,
             tokens,
             users,
+            upstream: models_upstream().await,
             counter: AtomicU32::new(0),
         }
     }
@@ -309,6 +368,69 @@ impl World {
         } else {
             None
         };
+        let catalog = &self.app.services.catalog;
+        let admin = self.user("admin");
+        let credential = catalog
+            .create_credential(
+                admin,
+                gatehouse_core::catalog::NewCredential {
+                    scope: None,
+                    name: format!("Platform {n}"),
+                    kind: gatehouse_core::catalog::model::CredentialKind::Openai,
+                    secret: json!({"api_key": format!("sk-fixture-{n}")}),
+                    metadata: Value::Null,
+                },
+                &c,
+            )
+            .await
+            .unwrap()
+            .id;
+        let endpoint_spec = |name: String| gatehouse_core::catalog::EndpointSpec {
+            name: Some(name),
+            base_url: Some(self.upstream.clone()),
+            ..Default::default()
+        };
+        let endpoint = catalog
+            .create_endpoint(admin, endpoint_spec(format!("endpoint {n}")), &c)
+            .await
+            .unwrap()
+            .id;
+        let models_endpoint = catalog
+            .create_endpoint(admin, endpoint_spec(format!("models {n}")), &c)
+            .await
+            .unwrap()
+            .id;
+        let model_spec = |name: String| gatehouse_core::catalog::ModelSpec {
+            name: Some(name),
+            endpoint_id: Some(models_endpoint),
+            ..Default::default()
+        };
+        let model = catalog
+            .create_model(admin, model_spec(format!("model-{n}")), &c)
+            .await
+            .unwrap()
+            .id;
+        let other_model = catalog
+            .create_model(admin, model_spec(format!("other-{n}")), &c)
+            .await
+            .unwrap()
+            .id;
+        let alias = catalog
+            .create_alias(admin, &format!("alias-{n}"), model, true, &c)
+            .await
+            .unwrap()
+            .id;
+        let user = self.user("user");
+        let subscription = catalog.subscribe(user, other_model, &c).await.unwrap().id;
+        let key = self
+            .app
+            .services
+            .keys
+            .create(user, Default::default(), &c)
+            .await
+            .unwrap()
+            .0
+            .id;
         Fixture {
             org,
             team,
@@ -316,6 +438,12 @@ impl World {
             invitation: sent.invitation.id,
             invitation_token: sent.token,
             victim,
+            credential,
+            endpoint,
+            model,
+            alias,
+            subscription,
+            key,
         }
     }
 
@@ -338,6 +466,12 @@ impl World {
                 &f.victim.map(|v| v.to_string()).unwrap_or_default(),
             )
             .replace("{invitation_token}", &f.invitation_token)
+            .replace("{credential}", &f.credential.to_string())
+            .replace("{endpoint}", &f.endpoint.to_string())
+            .replace("{model}", &f.model.to_string())
+            .replace("{alias}", &f.alias.to_string())
+            .replace("{subscription}", &f.subscription.to_string())
+            .replace("{key}", &f.key.to_string())
             .replace("{invitation}", &f.invitation.to_string())
             .replace("{me}", &me.map(|u| u.id.to_string()).unwrap_or_default())
             .replace("{n}", &(1_000_000 + n).to_string())
@@ -362,6 +496,23 @@ impl World {
     }
 }
 
+/// Starts an HTTP server that lists two models at `GET /v1/models`.
+pub async fn models_upstream() -> String {
+    let app = axum::Router::new().route(
+        "/v1/models",
+        axum::routing::get(|| async {
+            axum::Json(json!({"object": "list", "data": [
+                {"id": "llama-3-8b", "object": "model", "owned_by": "meta", "max_model_len": 8192},
+                {"id": "mistral-7b", "object": "model", "owned_by": "mistral"},
+            ]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
 /// A route's template as a row names it: `{victim}` and `{n}` stand for the
 /// router's `{id}`, and literal example emails for `{email}`.
 fn route_of(row: &Row) -> (Method, String) {
@@ -371,6 +522,16 @@ fn route_of(row: &Row) -> (Method, String) {
         .replace("sessions/{n}", "sessions/{id}")
         .replace("{invitation}", "{id}")
         .replace("nobody-{n}@example.com", "{email}");
+    let path = [
+        "{credential}",
+        "{endpoint}",
+        "{model}",
+        "{alias}",
+        "{subscription}",
+        "{key}",
+    ]
+    .iter()
+    .fold(path, |p, name| p.replace(name, "{id}"));
     (row.method.clone(), path)
 }
 

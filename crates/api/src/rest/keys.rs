@@ -1,0 +1,263 @@
+//! `/api/v1/keys`: API keys, shown once at creation.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use gatehouse_core::Id;
+use gatehouse_core::keys::model::{ApiKey, Budget, BudgetPeriod};
+use gatehouse_core::keys::{KeyView, NewKey};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::orgs::id;
+use crate::ApiError;
+use crate::auth::{Authenticated, Client};
+use crate::error::ErrorBody;
+use crate::extract::{ApiJson, ApiQuery};
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy)]
+pub struct BudgetBody {
+    /// US dollars.
+    pub max_usd: f64,
+    /// `day`, `month` or `total`.
+    #[schema(value_type = String)]
+    pub period: BudgetPeriod,
+}
+
+impl From<BudgetBody> for Budget {
+    fn from(b: BudgetBody) -> Self {
+        Budget {
+            max_usd: b.max_usd,
+            period: b.period,
+        }
+    }
+}
+
+impl From<Budget> for BudgetBody {
+    fn from(b: Budget) -> Self {
+        BudgetBody {
+            max_usd: b.max_usd,
+            period: b.period,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyOut {
+    #[schema(value_type = String)]
+    pub id: Id,
+    #[schema(value_type = String)]
+    pub owner_id: Id,
+    pub label: String,
+    /// The first characters of the key.
+    pub display_prefix: String,
+    /// Empty: every model the owner may use.
+    pub allowed_models: BTreeSet<String>,
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub budget: Option<BudgetBody>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>)]
+    pub rotated_from: Option<Id>,
+    #[schema(value_type = Option<String>)]
+    pub replaced_by: Option<Id>,
+    pub created_at: DateTime<Utc>,
+    /// Recorded in batches: up to `keys.last_used_flush_secs` behind.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl KeyOut {
+    fn new(k: ApiKey, last_used_at: Option<DateTime<Utc>>) -> Self {
+        KeyOut {
+            id: k.id,
+            owner_id: k.owner_id,
+            label: k.label,
+            display_prefix: k.display_prefix,
+            allowed_models: k.allowed_models,
+            rpm_limit: k.rpm_limit,
+            tpm_limit: k.tpm_limit,
+            budget: k.budget.map(Into::into),
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            rotated_from: k.rotated_from,
+            replaced_by: k.replaced_by,
+            created_at: k.created_at,
+            last_used_at,
+        }
+    }
+}
+
+impl From<KeyView> for KeyOut {
+    fn from(v: KeyView) -> Self {
+        KeyOut::new(v.key, v.last_used_at)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key itself: shown only now. Send it as `Authorization: Bearer …` or `X-API-Key: …`.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: KeyOut,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    #[serde(default)]
+    pub label: String,
+    /// Model names; empty or absent: every model you may use.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub budget: Option<BudgetBody>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    /// Everyone's keys (platform `admin`, `admin_readonly`).
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the old key keeps working (default 86400, at most 30 days).
+    pub grace_secs: Option<u64>,
+}
+
+/// Create an API key for yourself; the key is in this answer only.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys",
+    security(("bearer" = [])), request_body = NewKeyBody,
+    responses(
+        (status = 201, description = "Created", body = CreatedKey),
+        (status = 400, description = "Invalid", body = ErrorBody),
+        (status = 403, description = "Provider accounts hold no keys", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    ApiJson(body): ApiJson<NewKeyBody>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let spec = NewKey {
+        label: body.label,
+        allowed_models: body.allowed_models,
+        rpm_limit: body.rpm_limit,
+        tpm_limit: body.tpm_limit,
+        budget: body.budget.map(Into::into),
+        expires_at: body.expires_at,
+    };
+    let (key, plaintext) = state
+        .services
+        .keys
+        .create(&auth.user, spec, &client)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: plaintext,
+            info: KeyOut::new(key, None),
+        }),
+    ))
+}
+
+/// Your keys, newest first (or everyone's with `all=true`, platform readers).
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
+    security(("bearer" = [])), params(KeyQuery),
+    responses(
+        (status = 200, description = "Keys, without the keys themselves", body = [KeyOut]),
+        (status = 403, description = "`all` without being a platform reader", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(query): ApiQuery<KeyQuery>,
+) -> Result<Json<Vec<KeyOut>>, ApiError> {
+    let keys = state.services.keys.list(&auth.user, query.all).await?;
+    Ok(Json(keys.into_iter().map(Into::into).collect()))
+}
+
+/// Read a key (yours; platform readers: any).
+#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
+    responses(
+        (status = 200, description = "The key's settings", body = KeyOut),
+        (status = 404, description = "No such key visible to you", body = ErrorBody),
+    ))]
+pub async fn read(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(kid): Path<String>,
+) -> Result<Json<KeyOut>, ApiError> {
+    let view = state.services.keys.get(&auth.user, id(&kid)?).await?;
+    Ok(Json(view.into()))
+}
+
+/// Revoke a key (yours; platform `admin`: any). It stops working at once.
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Read-only admins", body = ErrorBody),
+        (status = 404, description = "No such key visible to you", body = ErrorBody),
+    ))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(kid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .keys
+        .revoke(&auth.user, id(&kid)?, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace your key with a new one with the same settings; the old one works
+/// for `grace_secs` more. The new key is in this answer only.
+#[utoipa::path(post, path = "/api/v1/keys/{id}/rotate", tag = "keys",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
+    request_body = RotateBody,
+    responses(
+        (status = 201, description = "The new key", body = CreatedKey),
+        (status = 403, description = "Not your key", body = ErrorBody),
+        (status = 404, description = "No such key visible to you", body = ErrorBody),
+        (status = 409, description = "Revoked, expired or already rotated", body = ErrorBody),
+    ))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(kid): Path<String>,
+    ApiJson(body): ApiJson<RotateBody>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let (key, plaintext) = state
+        .services
+        .keys
+        .rotate(
+            &auth.user,
+            id(&kid)?,
+            body.grace_secs.unwrap_or(86_400),
+            &client,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: plaintext,
+            info: KeyOut::new(key, None),
+        }),
+    ))
+}
