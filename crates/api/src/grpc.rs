@@ -10,7 +10,11 @@ use gatehouse_core::tenancy::Resource;
 use gatehouse_core::{Error, ErrorCode, Id};
 use gatehouse_grpc::v1::auth_service_server::{AuthService, AuthServiceServer};
 use gatehouse_grpc::v1::directory_service_server::{DirectoryService, DirectoryServiceServer};
+use gatehouse_grpc::v1::key_service_server::{KeyService, KeyServiceServer};
 use gatehouse_grpc::v1::system_service_server::{SystemService, SystemServiceServer};
+use gatehouse_grpc::v1::{
+    ChangeEvent, ValidateApiKeyRequest, ValidateApiKeyResponse, WatchChangesRequest,
+};
 use gatehouse_grpc::v1::{
     CheckPermissionRequest, CheckPermissionResponse, GetInfoRequest, GetInfoResponse,
     GetUserRequest, GetUserResponse, IntrospectTokenRequest, IntrospectTokenResponse,
@@ -244,6 +248,128 @@ impl DirectoryService for DirectoryGrpc {
     }
 }
 
+/// `gatehouse.v1.KeyService`: the access decision and the change stream for
+/// gateways outside the process.
+pub struct KeyGrpc {
+    services: Services,
+    directory: DirectoryGrpc,
+}
+
+/// The subspaces an external gateway's cache depends on.
+const WATCHED: [&str; 9] = [
+    "api_key",
+    "user",
+    "team",
+    "team_member",
+    "user_team",
+    "subscription",
+    "subscription_by_user",
+    "model",
+    "alias",
+];
+
+/// How often a change stream looks for new changes when it is idle.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+#[tonic::async_trait]
+impl KeyService for KeyGrpc {
+    async fn validate_api_key(
+        &self,
+        request: Request<ValidateApiKeyRequest>,
+    ) -> Result<Response<ValidateApiKeyResponse>, Status> {
+        let r = request.into_inner();
+        let index = self.services.keys.index();
+        let response = match index.check(&r.key, &r.model) {
+            Ok(grant) => ValidateApiKeyResponse {
+                allowed: true,
+                status: 200,
+                key_id: grant.key_id.to_string(),
+                user_id: grant.owner_id.to_string(),
+                model_id: grant.model.id.to_string(),
+                model_name: grant.model.name.clone(),
+                upstream_model: grant.model.upstream_name.clone(),
+                endpoint_id: grant.model.endpoint_id.to_string(),
+                rpm_limit: grant.rpm_limit.unwrap_or(0),
+                tpm_limit: grant.tpm_limit.unwrap_or(0),
+                budget_usd: grant.budget.map_or(0.0, |b| b.max_usd),
+                budget_period: grant
+                    .budget
+                    .map(|b| enum_str(&b.period))
+                    .unwrap_or_default(),
+                input_cost_per_token: grant.model.input_cost_per_token,
+                output_cost_per_token: grant.model.output_cost_per_token,
+                ..Default::default()
+            },
+            Err(denial) => ValidateApiKeyResponse {
+                allowed: false,
+                reason: denial.as_str().to_string(),
+                status: u32::from(denial.status()),
+                message: denial.message().to_string(),
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    type WatchChangesStream = tokio_stream::wrappers::ReceiverStream<Result<ChangeEvent, Status>>;
+
+    async fn watch_changes(
+        &self,
+        request: Request<WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let caller = self.directory.caller(&request).await?;
+        if !caller.is_platform_reader() {
+            return Err(Status::permission_denied(
+                "only platform admins watch changes",
+            ));
+        }
+        let changes = self.services.changes.clone();
+        let mut cursor = match request.get_ref().cursor.trim() {
+            "" => changes.head().await.map_err(ApiError)?,
+            c => Some(gatehouse_core::changes::ChangeCursor::parse(c).map_err(ApiError)?),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let batch = match changes
+                    .read_after(cursor.as_ref(), gatehouse_core::changes::MAX_READ)
+                    .await
+                {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(ApiError(e).into())).await;
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = tokio::time::sleep(WATCH_POLL) => continue,
+                    }
+                }
+                for change in batch {
+                    cursor = Some(change.cursor.clone());
+                    if !WATCHED.contains(&change.record.subspace.as_str()) {
+                        continue;
+                    }
+                    let event = ChangeEvent {
+                        cursor: change.cursor.to_string(),
+                        subspace: change.record.subspace,
+                        key: change.record.key,
+                        kind: enum_str(&change.record.kind),
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+}
+
 /// How often the health service re-checks storage.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -264,7 +390,15 @@ pub fn routes(
         .add_service(AuthServiceServer::new(AuthGrpc {
             services: services.clone(),
         }))
-        .add_service(DirectoryServiceServer::new(DirectoryGrpc { services }));
+        .add_service(DirectoryServiceServer::new(DirectoryGrpc {
+            services: services.clone(),
+        }))
+        .add_service(KeyServiceServer::new(KeyGrpc {
+            directory: DirectoryGrpc {
+                services: services.clone(),
+            },
+            services,
+        }));
     Ok((routes, reporter))
 }
 
@@ -276,6 +410,7 @@ pub async fn report_health(services: Services, reporter: HealthReporter, stop: C
         "gatehouse.v1.SystemService",
         "gatehouse.v1.AuthService",
         "gatehouse.v1.DirectoryService",
+        "gatehouse.v1.KeyService",
     ];
     loop {
         let status = match services.system.check_ready().await {

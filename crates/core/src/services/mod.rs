@@ -22,6 +22,8 @@ use crate::tenancy::TenancyService;
 /// Every service, wired to one store and environment.
 #[derive(Clone)]
 pub struct Services {
+    /// The store every service uses (for maintenance tools and tests).
+    pub store: Store,
     pub system: Arc<system::SystemService>,
     pub cluster: Arc<cluster::ClusterService>,
     pub changes: Arc<ChangeFeed>,
@@ -63,6 +65,7 @@ impl Services {
             &catalog.key_prefix,
         ));
         Services {
+            store: store.clone(),
             system: Arc::new(system::SystemService::new(store.clone(), env.clone())),
             accounts: Arc::new(AccountService::new(
                 store.clone(),

@@ -6,6 +6,7 @@ mod accounts;
 mod cluster;
 mod grpc;
 mod helpers;
+mod keys;
 mod matrix;
 mod openapi;
 mod ops;

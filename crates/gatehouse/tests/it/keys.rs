@@ -1,0 +1,462 @@
+//! API keys and the catalogue through the real server: keys on the management
+//! API, model sync against a real HTTP server, nothing secret at rest, the
+//! gRPC decision and change stream, and revocation across two instances on
+//! one PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use gatehouse::config::Secret;
+use gatehouse_grpc::v1::key_service_client::KeyServiceClient;
+use gatehouse_grpc::v1::{ValidateApiKeyRequest, WatchChangesRequest};
+use gatehouse_storage::postgres::testing::TestPostgres;
+use gatehouse_storage::{KeyRange, RangeOptions, TxError};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, test_config};
+use crate::matrix::{PASSWORD, models_upstream};
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path));
+    if let Some((name, value)) = auth {
+        request = request.header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn login(app: &TestApp, email: &str) -> String {
+    let (status, body) = call(
+        app,
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"login": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    format!("Bearer {}", body["token"].as_str().unwrap())
+}
+
+fn admin_config(config: &mut gatehouse::config::Config) {
+    config.bootstrap.admin_email = "admin@example.com".into();
+    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+}
+
+/// An admin token, a user token, and a model the user may call.
+async fn setup(app: &TestApp) -> (String, String) {
+    let admin = login(app, "admin@example.com").await;
+    let (status, _) = call(
+        app,
+        Method::POST,
+        "/api/v1/users",
+        Some(("authorization", &admin)),
+        Some(json!({"email": "ada@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let ada = login(app, "ada@example.com").await;
+    let (_, endpoint) = call(
+        app,
+        Method::POST,
+        "/api/v1/endpoints",
+        Some(("authorization", &admin)),
+        Some(json!({"name": "local", "base_url": "http://127.0.0.1:9"})),
+    )
+    .await;
+    let (status, _) = call(
+        app,
+        Method::POST,
+        "/api/v1/models",
+        Some(("authorization", &admin)),
+        Some(json!({"name": "small", "endpoint_id": endpoint["id"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    (admin, ada)
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
+    let mut config = test_config(None);
+    admin_config(&mut config);
+    let app = spawn_app(config).await;
+    let (_, ada) = setup(&app).await;
+    let (status, created) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        Some(("authorization", &ada)),
+        Some(json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("ak_") && key.len() == 35);
+    assert_eq!(created["display_prefix"], &key[..7]);
+    // Never again: not in the list, not in the key's own record.
+    let (_, list) = call(
+        &app,
+        Method::GET,
+        "/api/v1/keys",
+        Some(("authorization", &ada)),
+        None,
+    )
+    .await;
+    assert!(!list.to_string().contains(&key));
+    assert_eq!(list[0]["label"], "laptop");
+    // Both headers work on the management API, as the key's owner.
+    for auth in [
+        ("x-api-key", key.clone()),
+        ("authorization", format!("Bearer {key}")),
+    ] {
+        let (status, me) = call(
+            &app,
+            Method::GET,
+            "/api/v1/auth/me",
+            Some((auth.0, &auth.1)),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, me["email"].as_str()),
+            (200, Some("ada@example.com"))
+        );
+    }
+    // Revoked: the very next request fails.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(("x-api-key", &key)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/api/v1/auth/me",
+        Some(("x-api-key", &key)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/auth/me",
+        Some(("x-api-key", "ak_thisisnotakeyatallbutlooksclose1")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn models_sync_from_a_real_endpoint_idempotently() {
+    let mut config = test_config(None);
+    admin_config(&mut config);
+    let app = spawn_app(config).await;
+    let admin = login(&app, "admin@example.com").await;
+    let upstream = models_upstream().await;
+    let (status, endpoint) = call(
+        &app,
+        Method::POST,
+        "/api/v1/endpoints",
+        Some(("authorization", &admin)),
+        Some(json!({"name": "vllm", "base_url": upstream})),
+    )
+    .await;
+    assert_eq!(status, 201, "{endpoint}");
+    let sync = format!(
+        "/api/v1/endpoints/{}/sync",
+        endpoint["id"].as_str().unwrap()
+    );
+    let auth = Some(("authorization", admin.as_str()));
+    let (status, first) = call(&app, Method::POST, &sync, auth, None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["added"], json!(["llama-3-8b", "mistral-7b"]));
+    let (_, again) = call(&app, Method::POST, &sync, auth, None).await;
+    assert_eq!(again, json!({"added": [], "updated": [], "unchanged": 2}));
+    let (_, models) = call(&app, Method::GET, "/api/v1/models", auth, None).await;
+    let llama = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "llama-3-8b")
+        .unwrap();
+    assert_eq!(llama["context_length"], 8192);
+    assert_eq!(llama["provider"], "meta");
+    assert_eq!(llama["enabled"], false, "synced models wait for an admin");
+    // An endpoint that does not answer is a clear 503.
+    let (_, dead) = call(
+        &app,
+        Method::POST,
+        "/api/v1/endpoints",
+        auth,
+        Some(json!({"name": "dead", "base_url": "http://127.0.0.1:9", "connect_timeout_ms": 500})),
+    )
+    .await;
+    let path = format!("/api/v1/endpoints/{}/sync", dead["id"].as_str().unwrap());
+    let (status, body) = call(&app, Method::POST, &path, auth, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_plaintext_key_or_secret_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(Some(dir.path()));
+    admin_config(&mut config);
+    let app = spawn_app(config.clone()).await;
+    let (admin, ada) = setup(&app).await;
+    let mut secrets = Vec::new();
+    for (i, kind) in ["openai", "anthropic", "generic"].iter().enumerate() {
+        let secret = format!("sk-very-secret-credential-value-{i}");
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/api/v1/credentials",
+            Some(("authorization", &admin)),
+            Some(json!({"name": format!("c{i}"), "kind": kind, "secret": {"api_key": secret}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert!(!body.to_string().contains(&secret), "never returned");
+        secrets.push(secret);
+    }
+    for i in 0..3 {
+        let (_, created) = call(
+            &app,
+            Method::POST,
+            "/api/v1/keys",
+            Some(("authorization", &ada)),
+            Some(json!({"label": format!("k{i}")})),
+        )
+        .await;
+        secrets.push(created["key"].as_str().unwrap().to_string());
+    }
+    // Every key and value the store holds, through the engine…
+    let store = app.services.store.clone();
+    let everything = store
+        .run(|tx| async move {
+            let all = KeyRange::new(vec![0u8], vec![0xffu8]);
+            let mut found = Vec::new();
+            let mut range = Some(all);
+            while let Some(r) = range {
+                let page = tx.get_range(&r, RangeOptions::limit(500)).await?;
+                found.extend(page.entries);
+                range = page.next;
+            }
+            Ok::<_, TxError<String>>(found)
+        })
+        .await
+        .unwrap();
+    assert!(everything.len() > 50, "the scan sees the store");
+    drop(store);
+    app.stop().await;
+    // …and every byte of the data directory on disk.
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && !path.ends_with("dev-secrets.json") {
+            files.push(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!files.is_empty());
+    for secret in &secrets {
+        let needle = secret.as_bytes();
+        for (k, v) in &everything {
+            assert!(
+                !contains(k, needle) && !contains(v, needle),
+                "{secret} stored"
+            );
+        }
+        for bytes in &files {
+            assert!(!contains(bytes, needle), "{secret} on disk");
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn gateways_validate_keys_and_follow_changes_over_grpc() {
+    let mut config = test_config(None);
+    admin_config(&mut config);
+    let app = spawn_app(config).await;
+    let (admin, ada) = setup(&app).await;
+    let (_, created) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        Some(("authorization", &ada)),
+        Some(json!({"tpm_limit": 1000, "budget": {"max_usd": 5.0, "period": "month"}})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_string();
+    let mut client = KeyServiceClient::connect(format!("http://{}", app.grpc))
+        .await
+        .unwrap();
+    let validate = |model: &str| ValidateApiKeyRequest {
+        key: key.clone(),
+        model: model.into(),
+    };
+    let ok = client
+        .validate_api_key(validate("small"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.allowed);
+    assert_eq!(
+        (ok.tpm_limit, ok.budget_usd, ok.budget_period.as_str()),
+        (1000, 5.0, "month")
+    );
+    assert_eq!(ok.upstream_model, "small");
+    let missing = client
+        .validate_api_key(validate("nope"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (missing.allowed, missing.status, missing.reason.as_str()),
+        (false, 404, "unknown_model")
+    );
+
+    // The change stream needs a platform reader, and resumes from a cursor.
+    let mut unauthorized = tonic::Request::new(WatchChangesRequest::default());
+    unauthorized
+        .metadata_mut()
+        .insert("authorization", ada.parse().unwrap());
+    assert_eq!(
+        client.watch_changes(unauthorized).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let mut request = tonic::Request::new(WatchChangesRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", admin.parse().unwrap());
+    let mut stream = client.watch_changes(request).await.unwrap().into_inner();
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(("authorization", &ada)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("an event within seconds")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.subspace.as_str(), event.kind.as_str()),
+        ("api_key", "put")
+    );
+    let revoked = client
+        .validate_api_key(validate("small"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (revoked.allowed, revoked.status, revoked.reason.as_str()),
+        (false, 401, "revoked")
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
+    let Some(pg) = TestPostgres::shared() else {
+        return;
+    };
+    let url = pg.create_database().await;
+    let config = || {
+        let mut config = test_config(None);
+        admin_config(&mut config);
+        config.storage.engine = "postgres".into();
+        config.storage.postgres_url = Some(url.clone());
+        config
+    };
+    let first = spawn_app(config()).await;
+    let second = spawn_app(config()).await;
+    let (_, ada) = setup(&first).await;
+    let (_, created) = call(
+        &first,
+        Method::POST,
+        "/api/v1/keys",
+        Some(("authorization", &ada)),
+        Some(json!({})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let index = second.services.keys.index().clone();
+    // The second instance learns of the new key from the change feed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while index.check(&key, "small").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never saw the key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = call(
+        &first,
+        Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(("authorization", &ada)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let revoked_at = Instant::now();
+    assert!(
+        first.services.keys.index().check(&key, "small").is_err(),
+        "refused at once where it was revoked"
+    );
+    while index.check(&key, "small").is_ok() {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "still accepted on the other instance after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "revocation reached the other instance in {} ms",
+        revoked_at.elapsed().as_millis()
+    );
+    // Through the other instance's API as well.
+    let (status, _) = call(
+        &second,
+        Method::GET,
+        "/api/v1/auth/me",
+        Some(("x-api-key", &key)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    first.stop().await;
+    second.stop().await;
+}
