@@ -253,6 +253,8 @@ impl DirectoryService for DirectoryGrpc {
 pub struct KeyGrpc {
     services: Services,
     directory: DirectoryGrpc,
+    /// Cancelled at shutdown: open change streams end.
+    stop: CancellationToken,
 }
 
 /// The subspaces an external gateway's cache depends on.
@@ -329,8 +331,12 @@ impl KeyService for KeyGrpc {
             c => Some(gatehouse_core::changes::ChangeCursor::parse(c).map_err(ApiError)?),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let stop = self.stop.clone();
         tokio::spawn(async move {
             loop {
+                if stop.is_cancelled() {
+                    return;
+                }
                 let batch = match changes
                     .read_after(cursor.as_ref(), gatehouse_core::changes::MAX_READ)
                     .await
@@ -344,6 +350,7 @@ impl KeyService for KeyGrpc {
                 if batch.is_empty() {
                     tokio::select! {
                         _ = tx.closed() => return,
+                        _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(WATCH_POLL) => continue,
                     }
                 }
@@ -376,6 +383,7 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// The gRPC routes, and the reporter that keeps the health service current.
 pub fn routes(
     services: Services,
+    stop: CancellationToken,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -398,6 +406,7 @@ pub fn routes(
                 services: services.clone(),
             },
             services,
+            stop,
         }));
     Ok((routes, reporter))
 }

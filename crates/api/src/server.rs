@@ -39,6 +39,8 @@ pub struct Application {
     health: HealthReporter,
     services: Services,
     shutdown_grace: Duration,
+    /// Cancelled at shutdown; long-lived streams end on it.
+    stop: CancellationToken,
 }
 
 impl Application {
@@ -64,8 +66,9 @@ impl Application {
                 secure_cookies: settings.secure_cookies,
             },
         );
+        let stop = CancellationToken::new();
         let (grpc_routes, health) =
-            crate::grpc::routes(services.clone()).map_err(std::io::Error::other)?;
+            crate::grpc::routes(services.clone(), stop.clone()).map_err(std::io::Error::other)?;
         Ok(Application {
             http,
             grpc,
@@ -74,6 +77,7 @@ impl Application {
             health,
             services,
             shutdown_grace: settings.shutdown_grace,
+            stop,
         })
     }
 
@@ -91,7 +95,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let stop = CancellationToken::new();
+        let stop = self.stop.clone();
         tracing::info!(
             http = %self.http.local_addr()?,
             grpc = %self.grpc.local_addr()?,

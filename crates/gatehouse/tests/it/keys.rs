@@ -374,6 +374,39 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
         (event.subspace.as_str(), event.kind.as_str()),
         ("api_key", "put")
     );
+    // Resuming from that event's cursor yields what came after it.
+    let (_, later) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        Some(("authorization", &ada)),
+        Some(json!({"label": "later"})),
+    )
+    .await;
+    let mut resume = tonic::Request::new(WatchChangesRequest {
+        cursor: event.cursor.clone(),
+    });
+    resume
+        .metadata_mut()
+        .insert("authorization", admin.parse().unwrap());
+    let mut resumed = client.watch_changes(resume).await.unwrap().into_inner();
+    let next = tokio::time::timeout(Duration::from_secs(5), resumed.message())
+        .await
+        .expect("an event after the cursor")
+        .unwrap()
+        .unwrap();
+    assert!(next.cursor > event.cursor, "only what came after");
+    assert_eq!(
+        (next.subspace.as_str(), next.kind.as_str()),
+        ("api_key", "put")
+    );
+    let later_id: u64 = later["id"].as_str().unwrap().parse().unwrap();
+    let key_bytes: Vec<u8> = (0..next.key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&next.key[i..i + 2], 16).unwrap())
+        .collect();
+    let (_, id): (String, u64) = gatehouse_storage::tuple::unpack(&key_bytes).unwrap();
+    assert_eq!(id, later_id, "the key created after the cursor");
     let revoked = client
         .validate_api_key(validate("small"))
         .await

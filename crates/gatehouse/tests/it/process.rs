@@ -161,3 +161,149 @@ fn the_generated_admin_password_is_logged_once_and_must_be_changed() {
     assert!(!all.iter().any(|l| l.contains("password=")), "{all:?}");
     assert!(again.terminate().success());
 }
+
+/// An upstream that lists one model, only for `Authorization: Bearer <expected>`.
+async fn guarded_upstream(expected: &'static str) -> String {
+    let app = axum::Router::new().route(
+        "/v1/models",
+        axum::routing::get(move |headers: axum::http::HeaderMap| async move {
+            let ok = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == format!("Bearer {expected}"));
+            if ok {
+                Ok(axum::Json(
+                    serde_json::json!({"data": [{"id": "guarded-model"}]}),
+                ))
+            } else {
+                Err(axum::http::StatusCode::UNAUTHORIZED)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_encryption_key_loses_no_secret() {
+    const OLD: &str = "b2xkLWtleS1lbmNyeXB0aW9uLXNlY3JldC0zMi1ieXRlcyE=";
+    const NEW: &str = "bmV3LWtleS1lbmNyeXB0aW9uLXNlY3JldC0zMi1ieXRlcyE=";
+    const UPSTREAM_KEY: &str = "sk-upstream-secret-for-rotation";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = guarded_upstream(UPSTREAM_KEY).await;
+    let base = |key: &str| {
+        vec![
+            ("GATEHOUSE__STORAGE__PATH", data.display().to_string()),
+            ("GATEHOUSE__AUTH__JWT_SECRET", NEW.to_string()),
+            ("GATEHOUSE__AUTH__KEY_ENCRYPTION_SECRET", key.to_string()),
+            (
+                "GATEHOUSE__BOOTSTRAP__ADMIN_EMAIL",
+                "admin@example.com".to_string(),
+            ),
+            (
+                "GATEHOUSE__BOOTSTRAP__ADMIN_PASSWORD",
+                "correct horse battery staple".to_string(),
+            ),
+        ]
+    };
+    let client = reqwest::Client::new();
+    // Signs in and syncs the endpoint: 200 only if the credential decrypts.
+    let sync = |server: &crate::helpers::ServerProcess, endpoint: Option<String>| {
+        let client = client.clone();
+        let url = |p: &str| server.url(p);
+        let (login, endpoints, credentials) = (
+            url("/api/v1/auth/login"),
+            url("/api/v1/endpoints"),
+            url("/api/v1/credentials"),
+        );
+        let upstream = upstream.clone();
+        let base = server.url("");
+        async move {
+            let token: serde_json::Value = client
+                .post(login)
+                .json(&serde_json::json!({"login": "admin@example.com", "password": "correct horse battery staple"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let auth = format!("Bearer {}", token["token"].as_str().unwrap());
+            let endpoint = match endpoint {
+                Some(id) => id,
+                None => {
+                    let credential: serde_json::Value = client
+                        .post(credentials)
+                        .header("authorization", &auth)
+                        .json(&serde_json::json!({"name": "upstream", "kind": "openai", "secret": {"api_key": UPSTREAM_KEY}}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let endpoint: serde_json::Value = client
+                        .post(endpoints)
+                        .header("authorization", &auth)
+                        .json(&serde_json::json!({"name": "guarded", "base_url": upstream, "credential_id": credential["id"]}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    endpoint["id"].as_str().unwrap().to_string()
+                }
+            };
+            let status = client
+                .post(format!("{base}/api/v1/endpoints/{endpoint}/sync"))
+                .header("authorization", &auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            (endpoint, status)
+        }
+    };
+    let to_refs = |v: &Vec<(&'static str, String)>| v.clone();
+
+    let mut first = spawn_process(dir.path(), &to_refs(&base(OLD)), &[]);
+    let (endpoint, status) = sync(&first, None).await;
+    assert_eq!(status, 200, "the credential works under the old key");
+    first.terminate();
+
+    let mut rotate_env = base(NEW);
+    rotate_env.push((
+        "GATEHOUSE__AUTH__PREVIOUS_KEY_ENCRYPTION_SECRETS",
+        format!("[{OLD}]"),
+    ));
+    let output = Command::new(BIN)
+        .arg("rotate-encryption-key")
+        .env("GATEHOUSE__LOG__FORMAT", "plain")
+        .envs(rotate_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "re-encrypted 1 secrets with the current key");
+
+    // Only the new key now: the secret still decrypts.
+    let mut after = spawn_process(dir.path(), &to_refs(&base(NEW)), &[]);
+    let (_, status) = sync(&after, Some(endpoint.clone())).await;
+    assert_eq!(status, 200, "nothing lost");
+    after.terminate();
+    // And the old key alone no longer opens it: it really was re-sealed.
+    let mut old_only = spawn_process(dir.path(), &to_refs(&base(OLD)), &[]);
+    let (_, status) = sync(&old_only, Some(endpoint)).await;
+    assert_eq!(status, 500);
+    old_only.terminate();
+}
