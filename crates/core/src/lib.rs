@@ -19,6 +19,8 @@ pub mod keys;
 pub mod keyspace;
 pub mod services;
 pub mod tenancy;
+#[cfg(test)]
+mod testing;
 
 pub use crate::env::Env;
 pub use crate::error::{Error, ErrorCode, Result};

@@ -6,9 +6,6 @@ use gatehouse_storage::memory::MemoryEngine;
 use parking_lot::Mutex;
 
 use super::*;
-use crate::accounts::model::UserStatus;
-use crate::env::{ManualClock, SeededRandom};
-use crate::id::Snowflake;
 use crate::tenancy::TenancyService;
 use crate::tenancy::model::OrgRole;
 
@@ -37,12 +34,7 @@ struct World {
 }
 
 fn world_with_key(secret: &[u8], previous: &[Vec<u8>], store: Store) -> World {
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let env = Env {
-        ids: Arc::new(Snowflake::new(3, clock.clone()).unwrap()),
-        clock,
-        random: Arc::new(SeededRandom::new(11)),
-    };
+    let (env, _) = crate::testing::env(3, 11);
     let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
     let lister = Arc::new(FixedLister::default());
     World {
@@ -67,28 +59,7 @@ fn world() -> World {
 
 impl World {
     async fn user(&self, name: &str, roles: &[Role]) -> User {
-        let now = self.env.clock.now();
-        let user = User {
-            id: self.env.ids.next_id(),
-            email: format!("{name}@example.com"),
-            username: None,
-            display_name: name.to_string(),
-            password_hash: None,
-            roles: roles.iter().copied().collect(),
-            status: UserStatus::Active,
-            email_verified: true,
-            must_change_password: false,
-            created_at: now,
-            updated_at: now,
-        };
-        self.store
-            .run(|tx| {
-                let user = &user;
-                async move { keyspace::user(user.id).put(&tx, user).await }
-            })
-            .await
-            .unwrap();
-        user
+        crate::testing::user(&self.store, &self.env, name, roles).await
     }
 
     async fn endpoint(&self, admin: &User) -> Endpoint {

@@ -12,8 +12,7 @@ use crate::catalog::model::SubscriptionStatus;
 use crate::catalog::{CatalogService, Decision, EndpointSpec, ModelSpec, NoLister};
 use crate::changes::ChangeFeed;
 use crate::crypto::KeyRing;
-use crate::env::{ManualClock, SeededRandom};
-use crate::id::Snowflake;
+use crate::env::ManualClock;
 use crate::tenancy::model::TeamRole;
 use crate::tenancy::{TeamSpec, TenancyService};
 
@@ -28,12 +27,7 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let env = Env {
-        ids: Arc::new(Snowflake::new(4, clock.clone()).unwrap()),
-        clock: clock.clone(),
-        random: Arc::new(SeededRandom::new(21)),
-    };
+    let (env, clock) = crate::testing::env(4, 21);
     let store = Store::new(Arc::new(MemoryEngine::new()));
     let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
     let index = Arc::new(AccessIndex::new(
@@ -61,32 +55,7 @@ fn world() -> World {
 
 impl World {
     async fn user(&self, name: &str, roles: &[Role]) -> User {
-        let now = self.env.clock.now();
-        let user = User {
-            id: self.env.ids.next_id(),
-            email: format!("{name}@example.com"),
-            username: None,
-            display_name: name.to_string(),
-            password_hash: None,
-            roles: roles.iter().copied().collect(),
-            status: UserStatus::Active,
-            email_verified: true,
-            must_change_password: false,
-            created_at: now,
-            updated_at: now,
-        };
-        let org = self.env.ids.next_id();
-        self.store
-            .run(|tx| {
-                let user = &user;
-                async move {
-                    keyspace::user(user.id).put(&tx, user).await?;
-                    crate::tenancy::create_personal_org(&tx, org, user, now).await
-                }
-            })
-            .await
-            .unwrap();
-        user
+        crate::testing::user(&self.store, &self.env, name, roles).await
     }
 
     async fn set_status(&self, user: &User, status: UserStatus) {

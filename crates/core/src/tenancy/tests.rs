@@ -8,9 +8,8 @@ use gatehouse_storage::memory::MemoryEngine;
 
 use super::*;
 use crate::ErrorCode;
-use crate::accounts::model::{Role, UserStatus};
-use crate::env::{ManualClock, SeededRandom};
-use crate::id::Snowflake;
+use crate::accounts::model::Role;
+use crate::env::ManualClock;
 
 struct World {
     tenancy: TenancyService,
@@ -21,12 +20,7 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let env = Env {
-        ids: Arc::new(Snowflake::new(1, clock.clone()).unwrap()),
-        clock: clock.clone(),
-        random: Arc::new(SeededRandom::new(5)),
-    };
+    let (env, clock) = crate::testing::env(1, 5);
     let store = Store::new(Arc::new(MemoryEngine::new()));
     let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
     World {
@@ -39,41 +33,8 @@ fn world() -> World {
 }
 
 impl World {
-    /// Stores an account directly (no password), with its personal organization.
     async fn user(&self, name: &str, roles: &[Role]) -> User {
-        let now = self.env.clock.now();
-        let user = User {
-            id: self.env.ids.next_id(),
-            email: format!("{name}@example.com"),
-            username: None,
-            display_name: name.to_string(),
-            password_hash: None,
-            roles: roles.iter().copied().collect(),
-            status: UserStatus::Active,
-            email_verified: true,
-            must_change_password: false,
-            created_at: now,
-            updated_at: now,
-        };
-        let org_id = self.env.ids.next_id();
-        let personal = roles.contains(&Role::User);
-        self.store
-            .run(|tx| {
-                let user = &user;
-                async move {
-                    keyspace::user(user.id).put(&tx, user).await?;
-                    keyspace::user_by_email(&user.email)
-                        .put(&tx, &crate::accounts::UserRef { id: user.id })
-                        .await?;
-                    if personal {
-                        create_personal_org(&tx, org_id, user, now).await?;
-                    }
-                    Ok::<_, TxError<Error>>(())
-                }
-            })
-            .await
-            .unwrap();
-        user
+        crate::testing::user(&self.store, &self.env, name, roles).await
     }
 
     /// The invitation token mailed to `to`, from the outbox.

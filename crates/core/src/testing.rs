@@ -1,0 +1,59 @@
+//! Shared fixtures for core's unit tests: a controlled environment and
+//! accounts written straight to the store (no password hashing).
+
+use std::sync::Arc;
+
+use gatehouse_storage::{Store, TxError};
+
+use crate::accounts::model::{Role, User, UserStatus};
+use crate::env::{ManualClock, SeededRandom};
+use crate::id::Snowflake;
+use crate::{Env, Error, keyspace};
+
+/// An environment with a manual clock at a fixed start, for worker `worker`.
+pub fn env(worker: u16, seed: u64) -> (Env, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let env = Env {
+        ids: Arc::new(Snowflake::new(worker, clock.clone()).unwrap()),
+        clock: clock.clone(),
+        random: Arc::new(SeededRandom::new(seed)),
+    };
+    (env, clock)
+}
+
+/// Stores an active account `<name>@example.com` holding `roles`, with a
+/// personal organization when it holds `user` (as registration makes one).
+pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User {
+    let now = env.clock.now();
+    let user = User {
+        id: env.ids.next_id(),
+        email: format!("{name}@example.com"),
+        username: None,
+        display_name: name.to_string(),
+        password_hash: None,
+        roles: roles.iter().copied().collect(),
+        status: UserStatus::Active,
+        email_verified: true,
+        must_change_password: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let org = roles.contains(&Role::User).then(|| env.ids.next_id());
+    store
+        .run(|tx| {
+            let user = &user;
+            async move {
+                keyspace::user(user.id).put(&tx, user).await?;
+                keyspace::user_by_email(&user.email)
+                    .put(&tx, &crate::accounts::UserRef { id: user.id })
+                    .await?;
+                if let Some(org) = org {
+                    crate::tenancy::create_personal_org(&tx, org, user, now).await?;
+                }
+                Ok::<_, TxError<Error>>(())
+            }
+        })
+        .await
+        .unwrap();
+    user
+}
