@@ -80,6 +80,29 @@ impl TestApp {
         (status, response.json().await.expect("JSON body"))
     }
 
+    /// Sends a request with an optional header (e.g. `("authorization",
+    /// "Bearer …")`) and JSON body; returns the status and the JSON answer
+    /// (`null` when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        header: Option<(&str, &str)>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
     /// Stops the server gracefully and waits until it has released the store.
     pub async fn stop(self) {
         let TestApp {

@@ -23,17 +23,7 @@ async fn call(
     auth: Option<(&str, &str)>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path));
-    if let Some((name, value)) = auth {
-        request = request.header(name, value);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    app.call(method, path, auth, body).await
 }
 
 async fn login(app: &TestApp, email: &str) -> String {

@@ -16,17 +16,9 @@ impl World {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.app.client.request(method, self.app.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let header = auth.as_deref().map(|a| ("authorization", a));
+        self.app.call(method, path, header, body).await
     }
 
     async fn as_actor(
