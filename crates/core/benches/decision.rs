@@ -64,6 +64,7 @@ async fn main() {
         status: UserStatus::Active,
         email_verified: true,
         must_change_password: false,
+        limits: Default::default(),
         created_at: now,
         updated_at: now,
     };

@@ -30,6 +30,13 @@ impl Id {
         (self.0 >> (WORKER_BITS + SEQUENCE_BITS)) as i64 + EPOCH_MILLIS
     }
 
+    /// The lowest ID made at `millis` (Unix epoch): IDs at or after that time
+    /// are `>=` it, so time ranges become ID ranges.
+    pub fn first_at(millis: i64) -> Id {
+        let since = (millis - EPOCH_MILLIS).clamp(0, MAX_TIMESTAMP as i64) as u64;
+        Id(since << (WORKER_BITS + SEQUENCE_BITS))
+    }
+
     pub fn worker_id(self) -> u16 {
         ((self.0 >> SEQUENCE_BITS) & u64::from(MAX_WORKER_ID)) as u16
     }

@@ -42,6 +42,7 @@ use crate::tenancy::model::{
     Invitation, InvitationRef, Membership, OrgRef, Organization, Team, TeamMember, TeamRef,
     UserOrgRef, UserTeamRef,
 };
+use crate::usage::RequestLog;
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
@@ -396,6 +397,16 @@ pub fn api_keys_of(user: crate::Id) -> KeyRange {
 /// `("api_key_last_used", id) = LastUsed`
 pub fn api_key_last_used(id: crate::Id) -> Key<LastUsed> {
     Key::new(pack(&("api_key_last_used", id.0)))
+}
+
+/// `("request_log", id) = RequestLog`
+pub fn request_log(id: crate::Id) -> Key<RequestLog> {
+    Key::new(pack(&("request_log", id.0)))
+}
+
+/// All request logs, oldest first.
+pub fn request_logs() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("request_log"))
 }
 
 #[cfg(test)]

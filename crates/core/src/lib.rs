@@ -21,6 +21,7 @@ pub mod services;
 pub mod tenancy;
 #[cfg(test)]
 mod testing;
+pub mod usage;
 
 pub use crate::env::Env;
 pub use crate::error::{Error, ErrorCode, Result};

@@ -131,6 +131,9 @@ pub struct Me {
     pub email_verified: bool,
     /// The password was generated and must be changed.
     pub must_change_password: bool,
+    /// Gateway limits across all the user's keys.
+    #[schema(value_type = Object)]
+    pub limits: gatehouse_core::accounts::model::UsageLimits,
     pub created_at: DateTime<Utc>,
 }
 
@@ -145,6 +148,7 @@ impl From<User> for Me {
             status: u.status,
             email_verified: u.email_verified,
             must_change_password: u.must_change_password,
+            limits: u.limits,
             created_at: u.created_at,
         }
     }

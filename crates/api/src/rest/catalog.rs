@@ -273,11 +273,11 @@ pub struct EndpointBody {
     #[schema(value_type = Option<String>)]
     pub flavour: Option<ApiFlavour>,
     /// `null` removes it.
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "some")]
     #[schema(value_type = Option<String>)]
     pub credential_id: Option<Option<String>>,
     /// `null` removes it.
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "some")]
     #[schema(value_type = Option<String>)]
     pub proxy_url: Option<Option<String>>,
     pub connect_timeout_ms: Option<u64>,
@@ -285,17 +285,14 @@ pub struct EndpointBody {
     pub enabled: Option<bool>,
 }
 
-/// `Some(None)` for an explicit `null`, `None` for a missing field.
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: Deserialize<'de>,
-    {
-        Option::<T>::deserialize(d).map(Some)
-    }
+/// `Some(None)` for an explicit `null`, `None` for a missing field (with
+/// `#[serde(default)]`).
+pub(crate) fn some<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl EndpointBody {
@@ -514,7 +511,7 @@ pub struct ModelBody {
     /// Defaults to `name`.
     pub upstream_name: Option<String>,
     pub provider: Option<String>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "some")]
     pub context_length: Option<Option<u32>>,
     /// US dollars per input token.
     pub input_cost_per_token: Option<f64>,

@@ -52,6 +52,8 @@ pub struct KeyOut {
     pub id: Id,
     #[schema(value_type = String)]
     pub owner_id: Id,
+    #[schema(value_type = Option<String>)]
+    pub organization_id: Option<Id>,
     pub label: String,
     /// The first characters of the key.
     pub display_prefix: String,
@@ -76,6 +78,7 @@ impl KeyOut {
         KeyOut {
             id: k.id,
             owner_id: k.owner_id,
+            organization_id: k.org_id,
             label: k.label,
             display_prefix: k.display_prefix,
             allowed_models: k.allowed_models,
@@ -109,6 +112,9 @@ pub struct CreatedKey {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
+    /// An organization you belong to: the key works for it, and its body
+    /// capture setting applies.
+    pub organization_id: Option<String>,
     #[serde(default)]
     pub label: String,
     /// Model names; empty or absent: every model you may use.
@@ -150,6 +156,7 @@ pub async fn create(
     ApiJson(body): ApiJson<NewKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let spec = NewKey {
+        org_id: body.organization_id.as_deref().map(id).transpose()?,
         label: body.label,
         allowed_models: body.allowed_models,
         rpm_limit: body.rpm_limit,

@@ -35,6 +35,8 @@ pub struct OrgView {
     pub slug: String,
     /// A user's own organization, made with the account (named after its email).
     pub personal: bool,
+    /// Gateway request and response bodies of keys bound to it are kept.
+    pub capture_bodies: bool,
     /// `active` or `suspended`.
     #[schema(value_type = String)]
     pub status: OrgStatus,
@@ -52,6 +54,7 @@ impl OrgView {
             name: org.name,
             slug: org.slug,
             personal: org.personal,
+            capture_bodies: org.capture_bodies,
             status: org.status,
             role,
             created_at: org.created_at,
@@ -71,6 +74,16 @@ impl From<OrgAccess> for OrgView {
 pub struct OrgName {
     /// 1-100 characters.
     pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgChangeBody {
+    /// 1-100 characters, unique.
+    pub name: Option<String>,
+    /// Keep gateway request and response bodies of API keys bound to this
+    /// organization (off by default).
+    pub capture_bodies: Option<bool>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -175,11 +188,11 @@ pub async fn read(
     Ok(Json(access.into()))
 }
 
-/// Rename an organization (owners and admins).
+/// Rename an organization or turn body capture on or off (owners and admins).
 #[utoipa::path(patch, path = "/api/v1/organizations/{org}", tag = "organizations",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization ID")),
-    request_body = OrgName,
+    request_body = OrgChangeBody,
     responses(
         (status = 200, description = "Renamed", body = OrgView),
         (status = 403, description = "Your role does not allow it, or the organization is suspended", body = ErrorBody),
@@ -191,11 +204,15 @@ pub async fn update(
     Client(client): Client,
     auth: Authenticated,
     Path(org): Path<String>,
-    ApiJson(request): ApiJson<OrgName>,
+    ApiJson(request): ApiJson<OrgChangeBody>,
 ) -> Result<Json<OrgView>, ApiError> {
     let tenancy = &state.services.tenancy;
+    let change = gatehouse_core::tenancy::OrgChange {
+        name: request.name,
+        capture_bodies: request.capture_bodies,
+    };
     let org = tenancy
-        .update_org(&auth.user, id(&org)?, &request.name, &client)
+        .update_org(&auth.user, id(&org)?, change, &client)
         .await?;
     let access = tenancy.access(&auth.user, org.id).await?;
     Ok(Json(access.into()))

@@ -34,6 +34,8 @@ pub struct TeamOut {
     pub permissions: BTreeSet<TeamPermission>,
     /// Models the members may use; empty means no narrowing.
     pub allowed_models: BTreeSet<String>,
+    /// What the members may spend together.
+    pub budget: Option<super::keys::BudgetBody>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -47,6 +49,7 @@ impl From<Team> for TeamOut {
             description: t.description,
             permissions: t.permissions,
             allowed_models: t.allowed_models,
+            budget: t.budget.map(Into::into),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -64,6 +67,9 @@ pub struct TeamBody {
     pub permissions: Option<BTreeSet<TeamPermission>>,
     /// Owners and admins only; empty means every model.
     pub allowed_models: Option<Vec<String>>,
+    /// Owners and admins only; `null` removes it.
+    #[serde(default, deserialize_with = "super::catalog::some")]
+    pub budget: Option<Option<super::keys::BudgetBody>>,
 }
 
 impl From<TeamBody> for TeamSpec {
@@ -73,6 +79,7 @@ impl From<TeamBody> for TeamSpec {
             description: b.description,
             permissions: b.permissions,
             allowed_models: b.allowed_models,
+            budget: b.budget.map(|b| b.map(Into::into)),
         }
     }
 }

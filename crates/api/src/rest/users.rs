@@ -88,6 +88,10 @@ pub struct UpdateUser {
     /// ends the user's sessions at once.
     #[schema(value_type = Option<String>)]
     pub status: Option<UserStatus>,
+    /// The user's gateway limits across all their keys (platform `admin`, not
+    /// on yourself): `{"rpm_limit"?, "tpm_limit"?, "budget"?: {"max_usd", "period"}}`.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<gatehouse_core::accounts::model::UsageLimits>,
 }
 
 /// Update an account: your own display name, or (platform `admin`) anyone's
@@ -114,6 +118,7 @@ pub async fn update(
         display_name: request.display_name,
         roles: request.roles,
         status: request.status,
+        limits: request.limits,
     };
     let user = state
         .services

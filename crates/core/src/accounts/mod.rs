@@ -162,6 +162,8 @@ pub struct UserChange {
     pub display_name: Option<String>,
     pub roles: Option<BTreeSet<Role>>,
     pub status: Option<UserStatus>,
+    /// The user's gateway limits and budget (platform admins, not on themselves).
+    pub limits: Option<model::UsageLimits>,
 }
 
 /// The roles an account may hold: `user` always, except a provider account,
@@ -320,6 +322,7 @@ impl AccountService {
             status: UserStatus::Active,
             email_verified: false,
             must_change_password: new.must_change_password,
+            limits: Default::default(),
             created_at: now,
             updated_at: now,
         };
@@ -1451,10 +1454,13 @@ impl AccountService {
         if !own && !actor.is_platform_admin() {
             return Err(Error::permission_denied("read-only admins change nothing"));
         }
-        if own && (change.roles.is_some() || change.status.is_some()) {
+        if own && (change.roles.is_some() || change.status.is_some() || change.limits.is_some()) {
             return Err(Error::permission_denied(
-                "you cannot change your own roles or status",
+                "you cannot change your own roles, status or limits",
             ));
+        }
+        if let Some(budget) = change.limits.as_ref().and_then(|l| l.budget.as_ref()) {
+            crate::keys::model::check_budget(budget)?;
         }
         let display_name = change
             .display_name
@@ -1495,6 +1501,9 @@ impl AccountService {
                     if let Some(status) = change.status {
                         after.status = status;
                     }
+                    if let Some(limits) = change.limits {
+                        after.limits = limits;
+                    }
                     after.updated_at = now;
                     key.put(&tx, &after).await?;
                     Ok((before, after))
@@ -1515,6 +1524,12 @@ impl AccountService {
             details.insert(
                 "roles".into(),
                 serde_json::json!({"from": before.roles, "to": after.roles}),
+            );
+        }
+        if before.limits != after.limits {
+            details.insert(
+                "limits".into(),
+                serde_json::json!({"from": before.limits, "to": after.limits}),
             );
         }
         if before.status != after.status {

@@ -52,8 +52,20 @@ pub struct User {
     pub email_verified: bool,
     /// Set for generated passwords: the user must choose a new one.
     pub must_change_password: bool,
+    /// Per-minute limits and budget on the user's gateway use, across all
+    /// their keys (platform admins set them).
+    #[serde(default)]
+    pub limits: UsageLimits,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Limits on one user's gateway use (SPEC §4 step 5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageLimits {
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub budget: Option<crate::keys::model::Budget>,
 }
 
 impl Record for User {

@@ -122,6 +122,7 @@ mod tests {
             status: UserStatus::Active,
             email_verified: true,
             must_change_password: false,
+            limits: Default::default(),
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
         }

@@ -19,11 +19,12 @@ use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use super::model::{ApiKey, Budget};
-use crate::accounts::model::{Role, User};
-use crate::catalog::model::{Alias, IdRef, Model, SubscriptionStatus};
+use crate::accounts::model::{Role, UsageLimits, User};
+use crate::catalog::model::{Alias, Endpoint, IdRef, Model, SubscriptionStatus};
 use crate::changes::{ChangeCursor, ChangeFeed};
 use crate::codec::{Record, decode_values};
 use crate::env::Clock;
+use crate::tenancy::model::Organization;
 use crate::tenancy::model::UserTeamRef;
 use crate::{Error, Id, Result, keyspace};
 
@@ -94,9 +95,17 @@ pub struct Grant {
     pub key_id: Id,
     pub owner_id: Id,
     pub model: Arc<Model>,
+    /// The model's endpoint (`None` if it was deleted under the model).
+    pub endpoint: Option<Arc<Endpoint>>,
     pub rpm_limit: Option<u32>,
     pub tpm_limit: Option<u32>,
     pub budget: Option<Budget>,
+    /// The owner's own limits across all their keys.
+    pub user_limits: UsageLimits,
+    /// Budgets of the owner's teams.
+    pub team_budgets: Vec<(Id, Budget)>,
+    /// Keep request and response bodies (the key's organization asks for it).
+    pub capture_bodies: bool,
 }
 
 /// An owner, as the decision sees them.
@@ -104,6 +113,8 @@ pub struct Grant {
 struct Owner {
     /// Active and holding `user`.
     may_use_models: bool,
+    limits: UsageLimits,
+    team_budgets: Vec<(Id, Budget)>,
     /// Models with an active subscription.
     subscribed: HashSet<Id>,
     /// The union of the owner's teams' allow-lists, when every team narrows.
@@ -112,6 +123,8 @@ struct Owner {
 
 #[derive(Debug, Default)]
 struct Catalog {
+    endpoints: HashMap<Id, Arc<Endpoint>>,
+    capture_orgs: HashSet<Id>,
     by_name: HashMap<String, Arc<Model>>,
     by_id: HashMap<Id, Arc<Model>>,
     global_aliases: HashMap<String, Id>,
@@ -131,6 +144,9 @@ pub struct AccessIndex {
     cursor: Mutex<Option<ChangeCursor>>,
     /// Keys used since the last flush, with the time of last use (ms).
     used: DashMap<Id, i64>,
+    /// Moves whenever a credential changes, so that caches of decrypted
+    /// credentials know to reload.
+    credentials_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// The random part of a key: this many characters of `[A-Za-z0-9]`.
@@ -166,6 +182,7 @@ impl AccessIndex {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             cursor: Mutex::new(None),
             used: DashMap::new(),
+            credentials_epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -251,15 +268,21 @@ impl AccessIndex {
                     }
                 }
                 let mut lists = Vec::new();
+                let mut team_budgets = Vec::new();
                 for entry in read_all::<UserTeamRef>(&tx, &keyspace::user_teams(user_id)).await? {
                     if let Some(team) = keyspace::team(entry.org_id, entry.team_id).get(&tx).await?
                     {
+                        if let Some(budget) = team.budget {
+                            team_budgets.push((team.id, budget));
+                        }
                         lists.push(team.allowed_models);
                     }
                 }
                 let narrows = !lists.is_empty() && lists.iter().all(|l| !l.is_empty());
                 Ok(Owner {
                     may_use_models: may_use_models(&user),
+                    limits: user.limits,
+                    team_budgets,
                     subscribed,
                     team_allow: narrows.then(|| lists.into_iter().flatten().collect()),
                 })
@@ -271,15 +294,25 @@ impl AccessIndex {
 
     /// Re-reads the models and aliases.
     pub async fn refresh_catalog(&self) -> Result<()> {
-        let (models, aliases) = self
+        let (models, aliases, endpoints, orgs) = self
             .store
             .run(|tx| async move {
                 let models = read_all::<Model>(&tx, &keyspace::models()).await?;
                 let aliases = read_all::<Alias>(&tx, &keyspace::aliases()).await?;
-                Ok::<_, TxError<Error>>((models, aliases))
+                let endpoints = read_all::<Endpoint>(&tx, &keyspace::endpoints()).await?;
+                let orgs = read_all::<Organization>(&tx, &keyspace::orgs()).await?;
+                Ok::<_, TxError<Error>>((models, aliases, endpoints, orgs))
             })
             .await?;
-        let mut catalog = Catalog::default();
+        let mut catalog = Catalog {
+            endpoints: endpoints.into_iter().map(|e| (e.id, Arc::new(e))).collect(),
+            capture_orgs: orgs
+                .into_iter()
+                .filter(|o| o.capture_bodies)
+                .map(|o| o.id)
+                .collect(),
+            ..Catalog::default()
+        };
         for model in models {
             let model = Arc::new(model);
             catalog.by_name.insert(model.name.clone(), model.clone());
@@ -360,7 +393,11 @@ impl AccessIndex {
                             teams.insert(Id(team));
                         }
                     }
-                    "model" | "alias" => catalog = true,
+                    "model" | "alias" | "endpoint" | "org" => catalog = true,
+                    "credential" => {
+                        self.credentials_epoch
+                            .fetch_add(1, std::sync::atomic::Ordering::Release);
+                    }
                     _ => {}
                 }
             }
@@ -441,10 +478,16 @@ impl AccessIndex {
         Ok(Grant {
             key_id: key.id,
             owner_id: key.owner_id,
+            endpoint: catalog.endpoints.get(&model.endpoint_id).cloned(),
             model,
             rpm_limit: key.rpm_limit,
             tpm_limit: key.tpm_limit,
             budget: key.budget,
+            user_limits: owner.limits,
+            team_budgets: owner.team_budgets.clone(),
+            capture_bodies: key
+                .org_id
+                .is_some_and(|o| catalog.capture_orgs.contains(&o)),
         })
     }
 
@@ -483,6 +526,13 @@ impl AccessIndex {
             return Err(Denial::KeyNotAllowed);
         }
         Ok(())
+    }
+
+    /// Changes whenever a credential is written (here or, after `catch_up`,
+    /// elsewhere).
+    pub fn credentials_epoch(&self) -> u64 {
+        self.credentials_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Takes the keys used since the last call, with their last-use times.

@@ -26,6 +26,8 @@ use crate::{Env, Error, Id, Result, keyspace};
 /// A new key's settings.
 #[derive(Debug, Clone, Default)]
 pub struct NewKey {
+    /// An organization the owner belongs to.
+    pub org_id: Option<Id>,
     pub label: String,
     pub allowed_models: Vec<String>,
     pub rpm_limit: Option<u32>,
@@ -136,6 +138,7 @@ impl KeyService {
         let key = ApiKey {
             id: self.env.ids.next_id(),
             owner_id: owner,
+            org_id: spec.org_id,
             label: label.to_string(),
             display_prefix: plaintext
                 .chars()
@@ -172,6 +175,14 @@ impl KeyService {
             .run(|tx| {
                 let key = &key;
                 async move {
+                    if let Some(org) = key.org_id
+                        && keyspace::org_member(org, key.owner_id)
+                            .get(&tx)
+                            .await?
+                            .is_none()
+                    {
+                        return Err(TxError::Abort(Error::not_found("organization")));
+                    }
                     let held = tx
                         .get_range(
                             &keyspace::api_keys_of(key.owner_id),
@@ -314,6 +325,7 @@ impl KeyService {
             return Err(Error::conflict("this key has already been rotated"));
         }
         let spec = NewKey {
+            org_id: old.org_id,
             label: old.label.clone(),
             allowed_models: old.allowed_models.iter().cloned().collect(),
             rpm_limit: old.rpm_limit,

@@ -27,6 +27,10 @@ pub struct Budget {
 pub struct ApiKey {
     pub id: Id,
     pub owner_id: Id,
+    /// The organization the key works for (its owner is a member); its body
+    /// capture setting applies.
+    #[serde(default)]
+    pub org_id: Option<Id>,
     pub label: String,
     /// The first characters of the key, for recognising it in lists.
     pub display_prefix: String,

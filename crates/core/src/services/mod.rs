@@ -18,6 +18,8 @@ use crate::email::Outbox;
 use crate::keys::KeyService;
 use crate::keys::index::AccessIndex;
 use crate::tenancy::TenancyService;
+use crate::usage::UsageService;
+use crate::usage::ledger::Ledger;
 
 /// Every service, wired to one store and environment.
 #[derive(Clone)]
@@ -33,6 +35,7 @@ pub struct Services {
     pub tenancy: Arc<TenancyService>,
     pub catalog: Arc<CatalogService>,
     pub keys: Arc<KeyService>,
+    pub usage: Arc<UsageService>,
 }
 
 /// What the catalogue needs from the deployment.
@@ -92,6 +95,11 @@ impl Services {
                 env.clone(),
                 audit.clone(),
                 index,
+            )),
+            usage: Arc::new(UsageService::new(
+                store.clone(),
+                env.clone(),
+                Arc::new(Ledger::new()),
             )),
             changes,
             audit,

@@ -140,6 +140,16 @@ pub struct TeamSpec {
     pub description: Option<String>,
     pub permissions: Option<BTreeSet<TeamPermission>>,
     pub allowed_models: Option<Vec<String>>,
+    /// `Some(None)` removes the budget.
+    pub budget: Option<Option<crate::keys::model::Budget>>,
+}
+
+/// Changes to an organization; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct OrgChange {
+    pub name: Option<String>,
+    /// Keep gateway request and response bodies of keys bound to it.
+    pub capture_bodies: Option<bool>,
 }
 
 /// A user's organizations and teams, for internal services.
@@ -311,6 +321,7 @@ pub(crate) async fn create_personal_org(
         slug,
         personal: true,
         status: OrgStatus::Active,
+        capture_bodies: false,
         created_at: now,
         updated_at: now,
     };
@@ -433,6 +444,7 @@ impl TenancyService {
             name,
             personal: false,
             status: OrgStatus::Active,
+            capture_bodies: false,
             created_at: now,
             updated_at: now,
         };
@@ -531,33 +543,45 @@ impl TenancyService {
         &self,
         actor: &User,
         org_id: Id,
-        name: &str,
+        change: OrgChange,
         client: &ClientInfo,
     ) -> Result<Organization> {
-        let name = model::parse_name(name, "organization")?;
-        let slug = model::slugify(&name)?;
+        let named = change
+            .name
+            .as_deref()
+            .map(|n| {
+                let name = model::parse_name(n, "organization")?;
+                let slug = model::slugify(&name)?;
+                Ok::<_, Error>((name, slug))
+            })
+            .transpose()?;
         let now = self.env.clock.now();
         let org = self
             .store
             .run(|tx| {
-                let (name, slug) = (&name, &slug);
+                let named = &named;
                 async move {
                     let access = load_access(&tx, actor, org_id).await?;
                     access.require(OrgAction::Update)?;
                     let mut org = access.org;
-                    if &org.slug != slug {
-                        claim_slug(&tx, slug, org_id).await?;
-                        keyspace::org_by_slug(&org.slug).clear(&tx).await?;
+                    if let Some((name, slug)) = named {
+                        if &org.slug != slug {
+                            claim_slug(&tx, slug, org_id).await?;
+                            keyspace::org_by_slug(&org.slug).clear(&tx).await?;
+                        }
+                        org.name = name.clone();
+                        org.slug = slug.clone();
                     }
-                    org.name = name.clone();
-                    org.slug = slug.clone();
+                    if let Some(capture) = change.capture_bodies {
+                        org.capture_bodies = capture;
+                    }
                     org.updated_at = now;
                     keyspace::org(org_id).put(&tx, &org).await?;
                     Ok::<_, TxError<Error>>(org)
                 }
             })
             .await?;
-        let details = serde_json::json!({"name": org.name});
+        let details = serde_json::json!({"name": org.name, "capture_bodies": org.capture_bodies});
         self.audit(
             actor,
             client,
@@ -1146,6 +1170,7 @@ impl TenancyService {
             description,
             permissions: spec.permissions.clone().unwrap_or_default(),
             allowed_models,
+            budget: spec.budget.flatten(),
             created_at: now,
             updated_at: now,
         };
@@ -1155,7 +1180,10 @@ impl TenancyService {
                 async move {
                     let access = load_access(&tx, actor, org_id).await?;
                     access.require(OrgAction::ManageTeams)?;
-                    if !team.permissions.is_empty() || !team.allowed_models.is_empty() {
+                    if !team.permissions.is_empty()
+                        || !team.allowed_models.is_empty()
+                        || team.budget.is_some()
+                    {
                         access.require(OrgAction::SetTeamPolicy)?;
                     }
                     ensure_unique_team_name(&tx, org_id, &team.name, None).await?;
@@ -1228,16 +1256,24 @@ impl TenancyService {
             .as_deref()
             .map(model::parse_model_names)
             .transpose()?;
+        if let Some(Some(budget)) = &spec.budget {
+            crate::keys::model::check_budget(budget)?;
+        }
         let now = self.env.clock.now();
         let team = self
             .store
             .run(|tx| {
-                let (name, description, allowed_models, permissions) =
-                    (&name, &description, &allowed_models, &spec.permissions);
+                let (name, description, allowed_models, permissions, budget) = (
+                    &name,
+                    &description,
+                    &allowed_models,
+                    &spec.permissions,
+                    &spec.budget,
+                );
                 async move {
                     let access = load_access(&tx, actor, org_id).await?;
                     access.require(OrgAction::ManageTeams)?;
-                    if permissions.is_some() || allowed_models.is_some() {
+                    if permissions.is_some() || allowed_models.is_some() || budget.is_some() {
                         access.require(OrgAction::SetTeamPolicy)?;
                     }
                     let key = keyspace::team(org_id, team_id);
@@ -1256,6 +1292,9 @@ impl TenancyService {
                     }
                     if let Some(models) = allowed_models {
                         team.allowed_models = models.clone();
+                    }
+                    if let Some(budget) = budget {
+                        team.budget = *budget;
                     }
                     team.updated_at = now;
                     key.put(&tx, &team).await?;

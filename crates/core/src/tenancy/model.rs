@@ -27,6 +27,10 @@ pub struct Organization {
     /// A user's own organization, made with the account and removed with it.
     pub personal: bool,
     pub status: OrgStatus,
+    /// Keep gateway request and response bodies of keys bound to this
+    /// organization (off by default).
+    #[serde(default)]
+    pub capture_bodies: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -179,6 +183,9 @@ pub struct Team {
     /// Models the team's members may use; empty means every model they may
     /// otherwise use.
     pub allowed_models: BTreeSet<String>,
+    /// Spend limit for the team's members together.
+    #[serde(default)]
+    pub budget: Option<crate::keys::model::Budget>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -85,6 +85,13 @@ impl World {
     }
 }
 
+fn rename(name: &str) -> OrgChange {
+    OrgChange {
+        name: Some(name.into()),
+        ..OrgChange::default()
+    }
+}
+
 fn named(name: &str) -> TeamSpec {
     TeamSpec {
         name: Some(name.into()),
@@ -142,16 +149,24 @@ async fn organizations_are_created_renamed_and_deleted_by_their_owner() {
     let (org, owner, admin, member) = w.org().await;
     let renamed = w
         .tenancy
-        .update_org(&admin, org, " Acme Corp ", &w.client)
+        .update_org(&admin, org, rename(" Acme Corp "), &w.client)
         .await
         .unwrap();
     assert_eq!(renamed.name, "Acme Corp");
     assert_eq!(
-        code(w.tenancy.update_org(&member, org, "Mine", &w.client).await),
+        code(
+            w.tenancy
+                .update_org(&member, org, rename("Mine"), &w.client)
+                .await
+        ),
         ErrorCode::PermissionDenied
     );
     assert_eq!(
-        code(w.tenancy.update_org(&owner, org, "  ", &w.client).await),
+        code(
+            w.tenancy
+                .update_org(&owner, org, rename("  "), &w.client)
+                .await
+        ),
         ErrorCode::InvalidInput
     );
     // Names are unique by slug; renaming frees the old one.
@@ -168,7 +183,7 @@ async fn organizations_are_created_renamed_and_deleted_by_their_owner() {
     assert_eq!(
         code(
             w.tenancy
-                .update_org(&member, acme.id, "acme-corp", &w.client)
+                .update_org(&member, acme.id, rename("acme-corp"), &w.client)
                 .await
         ),
         ErrorCode::Conflict
@@ -658,7 +673,7 @@ async fn outsiders_see_nothing_and_change_nothing() {
     let results = [
         code(t.access(o, org).await),
         code(t.list_members(o, org).await),
-        code(t.update_org(o, org, "Pwned", c).await),
+        code(t.update_org(o, org, rename("Pwned"), c).await),
         code(t.delete_org(o, org, c).await),
         code(t.set_org_status(o, org, OrgStatus::Suspended, c).await),
         code(
@@ -725,7 +740,11 @@ async fn suspended_organizations_are_read_only_until_resumed() {
         OrgStatus::Suspended
     );
     assert_eq!(
-        code(w.tenancy.update_org(&owner, org, "X", &w.client).await),
+        code(
+            w.tenancy
+                .update_org(&owner, org, rename("X"), &w.client)
+                .await
+        ),
         ErrorCode::PermissionDenied
     );
     assert_eq!(
@@ -741,7 +760,7 @@ async fn suspended_organizations_are_read_only_until_resumed() {
         .await
         .unwrap();
     w.tenancy
-        .update_org(&owner, org, "X", &w.client)
+        .update_org(&owner, org, rename("X"), &w.client)
         .await
         .unwrap();
     // Read-only admins read it and change nothing.
@@ -750,7 +769,11 @@ async fn suspended_organizations_are_read_only_until_resumed() {
         3
     );
     assert_eq!(
-        code(w.tenancy.update_org(&readonly, org, "Y", &w.client).await),
+        code(
+            w.tenancy
+                .update_org(&readonly, org, rename("Y"), &w.client)
+                .await
+        ),
         ErrorCode::PermissionDenied
     );
 }

@@ -1,0 +1,468 @@
+//! Usage: what every gateway call cost, written off the request path.
+//!
+//! The gateway hands each finished call to [`UsageService::record`], which
+//! only appends to a buffer. [`UsageService::flush`], run every second by
+//! each instance, writes the buffered request logs, adds them to the daily
+//! rollups (atomic adds, so writers never conflict), adds settled spend to the
+//! shared budget counters and reads the totals back into the [`Ledger`].
+//!
+//! Reading: users see their own statistics and request logs; `admin` and
+//! `admin_readonly` see everyone's; captured bodies are shown only to
+//! `request_viewer` holders and to the user who made the call (SPEC §2).
+
+pub mod ledger;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use gatehouse_storage::tuple::{Subspace, pack, unpack};
+use gatehouse_storage::{KeyRange, RangeOptions, Store, TxError, decode_counter};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use self::ledger::{Holder, Ledger, Micros};
+use crate::accounts::model::{Role, User};
+use crate::codec::{Record, decode_values};
+use crate::keys::model::BudgetPeriod;
+use crate::{Env, Error, Id, Result, keyspace};
+
+/// One gateway call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestLog {
+    pub id: Id,
+    pub at: DateTime<Utc>,
+    pub key_id: Id,
+    pub user_id: Id,
+    pub model_id: Id,
+    pub model: String,
+    pub endpoint_id: Id,
+    /// `chat.completions`, `embeddings` or `messages`.
+    pub api: String,
+    pub stream: bool,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: Micros,
+    /// The upstream sent no usage: the gateway counted (roughly) itself.
+    pub tokens_estimated: bool,
+    pub error: Option<String>,
+    /// Only when body capture is on for the key's organization.
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl Record for RequestLog {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "request log";
+    const CHANGE_FEED: bool = false;
+}
+
+/// The counters of a daily rollup row.
+const FIELDS: [&str; 4] = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_micros",
+];
+
+/// `("usage_day", day, user, key, model, field)`: an `i64` counter.
+fn rollup_key(day: &str, log: &RequestLog, field: &str) -> Vec<u8> {
+    pack(&(
+        "usage_day",
+        day,
+        log.user_id.0,
+        log.key_id.0,
+        log.model.as_str(),
+        field,
+    ))
+}
+
+/// `("spend", period, holder kind, holder id)`: an `i64` counter of micro-dollars.
+fn spend_key(period: &str, holder: Holder) -> Vec<u8> {
+    pack(&("spend", period, holder.kind(), holder.id().0))
+}
+
+/// How statistics are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Day,
+    Model,
+    Key,
+    User,
+}
+
+/// One row of statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsRow {
+    pub group: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+/// Which statistics: days `from..=to` (UTC), optionally one user's.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// `None`: the caller's own, unless `all`.
+    pub user: Option<Id>,
+    /// Everyone's (platform readers).
+    pub all: bool,
+    pub group_by: GroupBy,
+}
+
+/// Filters for request logs; `before` pages backwards by ID.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub user: Option<Id>,
+    pub key: Option<Id>,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    pub before: Option<Id>,
+    pub limit: usize,
+}
+
+/// The most days one statistics query covers.
+pub const MAX_STATS_DAYS: i64 = 366;
+
+pub struct UsageService {
+    store: Store,
+    env: Env,
+    ledger: Arc<Ledger>,
+    buffer: Mutex<Vec<RequestLog>>,
+}
+
+/// Most logs buffered before new ones are dropped (a storage outage must not
+/// exhaust memory); dropped logs are counted in the log.
+const MAX_BUFFER: usize = 100_000;
+
+impl UsageService {
+    pub fn new(store: Store, env: Env, ledger: Arc<Ledger>) -> Self {
+        UsageService {
+            store,
+            env,
+            ledger,
+            buffer: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// Queues one call's record; never waits for storage.
+    pub fn record(&self, log: RequestLog) {
+        let mut buffer = self.buffer.lock();
+        if buffer.len() >= MAX_BUFFER {
+            tracing::error!(request = %log.id, "usage buffer full: request log dropped");
+            return;
+        }
+        buffer.push(log);
+    }
+
+    /// How many records wait for the next flush.
+    pub fn pending(&self) -> usize {
+        self.buffer.lock().len()
+    }
+
+    /// Reads the shared spend of the current periods into the ledger (at start).
+    pub async fn load_spend(&self) -> Result<()> {
+        let now = self.env.clock.now();
+        let mut totals = Vec::new();
+        for period in [
+            ledger::period_key(BudgetPeriod::Day, now),
+            ledger::period_key(BudgetPeriod::Month, now),
+            "total".to_string(),
+        ] {
+            let range = KeyRange::subspace(&Subspace::from("spend").subspace(&(period.as_str(),)));
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        Ok::<_, TxError<Error>>(tx.get_range(range, RangeOptions::default()).await?)
+                    }
+                })
+                .await?;
+            for (key, value) in page.entries {
+                if let Ok((_, period, kind, id)) = unpack::<(String, String, String, u64)>(&key)
+                    && let Some(holder) = Holder::parse(&kind, Id(id))
+                {
+                    totals.push((holder, period, decode_counter(&value)));
+                }
+            }
+        }
+        self.ledger.apply_totals(&totals);
+        Ok(())
+    }
+
+    /// Writes what was buffered and brings the ledger in line with the other
+    /// instances. Returns how many request logs were written.
+    pub async fn flush(&self) -> Result<usize> {
+        let logs = std::mem::take(&mut *self.buffer.lock());
+        let written = logs.len();
+        for (i, chunk) in logs.chunks(200).enumerate() {
+            let result = self
+                .store
+                .run(|tx| async move {
+                    for log in chunk {
+                        keyspace::request_log(log.id).put(&tx, log).await?;
+                        let day = log.at.format("%Y-%m-%d").to_string();
+                        let values = [
+                            1,
+                            log.prompt_tokens as i64,
+                            log.completion_tokens as i64,
+                            log.cost_micros,
+                        ];
+                        for (field, value) in FIELDS.iter().zip(values) {
+                            tx.atomic_add(&rollup_key(&day, log, field), value)?;
+                        }
+                    }
+                    Ok::<_, TxError<Error>>(())
+                })
+                .await;
+            if let Err(e) = result {
+                // Put back what was not written; the next flush retries.
+                self.buffer.lock().extend(logs[i * 200..].iter().cloned());
+                return Err(e.into());
+            }
+        }
+        let deltas = self.ledger.take_unflushed();
+        if !deltas.is_empty() {
+            let result = self
+                .store
+                .run(|tx| {
+                    let deltas = &deltas;
+                    async move {
+                        for (holder, period, delta) in deltas {
+                            tx.atomic_add(&spend_key(period, *holder), *delta)?;
+                        }
+                        Ok::<_, TxError<Error>>(())
+                    }
+                })
+                .await;
+            if let Err(e) = result {
+                self.ledger.restore_unflushed(&deltas);
+                return Err(e.into());
+            }
+        }
+        let tracked = self.ledger.tracked();
+        if !tracked.is_empty() {
+            let totals = self
+                .store
+                .run(|tx| {
+                    let tracked = &tracked;
+                    async move {
+                        let mut totals = Vec::with_capacity(tracked.len());
+                        for (holder, period) in tracked {
+                            let value = tx.get(&spend_key(period, *holder)).await?;
+                            totals.push((
+                                *holder,
+                                period.clone(),
+                                value.as_deref().map_or(0, decode_counter),
+                            ));
+                        }
+                        Ok::<_, TxError<Error>>(totals)
+                    }
+                })
+                .await?;
+            self.ledger.apply_totals(&totals);
+        }
+        self.ledger.forget_before(self.env.clock.now());
+        Ok(written)
+    }
+
+    /// Usage statistics, grouped. Users read their own; platform readers
+    /// anyone's (`user`) or everyone's (`all`).
+    pub async fn stats(&self, viewer: &User, query: &StatsQuery) -> Result<Vec<StatsRow>> {
+        let reader = viewer.is_platform_reader();
+        if (query.all || query.user.is_some_and(|u| u != viewer.id)) && !reader {
+            return Err(Error::permission_denied(
+                "only platform admins read others' usage",
+            ));
+        }
+        if viewer.is_provider_account() {
+            return Err(Error::permission_denied("provider accounts have no usage"));
+        }
+        let days = (query.to - query.from).num_days();
+        if !(0..MAX_STATS_DAYS).contains(&days) {
+            return Err(Error::invalid_input(format!(
+                "from..to covers 1 to {MAX_STATS_DAYS} days"
+            )));
+        }
+        let only_user = if query.all {
+            None
+        } else {
+            Some(query.user.unwrap_or(viewer.id))
+        };
+        let mut rows: BTreeMap<String, StatsRow> = BTreeMap::new();
+        let mut day = query.from;
+        while day <= query.to {
+            let day_text = day.format("%Y-%m-%d").to_string();
+            let space = Subspace::from("usage_day").subspace(&(day_text.as_str(),));
+            let range = match only_user {
+                Some(user) => KeyRange::subspace(&space.subspace(&(user.0,))),
+                None => KeyRange::subspace(&space),
+            };
+            let mut next = Some(range);
+            while let Some(range) = next {
+                let page = self
+                    .store
+                    .run(|tx| {
+                        let range = &range;
+                        async move {
+                            Ok::<_, TxError<Error>>(
+                                tx.get_range(range, RangeOptions::limit(1000)).await?,
+                            )
+                        }
+                    })
+                    .await?;
+                for (key, value) in &page.entries {
+                    let Ok((_, day, user, key_id, model, field)) =
+                        unpack::<(String, String, u64, u64, String, String)>(key)
+                    else {
+                        continue;
+                    };
+                    let group = match query.group_by {
+                        GroupBy::Day => day,
+                        GroupBy::Model => model,
+                        GroupBy::Key => key_id.to_string(),
+                        GroupBy::User => user.to_string(),
+                    };
+                    let row = rows.entry(group.clone()).or_insert_with(|| StatsRow {
+                        group,
+                        ..StatsRow::default()
+                    });
+                    let value = decode_counter(value);
+                    match field.as_str() {
+                        "requests" => row.requests += value,
+                        "prompt_tokens" => row.prompt_tokens += value,
+                        "completion_tokens" => row.completion_tokens += value,
+                        "cost_micros" => row.cost_micros += value,
+                        _ => {}
+                    }
+                }
+                next = page.next;
+            }
+            match day.succ_opt() {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// Request logs, newest first. Users see their own; platform readers and
+    /// `request_viewer` holders everyone's. Bodies only for `request_viewer`
+    /// holders and the caller who made the request.
+    pub async fn logs(&self, viewer: &User, query: &LogQuery) -> Result<Vec<RequestLog>> {
+        let sees_all = viewer.is_platform_reader() || viewer.roles.contains(&Role::RequestViewer);
+        if viewer.is_provider_account() {
+            return Err(Error::permission_denied(
+                "provider accounts have no request logs",
+            ));
+        }
+        if query.user.is_some_and(|u| u != viewer.id) && !sees_all {
+            return Err(Error::permission_denied(
+                "only platform admins and request viewers read others' request logs",
+            ));
+        }
+        let only_user = if sees_all {
+            query.user
+        } else {
+            Some(viewer.id)
+        };
+        let limit = query.limit.clamp(1, 500);
+        let all = keyspace::request_logs();
+        let begin = match query.from {
+            Some(from) => keyspace::request_log(Id::first_at(from.timestamp_millis()))
+                .as_bytes()
+                .to_vec(),
+            None => all.begin.clone(),
+        };
+        let mut end = match query.to {
+            Some(to) => keyspace::request_log(Id::first_at(to.timestamp_millis() + 1))
+                .as_bytes()
+                .to_vec(),
+            None => all.end.clone(),
+        };
+        if let Some(before) = query.before {
+            let before = keyspace::request_log(before).as_bytes().to_vec();
+            end = end.min(before);
+        }
+        let mut found = Vec::new();
+        let mut next = Some(KeyRange::new(begin, end));
+        while let Some(range) = next {
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        Ok::<_, TxError<Error>>(
+                            tx.get_range(range, RangeOptions::limit(500).reversed())
+                                .await?,
+                        )
+                    }
+                })
+                .await?;
+            for log in decode_values::<RequestLog>(&page.entries)? {
+                let keep = only_user.is_none_or(|u| log.user_id == u)
+                    && query.key.is_none_or(|k| log.key_id == k)
+                    && query.model.as_deref().is_none_or(|m| log.model == m)
+                    && query.status.is_none_or(|s| log.status == s);
+                if keep && found.len() < limit {
+                    found.push(log);
+                }
+            }
+            next = if found.len() < limit { page.next } else { None };
+        }
+        let sees_bodies = viewer.roles.contains(&Role::RequestViewer);
+        for log in &mut found {
+            if !sees_bodies && log.user_id != viewer.id {
+                log.request_body = None;
+                log.response_body = None;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes request logs older than `days`; returns how many, at most
+    /// 10 000 per call.
+    pub async fn trim_logs(&self, days: u64) -> Result<usize> {
+        let cutoff = self.env.clock.now_millis() - days as i64 * 86_400_000;
+        let end = keyspace::request_log(Id::first_at(cutoff))
+            .as_bytes()
+            .to_vec();
+        let range = KeyRange::new(keyspace::request_logs().begin, end);
+        trim_range(&self.store, &range).await
+    }
+}
+
+/// Deletes the first keys of `range`, at most 10 000 per call.
+pub async fn trim_range(store: &Store, range: &KeyRange) -> Result<usize> {
+    Ok(store
+        .run(|tx| async move {
+            let page = tx.get_range(range, RangeOptions::limit(10_000)).await?;
+            let count = page.entries.len();
+            if let Some((last, _)) = page.entries.last() {
+                let upto = gatehouse_storage::key_after(last);
+                tx.clear_range(&KeyRange::new(range.begin.clone(), upto))?;
+            }
+            Ok::<_, TxError<Error>>(count)
+        })
+        .await?)
+}
+
+#[cfg(test)]
+mod tests;
