@@ -93,6 +93,13 @@ use crate::rest;
         rest::keys::revoke,
         rest::keys::rotate,
         rest::audit::list,
+        rest::usage::stats,
+        rest::usage::export,
+        rest::usage::logs,
+        crate::gateway::chat_completions,
+        crate::gateway::embeddings,
+        crate::gateway::messages,
+        crate::gateway::models,
     ),
     modifiers(&BearerAuth),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -105,7 +112,8 @@ use crate::rest;
         (name = "teams", description = "Teams, delegated permissions and model allow-lists"),
         (name = "catalog", description = "Credentials, inference endpoints, models, aliases and subscriptions"),
         (name = "keys", description = "API keys"),
-        (name = "records", description = "Audit log"),
+        (name = "gateway", description = "OpenAI- and Anthropic-compatible inference, with a Gatehouse API key"),
+        (name = "records", description = "Audit log, usage statistics and request logs"),
     )
 )]
 struct ApiDoc;
@@ -117,6 +125,12 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("x-api-key"),
+            )),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(

@@ -135,6 +135,16 @@ impl AuditLog {
         }
     }
 
+    /// Deletes events older than `days`; returns how many (at most 10 000 a call).
+    pub async fn trim(&self, days: u64) -> Result<usize> {
+        let cutoff = self.env.clock.now_millis() - days as i64 * 86_400_000;
+        let end = keyspace::audit_event(Id::first_at(cutoff))
+            .as_bytes()
+            .to_vec();
+        let range = KeyRange::new(keyspace::audit_events().begin, end);
+        crate::usage::trim_range(&self.store, &range).await
+    }
+
     /// Newest first, for platform admins (`admin`, `admin_readonly`); `before`
     /// is the last ID of the previous page.
     pub async fn list(

@@ -29,12 +29,37 @@ pub struct Job {
 /// The jobs of this release.
 pub fn jobs(
     services: &Services,
+    usage: &crate::config::UsageConfig,
     change_feed_keep: u64,
     mailer: Arc<dyn Mailer>,
     outbox_every: Duration,
 ) -> Vec<Job> {
     let changes = services.changes.clone();
     let outbox = services.outbox.clone();
+    let (usage_service, audit) = (services.usage.clone(), services.audit.clone());
+    let (log_days, audit_days) = (usage.request_log_retention_days, usage.audit_retention_days);
+    let retention = Job {
+        name: "retention",
+        every: Duration::from_secs(3600),
+        run: Arc::new(move |_token| {
+            let (usage, audit) = (usage_service.clone(), audit.clone());
+            Box::pin(async move {
+                let logs = if log_days > 0 {
+                    usage.trim_logs(log_days).await.map_err(|e| e.to_string())?
+                } else {
+                    0
+                };
+                let events = if audit_days > 0 {
+                    audit.trim(audit_days).await.map_err(|e| e.to_string())?
+                } else {
+                    0
+                };
+                Ok(format!(
+                    "deleted {logs} request logs and {events} audit events"
+                ))
+            })
+        }),
+    };
     let email = Job {
         name: "email_outbox",
         every: outbox_every,
@@ -56,6 +81,7 @@ pub fn jobs(
     };
     vec![
         email,
+        retention,
         Job {
             name: "change_feed_trim",
             every: Duration::from_secs(60),

@@ -42,6 +42,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub email: EmailConfig,
     pub keys: KeysConfig,
+    pub usage: UsageConfig,
     pub log: LogConfig,
 }
 
@@ -269,6 +270,28 @@ impl Default for KeysConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// How often each instance writes buffered request logs and rollups and
+    /// syncs budget spend with the others.
+    pub flush_ms: u64,
+    /// Request logs older than this are deleted (0 keeps them).
+    pub request_log_retention_days: u64,
+    /// Audit events older than this are deleted (0 keeps them).
+    pub audit_retention_days: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            flush_ms: 1000,
+            request_log_retention_days: 30,
+            audit_retention_days: 365,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -375,6 +398,9 @@ impl Config {
                 "keys.prefix",
                 "must be 1-16 of a-z, 0-9, '_' and '-'",
             ));
+        }
+        if self.usage.flush_ms == 0 {
+            return Err(field_error("usage.flush_ms", "must be at least 1"));
         }
         if self.keys.index_poll_ms == 0 || self.keys.last_used_flush_secs == 0 {
             return Err(field_error(

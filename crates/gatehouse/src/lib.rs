@@ -37,6 +37,7 @@ pub struct Gatehouse {
     lease: Duration,
     jobs: Vec<cluster::Job>,
     keys: config::KeysConfig,
+    usage: config::UsageConfig,
 }
 
 impl Gatehouse {
@@ -82,6 +83,11 @@ impl Gatehouse {
             .load()
             .await
             .context("loading the API-key access index")?;
+        services
+            .usage
+            .load_spend()
+            .await
+            .context("loading budget spend")?;
         let app = Application::build(&config.server_settings(), services.clone()).await?;
         let mailer: Arc<dyn gatehouse_core::email::Mailer> =
             match config.email.smtp_url.as_deref().filter(|u| !u.is_empty()) {
@@ -90,6 +96,7 @@ impl Gatehouse {
             };
         let jobs = cluster::jobs(
             &services,
+            &config.usage,
             config.cluster.change_feed_keep,
             mailer,
             Duration::from_secs(config.email.outbox_interval_secs),
@@ -101,6 +108,7 @@ impl Gatehouse {
             lease,
             jobs,
             keys: config.keys.clone(),
+            usage: config.usage.clone(),
         })
     }
 
@@ -132,6 +140,11 @@ impl Gatehouse {
             Duration::from_secs(self.keys.last_used_flush_secs),
             stop.clone(),
         ));
+        let usage = tokio::spawn(write_usage(
+            self.services.clone(),
+            Duration::from_millis(self.usage.flush_ms),
+            stop.clone(),
+        ));
         let server_stop = stop.clone();
         let served = self
             .app
@@ -144,6 +157,7 @@ impl Gatehouse {
             .await;
         stop.cancel();
         follower.await.context("access index task")?;
+        usage.await.context("usage writer task")?;
         let driven = driver.await.context("cluster driver task")?;
         served?;
         Ok(driven?)
@@ -271,6 +285,23 @@ async fn follow_keys(services: Services, poll: Duration, flush: Duration, stop: 
     }
     if let Err(e) = services.keys.flush_last_used().await {
         tracing::warn!(error = %e, "could not write API keys' last-use times");
+    }
+}
+
+/// Writes buffered request logs, rollups and budget spend, and reads the
+/// other instances' spend back, every `every`, until `stop`; then once more.
+async fn write_usage(services: Services, every: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(e) = services.usage.flush().await {
+            tracing::warn!(error = %e, pending = services.usage.pending(), "could not write usage; retrying");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+    if let Err(e) = services.usage.flush().await {
+        tracing::error!(error = %e, pending = services.usage.pending(), "could not write usage at shutdown");
     }
 }
 

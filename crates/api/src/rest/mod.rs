@@ -9,6 +9,7 @@ pub(crate) mod ops;
 pub(crate) mod orgs;
 pub(crate) mod system;
 pub(crate) mod teams;
+pub(crate) mod usage;
 pub(crate) mod users;
 
 use std::sync::Arc;
@@ -28,12 +29,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use self::ops::{Health, Ready};
 pub use self::system::SystemInfo;
 use crate::ApiError;
+use crate::gateway;
 pub use crate::metrics::Metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,
+    pub(crate) gateway: Arc<crate::gateway::Gateway>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) secure_cookies: bool,
 }
@@ -189,6 +192,19 @@ fn route_table() -> RouteTable {
     .delete("/api/v1/keys/{id}", keys::revoke)
     .post("/api/v1/keys/{id}/rotate", keys::rotate)
     .get("/api/v1/audit-events", audit::list)
+    .get("/api/v1/usage", usage::stats)
+    .get("/api/v1/usage/export", usage::export)
+    .get("/api/v1/request-logs", usage::logs)
+    .post("/v1/chat/completions", gateway::chat_completions)
+    .post("/v1/embeddings", gateway::embeddings)
+    .post("/v1/messages", gateway::messages)
+    .get("/v1/models", gateway::models)
+}
+
+impl axum::extract::FromRef<AppState> for Arc<crate::gateway::Gateway> {
+    fn from_ref(state: &AppState) -> Self {
+        state.gateway.clone()
+    }
 }
 
 /// Every (method, path template) the REST router serves.
@@ -200,6 +216,7 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 pub fn router(services: Services, limits: RestOptions) -> Router {
     let metrics = Metrics::new();
     let state = AppState {
+        gateway: crate::gateway::Gateway::new(services.clone()),
         services,
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,
@@ -242,7 +259,8 @@ async fn refresh_index(
     request: Request,
     next: Next,
 ) -> Response {
-    let write = !request.method().is_safe();
+    // Management writes only: the gateway's own path stays free of storage reads.
+    let write = !request.method().is_safe() && request.uri().path().starts_with("/api/");
     let response = next.run(request).await;
     if write
         && response.status().is_success()
@@ -265,6 +283,10 @@ async fn method_not_allowed() -> ApiError {
 }
 
 async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    // Gateway calls run on their endpoint's own timeouts (answers can take minutes).
+    if request.uri().path().starts_with("/v1/") {
+        return next.run(request).await;
+    }
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(

@@ -141,6 +141,15 @@ pub fn rows() -> Vec<Row> {
         row!(POST "/api/v1/subscriptions/{subscription}/deny", Some(r#"{"reason": "no"}"#),
                                                                           [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
         row!(POST "/api/v1/subscriptions/{subscription}/suspend", None,   [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
+        // Usage and request logs: everyone's own; provider accounts have none.
+        row!(GET "/api/v1/usage", None,                                   [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        row!(GET "/api/v1/usage/export", None,                            [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        row!(GET "/api/v1/request-logs", None,                            [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        // The gateway takes API keys only: sessions and JWTs are not keys.
+        row!(POST "/v1/chat/completions", Some(r#"{"model": "model-{n}", "messages": []}"#), [401; 10]),
+        row!(POST "/v1/embeddings", Some(r#"{"model": "model-{n}", "input": "x"}"#), [401; 10]),
+        row!(POST "/v1/messages", Some(r#"{"model": "model-{n}", "max_tokens": 1, "messages": []}"#), [401; 10]),
+        row!(GET "/v1/models", None, [401; 10]),
         // API keys: `{key}` is `user`'s.
         row!(GET "/api/v1/keys", None, SIGNED_IN(200)),
         row!(POST "/api/v1/keys", Some(r#"{"label": "k {n}"}"#),          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),

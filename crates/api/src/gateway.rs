@@ -1,0 +1,813 @@
+//! The gateway: OpenAI- and Anthropic-compatible endpoints that an unchanged
+//! client, pointed at Gatehouse with a Gatehouse key, calls as it would call
+//! the provider.
+//!
+//! Each call: the key and model are decided from memory (SPEC §4 steps 1-4,
+//! `AccessIndex::check`); limits and budgets are admitted by the in-memory
+//! ledger, which reserves the most the call can cost (step 5); the request is
+//! forwarded to the model's endpoint with the upstream model name and the
+//! endpoint's credential, through its proxy; streamed answers pass through as
+//! they arrive. Afterwards the reservation is settled with the real cost and
+//! a request log is queued. Nothing on this path reads or writes storage,
+//! except loading an endpoint's credential once after it changes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use gatehouse_core::Id;
+use gatehouse_core::catalog::model::{ApiFlavour, Endpoint};
+use gatehouse_core::keys::index::{Denial, Grant};
+use gatehouse_core::services::Services;
+use gatehouse_core::usage::RequestLog;
+use gatehouse_core::usage::ledger::{Admission, Holder, Limits, Ticket, to_micros};
+use serde_json::{Value, json};
+
+/// Which API shape a route speaks, for its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    OpenAi,
+    Anthropic,
+}
+
+/// A refusal or failure in the caller's API shape.
+pub struct GatewayError {
+    shape: Shape,
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl GatewayError {
+    fn new(shape: Shape, status: StatusCode, message: impl Into<String>) -> Self {
+        let kind = match (shape, status.as_u16()) {
+            (Shape::OpenAi, 401) => "authentication_error",
+            (Shape::OpenAi, 403) => "permission_error",
+            (Shape::OpenAi, 404) => "not_found_error",
+            (Shape::OpenAi, 429) => "rate_limit_error",
+            (Shape::OpenAi, 400..=499) => "invalid_request_error",
+            (Shape::OpenAi, _) => "api_error",
+            (Shape::Anthropic, 401) => "authentication_error",
+            (Shape::Anthropic, 403) => "permission_error",
+            (Shape::Anthropic, 404) => "not_found_error",
+            (Shape::Anthropic, 429) => "rate_limit_error",
+            (Shape::Anthropic, 400..=499) => "invalid_request_error",
+            (Shape::Anthropic, 529) => "overloaded_error",
+            (Shape::Anthropic, _) => "api_error",
+        };
+        GatewayError {
+            shape,
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn denial(shape: Shape, denial: Denial) -> Self {
+        let status = StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::FORBIDDEN);
+        let mut e = GatewayError::new(shape, status, denial.message());
+        if denial == Denial::KeyNotAllowed || denial == Denial::TeamNotAllowed {
+            e.kind = "permission_error";
+        }
+        e
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = match self.shape {
+            Shape::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": null,
+                "code": self.status.as_u16().to_string(),
+            }}),
+            Shape::Anthropic => json!({"type": "error", "error": {
+                "type": self.kind,
+                "message": self.message,
+            }}),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// What the gateway keeps between calls: HTTP clients per endpoint and
+/// decrypted credentials, both rebuilt when they change.
+pub struct Gateway {
+    services: Services,
+    clients: DashMap<Id, (Arc<Endpoint>, reqwest::Client)>,
+    secrets: DashMap<Id, (u64, Arc<Value>)>,
+}
+
+/// Tokens a request may produce when it does not say (`max_tokens`).
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+impl Gateway {
+    pub fn new(services: Services) -> Arc<Self> {
+        Arc::new(Gateway {
+            services,
+            clients: DashMap::new(),
+            secrets: DashMap::new(),
+        })
+    }
+
+    fn client(&self, endpoint: &Arc<Endpoint>) -> Result<reqwest::Client, String> {
+        if let Some(entry) = self.clients.get(&endpoint.id)
+            && Arc::ptr_eq(&entry.0, endpoint)
+        {
+            return Ok(entry.1.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(endpoint.connect_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true);
+        if let Some(proxy) = &endpoint.proxy_url {
+            builder = builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| e.to_string())?);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
+        self.clients
+            .insert(endpoint.id, (endpoint.clone(), client.clone()));
+        Ok(client)
+    }
+
+    async fn secret(&self, credential: Id) -> gatehouse_core::Result<Arc<Value>> {
+        let epoch = self.services.keys.index().credentials_epoch();
+        if let Some(entry) = self.secrets.get(&credential)
+            && entry.0 == epoch
+        {
+            return Ok(entry.1.clone());
+        }
+        let secret = Arc::new(self.services.catalog.credential_secret(credential).await?);
+        self.secrets.insert(credential, (epoch, secret.clone()));
+        Ok(secret)
+    }
+}
+
+/// The key a caller presented: `X-API-Key`, or `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
+        })
+        .map(str::trim)
+}
+
+/// The API key inside a credential's secret data.
+fn api_key(secret: &Value) -> Option<&str> {
+    ["api_key", "key", "token"]
+        .iter()
+        .find_map(|k| secret.get(*k).and_then(Value::as_str))
+}
+
+/// Token counts and whether the upstream reported them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tokens {
+    prompt: u64,
+    completion: u64,
+    reported: bool,
+}
+
+/// Reads the usage object of an OpenAI or Anthropic answer (or stream event).
+fn usage_of(value: &Value, tokens: &mut Tokens) {
+    let usage = value
+        .get("usage")
+        .or_else(|| value.get("message").and_then(|m| m.get("usage")));
+    let Some(usage) = usage.filter(|u| u.is_object()) else {
+        return;
+    };
+    let field = |name: &str| usage.get(name).and_then(Value::as_u64);
+    if let Some(n) = field("prompt_tokens").or(field("input_tokens")) {
+        tokens.prompt = n;
+        tokens.reported = true;
+    }
+    if let Some(n) = field("completion_tokens").or(field("output_tokens")) {
+        tokens.completion = n;
+        tokens.reported = true;
+    }
+}
+
+/// A rough count for upstreams that report none: four bytes a token.
+fn estimate(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+/// The route a call came in on.
+#[derive(Debug, Clone, Copy)]
+pub enum Api {
+    ChatCompletions,
+    Embeddings,
+    Messages,
+}
+
+impl Api {
+    fn shape(self) -> Shape {
+        match self {
+            Api::Messages => Shape::Anthropic,
+            _ => Shape::OpenAi,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "/v1/chat/completions",
+            Api::Embeddings => "/v1/embeddings",
+            Api::Messages => "/v1/messages",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat.completions",
+            Api::Embeddings => "embeddings",
+            Api::Messages => "messages",
+        }
+    }
+
+    fn flavour(self) -> ApiFlavour {
+        match self {
+            Api::Messages => ApiFlavour::Anthropic,
+            _ => ApiFlavour::Openai,
+        }
+    }
+}
+
+/// Everything needed to finish a call's bookkeeping once its answer is done.
+struct Settlement {
+    gateway: Arc<Gateway>,
+    ticket: Option<Ticket>,
+    grant: Grant,
+    api: Api,
+    stream: bool,
+    started: Instant,
+    request_bytes: usize,
+    request_body: Option<String>,
+}
+
+impl Settlement {
+    /// Settles the reservation and queues the request log.
+    fn finish(
+        mut self,
+        status: u16,
+        tokens: Tokens,
+        response_bytes: usize,
+        response_body: Option<String>,
+        error: Option<String>,
+    ) {
+        let mut tokens = tokens;
+        let estimated = !tokens.reported && status < 400;
+        if estimated {
+            tokens.prompt = estimate(self.request_bytes);
+            tokens.completion = estimate(response_bytes);
+        }
+        let model = &self.grant.model;
+        let cost = to_micros(
+            tokens.prompt as f64 * model.input_cost_per_token
+                + tokens.completion as f64 * model.output_cost_per_token,
+        );
+        let services = &self.gateway.services;
+        if let Some(ticket) = self.ticket.take() {
+            services
+                .usage
+                .ledger()
+                .settle(ticket, cost, tokens.prompt + tokens.completion);
+        }
+        let env = services.usage.env();
+        services.usage.record(RequestLog {
+            id: env.ids.next_id(),
+            at: env.clock.now(),
+            key_id: self.grant.key_id,
+            user_id: self.grant.owner_id,
+            model_id: model.id,
+            model: model.name.clone(),
+            endpoint_id: model.endpoint_id,
+            api: self.api.name().to_string(),
+            stream: self.stream,
+            status,
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            prompt_tokens: tokens.prompt,
+            completion_tokens: tokens.completion,
+            cost_micros: cost,
+            tokens_estimated: estimated,
+            error,
+            request_body: self.request_body.take(),
+            response_body: if self.grant.capture_bodies {
+                response_body
+            } else {
+                None
+            },
+        });
+    }
+}
+
+/// OpenAI chat completions, streaming (`"stream": true`) or not.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
+    security(("api_key" = [])),
+    request_body(content = Object, description = "An OpenAI chat completion request"),
+    responses(
+        (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn chat_completions(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    forward(gateway, Api::ChatCompletions, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// OpenAI embeddings.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "gateway",
+    security(("api_key" = [])),
+    request_body(content = Object, description = "An OpenAI embeddings request"),
+    responses(
+        (status = 200, description = "The upstream's answer"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    forward(gateway, Api::Embeddings, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Anthropic messages, streaming or not.
+#[utoipa::path(post, path = "/v1/messages", tag = "gateway",
+    security(("api_key" = [])),
+    request_body(content = Object, description = "An Anthropic messages request"),
+    responses(
+        (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn messages(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    forward(gateway, Api::Messages, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The models this key may use, in OpenAI's list shape.
+#[utoipa::path(get, path = "/v1/models", tag = "gateway",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "`{\"object\": \"list\", \"data\": [...]}`"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let shape = Shape::OpenAi;
+    let Some(key) = presented_key(&headers) else {
+        return GatewayError::denial(shape, Denial::UnknownKey).into_response();
+    };
+    match gateway.services.keys.index().models_for(key) {
+        Ok(models) => {
+            let data: Vec<Value> = models
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.name,
+                        "object": "model",
+                        "created": m.created_at.timestamp(),
+                        "owned_by": if m.provider.is_empty() { "gatehouse" } else { m.provider.as_str() },
+                    })
+                })
+                .collect();
+            axum::Json(json!({"object": "list", "data": data})).into_response()
+        }
+        Err(denial) => GatewayError::denial(shape, denial).into_response(),
+    }
+}
+
+async fn forward(
+    gateway: Arc<Gateway>,
+    api: Api,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let shape = api.shape();
+    let started = Instant::now();
+    let key =
+        presented_key(&headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
+    let mut request: Value = serde_json::from_slice(&body).map_err(|e| {
+        GatewayError::new(
+            shape,
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let Some(model_name) = request
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Err(GatewayError::new(
+            shape,
+            StatusCode::BAD_REQUEST,
+            "`model` is required",
+        ));
+    };
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let index = gateway.services.keys.index();
+    let grant = index
+        .check(key, &model_name)
+        .map_err(|d| GatewayError::denial(shape, d))?;
+    let unavailable =
+        |message: &str| GatewayError::new(shape, StatusCode::SERVICE_UNAVAILABLE, message);
+    let endpoint = grant
+        .endpoint
+        .clone()
+        .filter(|e| e.enabled)
+        .ok_or_else(|| unavailable("the model's endpoint is not available"))?;
+    if endpoint.flavour != api.flavour() {
+        let hint = match endpoint.flavour {
+            ApiFlavour::Anthropic => "/v1/messages",
+            ApiFlavour::Openai => "/v1/chat/completions",
+        };
+        return Err(GatewayError::new(
+            shape,
+            StatusCode::BAD_REQUEST,
+            format!("model {model_name} speaks another API; call {hint}"),
+        ));
+    }
+
+    // Step 5: limits and budgets, with the most this call can cost reserved.
+    let model = &grant.model;
+    let max_tokens = request
+        .get("max_tokens")
+        .or_else(|| request.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let reserve = to_micros(
+        estimate(body.len()) as f64 * model.input_cost_per_token
+            + max_tokens as f64 * model.output_cost_per_token,
+    );
+    let mut budgets = Vec::new();
+    if let Some(b) = grant.budget {
+        budgets.push((Holder::Key(grant.key_id), b));
+    }
+    if let Some(b) = grant.user_limits.budget {
+        budgets.push((Holder::User(grant.owner_id), b));
+    }
+    budgets.extend(
+        grant
+            .team_budgets
+            .iter()
+            .map(|(team, b)| (Holder::Team(*team), *b)),
+    );
+    let admission = Admission {
+        limited: vec![
+            (
+                Holder::Key(grant.key_id),
+                Limits {
+                    rpm: grant.rpm_limit,
+                    tpm: grant.tpm_limit,
+                },
+            ),
+            (
+                Holder::User(grant.owner_id),
+                Limits {
+                    rpm: grant.user_limits.rpm_limit,
+                    tpm: grant.user_limits.tpm_limit,
+                },
+            ),
+        ],
+        budgets,
+        reserve,
+    };
+    let now = gateway.services.usage.env().clock.now();
+    let ticket = gateway
+        .services
+        .usage
+        .ledger()
+        .admit(&admission, now)
+        .map_err(|refusal| {
+            let mut e = GatewayError::new(shape, StatusCode::TOO_MANY_REQUESTS, refusal.message);
+            e.retry_after = Some(refusal.retry_after_secs);
+            e
+        })?;
+    let settlement = Settlement {
+        gateway: gateway.clone(),
+        ticket: Some(ticket),
+        request_body: grant
+            .capture_bodies
+            .then(|| String::from_utf8_lossy(&body).into_owned()),
+        grant,
+        api,
+        stream,
+        started,
+        request_bytes: body.len(),
+    };
+
+    // The upstream request: its model name, our credential.
+    request["model"] = Value::String(settlement.grant.model.upstream_name.clone());
+    if stream && api.flavour() == ApiFlavour::Openai && matches!(api, Api::ChatCompletions) {
+        request["stream_options"]["include_usage"] = Value::Bool(true);
+    }
+    let fail = |settlement: Settlement, status: u16, e: GatewayError| {
+        settlement.finish(status, Tokens::default(), 0, None, Some(e.message.clone()));
+        e
+    };
+    let client = match gateway.client(&endpoint) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(endpoint = %endpoint.id, error = %e, "cannot build the upstream client");
+            return Err(fail(
+                settlement,
+                502,
+                unavailable("the model's endpoint is misconfigured"),
+            ));
+        }
+    };
+    let mut upstream = client
+        .post(format!("{}{}", endpoint.base_url, api.path()))
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(credential) = endpoint.credential_id {
+        let secret = match gateway.secret(credential).await {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint.id, error = %e, "cannot open the endpoint's credential");
+                return Err(fail(
+                    settlement,
+                    502,
+                    unavailable("the model's endpoint is misconfigured"),
+                ));
+            }
+        };
+        if let Some(key) = api_key(&secret) {
+            upstream = match endpoint.flavour {
+                ApiFlavour::Openai => upstream.bearer_auth(key),
+                ApiFlavour::Anthropic => upstream.header("x-api-key", key),
+            };
+        }
+    }
+    if endpoint.flavour == ApiFlavour::Anthropic {
+        for name in ["anthropic-version", "anthropic-beta"] {
+            if let Some(value) = headers.get(name) {
+                upstream = upstream.header(name, value);
+            }
+        }
+        if !headers.contains_key("anthropic-version") {
+            upstream = upstream.header("anthropic-version", "2023-06-01");
+        }
+    }
+    let payload = match serde_json::to_vec(&request) {
+        Ok(payload) => payload,
+        Err(e) => {
+            return Err(fail(
+                settlement,
+                500,
+                GatewayError::new(shape, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            ));
+        }
+    };
+    let timeout = Duration::from_millis(endpoint.request_timeout_ms);
+    let sent = tokio::time::timeout(timeout, upstream.body(payload).send()).await;
+    let response = match sent {
+        Err(_) => {
+            let e = GatewayError::new(
+                shape,
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the model's endpoint did not answer within {} ms",
+                    endpoint.request_timeout_ms
+                ),
+            );
+            return Err(fail(settlement, 504, e));
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(endpoint = %endpoint.id, error = %e, "upstream call failed");
+            let (status, message) = if e.is_timeout() {
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the model's endpoint did not answer in time",
+                )
+            } else {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "the model's endpoint cannot be reached",
+                )
+            };
+            return Err(fail(
+                settlement,
+                status.as_u16(),
+                GatewayError::new(shape, status, message),
+            ));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let text = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let upstream_message = serde_json::from_slice::<Value>(&text).ok().and_then(|v| {
+            v.get("error")
+                .and_then(|e| e.get("message").or(Some(e)))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        let mut e = match status.as_u16() {
+            400 | 404 | 413 | 422 => GatewayError::new(
+                shape,
+                StatusCode::BAD_REQUEST,
+                upstream_message
+                    .unwrap_or_else(|| "the model's endpoint refused the request".into()),
+            ),
+            429 => GatewayError::new(
+                shape,
+                StatusCode::TOO_MANY_REQUESTS,
+                "the model's endpoint is busy; retry later",
+            ),
+            401 | 403 => GatewayError::new(
+                shape,
+                StatusCode::BAD_GATEWAY,
+                "the model's endpoint refused the gateway's credentials",
+            ),
+            code => GatewayError::new(
+                shape,
+                StatusCode::BAD_GATEWAY,
+                format!("the model's endpoint failed (HTTP {code})"),
+            ),
+        };
+        if status.as_u16() == 429 {
+            e.retry_after = Some(retry_after.unwrap_or(1));
+        }
+        tracing::warn!(endpoint = %endpoint.id, upstream_status = status.as_u16(), "upstream refused or failed");
+        return Err(fail(settlement, e.status.as_u16(), e));
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    if stream {
+        return Ok(stream_through(settlement, response, content_type));
+    }
+    let body = match tokio::time::timeout(timeout, response.bytes()).await {
+        Ok(Ok(body)) => body,
+        _ => {
+            let e = GatewayError::new(
+                shape,
+                StatusCode::GATEWAY_TIMEOUT,
+                "the model's endpoint did not finish in time",
+            );
+            return Err(fail(settlement, 504, e));
+        }
+    };
+    let mut tokens = Tokens::default();
+    let mut out = body.clone();
+    if let Ok(mut value) = serde_json::from_slice::<Value>(&body) {
+        usage_of(&value, &mut tokens);
+        // Clients see the model name they asked for.
+        if value.get("model").is_some() {
+            value["model"] = Value::String(model_name);
+            if let Ok(bytes) = serde_json::to_vec(&value) {
+                out = Bytes::from(bytes);
+            }
+        }
+    }
+    let captured = settlement
+        .grant
+        .capture_bodies
+        .then(|| String::from_utf8_lossy(&out).into_owned());
+    settlement.finish(200, tokens, body.len(), captured, None);
+    let mut response = Response::new(Body::from(out));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Ok(response)
+}
+
+/// Passes server-sent events through as they arrive, reading usage from them
+/// on the way; the bookkeeping happens when the stream ends or the client
+/// goes away.
+fn stream_through(
+    settlement: Settlement,
+    response: reqwest::Response,
+    content_type: HeaderValue,
+) -> Response {
+    struct Watch {
+        settlement: Option<Settlement>,
+        tokens: Tokens,
+        bytes: usize,
+        pending: Vec<u8>,
+        captured: Option<Vec<u8>>,
+        failed: Option<String>,
+    }
+    impl Watch {
+        fn see(&mut self, chunk: &[u8]) {
+            self.bytes += chunk.len();
+            if let Some(captured) = &mut self.captured {
+                captured.extend_from_slice(chunk);
+            }
+            self.pending.extend_from_slice(chunk);
+            while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                if let Some(data) = line.trim().strip_prefix("data:")
+                    && let Ok(value) = serde_json::from_str::<Value>(data.trim())
+                {
+                    usage_of(&value, &mut self.tokens);
+                }
+            }
+        }
+    }
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            if let Some(settlement) = self.settlement.take() {
+                let captured = self
+                    .captured
+                    .take()
+                    .map(|c| String::from_utf8_lossy(&c).into_owned());
+                settlement.finish(200, self.tokens, self.bytes, captured, self.failed.take());
+            }
+        }
+    }
+    let capture = settlement.grant.capture_bodies;
+    let mut watch = Watch {
+        settlement: Some(settlement),
+        tokens: Tokens::default(),
+        bytes: 0,
+        pending: Vec::new(),
+        captured: capture.then(Vec::new),
+        failed: None,
+    };
+    let body = response.bytes_stream().map(move |chunk| match chunk {
+        Ok(bytes) => {
+            watch.see(&bytes);
+            Ok::<Bytes, std::io::Error>(bytes)
+        }
+        Err(e) => {
+            watch.failed = Some(format!("upstream stream broke: {e}"));
+            Err(std::io::Error::other(
+                "the model's endpoint broke off the stream",
+            ))
+        }
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
