@@ -4,6 +4,7 @@
 
 mod accounts;
 mod cluster;
+mod gateway;
 mod grpc;
 mod helpers;
 mod keys;

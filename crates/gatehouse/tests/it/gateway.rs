@@ -1,0 +1,855 @@
+//! The gateway through the real server against a real upstream HTTP server
+//! started in the test: allowed and refused calls, limits and budgets,
+//! upstream failures and timeouts, streaming, and the usage they leave.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gatehouse::config::Secret;
+use gatehouse_core::accounts::AdminNewUser;
+use gatehouse_core::accounts::model::User;
+use gatehouse_core::accounts::sessions::ClientInfo;
+use gatehouse_core::catalog::model::{ApiFlavour, CredentialKind};
+use gatehouse_core::catalog::{EndpointSpec, ModelSpec, NewCredential};
+use gatehouse_core::keys::NewKey;
+use gatehouse_core::keys::model::{Budget, BudgetPeriod};
+use parking_lot::Mutex;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, test_config};
+
+const PASSWORD: &str = "correct horse battery staple";
+const UPSTREAM_KEY: &str = "sk-upstream-credential";
+
+/// What the upstream saw: each request's path, authorization and body.
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+/// An OpenAI- and Anthropic-compatible upstream. Upstream model names steer
+/// it: `broken` answers 500, `sleepy` waits 3 s, streams pause 1.5 s after
+/// their first event, `silent` reports no usage.
+async fn upstream(seen: Seen) -> String {
+    async fn handle(seen: Seen, path: &'static str, headers: HeaderMap, body: Value) -> Response {
+        let auth = headers
+            .get("authorization")
+            .or(headers.get("x-api-key"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        seen.lock().push((path.to_string(), auth, body.clone()));
+        let model = body["model"].as_str().unwrap_or_default().to_string();
+        match model.as_str() {
+            "broken" => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Traceback: secret internal detail at /srv/model.py",
+                )
+                    .into_response();
+            }
+            "sleepy" => tokio::time::sleep(Duration::from_secs(3)).await,
+            _ => {}
+        }
+        let silent = model == "silent";
+        let stream = body["stream"].as_bool().unwrap_or(false);
+        if path == "/v1/messages" {
+            if stream {
+                let events = vec![
+                    format!(
+                        "event: message_start\ndata: {}\n\n",
+                        json!({"type": "message_start", "message": {"model": model, "usage": {"input_tokens": 7, "output_tokens": 1}}})
+                    ),
+                    format!(
+                        "event: content_block_delta\ndata: {}\n\n",
+                        json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}})
+                    ),
+                    format!(
+                        "event: message_delta\ndata: {}\n\n",
+                        json!({"type": "message_delta", "usage": {"output_tokens": 3}})
+                    ),
+                    "event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".to_string(),
+                ];
+                return sse(events);
+            }
+            return axum::Json(json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "Hello"}],
+                "usage": {"input_tokens": 7, "output_tokens": 3},
+            }))
+            .into_response();
+        }
+        if path == "/v1/embeddings" {
+            return axum::Json(json!({
+                "object": "list", "model": model,
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                "usage": {"prompt_tokens": 5, "total_tokens": 5},
+            }))
+            .into_response();
+        }
+        if stream {
+            let chunk = |text: &str| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": text}}]})
+                )
+            };
+            let mut events = vec![chunk("Hel"), chunk("lo")];
+            if body["stream_options"]["include_usage"] == true && !silent {
+                events.push(format!("data: {}\n\n", json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}})));
+            }
+            events.push("data: [DONE]\n\n".to_string());
+            return sse(events);
+        }
+        let mut answer = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+        });
+        if silent {
+            answer.as_object_mut().unwrap().remove("usage");
+        }
+        axum::Json(answer).into_response()
+    }
+
+    /// Server-sent events: the first at once, the rest after a pause.
+    fn sse(events: Vec<String>) -> Response {
+        let stream = futures_util::stream::unfold((events, 0usize), |(events, i)| async move {
+            if i >= events.len() {
+                return None;
+            }
+            if i == 1 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            let item = Ok::<_, std::io::Error>(axum::body::Bytes::from(events[i].clone()));
+            Some((item, (events, i + 1)))
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    }
+
+    let router = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post({
+                let seen = seen.clone();
+                move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
+                    handle(seen, "/v1/chat/completions", h, b)
+                }
+            }),
+        )
+        .route(
+            "/v1/embeddings",
+            axum::routing::post({
+                let seen = seen.clone();
+                move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
+                    handle(seen, "/v1/embeddings", h, b)
+                }
+            }),
+        )
+        .route(
+            "/v1/messages",
+            axum::routing::post({
+                let seen = seen.clone();
+                move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
+                    handle(seen, "/v1/messages", h, b)
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+struct World {
+    app: TestApp,
+    seen: Seen,
+    admin: User,
+    ada: User,
+    bob: User,
+    c: ClientInfo,
+}
+
+/// Input $1 and output $2 per million tokens, so 10 + 20 tokens cost $0.00005.
+const INPUT: f64 = 0.000001;
+const OUTPUT: f64 = 0.000002;
+
+impl World {
+    async fn new() -> World {
+        let mut config = test_config(None);
+        config.bootstrap.admin_email = "admin@example.com".into();
+        config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+        let app = spawn_app(config).await;
+        let seen: Seen = Arc::default();
+        let base = upstream(seen.clone()).await;
+        let s = &app.services;
+        let c = ClientInfo::default();
+        let (admin, _) = s
+            .accounts
+            .login("admin@example.com", PASSWORD, &c)
+            .await
+            .unwrap();
+        let mut users = Vec::new();
+        for name in ["ada", "bob"] {
+            let email = format!("{name}@example.com");
+            let new = AdminNewUser {
+                email: &email,
+                password: Some(PASSWORD),
+                username: None,
+                display_name: None,
+                provider: false,
+            };
+            users.push(
+                s.accounts
+                    .admin_create_user(&admin, new, &c)
+                    .await
+                    .unwrap()
+                    .0,
+            );
+        }
+        let credential = s
+            .catalog
+            .create_credential(
+                &admin,
+                NewCredential {
+                    scope: None,
+                    name: "upstream".into(),
+                    kind: CredentialKind::Openai,
+                    secret: json!({"api_key": UPSTREAM_KEY}),
+                    metadata: Value::Null,
+                },
+                &c,
+            )
+            .await
+            .unwrap();
+        for (name, flavour, timeout) in [
+            ("openai", ApiFlavour::Openai, 60_000),
+            ("anthropic", ApiFlavour::Anthropic, 60_000),
+            ("impatient", ApiFlavour::Openai, 500),
+        ] {
+            let endpoint = s
+                .catalog
+                .create_endpoint(
+                    &admin,
+                    EndpointSpec {
+                        name: Some(name.into()),
+                        base_url: Some(base.clone()),
+                        flavour: Some(flavour),
+                        credential_id: Some(Some(credential.id)),
+                        request_timeout_ms: Some(timeout),
+                        ..Default::default()
+                    },
+                    &c,
+                )
+                .await
+                .unwrap();
+            let models: &[(&str, &str)] = match name {
+                "openai" => &[
+                    ("gpt", "upstream-gpt"),
+                    ("other", "other"),
+                    ("broken", "broken"),
+                    ("silent", "silent"),
+                    ("restricted", "restricted"),
+                ],
+                "anthropic" => &[("claude", "upstream-claude")],
+                _ => &[("sleepy", "sleepy")],
+            };
+            for (public, upstream_name) in models {
+                s.catalog
+                    .create_model(
+                        &admin,
+                        ModelSpec {
+                            name: Some(public.to_string()),
+                            endpoint_id: Some(endpoint.id),
+                            upstream_name: Some(upstream_name.to_string()),
+                            input_cost_per_token: Some(INPUT),
+                            output_cost_per_token: Some(OUTPUT),
+                            restricted: Some(*public == "restricted"),
+                            ..Default::default()
+                        },
+                        &c,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        s.keys.index().catch_up().await.unwrap();
+        let bob = users.pop().unwrap();
+        let ada = users.pop().unwrap();
+        World {
+            app,
+            seen,
+            admin,
+            ada,
+            bob,
+            c,
+        }
+    }
+
+    async fn key(&self, user: &User, spec: NewKey) -> (String, String) {
+        let (key, plaintext) = self
+            .app
+            .services
+            .keys
+            .create(user, spec, &self.c)
+            .await
+            .unwrap();
+        (key.id.to_string(), plaintext)
+    }
+
+    async fn chat(&self, key: &str, body: Value) -> (u16, HeaderMap, Value) {
+        self.post("/v1/chat/completions", key, body).await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, HeaderMap, Value) {
+        let response = self
+            .app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Writes buffered usage now (the server does it every second).
+    async fn flush(&self) {
+        self.app.services.usage.flush().await.unwrap();
+    }
+
+    async fn token(&self, email: &str) -> String {
+        let (_, body) = self
+            .app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"login": email, "password": PASSWORD})),
+            )
+            .await;
+        format!("Bearer {}", body["token"].as_str().unwrap())
+    }
+}
+
+fn chat_body(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people() {
+    let w = World::new().await;
+    let (key_id, key) = w.key(&w.ada, NewKey::default()).await;
+    let (status, _, body) = w.chat(&key, chat_body("gpt")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "gpt", "clients see the name they asked for");
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello");
+    {
+        let seen = w.seen.lock();
+        let (path, auth, sent) = seen.last().unwrap();
+        assert_eq!(path, "/v1/chat/completions");
+        assert_eq!(
+            auth,
+            &format!("Bearer {UPSTREAM_KEY}"),
+            "the endpoint's credential, not the caller's key"
+        );
+        assert_eq!(sent["model"], "upstream-gpt");
+    }
+    // X-API-Key works as well; embeddings and Anthropic messages too.
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/v1/embeddings"))
+        .header("x-api-key", &key)
+        .json(&json!({"model": "gpt", "input": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, _, message) = w
+        .post("/v1/messages", &key, json!({"model": "claude", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}))
+        .await;
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["model"], "claude");
+    assert_eq!(
+        w.seen.lock().last().unwrap().1,
+        UPSTREAM_KEY,
+        "Anthropic endpoints get x-api-key"
+    );
+    // GET /v1/models lists what the key may use (not the restricted one).
+    let models: Value = w
+        .app
+        .client
+        .get(w.app.url("/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"gpt") && names.contains(&"claude") && !names.contains(&"restricted"),
+        "{names:?}"
+    );
+
+    // Usage: right tokens and cost, seen by the caller and admins only.
+    w.flush().await;
+    let ada = w.token("ada@example.com").await;
+    let (_, logs) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/request-logs",
+            Some(("authorization", &ada)),
+            None,
+        )
+        .await;
+    let logs = logs["logs"].as_array().unwrap().clone();
+    assert_eq!(logs.len(), 3);
+    let chat = logs
+        .iter()
+        .find(|l| l["api"] == "chat.completions")
+        .unwrap();
+    assert_eq!(
+        (
+            chat["prompt_tokens"].as_u64(),
+            chat["completion_tokens"].as_u64()
+        ),
+        (Some(10), Some(20))
+    );
+    assert_eq!(chat["key_id"], key_id);
+    let cost = 10.0 * INPUT + 20.0 * OUTPUT;
+    assert!((chat["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9);
+    let messages = logs.iter().find(|l| l["api"] == "messages").unwrap();
+    assert_eq!(
+        (
+            messages["prompt_tokens"].as_u64(),
+            messages["completion_tokens"].as_u64()
+        ),
+        (Some(7), Some(3))
+    );
+    let (_, stats) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/usage?group_by=model",
+            Some(("authorization", &ada)),
+            None,
+        )
+        .await;
+    let gpt = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "gpt")
+        .unwrap();
+    assert_eq!(
+        (gpt["requests"].as_i64(), gpt["prompt_tokens"].as_i64()),
+        (Some(2), Some(15))
+    );
+    let bob = w.token("bob@example.com").await;
+    let (_, bobs) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/request-logs",
+            Some(("authorization", &bob)),
+            None,
+        )
+        .await;
+    assert!(bobs["logs"].as_array().unwrap().is_empty());
+    let (_, bob_stats) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/usage",
+            Some(("authorization", &bob)),
+            None,
+        )
+        .await;
+    assert!(bob_stats.as_array().unwrap().is_empty());
+    let others = format!("/api/v1/usage?user={}", w.ada.id);
+    let (status, _) = w
+        .app
+        .call(Method::GET, &others, Some(("authorization", &bob)), None)
+        .await;
+    assert_eq!(status, 403);
+    let admin = w.token("admin@example.com").await;
+    let (status, all) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/usage?all=true&group_by=user",
+            Some(("authorization", &admin)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all[0]["group"], w.ada.id.to_string());
+    let csv = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/usage/export?all=true&group_by=model"))
+        .header("authorization", &admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("group,requests,prompt_tokens,completion_tokens,cost_usd\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("\ngpt,2,15,20,"), "{csv}");
+    let _ = &w.admin;
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_follow_the_spec() {
+    let w = World::new().await;
+    let (key_id, key) = w
+        .key(
+            &w.ada,
+            NewKey {
+                allowed_models: vec!["gpt".into()],
+                ..Default::default()
+            },
+        )
+        .await;
+    let (status, _, body) = w.chat(&key, chat_body("other")).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["type"], "permission_error");
+    let (status, _, body) = w.chat(&key, chat_body("no-such-model")).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (404, Some("not_found_error"))
+    );
+    let (_, open) = w.key(&w.ada, NewKey::default()).await;
+    let (status, _, _) = w.chat(&open, chat_body("restricted")).await;
+    assert_eq!(status, 403, "restricted without a subscription");
+    let (status, _, body) = w
+        .chat("ak_0000000000000000000000000000000x", chat_body("gpt"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (401, Some("authentication_error"))
+    );
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/v1/chat/completions"))
+        .json(&chat_body("gpt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // Revoked: the next call fails.
+    assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 200);
+    w.app
+        .services
+        .keys
+        .revoke(&w.ada, key_id.parse().unwrap(), &w.c)
+        .await
+        .unwrap();
+    assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 401);
+    // Anthropic callers get Anthropic-shaped errors.
+    let (status, _, body) = w
+        .post(
+            "/v1/messages",
+            "ak_0000000000000000000000000000000x",
+            json!({"model": "claude", "max_tokens": 1, "messages": []}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        (body["type"].as_str(), body["error"]["type"].as_str()),
+        (Some("error"), Some("authentication_error"))
+    );
+    // Malformed bodies are 400s, and change nothing upstream.
+    let before = w.seen.lock().len();
+    let (status, _, _) = w.chat(&open, json!({"messages": []})).await;
+    assert_eq!(status, 400);
+    assert_eq!(w.seen.lock().len(), before);
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let w = World::new().await;
+    let (_, key) = w
+        .key(
+            &w.ada,
+            NewKey {
+                rpm_limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 200);
+    assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 200);
+    let (status, headers, body) = w.chat(&key, chat_body("gpt")).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // The user's own limit counts across keys.
+    let mut bob = w.bob.clone();
+    bob.limits.rpm_limit = Some(1);
+    w.app
+        .services
+        .accounts
+        .update_account(
+            &w.admin,
+            bob.id,
+            gatehouse_core::accounts::UserChange {
+                limits: Some(bob.limits),
+                ..Default::default()
+            },
+            &w.c,
+        )
+        .await
+        .unwrap();
+    let (_, k1) = w.key(&w.bob, NewKey::default()).await;
+    let (_, k2) = w.key(&w.bob, NewKey::default()).await;
+    w.app.services.keys.index().catch_up().await.unwrap();
+    assert_eq!(w.chat(&k1, chat_body("gpt")).await.0, 200);
+    assert_eq!(w.chat(&k2, chat_body("gpt")).await.0, 429);
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_cannot_overspend_a_budget() {
+    let w = World::new().await;
+    // Each call reserves for 100 output tokens (+ its input) and costs $0.00005.
+    let one_call = 10.0 * INPUT + 20.0 * OUTPUT;
+    let budget = 0.0008;
+    let (key_id, key) = w
+        .key(
+            &w.ada,
+            NewKey {
+                budget: Some(Budget {
+                    max_usd: budget,
+                    period: BudgetPeriod::Day,
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+    let key = Arc::new(key);
+    let mut calls = Vec::new();
+    for _ in 0..60 {
+        let (client, url, key) = (
+            w.app.client.clone(),
+            w.app.url("/v1/chat/completions"),
+            key.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key.as_str())
+                .json(&chat_body("gpt"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(call.await.unwrap());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + refused, 60, "{statuses:?}");
+    assert!(refused > 0 && ok > 0, "{statuses:?}");
+    w.flush().await;
+    let ada = w.token("ada@example.com").await;
+    let path = format!("/api/v1/request-logs?key={key_id}&status=200&limit=500");
+    let (_, logs) = w
+        .app
+        .call(Method::GET, &path, Some(("authorization", &ada)), None)
+        .await;
+    let spent: f64 = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!(spent <= budget + one_call, "spent {spent} of {budget}");
+    println!("{ok} calls admitted, {refused} refused, spent {spent:.6} of {budget}");
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_and_timeouts_become_clean_errors() {
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let (status, _, body) = w.chat(&key, chat_body("broken")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["type"], "api_error");
+    assert!(
+        !body.to_string().contains("Traceback"),
+        "nothing internal leaks: {body}"
+    );
+    let started = Instant::now();
+    let (status, _, body) = w.chat(&key, chat_body("sleepy")).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the endpoint's 500 ms timeout applies"
+    );
+    // The failures are logged, with no cost.
+    w.flush().await;
+    let ada = w.token("ada@example.com").await;
+    let (_, logs) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/request-logs",
+            Some(("authorization", &ada)),
+            None,
+        )
+        .await;
+    let statuses: Vec<u64> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [504, 502]);
+    assert!(
+        logs["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["cost_usd"] == 0.0)
+    );
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_pass_through_as_they_arrive_and_are_counted() {
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let mut body = chat_body("gpt");
+    body["stream"] = json!(true);
+    let started = Instant::now();
+    let mut response = w
+        .app
+        .client
+        .post(w.app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let first = response.chunk().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    assert!(String::from_utf8_lossy(&first).contains("Hel"));
+    // The upstream pauses 1.5 s after its first event: it was not buffered.
+    assert!(
+        first_at < Duration::from_millis(1200),
+        "first chunk after {first_at:?}"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(String::from_utf8_lossy(&rest).contains("[DONE]"));
+    assert_eq!(
+        w.seen.lock().last().unwrap().2["stream_options"]["include_usage"],
+        true,
+        "the final usage chunk is asked for"
+    );
+    // An upstream that sends no usage: the gateway counts and says so.
+    let mut silent = chat_body("silent");
+    silent["stream"] = json!(true);
+    let text = w
+        .app
+        .client
+        .post(w.app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&silent)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[DONE]"));
+    let anthropic = json!({"model": "claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+    let text = w
+        .app
+        .client
+        .post(w.app.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&anthropic)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("message_stop"));
+    w.flush().await;
+    let ada = w.token("ada@example.com").await;
+    let (_, logs) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/request-logs",
+            Some(("authorization", &ada)),
+            None,
+        )
+        .await;
+    let logs = logs["logs"].as_array().unwrap();
+    let find = |model: &str| logs.iter().find(|l| l["model"] == model).unwrap();
+    let gpt = find("gpt");
+    assert_eq!(
+        (
+            gpt["stream"].as_bool(),
+            gpt["prompt_tokens"].as_u64(),
+            gpt["completion_tokens"].as_u64()
+        ),
+        (Some(true), Some(10), Some(20))
+    );
+    assert_eq!(gpt["tokens_estimated"], false);
+    let quiet = find("silent");
+    assert_eq!(quiet["tokens_estimated"], true);
+    assert!(quiet["completion_tokens"].as_u64().unwrap() > 0);
+    let claude = find("claude");
+    assert_eq!(
+        (
+            claude["prompt_tokens"].as_u64(),
+            claude["completion_tokens"].as_u64()
+        ),
+        (Some(7), Some(3))
+    );
+    w.app.stop().await;
+}
