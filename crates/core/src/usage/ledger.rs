@@ -128,8 +128,34 @@ pub struct Ticket {
 #[derive(Debug, Default)]
 struct Window {
     minute: i64,
+    /// Counted on this instance.
     requests: u32,
     tokens: u64,
+    /// Of those, already added to the shared counters.
+    flushed_requests: u32,
+    flushed_tokens: u64,
+    /// Other instances' counts, as of the last sync.
+    others_requests: u32,
+    others_tokens: u64,
+}
+
+impl Window {
+    fn requests(&self) -> u32 {
+        self.requests + self.others_requests
+    }
+
+    fn tokens(&self) -> u64 {
+        self.tokens + self.others_tokens
+    }
+}
+
+/// One holder's per-minute counts, for the shared counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateCount {
+    pub holder: Holder,
+    pub minute: i64,
+    pub requests: u32,
+    pub tokens: u64,
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +197,7 @@ impl Ledger {
                     ..Window::default()
                 };
             }
-            if limits.rpm.is_some_and(|rpm| window.requests >= rpm) {
+            if limits.rpm.is_some_and(|rpm| window.requests() >= rpm) {
                 return Err(Refusal {
                     message: format!(
                         "the {} allows {} requests per minute",
@@ -183,7 +209,7 @@ impl Ledger {
             }
             if limits
                 .tpm
-                .is_some_and(|tpm| window.tokens >= u64::from(tpm))
+                .is_some_and(|tpm| window.tokens() >= u64::from(tpm))
             {
                 return Err(Refusal {
                     message: format!(
@@ -304,6 +330,51 @@ impl Ledger {
         }
     }
 
+    /// Takes this minute's counts not yet added to the shared counters.
+    pub fn take_rate_unflushed(&self) -> Vec<RateCount> {
+        let mut state = self.state.lock();
+        state
+            .windows
+            .iter_mut()
+            .filter(|(_, w)| w.requests > w.flushed_requests || w.tokens > w.flushed_tokens)
+            .map(|(holder, w)| {
+                let count = RateCount {
+                    holder: *holder,
+                    minute: w.minute,
+                    requests: w.requests - w.flushed_requests,
+                    tokens: w.tokens - w.flushed_tokens,
+                };
+                w.flushed_requests = w.requests;
+                w.flushed_tokens = w.tokens;
+                count
+            })
+            .collect()
+    }
+
+    /// The windows this instance tracks, to read their shared totals.
+    pub fn tracked_windows(&self) -> Vec<(Holder, i64)> {
+        self.state
+            .lock()
+            .windows
+            .iter()
+            .map(|(h, w)| (*h, w.minute))
+            .collect()
+    }
+
+    /// Sets what the other instances counted: the shared totals minus what
+    /// this instance added to them.
+    pub fn apply_rate_totals(&self, totals: &[RateCount]) {
+        let mut state = self.state.lock();
+        for total in totals {
+            if let Some(w) = state.windows.get_mut(&total.holder)
+                && w.minute == total.minute
+            {
+                w.others_requests = total.requests.saturating_sub(w.flushed_requests);
+                w.others_tokens = total.tokens.saturating_sub(w.flushed_tokens);
+            }
+        }
+    }
+
     /// Forgets periods that have ended (keeps memory bounded).
     pub fn forget_before(&self, now: DateTime<Utc>) {
         let day = period_key(BudgetPeriod::Day, now);
@@ -399,6 +470,35 @@ mod tests {
         assert!(ledger.admit(&request, now).is_ok());
         // A new day starts from zero.
         assert!(ledger.admit(&request, at("2026-11-23T00:00:01Z")).is_ok());
+    }
+
+    #[test]
+    fn other_instances_requests_count_against_the_limit() {
+        let ledger = Ledger::new();
+        let key = Holder::Key(Id(5));
+        let request = Admission {
+            limited: vec![(
+                key,
+                Limits {
+                    rpm: Some(3),
+                    tpm: None,
+                },
+            )],
+            budgets: vec![],
+            reserve: 0,
+        };
+        let now = at("2026-11-22T10:00:00Z");
+        ledger.settle(ledger.admit(&request, now).unwrap(), 0, 0);
+        let ours = ledger.take_rate_unflushed();
+        assert_eq!(ours[0].requests, 1);
+        // The shared counter says 3: two came from elsewhere.
+        ledger.apply_rate_totals(&[RateCount {
+            holder: key,
+            minute: ours[0].minute,
+            requests: 3,
+            tokens: 0,
+        }]);
+        assert!(ledger.admit(&request, now).is_err());
     }
 
     #[test]

@@ -84,6 +84,11 @@ fn spend_key(period: &str, holder: Holder) -> Vec<u8> {
     pack(&("spend", period, holder.kind(), holder.id().0))
 }
 
+/// `("rate", minute, holder kind, holder id, "requests" | "tokens")`: an `i64` counter.
+fn rate_key(minute: i64, holder: Holder, field: &str) -> Vec<u8> {
+    pack(&("rate", minute, holder.kind(), holder.id().0, field))
+}
+
 /// How statistics are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -279,8 +284,56 @@ impl UsageService {
                 .await?;
             self.ledger.apply_totals(&totals);
         }
+        self.sync_rates().await?;
         self.ledger.forget_before(self.env.clock.now());
         Ok(written)
+    }
+
+    /// Adds this instance's per-minute counts to the shared counters and reads
+    /// the totals back, so limits hold across instances; drops old minutes.
+    async fn sync_rates(&self) -> Result<()> {
+        let counts = self.ledger.take_rate_unflushed();
+        let tracked = self.ledger.tracked_windows();
+        let now_minute = self.env.clock.now().timestamp().div_euclid(60);
+        let totals = self
+            .store
+            .run(|tx| {
+                let (counts, tracked) = (&counts, &tracked);
+                async move {
+                    for c in counts {
+                        tx.atomic_add(
+                            &rate_key(c.minute, c.holder, "requests"),
+                            i64::from(c.requests),
+                        )?;
+                        tx.atomic_add(&rate_key(c.minute, c.holder, "tokens"), c.tokens as i64)?;
+                    }
+                    let mut totals = Vec::with_capacity(tracked.len());
+                    for (holder, minute) in tracked {
+                        let requests = tx
+                            .get(&rate_key(*minute, *holder, "requests"))
+                            .await?
+                            .as_deref()
+                            .map_or(0, decode_counter);
+                        let tokens = tx
+                            .get(&rate_key(*minute, *holder, "tokens"))
+                            .await?
+                            .as_deref()
+                            .map_or(0, decode_counter);
+                        totals.push(ledger::RateCount {
+                            holder: *holder,
+                            minute: *minute,
+                            requests: u32::try_from(requests).unwrap_or(u32::MAX),
+                            tokens: u64::try_from(tokens).unwrap_or(0),
+                        });
+                    }
+                    let old = KeyRange::new(pack(&("rate",)), pack(&("rate", now_minute - 2)));
+                    tx.clear_range(&old)?;
+                    Ok::<_, TxError<Error>>(totals)
+                }
+            })
+            .await?;
+        self.ledger.apply_rate_totals(&totals);
+        Ok(())
     }
 
     /// Usage statistics, grouped. Users read their own; platform readers

@@ -178,11 +178,20 @@ struct World {
 const INPUT: f64 = 0.000001;
 const OUTPUT: f64 = 0.000002;
 
+fn config() -> gatehouse::config::Config {
+    let mut config = test_config(None);
+    config.bootstrap.admin_email = "admin@example.com".into();
+    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+    config.usage.flush_ms = 200;
+    config
+}
+
 impl World {
     async fn new() -> World {
-        let mut config = test_config(None);
-        config.bootstrap.admin_email = "admin@example.com".into();
-        config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+        World::with(config()).await
+    }
+
+    async fn with(config: gatehouse::config::Config) -> World {
         let app = spawn_app(config).await;
         let seen: Seen = Arc::default();
         let base = upstream(seen.clone()).await;
@@ -851,5 +860,103 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
         ),
         (Some(7), Some(3))
     );
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_budgets_hold_across_instances_on_postgres() {
+    let Some(pg) = gatehouse_storage::postgres::testing::TestPostgres::shared() else {
+        return;
+    };
+    let url = pg.create_database().await;
+    let shared = || {
+        let mut config = config();
+        config.storage.engine = "postgres".into();
+        config.storage.postgres_url = Some(url.clone());
+        config
+    };
+    let w = World::with(shared()).await;
+    let other = spawn_app(shared()).await;
+    let (_, key) = w
+        .key(
+            &w.ada,
+            NewKey {
+                rpm_limit: Some(4),
+                budget: Some(Budget {
+                    max_usd: 1.0,
+                    period: BudgetPeriod::Month,
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+    let call = |app: &TestApp| {
+        let (client, url, key) = (
+            app.client.clone(),
+            app.url("/v1/chat/completions"),
+            key.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat_body("gpt"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The other instance learns of the key and models from the change feed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while other.services.keys.index().check(&key, "gpt").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the other instance never saw the key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Three calls on one instance; the other instance learns of them at its
+    // next sync (200 ms) after it first sees the key this minute: one more
+    // call fits, and after that sync none.
+    // (Skip a minute boundary, which would reset the window mid-test.)
+    let second = w.app.services.usage.env().clock.now().timestamp() % 60;
+    if second > 55 {
+        tokio::time::sleep(Duration::from_secs(61 - second as u64)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(call(&w.app).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(call(&other).await, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(call(&other).await, 429, "the limit holds across instances");
+    assert_eq!(call(&w.app).await, 429);
+    // Spend settled on the first instance reaches the other one's ledger.
+    let spent = |app: &TestApp| {
+        let now = app.services.usage.env().clock.now();
+        let period = gatehouse_core::usage::ledger::period_key(BudgetPeriod::Month, now);
+        let key_id = app
+            .services
+            .keys
+            .index()
+            .check(&key, "gpt")
+            .map(|g| g.key_id);
+        key_id.map(|id| {
+            app.services
+                .usage
+                .ledger()
+                .spent(gatehouse_core::usage::ledger::Holder::Key(id), &period)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (a, b) = (spent(&w.app), spent(&other));
+    assert_eq!(a, b, "both instances know the same spend");
+    assert_eq!(
+        a.unwrap(),
+        4 * gatehouse_core::usage::ledger::to_micros(10.0 * INPUT + 20.0 * OUTPUT)
+    );
+    other.stop().await;
     w.app.stop().await;
 }
