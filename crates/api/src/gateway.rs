@@ -207,6 +207,34 @@ fn usage_of(value: &Value, tokens: &mut Tokens) {
     }
 }
 
+/// The parts of an answer the gateway reads; everything else is skipped.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    usage: Option<UsageFields>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageFields {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+fn usage_of_answer(answer: &UsageOnly, tokens: &mut Tokens) {
+    let Some(usage) = &answer.usage else {
+        return;
+    };
+    if let Some(n) = usage.prompt_tokens.or(usage.input_tokens) {
+        tokens.prompt = n;
+        tokens.reported = true;
+    }
+    if let Some(n) = usage.completion_tokens.or(usage.output_tokens) {
+        tokens.completion = n;
+        tokens.reported = true;
+    }
+}
+
 /// A rough count for upstreams that report none: four bytes a token.
 fn estimate(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
@@ -711,18 +739,12 @@ async fn forward(
             return Err(fail(settlement, 504, e));
         }
     };
+    // The answer goes back unchanged; only its usage is read.
     let mut tokens = Tokens::default();
-    let mut out = body.clone();
-    if let Ok(mut value) = serde_json::from_slice::<Value>(&body) {
-        usage_of(&value, &mut tokens);
-        // Clients see the model name they asked for.
-        if value.get("model").is_some() {
-            value["model"] = Value::String(model_name);
-            if let Ok(bytes) = serde_json::to_vec(&value) {
-                out = Bytes::from(bytes);
-            }
-        }
+    if let Ok(answer) = serde_json::from_slice::<UsageOnly>(&body) {
+        usage_of_answer(&answer, &mut tokens);
     }
+    let out = body.clone();
     let captured = settlement
         .grant
         .capture_bodies

@@ -363,7 +363,10 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
     let (key_id, key) = w.key(&w.ada, NewKey::default()).await;
     let (status, _, body) = w.chat(&key, chat_body("gpt")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["model"], "gpt", "clients see the name they asked for");
+    assert_eq!(
+        body["model"], "upstream-gpt",
+        "the upstream's answer, unchanged"
+    );
     assert_eq!(body["choices"][0]["message"]["content"], "Hello");
     {
         let seen = w.seen.lock();
@@ -391,7 +394,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         .post("/v1/messages", &key, json!({"model": "claude", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}))
         .await;
     assert_eq!(status, 200, "{message}");
-    assert_eq!(message["model"], "claude");
+    assert_eq!(message["model"], "upstream-claude");
     assert_eq!(
         w.seen.lock().last().unwrap().1,
         UPSTREAM_KEY,
