@@ -145,11 +145,12 @@ impl AuditLog {
         crate::usage::trim_range(&self.store, &range).await
     }
 
-    /// Newest first, for platform admins (`admin`, `admin_readonly`); `before`
-    /// is the last ID of the previous page.
+    /// Newest first, for platform admins (`admin`, `admin_readonly`), those
+    /// matching `filter`; `before` is the last ID of the previous page.
     pub async fn list(
         &self,
         viewer: &User,
+        filter: &AuditFilter,
         before: Option<Id>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>> {
@@ -165,26 +166,76 @@ impl AuditLog {
         }
         let limit = limit.clamp(1, MAX_PAGE);
         let all = keyspace::audit_events();
-        let range = match before {
-            Some(id) => KeyRange::new(
-                all.begin.clone(),
-                keyspace::audit_event(id).as_bytes().to_vec(),
-            ),
-            None => all,
+        let begin = match filter.from {
+            Some(from) => keyspace::audit_event(Id::first_at(from.timestamp_millis()))
+                .as_bytes()
+                .to_vec(),
+            None => all.begin.clone(),
         };
-        let page = self
-            .store
-            .run(|tx| {
-                let range = &range;
-                async move {
-                    Ok::<_, TxError<Error>>(
-                        tx.get_range(range, RangeOptions::limit(limit).reversed())
-                            .await?,
-                    )
+        let end = match before {
+            Some(id) => keyspace::audit_event(id).as_bytes().to_vec(),
+            None => all.end.clone(),
+        };
+        let mut found = Vec::new();
+        let mut next = Some(KeyRange::new(begin, end));
+        // Filtered reads scan in pages until the page is full or events run out.
+        while let Some(range) = next {
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        Ok::<_, TxError<Error>>(
+                            tx.get_range(range, RangeOptions::limit(500).reversed())
+                                .await?,
+                        )
+                    }
+                })
+                .await?;
+            for event in crate::codec::decode_values::<AuditEvent>(&page.entries)? {
+                if filter.matches(&event) && found.len() < limit {
+                    found.push(event);
                 }
-            })
-            .await?;
-        crate::codec::decode_values(&page.entries)
+            }
+            next = if found.len() < limit { page.next } else { None };
+        }
+        Ok(found)
+    }
+}
+
+/// Which audit events to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actions starting with this, e.g. `keys.` or `auth.login`.
+    pub action: Option<String>,
+    /// Events by this user.
+    pub actor: Option<Id>,
+    pub organization: Option<Id>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// Events at or after this time.
+    pub from: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    fn matches(&self, e: &AuditEvent) -> bool {
+        self.action
+            .as_deref()
+            .is_none_or(|a| e.action.starts_with(a))
+            && self
+                .actor
+                .is_none_or(|id| matches!(e.actor, Actor::User { id: actor } if actor == id))
+            && self
+                .organization
+                .is_none_or(|o| e.organization_id == Some(o))
+            && self
+                .target_type
+                .as_deref()
+                .is_none_or(|t| e.target_type.as_deref() == Some(t))
+            && self
+                .target_id
+                .as_deref()
+                .is_none_or(|t| e.target_id.as_deref() == Some(t))
     }
 }
 

@@ -14,11 +14,23 @@ use crate::error::ErrorBody;
 use crate::extract::ApiQuery;
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct Page {
     /// At most this many events (1-200, default 50).
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Actions starting with this, e.g. `keys.` or `auth.login`.
+    pub action: Option<String>,
+    /// Events by this user.
+    pub actor: Option<String>,
+    pub organization_id: Option<String>,
+    /// e.g. `user`, `organization`, `api_key`.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// RFC 3339: events at or after this time.
+    #[param(value_type = Option<String>)]
+    pub from: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -71,7 +83,8 @@ impl From<AuditEvent> for AuditEventInfo {
     }
 }
 
-/// Audit events, newest first (platform `admin` or `admin_readonly`).
+/// Audit events, newest first, filtered by action prefix, actor,
+/// organization, target or time (platform `admin` or `admin_readonly`).
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "records",
     security(("bearer" = [])),
     params(Page),
@@ -92,7 +105,29 @@ pub async fn list(
         .map(str::parse)
         .transpose()
         .map_err(ApiError)?;
-    let events = state.services.audit.list(&auth.user, before, limit).await?;
+    let filter = gatehouse_core::audit::AuditFilter {
+        action: page.action,
+        actor: page
+            .actor
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError)?,
+        organization: page
+            .organization_id
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError)?,
+        target_type: page.target_type,
+        target_id: page.target_id,
+        from: page.from,
+    };
+    let events = state
+        .services
+        .audit
+        .list(&auth.user, &filter, before, limit)
+        .await?;
     let next_cursor = (events.len() == limit.clamp(1, gatehouse_core::audit::MAX_PAGE))
         .then(|| events.last().map(|e| e.id.to_string()))
         .flatten();

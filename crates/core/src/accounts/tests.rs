@@ -648,7 +648,11 @@ async fn sign_in_events_are_audited_without_secrets() {
     };
     let (user, _) = s.login("ada@example.com", PASSWORD, &client).await.unwrap();
     let admin = s.get_user(admin_id).await.unwrap();
-    let events = s.audit.list(&admin, None, 50).await.unwrap();
+    let events = s
+        .audit
+        .list(&admin, &Default::default(), None, 50)
+        .await
+        .unwrap();
     let summary: Vec<(&str, crate::audit::Outcome)> = events
         .iter()
         .map(|e| (e.action.as_str(), e.outcome))
@@ -671,11 +675,19 @@ async fn sign_in_events_are_audited_without_secrets() {
     assert!(!all.contains(PASSWORD) && !all.contains("wrong password!") && !all.contains("argon2"));
     // Only platform admins read the log.
     assert_eq!(
-        s.audit.list(&user, None, 50).await.unwrap_err().code(),
+        s.audit
+            .list(&user, &Default::default(), None, 50)
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::PermissionDenied
     );
     // Paging goes back in time.
-    let older = s.audit.list(&admin, Some(events[1].id), 50).await.unwrap();
+    let older = s
+        .audit
+        .list(&admin, &Default::default(), Some(events[1].id), 50)
+        .await
+        .unwrap();
     assert_eq!(older.len(), 2);
 }
 

@@ -459,7 +459,13 @@ impl World {
     /// The ID of the newest audit event.
     pub async fn newest_audit_event(&self) -> Option<Id> {
         let admin = self.user("admin");
-        let events = self.app.services.audit.list(admin, None, 1).await.unwrap();
+        let events = self
+            .app
+            .services
+            .audit
+            .list(admin, &Default::default(), None, 1)
+            .await
+            .unwrap();
         events.first().map(|e| e.id)
     }
 

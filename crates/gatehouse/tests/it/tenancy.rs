@@ -239,17 +239,31 @@ async fn an_organization_from_creation_to_deletion() {
     assert_eq!(status, 404);
 
     // Every write above is in the audit log, with its organization.
-    let (status, events) = w
-        .as_actor("admin", Method::GET, "/api/v1/audit-events?limit=200", None)
-        .await;
+    let path = format!("/api/v1/audit-events?limit=200&organization_id={org}");
+    let (status, events) = w.as_actor("admin", Method::GET, &path, None).await;
     assert_eq!(status, 200);
-    let in_org: Vec<&str> = events["events"]
+    let events = events["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["organization_id"].as_str() == Some(org.as_str()))
+    );
+    let in_org: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    // Filters combine: only Dana's invitation acceptance.
+    let path = format!(
+        "/api/v1/audit-events?organization_id={org}&action=orgs.invitations.&actor={dana_id}"
+    );
+    let (_, mine) = w.as_actor("admin", Method::GET, &path, None).await;
+    let mine: Vec<&str> = mine["events"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["organization_id"].as_str() == Some(org.as_str()))
         .map(|e| e["action"].as_str().unwrap())
         .collect();
+    assert_eq!(mine, ["orgs.invitations.accept"]);
     for action in [
         "orgs.create",
         "orgs.invitations.create",
