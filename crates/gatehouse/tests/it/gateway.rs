@@ -131,34 +131,16 @@ async fn upstream(seen: Seen) -> String {
             .unwrap()
     }
 
-    let router = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            axum::routing::post({
-                let seen = seen.clone();
-                move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
-                    handle(seen, "/v1/chat/completions", h, b)
-                }
-            }),
-        )
-        .route(
-            "/v1/embeddings",
-            axum::routing::post({
-                let seen = seen.clone();
-                move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
-                    handle(seen, "/v1/embeddings", h, b)
-                }
-            }),
-        )
-        .route(
-            "/v1/messages",
-            axum::routing::post({
-                let seen = seen.clone();
-                move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
-                    handle(seen, "/v1/messages", h, b)
-                }
+    let mut router = axum::Router::new();
+    for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/messages"] {
+        let seen = seen.clone();
+        router = router.route(
+            path,
+            axum::routing::post(move |h: HeaderMap, axum::Json(b): axum::Json<Value>| {
+                handle(seen, path, h, b)
             }),
         );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
