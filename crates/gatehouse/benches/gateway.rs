@@ -50,6 +50,38 @@ async fn upstream() -> String {
     format!("http://{addr}")
 }
 
+/// A bare forwarding proxy: the same HTTP stack as the gateway (axum in,
+/// reqwest out) without any decision, ledger or logging — the cost of the
+/// extra hop alone.
+async fn bare_proxy(upstream: String) -> String {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let target = format!("{upstream}/v1/chat/completions");
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let (client, target) = (client.clone(), target.clone());
+            async move {
+                let response = client
+                    .post(target)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = response.bytes().await.unwrap();
+                ([("content-type", "application/json")], bytes)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1/chat/completions")
+}
+
 struct Outcome {
     per_sec: f64,
     p50: Duration,
@@ -189,6 +221,19 @@ async fn run() {
         "{secs} s per case; load generator, gateway and upstream on {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let bare = bare_proxy(upstream.clone()).await;
+    for connections in [1, 32] {
+        let d = load(direct.clone(), None, false, connections, secs).await;
+        let b = load(bare.clone(), None, false, connections, secs).await;
+        println!(
+            "bare proxy (no gateway logic), json, {connections} conns: {:.0} req/s ({:.0}% of direct {:.0}), p50 {} µs, added p50 {} µs",
+            b.per_sec,
+            100.0 * b.per_sec / d.per_sec,
+            d.per_sec,
+            b.p50.as_micros(),
+            b.p50.as_micros() as i64 - d.p50.as_micros() as i64,
+        );
+    }
     println!(
         "{:<10} {:>5} {:>12} {:>12} {:>10} {:>10} {:>12} {:>8}",
         "mode", "conns", "direct r/s", "gateway r/s", "gw p50", "gw p99", "added p50", "ratio"
