@@ -290,6 +290,22 @@ struct Settlement {
     started: Instant,
     request_bytes: usize,
     request_body: Option<String>,
+    /// Settled already (a call is settled exactly once).
+    done: bool,
+}
+
+impl Drop for Settlement {
+    /// A call dropped before it finished — the client went away while the
+    /// upstream worked — still gives its reservation back and is logged.
+    fn drop(&mut self) {
+        self.settle(
+            499,
+            Tokens::default(),
+            0,
+            None,
+            Some("the client closed the connection".into()),
+        );
+    }
 }
 
 impl Settlement {
@@ -302,6 +318,21 @@ impl Settlement {
         response_body: Option<String>,
         error: Option<String>,
     ) {
+        self.settle(status, tokens, response_bytes, response_body, error);
+    }
+
+    fn settle(
+        &mut self,
+        status: u16,
+        tokens: Tokens,
+        response_bytes: usize,
+        response_body: Option<String>,
+        error: Option<String>,
+    ) {
+        if self.done {
+            return;
+        }
+        self.done = true;
         let mut tokens = tokens;
         let estimated = !tokens.reported && status < 400;
         if estimated {
@@ -574,6 +605,7 @@ async fn forward(
         stream,
         started,
         request_bytes: body.len(),
+        done: false,
     };
 
     // The upstream request: its model name, our credential.

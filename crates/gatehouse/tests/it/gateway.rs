@@ -945,3 +945,66 @@ async fn limits_and_budgets_hold_across_instances_on_postgres() {
     other.stop().await;
     w.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_gives_its_reservation_back() {
+    let w = World::new().await;
+    // Room for one call in flight: each reserves about $0.000225.
+    let (_, key) = w
+        .key(
+            &w.ada,
+            NewKey {
+                budget: Some(Budget {
+                    max_usd: 0.0003,
+                    period: BudgetPeriod::Day,
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+    // The upstream sleeps 3 s on `sleepy`; the client gives up after 200 ms.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(w.app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat_body("sleepy"))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    // The server notices the closed connection and releases the reservation.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (status, _, _) = w.chat(&key, chat_body("gpt")).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            Instant::now() < deadline,
+            "the reservation was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.flush().await;
+    let ada = w.token("ada@example.com").await;
+    let (_, logs) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/request-logs",
+            Some(("authorization", &ada)),
+            None,
+        )
+        .await;
+    let statuses: Vec<u64> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_u64().unwrap())
+        .collect();
+    assert!(statuses.contains(&499), "{statuses:?}");
+    w.app.stop().await;
+}
