@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use gatehouse_core::services::Services;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -102,8 +103,15 @@ impl Application {
             "serving"
         );
 
+        // Small writes (SSE events, the last bytes of an answer) go out at
+        // once instead of waiting for the peer's delayed ACK (Nagle).
+        let http_listener = self.http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let http = axum::serve(
-            self.http,
+            http_listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
