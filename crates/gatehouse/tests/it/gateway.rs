@@ -321,6 +321,18 @@ impl World {
         self.app.services.usage.flush().await.unwrap();
     }
 
+    /// Ada's request logs through the API, after writing what is buffered.
+    async fn ada_logs(&self, query: &str) -> Vec<Value> {
+        self.flush().await;
+        let ada = self.token("ada@example.com").await;
+        let path = format!("/api/v1/request-logs{query}");
+        let (_, logs) = self
+            .app
+            .call(Method::GET, &path, Some(("authorization", &ada)), None)
+            .await;
+        logs["logs"].as_array().unwrap().clone()
+    }
+
     async fn token(&self, email: &str) -> String {
         let (_, body) = self
             .app
@@ -406,18 +418,8 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
     );
 
     // Usage: right tokens and cost, seen by the caller and admins only.
-    w.flush().await;
+    let logs = w.ada_logs("").await;
     let ada = w.token("ada@example.com").await;
-    let (_, logs) = w
-        .app
-        .call(
-            Method::GET,
-            "/api/v1/request-logs",
-            Some(("authorization", &ada)),
-            None,
-        )
-        .await;
-    let logs = logs["logs"].as_array().unwrap().clone();
     assert_eq!(logs.len(), 3);
     let chat = logs
         .iter()
@@ -716,17 +718,7 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
         "the endpoint's 500 ms timeout applies"
     );
     // The failures are logged, with no cost.
-    w.flush().await;
-    let ada = w.token("ada@example.com").await;
-    let (_, logs) = w
-        .app
-        .call(
-            Method::GET,
-            "/api/v1/request-logs",
-            Some(("authorization", &ada)),
-            None,
-        )
-        .await;
+    let logs = json!({"logs": w.ada_logs("").await});
     let statuses: Vec<u64> = logs["logs"]
         .as_array()
         .unwrap()
@@ -811,17 +803,7 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
         .await
         .unwrap();
     assert!(text.contains("message_stop"));
-    w.flush().await;
-    let ada = w.token("ada@example.com").await;
-    let (_, logs) = w
-        .app
-        .call(
-            Method::GET,
-            "/api/v1/request-logs",
-            Some(("authorization", &ada)),
-            None,
-        )
-        .await;
+    let logs = json!({"logs": w.ada_logs("").await});
     let logs = logs["logs"].as_array().unwrap();
     let find = |model: &str| logs.iter().find(|l| l["model"] == model).unwrap();
     let gpt = find("gpt");
@@ -988,17 +970,7 @@ async fn a_client_that_goes_away_gives_its_reservation_back() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    w.flush().await;
-    let ada = w.token("ada@example.com").await;
-    let (_, logs) = w
-        .app
-        .call(
-            Method::GET,
-            "/api/v1/request-logs",
-            Some(("authorization", &ada)),
-            None,
-        )
-        .await;
+    let logs = json!({"logs": w.ada_logs("").await});
     let statuses: Vec<u64> = logs["logs"]
         .as_array()
         .unwrap()
