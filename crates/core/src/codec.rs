@@ -55,6 +55,22 @@ pub fn decode_values<T: Record>(entries: &[gatehouse_storage::KeyValue]) -> Resu
     entries.iter().map(|(_, v)| decode(v)).collect()
 }
 
+/// Reads a whole range inside a transaction and decodes its values.
+pub async fn read_all<T: Record>(
+    tx: &Tx,
+    range: &gatehouse_storage::KeyRange,
+) -> Result<Vec<T>, TxError<Error>> {
+    let page = tx
+        .get_range(range, gatehouse_storage::RangeOptions::default())
+        .await?;
+    decode_values(&page.entries).map_err(TxError::Abort)
+}
+
+/// Ends a transaction with a business error (nothing it wrote is kept).
+pub fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
+    Err(TxError::Abort(e))
+}
+
 /// A key that knows the type of its value.
 pub struct Key<T> {
     bytes: Vec<u8>,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError};
+use gatehouse_storage::{Store, Tx, TxError};
 
 use self::model::{
     Alias, ApiFlavour, Credential, CredentialKind, CredentialScope, Endpoint, IdRef, Model,
@@ -22,7 +22,7 @@ use self::model::{
 use crate::accounts::model::{Role, User};
 use crate::accounts::sessions::ClientInfo;
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
-use crate::codec::{Record, decode_values};
+use crate::codec::{abort, read_all};
 use crate::crypto::KeyRing;
 use crate::tenancy::{OrgAction, load_access};
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
@@ -131,15 +131,6 @@ pub enum Decision {
 
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 300_000;
-
-fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
-    Err(TxError::Abort(e))
-}
-
-async fn read_all<T: Record>(tx: &Tx, range: &KeyRange) -> Result<Vec<T>, TxError<Error>> {
-    let page = tx.get_range(range, RangeOptions::default()).await?;
-    decode_values(&page.entries).map_err(TxError::Abort)
-}
 
 fn require_admin(user: &User) -> Result<()> {
     if !user.is_platform_admin() {

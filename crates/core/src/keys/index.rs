@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use gatehouse_storage::tuple::unpack;
-use gatehouse_storage::{RangeOptions, Store, Tx, TxError};
+use gatehouse_storage::{Store, TxError};
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +22,7 @@ use super::model::{ApiKey, Budget};
 use crate::accounts::model::{Role, UsageLimits, User};
 use crate::catalog::model::{Alias, Endpoint, IdRef, Model, SubscriptionStatus};
 use crate::changes::{ChangeCursor, ChangeFeed};
-use crate::codec::{Record, decode_values};
+use crate::codec::read_all;
 use crate::env::Clock;
 use crate::tenancy::model::Organization;
 use crate::tenancy::model::UserTeamRef;
@@ -154,14 +154,6 @@ pub const KEY_RANDOM_CHARS: usize = 32;
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
-}
-
-async fn read_all<T: Record>(
-    tx: &Tx,
-    range: &gatehouse_storage::KeyRange,
-) -> Result<Vec<T>, TxError<Error>> {
-    let page = tx.get_range(range, RangeOptions::default()).await?;
-    decode_values(&page.entries).map_err(TxError::Abort)
 }
 
 impl AccessIndex {

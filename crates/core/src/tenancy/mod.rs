@@ -21,7 +21,7 @@ use self::model::{
 use crate::accounts::model::{Email, User};
 use crate::accounts::sessions::{ClientInfo, token_hash};
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
-use crate::codec::{Record, decode_values};
+use crate::codec::{abort, decode_values, read_all};
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// How long an invitation can be accepted.
@@ -171,16 +171,6 @@ pub enum Resource {
 pub struct SentInvitation {
     pub invitation: Invitation,
     pub token: String,
-}
-
-fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
-    Err(TxError::Abort(e))
-}
-
-/// Reads a whole range and decodes its values.
-async fn read_all<T: Record>(tx: &Tx, range: &KeyRange) -> Result<Vec<T>, TxError<Error>> {
-    let page = tx.get_range(range, RangeOptions::default()).await?;
-    decode_values(&page.entries).map_err(TxError::Abort)
 }
 
 /// The caller's access to `org_id`, or `not_found` for those who may not see it.
