@@ -58,6 +58,30 @@ impl Clock for ManualClock {
 /// A source of cryptographically secure random bytes.
 pub trait Random: Send + Sync {
     fn fill(&self, buf: &mut [u8]);
+
+    /// `len` characters of `[A-Za-z0-9]`, uniformly (rejection sampling):
+    /// about 5.95 bits each.
+    fn alphanumeric(&self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut out = String::with_capacity(len);
+        while out.len() < len {
+            let mut byte = [0u8; 1];
+            self.fill(&mut byte);
+            if usize::from(byte[0]) < ALPHABET.len() * 4 {
+                out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
+            }
+        }
+        out
+    }
+
+    /// A 256-bit secret as unpadded URL-safe base64 (43 characters), for
+    /// tokens sent by email or held by clients.
+    fn token(&self) -> String {
+        use base64::Engine as _;
+        let mut secret = [0u8; 32];
+        self.fill(&mut secret);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    }
 }
 
 /// The operating system's generator.

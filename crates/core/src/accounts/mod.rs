@@ -553,17 +553,7 @@ impl AccountService {
 
     /// 20 characters from a 62-letter alphabet: about 119 bits.
     fn generate_password(&self) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut out = String::with_capacity(20);
-        while out.len() < 20 {
-            let mut byte = [0u8; 1];
-            self.env.random.fill(&mut byte);
-            // Rejection sampling keeps the choice uniform.
-            if usize::from(byte[0]) < ALPHABET.len() * 4 {
-                out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
-            }
-        }
-        out
+        self.env.random.alphanumeric(20)
     }
 
     async fn find_by_login(&self, login: &str) -> Result<Option<User>> {
@@ -622,13 +612,6 @@ impl AccountService {
     }
 
     /// 256 random bits, base64url.
-    fn new_token(&self) -> String {
-        use base64::Engine as _;
-        let mut secret = [0u8; 32];
-        self.env.random.fill(&mut secret);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-    }
-
     /// Stores a token for `purpose` and queues the email carrying it, in one
     /// transaction.
     async fn send_token(&self, user: &User, purpose: TokenPurpose) -> Result<()> {
@@ -637,7 +620,7 @@ impl AccountService {
 
     /// As [`Self::send_token`], to one of the user's addresses.
     async fn send_token_to(&self, user: &User, address: &str, purpose: TokenPurpose) -> Result<()> {
-        let token = self.new_token();
+        let token = self.env.random.token();
         let (ttl, subject, body) = match purpose {
             TokenPurpose::VerifyEmail => (
                 VERIFY_TTL_MS,
@@ -980,7 +963,7 @@ impl AccountService {
         kind: SessionKind,
         client: ClientInfo,
     ) -> Result<(Session, String)> {
-        let token = self.new_token();
+        let token = self.env.random.token();
         let now = self.env.clock.now();
         let session = Session {
             id: self.env.ids.next_id(),

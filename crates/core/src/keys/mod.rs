@@ -93,20 +93,11 @@ impl KeyService {
 
     /// `prefix` + 32 characters of `[A-Za-z0-9]` (about 190 bits).
     fn generate(&self) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut out = String::with_capacity(self.index.prefix().len() + KEY_RANDOM_CHARS);
-        out.push_str(self.index.prefix());
-        let mut count = 0;
-        while count < KEY_RANDOM_CHARS {
-            let mut byte = [0u8; 1];
-            self.env.random.fill(&mut byte);
-            // Rejection sampling keeps the choice uniform.
-            if usize::from(byte[0]) < ALPHABET.len() * 4 {
-                out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
-                count += 1;
-            }
-        }
-        out
+        format!(
+            "{}{}",
+            self.index.prefix(),
+            self.env.random.alphanumeric(KEY_RANDOM_CHARS)
+        )
     }
 
     fn build(

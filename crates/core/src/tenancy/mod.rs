@@ -836,13 +836,6 @@ impl TenancyService {
 
     // ---- invitations ----
 
-    fn new_token(&self) -> String {
-        use base64::Engine as _;
-        let mut secret = [0u8; 32];
-        self.env.random.fill(&mut secret);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-    }
-
     /// Invites an email address into the organization; the token goes out
     /// through the email outbox in the same transaction. Admins invite as
     /// member or admin, owners as any role, delegates (`invite_members`) as member.
@@ -855,7 +848,7 @@ impl TenancyService {
         client: &ClientInfo,
     ) -> Result<SentInvitation> {
         let email = Email::parse(email)?;
-        let token = self.new_token();
+        let token = self.env.random.token();
         let now = self.env.clock.now();
         let invitation = Invitation {
             id: self.env.ids.next_id(),
