@@ -29,15 +29,14 @@ pub struct ChangeCursor(Vec<u8>);
 impl ChangeCursor {
     /// Parses the hex form produced by `Display`.
     pub fn parse(s: &str) -> Result<Self> {
-        let invalid = || Error::invalid_input("a change cursor is 24 hexadecimal digits");
-        if s.len() != 24 || !s.is_ascii() {
-            return Err(invalid());
+        if s.len() != 24 {
+            return Err(Error::invalid_input(
+                "a change cursor is 24 hexadecimal digits",
+            ));
         }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| invalid()))
-            .collect::<Result<Vec<u8>>>()
+        unhex(s)
             .map(ChangeCursor)
+            .ok_or_else(|| Error::invalid_input("a change cursor is 24 hexadecimal digits"))
     }
 }
 
@@ -98,6 +97,23 @@ fn subspace_of(key: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+impl ChangeRecord {
+    /// The stored key the change is about (`None` if the record is damaged).
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        unhex(&self.key)
+    }
 }
 
 /// Reading and trimming the feed.

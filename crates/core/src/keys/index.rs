@@ -347,7 +347,7 @@ impl AccessIndex {
             let mut teams = BTreeSet::new();
             let mut catalog = false;
             for change in &batch {
-                let Some(bytes) = hex_decode(&change.record.key) else {
+                let Some(bytes) = change.record.key_bytes() else {
                     continue;
                 };
                 match change.record.subspace.as_str() {
@@ -424,6 +424,11 @@ impl AccessIndex {
 
     /// The key a client presented, if it exists and works now.
     pub fn authenticate(&self, presented: &str) -> Result<Arc<ApiKey>, Denial> {
+        self.key_and_owner(presented).map(|(key, _)| key)
+    }
+
+    /// SPEC §4 step 1: the key works and its owner may use models.
+    fn key_and_owner(&self, presented: &str) -> Result<(Arc<ApiKey>, Arc<Owner>), Denial> {
         if !self.looks_like_key(presented) {
             return Err(Denial::UnknownKey);
         }
@@ -437,35 +442,22 @@ impl AccessIndex {
             Some(_) => return Err(Denial::Expired),
             None => {}
         }
-        let owner = self.owners.get(&key.owner_id).map(|o| o.clone());
-        if !owner.is_some_and(|o| o.may_use_models) {
-            return Err(Denial::OwnerInactive);
-        }
-        Ok(key)
+        let owner = self
+            .owners
+            .get(&key.owner_id)
+            .map(|o| o.clone())
+            .filter(|o| o.may_use_models)
+            .ok_or(Denial::OwnerInactive)?;
+        Ok((key, owner))
     }
 
     /// The access decision of SPEC §4 (limits and budgets, step 5, are the
     /// gateway's): may `presented` call `model_name`?
     pub fn check(&self, presented: &str, model_name: &str) -> Result<Grant, Denial> {
-        let key = self.authenticate(presented)?;
+        let (key, owner) = self.key_and_owner(presented)?;
         let catalog = self.catalog.read().clone();
         let model = resolve(&catalog, key.owner_id, model_name).ok_or(Denial::UnknownModel)?;
-        let owner = self
-            .owners
-            .get(&key.owner_id)
-            .map(|o| o.clone())
-            .ok_or(Denial::OwnerInactive)?;
-        if model.restricted && !owner.subscribed.contains(&model.id) {
-            return Err(Denial::SubscriptionRequired);
-        }
-        if let Some(allow) = &owner.team_allow
-            && !allow.contains(&model.name)
-        {
-            return Err(Denial::TeamNotAllowed);
-        }
-        if !key.allowed_models.is_empty() && !key.allowed_models.contains(&model.name) {
-            return Err(Denial::KeyNotAllowed);
-        }
+        may_use(&key, &owner, &model)?;
         self.used.insert(key.id, self.clock.now_millis());
         Ok(Grant {
             key_id: key.id,
@@ -485,39 +477,16 @@ impl AccessIndex {
 
     /// The enabled models `presented` may call (for `GET /v1/models`).
     pub fn models_for(&self, presented: &str) -> Result<Vec<Arc<Model>>, Denial> {
-        let key = self.authenticate(presented)?;
+        let (key, owner) = self.key_and_owner(presented)?;
         let catalog = self.catalog.read().clone();
         let mut models: Vec<_> = catalog
             .by_name
             .values()
-            .filter(|m| m.enabled)
-            .filter(|m| self.check_model(&key, m).is_ok())
+            .filter(|m| m.enabled && may_use(&key, &owner, m).is_ok())
             .cloned()
             .collect();
         models.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(models)
-    }
-
-    fn check_model(&self, key: &ApiKey, model: &Model) -> Result<(), Denial> {
-        let owner = self
-            .owners
-            .get(&key.owner_id)
-            .map(|o| o.clone())
-            .ok_or(Denial::OwnerInactive)?;
-        if model.restricted && !owner.subscribed.contains(&model.id) {
-            return Err(Denial::SubscriptionRequired);
-        }
-        if owner
-            .team_allow
-            .as_ref()
-            .is_some_and(|a| !a.contains(&model.name))
-        {
-            return Err(Denial::TeamNotAllowed);
-        }
-        if !key.allowed_models.is_empty() && !key.allowed_models.contains(&model.name) {
-            return Err(Denial::KeyNotAllowed);
-        }
-        Ok(())
     }
 
     /// Changes whenever a credential is written (here or, after `catch_up`,
@@ -546,6 +515,25 @@ impl AccessIndex {
     }
 }
 
+/// SPEC §4 steps 3 and 4: subscription for restricted models, the owner's
+/// teams' allow-lists, the key's own allow-list.
+fn may_use(key: &ApiKey, owner: &Owner, model: &Model) -> Result<(), Denial> {
+    if model.restricted && !owner.subscribed.contains(&model.id) {
+        return Err(Denial::SubscriptionRequired);
+    }
+    if owner
+        .team_allow
+        .as_ref()
+        .is_some_and(|a| !a.contains(&model.name))
+    {
+        return Err(Denial::TeamNotAllowed);
+    }
+    if !key.allowed_models.is_empty() && !key.allowed_models.contains(&model.name) {
+        return Err(Denial::KeyNotAllowed);
+    }
+    Ok(())
+}
+
 /// Whether a user may call models at all: active, holding `user`.
 fn may_use_models(user: &User) -> bool {
     user.is_active() && user.roles.contains(&Role::User)
@@ -563,14 +551,4 @@ fn resolve(catalog: &Catalog, owner: Id, name: &str) -> Option<Arc<Model>> {
         .or_else(|| catalog.by_name.get(name))
         .filter(|m| m.enabled)
         .cloned()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
