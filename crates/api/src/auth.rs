@@ -138,21 +138,12 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
         });
     }
     if let Some(token) = bearer {
-        // JWTs have three dot-separated parts; session tokens have none.
-        if token.matches('.').count() == 2 {
-            let (user, _) = accounts.authenticate_token(token).await?;
-            return Ok(Authenticated {
-                user,
-                session: None,
-                session_token: None,
-                api_key: None,
-            });
-        }
-        let (user, session) = accounts.authenticate_session(token).await?;
+        let (user, session) = accounts.authenticate_bearer(token).await?;
+        let session_token = session.is_some().then(|| token.to_string());
         return Ok(Authenticated {
             user,
-            session: Some(session),
-            session_token: Some(token.to_string()),
+            session,
+            session_token,
             api_key: None,
         });
     }

@@ -21,11 +21,12 @@ use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use gatehouse_core::Id;
-use gatehouse_core::catalog::model::{ApiFlavour, Endpoint};
+use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::keys::index::{Denial, Grant};
 use gatehouse_core::services::Services;
 use gatehouse_core::usage::RequestLog;
-use gatehouse_core::usage::ledger::{Admission, Holder, Limits, Ticket, to_micros};
+use gatehouse_core::usage::estimate_tokens;
+use gatehouse_core::usage::ledger::{Admission, Ticket};
 use serde_json::{Value, json};
 
 /// Which API shape a route speaks, for its errors.
@@ -173,13 +174,6 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The API key inside a credential's secret data.
-fn api_key(secret: &Value) -> Option<&str> {
-    ["api_key", "key", "token"]
-        .iter()
-        .find_map(|k| secret.get(*k).and_then(Value::as_str))
-}
-
 /// Token counts and whether the upstream reported them.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tokens {
@@ -188,28 +182,16 @@ struct Tokens {
     reported: bool,
 }
 
-/// Reads the usage object of an OpenAI or Anthropic answer (or stream event).
-fn usage_of(value: &Value, tokens: &mut Tokens) {
-    let usage = value
-        .get("usage")
-        .or_else(|| value.get("message").and_then(|m| m.get("usage")));
-    let Some(usage) = usage.filter(|u| u.is_object()) else {
-        return;
-    };
-    let field = |name: &str| usage.get(name).and_then(Value::as_u64);
-    if let Some(n) = field("prompt_tokens").or(field("input_tokens")) {
-        tokens.prompt = n;
-        tokens.reported = true;
-    }
-    if let Some(n) = field("completion_tokens").or(field("output_tokens")) {
-        tokens.completion = n;
-        tokens.reported = true;
-    }
-}
-
-/// The parts of an answer the gateway reads; everything else is skipped.
+/// The parts of an answer (or stream event) the gateway reads: `usage`, or
+/// Anthropic's `message.usage`; everything else is skipped.
 #[derive(serde::Deserialize)]
 struct UsageOnly {
+    usage: Option<UsageFields>,
+    message: Option<MessageUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct MessageUsage {
     usage: Option<UsageFields>,
 }
 
@@ -221,8 +203,12 @@ struct UsageFields {
     output_tokens: Option<u64>,
 }
 
-fn usage_of_answer(answer: &UsageOnly, tokens: &mut Tokens) {
-    let Some(usage) = &answer.usage else {
+/// Reads the token counts of an OpenAI or Anthropic answer or stream event.
+fn usage_of(json: &[u8], tokens: &mut Tokens) {
+    let Ok(answer) = serde_json::from_slice::<UsageOnly>(json) else {
+        return;
+    };
+    let Some(usage) = answer.usage.or(answer.message.and_then(|m| m.usage)) else {
         return;
     };
     if let Some(n) = usage.prompt_tokens.or(usage.input_tokens) {
@@ -233,11 +219,6 @@ fn usage_of_answer(answer: &UsageOnly, tokens: &mut Tokens) {
         tokens.completion = n;
         tokens.reported = true;
     }
-}
-
-/// A rough count for upstreams that report none: four bytes a token.
-fn estimate(bytes: usize) -> u64 {
-    (bytes as u64).div_ceil(4)
 }
 
 /// The route a call came in on.
@@ -336,14 +317,11 @@ impl Settlement {
         let mut tokens = tokens;
         let estimated = !tokens.reported && status < 400;
         if estimated {
-            tokens.prompt = estimate(self.request_bytes);
-            tokens.completion = estimate(response_bytes);
+            tokens.prompt = estimate_tokens(self.request_bytes);
+            tokens.completion = estimate_tokens(response_bytes);
         }
         let model = &self.grant.model;
-        let cost = to_micros(
-            tokens.prompt as f64 * model.input_cost_per_token
-                + tokens.completion as f64 * model.output_cost_per_token,
-        );
+        let cost = model.cost_micros(tokens.prompt, tokens.completion);
         let services = &self.gateway.services;
         if let Some(ticket) = self.ticket.take() {
             services
@@ -540,49 +518,12 @@ async fn forward(
     }
 
     // Step 5: limits and budgets, with the most this call can cost reserved.
-    let model = &grant.model;
     let max_tokens = request
         .get("max_tokens")
         .or_else(|| request.get("max_completion_tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_MAX_TOKENS);
-    let reserve = to_micros(
-        estimate(body.len()) as f64 * model.input_cost_per_token
-            + max_tokens as f64 * model.output_cost_per_token,
-    );
-    let mut budgets = Vec::new();
-    if let Some(b) = grant.budget {
-        budgets.push((Holder::Key(grant.key_id), b));
-    }
-    if let Some(b) = grant.user_limits.budget {
-        budgets.push((Holder::User(grant.owner_id), b));
-    }
-    budgets.extend(
-        grant
-            .team_budgets
-            .iter()
-            .map(|(team, b)| (Holder::Team(*team), *b)),
-    );
-    let admission = Admission {
-        limited: vec![
-            (
-                Holder::Key(grant.key_id),
-                Limits {
-                    rpm: grant.rpm_limit,
-                    tpm: grant.tpm_limit,
-                },
-            ),
-            (
-                Holder::User(grant.owner_id),
-                Limits {
-                    rpm: grant.user_limits.rpm_limit,
-                    tpm: grant.user_limits.tpm_limit,
-                },
-            ),
-        ],
-        budgets,
-        reserve,
-    };
+    let admission = Admission::for_grant(&grant, body.len(), max_tokens);
     let now = gateway.services.usage.env().clock.now();
     let ticket = gateway
         .services
@@ -643,7 +584,7 @@ async fn forward(
                 ));
             }
         };
-        if let Some(key) = api_key(&secret) {
+        if let Some(key) = secret_api_key(&secret) {
             upstream = match endpoint.flavour {
                 ApiFlavour::Openai => upstream.bearer_auth(key),
                 ApiFlavour::Anthropic => upstream.header("x-api-key", key),
@@ -773,9 +714,7 @@ async fn forward(
     };
     // The answer goes back unchanged; only its usage is read.
     let mut tokens = Tokens::default();
-    if let Ok(answer) = serde_json::from_slice::<UsageOnly>(&body) {
-        usage_of_answer(&answer, &mut tokens);
-    }
+    usage_of(&body, &mut tokens);
     let out = body.clone();
     let captured = settlement
         .grant
@@ -815,10 +754,8 @@ fn stream_through(
             while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&line);
-                if let Some(data) = line.trim().strip_prefix("data:")
-                    && let Ok(value) = serde_json::from_str::<Value>(data.trim())
-                {
-                    usage_of(&value, &mut self.tokens);
+                if let Some(data) = line.trim().strip_prefix("data:") {
+                    usage_of(data.trim().as_bytes(), &mut self.tokens);
                 }
             }
         }

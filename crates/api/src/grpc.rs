@@ -121,19 +121,10 @@ impl DirectoryGrpc {
                 Status::unauthenticated("send `authorization: Bearer <token>` metadata")
             })?;
         let accounts = &self.services.accounts;
-        let user = if token.matches('.').count() == 2 {
-            accounts
-                .authenticate_token(token)
-                .await
-                .map_err(ApiError)?
-                .0
-        } else {
-            accounts
-                .authenticate_session(token)
-                .await
-                .map_err(ApiError)?
-                .0
-        };
+        let (user, _) = accounts
+            .authenticate_bearer(token)
+            .await
+            .map_err(ApiError)?;
         accounts.ensure_may_act(&user).map_err(ApiError)?;
         Ok(user)
     }

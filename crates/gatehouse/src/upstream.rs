@@ -2,7 +2,7 @@
 //! endpoint's model list for model sync (`GET {base_url}/v1/models`).
 
 use async_trait::async_trait;
-use gatehouse_core::catalog::model::{ApiFlavour, Endpoint};
+use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::catalog::{ModelLister, UpstreamModel};
 use gatehouse_core::{Error, ErrorCode, Result};
 use serde::Deserialize;
@@ -37,14 +37,6 @@ fn unavailable(endpoint: &Endpoint, what: impl std::fmt::Display) -> Error {
     )
 }
 
-/// The API key in a credential's secret data (`api_key`, or `key` / `token`).
-fn api_key(secret: Option<&serde_json::Value>) -> Option<&str> {
-    let secret = secret?;
-    ["api_key", "key", "token"]
-        .iter()
-        .find_map(|k| secret.get(*k).and_then(|v| v.as_str()))
-}
-
 #[async_trait]
 impl ModelLister for HttpModelLister {
     async fn list_models(
@@ -67,7 +59,7 @@ impl ModelLister for HttpModelLister {
         }
         let client = builder.build().map_err(Error::internal)?;
         let mut request = client.get(format!("{}/v1/models", endpoint.base_url));
-        if let Some(key) = api_key(secret) {
+        if let Some(key) = secret.and_then(secret_api_key) {
             request = match endpoint.flavour {
                 ApiFlavour::Openai => request.bearer_auth(key),
                 ApiFlavour::Anthropic => request

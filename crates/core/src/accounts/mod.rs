@@ -210,6 +210,11 @@ fn display_name_for(given: Option<&str>, email: &Email) -> Result<String> {
     }
 }
 
+/// JWTs have three dot-separated parts; session tokens have none.
+fn is_jwt(token: &str) -> bool {
+    token.matches('.').count() == 2
+}
+
 /// The answer to every failed sign-in.
 fn bad_credentials() -> Error {
     Error::new(
@@ -1374,11 +1379,22 @@ impl AccountService {
         Ok((user, claims))
     }
 
+    /// The user behind a bearer token: a JWT (three dot-separated parts) or a
+    /// session token (none); the session too for the latter.
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<(User, Option<Session>)> {
+        if is_jwt(token) {
+            let (user, _) = self.authenticate_token(token).await?;
+            return Ok((user, None));
+        }
+        let (user, session) = self.authenticate_session(token).await?;
+        Ok((user, Some(session)))
+    }
+
     /// What a session token or JWT stands for, if it is active: for internal
     /// services that hold a user's token.
     pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
         let token = token.trim();
-        if token.matches('.').count() == 2 {
+        if is_jwt(token) {
             return match self.authenticate_token(token).await {
                 Ok((user, claims)) => Ok(Some(Introspection {
                     user,

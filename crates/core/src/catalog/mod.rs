@@ -1010,13 +1010,9 @@ impl CatalogService {
     /// Every model for platform readers; the enabled ones for everyone else
     /// holding `user`.
     pub async fn list_models(&self, actor: &User) -> Result<Vec<Model>> {
-        require_user_role(actor).or_else(|e| {
-            if actor.is_platform_reader() {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        if !actor.is_platform_reader() {
+            require_user_role(actor)?;
+        }
         let mut models = self
             .store
             .run(|tx| async move { read_all::<Model>(&tx, &keyspace::models()).await })

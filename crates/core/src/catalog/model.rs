@@ -67,6 +67,13 @@ impl Credential {
     }
 }
 
+/// The API key in a credential's secret data: `api_key`, or `key` / `token`.
+pub fn secret_api_key(secret: &serde_json::Value) -> Option<&str> {
+    ["api_key", "key", "token"]
+        .iter()
+        .find_map(|k| secret.get(*k).and_then(serde_json::Value::as_str))
+}
+
 /// An index entry that points at an entity by ID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdRef {
@@ -136,6 +143,16 @@ pub struct Model {
 impl Record for Model {
     const VERSION: u8 = 1;
     const NAME: &'static str = "model";
+}
+
+impl Model {
+    /// What `prompt` input and `completion` output tokens cost, in micro-dollars.
+    pub fn cost_micros(&self, prompt: u64, completion: u64) -> i64 {
+        crate::usage::ledger::to_micros(
+            prompt as f64 * self.input_cost_per_token
+                + completion as f64 * self.output_cost_per_token,
+        )
+    }
 }
 
 /// Another name for a model: global (admins) or one user's own.

@@ -18,6 +18,7 @@ use chrono::{DateTime, Datelike, Utc};
 use parking_lot::Mutex;
 
 use crate::Id;
+use crate::keys::index::Grant;
 use crate::keys::model::{Budget, BudgetPeriod};
 
 /// Who a limit or budget belongs to.
@@ -107,6 +108,50 @@ pub struct Admission {
     pub budgets: Vec<(Holder, Budget)>,
     /// The most this request can cost.
     pub reserve: Micros,
+}
+
+impl Admission {
+    /// What a call allowed by `grant` asks for: the key's and its owner's
+    /// per-minute limits, the key's, owner's and owner's teams' budgets, and
+    /// the most the call can cost — its `request_bytes` of input (estimated)
+    /// and `max_tokens` of output at the model's prices.
+    pub fn for_grant(grant: &Grant, request_bytes: usize, max_tokens: u64) -> Admission {
+        let mut budgets = Vec::new();
+        if let Some(b) = grant.budget {
+            budgets.push((Holder::Key(grant.key_id), b));
+        }
+        if let Some(b) = grant.user_limits.budget {
+            budgets.push((Holder::User(grant.owner_id), b));
+        }
+        budgets.extend(
+            grant
+                .team_budgets
+                .iter()
+                .map(|(team, b)| (Holder::Team(*team), *b)),
+        );
+        Admission {
+            limited: vec![
+                (
+                    Holder::Key(grant.key_id),
+                    Limits {
+                        rpm: grant.rpm_limit,
+                        tpm: grant.tpm_limit,
+                    },
+                ),
+                (
+                    Holder::User(grant.owner_id),
+                    Limits {
+                        rpm: grant.user_limits.rpm_limit,
+                        tpm: grant.user_limits.tpm_limit,
+                    },
+                ),
+            ],
+            budgets,
+            reserve: grant
+                .model
+                .cost_micros(super::estimate_tokens(request_bytes), max_tokens),
+        }
+    }
 }
 
 /// Why a request must wait.

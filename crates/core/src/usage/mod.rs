@@ -27,6 +27,11 @@ use crate::codec::{Record, decode_values};
 use crate::keys::model::BudgetPeriod;
 use crate::{Env, Error, Id, Result, keyspace};
 
+/// A rough token count for upstreams that report none: four bytes a token.
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
 /// One gateway call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestLog {
