@@ -188,13 +188,7 @@ pub const MAX_USER_PAGE: usize = 200;
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
 fn parse_display_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid_input(
-            "display names are 1 to 100 characters without control characters",
-        ));
-    }
-    Ok(name.to_string())
+    crate::tenancy::model::parse_name(name, "display")
 }
 
 /// The display name given, or the email's local part when none is.

@@ -1548,8 +1548,14 @@ fn model_details(m: &Model) -> serde_json::Value {
     })
 }
 
-/// Model names an allow-list may hold are checked the same way everywhere.
+/// An allow-list of model names (teams, keys): at most 1000 names, each
+/// checked as [`model::parse_model_name`] checks it.
 pub fn allow_list(names: &[String]) -> Result<BTreeSet<String>> {
+    if names.len() > 1000 {
+        return Err(Error::invalid_input(
+            "an allow-list holds at most 1000 models",
+        ));
+    }
     names.iter().map(|n| model::parse_model_name(n)).collect()
 }
 

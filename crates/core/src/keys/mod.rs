@@ -8,7 +8,6 @@
 pub mod index;
 pub mod model;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -418,11 +417,6 @@ fn key_details(key: &ApiKey) -> serde_json::Value {
         "budget": key.budget,
         "expires_at": key.expires_at,
     })
-}
-
-/// Allow-list names, for callers that build [`NewKey`] from sets.
-pub fn names(set: &BTreeSet<String>) -> Vec<String> {
-    set.iter().cloned().collect()
 }
 
 #[cfg(test)]

@@ -1144,7 +1144,7 @@ impl TenancyService {
         let name = model::parse_name(spec.name.as_deref().unwrap_or_default(), "team")?;
         let description = parse_description(spec.description.as_deref())?;
         let allowed_models =
-            model::parse_model_names(spec.allowed_models.as_deref().unwrap_or_default())?;
+            crate::catalog::allow_list(spec.allowed_models.as_deref().unwrap_or_default())?;
         let now = self.env.clock.now();
         let team = Team {
             id: self.env.ids.next_id(),
@@ -1237,7 +1237,7 @@ impl TenancyService {
         let allowed_models = spec
             .allowed_models
             .as_deref()
-            .map(model::parse_model_names)
+            .map(crate::catalog::allow_list)
             .transpose()?;
         if let Some(Some(budget)) = &spec.budget {
             crate::keys::model::check_budget(budget)?;

@@ -282,32 +282,6 @@ pub fn slugify(name: &str) -> Result<String> {
     Ok(slug)
 }
 
-/// A model name in an allow-list: 1 to 200 characters, no whitespace or
-/// control characters.
-pub fn parse_model_names(names: &[String]) -> Result<BTreeSet<String>> {
-    if names.len() > 1000 {
-        return Err(Error::invalid_input(
-            "an allow-list holds at most 1000 models",
-        ));
-    }
-    names
-        .iter()
-        .map(|n| {
-            let n = n.trim();
-            if n.is_empty()
-                || n.chars().count() > 200
-                || n.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                Err(Error::invalid_input(format!(
-                    "{n:?} is not a model name: 1 to 200 characters without spaces"
-                )))
-            } else {
-                Ok(n.to_string())
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,12 +297,12 @@ mod tests {
         for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
             assert!(parse_name(bad, "team").is_err(), "{bad:?}");
         }
-        assert!(parse_model_names(&["gpt 4".into()]).is_err());
+        assert!(crate::catalog::allow_list(&["gpt 4".into()]).is_err());
         assert_eq!(slugify("  Acme, Inc. ").unwrap(), "acme-inc");
         assert_eq!(slugify("Ünïcode Lab").unwrap(), "ünïcode-lab");
         assert!(slugify("--").is_err());
         assert_eq!(
-            parse_model_names(&["b".into(), "a".into(), "a".into()])
+            crate::catalog::allow_list(&["b".into(), "a".into(), "a".into()])
                 .unwrap()
                 .len(),
             2
