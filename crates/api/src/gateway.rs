@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use futures_util::StreamExt;
@@ -27,7 +27,12 @@ use gatehouse_core::services::Services;
 use gatehouse_core::usage::RequestLog;
 use gatehouse_core::usage::estimate_tokens;
 use gatehouse_core::usage::ledger::{Admission, Ticket};
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Value, json};
+
+use crate::raw_object::RawObject;
 
 /// Which API shape a route speaks, for its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,43 +110,185 @@ impl IntoResponse for GatewayError {
     }
 }
 
-/// What the gateway keeps between calls: HTTP clients per endpoint and
-/// decrypted credentials, both rebuilt when they change.
+/// What the gateway keeps between calls: an HTTP client and parsed URLs per
+/// endpoint, and decrypted credentials, both rebuilt when they change.
 pub struct Gateway {
     services: Services,
-    clients: DashMap<Id, (Arc<Endpoint>, reqwest::Client)>,
+    upstreams: DashMap<Id, Arc<Upstream>>,
     secrets: DashMap<Id, (u64, Arc<Value>)>,
+}
+
+/// An endpoint as the gateway calls it: its client (connection pool, proxy,
+/// connect timeout) and its routes' URLs, parsed once.
+struct Upstream {
+    endpoint: Arc<Endpoint>,
+    transport: Transport,
+    urls: [Uri; 3],
+}
+
+type DirectClient =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How the gateway reaches an endpoint.
+enum Transport {
+    /// Straight to the endpoint: hyper's pooled client, the lean path.
+    Direct(Box<DirectClient>),
+    /// Through the endpoint's outbound HTTP proxy.
+    Proxied(reqwest::Client),
+}
+
+/// Why an upstream call could not be made.
+struct SendError {
+    timeout: bool,
+    message: String,
+}
+
+impl Upstream {
+    fn new(endpoint: &Arc<Endpoint>) -> Result<Self, String> {
+        let connect_timeout = Duration::from_millis(endpoint.connect_timeout_ms);
+        let transport = match &endpoint.proxy_url {
+            None => {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_nodelay(true);
+                http.set_connect_timeout(Some(connect_timeout));
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_webpki_roots()
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(http);
+                Transport::Direct(Box::new(
+                    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                        .pool_idle_timeout(Duration::from_secs(90))
+                        .pool_timer(TokioTimer::new())
+                        .build(https),
+                ))
+            }
+            Some(proxy) => Transport::Proxied(
+                reqwest::Client::builder()
+                    .connect_timeout(connect_timeout)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    // An API answer is never a redirect to follow: following
+                    // one would send the credential to wherever it points.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .tcp_nodelay(true)
+                    .proxy(reqwest::Proxy::all(proxy).map_err(|e| e.to_string())?)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let url = |api: Api| {
+            format!("{}{}", endpoint.base_url.trim_end_matches('/'), api.path())
+                .parse::<Uri>()
+                .map_err(|e| format!("the base URL is not a URL: {e}"))
+        };
+        Ok(Upstream {
+            endpoint: endpoint.clone(),
+            transport,
+            urls: [
+                url(Api::ChatCompletions)?,
+                url(Api::Embeddings)?,
+                url(Api::Messages)?,
+            ],
+        })
+    }
+
+    /// POSTs `body` with `headers` to the route of `api`; the answer's body
+    /// streams as it arrives. Redirects are never followed.
+    async fn post(
+        &self,
+        api: Api,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<axum::http::Response<Body>, SendError> {
+        let url = self.urls[api as usize].clone();
+        match &self.transport {
+            Transport::Direct(client) => {
+                let mut request = axum::http::Request::new(Full::new(Bytes::from(body)));
+                *request.method_mut() = axum::http::Method::POST;
+                *request.uri_mut() = url;
+                *request.headers_mut() = headers;
+                match client.request(request).await {
+                    Ok(response) => Ok(response.map(Body::new)),
+                    Err(e) => Err(SendError {
+                        timeout: caused_by_timeout(&e),
+                        message: error_chain(&e),
+                    }),
+                }
+            }
+            Transport::Proxied(client) => {
+                match client
+                    .post(url.to_string())
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        Ok(axum::http::Response::<reqwest::Body>::from(response).map(Body::new))
+                    }
+                    Err(e) => Err(SendError {
+                        timeout: e.is_timeout(),
+                        message: error_chain(&e),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// An error with its causes, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Whether a connection failed because it timed out.
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || cause.to_string().contains("timed out")
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Tokens a request may produce when it does not say (`max_tokens`).
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The most of an upstream's error answer the gateway reads.
+const ERROR_BODY_LIMIT: usize = 1 << 20;
+
 impl Gateway {
     pub fn new(services: Services) -> Arc<Self> {
         Arc::new(Gateway {
             services,
-            clients: DashMap::new(),
+            upstreams: DashMap::new(),
             secrets: DashMap::new(),
         })
     }
 
-    fn client(&self, endpoint: &Arc<Endpoint>) -> Result<reqwest::Client, String> {
-        if let Some(entry) = self.clients.get(&endpoint.id)
-            && Arc::ptr_eq(&entry.0, endpoint)
+    fn upstream(&self, endpoint: &Arc<Endpoint>) -> Result<Arc<Upstream>, String> {
+        if let Some(entry) = self.upstreams.get(&endpoint.id)
+            && Arc::ptr_eq(&entry.endpoint, endpoint)
         {
-            return Ok(entry.1.clone());
+            return Ok(entry.clone());
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(endpoint.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true);
-        if let Some(proxy) = &endpoint.proxy_url {
-            builder = builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| e.to_string())?);
-        }
-        let client = builder.build().map_err(|e| e.to_string())?;
-        self.clients
-            .insert(endpoint.id, (endpoint.clone(), client.clone()));
-        Ok(client)
+        let upstream = Arc::new(Upstream::new(endpoint)?);
+        self.upstreams.insert(endpoint.id, upstream.clone());
+        Ok(upstream)
     }
 
     async fn secret(&self, credential: Id) -> gatehouse_core::Result<Arc<Value>> {
@@ -221,12 +368,12 @@ fn usage_of(json: &[u8], tokens: &mut Tokens) {
     }
 }
 
-/// The route a call came in on.
+/// The route a call came in on (the discriminant indexes `Upstream::urls`).
 #[derive(Debug, Clone, Copy)]
 pub enum Api {
-    ChatCompletions,
-    Embeddings,
-    Messages,
+    ChatCompletions = 0,
+    Embeddings = 1,
+    Messages = 2,
 }
 
 impl Api {
@@ -472,28 +619,21 @@ async fn forward(
     let started = Instant::now();
     let key =
         presented_key(&headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
-    let mut request: Value = serde_json::from_slice(&body).map_err(|e| {
+    let mut request = RawObject::parse(&body).map_err(|e| {
         GatewayError::new(
             shape,
             StatusCode::BAD_REQUEST,
-            format!("the body is not valid JSON: {e}"),
+            format!("the body is not a JSON object: {e}"),
         )
     })?;
-    let Some(model_name) = request
-        .get("model")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
+    let Some(model_name) = request.string("model") else {
         return Err(GatewayError::new(
             shape,
             StatusCode::BAD_REQUEST,
             "`model` is required",
         ));
     };
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let stream = request.bool("stream").unwrap_or(false);
     let index = gateway.services.keys.index();
     let grant = index
         .check(key, &model_name)
@@ -519,9 +659,8 @@ async fn forward(
 
     // Step 5: limits and budgets, with the most this call can cost reserved.
     let max_tokens = request
-        .get("max_tokens")
-        .or_else(|| request.get("max_completion_tokens"))
-        .and_then(Value::as_u64)
+        .u64("max_tokens")
+        .or_else(|| request.u64("max_completion_tokens"))
         .unwrap_or(DEFAULT_MAX_TOKENS);
     let admission = Admission::for_grant(&grant, body.len(), max_tokens);
     let now = gateway.services.usage.env().clock.now();
@@ -550,16 +689,25 @@ async fn forward(
     };
 
     // The upstream request: its model name, our credential.
-    request["model"] = Value::String(settlement.grant.model.upstream_name.clone());
-    if stream && api.flavour() == ApiFlavour::Openai && matches!(api, Api::ChatCompletions) {
-        request["stream_options"]["include_usage"] = Value::Bool(true);
+    request.set(
+        "model",
+        json!(settlement.grant.model.upstream_name).to_string(),
+    );
+    if stream && matches!(api, Api::ChatCompletions) {
+        // Ask for the final usage chunk, keeping the caller's other options.
+        let mut options = request
+            .get("stream_options")
+            .and_then(|raw| serde_json::from_str::<serde_json::Map<String, Value>>(raw).ok())
+            .unwrap_or_default();
+        options.insert("include_usage".into(), Value::Bool(true));
+        request.set("stream_options", Value::Object(options).to_string());
     }
     let fail = |settlement: Settlement, status: u16, e: GatewayError| {
         settlement.finish(status, Tokens::default(), 0, None, Some(e.message.clone()));
         e
     };
-    let client = match gateway.client(&endpoint) {
-        Ok(client) => client,
+    let target = match gateway.upstream(&endpoint) {
+        Ok(target) => target,
         Err(e) => {
             tracing::error!(endpoint = %endpoint.id, error = %e, "cannot build the upstream client");
             return Err(fail(
@@ -569,9 +717,11 @@ async fn forward(
             ));
         }
     };
-    let mut upstream = client
-        .post(format!("{}{}", endpoint.base_url, api.path()))
-        .header(header::CONTENT_TYPE, "application/json");
+    let mut outbound = HeaderMap::with_capacity(4);
+    outbound.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(credential) = endpoint.credential_id {
         let secret = match gateway.secret(credential).await {
             Ok(secret) => secret,
@@ -585,34 +735,39 @@ async fn forward(
             }
         };
         if let Some(key) = secret_api_key(&secret) {
-            upstream = match endpoint.flavour {
-                ApiFlavour::Openai => upstream.bearer_auth(key),
-                ApiFlavour::Anthropic => upstream.header("x-api-key", key),
+            let (name, value) = match endpoint.flavour {
+                ApiFlavour::Openai => (header::AUTHORIZATION, format!("Bearer {key}")),
+                ApiFlavour::Anthropic => (HeaderName::from_static("x-api-key"), key.to_string()),
             };
+            match HeaderValue::from_str(&value) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    outbound.insert(name, value);
+                }
+                Err(_) => {
+                    tracing::error!(endpoint = %endpoint.id, "the endpoint's API key is not a valid header value");
+                    return Err(fail(
+                        settlement,
+                        502,
+                        unavailable("the model's endpoint is misconfigured"),
+                    ));
+                }
+            }
         }
     }
     if endpoint.flavour == ApiFlavour::Anthropic {
         for name in ["anthropic-version", "anthropic-beta"] {
             if let Some(value) = headers.get(name) {
-                upstream = upstream.header(name, value);
+                outbound.insert(name, value.clone());
             }
         }
         if !headers.contains_key("anthropic-version") {
-            upstream = upstream.header("anthropic-version", "2023-06-01");
+            outbound.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }
     }
-    let payload = match serde_json::to_vec(&request) {
-        Ok(payload) => payload,
-        Err(e) => {
-            return Err(fail(
-                settlement,
-                500,
-                GatewayError::new(shape, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            ));
-        }
-    };
+    let payload = request.to_vec();
     let timeout = Duration::from_millis(endpoint.request_timeout_ms);
-    let sent = tokio::time::timeout(timeout, upstream.body(payload).send()).await;
+    let sent = tokio::time::timeout(timeout, target.post(api, outbound, payload)).await;
     let response = match sent {
         Err(_) => {
             let e = GatewayError::new(
@@ -626,8 +781,8 @@ async fn forward(
             return Err(fail(settlement, 504, e));
         }
         Ok(Err(e)) => {
-            tracing::warn!(endpoint = %endpoint.id, error = %e, "upstream call failed");
-            let (status, message) = if e.is_timeout() {
+            tracing::warn!(endpoint = %endpoint.id, error = %e.message, "upstream call failed");
+            let (status, message) = if e.timeout {
                 (
                     StatusCode::GATEWAY_TIMEOUT,
                     "the model's endpoint did not answer in time",
@@ -653,11 +808,15 @@ async fn forward(
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let text = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        // Only its message is read; a megabyte is plenty for that.
+        let text = tokio::time::timeout(
+            timeout,
+            axum::body::to_bytes(response.into_body(), ERROR_BODY_LIMIT),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
         let upstream_message = serde_json::from_slice::<Value>(&text).ok().and_then(|v| {
             v.get("error")
                 .and_then(|e| e.get("message").or(Some(e)))
@@ -701,7 +860,12 @@ async fn forward(
     if stream {
         return Ok(stream_through(settlement, response, content_type));
     }
-    let body = match tokio::time::timeout(timeout, response.bytes()).await {
+    let body = match tokio::time::timeout(
+        timeout,
+        axum::body::to_bytes(response.into_body(), usize::MAX),
+    )
+    .await
+    {
         Ok(Ok(body)) => body,
         _ => {
             let e = GatewayError::new(
@@ -733,7 +897,7 @@ async fn forward(
 /// goes away.
 fn stream_through(
     settlement: Settlement,
-    response: reqwest::Response,
+    response: axum::http::Response<Body>,
     content_type: HeaderValue,
 ) -> Response {
     struct Watch {
@@ -780,18 +944,21 @@ fn stream_through(
         captured: capture.then(Vec::new),
         failed: None,
     };
-    let body = response.bytes_stream().map(move |chunk| match chunk {
-        Ok(bytes) => {
-            watch.see(&bytes);
-            Ok::<Bytes, std::io::Error>(bytes)
-        }
-        Err(e) => {
-            watch.failed = Some(format!("upstream stream broke: {e}"));
-            Err(std::io::Error::other(
-                "the model's endpoint broke off the stream",
-            ))
-        }
-    });
+    let body = response
+        .into_body()
+        .into_data_stream()
+        .map(move |chunk| match chunk {
+            Ok(bytes) => {
+                watch.see(&bytes);
+                Ok::<Bytes, std::io::Error>(bytes)
+            }
+            Err(e) => {
+                watch.failed = Some(format!("upstream stream broke: {e}"));
+                Err(std::io::Error::other(
+                    "the model's endpoint broke off the stream",
+                ))
+            }
+        });
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = StatusCode::OK;
     response

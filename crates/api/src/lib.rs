@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod metrics;
 pub mod openapi;
+pub mod raw_object;
 pub mod request_id;
 pub mod rest;
 pub mod server;

@@ -6,16 +6,21 @@
 //! `cargo bench -p gatehouse --bench gateway` (numbers in docs/performance.md;
 //! `GATEHOUSE_BENCH_SECS` sets the seconds per case, default 5).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use gatehouse::Gatehouse;
 use gatehouse::config::{Config, Secret};
 use gatehouse_core::accounts::sessions::ClientInfo;
 use gatehouse_core::catalog::{EndpointSpec, ModelSpec};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+/// The allocator the `gatehouse` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 async fn upstream() -> String {
     async fn chat(axum::Json(body): axum::Json<Value>) -> Response {
@@ -51,27 +56,26 @@ async fn upstream() -> String {
 }
 
 /// A bare forwarding proxy: the same HTTP stack as the gateway (axum in,
-/// reqwest out) without any decision, ledger or logging — the cost of the
-/// extra hop alone.
+/// hyper's pooled client out) without any decision, ledger or logging — the
+/// cost of the extra hop alone.
 async fn bare_proxy(upstream: String) -> String {
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .unwrap();
-    let target = format!("{upstream}/v1/chat/completions");
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let target: hyper::Uri = format!("{upstream}/v1/chat/completions").parse().unwrap();
     let app = axum::Router::new().route(
         "/v1/chat/completions",
-        axum::routing::post(move |body: axum::body::Bytes| {
+        axum::routing::post(move |body: Bytes| {
             let (client, target) = (client.clone(), target.clone());
             async move {
-                let response = client
-                    .post(target)
+                let request = hyper::Request::post(target)
                     .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
+                    .body(Full::new(body))
                     .unwrap();
-                let bytes = response.bytes().await.unwrap();
+                let response = client.request(request).await.unwrap();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
                 ([("content-type", "application/json")], bytes)
             }
         }),
@@ -88,79 +92,213 @@ struct Outcome {
     p99: Duration,
 }
 
-async fn load(
-    url: String,
-    key: Option<String>,
-    stream: bool,
-    connections: usize,
-    secs: u64,
-) -> Outcome {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .build()
+/// One keep-alive HTTP/1.1 connection driven in a loop, like `wrk`: the
+/// request is built once, each answer is read to its end.
+async fn connection(
+    url: &str,
+    key: Option<&str>,
+    body: Bytes,
+    warm_until: Instant,
+    deadline: Instant,
+) -> Vec<Duration> {
+    let uri: hyper::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().clone();
+    let stream = tokio::net::TcpStream::connect(authority.as_str())
+        .await
         .unwrap();
-    let body = json!({"model": "bench", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16, "stream": stream});
-    // Warm up the connections.
-    for _ in 0..connections.min(8) {
-        let mut r = client.post(&url).json(&body);
-        if let Some(key) = &key {
-            r = r.bearer_auth(key);
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = || {
+        let mut r = hyper::Request::post(uri.path())
+            .header("host", authority.as_str())
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            r = r.header("authorization", format!("Bearer {key}"));
         }
-        r.send().await.unwrap().bytes().await.unwrap();
+        r.body(Full::new(body.clone())).unwrap()
+    };
+    let mut samples = Vec::with_capacity(1 << 16);
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request()).await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.into_body().collect().await.unwrap();
+        if start >= warm_until {
+            samples.push(start.elapsed());
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let body = Arc::new(body);
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, url, key, body) = (client.clone(), url.clone(), key.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            while Instant::now() < deadline {
-                let start = Instant::now();
-                let mut r = client.post(&url).json(&*body);
-                if let Some(key) = &key {
-                    r = r.bearer_auth(key);
-                }
-                let response = r.send().await.unwrap();
-                assert!(response.status().is_success(), "{}", response.status());
-                response.bytes().await.unwrap();
-                samples.push(start.elapsed());
-            }
-            samples
-        }));
-    }
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    for task in tasks {
-        samples.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    samples.sort();
-    let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
-    Outcome {
-        per_sec: samples.len() as f64 / elapsed,
-        p50: at(0.5),
-        p99: at(0.99),
-    }
+    samples
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Drives `connections` connections for `secs` seconds from this thread
+/// (a single-threaded runtime, so the load generator takes about one core at
+/// most, as `wrk -t1` would).
+fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, secs: u64) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run());
+    let body = Bytes::from(
+        json!({"model": "bench", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16, "stream": stream})
+            .to_string(),
+    );
+    runtime.block_on(async {
+        // The first fifth of the time warms up connections and caches.
+        let warm_until = Instant::now() + Duration::from_secs(secs) / 5;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let started = warm_until;
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let (url, key, body) = (url.to_string(), key.map(str::to_string), body.clone());
+            tasks.push(tokio::spawn(async move {
+                connection(&url, key.as_deref(), body, warm_until, deadline).await
+            }));
+        }
+        let mut samples = Vec::new();
+        for task in tasks {
+            samples.extend(task.await.unwrap());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        samples.sort();
+        let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+        Outcome {
+            per_sec: samples.len() as f64 / elapsed,
+            p50: at(0.5),
+            p99: at(0.99),
+        }
+    })
 }
 
-async fn run() {
+/// Runs `serve` on a runtime of its own on its own threads (`workers` of
+/// them), so the upstream, the gateway and the load generator do not share a
+/// scheduler — as three processes would not.
+fn spawn_runtime<F, T>(name: &str, workers: usize, serve: F) -> T
+where
+    F: AsyncFnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread_name = name.to_string();
+    let builder = std::thread::Builder::new().name(name.to_string());
+    builder
+        .spawn(move || {
+            let runtime = if workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name(thread_name)
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            };
+            runtime.block_on(async move {
+                tx.send(serve().await).unwrap();
+                std::future::pending::<()>().await
+            })
+        })
+        .unwrap();
+    rx.recv().unwrap()
+}
+
+fn main() {
     let secs: u64 = std::env::var("GATEHOUSE_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let upstream = upstream().await;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers: usize = std::env::var("GATEHOUSE_BENCH_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(cores);
+    let upstream = spawn_runtime("upstream", 1, upstream);
+    let bare = spawn_runtime("bare-proxy", workers, {
+        let upstream = upstream.clone();
+        async move || bare_proxy(upstream).await
+    });
+    let (gateway, key) = spawn_runtime("gateway", workers, {
+        let upstream = upstream.clone();
+        async move || gatehouse(upstream).await
+    });
+    let direct = format!("{upstream}/v1/chat/completions");
+
+    println!(
+        "{secs} s per case; load generator (1 thread), gateway ({workers} workers) and upstream (1 thread) on {cores} cores"
+    );
+    println!(
+        "{:<10} {:>5} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "mode",
+        "conns",
+        "direct r/s",
+        "gateway r/s",
+        "direct p50",
+        "gw p50",
+        "gw p99",
+        "added p50",
+        "ratio"
+    );
+    // `GATEHOUSE_BENCH_CASES=json-1,stream-32` runs only those cases.
+    let only = std::env::var("GATEHOUSE_BENCH_CASES").ok();
+    let wanted = |case: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|c| c == case))
+    };
+    for stream in [false, true] {
+        for connections in [1, 32] {
+            let mode = if stream { "stream" } else { "json" };
+            if !wanted(&format!("{mode}-{connections}")) {
+                continue;
+            }
+            let d = load(&direct, None, stream, connections, secs);
+            let g = load(&gateway, Some(&key), stream, connections, secs);
+            println!(
+                "{:<10} {:>5} {:>12.0} {:>12.0} {:>7} µs {:>7} µs {:>7} µs {:>9} µs {:>7.0}%",
+                mode,
+                connections,
+                d.per_sec,
+                g.per_sec,
+                d.p50.as_micros(),
+                g.p50.as_micros(),
+                g.p99.as_micros(),
+                g.p50.as_micros() as i64 - d.p50.as_micros() as i64,
+                100.0 * g.per_sec / d.per_sec,
+            );
+        }
+    }
+    for connections in [1, 32] {
+        if !wanted(&format!("bare-{connections}")) {
+            continue;
+        }
+        let d = load(&direct, None, false, connections, secs);
+        let b = load(&bare, None, false, connections, secs);
+        println!(
+            "bare proxy (no gateway logic), json, {connections} conns: {:.0} req/s ({:.0}% of direct {:.0}), p50 {} µs (direct {} µs), added p50 {} µs",
+            b.per_sec,
+            100.0 * b.per_sec / d.per_sec,
+            d.per_sec,
+            b.p50.as_micros(),
+            d.p50.as_micros(),
+            b.p50.as_micros() as i64 - d.p50.as_micros() as i64,
+        );
+    }
+}
+
+/// Gatehouse on the embedded engine (the default) in a temporary directory,
+/// with one model on `upstream` and one key:
+/// the gateway's chat URL and the key.
+async fn gatehouse(upstream: String) -> (String, String) {
     let mut config = Config::default();
-    config.storage.engine = "memory".into();
+    let dir = tempfile::tempdir().unwrap();
+    config.storage.engine = "embedded".into();
+    // Lives as long as the bench process.
+    config.storage.path = dir.keep();
     config.server.http_addr = "127.0.0.1:0".parse().unwrap();
     config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
     config.auth.jwt_secret = Some(Secret(
@@ -215,52 +353,5 @@ async fn run() {
         .create(&admin, Default::default(), &c)
         .await
         .unwrap();
-    let direct = format!("{upstream}/v1/chat/completions");
-
-    println!(
-        "{secs} s per case; load generator, gateway and upstream on {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    let bare = bare_proxy(upstream.clone()).await;
-    for connections in [1, 32] {
-        let d = load(direct.clone(), None, false, connections, secs).await;
-        let b = load(bare.clone(), None, false, connections, secs).await;
-        println!(
-            "bare proxy (no gateway logic), json, {connections} conns: {:.0} req/s ({:.0}% of direct {:.0}), p50 {} µs, added p50 {} µs",
-            b.per_sec,
-            100.0 * b.per_sec / d.per_sec,
-            d.per_sec,
-            b.p50.as_micros(),
-            b.p50.as_micros() as i64 - d.p50.as_micros() as i64,
-        );
-    }
-    println!(
-        "{:<10} {:>5} {:>12} {:>12} {:>10} {:>10} {:>12} {:>8}",
-        "mode", "conns", "direct r/s", "gateway r/s", "gw p50", "gw p99", "added p50", "ratio"
-    );
-    for stream in [false, true] {
-        for connections in [1, 32] {
-            let d = load(direct.clone(), None, stream, connections, secs).await;
-            let g = load(
-                gateway.clone(),
-                Some(key.clone()),
-                stream,
-                connections,
-                secs,
-            )
-            .await;
-            println!(
-                "{:<10} {:>5} {:>12.0} {:>12.0} {:>8} µs {:>7} µs {:>9} µs {:>7.0}%",
-                if stream { "stream" } else { "json" },
-                connections,
-                d.per_sec,
-                g.per_sec,
-                g.p50.as_micros(),
-                g.p99.as_micros(),
-                g.p50.as_micros() as i64 - d.p50.as_micros() as i64,
-                100.0 * g.per_sec / d.per_sec,
-            );
-            let _ = d.p99;
-        }
-    }
+    (gateway, key)
 }

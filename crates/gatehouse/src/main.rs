@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use gatehouse::config::{Config, Overrides};
 use gatehouse::{Gatehouse, shutdown_signal, telemetry};
 
+/// mimalloc instead of the system allocator: the gateway allocates and frees
+/// many small buffers per call across threads, where glibc's malloc was about
+/// half of the CPU per call (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gatehouse",

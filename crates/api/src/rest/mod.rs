@@ -32,9 +32,20 @@ use crate::ApiError;
 use crate::gateway;
 pub use crate::metrics::Metrics;
 
-/// What every handler can reach.
+/// What every handler can reach. Behind one `Arc`: axum clones the state for
+/// every request, and one reference count is cheaper than one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub services: Services,
     pub(crate) gateway: Arc<crate::gateway::Gateway>,
     pub(crate) metrics: Arc<Metrics>,
@@ -215,12 +226,12 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 /// Builds the REST router with all its middleware.
 pub fn router(services: Services, limits: RestOptions) -> Router {
     let metrics = Metrics::new();
-    let state = AppState {
+    let state = AppState(Arc::new(AppStateInner {
         gateway: crate::gateway::Gateway::new(services.clone()),
         services,
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,
-    };
+    }));
     let index = state.services.keys.index().clone();
     let routes = route_table()
         .router

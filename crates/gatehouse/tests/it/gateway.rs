@@ -29,7 +29,7 @@ const UPSTREAM_KEY: &str = "sk-upstream-credential";
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 /// An OpenAI- and Anthropic-compatible upstream. Upstream model names steer
-/// it: `broken` answers 500, `sleepy` waits 3 s, streams pause 1.5 s after
+/// it: `broken` answers 500, `moved` redirects, `sleepy` waits 3 s, streams pause 1.5 s after
 /// their first event, `silent` reports no usage.
 async fn upstream(seen: Seen) -> String {
     async fn handle(seen: Seen, path: &'static str, headers: HeaderMap, body: Value) -> Response {
@@ -50,6 +50,13 @@ async fn upstream(seen: Seen) -> String {
                     .into_response();
             }
             "sleepy" => tokio::time::sleep(Duration::from_secs(3)).await,
+            "moved" => {
+                return (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "http://127.0.0.1:9/v1/chat/completions")],
+                )
+                    .into_response();
+            }
             _ => {}
         }
         let silent = model == "silent";
@@ -217,18 +224,28 @@ impl World {
             )
             .await
             .unwrap();
+        // `proxied` names a host that does not exist and reaches it through
+        // its outbound proxy — the upstream, which also answers as an HTTP
+        // proxy (absolute-form requests).
         for (name, flavour, timeout) in [
             ("openai", ApiFlavour::Openai, 60_000),
             ("anthropic", ApiFlavour::Anthropic, 60_000),
             ("impatient", ApiFlavour::Openai, 500),
+            ("proxied", ApiFlavour::Openai, 60_000),
         ] {
+            let proxied = name == "proxied";
             let endpoint = s
                 .catalog
                 .create_endpoint(
                     &admin,
                     EndpointSpec {
                         name: Some(name.into()),
-                        base_url: Some(base.clone()),
+                        base_url: Some(if proxied {
+                            "http://upstream.invalid".into()
+                        } else {
+                            base.clone()
+                        }),
+                        proxy_url: proxied.then(|| Some(base.clone())),
                         flavour: Some(flavour),
                         credential_id: Some(Some(credential.id)),
                         request_timeout_ms: Some(timeout),
@@ -243,10 +260,12 @@ impl World {
                     ("gpt", "upstream-gpt"),
                     ("other", "other"),
                     ("broken", "broken"),
+                    ("moved", "moved"),
                     ("silent", "silent"),
                     ("restricted", "restricted"),
                 ],
                 "anthropic" => &[("claude", "upstream-claude")],
+                "proxied" => &[("via-proxy", "upstream-gpt")],
                 _ => &[("sleepy", "sleepy")],
             };
             for (public, upstream_name) in models {
@@ -710,6 +729,13 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
         !body.to_string().contains("Traceback"),
         "nothing internal leaks: {body}"
     );
+    // A redirect is not followed (it would carry the credential elsewhere).
+    let (status, _, body) = w.chat(&key, chat_body("moved")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "the model's endpoint failed (HTTP 307)"
+    );
     let started = Instant::now();
     let (status, _, body) = w.chat(&key, chat_body("sleepy")).await;
     assert_eq!(status, 504, "{body}");
@@ -725,7 +751,7 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
         .iter()
         .map(|l| l["status"].as_u64().unwrap())
         .collect();
-    assert_eq!(statuses, [504, 502]);
+    assert_eq!(statuses, [504, 502, 502]);
     assert!(
         logs["logs"]
             .as_array()
@@ -978,5 +1004,22 @@ async fn a_client_that_goes_away_gives_its_reservation_back() {
         .map(|l| l["status"].as_u64().unwrap())
         .collect();
     assert!(statuses.contains(&499), "{statuses:?}");
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_behind_an_outbound_proxy_are_reached_through_it() {
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    // The endpoint's host does not resolve; only its proxy can reach it.
+    let (status, _, body) = w.chat(&key, chat_body("via-proxy")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "upstream-gpt");
+    let stream = json!({"model": "via-proxy", "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, _, _) = w.chat(&key, stream).await;
+    assert_eq!(status, 200);
+    let (path, auth, _) = w.seen.lock().last().cloned().unwrap();
+    assert_eq!(path, "/v1/chat/completions");
+    assert_eq!(auth, format!("Bearer {UPSTREAM_KEY}"));
     w.app.stop().await;
 }
