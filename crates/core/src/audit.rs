@@ -24,6 +24,10 @@ pub enum Actor {
         login: Option<String>,
     },
     System,
+    /// A service client, authenticated by its assertion or refresh token.
+    Client {
+        id: Id,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

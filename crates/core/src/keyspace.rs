@@ -23,6 +23,13 @@
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
 //! | `("cluster", "worker", id)` | [`WorkerLease`]: who holds snowflake worker ID `id` |
 //! | `("cluster", "leader")` | [`LeaderLease`]: the current leader and its fencing token |
+//! | `("vault", org, id)` / `("vault_by_id", id)` | [`Vault`] / [`VaultRef`] |
+//! | `("vault_grant", vault, "user" \| "team" \| "client", subject)` | [`VaultGrant`] |
+//! | `("service_client", org, id)` / `("client_by_id", id)` | [`ServiceClient`] / [`ClientRef`] |
+//! | `("certificate", client, kid)` / `("certificate_by_kid", kid)` | [`Certificate`] / [`CertificateRef`] |
+//! | `("signing_key", kid)` | [`SigningKey`]: Gatehouse's own, the private half sealed |
+//! | `("assertion_jti", client, jti)` | [`SpentAssertion`]: used client-assertion IDs, until they expire |
+//! | `("refresh_token", sha256(token))` / `("token_family", id)` | [`RefreshToken`] / [`TokenFamily`] |
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
@@ -43,6 +50,10 @@ use crate::tenancy::model::{
     UserOrgRef, UserTeamRef,
 };
 use crate::usage::RequestLog;
+use crate::vaults::model::{
+    Certificate, CertificateRef, ClientRef, RefreshToken, ServiceClient, SigningKey,
+    SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
+};
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
@@ -407,6 +418,94 @@ pub fn request_log(id: crate::Id) -> Key<RequestLog> {
 /// All request logs, oldest first.
 pub fn request_logs() -> KeyRange {
     KeyRange::subspace(&Subspace::from("request_log"))
+}
+
+/// `("vault", org, id) = Vault`
+pub fn vault(org: crate::Id, id: crate::Id) -> Key<Vault> {
+    Key::new(pack(&("vault", org.0, id.0)))
+}
+
+/// All vaults of `org`.
+pub fn vaults(org: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("vault").subspace(&(org.0,)))
+}
+
+/// `("vault_by_id", id) = VaultRef`
+pub fn vault_by_id(id: crate::Id) -> Key<VaultRef> {
+    Key::new(pack(&("vault_by_id", id.0)))
+}
+
+/// `("vault_grant", vault, subject kind, subject) = VaultGrant`
+pub fn vault_grant(vault: crate::Id, kind: SubjectKind, subject: crate::Id) -> Key<VaultGrant> {
+    Key::new(pack(&("vault_grant", vault.0, kind.as_str(), subject.0)))
+}
+
+/// All grants of `vault`.
+pub fn vault_grants(vault: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("vault_grant").subspace(&(vault.0,)))
+}
+
+/// `("service_client", org, id) = ServiceClient`
+pub fn service_client(org: crate::Id, id: crate::Id) -> Key<ServiceClient> {
+    Key::new(pack(&("service_client", org.0, id.0)))
+}
+
+/// All service clients of `org`.
+pub fn service_clients(org: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("service_client").subspace(&(org.0,)))
+}
+
+/// `("client_by_id", id) = ClientRef`
+pub fn client_by_id(id: crate::Id) -> Key<ClientRef> {
+    Key::new(pack(&("client_by_id", id.0)))
+}
+
+/// `("certificate", client, kid) = Certificate`
+pub fn certificate(client: crate::Id, kid: &str) -> Key<Certificate> {
+    Key::new(pack(&("certificate", client.0, kid)))
+}
+
+/// All certificates of `client`.
+pub fn certificates(client: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("certificate").subspace(&(client.0,)))
+}
+
+/// `("certificate_by_kid", kid) = CertificateRef`
+pub fn certificate_by_kid(kid: &str) -> Key<CertificateRef> {
+    Key::new(pack(&("certificate_by_kid", kid)))
+}
+
+/// `("signing_key", kid) = SigningKey`
+pub fn signing_key(kid: &str) -> Key<SigningKey> {
+    Key::new(pack(&("signing_key", kid)))
+}
+
+/// All of Gatehouse's signing keys.
+pub fn signing_keys() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("signing_key"))
+}
+
+/// `("assertion_jti", client, jti) = SpentAssertion`
+pub fn spent_assertion(client: crate::Id, jti: &str) -> Key<SpentAssertion> {
+    Key::new(pack(&("assertion_jti", client.0, jti)))
+}
+
+/// Every spent assertion ID.
+pub fn spent_assertions() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("assertion_jti"))
+}
+
+/// `("refresh_token", sha256(token)) = RefreshToken`
+pub fn refresh_token(hash: &[u8]) -> Key<RefreshToken> {
+    Key::new(pack(&(
+        "refresh_token",
+        gatehouse_storage::tuple::Bytes::from(hash),
+    )))
+}
+
+/// `("token_family", id) = TokenFamily`
+pub fn token_family(id: crate::Id) -> Key<TokenFamily> {
+    Key::new(pack(&("token_family", id.0)))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod tenancy;
 #[cfg(test)]
 mod testing;
 pub mod usage;
+pub mod vaults;
 
 pub use crate::env::Env;
 pub use crate::error::{Error, ErrorCode, Result};

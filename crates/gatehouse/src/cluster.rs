@@ -30,6 +30,7 @@ pub struct Job {
 pub fn jobs(
     services: &Services,
     usage: &crate::config::UsageConfig,
+    tokens: &crate::config::TokensConfig,
     change_feed_keep: u64,
     mailer: Arc<dyn Mailer>,
     outbox_every: Duration,
@@ -79,9 +80,39 @@ pub fn jobs(
             })
         }),
     };
+    let token_service = services.tokens.clone();
+    let rotation_days = tokens.signing_key_rotation_days;
+    let signing_keys = Job {
+        name: "signing_keys",
+        every: Duration::from_secs(3600),
+        run: Arc::new(move |_token| {
+            let tokens = token_service.clone();
+            Box::pin(async move {
+                let trimmed = tokens
+                    .trim_spent_assertions()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let rotated = if rotation_days > 0 {
+                    tokens
+                        .rotate_if_older_than(rotation_days)
+                        .await
+                        .map_err(|e| e.to_string())?
+                } else {
+                    None
+                };
+                Ok(match rotated {
+                    Some(kid) => {
+                        format!("trimmed {trimmed} spent assertion IDs; new signing key {kid}")
+                    }
+                    None => format!("trimmed {trimmed} spent assertion IDs"),
+                })
+            })
+        }),
+    };
     vec![
         email,
         retention,
+        signing_keys,
         Job {
             name: "change_feed_trim",
             every: Duration::from_secs(60),

@@ -43,6 +43,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub keys: KeysConfig,
     pub usage: UsageConfig,
+    pub tokens: TokensConfig,
     pub log: LogConfig,
 }
 
@@ -292,6 +293,35 @@ impl Default for UsageConfig {
     }
 }
 
+/// Vault tokens (service clients and users).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Gatehouse's public base URL: the `iss` of its tokens; client assertions
+    /// must name `{issuer}/api/v1/token` as their audience.
+    pub issuer: String,
+    /// Lifetime of a vault access token.
+    pub access_ttl_secs: u64,
+    /// Absolute lifetime of a user's refresh tokens (rotation never extends it).
+    pub user_refresh_ttl_secs: u64,
+    /// Absolute lifetime of a service client's refresh tokens.
+    pub client_refresh_ttl_secs: u64,
+    /// A signing key older than this is replaced (0: only by command).
+    pub signing_key_rotation_days: u64,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            issuer: "http://localhost:8080".into(),
+            access_ttl_secs: 300,
+            user_refresh_ttl_secs: 3600,
+            client_refresh_ttl_secs: 7 * 24 * 3600,
+            signing_key_rotation_days: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -397,6 +427,24 @@ impl Config {
             return Err(field_error(
                 "keys.prefix",
                 "must be 1-16 of a-z, 0-9, '_' and '-'",
+            ));
+        }
+        let issuer = &self.tokens.issuer;
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://"))
+            || issuer.contains(['?', '#', ' '])
+        {
+            return Err(field_error(
+                "tokens.issuer",
+                "must be an http:// or https:// URL without query or fragment",
+            ));
+        }
+        if !(30..=86_400).contains(&self.tokens.access_ttl_secs)
+            || self.tokens.user_refresh_ttl_secs == 0
+            || self.tokens.client_refresh_ttl_secs == 0
+        {
+            return Err(field_error(
+                "tokens",
+                "access_ttl_secs must be 30-86400 and the refresh lifetimes at least 1",
             ));
         }
         if self.usage.flush_ms == 0 {

@@ -24,6 +24,7 @@ use gatehouse_core::crypto::KeyRing;
 use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::services::cluster::ClusterService;
 use gatehouse_core::services::{CatalogSettings, Services};
+use gatehouse_core::vaults::tokens::TokenSettings;
 use gatehouse_storage::Engine;
 use tokio_util::sync::CancellationToken;
 
@@ -88,6 +89,11 @@ impl Gatehouse {
             .load_spend()
             .await
             .context("loading budget spend")?;
+        services
+            .tokens
+            .ensure_signing_key()
+            .await
+            .context("creating the first token-signing key")?;
         let app = Application::build(&config.server_settings(), services.clone()).await?;
         let mailer: Arc<dyn gatehouse_core::email::Mailer> =
             match config.email.smtp_url.as_deref().filter(|u| !u.is_empty()) {
@@ -97,6 +103,7 @@ impl Gatehouse {
         let jobs = cluster::jobs(
             &services,
             &config.usage,
+            &config.tokens,
             config.cluster.change_feed_keep,
             mailer,
             Duration::from_secs(config.email.outbox_interval_secs),
@@ -222,6 +229,12 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
             lister: Arc::new(upstream::HttpModelLister::new()?),
             key_prefix: config.keys.prefix.clone(),
         },
+        TokenSettings {
+            issuer: config.tokens.issuer.trim_end_matches('/').to_string(),
+            access_ttl_secs: config.tokens.access_ttl_secs as i64,
+            user_refresh_ttl_secs: config.tokens.user_refresh_ttl_secs as i64,
+            client_refresh_ttl_secs: config.tokens.client_refresh_ttl_secs as i64,
+        },
     );
     Ok(Opened {
         services,
@@ -230,13 +243,38 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
     })
 }
 
+/// `gatehouse rotate-signing-key`: makes a new token-signing key current.
+/// Tokens signed with the previous key stay verifiable (it stays in the JWKS
+/// document for a day).
+pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
+    let opened = open_services(config).await?;
+    let kid = opened.services.tokens.rotate_signing_key().await;
+    if let Err(e) = opened
+        .services
+        .cluster
+        .release_worker_id(opened.worker_id)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the worker ID; its lease expires on its own");
+    }
+    kid.context("rotating the signing key")
+}
+
 /// `gatehouse rotate-encryption-key`: re-seals every stored secret with the
 /// current key-encryption secret; returns how many were re-sealed. Run it
 /// after making the new secret current and listing the old one under
 /// `auth.previous_key_encryption_secrets`; remove the old one afterwards.
 pub async fn rotate_encryption_key(config: &Config) -> anyhow::Result<usize> {
     let opened = open_services(config).await?;
-    let resealed = opened.services.catalog.reseal_all().await;
+    let services = &opened.services;
+    let resealed = async {
+        Ok::<_, gatehouse_core::Error>(
+            services.catalog.reseal_all().await?
+                + services.vaults.reseal_all().await?
+                + services.tokens.reseal_all().await?,
+        )
+    }
+    .await;
     if let Err(e) = opened
         .services
         .cluster

@@ -37,6 +37,8 @@ enum Command {
     /// First make the new secret `auth.key_encryption_secret` and list the old
     /// one in `auth.previous_key_encryption_secrets`; remove it afterwards.
     RotateEncryptionKey(StoreArgs),
+    /// Make a new token-signing key current (the previous one stays published).
+    RotateSigningKey(StoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +113,29 @@ fn main() -> ExitCode {
             match runtime.block_on(gatehouse::rotate_encryption_key(&config)) {
                 Ok(count) => {
                     println!("re-encrypted {count} secrets with the current key");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("{e:#}")),
+            }
+        }
+        Command::RotateSigningKey(args) => {
+            let overrides = Overrides {
+                config_file: args.config.config,
+                data_dir: args.data_dir,
+                ..Overrides::default()
+            };
+            let config = match Config::load(&overrides) {
+                Ok(config) => config,
+                Err(e) => return fail(e),
+            };
+            telemetry::init(&config.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(e),
+            };
+            match runtime.block_on(gatehouse::rotate_signing_key(&config)) {
+                Ok(kid) => {
+                    println!("new signing key {kid}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(format!("{e:#}")),

@@ -11,6 +11,7 @@ pub(crate) mod system;
 pub(crate) mod teams;
 pub(crate) mod usage;
 pub(crate) mod users;
+pub(crate) mod vaults;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +198,60 @@ fn route_table() -> RouteTable {
         "/api/v1/subscriptions/{id}/suspend",
         catalog::suspend_subscription,
     )
+    .get("/api/v1/organizations/{org}/vaults", vaults::list_vaults)
+    .post("/api/v1/organizations/{org}/vaults", vaults::create_vault)
+    .get(
+        "/api/v1/organizations/{org}/vaults/{vault}",
+        vaults::read_vault,
+    )
+    .patch(
+        "/api/v1/organizations/{org}/vaults/{vault}",
+        vaults::update_vault,
+    )
+    .delete(
+        "/api/v1/organizations/{org}/vaults/{vault}",
+        vaults::delete_vault,
+    )
+    .get(
+        "/api/v1/organizations/{org}/vaults/{vault}/grants",
+        vaults::list_grants,
+    )
+    .put(
+        "/api/v1/organizations/{org}/vaults/{vault}/grants",
+        vaults::put_grant,
+    )
+    .delete(
+        "/api/v1/organizations/{org}/vaults/{vault}/grants/{subject_type}/{subject_id}",
+        vaults::delete_grant,
+    )
+    .post(
+        "/api/v1/organizations/{org}/vaults/{vault}/token",
+        vaults::user_token,
+    )
+    .get("/api/v1/organizations/{org}/clients", vaults::list_clients)
+    .post("/api/v1/organizations/{org}/clients", vaults::create_client)
+    .get(
+        "/api/v1/organizations/{org}/clients/{client}",
+        vaults::read_client,
+    )
+    .delete(
+        "/api/v1/organizations/{org}/clients/{client}",
+        vaults::delete_client,
+    )
+    .get(
+        "/api/v1/organizations/{org}/clients/{client}/certificates",
+        vaults::list_certificates,
+    )
+    .post(
+        "/api/v1/organizations/{org}/clients/{client}/certificates",
+        vaults::add_certificate,
+    )
+    .delete(
+        "/api/v1/organizations/{org}/clients/{client}/certificates/{kid}",
+        vaults::revoke_certificate,
+    )
+    .post("/api/v1/token", vaults::token)
+    .get("/.well-known/jwks.json", vaults::jwks)
     .get("/api/v1/keys", keys::list)
     .post("/api/v1/keys", keys::create)
     .get("/api/v1/keys/{id}", keys::read)

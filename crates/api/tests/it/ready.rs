@@ -65,6 +65,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
                 lister: Arc::new(gatehouse_core::catalog::NoLister),
                 key_prefix: "ak_".into(),
             },
+            Default::default(),
         ),
         RestOptions {
             body_limit_bytes: 1024,

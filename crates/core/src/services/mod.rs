@@ -3,6 +3,8 @@
 pub mod cluster;
 pub mod system;
 
+use crate::vaults::VaultService;
+use crate::vaults::tokens::{TokenService, TokenSettings};
 use std::sync::Arc;
 
 use gatehouse_storage::Store;
@@ -36,6 +38,8 @@ pub struct Services {
     pub catalog: Arc<CatalogService>,
     pub keys: Arc<KeyService>,
     pub usage: Arc<UsageService>,
+    pub vaults: Arc<VaultService>,
+    pub tokens: Arc<TokenService>,
 }
 
 /// What the catalogue needs from the deployment.
@@ -58,6 +62,7 @@ impl Services {
         pool: Arc<dyn BlockingPool>,
         accounts: AccountSettings,
         catalog: CatalogSettings,
+        tokens: TokenSettings,
     ) -> Self {
         let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
         let changes = Arc::new(ChangeFeed::new(store.clone()));
@@ -68,6 +73,19 @@ impl Services {
             &catalog.key_prefix,
         ));
         Services {
+            vaults: Arc::new(VaultService::new(
+                store.clone(),
+                env.clone(),
+                audit.clone(),
+                catalog.keys.clone(),
+            )),
+            tokens: Arc::new(TokenService::new(
+                store.clone(),
+                env.clone(),
+                audit.clone(),
+                catalog.keys.clone(),
+                tokens,
+            )),
             store: store.clone(),
             system: Arc::new(system::SystemService::new(store.clone(), env.clone())),
             accounts: Arc::new(AccountService::new(

@@ -1586,7 +1586,7 @@ async fn ensure_unique_team_name(
     Ok(())
 }
 
-fn parse_description(description: Option<&str>) -> Result<String> {
+pub(crate) fn parse_description(description: Option<&str>) -> Result<String> {
     let d = description.unwrap_or_default().trim();
     if d.chars().count() > 1000 {
         return Err(Error::invalid_input(

@@ -16,3 +16,4 @@ mod restart;
 mod smtp;
 mod tenancy;
 mod tidy;
+mod vaults;

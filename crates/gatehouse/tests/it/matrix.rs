@@ -198,6 +198,39 @@ pub fn rows() -> Vec<Row> {
         // The member column is the member leaving the team.
         row!(DELETE "/api/v1/organizations/{org}/teams/{team}/members/{user}", None,
                                                                           [401, 404, 204, 403, 404, 404, 204, 204, 204, 404]),
+        // Vaults: `{vault}` grants the member `reader`; `{client}` has the
+        // certificate `{kid}`. Tokens need a role in the vault, not in the
+        // organization.
+        row!(GET "/api/v1/organizations/{org}/vaults", None,              [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/vaults", Some(r#"{"name": "Vault {n}"}"#),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/vaults/{vault}", None,      [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PATCH "/api/v1/organizations/{org}/vaults/{vault}", Some(r#"{"name": "Renamed {n}"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/vaults/{vault}", None,   [401, 404, 204, 403, 404, 404, 204, 204, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/vaults/{vault}/grants", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PUT "/api/v1/organizations/{org}/vaults/{vault}/grants", Some(r#"{"subject_type": "user", "subject_id": "{user}", "role": "writer"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/vaults/{vault}/grants/{subject_type}/{subject_id}", None,
+                                                                          [401, 404, 204, 403, 404, 404, 204, 204, 403, 404]),
+        row!(POST "/api/v1/organizations/{org}/vaults/{vault}/token", None,
+                                                                          [401, 404, 403, 403, 404, 404, 403, 403, 200, 404]),
+        row!(GET "/api/v1/organizations/{org}/clients", None,             [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/clients", Some(r#"{"name": "service {n}"}"#),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/clients/{client}", None,    [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/clients/{client}", None, [401, 404, 204, 403, 404, 404, 204, 204, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/clients/{client}/certificates", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/clients/{client}/certificates", Some("{}"),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/clients/{client}/certificates/{kid}", None,
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        // The token endpoint authenticates by assertion or refresh token, not
+        // by the caller's session; the JWKS document is public.
+        row!(POST "/api/v1/token", Some(r#"{"grant_type": "refresh_token", "refresh_token": "grt_none-{n}"}"#), [401; 10]),
+        row!(GET "/.well-known/jwks.json", None, ALL_200),
     ]
 }
 
@@ -227,6 +260,9 @@ pub struct Fixture {
     pub alias: Id,
     pub subscription: Id,
     pub key: Id,
+    pub vault: Id,
+    pub client: Id,
+    pub kid: String,
 }
 
 async fn sign_in(app: &TestApp, login: &str) -> String {
@@ -316,6 +352,17 @@ impl World {
     /// `org_member`, a team holding the member, and a pending invitation.
     /// `victim` also creates a user for the user-administration routes.
     pub async fn fixture(&self, victim: bool) -> Fixture {
+        self.fixture_with(victim, true).await
+    }
+
+    /// The fixture a row needs: a user to administer only for `{victim}`
+    /// rows, an API key only for `{key}` rows (a user holds at most 1000).
+    pub async fn fixture_for(&self, path: &str) -> Fixture {
+        self.fixture_with(path.contains("{victim}"), path.contains("{key}"))
+            .await
+    }
+
+    async fn fixture_with(&self, victim: bool, with_key: bool) -> Fixture {
         let tenancy = &self.app.services.tenancy;
         let c = ClientInfo::default();
         let owner = self.user("org_owner");
@@ -431,16 +478,66 @@ impl World {
             .id;
         let user = self.user("user");
         let subscription = catalog.subscribe(user, other_model, &c).await.unwrap().id;
-        let key = self
-            .app
-            .services
-            .keys
-            .create(user, Default::default(), &c)
+        let key = if with_key {
+            self.app
+                .services
+                .keys
+                .create(user, Default::default(), &c)
+                .await
+                .unwrap()
+                .0
+                .id
+        } else {
+            Id(0)
+        };
+        let vaults = &self.app.services.vaults;
+        let vault = vaults
+            .create_vault(
+                owner,
+                org,
+                gatehouse_core::vaults::VaultSpec {
+                    name: Some(format!("Vault {n}")),
+                    description: None,
+                },
+                &c,
+            )
+            .await
+            .unwrap()
+            .id;
+        vaults
+            .put_grant(
+                owner,
+                org,
+                vault,
+                (gatehouse_core::vaults::model::SubjectKind::User, member),
+                gatehouse_core::vaults::model::VaultRole::Reader,
+                &c,
+            )
+            .await
+            .unwrap();
+        let client = vaults
+            .create_client(
+                owner,
+                org,
+                gatehouse_core::vaults::VaultSpec {
+                    name: Some(format!("service {n}")),
+                    description: None,
+                },
+                &c,
+            )
+            .await
+            .unwrap()
+            .id;
+        let kid = vaults
+            .add_certificate(owner, org, client, Default::default(), &c)
             .await
             .unwrap()
             .0
-            .id;
+            .kid;
         Fixture {
+            vault,
+            client,
+            kid,
             org,
             team,
             member,
@@ -487,6 +584,11 @@ impl World {
             .replace("{alias}", &f.alias.to_string())
             .replace("{subscription}", &f.subscription.to_string())
             .replace("{key}", &f.key.to_string())
+            .replace("{vault}", &f.vault.to_string())
+            .replace("{client}", &f.client.to_string())
+            .replace("{kid}", &f.kid)
+            .replace("{subject_type}", "user")
+            .replace("{subject_id}", &f.member.to_string())
             .replace("{invitation}", &f.invitation.to_string())
             .replace("{me}", &me.map(|u| u.id.to_string()).unwrap_or_default())
             .replace("{n}", &(1_000_000 + n).to_string())
@@ -575,7 +677,7 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
     let mut wrong = Vec::new();
     for row in &rows {
         for (i, actor) in ACTORS.iter().enumerate() {
-            let fixture = world.fixture(row.path.contains("{victim}")).await;
+            let fixture = world.fixture_for(row.path).await;
             let before = world.newest_audit_event().await;
             let got = world.send(row, i, &fixture).await;
             if got != row.expect[i] {

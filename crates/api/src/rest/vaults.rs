@@ -1,0 +1,770 @@
+//! Vaults and their grants (`/api/v1/organizations/{org}/vaults`), service
+//! clients and their certificates (`…/clients`), and token issuance:
+//! `POST /api/v1/token` (RFC 7523 client assertions and refresh tokens),
+//! `POST …/vaults/{vault}/token` (signed-in users), `/.well-known/jwks.json`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{DateTime, Utc};
+use gatehouse_core::vaults::model::{
+    Certificate, ServiceClient, SubjectKind, SyncStatus, Vault, VaultGrant, VaultRole,
+};
+use gatehouse_core::vaults::tokens::IssuedTokens;
+use gatehouse_core::vaults::{CertificateSpec, VaultSpec};
+use gatehouse_core::{ErrorCode, Id};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::orgs::id;
+use crate::ApiError;
+use crate::auth::{Authenticated, Client};
+use crate::error::ErrorBody;
+use crate::extract::ApiJson;
+
+#[derive(Serialize, ToSchema)]
+pub struct VaultOut {
+    #[schema(value_type = String)]
+    pub id: Id,
+    #[schema(value_type = String)]
+    pub organization_id: Id,
+    pub name: String,
+    pub description: String,
+    /// `pending`, `synced`, `failed` or `not_configured` (no policy engine).
+    #[schema(value_type = String)]
+    pub sync_status: SyncStatus,
+    /// Why the last sync failed, or why there is nothing to sync to.
+    pub sync_reason: Option<String>,
+    pub sync_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Vault> for VaultOut {
+    fn from(v: Vault) -> Self {
+        VaultOut {
+            id: v.id,
+            organization_id: v.org_id,
+            name: v.name,
+            description: v.description,
+            sync_status: v.sync.status,
+            sync_reason: v.sync.reason,
+            sync_at: v.sync.at,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultBody {
+    /// 1-100 characters, unique in the organization (required to create).
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+impl From<VaultBody> for VaultSpec {
+    fn from(b: VaultBody) -> Self {
+        VaultSpec {
+            name: b.name,
+            description: b.description,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantOut {
+    #[schema(value_type = String)]
+    pub vault_id: Id,
+    /// `user`, `team` or `client`.
+    #[schema(value_type = String)]
+    pub subject_type: SubjectKind,
+    #[schema(value_type = String)]
+    pub subject_id: Id,
+    /// `reader`, `writer`, `manager` or `admin`.
+    #[schema(value_type = String)]
+    pub role: VaultRole,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<VaultGrant> for GrantOut {
+    fn from(g: VaultGrant) -> Self {
+        GrantOut {
+            vault_id: g.vault_id,
+            subject_type: g.subject_type,
+            subject_id: g.subject_id,
+            role: g.role,
+            created_at: g.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// `user` (a member), `team` or `client` of this organization.
+    pub subject_type: String,
+    pub subject_id: String,
+    /// `reader`, `writer`, `manager` or `admin`.
+    #[schema(value_type = String)]
+    pub role: VaultRole,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClientOut {
+    #[schema(value_type = String)]
+    pub id: Id,
+    #[schema(value_type = String)]
+    pub organization_id: Id,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ServiceClient> for ClientOut {
+    fn from(c: ServiceClient) -> Self {
+        ClientOut {
+            id: c.id,
+            organization_id: c.org_id,
+            name: c.name,
+            description: c.description,
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CertificateOut {
+    /// Names this key in assertions' `kid` header.
+    pub kid: String,
+    #[schema(value_type = String)]
+    pub client_id: Id,
+    /// The public key as a JWK (`OKP`, `Ed25519`).
+    #[schema(value_type = Object)]
+    pub jwk: Value,
+    /// Whether Gatehouse keeps the private key (sealed).
+    pub private_key_kept: bool,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Only when Gatehouse generated the pair, only in this answer: PKCS#8 PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+}
+
+impl CertificateOut {
+    fn new(c: Certificate, private_key: Option<String>) -> Self {
+        CertificateOut {
+            jwk: serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "x": c.public_key, "kid": c.kid, "alg": "EdDSA", "use": "sig",
+            }),
+            kid: c.kid,
+            client_id: c.client_id,
+            private_key_kept: c.private_key.is_some(),
+            created_at: c.created_at,
+            revoked_at: c.revoked_at,
+            private_key,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateBody {
+    /// The client's own Ed25519 public key: base64url of the 32 bytes, or a
+    /// PEM `PUBLIC KEY`. Absent: Gatehouse generates a pair.
+    pub public_key: Option<String>,
+    /// Keep the generated private key, sealed with AES-256-GCM.
+    #[serde(default)]
+    pub keep_private_key: bool,
+}
+
+/// Tokens, in the shape of an OAuth 2.0 token response (RFC 6749 §5.1).
+#[derive(Serialize, ToSchema)]
+pub struct TokenOut {
+    /// EdDSA JWT; claims `iss`, `sub`, `sub_type`, `aud`, `exp`, `iat`,
+    /// `jti`, `org`, `vault`, `role`, `scope`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque, single use: every use returns the next one.
+    pub refresh_token: String,
+    /// The refresh tokens' absolute expiry (rotation never extends it).
+    pub refresh_expires_at: DateTime<Utc>,
+    pub scope: &'static str,
+    #[schema(value_type = String)]
+    pub organization_id: Id,
+    #[schema(value_type = String)]
+    pub vault_id: Id,
+    #[schema(value_type = String)]
+    pub role: VaultRole,
+}
+
+impl From<IssuedTokens> for TokenOut {
+    fn from(t: IssuedTokens) -> Self {
+        TokenOut {
+            access_token: t.access_token,
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token,
+            refresh_expires_at: t.refresh_expires_at,
+            scope: t.role.scope(),
+            organization_id: t.org_id,
+            vault_id: t.vault_id,
+            role: t.role,
+        }
+    }
+}
+
+/// The token request, as a form (`application/x-www-form-urlencoded`) or JSON.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// `client_credentials` (with a client assertion) or `refresh_token`.
+    pub grant_type: String,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    pub client_assertion_type: Option<String>,
+    /// The client's JWT, signed with one of its certificates (EdDSA):
+    /// `iss` = `sub` = client ID, `aud` = this URL, `exp` at most 60 s ahead,
+    /// `iat`, single-use `jti`; header `kid` = the certificate.
+    pub client_assertion: Option<String>,
+    /// The vault the token is for (client assertions).
+    pub vault_id: Option<String>,
+    /// With `grant_type=refresh_token`.
+    pub refresh_token: Option<String>,
+}
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn subject(kind: &str, id_text: &str) -> Result<(SubjectKind, Id), ApiError> {
+    Ok((SubjectKind::parse(kind)?, id(id_text)?))
+}
+
+// ---- vaults ----
+
+/// Create a vault (owners, admins, `manage_vaults` delegates).
+#[utoipa::path(post, path = "/api/v1/organizations/{org}/vaults", tag = "vaults",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID")),
+    request_body = VaultBody,
+    responses(
+        (status = 201, description = "Created", body = VaultOut),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such organization visible to you", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ))]
+pub async fn create_vault(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<VaultBody>,
+) -> Result<(StatusCode, Json<VaultOut>), ApiError> {
+    let vault = state
+        .services
+        .vaults
+        .create_vault(&auth.user, id(&org)?, body.into(), &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(vault.into())))
+}
+
+/// The organization's vaults (members and platform readers).
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/vaults", tag = "vaults",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID")),
+    responses(
+        (status = 200, description = "Vaults", body = [VaultOut]),
+        (status = 404, description = "No such organization visible to you", body = ErrorBody),
+    ))]
+pub async fn list_vaults(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<VaultOut>>, ApiError> {
+    let vaults = state
+        .services
+        .vaults
+        .list_vaults(&auth.user, id(&org)?)
+        .await?;
+    Ok(Json(vaults.into_iter().map(Into::into).collect()))
+}
+
+/// Read a vault, with its sync status.
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/vaults/{vault}", tag = "vaults",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+    ),
+    responses(
+        (status = 200, description = "The vault", body = VaultOut),
+        (status = 404, description = "No such vault visible to you", body = ErrorBody),
+    ))]
+pub async fn read_vault(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, vault)): Path<(String, String)>,
+) -> Result<Json<VaultOut>, ApiError> {
+    let vault = state
+        .services
+        .vaults
+        .get_vault(&auth.user, id(&org)?, id(&vault)?)
+        .await?;
+    Ok(Json(vault.into()))
+}
+
+/// Rename a vault or change its description.
+#[utoipa::path(patch, path = "/api/v1/organizations/{org}/vaults/{vault}", tag = "vaults",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+    ),
+    request_body = VaultBody,
+    responses(
+        (status = 200, description = "Changed", body = VaultOut),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such vault visible to you", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ))]
+pub async fn update_vault(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, vault)): Path<(String, String)>,
+    ApiJson(body): ApiJson<VaultBody>,
+) -> Result<Json<VaultOut>, ApiError> {
+    let vault = state
+        .services
+        .vaults
+        .update_vault(&auth.user, id(&org)?, id(&vault)?, body.into(), &client)
+        .await?;
+    Ok(Json(vault.into()))
+}
+
+/// Delete a vault and its grants.
+#[utoipa::path(delete, path = "/api/v1/organizations/{org}/vaults/{vault}", tag = "vaults",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such vault visible to you", body = ErrorBody),
+    ))]
+pub async fn delete_vault(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, vault)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .vaults
+        .delete_vault(&auth.user, id(&org)?, id(&vault)?, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who holds which role in a vault.
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/vaults/{vault}/grants", tag = "vaults",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+    ),
+    responses(
+        (status = 200, description = "Grants", body = [GrantOut]),
+        (status = 404, description = "No such vault visible to you", body = ErrorBody),
+    ))]
+pub async fn list_grants(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, vault)): Path<(String, String)>,
+) -> Result<Json<Vec<GrantOut>>, ApiError> {
+    let grants = state
+        .services
+        .vaults
+        .list_grants(&auth.user, id(&org)?, id(&vault)?)
+        .await?;
+    Ok(Json(grants.into_iter().map(Into::into).collect()))
+}
+
+/// Give a member, team or client a role in a vault (replacing its role).
+#[utoipa::path(put, path = "/api/v1/organizations/{org}/vaults/{vault}/grants", tag = "vaults",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+    ),
+    request_body = GrantBody,
+    responses(
+        (status = 200, description = "Granted", body = GrantOut),
+        (status = 400, description = "No such subject in this organization", body = ErrorBody),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such vault visible to you", body = ErrorBody),
+    ))]
+pub async fn put_grant(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, vault)): Path<(String, String)>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<Json<GrantOut>, ApiError> {
+    let who = subject(&body.subject_type, &body.subject_id)?;
+    let grant = state
+        .services
+        .vaults
+        .put_grant(&auth.user, id(&org)?, id(&vault)?, who, body.role, &client)
+        .await?;
+    Ok(Json(grant.into()))
+}
+
+/// Take a subject's role in a vault away.
+#[utoipa::path(delete, path = "/api/v1/organizations/{org}/vaults/{vault}/grants/{subject_type}/{subject_id}", tag = "vaults",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+        ("subject_type" = String, Path, description = "`user`, `team` or `client`"),
+        ("subject_id" = String, Path, description = "The subject's ID"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such vault or grant", body = ErrorBody),
+    ))]
+pub async fn delete_grant(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, vault, kind, subject_id)): Path<(String, String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let who = subject(&kind, &subject_id)?;
+    state
+        .services
+        .vaults
+        .delete_grant(&auth.user, id(&org)?, id(&vault)?, who, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A token for a vault you hold a role in (yours, or through a team).
+#[utoipa::path(post, path = "/api/v1/organizations/{org}/vaults/{vault}/token", tag = "tokens",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("vault" = String, Path, description = "Vault ID"),
+    ),
+    responses(
+        (status = 200, description = "Tokens", body = TokenOut),
+        (status = 403, description = "You hold no role in this vault", body = ErrorBody),
+        (status = 404, description = "No such vault visible to you", body = ErrorBody),
+    ))]
+pub async fn user_token(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, vault)): Path<(String, String)>,
+) -> Result<Json<TokenOut>, ApiError> {
+    let tokens = state
+        .services
+        .tokens
+        .user_token(&auth.user, id(&org)?, id(&vault)?, &client)
+        .await?;
+    Ok(Json(tokens.into()))
+}
+
+// ---- service clients ----
+
+/// Create a service client (owners, admins, `manage_keys` delegates).
+#[utoipa::path(post, path = "/api/v1/organizations/{org}/clients", tag = "clients",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID")),
+    request_body = VaultBody,
+    responses(
+        (status = 201, description = "Created", body = ClientOut),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such organization visible to you", body = ErrorBody),
+    ))]
+pub async fn create_client(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<VaultBody>,
+) -> Result<(StatusCode, Json<ClientOut>), ApiError> {
+    let created = state
+        .services
+        .vaults
+        .create_client(&auth.user, id(&org)?, body.into(), &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// The organization's service clients.
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/clients", tag = "clients",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID")),
+    responses(
+        (status = 200, description = "Clients", body = [ClientOut]),
+        (status = 404, description = "No such organization visible to you", body = ErrorBody),
+    ))]
+pub async fn list_clients(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<ClientOut>>, ApiError> {
+    let clients = state
+        .services
+        .vaults
+        .list_clients(&auth.user, id(&org)?)
+        .await?;
+    Ok(Json(clients.into_iter().map(Into::into).collect()))
+}
+
+/// Read a service client.
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/clients/{client}", tag = "clients",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("client" = String, Path, description = "Client ID"),
+    ),
+    responses(
+        (status = 200, description = "The client", body = ClientOut),
+        (status = 404, description = "No such client visible to you", body = ErrorBody),
+    ))]
+pub async fn read_client(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, client_id)): Path<(String, String)>,
+) -> Result<Json<ClientOut>, ApiError> {
+    let found = state
+        .services
+        .vaults
+        .get_client(&auth.user, id(&org)?, id(&client_id)?)
+        .await?;
+    Ok(Json(found.into()))
+}
+
+/// Delete a service client, its certificates and its vault grants.
+#[utoipa::path(delete, path = "/api/v1/organizations/{org}/clients/{client}", tag = "clients",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("client" = String, Path, description = "Client ID"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such client visible to you", body = ErrorBody),
+    ))]
+pub async fn delete_client(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, client_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .vaults
+        .delete_client(&auth.user, id(&org)?, id(&client_id)?, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A client's certificates (public keys).
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/clients/{client}/certificates", tag = "clients",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("client" = String, Path, description = "Client ID"),
+    ),
+    responses(
+        (status = 200, description = "Certificates", body = [CertificateOut]),
+        (status = 404, description = "No such client visible to you", body = ErrorBody),
+    ))]
+pub async fn list_certificates(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, client_id)): Path<(String, String)>,
+) -> Result<Json<Vec<CertificateOut>>, ApiError> {
+    let certs = state
+        .services
+        .vaults
+        .list_certificates(&auth.user, id(&org)?, id(&client_id)?)
+        .await?;
+    Ok(Json(
+        certs
+            .into_iter()
+            .map(|c| CertificateOut::new(c, None))
+            .collect(),
+    ))
+}
+
+/// Add a certificate: send a public key, or none to have Gatehouse generate a
+/// key pair (its private key is in this answer only).
+#[utoipa::path(post, path = "/api/v1/organizations/{org}/clients/{client}/certificates", tag = "clients",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("client" = String, Path, description = "Client ID"),
+    ),
+    request_body = CertificateBody,
+    responses(
+        (status = 201, description = "Added", body = CertificateOut),
+        (status = 400, description = "Not an Ed25519 public key", body = ErrorBody),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such client visible to you", body = ErrorBody),
+    ))]
+pub async fn add_certificate(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, client_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<CertificateBody>,
+) -> Result<(StatusCode, Json<CertificateOut>), ApiError> {
+    let spec = CertificateSpec {
+        public_key: body.public_key,
+        keep_private_key: body.keep_private_key,
+    };
+    let (cert, private_key) = state
+        .services
+        .vaults
+        .add_certificate(&auth.user, id(&org)?, id(&client_id)?, spec, &client)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CertificateOut::new(cert, private_key)),
+    ))
+}
+
+/// Revoke a certificate: assertions signed with it are refused from now on.
+#[utoipa::path(delete, path = "/api/v1/organizations/{org}/clients/{client}/certificates/{kid}", tag = "clients",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "Organization ID"),
+        ("client" = String, Path, description = "Client ID"),
+        ("kid" = String, Path, description = "Certificate kid"),
+    ),
+    responses(
+        (status = 200, description = "Revoked", body = CertificateOut),
+        (status = 403, description = "Your role does not allow it", body = ErrorBody),
+        (status = 404, description = "No such client or certificate", body = ErrorBody),
+    ))]
+pub async fn revoke_certificate(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, client_id, kid)): Path<(String, String, String)>,
+) -> Result<Json<CertificateOut>, ApiError> {
+    let cert = state
+        .services
+        .vaults
+        .revoke_certificate(&auth.user, id(&org)?, id(&client_id)?, &kid, &client)
+        .await?;
+    Ok(Json(CertificateOut::new(cert, None)))
+}
+
+// ---- token endpoint ----
+
+/// The token endpoint: `grant_type=client_credentials` with an RFC 7523
+/// client assertion and a `vault_id`, or `grant_type=refresh_token`. Takes a
+/// form or JSON.
+#[utoipa::path(post, path = "/api/v1/token", tag = "tokens",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens", body = TokenOut),
+        (status = 400, description = "Missing or unknown parameters", body = ErrorBody),
+        (status = 401, description = "Invalid, expired, replayed or revoked assertion or refresh token", body = ErrorBody),
+        (status = 403, description = "No role in this vault", body = ErrorBody),
+        (status = 404, description = "No such vault", body = ErrorBody),
+        (status = 415, description = "Neither a form nor JSON", body = ErrorBody),
+    ))]
+pub async fn token(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<TokenOut>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let request: TokenRequest = if content_type.starts_with("application/x-www-form-urlencoded") {
+        serde_urlencoded::from_bytes(&body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("the form is not valid: {e}"),
+            )
+        })?
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::MalformedBody,
+                format!("the body is not valid: {e}"),
+            )
+        })?
+    } else {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send application/x-www-form-urlencoded or application/json",
+        ));
+    };
+    let tokens = match request.grant_type.as_str() {
+        "client_credentials" => {
+            if request.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidInput,
+                    format!("client_assertion_type must be {ASSERTION_TYPE}"),
+                ));
+            }
+            let (Some(assertion), Some(vault)) = (request.client_assertion, request.vault_id)
+            else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "client_assertion and vault_id are required",
+                ));
+            };
+            state
+                .services
+                .tokens
+                .exchange_assertion(&assertion, id(&vault)?, &client)
+                .await?
+        }
+        "refresh_token" => {
+            let Some(refresh) = request.refresh_token else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "refresh_token is required",
+                ));
+            };
+            state.services.tokens.refresh(&refresh, &client).await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                "grant_type must be client_credentials or refresh_token",
+            ));
+        }
+    };
+    Ok(Json(tokens.into()))
+}
+
+/// Gatehouse's token-signing public keys (current and recently retired), for
+/// verifying vault tokens offline.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
+    responses((status = 200, description = "A JWK Set of Ed25519 (`OKP`) keys", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.services.tokens.jwks().await?))
+}

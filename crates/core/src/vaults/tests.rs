@@ -1,0 +1,1 @@
+//! Vaults, clients and tokens: the rules, on the memory engine.

@@ -1,0 +1,602 @@
+//! Vaults, service clients and token issuance through the real server. The
+//! client side is written with an independent JWT library (`jsonwebtoken`):
+//! it signs assertions with the PEM private key Gatehouse hands out, and
+//! verifies vault tokens with nothing but the JWKS document.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gatehouse::config::Secret;
+use gatehouse_core::accounts::AdminNewUser;
+use gatehouse_core::accounts::sessions::ClientInfo;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, test_config};
+
+const PASSWORD: &str = "correct horse battery staple";
+const ISSUER: &str = "https://gatehouse.test";
+
+struct World {
+    app: TestApp,
+    /// The organization owner's bearer header value.
+    owner: String,
+    /// A member with no grant of their own.
+    member: String,
+    member_id: String,
+    org: String,
+    vault: String,
+    client: String,
+    kid: String,
+    /// The client's private key, PKCS#8 PEM, as Gatehouse returned it once.
+    pem: String,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> String {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": email, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    format!("Bearer {}", body["token"].as_str().unwrap())
+}
+
+impl World {
+    async fn new() -> World {
+        let mut config = test_config(None);
+        config.bootstrap.admin_email = "admin@example.com".into();
+        config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+        config.tokens.issuer = ISSUER.into();
+        let app = spawn_app(config).await;
+        let s = &app.services;
+        let c = ClientInfo::default();
+        let (admin, _) = s
+            .accounts
+            .login("admin@example.com", PASSWORD, &c)
+            .await
+            .unwrap();
+        for name in ["owner", "member"] {
+            let email = format!("{name}@example.com");
+            let new = AdminNewUser {
+                email: &email,
+                password: Some(PASSWORD),
+                username: None,
+                display_name: None,
+                provider: false,
+            };
+            s.accounts.admin_create_user(&admin, new, &c).await.unwrap();
+        }
+        let owner = sign_in(&app, "owner@example.com").await;
+        let member = sign_in(&app, "member@example.com").await;
+        let (_, org) = app
+            .call(
+                Method::POST,
+                "/api/v1/organizations",
+                Some(("authorization", &owner)),
+                Some(json!({"name": "Acme"})),
+            )
+            .await;
+        let org = org["id"].as_str().unwrap().to_string();
+        // The member joins through an invitation.
+        let member_user = s
+            .accounts
+            .authenticate_token(member.trim_start_matches("Bearer "))
+            .await
+            .unwrap()
+            .0;
+        let owner_user = s
+            .accounts
+            .authenticate_token(owner.trim_start_matches("Bearer "))
+            .await
+            .unwrap()
+            .0;
+        let invited = s
+            .tenancy
+            .invite(
+                &owner_user,
+                org.parse().unwrap(),
+                "member@example.com",
+                gatehouse_core::tenancy::model::OrgRole::Member,
+                &c,
+            )
+            .await
+            .unwrap();
+        s.tenancy
+            .accept_invitation(&member_user, &invited.token, &c)
+            .await
+            .unwrap();
+        let (status, vault) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/organizations/{org}/vaults"),
+                Some(("authorization", &owner)),
+                Some(json!({"name": "Secrets"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{vault}");
+        assert_eq!(vault["sync_status"], "not_configured");
+        let vault = vault["id"].as_str().unwrap().to_string();
+        let (status, client) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/organizations/{org}/clients"),
+                Some(("authorization", &owner)),
+                Some(json!({"name": "billing-service"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{client}");
+        let client = client["id"].as_str().unwrap().to_string();
+        let (status, cert) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/organizations/{org}/clients/{client}/certificates"),
+                Some(("authorization", &owner)),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 201, "{cert}");
+        let pem = cert["private_key"].as_str().unwrap().to_string();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(cert["private_key_kept"], false);
+        let kid = cert["kid"].as_str().unwrap().to_string();
+        // The private key is shown once: listing shows only public keys.
+        let (_, certs) = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/organizations/{org}/clients/{client}/certificates"),
+                Some(("authorization", &owner)),
+                None,
+            )
+            .await;
+        assert!(certs[0].get("private_key").is_none());
+        assert_eq!(certs[0]["jwk"]["kty"], "OKP");
+        World {
+            app,
+            owner,
+            member,
+            member_id: member_user.id.to_string(),
+            org,
+            vault,
+            client,
+            kid,
+            pem,
+        }
+    }
+
+    fn assertion(&self, claims: Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let key = EncodingKey::from_ed_pem(self.pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    fn claims(&self) -> Value {
+        json!({
+            "iss": self.client, "sub": self.client,
+            "aud": format!("{ISSUER}/api/v1/token"),
+            "iat": now(), "exp": now() + 30,
+            "jti": format!("jti-{}", rand_suffix()),
+        })
+    }
+
+    async fn grant(&self, subject_type: &str, subject_id: &str, role: &str) {
+        let (status, body) = self
+            .app
+            .call(
+                Method::PUT,
+                &format!(
+                    "/api/v1/organizations/{}/vaults/{}/grants",
+                    self.org, self.vault
+                ),
+                Some(("authorization", &self.owner)),
+                Some(json!({"subject_type": subject_type, "subject_id": subject_id, "role": role})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Posts a form to the token endpoint.
+    async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .app
+            .client
+            .post(self.app.url("/api/v1/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    async fn exchange(&self, assertion: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+            ("vault_id", &self.vault),
+        ])
+        .await
+    }
+
+    async fn refresh(&self, token: &str) -> (u16, Value) {
+        self.token(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .await
+    }
+
+    /// Verifies an access token with only the JWKS document.
+    async fn verify(&self, token: &str) -> Result<Value, jsonwebtoken::errors::Error> {
+        let (status, jwks) = self.app.get_json("/.well-known/jwks.json").await;
+        assert_eq!(status, 200);
+        let set: JwkSet = serde_json::from_value(jwks).unwrap();
+        let header = jsonwebtoken::decode_header(token)?;
+        let jwk = set
+            .find(header.kid.as_deref().unwrap_or_default())
+            .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        let key = DecodingKey::from_jwk(jwk)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        Ok(jsonwebtoken::decode::<Value>(token, &key, &validation)?.claims)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) * 1_000_003 + now() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_a_vault_token_verifiable_with_only_the_jwks_and_refresh_rotates() {
+    let w = World::new().await;
+    w.grant("client", &w.client, "writer").await;
+    let (status, tokens) = w.exchange(&w.assertion(w.claims())).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 300);
+    let claims = w
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims["sub"], w.client.as_str());
+    assert_eq!(claims["sub_type"], "client");
+    assert_eq!(claims["org"], w.org.as_str());
+    assert_eq!(claims["vault"], w.vault.as_str());
+    assert_eq!(claims["role"], "writer");
+    assert_eq!(claims["scope"], "vault:read vault:write");
+    let exp = claims["exp"].as_i64().unwrap();
+    assert!((now() + 290..=now() + 301).contains(&exp), "five minutes");
+    // A tampered token does not verify.
+    let access = tokens["access_token"].as_str().unwrap();
+    let mut forged = access.to_string();
+    forged.pop();
+    forged.push(if access.ends_with('A') { 'B' } else { 'A' });
+    assert!(w.verify(&forged).await.is_err());
+
+    // Refresh: a new pair; the old refresh token is spent.
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (status, next) = w.refresh(&first).await;
+    assert_eq!(status, 200, "{next}");
+    let second = next["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    assert_eq!(
+        next["refresh_expires_at"], tokens["refresh_expires_at"],
+        "rotation never extends the family"
+    );
+    w.verify(next["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    // Replaying the spent one revokes the whole family, the newest token too.
+    let (status, body) = w.refresh(&first).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    let (status, _) = w.refresh(&second).await;
+    assert_eq!(status, 401, "the family is revoked");
+    let (_, events) = w
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/audit-events",
+            Some(("authorization", &sign_in(&w.app, "admin@example.com").await)),
+            None,
+        )
+        .await;
+    let revoked = events["events"]
+        .as_array()
+        .or(events.as_array())
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "tokens.family_revoked");
+    assert!(revoked, "an audit event says so: {events}");
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_assertions_are_refused() {
+    let w = World::new().await;
+    // No grant yet: refused, and the assertion is spent all the same.
+    let claims = w.claims();
+    let no_grant = w.assertion(claims.clone());
+    let (status, body) = w.exchange(&no_grant).await;
+    assert_eq!(status, 403, "{body}");
+    w.grant("client", &w.client, "reader").await;
+    let (status, _) = w.exchange(&no_grant).await;
+    assert_eq!(status, 401, "its jti is spent");
+
+    let good = w.assertion(w.claims());
+    let (status, body) = w.exchange(&good).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = w.exchange(&good).await;
+    assert_eq!(status, 401, "replayed jti: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("jti"));
+
+    let mut expired = w.claims();
+    expired["iat"] = json!(now() - 50);
+    expired["exp"] = json!(now() - 10);
+    let (status, body) = w.exchange(&w.assertion(expired)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+
+    let mut too_long = w.claims();
+    too_long["exp"] = json!(now() + 3600);
+    assert_eq!(
+        w.exchange(&w.assertion(too_long)).await.0,
+        401,
+        "exp more than 60 s ahead"
+    );
+
+    let mut wrong_aud = w.claims();
+    wrong_aud["aud"] = json!("https://elsewhere.test/api/v1/token");
+    let (status, body) = w.exchange(&w.assertion(wrong_aud)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("aud"));
+
+    let mut not_yet = w.claims();
+    not_yet["nbf"] = json!(now() + 30);
+    assert_eq!(
+        w.exchange(&w.assertion(not_yet)).await.0,
+        401,
+        "nbf in the future"
+    );
+
+    let mut other_sub = w.claims();
+    other_sub["sub"] = json!("12345");
+    assert_eq!(
+        w.exchange(&w.assertion(other_sub)).await.0,
+        401,
+        "iss and sub differ"
+    );
+
+    // Signed by another key under this kid.
+    let (_, other) = w
+        .app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/organizations/{}/clients/{}/certificates",
+                w.org, w.client
+            ),
+            Some(("authorization", &w.owner)),
+            Some(json!({})),
+        )
+        .await;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(w.kid.clone());
+    let forged = jsonwebtoken::encode(
+        &header,
+        &w.claims(),
+        &EncodingKey::from_ed_pem(other["private_key"].as_str().unwrap().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let (status, body) = w.exchange(&forged).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
+
+    // A revoked certificate.
+    let (status, _) = w
+        .app
+        .call(
+            Method::DELETE,
+            &format!(
+                "/api/v1/organizations/{}/clients/{}/certificates/{}",
+                w.org, w.client, w.kid
+            ),
+            Some(("authorization", &w.owner)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = w.exchange(&w.assertion(w.claims())).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+
+    // Garbage and missing parameters get our error shape.
+    let (status, body) = w.exchange("not-a-jwt").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = w.token(&[("grant_type", "password")]).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = w.refresh("grt_nothing").await;
+    assert_eq!(status, 401);
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/api/v1/token"))
+        .header("content-type", "text/plain")
+        .body("grant_type=refresh_token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_uses_of_one_refresh_token_let_exactly_one_through() {
+    let w = World::new().await;
+    w.grant("client", &w.client, "reader").await;
+    for _ in 0..3 {
+        let (status, tokens) = w.exchange(&w.assertion(w.claims())).await;
+        assert_eq!(status, 200, "{tokens}");
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+        let (a, b) = tokio::join!(w.refresh(&refresh), w.refresh(&refresh));
+        let ok = [a.0, b.0].iter().filter(|s| **s == 200).count();
+        assert_eq!(ok, 1, "exactly one succeeds: {} {}", a.0, b.0);
+    }
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_get_tokens_for_vaults_they_or_their_teams_are_granted() {
+    let w = World::new().await;
+    let path = format!("/api/v1/organizations/{}/vaults/{}/token", w.org, w.vault);
+    let (status, body) = w
+        .app
+        .call(
+            Method::POST,
+            &path,
+            Some(("authorization", &w.member)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "no grant: {body}");
+    // Through a team: reader; their own grant: writer; the highest counts.
+    let (_, team) = w
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/organizations/{}/teams", w.org),
+            Some(("authorization", &w.owner)),
+            Some(json!({"name": "Readers"})),
+        )
+        .await;
+    let team = team["id"].as_str().unwrap().to_string();
+    let (status, _) = w
+        .app
+        .call(
+            Method::PUT,
+            &format!(
+                "/api/v1/organizations/{}/teams/{team}/members/{}",
+                w.org, w.member_id
+            ),
+            Some(("authorization", &w.owner)),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    w.grant("team", &team, "manager").await;
+    let (status, tokens) = w
+        .app
+        .call(
+            Method::POST,
+            &path,
+            Some(("authorization", &w.member)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["role"], "manager");
+    w.grant("user", &w.member_id, "reader").await;
+    let (_, tokens) = w
+        .app
+        .call(
+            Method::POST,
+            &path,
+            Some(("authorization", &w.member)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        tokens["role"], "manager",
+        "the higher of own and team roles"
+    );
+    let claims = w
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims["sub_type"], "user");
+    assert_eq!(claims["sub"], w.member_id.as_str());
+    // Removing the team grant takes effect at the next refresh.
+    let (status, _) = w
+        .app
+        .call(
+            Method::DELETE,
+            &format!(
+                "/api/v1/organizations/{}/vaults/{}/grants/team/{team}",
+                w.org, w.vault
+            ),
+            Some(("authorization", &w.owner)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, next) = w.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["role"], "reader");
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_signed_before_a_key_rotation_stay_verifiable() {
+    let w = World::new().await;
+    w.grant("client", &w.client, "admin").await;
+    let (_, before) = w.exchange(&w.assertion(w.claims())).await;
+    let old = before["access_token"].as_str().unwrap().to_string();
+    let old_kid = jsonwebtoken::decode_header(&old).unwrap().kid.unwrap();
+    let new_kid = w.app.services.tokens.rotate_signing_key().await.unwrap();
+    assert_ne!(old_kid, new_kid);
+    let (_, after) = w.exchange(&w.assertion(w.claims())).await;
+    let new = after["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        jsonwebtoken::decode_header(&new).unwrap().kid.unwrap(),
+        new_kid,
+        "new tokens use the new key"
+    );
+    let (_, jwks) = w.app.get_json("/.well-known/jwks.json").await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
+    w.verify(&old)
+        .await
+        .expect("a token from the previous key still verifies");
+    w.verify(&new).await.unwrap();
+    w.app.stop().await;
+}
