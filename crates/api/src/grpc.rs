@@ -12,6 +12,7 @@ use gatehouse_grpc::v1::auth_service_server::{AuthService, AuthServiceServer};
 use gatehouse_grpc::v1::directory_service_server::{DirectoryService, DirectoryServiceServer};
 use gatehouse_grpc::v1::key_service_server::{KeyService, KeyServiceServer};
 use gatehouse_grpc::v1::system_service_server::{SystemService, SystemServiceServer};
+use gatehouse_grpc::v1::vault_service_server::{VaultService, VaultServiceServer};
 use gatehouse_grpc::v1::{
     ChangeEvent, ValidateApiKeyRequest, ValidateApiKeyResponse, WatchChangesRequest,
 };
@@ -19,6 +20,11 @@ use gatehouse_grpc::v1::{
     CheckPermissionRequest, CheckPermissionResponse, GetInfoRequest, GetInfoResponse,
     GetUserRequest, GetUserResponse, IntrospectTokenRequest, IntrospectTokenResponse,
     ListMembershipsRequest, ListMembershipsResponse, OrganizationMembership, TeamMembership,
+};
+use gatehouse_grpc::v1::{
+    ExchangeAssertionRequest, GetJwksRequest, GetJwksResponse, GetVaultRequest, Grant,
+    ListGrantsRequest, ListGrantsResponse, ListVaultsRequest, ListVaultsResponse,
+    RefreshTokenRequest, TokenResponse, Vault as VaultMessage,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -372,6 +378,159 @@ impl KeyService for KeyGrpc {
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The gRPC routes, and the reporter that keeps the health service current.
+/// `gatehouse.v1.VaultService`: vault tokens and vault reads.
+pub struct VaultGrpc {
+    directory: DirectoryGrpc,
+}
+
+fn vault_message(v: gatehouse_core::vaults::model::Vault) -> VaultMessage {
+    VaultMessage {
+        id: v.id.to_string(),
+        organization_id: v.org_id.to_string(),
+        name: v.name,
+        description: v.description,
+        sync_status: enum_str(&v.sync.status),
+        sync_reason: v.sync.reason.unwrap_or_default(),
+        created_at: v.created_at.to_rfc3339(),
+        updated_at: v.updated_at.to_rfc3339(),
+    }
+}
+
+fn token_message(t: gatehouse_core::vaults::tokens::IssuedTokens) -> TokenResponse {
+    TokenResponse {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token,
+        refresh_expires_at: t.refresh_expires_at.to_rfc3339(),
+        organization_id: t.org_id.to_string(),
+        vault_id: t.vault_id.to_string(),
+        role: t.role.as_str().to_string(),
+        scope: t.role.scope().to_string(),
+    }
+}
+
+fn parse_id(text: &str) -> Result<Id, Status> {
+    Ok(text.trim().parse::<Id>().map_err(ApiError)?)
+}
+
+#[tonic::async_trait]
+impl VaultService for VaultGrpc {
+    async fn exchange_assertion(
+        &self,
+        request: Request<ExchangeAssertionRequest>,
+    ) -> Result<Response<TokenResponse>, Status> {
+        let r = request.into_inner();
+        let tokens = self
+            .directory
+            .services
+            .tokens
+            .exchange_assertion(
+                &r.client_assertion,
+                parse_id(&r.vault_id)?,
+                &Default::default(),
+            )
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(token_message(tokens)))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<RefreshTokenRequest>,
+    ) -> Result<Response<TokenResponse>, Status> {
+        let tokens = self
+            .directory
+            .services
+            .tokens
+            .refresh(&request.into_inner().refresh_token, &Default::default())
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(token_message(tokens)))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<GetJwksRequest>,
+    ) -> Result<Response<GetJwksResponse>, Status> {
+        let jwks = self
+            .directory
+            .services
+            .tokens
+            .jwks()
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(GetJwksResponse {
+            jwks_json: jwks.to_string(),
+        }))
+    }
+
+    async fn get_vault(
+        &self,
+        request: Request<GetVaultRequest>,
+    ) -> Result<Response<VaultMessage>, Status> {
+        let caller = self.directory.caller(&request).await?;
+        let r = request.get_ref();
+        let vault = self
+            .directory
+            .services
+            .vaults
+            .get_vault(
+                &caller,
+                parse_id(&r.organization_id)?,
+                parse_id(&r.vault_id)?,
+            )
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(vault_message(vault)))
+    }
+
+    async fn list_vaults(
+        &self,
+        request: Request<ListVaultsRequest>,
+    ) -> Result<Response<ListVaultsResponse>, Status> {
+        let caller = self.directory.caller(&request).await?;
+        let vaults = self
+            .directory
+            .services
+            .vaults
+            .list_vaults(&caller, parse_id(&request.get_ref().organization_id)?)
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(ListVaultsResponse {
+            vaults: vaults.into_iter().map(vault_message).collect(),
+        }))
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<ListGrantsRequest>,
+    ) -> Result<Response<ListGrantsResponse>, Status> {
+        let caller = self.directory.caller(&request).await?;
+        let r = request.get_ref();
+        let grants = self
+            .directory
+            .services
+            .vaults
+            .list_grants(
+                &caller,
+                parse_id(&r.organization_id)?,
+                parse_id(&r.vault_id)?,
+            )
+            .await
+            .map_err(ApiError)?;
+        Ok(Response::new(ListGrantsResponse {
+            grants: grants
+                .into_iter()
+                .map(|g| Grant {
+                    subject_type: g.subject_type.as_str().to_string(),
+                    subject_id: g.subject_id.to_string(),
+                    role: g.role.as_str().to_string(),
+                })
+                .collect(),
+        }))
+    }
+}
+
 pub fn routes(
     services: Services,
     stop: CancellationToken,
@@ -392,6 +551,11 @@ pub fn routes(
         .add_service(DirectoryServiceServer::new(DirectoryGrpc {
             services: services.clone(),
         }))
+        .add_service(VaultServiceServer::new(VaultGrpc {
+            directory: DirectoryGrpc {
+                services: services.clone(),
+            },
+        }))
         .add_service(KeyServiceServer::new(KeyGrpc {
             directory: DirectoryGrpc {
                 services: services.clone(),
@@ -411,6 +575,7 @@ pub async fn report_health(services: Services, reporter: HealthReporter, stop: C
         "gatehouse.v1.AuthService",
         "gatehouse.v1.DirectoryService",
         "gatehouse.v1.KeyService",
+        "gatehouse.v1.VaultService",
     ];
     loop {
         let status = match services.system.check_ready().await {

@@ -600,3 +600,76 @@ async fn tokens_signed_before_a_key_rotation_stay_verifiable() {
     w.verify(&new).await.unwrap();
     w.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_services_get_tokens_and_read_vaults_over_grpc() {
+    use gatehouse_grpc::v1::vault_service_client::VaultServiceClient;
+    use gatehouse_grpc::v1::{
+        ExchangeAssertionRequest, GetJwksRequest, ListGrantsRequest, ListVaultsRequest,
+        RefreshTokenRequest,
+    };
+    let w = World::new().await;
+    w.grant("client", &w.client, "reader").await;
+    let mut grpc = VaultServiceClient::connect(format!("http://{}", w.app.grpc))
+        .await
+        .unwrap();
+    let tokens = grpc
+        .exchange_assertion(ExchangeAssertionRequest {
+            client_assertion: w.assertion(w.claims()),
+            vault_id: w.vault.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tokens.role, "reader");
+    let claims = w.verify(&tokens.access_token).await.unwrap();
+    assert_eq!(claims["vault"], w.vault.as_str());
+    let jwks = grpc.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
+    let (_, served) = w.app.get_json("/.well-known/jwks.json").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&jwks.jwks_json).unwrap(),
+        served
+    );
+    let next = grpc
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: tokens.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(next.refresh_token, tokens.refresh_token);
+    let replay = grpc
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: tokens.refresh_token,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(replay.code(), tonic::Code::Unauthenticated);
+    // Reads carry the caller's bearer token and see what REST shows them.
+    let mut request = tonic::Request::new(ListVaultsRequest {
+        organization_id: w.org.clone(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", w.member.parse().unwrap());
+    let vaults = grpc.list_vaults(request).await.unwrap().into_inner().vaults;
+    assert_eq!(vaults.len(), 1);
+    assert_eq!(vaults[0].sync_status, "not_configured");
+    let mut request = tonic::Request::new(ListGrantsRequest {
+        organization_id: w.org.clone(),
+        vault_id: w.vault.clone(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", w.member.parse().unwrap());
+    let grants = grpc.list_grants(request).await.unwrap().into_inner().grants;
+    assert_eq!(grants[0].subject_type, "client");
+    let anonymous = grpc
+        .list_vaults(ListVaultsRequest {
+            organization_id: w.org.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    w.app.stop().await;
+}
