@@ -242,6 +242,72 @@ async fn no_plaintext_key_or_secret_is_stored() {
         .await;
         secrets.push(created["key"].as_str().unwrap().to_string());
     }
+    // A client key pair Gatehouse keeps, and a vault refresh token.
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    {
+        let s = &app.services;
+        let c = Default::default();
+        let user = s
+            .accounts
+            .authenticate_token(ada.trim_start_matches("Bearer "))
+            .await
+            .unwrap()
+            .0;
+        let org = s.tenancy.create_org(&user, "Vaulted", &c).await.unwrap().id;
+        let spec = |name: &str| gatehouse_core::vaults::VaultSpec {
+            name: Some(name.into()),
+            description: None,
+        };
+        let vault = s
+            .vaults
+            .create_vault(&user, org, spec("v"), &c)
+            .await
+            .unwrap()
+            .id;
+        let client = s
+            .vaults
+            .create_client(&user, org, spec("svc"), &c)
+            .await
+            .unwrap()
+            .id;
+        let (cert, pem) = s
+            .vaults
+            .add_certificate(
+                &user,
+                org,
+                client,
+                gatehouse_core::vaults::CertificateSpec {
+                    public_key: None,
+                    keep_private_key: true,
+                },
+                &c,
+            )
+            .await
+            .unwrap();
+        assert!(cert.private_key.is_some());
+        let pem = pem.unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&body)
+            .unwrap();
+        raw.push(der[der.len() - 32..].to_vec());
+        secrets.push(body);
+        s.vaults
+            .put_grant(
+                &user,
+                org,
+                vault,
+                (gatehouse_core::vaults::model::SubjectKind::User, user.id),
+                gatehouse_core::vaults::model::VaultRole::Reader,
+                &c,
+            )
+            .await
+            .unwrap();
+        let tokens = s.tokens.user_token(&user, org, vault, &c).await.unwrap();
+        secrets.push(tokens.refresh_token);
+    }
+    raw.extend(secrets.iter().map(|s| s.as_bytes().to_vec()));
     // Every key and value the store holds, through the engine…
     let store = app.services.store.clone();
     let everything = store
@@ -270,8 +336,8 @@ async fn no_plaintext_key_or_secret_is_stored() {
         }
     }
     assert!(!files.is_empty());
-    for secret in &secrets {
-        let needle = secret.as_bytes();
+    for needle in &raw {
+        let secret = String::from_utf8_lossy(needle);
         for (k, v) in &everything {
             assert!(
                 !contains(k, needle) && !contains(v, needle),

@@ -294,16 +294,104 @@ async fn rotating_the_encryption_key_loses_no_secret() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(stdout.trim(), "re-encrypted 1 secrets with the current key");
+    // The credential and the token-signing key made at the first start.
+    assert_eq!(stdout.trim(), "re-encrypted 2 secrets with the current key");
 
     // Only the new key now: the secret still decrypts.
     let mut after = spawn_process(dir.path(), &to_refs(&base(NEW)), &[]);
     let (_, status) = sync(&after, Some(endpoint.clone())).await;
     assert_eq!(status, 200, "nothing lost");
+    let jwks = client
+        .get(after.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200, "the signing key opens with the new key");
     after.terminate();
     // And the old key alone no longer opens it: it really was re-sealed.
     let mut old_only = spawn_process(dir.path(), &to_refs(&base(OLD)), &[]);
     let (_, status) = sync(&old_only, Some(endpoint)).await;
     assert_eq!(status, 500);
+    let jwks = client
+        .get(old_only.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 500, "the signing key was re-sealed too");
     old_only.terminate();
+}
+
+#[tokio::test]
+async fn rotate_signing_key_command_publishes_the_new_key_beside_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        (
+            "GATEHOUSE__STORAGE__PATH",
+            dir.path().join("data").display().to_string(),
+        ),
+        (
+            "GATEHOUSE__AUTH__JWT_SECRET",
+            "bmV3LWtleS1lbmNyeXB0aW9uLXNlY3JldC0zMi1ieXRlcyE=".to_string(),
+        ),
+        (
+            "GATEHOUSE__AUTH__KEY_ENCRYPTION_SECRET",
+            "b2xkLWtleS1lbmNyeXB0aW9uLXNlY3JldC0zMi1ieXRlcyE=".to_string(),
+        ),
+    ];
+    let kids = |body: serde_json::Value| -> Vec<String> {
+        body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let client = reqwest::Client::new();
+    let mut first = spawn_process(dir.path(), &env, &[]);
+    let before: serde_json::Value = client
+        .get(first.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    first.terminate();
+    let before = kids(before);
+    assert_eq!(before.len(), 1, "the first start made one key");
+
+    let output = Command::new(BIN)
+        .arg("rotate-signing-key")
+        .env("GATEHOUSE__LOG__FORMAT", "plain")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let new_kid = stdout
+        .trim()
+        .strip_prefix("new signing key ")
+        .unwrap()
+        .to_string();
+
+    let mut second = spawn_process(dir.path(), &env, &[]);
+    let after: serde_json::Value = client
+        .get(second.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    second.terminate();
+    let after = kids(after);
+    assert!(
+        after.contains(&new_kid) && after.contains(&before[0]),
+        "{after:?}"
+    );
 }
