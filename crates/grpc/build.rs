@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gatehouse/v1/directory.proto",
         "gatehouse/v1/keys.proto",
         "gatehouse/v1/vaults.proto",
+        "gatehouse/v1/policy.proto",
     ]
     .map(|p| proto_root.join(p));
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("gatehouse_descriptor.bin");

@@ -25,6 +25,7 @@
 //! | `("cluster", "leader")` | [`LeaderLease`]: the current leader and its fencing token |
 //! | `("vault", org, id)` / `("vault_by_id", id)` | [`Vault`] / [`VaultRef`] |
 //! | `("vault_grant", vault, "user" \| "team" \| "client", subject)` | [`VaultGrant`] |
+//! | `("vault_sync", vault)` | [`PendingSync`]: the vault-sync outbox |
 //! | `("service_client", org, id)` / `("client_by_id", id)` | [`ServiceClient`] / [`ClientRef`] |
 //! | `("certificate", client, kid)` / `("certificate_by_kid", kid)` | [`Certificate`] / [`CertificateRef`] |
 //! | `("signing_key", kid)` | [`SigningKey`]: Gatehouse's own, the private half sealed |
@@ -51,7 +52,7 @@ use crate::tenancy::model::{
 };
 use crate::usage::RequestLog;
 use crate::vaults::model::{
-    Certificate, CertificateRef, ClientRef, RefreshToken, ServiceClient, SigningKey,
+    Certificate, CertificateRef, ClientRef, PendingSync, RefreshToken, ServiceClient, SigningKey,
     SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
 };
 
@@ -443,6 +444,16 @@ pub fn vault_grant(vault: crate::Id, kind: SubjectKind, subject: crate::Id) -> K
 /// All grants of `vault`.
 pub fn vault_grants(vault: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from("vault_grant").subspace(&(vault.0,)))
+}
+
+/// `("vault_sync", vault) = PendingSync`
+pub fn vault_sync(vault: crate::Id) -> Key<PendingSync> {
+    Key::new(pack(&("vault_sync", vault.0)))
+}
+
+/// Every vault waiting to be synced.
+pub fn vault_syncs() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("vault_sync"))
 }
 
 /// `("service_client", org, id) = ServiceClient`

@@ -30,7 +30,11 @@ pub struct Job {
 pub fn jobs(
     services: &Services,
     usage: &crate::config::UsageConfig,
-    tokens: &crate::config::TokensConfig,
+    (tokens, vaults, policy_engine): (
+        &crate::config::TokensConfig,
+        &crate::config::VaultsConfig,
+        Option<Arc<dyn gatehouse_core::vaults::PolicyEngine>>,
+    ),
     change_feed_keep: u64,
     mailer: Arc<dyn Mailer>,
     outbox_every: Duration,
@@ -109,7 +113,7 @@ pub fn jobs(
             })
         }),
     };
-    vec![
+    let mut jobs = vec![
         email,
         retention,
         signing_keys,
@@ -127,7 +131,25 @@ pub fn jobs(
                 })
             }),
         },
-    ]
+    ];
+    if let Some(engine) = policy_engine {
+        let vault_service = services.vaults.clone();
+        jobs.push(Job {
+            name: "vault_sync",
+            every: Duration::from_secs(vaults.sync_interval_secs),
+            run: Arc::new(move |_token| {
+                let (vaults, engine) = (vault_service.clone(), engine.clone());
+                Box::pin(async move {
+                    vaults
+                        .sync_pending(engine.as_ref())
+                        .await
+                        .map(|r| format!("synced {}, failed {}", r.synced, r.failed))
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        });
+    }
+    jobs
 }
 
 /// Why the driver stopped the server.

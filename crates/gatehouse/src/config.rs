@@ -44,6 +44,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub usage: UsageConfig,
     pub tokens: TokensConfig,
+    pub vaults: VaultsConfig,
     pub log: LogConfig,
 }
 
@@ -322,6 +323,39 @@ impl Default for TokensConfig {
     }
 }
 
+/// Vault sync towards the deployment's policy engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultsConfig {
+    /// The policy engine's gRPC address (`http://host:port`, implementing
+    /// `gatehouse.v1.PolicyEngine`); empty: vaults show `not_configured`.
+    pub policy_engine_url: Option<String>,
+    /// Connect and call timeout towards the engine.
+    pub policy_engine_timeout_ms: u64,
+    /// How often the leader delivers pending vault changes.
+    pub sync_interval_secs: u64,
+}
+
+impl Default for VaultsConfig {
+    fn default() -> Self {
+        VaultsConfig {
+            policy_engine_url: None,
+            policy_engine_timeout_ms: 5000,
+            sync_interval_secs: 5,
+        }
+    }
+}
+
+impl VaultsConfig {
+    /// The engine's URL, if one is configured.
+    pub fn engine_url(&self) -> Option<&str> {
+        self.policy_engine_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -445,6 +479,20 @@ impl Config {
             return Err(field_error(
                 "tokens",
                 "access_ttl_secs must be 30-86400 and the refresh lifetimes at least 1",
+            ));
+        }
+        if let Some(url) = self.vaults.engine_url()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(field_error(
+                "vaults.policy_engine_url",
+                "must be an http:// or https:// gRPC address",
+            ));
+        }
+        if self.vaults.sync_interval_secs == 0 || self.vaults.policy_engine_timeout_ms == 0 {
+            return Err(field_error(
+                "vaults",
+                "sync_interval_secs and policy_engine_timeout_ms must be at least 1",
             ));
         }
         if self.usage.flush_ms == 0 {

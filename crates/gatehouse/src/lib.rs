@@ -23,7 +23,7 @@ use gatehouse_core::blocking::BlockingPool;
 use gatehouse_core::crypto::KeyRing;
 use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::services::cluster::ClusterService;
-use gatehouse_core::services::{CatalogSettings, Services};
+use gatehouse_core::services::{CatalogSettings, Services, VaultSettings};
 use gatehouse_core::vaults::tokens::TokenSettings;
 use gatehouse_storage::Engine;
 use tokio_util::sync::CancellationToken;
@@ -100,10 +100,18 @@ impl Gatehouse {
                 Some(url) => Arc::new(mail::SmtpMailer::new(url, &config.email.from)?),
                 None => Arc::new(mail::LogMailer),
             };
+        let policy_engine = match config.vaults.engine_url() {
+            Some(url) => Some(Arc::new(upstream::GrpcPolicyEngine::new(
+                url,
+                Duration::from_millis(config.vaults.policy_engine_timeout_ms),
+            )?)
+                as Arc<dyn gatehouse_core::vaults::PolicyEngine>),
+            None => None,
+        };
         let jobs = cluster::jobs(
             &services,
             &config.usage,
-            &config.tokens,
+            (&config.tokens, &config.vaults, policy_engine),
             config.cluster.change_feed_keep,
             mailer,
             Duration::from_secs(config.email.outbox_interval_secs),
@@ -229,11 +237,14 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
             lister: Arc::new(upstream::HttpModelLister::new()?),
             key_prefix: config.keys.prefix.clone(),
         },
-        TokenSettings {
-            issuer: config.tokens.issuer.trim_end_matches('/').to_string(),
-            access_ttl_secs: config.tokens.access_ttl_secs as i64,
-            user_refresh_ttl_secs: config.tokens.user_refresh_ttl_secs as i64,
-            client_refresh_ttl_secs: config.tokens.client_refresh_ttl_secs as i64,
+        VaultSettings {
+            tokens: TokenSettings {
+                issuer: config.tokens.issuer.trim_end_matches('/').to_string(),
+                access_ttl_secs: config.tokens.access_ttl_secs as i64,
+                user_refresh_ttl_secs: config.tokens.user_refresh_ttl_secs as i64,
+                client_refresh_ttl_secs: config.tokens.client_refresh_ttl_secs as i64,
+            },
+            policy_engine: config.vaults.engine_url().is_some(),
         },
     );
     Ok(Opened {

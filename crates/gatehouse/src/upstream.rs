@@ -1,5 +1,6 @@
-//! Calls to inference endpoints that the control plane makes itself: reading an
-//! endpoint's model list for model sync (`GET {base_url}/v1/models`).
+//! Calls the control plane makes to other systems itself: reading an
+//! endpoint's model list for model sync (`GET {base_url}/v1/models`), and
+//! delivering vault state to the policy engine over gRPC.
 
 use async_trait::async_trait;
 use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
@@ -85,5 +86,51 @@ impl ModelLister for HttpModelLister {
                 context_length: m.context_length,
             })
             .collect())
+    }
+}
+
+/// The deployment's policy engine, reached with `gatehouse_grpc::policy`.
+pub struct GrpcPolicyEngine {
+    client: gatehouse_grpc::policy::PolicyClient,
+}
+
+impl GrpcPolicyEngine {
+    pub fn new(url: &str, timeout: std::time::Duration) -> anyhow::Result<Self> {
+        let client = gatehouse_grpc::policy::PolicyClient::new(url, timeout)
+            .map_err(|e| anyhow::anyhow!("vaults.policy_engine_url: {e}"))?;
+        Ok(GrpcPolicyEngine { client })
+    }
+}
+
+#[async_trait]
+impl gatehouse_core::vaults::PolicyEngine for GrpcPolicyEngine {
+    async fn sync_vault(
+        &self,
+        state: &gatehouse_core::vaults::VaultState,
+    ) -> std::result::Result<(), String> {
+        use gatehouse_grpc::v1::{SyncVaultRequest, VaultGrant};
+        let request = SyncVaultRequest {
+            vault_id: state.vault_id.to_string(),
+            organization_id: state.org_id.to_string(),
+            name: state.name.clone(),
+            deleted: state.deleted,
+            grants: state
+                .grants
+                .iter()
+                .map(|g| VaultGrant {
+                    subject_type: g.subject_type.as_str().to_string(),
+                    subject_id: g.subject_id.to_string(),
+                    role: g.role.as_str().to_string(),
+                })
+                .collect(),
+            generation: state.generation,
+        };
+        self.client.sync_vault(request).await.map_err(|status| {
+            format!(
+                "the policy engine answered {:?}: {}",
+                status.code(),
+                status.message()
+            )
+        })
     }
 }

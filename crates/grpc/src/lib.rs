@@ -11,6 +11,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod policy;
+
 /// Version 1 of the Gatehouse API.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

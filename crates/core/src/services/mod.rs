@@ -42,6 +42,14 @@ pub struct Services {
     pub tokens: Arc<TokenService>,
 }
 
+/// What vaults and tokens need from the deployment.
+#[derive(Debug, Clone, Default)]
+pub struct VaultSettings {
+    pub tokens: TokenSettings,
+    /// A policy engine is configured: vault changes queue a sync to it.
+    pub policy_engine: bool,
+}
+
 /// What the catalogue needs from the deployment.
 pub struct CatalogSettings {
     /// Seals and opens secrets at rest.
@@ -62,7 +70,7 @@ impl Services {
         pool: Arc<dyn BlockingPool>,
         accounts: AccountSettings,
         catalog: CatalogSettings,
-        tokens: TokenSettings,
+        vaults: VaultSettings,
     ) -> Self {
         let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
         let changes = Arc::new(ChangeFeed::new(store.clone()));
@@ -78,13 +86,14 @@ impl Services {
                 env.clone(),
                 audit.clone(),
                 catalog.keys.clone(),
+                vaults.policy_engine,
             )),
             tokens: Arc::new(TokenService::new(
                 store.clone(),
                 env.clone(),
                 audit.clone(),
                 catalog.keys.clone(),
-                tokens,
+                vaults.tokens,
             )),
             store: store.clone(),
             system: Arc::new(system::SystemService::new(store.clone(), env.clone())),

@@ -19,8 +19,8 @@ use gatehouse_storage::{Store, Tx, TxError};
 use serde_json::json;
 
 use self::model::{
-    Certificate, CertificateRef, ClientRef, ServiceClient, SubjectKind, SyncState, SyncStatus,
-    Vault, VaultGrant, VaultRef, VaultRole,
+    Certificate, CertificateRef, ClientRef, PendingSync, ServiceClient, SubjectKind, SyncState,
+    SyncStatus, Vault, VaultGrant, VaultRef, VaultRole,
 };
 use crate::accounts::model::User;
 use crate::accounts::sessions::ClientInfo;
@@ -53,7 +53,39 @@ pub struct VaultService {
     env: Env,
     audit: Arc<AuditLog>,
     keys: Arc<KeyRing>,
+    /// Whether a policy engine is configured: changes then queue a sync.
+    policy_engine: bool,
 }
+
+/// A vault's whole state as the policy engine receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaultState {
+    pub vault_id: Id,
+    pub org_id: Id,
+    pub name: String,
+    /// The vault is gone: the engine drops it.
+    pub deleted: bool,
+    pub grants: Vec<VaultGrant>,
+    pub generation: u64,
+}
+
+/// The deployment's policy engine, as vault sync needs it (the binary
+/// implements it over gRPC).
+#[async_trait::async_trait]
+pub trait PolicyEngine: Send + Sync {
+    /// Delivers `state`; an error is kept on the vault as the reason.
+    async fn sync_vault(&self, state: &VaultState) -> std::result::Result<(), String>;
+}
+
+/// What one round of vault sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub synced: usize,
+    pub failed: usize,
+}
+
+/// The longest wait between retries of a failing sync.
+const MAX_SYNC_BACKOFF_SECS: i64 = 300;
 
 /// The reason a vault shows while no policy engine is configured.
 const NO_ENGINE: &str = "no policy engine is configured for this deployment";
@@ -123,12 +155,19 @@ fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey> {
 }
 
 impl VaultService {
-    pub fn new(store: Store, env: Env, audit: Arc<AuditLog>, keys: Arc<KeyRing>) -> Self {
+    pub fn new(
+        store: Store,
+        env: Env,
+        audit: Arc<AuditLog>,
+        keys: Arc<KeyRing>,
+        policy_engine: bool,
+    ) -> Self {
         VaultService {
             store,
             env,
             audit,
             keys,
+            policy_engine,
         }
     }
 
@@ -154,13 +193,157 @@ impl VaultService {
             .await;
     }
 
-    /// What a vault's sync status becomes after a change.
-    fn changed_sync(&self) -> SyncState {
-        SyncState {
-            status: SyncStatus::NotConfigured,
-            reason: Some(NO_ENGINE.into()),
-            at: self.env.clock.now(),
+    /// Queues a sync of the vault (in the changing transaction) and returns
+    /// the vault's new sync state: `pending`, or `not_configured`.
+    async fn mark_changed(
+        &self,
+        tx: &Tx,
+        org_id: Id,
+        vault_id: Id,
+    ) -> Result<SyncState, TxError<Error>> {
+        let now = self.env.clock.now();
+        if !self.policy_engine {
+            return Ok(SyncState {
+                status: SyncStatus::NotConfigured,
+                reason: Some(NO_ENGINE.into()),
+                at: now,
+            });
         }
+        let key = keyspace::vault_sync(vault_id);
+        let mut pending = key.get(tx).await?.unwrap_or(PendingSync {
+            vault_id,
+            org_id,
+            generation: 0,
+            synced_generation: 0,
+            attempts: 0,
+            next_at: now,
+            last_error: None,
+        });
+        pending.generation += 1;
+        pending.attempts = 0;
+        pending.next_at = now;
+        pending.last_error = None;
+        key.put(tx, &pending).await?;
+        Ok(SyncState {
+            status: SyncStatus::Pending,
+            reason: None,
+            at: now,
+        })
+    }
+
+    /// Delivers every due vault's state to the policy engine (the leader runs
+    /// this). A delivery confirms only the generation it carried; a failure is
+    /// retried with a growing wait (at most five minutes) and shown on the
+    /// vault as `failed` with its reason.
+    pub async fn sync_pending(&self, engine: &dyn PolicyEngine) -> Result<SyncReport> {
+        let now = self.env.clock.now();
+        let due: Vec<PendingSync> = self
+            .store
+            .run(|tx| async move { read_all::<PendingSync>(&tx, &keyspace::vault_syncs()).await })
+            .await?
+            .into_iter()
+            .filter(|p| p.generation > p.synced_generation && p.next_at <= now)
+            .collect();
+        let mut report = SyncReport::default();
+        for pending in due {
+            let state = self
+                .store
+                .run(|tx| {
+                    let pending = &pending;
+                    async move {
+                        let vault = keyspace::vault(pending.org_id, pending.vault_id)
+                            .get(&tx)
+                            .await?;
+                        let grants = match &vault {
+                            Some(_) => {
+                                read_all::<VaultGrant>(
+                                    &tx,
+                                    &keyspace::vault_grants(pending.vault_id),
+                                )
+                                .await?
+                            }
+                            None => Vec::new(),
+                        };
+                        Ok::<_, TxError<Error>>(VaultState {
+                            vault_id: pending.vault_id,
+                            org_id: pending.org_id,
+                            name: vault.as_ref().map(|v| v.name.clone()).unwrap_or_default(),
+                            deleted: vault.is_none(),
+                            grants,
+                            generation: pending.generation,
+                        })
+                    }
+                })
+                .await?;
+            let outcome = engine.sync_vault(&state).await;
+            let at = self.env.clock.now();
+            match &outcome {
+                Ok(()) => report.synced += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(vault = %pending.vault_id, error = %e, "vault sync failed; will retry");
+                }
+            }
+            self.store
+                .run(|tx| {
+                    let (pending, outcome) = (&pending, &outcome);
+                    async move {
+                        let key = keyspace::vault_sync(pending.vault_id);
+                        let Some(mut current) = key.get(&tx).await? else {
+                            return Ok(());
+                        };
+                        let vault_key = keyspace::vault(pending.org_id, pending.vault_id);
+                        let vault = vault_key.get(&tx).await?;
+                        match outcome {
+                            Ok(()) if current.generation == pending.generation => {
+                                current.synced_generation = pending.generation;
+                                current.attempts = 0;
+                                current.last_error = None;
+                                if vault.is_none() {
+                                    // Deletion confirmed; the ID never returns.
+                                    key.clear(&tx).await?;
+                                } else {
+                                    key.put(&tx, &current).await?;
+                                }
+                                if let Some(mut vault) = vault {
+                                    vault.sync = SyncState {
+                                        status: SyncStatus::Synced,
+                                        reason: None,
+                                        at,
+                                    };
+                                    vault_key.put(&tx, &vault).await?;
+                                }
+                            }
+                            // Changed meanwhile: the newer state goes next round.
+                            Ok(()) => {
+                                current.synced_generation = pending.generation;
+                                key.put(&tx, &current).await?;
+                            }
+                            Err(e) => {
+                                current.attempts = current.attempts.saturating_add(1);
+                                let wait = 1i64
+                                    .checked_shl(current.attempts.min(16))
+                                    .unwrap_or(MAX_SYNC_BACKOFF_SECS)
+                                    .min(MAX_SYNC_BACKOFF_SECS);
+                                current.next_at = at + chrono::Duration::seconds(wait);
+                                current.last_error = Some(e.clone());
+                                key.put(&tx, &current).await?;
+                                if let Some(mut vault) = vault {
+                                    vault.sync = SyncState {
+                                        status: SyncStatus::Failed,
+                                        reason: Some(e.clone()),
+                                        at,
+                                    };
+                                    vault_key.put(&tx, &vault).await?;
+                                }
+                            }
+                        }
+                        Ok::<_, TxError<Error>>(())
+                    }
+                })
+                .await?;
+        }
+        Ok(report)
     }
 
     // ---- vaults ----
@@ -175,18 +358,23 @@ impl VaultService {
         let name = parse_name(spec.name.as_deref(), "vault")?;
         let description = parse_description(spec.description.as_deref())?;
         let now = self.env.clock.now();
-        let vault = Vault {
+        let draft = Vault {
             id: self.env.ids.next_id(),
             org_id,
             name,
             description,
-            sync: self.changed_sync(),
+            sync: SyncState {
+                status: SyncStatus::Pending,
+                reason: None,
+                at: now,
+            },
             created_at: now,
             updated_at: now,
         };
-        self.store
+        let vault = self
+            .store
             .run(|tx| {
-                let vault = &vault;
+                let mut vault = draft.clone();
                 async move {
                     load_access(&tx, actor, org_id)
                         .await?
@@ -195,7 +383,9 @@ impl VaultService {
                     keyspace::vault_by_id(vault.id)
                         .put(&tx, &VaultRef { org_id })
                         .await?;
-                    keyspace::vault(org_id, vault.id).put(&tx, vault).await
+                    vault.sync = self.mark_changed(&tx, org_id, vault.id).await?;
+                    keyspace::vault(org_id, vault.id).put(&tx, &vault).await?;
+                    Ok(vault)
                 }
             })
             .await?;
@@ -267,6 +457,7 @@ impl VaultService {
                         vault.description = description;
                     }
                     vault.updated_at = now;
+                    vault.sync = self.mark_changed(&tx, org_id, id).await?;
                     keyspace::vault(org_id, id).put(&tx, &vault).await?;
                     Ok(vault)
                 }
@@ -305,7 +496,9 @@ impl VaultService {
                         .await?;
                 }
                 keyspace::vault_by_id(id).clear(&tx).await?;
-                keyspace::vault(org_id, id).clear(&tx).await
+                keyspace::vault(org_id, id).clear(&tx).await?;
+                // The engine learns of the deletion through the outbox.
+                self.mark_changed(&tx, org_id, id).await.map(|_| ())
             })
             .await?;
         self.record(
@@ -349,51 +542,45 @@ impl VaultService {
         client: &ClientInfo,
     ) -> Result<VaultGrant> {
         let now = self.env.clock.now();
-        let sync = self.changed_sync();
         let grant = self
             .store
-            .run(|tx| {
-                let sync = sync.clone();
-                async move {
-                    load_access(&tx, actor, org_id)
+            .run(|tx| async move {
+                load_access(&tx, actor, org_id)
+                    .await?
+                    .require(OrgAction::ManageVaults)?;
+                let mut vault = get_vault(&tx, org_id, vault_id).await?;
+                let exists = match kind {
+                    SubjectKind::User => keyspace::org_member(org_id, subject)
+                        .get(&tx)
                         .await?
-                        .require(OrgAction::ManageVaults)?;
-                    let mut vault = get_vault(&tx, org_id, vault_id).await?;
-                    let exists = match kind {
-                        SubjectKind::User => keyspace::org_member(org_id, subject)
-                            .get(&tx)
-                            .await?
-                            .is_some(),
-                        SubjectKind::Team => {
-                            keyspace::team(org_id, subject).get(&tx).await?.is_some()
-                        }
-                        SubjectKind::Client => keyspace::service_client(org_id, subject)
-                            .get(&tx)
-                            .await?
-                            .is_some(),
-                    };
-                    if !exists {
-                        return abort(Error::invalid_input(format!(
-                            "no {} with this ID in this organization",
-                            kind.as_str()
-                        )));
-                    }
-                    let grant = VaultGrant {
-                        vault_id,
-                        org_id,
-                        subject_type: kind,
-                        subject_id: subject,
-                        role,
-                        created_at: now,
-                    };
-                    keyspace::vault_grant(vault_id, kind, subject)
-                        .put(&tx, &grant)
-                        .await?;
-                    vault.sync = sync;
-                    vault.updated_at = now;
-                    keyspace::vault(org_id, vault_id).put(&tx, &vault).await?;
-                    Ok(grant)
+                        .is_some(),
+                    SubjectKind::Team => keyspace::team(org_id, subject).get(&tx).await?.is_some(),
+                    SubjectKind::Client => keyspace::service_client(org_id, subject)
+                        .get(&tx)
+                        .await?
+                        .is_some(),
+                };
+                if !exists {
+                    return abort(Error::invalid_input(format!(
+                        "no {} with this ID in this organization",
+                        kind.as_str()
+                    )));
                 }
+                let grant = VaultGrant {
+                    vault_id,
+                    org_id,
+                    subject_type: kind,
+                    subject_id: subject,
+                    role,
+                    created_at: now,
+                };
+                keyspace::vault_grant(vault_id, kind, subject)
+                    .put(&tx, &grant)
+                    .await?;
+                vault.sync = self.mark_changed(&tx, org_id, vault_id).await?;
+                vault.updated_at = now;
+                keyspace::vault(org_id, vault_id).put(&tx, &vault).await?;
+                Ok(grant)
             })
             .await?;
         self.record(
@@ -417,24 +604,20 @@ impl VaultService {
         client: &ClientInfo,
     ) -> Result<()> {
         let now = self.env.clock.now();
-        let sync = self.changed_sync();
         self.store
-            .run(|tx| {
-                let sync = sync.clone();
-                async move {
-                    load_access(&tx, actor, org_id)
-                        .await?
-                        .require(OrgAction::ManageVaults)?;
-                    let mut vault = get_vault(&tx, org_id, vault_id).await?;
-                    let key = keyspace::vault_grant(vault_id, kind, subject);
-                    if key.get(&tx).await?.is_none() {
-                        return abort(Error::not_found("grant"));
-                    }
-                    key.clear(&tx).await?;
-                    vault.sync = sync;
-                    vault.updated_at = now;
-                    keyspace::vault(org_id, vault_id).put(&tx, &vault).await
+            .run(|tx| async move {
+                load_access(&tx, actor, org_id)
+                    .await?
+                    .require(OrgAction::ManageVaults)?;
+                let mut vault = get_vault(&tx, org_id, vault_id).await?;
+                let key = keyspace::vault_grant(vault_id, kind, subject);
+                if key.get(&tx).await?.is_none() {
+                    return abort(Error::not_found("grant"));
                 }
+                key.clear(&tx).await?;
+                vault.sync = self.mark_changed(&tx, org_id, vault_id).await?;
+                vault.updated_at = now;
+                keyspace::vault(org_id, vault_id).put(&tx, &vault).await
             })
             .await?;
         self.record(
@@ -534,10 +717,12 @@ impl VaultService {
                     keyspace::certificate_by_kid(&cert.kid).clear(&tx).await?;
                     keyspace::certificate(id, &cert.kid).clear(&tx).await?;
                 }
-                for vault in read_all::<Vault>(&tx, &keyspace::vaults(org_id)).await? {
+                for mut vault in read_all::<Vault>(&tx, &keyspace::vaults(org_id)).await? {
                     let key = keyspace::vault_grant(vault.id, SubjectKind::Client, id);
                     if key.get(&tx).await?.is_some() {
                         key.clear(&tx).await?;
+                        vault.sync = self.mark_changed(&tx, org_id, vault.id).await?;
+                        keyspace::vault(org_id, vault.id).put(&tx, &vault).await?;
                     }
                 }
                 keyspace::client_by_id(id).clear(&tx).await?;

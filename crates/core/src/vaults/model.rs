@@ -60,6 +60,30 @@ impl Record for VaultRef {
     const NAME: &'static str = "vault reference";
 }
 
+/// `("vault_sync", vault)`: the outbox of vault sync, one per vault. Each
+/// change raises `generation`; the vault is due while the engine has not
+/// confirmed that generation. Kept after a sync (so generations keep
+/// growing) until the engine confirms the vault's deletion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingSync {
+    pub vault_id: Id,
+    pub org_id: Id,
+    /// Grows with every change; a sync confirms only the generation it sent.
+    pub generation: u64,
+    /// The newest generation the engine confirmed.
+    #[serde(default)]
+    pub synced_generation: u64,
+    pub attempts: u32,
+    pub next_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl Record for PendingSync {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "pending vault sync";
+    const CHANGE_FEED: bool = false;
+}
+
 /// A role in a vault; each includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

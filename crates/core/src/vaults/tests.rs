@@ -28,7 +28,13 @@ fn world() -> World {
     let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
     let keys = Arc::new(KeyRing::new(&[3; 32], &[]).unwrap());
     World {
-        vaults: VaultService::new(store.clone(), env.clone(), audit.clone(), keys.clone()),
+        vaults: VaultService::new(
+            store.clone(),
+            env.clone(),
+            audit.clone(),
+            keys.clone(),
+            true,
+        ),
         tokens: TokenService::new(
             store.clone(),
             env.clone(),
@@ -177,4 +183,85 @@ async fn grants_name_subjects_of_the_same_organization_only() {
     // A stranger sees neither the vault nor its organization.
     let e = w.vaults.get_vault(&stranger, org, vault).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NotFound);
+}
+
+/// A policy engine that records what it receives and fails while told to.
+#[derive(Default)]
+struct Engine {
+    received: parking_lot::Mutex<Vec<VaultState>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PolicyEngine for Engine {
+    async fn sync_vault(&self, state: &VaultState) -> std::result::Result<(), String> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
+        self.received.lock().push(state.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn vault_changes_reach_the_policy_engine_through_the_outbox_with_retries() {
+    let w = world();
+    let engine = Engine::default();
+    let (user, org, vault) = w.granted().await;
+    let status = |v: Vault| (v.sync.status, v.sync.reason);
+    assert_eq!(
+        status(w.vaults.get_vault(&user, org, vault).await.unwrap()),
+        (SyncStatus::Pending, None)
+    );
+    // The engine is down: failed, with the reason, retried later.
+    engine.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = w.vaults.sync_pending(&engine).await.unwrap();
+    assert_eq!(
+        report,
+        SyncReport {
+            synced: 0,
+            failed: 1
+        }
+    );
+    assert_eq!(
+        status(w.vaults.get_vault(&user, org, vault).await.unwrap()),
+        (SyncStatus::Failed, Some("connection refused".into()))
+    );
+    assert_eq!(
+        w.vaults.sync_pending(&engine).await.unwrap(),
+        SyncReport::default(),
+        "not due yet"
+    );
+    // Back up: the next due round delivers the whole state once.
+    engine
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    w.clock.advance(3 * SECOND);
+    assert_eq!(w.vaults.sync_pending(&engine).await.unwrap().synced, 1);
+    assert_eq!(
+        status(w.vaults.get_vault(&user, org, vault).await.unwrap()).0,
+        SyncStatus::Synced
+    );
+    {
+        let received = engine.received.lock();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].grants.len(), 1);
+        assert_eq!(received[0].grants[0].subject_id, user.id);
+        assert!(!received[0].deleted);
+    }
+    assert_eq!(
+        w.vaults.sync_pending(&engine).await.unwrap(),
+        SyncReport::default(),
+        "nothing left"
+    );
+    // Deleting the vault is synced too.
+    w.vaults
+        .delete_vault(&user, org, vault, &w.c)
+        .await
+        .unwrap();
+    assert_eq!(w.vaults.sync_pending(&engine).await.unwrap().synced, 1);
+    let received = engine.received.lock();
+    let last = received.last().unwrap();
+    assert!(last.deleted && last.grants.is_empty());
+    assert!(last.generation > received[0].generation);
 }

@@ -673,3 +673,144 @@ async fn internal_services_get_tokens_and_read_vaults_over_grpc() {
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
     w.app.stop().await;
 }
+
+/// A policy engine: a real gRPC server implementing `gatehouse.v1.PolicyEngine`
+/// that records what it receives and refuses while `down` is set.
+#[derive(Clone, Default)]
+struct Engine {
+    received: std::sync::Arc<parking_lot::Mutex<Vec<gatehouse_grpc::v1::SyncVaultRequest>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[tonic::async_trait]
+impl gatehouse_grpc::v1::policy_engine_server::PolicyEngine for Engine {
+    async fn sync_vault(
+        &self,
+        request: tonic::Request<gatehouse_grpc::v1::SyncVaultRequest>,
+    ) -> Result<tonic::Response<gatehouse_grpc::v1::SyncVaultResponse>, tonic::Status> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(tonic::Status::unavailable("engine under maintenance"));
+        }
+        self.received.lock().push(request.into_inner());
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() {
+    let engine = Engine::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = engine.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(gatehouse_grpc::v1::policy_engine_server::PolicyEngineServer::new(server))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    let mut config = test_config(None);
+    config.bootstrap.admin_email = "admin@example.com".into();
+    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+    config.vaults.policy_engine_url = Some(format!("http://{addr}"));
+    config.vaults.sync_interval_secs = 1;
+    // Jobs run on the cluster tick (a third of the lease).
+    config.cluster.lease_secs = 3;
+    let app = spawn_app(config).await;
+    let admin = sign_in(&app, "admin@example.com").await;
+    let (_, org) = app
+        .call(
+            Method::POST,
+            "/api/v1/organizations",
+            Some(("authorization", &admin)),
+            Some(json!({"name": "Synced"})),
+        )
+        .await;
+    let org = org["id"].as_str().unwrap().to_string();
+    let (_, vault) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/organizations/{org}/vaults"),
+            Some(("authorization", &admin)),
+            Some(json!({"name": "Policies"})),
+        )
+        .await;
+    assert_eq!(vault["sync_status"], "pending");
+    let vault = vault["id"].as_str().unwrap().to_string();
+    let (_, client) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/organizations/{org}/clients"),
+            Some(("authorization", &admin)),
+            Some(json!({"name": "svc"})),
+        )
+        .await;
+    let client = client["id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/organizations/{org}/vaults/{vault}/grants"),
+            Some(("authorization", &admin)),
+            Some(json!({"subject_type": "client", "subject_id": client, "role": "writer"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let status_of = || async {
+        let (_, v) = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/organizations/{org}/vaults/{vault}"),
+                Some(("authorization", &admin)),
+                None,
+            )
+            .await;
+        (
+            v["sync_status"].as_str().unwrap().to_string(),
+            v["sync_reason"].clone(),
+        )
+    };
+    let wait_for = |want: &'static str| {
+        let status_of = &status_of;
+        async move {
+            for _ in 0..100 {
+                let (status, reason) = status_of().await;
+                if status == want {
+                    return reason;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the vault never became {want}: {:?}", status_of().await);
+        }
+    };
+    wait_for("synced").await;
+    {
+        let received = engine.received.lock();
+        let last = received.last().unwrap();
+        assert_eq!(last.vault_id, vault);
+        assert_eq!(last.name, "Policies");
+        assert_eq!(last.grants.len(), 1);
+        assert_eq!(last.grants[0].subject_type, "client");
+        assert_eq!(last.grants[0].role, "writer");
+    }
+    // The engine refuses: the vault shows why, and the change is retried.
+    engine.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/organizations/{org}/vaults/{vault}/grants/client/{client}"),
+            Some(("authorization", &admin)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let reason = wait_for("failed").await;
+    assert!(reason.as_str().unwrap().contains("maintenance"), "{reason}");
+    engine
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for("synced").await;
+    let received = engine.received.lock().clone();
+    let last = received.last().unwrap();
+    assert!(last.grants.is_empty(), "the revocation arrived");
+    assert!(last.generation > received[0].generation);
+    app.stop().await;
+}
