@@ -814,3 +814,116 @@ async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() 
     assert!(last.generation > received[0].generation);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_of_a_team_with_manage_vaults_manage_vaults() {
+    let w = World::new().await;
+    let vaults = format!("/api/v1/organizations/{}/vaults", w.org);
+    let (status, _) = w
+        .app
+        .call(
+            Method::POST,
+            &vaults,
+            Some(("authorization", &w.member)),
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
+    assert_eq!(status, 403, "a plain member may not");
+    let (_, team) = w
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/organizations/{}/teams", w.org),
+            Some(("authorization", &w.owner)),
+            Some(json!({"name": "Vault keepers", "permissions": ["manage_vaults"]})),
+        )
+        .await;
+    let team = team["id"].as_str().unwrap().to_string();
+    let (status, _) = w
+        .app
+        .call(
+            Method::PUT,
+            &format!(
+                "/api/v1/organizations/{}/teams/{team}/members/{}",
+                w.org, w.member_id
+            ),
+            Some(("authorization", &w.owner)),
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, vault) = w
+        .app
+        .call(
+            Method::POST,
+            &vaults,
+            Some(("authorization", &w.member)),
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{vault}");
+    let id = vault["id"].as_str().unwrap();
+    let (status, _) = w
+        .app
+        .call(
+            Method::PATCH,
+            &format!("{vaults}/{id}"),
+            Some(("authorization", &w.member)),
+            Some(json!({"name": "Ours"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Names are unique in the organization; bad input changes nothing.
+    let (status, body) = w
+        .app
+        .call(
+            Method::POST,
+            &vaults,
+            Some(("authorization", &w.owner)),
+            Some(json!({"name": "ours"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "x", "extra": 1}),
+        json!({"name": "\u{7}"}),
+    ] {
+        let (status, body) = w
+            .app
+            .call(
+                Method::POST,
+                &vaults,
+                Some(("authorization", &w.owner)),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]["code"].is_string());
+    }
+    let (status, body) = w
+        .app
+        .call(
+            Method::PUT,
+            &format!("{vaults}/{id}/grants"),
+            Some(("authorization", &w.owner)),
+            Some(json!({"subject_type": "robot", "subject_id": "1", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (_, list) = w
+        .app
+        .call(
+            Method::GET,
+            &vaults,
+            Some(("authorization", &w.member)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "the fixture's vault and this one"
+    );
+    w.app.stop().await;
+}
