@@ -138,6 +138,20 @@ impl KeyRing {
     pub fn is_current(&self, sealed: &Sealed) -> bool {
         sealed.key_id == self.current.id
     }
+
+    /// `sealed` sealed again with the current key, or `None` when it already is.
+    pub fn reseal(
+        &self,
+        random: &dyn Random,
+        sealed: &Sealed,
+        context: &str,
+    ) -> Result<Option<Sealed>> {
+        if self.is_current(sealed) {
+            return Ok(None);
+        }
+        let plaintext = self.open(sealed, context)?;
+        self.seal(random, &plaintext, context).map(Some)
+    }
 }
 
 #[cfg(test)]

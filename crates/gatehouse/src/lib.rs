@@ -186,6 +186,20 @@ pub struct Opened {
     pub engine: Engine,
 }
 
+impl Opened {
+    /// Gives the worker ID back when a maintenance command is done.
+    async fn release(&self) {
+        if let Err(e) = self
+            .services
+            .cluster
+            .release_worker_id(self.worker_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the worker ID; its lease expires on its own");
+        }
+    }
+}
+
 /// Opens storage, resolves secrets, leases a worker ID and builds the
 /// services: what `serve` and the maintenance commands share.
 pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
@@ -260,14 +274,7 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
 pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
     let opened = open_services(config).await?;
     let kid = opened.services.tokens.rotate_signing_key().await;
-    if let Err(e) = opened
-        .services
-        .cluster
-        .release_worker_id(opened.worker_id)
-        .await
-    {
-        tracing::warn!(error = %e, "could not release the worker ID; its lease expires on its own");
-    }
+    opened.release().await;
     kid.context("rotating the signing key")
 }
 
@@ -286,14 +293,7 @@ pub async fn rotate_encryption_key(config: &Config) -> anyhow::Result<usize> {
         )
     }
     .await;
-    if let Err(e) = opened
-        .services
-        .cluster
-        .release_worker_id(opened.worker_id)
-        .await
-    {
-        tracing::warn!(error = %e, "could not release the worker ID; its lease expires on its own");
-    }
+    opened.release().await;
     let resealed = resealed.context("re-sealing stored secrets")?;
     opened
         .services

@@ -95,52 +95,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::RotateEncryptionKey(args) => {
-            let overrides = Overrides {
-                config_file: args.config.config,
-                data_dir: args.data_dir,
-                ..Overrides::default()
-            };
-            let config = match Config::load(&overrides) {
-                Ok(config) => config,
-                Err(e) => return fail(e),
-            };
-            telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => return fail(e),
-            };
-            match runtime.block_on(gatehouse::rotate_encryption_key(&config)) {
-                Ok(count) => {
-                    println!("re-encrypted {count} secrets with the current key");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(format!("{e:#}")),
-            }
-        }
-        Command::RotateSigningKey(args) => {
-            let overrides = Overrides {
-                config_file: args.config.config,
-                data_dir: args.data_dir,
-                ..Overrides::default()
-            };
-            let config = match Config::load(&overrides) {
-                Ok(config) => config,
-                Err(e) => return fail(e),
-            };
-            telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => return fail(e),
-            };
-            match runtime.block_on(gatehouse::rotate_signing_key(&config)) {
-                Ok(kid) => {
-                    println!("new signing key {kid}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(format!("{e:#}")),
-            }
-        }
+        Command::RotateEncryptionKey(args) => maintain(args, async |config| {
+            let count = gatehouse::rotate_encryption_key(&config).await?;
+            Ok(format!("re-encrypted {count} secrets with the current key"))
+        }),
+        Command::RotateSigningKey(args) => maintain(args, async |config| {
+            let kid = gatehouse::rotate_signing_key(&config).await?;
+            Ok(format!("new signing key {kid}"))
+        }),
         Command::Serve(args) => {
             let overrides = Overrides {
                 config_file: args.config.config,
@@ -169,6 +131,35 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Gatehouse::build(&config).await?;
     server.run_until_stopped(shutdown_signal()).await
+}
+
+/// Runs a maintenance command against the configured store and prints its
+/// one-line result.
+fn maintain(
+    args: StoreArgs,
+    command: impl AsyncFnOnce(Config) -> anyhow::Result<String>,
+) -> ExitCode {
+    let overrides = Overrides {
+        config_file: args.config.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    };
+    let config = match Config::load(&overrides) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(e),
+    };
+    match runtime.block_on(command(config)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("{e:#}")),
+    }
 }
 
 /// One line on standard error, and a non-zero exit.

@@ -595,16 +595,14 @@ impl CatalogService {
                     let Some(mut credential) = key.get(&tx).await? else {
                         return Ok(false);
                     };
-                    if keys.is_current(&credential.secret) {
-                        return Ok(false);
-                    }
                     let context = Credential::context(id);
-                    let plaintext = keys
-                        .open(&credential.secret, &context)
-                        .map_err(TxError::Abort)?;
-                    credential.secret = keys
-                        .seal(random, &plaintext, &context)
-                        .map_err(TxError::Abort)?;
+                    let Some(sealed) = keys
+                        .reseal(random, &credential.secret, &context)
+                        .map_err(TxError::Abort)?
+                    else {
+                        return Ok(false);
+                    };
+                    credential.secret = sealed;
                     key.put(&tx, &credential).await?;
                     Ok::<_, TxError<Error>>(true)
                 })

@@ -912,15 +912,14 @@ impl VaultService {
                     let Some(sealed) = &cert.private_key else {
                         return Ok(false);
                     };
-                    if keys.is_current(sealed) {
-                        return Ok(false);
-                    }
                     let context = Certificate::context(kid);
-                    let plain = keys.open(sealed, &context).map_err(TxError::Abort)?;
-                    cert.private_key = Some(
-                        keys.seal(random, &plain, &context)
-                            .map_err(TxError::Abort)?,
-                    );
+                    let Some(resealed) = keys
+                        .reseal(random, sealed, &context)
+                        .map_err(TxError::Abort)?
+                    else {
+                        return Ok(false);
+                    };
+                    cert.private_key = Some(resealed);
                     key.put(&tx, &cert).await?;
                     Ok::<_, TxError<Error>>(true)
                 })

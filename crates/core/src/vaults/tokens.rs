@@ -277,16 +277,14 @@ impl TokenService {
                     let Some(mut record) = key.get(&tx).await? else {
                         return Ok(false);
                     };
-                    if keys.is_current(&record.private_key) {
-                        return Ok(false);
-                    }
                     let context = SigningKey::context(kid);
-                    let plain = keys
-                        .open(&record.private_key, &context)
-                        .map_err(TxError::Abort)?;
-                    record.private_key = keys
-                        .seal(random, &plain, &context)
-                        .map_err(TxError::Abort)?;
+                    let Some(sealed) = keys
+                        .reseal(random, &record.private_key, &context)
+                        .map_err(TxError::Abort)?
+                    else {
+                        return Ok(false);
+                    };
+                    record.private_key = sealed;
                     key.put(&tx, &record).await?;
                     Ok::<_, TxError<Error>>(true)
                 })
