@@ -271,6 +271,26 @@ const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The most of an upstream's error answer the gateway reads.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
 
+/// The most of a request or response body kept when bodies are captured.
+pub const CAPTURE_LIMIT: usize = 256 * 1024;
+
+/// The longest stream line the gateway buffers to read usage from.
+const MAX_EVENT_LINE: usize = 1 << 20;
+
+/// A captured body as text: at most [`CAPTURE_LIMIT`] bytes of it, with a
+/// note of what was cut.
+fn captured_text(bytes: &[u8], total: usize) -> String {
+    let kept = &bytes[..bytes.len().min(CAPTURE_LIMIT)];
+    let mut text = String::from_utf8_lossy(kept).into_owned();
+    if total > kept.len() {
+        text.push_str(&format!(
+            "…[{} more bytes not captured]",
+            total - kept.len()
+        ));
+    }
+    text
+}
+
 impl Gateway {
     pub fn new(services: Services) -> Arc<Self> {
         Arc::new(Gateway {
@@ -679,7 +699,7 @@ async fn forward(
         ticket: Some(ticket),
         request_body: grant
             .capture_bodies
-            .then(|| String::from_utf8_lossy(&body).into_owned()),
+            .then(|| captured_text(&body, body.len())),
         grant,
         api,
         stream,
@@ -883,7 +903,7 @@ async fn forward(
     let captured = settlement
         .grant
         .capture_bodies
-        .then(|| String::from_utf8_lossy(&out).into_owned());
+        .then(|| captured_text(&out, out.len()));
     settlement.finish(200, tokens, body.len(), captured, None);
     let mut response = Response::new(Body::from(out));
     response
@@ -912,9 +932,14 @@ fn stream_through(
         fn see(&mut self, chunk: &[u8]) {
             self.bytes += chunk.len();
             if let Some(captured) = &mut self.captured {
-                captured.extend_from_slice(chunk);
+                let room = CAPTURE_LIMIT.saturating_sub(captured.len());
+                captured.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
             self.pending.extend_from_slice(chunk);
+            if self.pending.len() > MAX_EVENT_LINE && !self.pending.contains(&b'\n') {
+                // No event is this long: nothing to read usage from.
+                self.pending.clear();
+            }
             while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&line);
@@ -927,10 +952,7 @@ fn stream_through(
     impl Drop for Watch {
         fn drop(&mut self) {
             if let Some(settlement) = self.settlement.take() {
-                let captured = self
-                    .captured
-                    .take()
-                    .map(|c| String::from_utf8_lossy(&c).into_owned());
+                let captured = self.captured.take().map(|c| captured_text(&c, self.bytes));
                 settlement.finish(200, self.tokens, self.bytes, captured, self.failed.take());
             }
         }
@@ -968,4 +990,25 @@ fn stream_through(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_bodies_are_cut_at_the_limit_and_say_so() {
+        assert_eq!(captured_text(b"{\"a\":1}", 7), "{\"a\":1}");
+        let big = vec![b'x'; CAPTURE_LIMIT + 10];
+        let text = captured_text(&big, big.len());
+        assert!(text.starts_with(&"x".repeat(CAPTURE_LIMIT)));
+        assert!(
+            text.ends_with("…[10 more bytes not captured]"),
+            "{}",
+            &text[CAPTURE_LIMIT..]
+        );
+        // A stream's capture holds the first bytes; the total says how many came.
+        let text = captured_text(&big[..CAPTURE_LIMIT], 3 * CAPTURE_LIMIT);
+        assert!(text.ends_with(&format!("…[{} more bytes not captured]", 2 * CAPTURE_LIMIT)));
+    }
 }

@@ -58,6 +58,19 @@ pub struct RequestLog {
     pub response_body: Option<String>,
 }
 
+/// Request logs written per transaction, at most.
+const FLUSH_BATCH: usize = 2000;
+/// About this many bytes of request logs per transaction, at most (engines
+/// refuse transactions over 10 MB).
+const FLUSH_BATCH_BYTES: usize = 2_000_000;
+
+/// Roughly how many bytes a log takes stored, with its rollup writes.
+fn log_size(log: &RequestLog) -> usize {
+    600 + log.request_body.as_ref().map_or(0, String::len)
+        + log.response_body.as_ref().map_or(0, String::len)
+        + log.error.as_ref().map_or(0, String::len)
+}
+
 impl Record for RequestLog {
     const VERSION: u8 = 1;
     const NAME: &'static str = "request log";
@@ -222,7 +235,18 @@ impl UsageService {
     pub async fn flush(&self) -> Result<usize> {
         let logs = std::mem::take(&mut *self.buffer.lock());
         let written = logs.len();
-        for (i, chunk) in logs.chunks(200).enumerate() {
+        // Few, large transactions (each commit is a durable write), each well
+        // inside the engines' transaction size limit.
+        let mut start = 0;
+        while start < logs.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < logs.len() && end - start < FLUSH_BATCH && bytes < FLUSH_BATCH_BYTES {
+                bytes += log_size(&logs[end]);
+                end += 1;
+            }
+            let (i, chunk) = (start, &logs[start..end]);
+            start = end;
             let result = self
                 .store
                 .run(|tx| async move {
@@ -244,7 +268,7 @@ impl UsageService {
                 .await;
             if let Err(e) = result {
                 // Put back what was not written; the next flush retries.
-                self.buffer.lock().extend(logs[i * 200..].iter().cloned());
+                self.buffer.lock().extend(logs[i..].iter().cloned());
                 return Err(e.into());
             }
         }

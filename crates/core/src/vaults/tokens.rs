@@ -130,7 +130,7 @@ impl TokenService {
         if keys.iter().any(|k| k.retired_at.is_none()) {
             return Ok(());
         }
-        self.rotate_signing_key().await.map(|_| ())
+        self.new_signing_key().await.map(|_| ())
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
@@ -142,7 +142,24 @@ impl TokenService {
 
     /// Makes a new signing key current and retires the others; tokens they
     /// signed stay verifiable (their keys stay published) until they expire.
+    /// Recorded in the audit log.
     pub async fn rotate_signing_key(&self) -> Result<String> {
+        let kid = self.new_signing_key().await?;
+        self.audit
+            .record(NewEvent {
+                actor: Actor::System,
+                action: "tokens.rotate_signing_key",
+                outcome: Outcome::Success,
+                target: Some(("signing_key", kid.clone())),
+                organization: None,
+                client: &ClientInfo::default(),
+                details: json!({}),
+            })
+            .await;
+        Ok(kid)
+    }
+
+    async fn new_signing_key(&self) -> Result<String> {
         let mut seed = [0u8; 32];
         self.env.random.fill(&mut seed);
         let key = Ed25519Key::from_bytes(&seed);
@@ -174,17 +191,6 @@ impl TokenService {
             })
             .await?;
         *self.cache.lock() = None;
-        self.audit
-            .record(NewEvent {
-                actor: Actor::System,
-                action: "tokens.rotate_signing_key",
-                outcome: Outcome::Success,
-                target: Some(("signing_key", kid.clone())),
-                organization: None,
-                client: &ClientInfo::default(),
-                details: json!({}),
-            })
-            .await;
         Ok(kid)
     }
 
