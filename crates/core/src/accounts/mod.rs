@@ -1562,6 +1562,7 @@ impl AccountService {
                 "you cannot delete your own account",
             ));
         }
+        let now = self.env.clock.now();
         let (user, orgs) = self
             .store
             .run(|tx| async move {
@@ -1575,7 +1576,7 @@ impl AccountService {
                 let Some(user) = keyspace::user(user_id).get(&tx).await? else {
                     return Err(TxError::Abort(Error::not_found("user")));
                 };
-                let orgs = crate::tenancy::remove_user_everywhere(&tx, user_id).await?;
+                let orgs = crate::tenancy::remove_user_everywhere(&tx, user_id, now).await?;
                 let all = gatehouse_storage::RangeOptions::default();
                 let refs = tx.get_range(&keyspace::sessions_of(user_id), all).await?;
                 for r in crate::codec::decode_values::<SessionRef>(&refs.entries)

@@ -22,6 +22,7 @@ use crate::accounts::model::{Email, User};
 use crate::accounts::sessions::{ClientInfo, token_hash};
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
 use crate::codec::{abort, decode_values, read_all};
+use crate::vaults::model::SubjectKind;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// How long an invitation can be accepted.
@@ -227,7 +228,13 @@ async fn put_membership(tx: &Tx, membership: &Membership) -> Result<(), TxError<
 }
 
 /// Removes a user from an organization and from its teams.
-async fn remove_membership(tx: &Tx, org_id: Id, user_id: Id) -> Result<(), TxError<Error>> {
+async fn remove_membership(
+    tx: &Tx,
+    org_id: Id,
+    user_id: Id,
+    now: DateTime<Utc>,
+) -> Result<(), TxError<Error>> {
+    crate::vaults::forget_subject(tx, org_id, SubjectKind::User, user_id, now).await?;
     keyspace::org_member(org_id, user_id).clear(tx).await?;
     keyspace::user_org(user_id, org_id).clear(tx).await?;
     for entry in read_all::<UserTeamRef>(tx, &keyspace::user_teams(user_id)).await? {
@@ -252,7 +259,12 @@ async fn owner_count(tx: &Tx, org_id: Id) -> Result<usize, TxError<Error>> {
 }
 
 /// Deletes a team with its memberships.
-async fn delete_team_records(tx: &Tx, team: &Team) -> Result<(), TxError<Error>> {
+async fn delete_team_records(
+    tx: &Tx,
+    team: &Team,
+    now: DateTime<Utc>,
+) -> Result<(), TxError<Error>> {
+    crate::vaults::forget_subject(tx, team.org_id, SubjectKind::Team, team.id, now).await?;
     for member in read_all::<TeamMember>(tx, &keyspace::team_members(team.id)).await? {
         keyspace::team_member(team.id, member.user_id)
             .clear(tx)
@@ -266,9 +278,10 @@ async fn delete_team_records(tx: &Tx, team: &Team) -> Result<(), TxError<Error>>
 }
 
 /// Deletes an organization with everything in it.
-async fn delete_org_records(tx: &Tx, org_id: Id) -> Result<(), TxError<Error>> {
+async fn delete_org_records(tx: &Tx, org_id: Id, now: DateTime<Utc>) -> Result<(), TxError<Error>> {
+    crate::vaults::delete_org_vaults(tx, org_id, now).await?;
     for team in read_all::<Team>(tx, &keyspace::teams(org_id)).await? {
-        delete_team_records(tx, &team).await?;
+        delete_team_records(tx, &team, now).await?;
     }
     for member in read_all::<Membership>(tx, &keyspace::org_members(org_id)).await? {
         keyspace::org_member(org_id, member.user_id)
@@ -348,6 +361,7 @@ async fn claim_slug(tx: &Tx, slug: &str, org_id: Id) -> Result<(), TxError<Error
 pub(crate) async fn remove_user_everywhere(
     tx: &Tx,
     user_id: Id,
+    now: DateTime<Utc>,
 ) -> Result<Vec<Id>, TxError<Error>> {
     let mut deleted = Vec::new();
     for entry in read_all::<UserOrgRef>(tx, &keyspace::user_orgs(user_id)).await? {
@@ -360,7 +374,7 @@ pub(crate) async fn remove_user_everywhere(
             .map(|m| m.role);
         let last_owner = role == Some(OrgRole::Owner) && owner_count(tx, org.id).await? == 1;
         if last_owner && org.personal {
-            delete_org_records(tx, org.id).await?;
+            delete_org_records(tx, org.id, now).await?;
             deleted.push(org.id);
         } else if last_owner {
             return abort(Error::conflict(format!(
@@ -368,7 +382,7 @@ pub(crate) async fn remove_user_everywhere(
                 org.name, org.id
             )));
         } else {
-            remove_membership(tx, org.id, user_id).await?;
+            remove_membership(tx, org.id, user_id, now).await?;
         }
     }
     Ok(deleted)
@@ -589,6 +603,7 @@ impl TenancyService {
     /// Deletes an organization with its members, invitations and teams
     /// (owners, platform admins). A personal organization goes only with its user.
     pub async fn delete_org(&self, actor: &User, org_id: Id, client: &ClientInfo) -> Result<()> {
+        let now = self.env.clock.now();
         let org = self
             .store
             .run(|tx| async move {
@@ -599,7 +614,7 @@ impl TenancyService {
                         "a personal organization is deleted only with its user",
                     ));
                 }
-                delete_org_records(&tx, org_id).await?;
+                delete_org_records(&tx, org_id, now).await?;
                 Ok(access.org)
             })
             .await?;
@@ -743,6 +758,7 @@ impl TenancyService {
         client: &ClientInfo,
     ) -> Result<()> {
         let leaving = actor.id == user_id;
+        let now = self.env.clock.now();
         self.store
             .run(|tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
@@ -763,7 +779,7 @@ impl TenancyService {
                         "the last owner can neither leave nor be removed; transfer ownership first",
                     ));
                 }
-                remove_membership(&tx, org_id, user_id).await
+                remove_membership(&tx, org_id, user_id, now).await
             })
             .await?;
         let action = if leaving {
@@ -1306,6 +1322,7 @@ impl TenancyService {
         team_id: Id,
         client: &ClientInfo,
     ) -> Result<()> {
+        let now = self.env.clock.now();
         let team = self
             .store
             .run(|tx| async move {
@@ -1314,7 +1331,7 @@ impl TenancyService {
                 let Some(team) = keyspace::team(org_id, team_id).get(&tx).await? else {
                     return abort(Error::not_found("team"));
                 };
-                delete_team_records(&tx, &team).await?;
+                delete_team_records(&tx, &team, now).await?;
                 Ok(team)
             })
             .await?;

@@ -782,9 +782,10 @@ async fn suspended_organizations_are_read_only_until_resumed() {
 async fn a_deleted_user_leaves_everything_but_not_an_orphaned_organization() {
     let w = world();
     let (org, owner, admin, _) = w.org().await;
+    let now = w.env.clock.now();
     let blocked = w
         .store
-        .run(|tx| async move { remove_user_everywhere(&tx, owner.id).await })
+        .run(|tx| async move { remove_user_everywhere(&tx, owner.id, now).await })
         .await;
     assert_eq!(
         Error::from(blocked.unwrap_err()).code(),
@@ -792,7 +793,7 @@ async fn a_deleted_user_leaves_everything_but_not_an_orphaned_organization() {
     );
     let deleted = w
         .store
-        .run(|tx| async move { remove_user_everywhere(&tx, admin.id).await })
+        .run(|tx| async move { remove_user_everywhere(&tx, admin.id, now).await })
         .await
         .unwrap();
     assert_eq!(deleted.len(), 1, "only the personal organization goes");

@@ -14,6 +14,7 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePrivateKey};
 use gatehouse_storage::{Store, Tx, TxError};
 use serde_json::json;
@@ -132,6 +133,95 @@ pub async fn effective_role(
     }
 }
 
+/// Raises the vault's generation in the sync outbox (due at once) and
+/// returns its new sync state, `pending`.
+async fn queue_sync(
+    tx: &Tx,
+    org_id: Id,
+    vault_id: Id,
+    now: DateTime<Utc>,
+) -> Result<SyncState, TxError<Error>> {
+    let key = keyspace::vault_sync(vault_id);
+    let mut pending = key.get(tx).await?.unwrap_or(PendingSync {
+        vault_id,
+        org_id,
+        generation: 0,
+        synced_generation: 0,
+        attempts: 0,
+        next_at: now,
+        last_error: None,
+    });
+    pending.generation += 1;
+    pending.attempts = 0;
+    pending.next_at = now;
+    pending.last_error = None;
+    key.put(tx, &pending).await?;
+    Ok(SyncState {
+        status: SyncStatus::Pending,
+        reason: None,
+        at: now,
+    })
+}
+
+/// Removes every vault grant of a subject leaving `org` (a member removed or
+/// leaving, a team deleted), in the caller's transaction, and queues a sync
+/// of each vault that changed — unless the vault has no engine to sync to.
+pub(crate) async fn forget_subject(
+    tx: &Tx,
+    org_id: Id,
+    kind: SubjectKind,
+    subject: Id,
+    now: DateTime<Utc>,
+) -> Result<(), TxError<Error>> {
+    for mut vault in read_all::<Vault>(tx, &keyspace::vaults(org_id)).await? {
+        let key = keyspace::vault_grant(vault.id, kind, subject);
+        if key.get(tx).await?.is_none() {
+            continue;
+        }
+        key.clear(tx).await?;
+        if vault.sync.status != SyncStatus::NotConfigured {
+            vault.sync = queue_sync(tx, org_id, vault.id, now).await?;
+            keyspace::vault(org_id, vault.id).put(tx, &vault).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the vaults, grants, service clients and certificates of an
+/// organization being deleted, in its transaction; the policy engine learns
+/// of each deleted vault through the sync outbox.
+pub(crate) async fn delete_org_vaults(
+    tx: &Tx,
+    org_id: Id,
+    now: DateTime<Utc>,
+) -> Result<(), TxError<Error>> {
+    for vault in read_all::<Vault>(tx, &keyspace::vaults(org_id)).await? {
+        for grant in read_all::<VaultGrant>(tx, &keyspace::vault_grants(vault.id)).await? {
+            keyspace::vault_grant(vault.id, grant.subject_type, grant.subject_id)
+                .clear(tx)
+                .await?;
+        }
+        keyspace::vault_by_id(vault.id).clear(tx).await?;
+        keyspace::vault(org_id, vault.id).clear(tx).await?;
+        if vault.sync.status != SyncStatus::NotConfigured {
+            queue_sync(tx, org_id, vault.id, now).await?;
+        }
+    }
+    for client in read_all::<ServiceClient>(tx, &keyspace::service_clients(org_id)).await? {
+        for cert in read_all::<Certificate>(tx, &keyspace::certificates(client.id)).await? {
+            keyspace::certificate_by_kid(&cert.kid).clear(tx).await?;
+            keyspace::certificate(client.id, &cert.kid)
+                .clear(tx)
+                .await?;
+        }
+        keyspace::client_by_id(client.id).clear(tx).await?;
+        keyspace::service_client(org_id, client.id)
+            .clear(tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Finds a vault by ID alone.
 pub async fn find_vault(tx: &Tx, id: Id) -> Result<Option<Vault>, TxError<Error>> {
     let Some(r) = keyspace::vault_by_id(id).get(tx).await? else {
@@ -209,26 +299,7 @@ impl VaultService {
                 at: now,
             });
         }
-        let key = keyspace::vault_sync(vault_id);
-        let mut pending = key.get(tx).await?.unwrap_or(PendingSync {
-            vault_id,
-            org_id,
-            generation: 0,
-            synced_generation: 0,
-            attempts: 0,
-            next_at: now,
-            last_error: None,
-        });
-        pending.generation += 1;
-        pending.attempts = 0;
-        pending.next_at = now;
-        pending.last_error = None;
-        key.put(tx, &pending).await?;
-        Ok(SyncState {
-            status: SyncStatus::Pending,
-            reason: None,
-            at: now,
-        })
+        queue_sync(tx, org_id, vault_id, now).await
     }
 
     /// Delivers every due vault's state to the policy engine (the leader runs

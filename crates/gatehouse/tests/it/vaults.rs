@@ -927,3 +927,64 @@ async fn managers_of_a_team_with_manage_vaults_manage_vaults() {
     );
     w.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_clients() {
+    let w = World::new().await;
+    w.grant("user", &w.member_id, "writer").await;
+    w.grant("client", &w.client, "reader").await;
+    let grants = format!("/api/v1/organizations/{}/vaults/{}/grants", w.org, w.vault);
+    let (_, before) = w
+        .app
+        .call(
+            Method::GET,
+            &grants,
+            Some(("authorization", &w.owner)),
+            None,
+        )
+        .await;
+    assert_eq!(before.as_array().unwrap().len(), 2);
+    // The member leaves: their grant goes with them.
+    let (status, _) = w
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/organizations/{}/members/{}", w.org, w.member_id),
+            Some(("authorization", &w.member)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, after) = w
+        .app
+        .call(
+            Method::GET,
+            &grants,
+            Some(("authorization", &w.owner)),
+            None,
+        )
+        .await;
+    let after = after.as_array().unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["subject_type"], "client");
+    // The organization goes: its client's certificate no longer signs in.
+    let (status, _) = w.exchange(&w.assertion(w.claims())).await;
+    assert_eq!(status, 200);
+    let (status, _) = w
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/organizations/{}", w.org),
+            Some(("authorization", &w.owner)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = w.exchange(&w.assertion(w.claims())).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("kid"),
+        "{body}"
+    );
+    w.app.stop().await;
+}
