@@ -196,30 +196,37 @@ pub(crate) async fn delete_org_vaults(
     now: DateTime<Utc>,
 ) -> Result<(), TxError<Error>> {
     for vault in read_all::<Vault>(tx, &keyspace::vaults(org_id)).await? {
-        for grant in read_all::<VaultGrant>(tx, &keyspace::vault_grants(vault.id)).await? {
-            keyspace::vault_grant(vault.id, grant.subject_type, grant.subject_id)
-                .clear(tx)
-                .await?;
-        }
-        keyspace::vault_by_id(vault.id).clear(tx).await?;
-        keyspace::vault(org_id, vault.id).clear(tx).await?;
+        clear_vault(tx, org_id, vault.id).await?;
         if vault.sync.status != SyncStatus::NotConfigured {
             queue_sync(tx, org_id, vault.id, now).await?;
         }
     }
     for client in read_all::<ServiceClient>(tx, &keyspace::service_clients(org_id)).await? {
-        for cert in read_all::<Certificate>(tx, &keyspace::certificates(client.id)).await? {
-            keyspace::certificate_by_kid(&cert.kid).clear(tx).await?;
-            keyspace::certificate(client.id, &cert.kid)
-                .clear(tx)
-                .await?;
-        }
-        keyspace::client_by_id(client.id).clear(tx).await?;
-        keyspace::service_client(org_id, client.id)
+        clear_client(tx, org_id, client.id).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a vault's record, index entry and grants.
+async fn clear_vault(tx: &Tx, org_id: Id, id: Id) -> Result<(), TxError<Error>> {
+    for grant in read_all::<VaultGrant>(tx, &keyspace::vault_grants(id)).await? {
+        keyspace::vault_grant(id, grant.subject_type, grant.subject_id)
             .clear(tx)
             .await?;
     }
-    Ok(())
+    keyspace::vault_by_id(id).clear(tx).await?;
+    keyspace::vault(org_id, id).clear(tx).await
+}
+
+/// Deletes a client's record, index entry and certificates: its assertions
+/// are refused from then on.
+async fn clear_client(tx: &Tx, org_id: Id, id: Id) -> Result<(), TxError<Error>> {
+    for cert in read_all::<Certificate>(tx, &keyspace::certificates(id)).await? {
+        keyspace::certificate_by_kid(&cert.kid).clear(tx).await?;
+        keyspace::certificate(id, &cert.kid).clear(tx).await?;
+    }
+    keyspace::client_by_id(id).clear(tx).await?;
+    keyspace::service_client(org_id, id).clear(tx).await
 }
 
 /// Finds a vault by ID alone.
@@ -561,13 +568,7 @@ impl VaultService {
                     .await?
                     .require(OrgAction::ManageVaults)?;
                 get_vault(&tx, org_id, id).await?;
-                for grant in read_all::<VaultGrant>(&tx, &keyspace::vault_grants(id)).await? {
-                    keyspace::vault_grant(id, grant.subject_type, grant.subject_id)
-                        .clear(&tx)
-                        .await?;
-                }
-                keyspace::vault_by_id(id).clear(&tx).await?;
-                keyspace::vault(org_id, id).clear(&tx).await?;
+                clear_vault(&tx, org_id, id).await?;
                 // The engine learns of the deletion through the outbox.
                 self.mark_changed(&tx, org_id, id).await.map(|_| ())
             })
@@ -784,20 +785,9 @@ impl VaultService {
                     .await?
                     .require(OrgAction::ManageKeys)?;
                 get_client(&tx, org_id, id).await?;
-                for cert in read_all::<Certificate>(&tx, &keyspace::certificates(id)).await? {
-                    keyspace::certificate_by_kid(&cert.kid).clear(&tx).await?;
-                    keyspace::certificate(id, &cert.kid).clear(&tx).await?;
-                }
-                for mut vault in read_all::<Vault>(&tx, &keyspace::vaults(org_id)).await? {
-                    let key = keyspace::vault_grant(vault.id, SubjectKind::Client, id);
-                    if key.get(&tx).await?.is_some() {
-                        key.clear(&tx).await?;
-                        vault.sync = self.mark_changed(&tx, org_id, vault.id).await?;
-                        keyspace::vault(org_id, vault.id).put(&tx, &vault).await?;
-                    }
-                }
-                keyspace::client_by_id(id).clear(&tx).await?;
-                keyspace::service_client(org_id, id).clear(&tx).await
+                let now = self.env.clock.now();
+                forget_subject(&tx, org_id, SubjectKind::Client, id, now).await?;
+                clear_client(&tx, org_id, id).await
             })
             .await?;
         self.record(
