@@ -98,6 +98,44 @@ pub struct NewEvent<'a> {
     pub details: serde_json::Value,
 }
 
+impl<'a> NewEvent<'a> {
+    /// A successful action by `actor`; add its target, organization and
+    /// details with the builders below.
+    pub fn success(actor: Actor, action: &'a str, client: &'a ClientInfo) -> Self {
+        NewEvent {
+            actor,
+            action,
+            outcome: Outcome::Success,
+            target: None,
+            organization: None,
+            client,
+            details: serde_json::Value::Null,
+        }
+    }
+
+    /// A successful action by a signed-in user.
+    pub fn by_user(actor: &User, action: &'a str, client: &'a ClientInfo) -> Self {
+        Self::success(Actor::User { id: actor.id }, action, client)
+    }
+
+    /// What the action was done to.
+    pub fn on(mut self, kind: &'a str, id: impl ToString) -> Self {
+        self.target = Some((kind, id.to_string()));
+        self
+    }
+
+    /// The organization it happened in.
+    pub fn in_org(mut self, organization: Option<Id>) -> Self {
+        self.organization = organization;
+        self
+    }
+
+    pub fn with(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
 pub struct AuditLog {
     store: Store,
     env: Env,

@@ -158,9 +158,7 @@ pub struct CertificateOut {
 impl CertificateOut {
     fn new(c: Certificate, private_key: Option<String>) -> Self {
         CertificateOut {
-            jwk: serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "x": c.public_key, "kid": c.kid, "alg": "EdDSA", "use": "sig",
-            }),
+            jwk: gatehouse_core::vaults::jwt::public_jwk(&c.kid, &c.public_key),
             kid: c.kid,
             client_id: c.client_id,
             private_key_kept: c.private_key.is_some(),

@@ -21,7 +21,7 @@ use self::model::{
 };
 use crate::accounts::model::{Role, User};
 use crate::accounts::sessions::ClientInfo;
-use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
+use crate::audit::{AuditLog, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::crypto::KeyRing;
 use crate::tenancy::{OrgAction, load_access};
@@ -235,17 +235,11 @@ impl CatalogService {
         client: &ClientInfo,
         details: serde_json::Value,
     ) {
-        self.audit
-            .record(NewEvent {
-                actor: Actor::User { id: actor.id },
-                action,
-                outcome: Outcome::Success,
-                target: Some((target.0, target.1.to_string())),
-                organization,
-                client,
-                details,
-            })
-            .await;
+        let event = NewEvent::by_user(actor, action, client)
+            .on(target.0, target.1)
+            .in_org(organization)
+            .with(details);
+        self.audit.record(event).await;
     }
 
     // ---- credentials ----

@@ -17,7 +17,7 @@ use self::index::{AccessIndex, KEY_RANDOM_CHARS};
 use self::model::{ApiKey, Budget, LastUsed, check_budget};
 use crate::accounts::model::{Role, User};
 use crate::accounts::sessions::ClientInfo;
-use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
+use crate::audit::{AuditLog, NewEvent};
 use crate::catalog::model::IdRef;
 use crate::codec::decode_values;
 use crate::{Env, Error, Id, Result, keyspace};
@@ -77,17 +77,10 @@ impl KeyService {
         client: &ClientInfo,
         details: serde_json::Value,
     ) {
-        self.audit
-            .record(NewEvent {
-                actor: Actor::User { id: actor.id },
-                action,
-                outcome: Outcome::Success,
-                target: Some(("api_key", id.to_string())),
-                organization: None,
-                client,
-                details,
-            })
-            .await;
+        let event = NewEvent::by_user(actor, action, client)
+            .on("api_key", id)
+            .with(details);
+        self.audit.record(event).await;
     }
 
     /// `prefix` + 32 characters of `[A-Za-z0-9]` (about 190 bits).

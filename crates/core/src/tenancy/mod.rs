@@ -417,17 +417,13 @@ impl TenancyService {
     }
 
     async fn audit(&self, actor: &User, client: &ClientInfo, event: Event<'_>) {
-        self.audit
-            .record(NewEvent {
-                actor: Actor::User { id: actor.id },
-                action: event.action,
-                outcome: Outcome::Success,
-                target: event.target.map(|(kind, id)| (kind, id.to_string())),
-                organization: event.org,
-                client,
-                details: event.details,
-            })
-            .await;
+        let mut record = NewEvent::by_user(actor, event.action, client)
+            .in_org(event.org)
+            .with(event.details);
+        if let Some((kind, id)) = event.target {
+            record = record.on(kind, id);
+        }
+        self.audit.record(record).await;
     }
 
     // ---- organizations ----

@@ -245,8 +245,7 @@ impl UsageService {
                 bytes += log_size(&logs[end]);
                 end += 1;
             }
-            let (i, chunk) = (start, &logs[start..end]);
-            start = end;
+            let chunk = &logs[start..end];
             let result = self
                 .store
                 .run(|tx| async move {
@@ -268,9 +267,10 @@ impl UsageService {
                 .await;
             if let Err(e) = result {
                 // Put back what was not written; the next flush retries.
-                self.buffer.lock().extend(logs[i..].iter().cloned());
+                self.buffer.lock().extend(logs[start..].iter().cloned());
                 return Err(e.into());
             }
+            start = end;
         }
         let deltas = self.ledger.take_unflushed();
         if !deltas.is_empty() {

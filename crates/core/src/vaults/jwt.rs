@@ -104,6 +104,19 @@ pub fn encode_public_key(key: &VerifyingKey) -> String {
     URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
+/// An Ed25519 public key as a JWK (RFC 8037), for EdDSA signatures; `x` is
+/// the key as [`encode_public_key`] writes it.
+pub fn public_jwk(kid: &str, x: &str) -> Value {
+    serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": x,
+        "kid": kid,
+        "alg": "EdDSA",
+        "use": "sig",
+    })
+}
+
 /// Reads a JWK `x` value back into a key.
 pub fn decode_public_key(x: &str) -> Result<VerifyingKey> {
     let bytes: [u8; 32] = URL_SAFE_NO_PAD

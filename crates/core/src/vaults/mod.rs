@@ -25,10 +25,10 @@ use self::model::{
 };
 use crate::accounts::model::User;
 use crate::accounts::sessions::ClientInfo;
-use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
+use crate::audit::{AuditLog, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::crypto::KeyRing;
-use crate::tenancy::model::UserTeamRef;
+use crate::tenancy::model::{UserTeamRef, parse_name};
 use crate::tenancy::{OrgAction, load_access, parse_description};
 use crate::{Env, Error, Id, Result, keyspace};
 
@@ -237,10 +237,6 @@ pub async fn find_vault(tx: &Tx, id: Id) -> Result<Option<Vault>, TxError<Error>
     keyspace::vault(r.org_id, id).get(tx).await
 }
 
-fn parse_name(name: Option<&str>, what: &str) -> Result<String> {
-    crate::tenancy::model::parse_name(name.unwrap_or_default(), what)
-}
-
 /// Reads a public key given as raw base64url or as a PEM `PUBLIC KEY`.
 fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey> {
     let text = text.trim();
@@ -277,17 +273,11 @@ impl VaultService {
         target: (&str, String),
         details: serde_json::Value,
     ) {
-        self.audit
-            .record(NewEvent {
-                actor: Actor::User { id: actor.id },
-                action,
-                outcome: Outcome::Success,
-                target: Some(target),
-                organization: Some(org),
-                client,
-                details,
-            })
-            .await;
+        let event = NewEvent::by_user(actor, action, client)
+            .on(target.0, target.1)
+            .in_org(Some(org))
+            .with(details);
+        self.audit.record(event).await;
     }
 
     /// Queues a sync of the vault (in the changing transaction) and returns
@@ -433,7 +423,7 @@ impl VaultService {
         spec: VaultSpec,
         client: &ClientInfo,
     ) -> Result<Vault> {
-        let name = parse_name(spec.name.as_deref(), "vault")?;
+        let name = parse_name(spec.name.as_deref().unwrap_or_default(), "vault")?;
         let description = parse_description(spec.description.as_deref())?;
         let now = self.env.clock.now();
         let draft = Vault {
@@ -510,7 +500,7 @@ impl VaultService {
         let name = spec
             .name
             .as_deref()
-            .map(|n| parse_name(Some(n), "vault"))
+            .map(|n| parse_name(n, "vault"))
             .transpose()?;
         let description = spec
             .description
@@ -713,7 +703,7 @@ impl VaultService {
         spec: VaultSpec,
         client: &ClientInfo,
     ) -> Result<ServiceClient> {
-        let name = parse_name(spec.name.as_deref(), "client")?;
+        let name = parse_name(spec.name.as_deref().unwrap_or_default(), "client")?;
         let description = parse_description(spec.description.as_deref())?;
         let service = ServiceClient {
             id: self.env.ids.next_id(),

@@ -145,17 +145,11 @@ impl TokenService {
     /// Recorded in the audit log.
     pub async fn rotate_signing_key(&self) -> Result<String> {
         let kid = self.new_signing_key().await?;
-        self.audit
-            .record(NewEvent {
-                actor: Actor::System,
-                action: "tokens.rotate_signing_key",
-                outcome: Outcome::Success,
-                target: Some(("signing_key", kid.clone())),
-                organization: None,
-                client: &ClientInfo::default(),
-                details: json!({}),
-            })
-            .await;
+        let client = ClientInfo::default();
+        let event = NewEvent::success(Actor::System, "tokens.rotate_signing_key", &client)
+            .on("signing_key", &kid)
+            .with(json!({}));
+        self.audit.record(event).await;
         Ok(kid)
     }
 
@@ -255,16 +249,7 @@ impl TokenService {
         let keys: Vec<Value> = cache
             .published
             .iter()
-            .map(|k| {
-                json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": k.public_key,
-                    "kid": k.kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                })
-            })
+            .map(|k| jwt::public_jwk(&k.kid, &k.public_key))
             .collect();
         Ok(json!({ "keys": keys }))
     }
@@ -681,17 +666,11 @@ impl TokenService {
         client: &ClientInfo,
         details: Value,
     ) {
-        self.audit
-            .record(NewEvent {
-                actor: holder_actor(holder),
-                action,
-                outcome: Outcome::Success,
-                target: Some(("vault", vault_id.to_string())),
-                organization: org,
-                client,
-                details,
-            })
-            .await;
+        let event = NewEvent::success(holder_actor(holder), action, client)
+            .on("vault", vault_id)
+            .in_org(org)
+            .with(details);
+        self.audit.record(event).await;
     }
 
     /// Deletes spent assertion IDs whose assertions have expired anyway.
