@@ -314,7 +314,7 @@ pub struct TokensConfig {
 impl Default for TokensConfig {
     fn default() -> Self {
         TokensConfig {
-            issuer: "http://localhost:8080".into(),
+            issuer: "http://localhost:3000".into(),
             access_ttl_secs: 300,
             user_refresh_ttl_secs: 3600,
             client_refresh_ttl_secs: 7 * 24 * 3600,

@@ -43,7 +43,7 @@ pub struct TokenSettings {
 impl Default for TokenSettings {
     fn default() -> Self {
         TokenSettings {
-            issuer: "http://localhost:8080".into(),
+            issuer: "http://localhost:3000".into(),
             access_ttl_secs: 300,
             user_refresh_ttl_secs: 3600,
             client_refresh_ttl_secs: 7 * 24 * 3600,
