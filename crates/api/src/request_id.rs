@@ -1,14 +1,9 @@
 //! Request IDs: taken from `X-Request-Id` when the caller sends a sane one, made
 //! otherwise; returned on every response, present in every log line of the
-//! request (through its span) and in error bodies (through a task-local).
+//! request (through its span, `rest::with_middleware`) and in error bodies
+//! (through a task-local).
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -29,38 +24,15 @@ fn accept(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_string())
 }
 
-/// Middleware: assigns the ID, opens the request span, logs the outcome.
-pub async fn middleware(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+/// The caller's ID when it is sane, a new one otherwise.
+pub fn of(headers: &axum::http::HeaderMap) -> String {
+    headers
         .get(HEADER)
         .and_then(accept)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %request.method(),
-        route = %route,
-    );
-    let started = Instant::now();
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request))
-        .instrument(span.clone())
-        .await;
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request finished"
-        );
-    });
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
-    }
-    response
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Runs `f` with `id` as the current request ID.
+pub async fn scope<F: Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
 }

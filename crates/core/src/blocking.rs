@@ -30,3 +30,20 @@ pub async fn run<T: Send + 'static>(
     rx.await
         .map_err(|_| Error::internal("a blocking job was dropped before it finished"))
 }
+
+/// Lets the executor run other tasks before continuing: long loops in async
+/// code (a large usage flush) call it now and then, so that the requests
+/// queued on the same worker thread are not held up.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

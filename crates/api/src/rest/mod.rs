@@ -14,18 +14,22 @@ pub(crate) mod users;
 pub(crate) mod vaults;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
+use gatehouse_core::keys::index::AccessIndex;
 use gatehouse_core::services::Services;
 use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::request_id;
 
 pub use self::ops::{Health, Ready};
 pub use self::system::SystemInfo;
@@ -288,51 +292,116 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         secure_cookies: limits.secure_cookies,
     }));
     let index = state.services.keys.index().clone();
-    let routes = route_table()
-        .router
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(index, refresh_index));
-    with_middleware(routes, limits, metrics)
+    let routes = route_table().router.with_state(state);
+    layered(routes, limits, metrics, Some(index))
 }
 
 /// Adds what every route gets: request IDs and logging, metrics, panic
 /// recovery, the body limit, the timeout, and JSON errors for unknown routes
 /// and methods.
 pub fn with_middleware(routes: Router, limits: RestOptions, metrics: Arc<Metrics>) -> Router {
+    layered(routes, limits, metrics, None)
+}
+
+fn layered(
+    routes: Router,
+    limits: RestOptions,
+    metrics: Arc<Metrics>,
+    index: Option<Arc<AccessIndex>>,
+) -> Router {
+    let around = Arc::new(Around {
+        metrics,
+        timeout: limits.request_timeout,
+        index,
+    });
     routes
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Layers wrap each route, so the inner ones see the matched route. The
-        // last added runs first: request IDs exist before anything logs.
-        .layer(middleware::from_fn_with_state(
-            limits.request_timeout,
-            timeout,
-        ))
+        // Layers wrap each route, so they see the matched route. The last
+        // added runs first. One middleware function does the per-request
+        // bookkeeping: each layer costs the gateway's hot path.
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(
-            metrics,
-            crate::metrics::middleware,
-        ))
-        .layer(middleware::from_fn(crate::request_id::middleware))
+        .layer(middleware::from_fn_with_state(around, around_every_request))
 }
 
-/// After a successful management write, brings this instance's access index
-/// up to date before answering: a role, team or key change counts for API keys
-/// from the very next request.
-async fn refresh_index(
-    State(index): State<Arc<gatehouse_core::keys::index::AccessIndex>>,
+/// What [`around_every_request`] needs.
+struct Around {
+    metrics: Arc<Metrics>,
+    /// For the management API; gateway calls run on their endpoint's own
+    /// timeouts (answers can take minutes).
+    timeout: Duration,
+    /// Brought up to date after each successful management write, so that a
+    /// role, team or key change counts for API keys from the very next
+    /// request. The gateway's own path stays free of storage reads.
+    index: Option<Arc<AccessIndex>>,
+}
+
+/// The request ID (the caller's if sane), the request's span and log line, its
+/// metrics, the timeout, and the access index's catch-up after a write.
+async fn around_every_request(
+    State(around): State<Arc<Around>>,
     request: Request,
     next: Next,
 ) -> Response {
-    // Management writes only: the gateway's own path stays free of storage reads.
-    let write = !request.method().is_safe() && request.uri().path().starts_with("/api/");
-    let response = next.run(request).await;
-    if write
-        && response.status().is_success()
-        && let Err(e) = index.catch_up().await
-    {
-        tracing::warn!(error = %e, "access index could not read the change feed");
+    let id = request_id::of(request.headers());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+    );
+    let gateway = request.uri().path().starts_with("/v1/");
+    let write = !method.is_safe() && request.uri().path().starts_with("/api/");
+    let started = Instant::now();
+    let handled = async {
+        let response = if gateway {
+            next.run(request).await
+        } else {
+            match tokio::time::timeout(around.timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the request took longer than {} ms",
+                        around.timeout.as_millis()
+                    ),
+                )
+                .into_response(),
+            }
+        };
+        if write
+            && response.status().is_success()
+            && let Some(index) = &around.index
+            && let Err(e) = index.catch_up().await
+        {
+            tracing::warn!(error = %e, "access index could not read the change feed");
+        }
+        response
+    };
+    let mut response = request_id::scope(id.clone(), handled)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    around
+        .metrics
+        .observe(method.as_str(), &route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request finished"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(request_id::HEADER, value);
     }
     response
 }
@@ -346,21 +415,6 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this route does not support this method",
     )
-}
-
-async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    // Gateway calls run on their endpoint's own timeouts (answers can take minutes).
-    if request.uri().path().starts_with("/v1/") {
-        return next.run(request).await;
-    }
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            ErrorCode::Timeout,
-            format!("the request took longer than {} ms", limit.as_millis()),
-        )
-        .into_response(),
-    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -12,7 +12,7 @@
 
 pub mod ledger;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use self::ledger::{Holder, Ledger, Micros};
 use crate::accounts::model::{Role, User};
-use crate::codec::{Record, decode_values};
+use crate::codec::{self, Record, decode_values};
 use crate::keys::model::BudgetPeriod;
 use crate::{Env, Error, Id, Result, keyspace};
 
@@ -86,15 +86,41 @@ const FIELDS: [&str; 4] = [
 ];
 
 /// `("usage_day", day, user, key, model, field)`: an `i64` counter.
-fn rollup_key(day: &str, log: &RequestLog, field: &str) -> Vec<u8> {
-    pack(&(
-        "usage_day",
-        day,
-        log.user_id.0,
-        log.key_id.0,
-        log.model.as_str(),
-        field,
-    ))
+fn rollup_key(day: &str, user: Id, key: Id, model: &str, field: &str) -> Vec<u8> {
+    pack(&("usage_day", day, user.0, key.0, model, field))
+}
+
+/// Request logs encoded between yields to the scheduler during a flush.
+const YIELD_EVERY: usize = 128;
+
+/// The rollup additions of some logs, one per (day, user, key, model) and
+/// counter: calls of one key to one model on one day add up before they are
+/// written.
+fn rollups_of(logs: &[RequestLog]) -> Vec<(Vec<u8>, i64)> {
+    let mut sums: HashMap<(NaiveDate, Id, Id, &str), [i64; 4]> = HashMap::new();
+    for log in logs {
+        let day = log.at.date_naive();
+        let sum = sums
+            .entry((day, log.user_id, log.key_id, log.model.as_str()))
+            .or_default();
+        let values = [
+            1,
+            log.prompt_tokens as i64,
+            log.completion_tokens as i64,
+            log.cost_micros,
+        ];
+        for (total, value) in sum.iter_mut().zip(values) {
+            *total += value;
+        }
+    }
+    let mut rows = Vec::with_capacity(sums.len() * FIELDS.len());
+    for ((day, user, key, model), values) in sums {
+        let day = day.format("%Y-%m-%d").to_string();
+        for (field, value) in FIELDS.iter().zip(values) {
+            rows.push((rollup_key(&day, user, key, model, field), value));
+        }
+    }
+    rows
 }
 
 /// `("spend", period, holder kind, holder id)`: an `i64` counter of micro-dollars.
@@ -245,24 +271,30 @@ impl UsageService {
                 bytes += log_size(&logs[end]);
                 end += 1;
             }
-            let chunk = &logs[start..end];
+            // Encoded once, outside the transaction (which may run again on a
+            // conflict), yielding now and then so that a large flush never
+            // holds a worker thread that requests are waiting for.
+            let mut rows = Vec::with_capacity(end - start);
+            for (i, log) in logs[start..end].iter().enumerate() {
+                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                    crate::blocking::yield_now().await;
+                }
+                rows.push((keyspace::request_log(log.id), codec::encode(log)?));
+            }
+            let rollups = rollups_of(&logs[start..end]);
             let result = self
                 .store
-                .run(|tx| async move {
-                    for log in chunk {
-                        keyspace::request_log(log.id).put(&tx, log).await?;
-                        let day = log.at.format("%Y-%m-%d").to_string();
-                        let values = [
-                            1,
-                            log.prompt_tokens as i64,
-                            log.completion_tokens as i64,
-                            log.cost_micros,
-                        ];
-                        for (field, value) in FIELDS.iter().zip(values) {
-                            tx.atomic_add(&rollup_key(&day, log, field), value)?;
+                .run(|tx| {
+                    let (rows, rollups) = (&rows, &rollups);
+                    async move {
+                        for (key, bytes) in rows {
+                            tx.set(key.as_bytes(), bytes)?;
                         }
+                        for (key, value) in rollups {
+                            tx.atomic_add(key, *value)?;
+                        }
+                        Ok::<_, TxError<Error>>(())
                     }
-                    Ok::<_, TxError<Error>>(())
                 })
                 .await;
             if let Err(e) = result {

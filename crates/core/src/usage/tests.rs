@@ -121,6 +121,56 @@ async fn records_are_written_in_batches_and_rolled_up_by_day() {
 }
 
 #[tokio::test]
+async fn one_flush_sums_many_calls_into_the_rows_of_their_own_days() {
+    let w = world();
+    let ada = crate::testing::user(&w.store, &w.env, "ada", &[Role::User]).await;
+    let today = w.env.clock.now().date_naive();
+    // More calls than are encoded between yields, across midnight, in one flush.
+    for _ in 0..200 {
+        w.usage.record(w.log(ada.id, "a", (3, 1)));
+    }
+    w.clock.advance(86_400_000);
+    for _ in 0..100 {
+        w.usage.record(w.log(ada.id, "a", (1, 2)));
+    }
+    w.usage.record(w.log(ada.id, "b", (7, 0)));
+    assert_eq!(w.usage.flush().await.unwrap(), 301);
+    let query = StatsQuery {
+        from: today,
+        to: today + chrono::Days::new(1),
+        user: None,
+        all: false,
+        group_by: GroupBy::Day,
+    };
+    let days = w.usage.stats(&ada, &query).await.unwrap();
+    let rows: Vec<_> = days
+        .iter()
+        .map(|r| {
+            (
+                r.requests,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cost_micros,
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(200, 600, 200, 1000), (101, 107, 200, 507)]);
+    let logs = w
+        .store
+        .run(|tx| async move {
+            Ok::<_, TxError<Error>>(
+                tx.get_range(&keyspace::request_logs(), RangeOptions::default())
+                    .await?
+                    .entries
+                    .len(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(logs, 301, "every call has its own request log");
+}
+
+#[tokio::test]
 async fn bodies_are_shown_to_request_viewers_and_the_caller_only() {
     let w = world();
     let ada = crate::testing::user(&w.store, &w.env, "ada", &[Role::User]).await;
