@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use gatehouse_core::Id;
+use gatehouse_core::catalog::health::HealthCell;
 use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::keys::index::{Denial, Grant};
 use gatehouse_core::services::Services;
@@ -124,6 +125,8 @@ struct Upstream {
     endpoint: Arc<Endpoint>,
     transport: Transport,
     urls: [Uri; 3],
+    /// Where this instance records how the endpoint answers.
+    health: Arc<HealthCell>,
 }
 
 type DirectClient =
@@ -144,7 +147,7 @@ struct SendError {
 }
 
 impl Upstream {
-    fn new(endpoint: &Arc<Endpoint>) -> Result<Self, String> {
+    fn new(endpoint: &Arc<Endpoint>, health: Arc<HealthCell>) -> Result<Self, String> {
         let connect_timeout = Duration::from_millis(endpoint.connect_timeout_ms);
         let transport = match &endpoint.proxy_url {
             None => {
@@ -190,6 +193,7 @@ impl Upstream {
                 url(Api::Embeddings)?,
                 url(Api::Messages)?,
             ],
+            health,
         })
     }
 
@@ -306,7 +310,8 @@ impl Gateway {
         {
             return Ok(entry.clone());
         }
-        let upstream = Arc::new(Upstream::new(endpoint)?);
+        let health = self.services.catalog.health().cell(endpoint.id);
+        let upstream = Arc::new(Upstream::new(endpoint, health)?);
         self.upstreams.insert(endpoint.id, upstream.clone());
         Ok(upstream)
     }
@@ -788,8 +793,13 @@ async fn forward(
     let payload = request.to_vec();
     let timeout = Duration::from_millis(endpoint.request_timeout_ms);
     let sent = tokio::time::timeout(timeout, target.post(api, outbound, payload)).await;
+    let clock = &gateway.services.usage.env().clock;
     let response = match sent {
         Err(_) => {
+            target.health.failure(
+                clock.now_millis(),
+                format!("no answer within {} ms", endpoint.request_timeout_ms),
+            );
             let e = GatewayError::new(
                 shape,
                 StatusCode::GATEWAY_TIMEOUT,
@@ -802,6 +812,7 @@ async fn forward(
         }
         Ok(Err(e)) => {
             tracing::warn!(endpoint = %endpoint.id, error = %e.message, "upstream call failed");
+            target.health.failure(clock.now_millis(), e.message.clone());
             let (status, message) = if e.timeout {
                 (
                     StatusCode::GATEWAY_TIMEOUT,
@@ -869,6 +880,15 @@ async fn forward(
         if status.as_u16() == 429 {
             e.retry_after = Some(retry_after.unwrap_or(1));
         }
+        // A refused request is the caller's matter; a failure or a refused
+        // credential is the endpoint's.
+        if status.is_server_error() || matches!(status.as_u16(), 401 | 403) {
+            target
+                .health
+                .failure(clock.now_millis(), format!("HTTP {}", status.as_u16()));
+        } else {
+            target.health.success(clock.now_millis());
+        }
         tracing::warn!(endpoint = %endpoint.id, upstream_status = status.as_u16(), "upstream refused or failed");
         return Err(fail(settlement, e.status.as_u16(), e));
     }
@@ -878,7 +898,13 @@ async fn forward(
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/json"));
     if stream {
-        return Ok(stream_through(settlement, response, content_type));
+        target.health.success(clock.now_millis());
+        return Ok(stream_through(
+            settlement,
+            response,
+            content_type,
+            target.health.clone(),
+        ));
     }
     let body = match tokio::time::timeout(
         timeout,
@@ -888,6 +914,10 @@ async fn forward(
     {
         Ok(Ok(body)) => body,
         _ => {
+            target.health.failure(
+                clock.now_millis(),
+                "the answer did not finish in time".to_string(),
+            );
             let e = GatewayError::new(
                 shape,
                 StatusCode::GATEWAY_TIMEOUT,
@@ -896,6 +926,7 @@ async fn forward(
             return Err(fail(settlement, 504, e));
         }
     };
+    target.health.success(clock.now_millis());
     // The answer goes back unchanged; only its usage is read.
     let mut tokens = Tokens::default();
     usage_of(&body, &mut tokens);
@@ -919,6 +950,7 @@ fn stream_through(
     settlement: Settlement,
     response: axum::http::Response<Body>,
     content_type: HeaderValue,
+    health: Arc<HealthCell>,
 ) -> Response {
     struct Watch {
         settlement: Option<Settlement>,
@@ -958,6 +990,7 @@ fn stream_through(
         }
     }
     let capture = settlement.grant.capture_bodies;
+    let gateway = settlement.gateway.clone();
     let mut watch = Watch {
         settlement: Some(settlement),
         tokens: Tokens::default(),
@@ -975,6 +1008,8 @@ fn stream_through(
                 Ok::<Bytes, std::io::Error>(bytes)
             }
             Err(e) => {
+                let now = gateway.services.usage.env().clock.now_millis();
+                health.failure(now, format!("the stream broke: {e}"));
                 watch.failed = Some(format!("upstream stream broke: {e}"));
                 Err(std::io::Error::other(
                     "the model's endpoint broke off the stream",

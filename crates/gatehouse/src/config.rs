@@ -43,6 +43,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub keys: KeysConfig,
     pub usage: UsageConfig,
+    pub endpoints: EndpointsConfig,
     pub tokens: TokensConfig,
     pub vaults: VaultsConfig,
     pub log: LogConfig,
@@ -268,6 +269,24 @@ impl Default for KeysConfig {
             prefix: "ak_".to_string(),
             index_poll_ms: 250,
             last_used_flush_secs: 10,
+        }
+    }
+}
+
+/// Inference endpoints' health.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointsConfig {
+    /// Every instance probes the enabled endpoints that no call has reached
+    /// for this long with `GET /v1/models` (0: never; health then comes from
+    /// calls alone).
+    pub health_probe_secs: u64,
+}
+
+impl Default for EndpointsConfig {
+    fn default() -> Self {
+        EndpointsConfig {
+            health_probe_secs: 30,
         }
     }
 }

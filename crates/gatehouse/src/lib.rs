@@ -39,6 +39,7 @@ pub struct Gatehouse {
     jobs: Vec<cluster::Job>,
     keys: config::KeysConfig,
     usage: config::UsageConfig,
+    endpoints: config::EndpointsConfig,
 }
 
 impl Gatehouse {
@@ -124,6 +125,7 @@ impl Gatehouse {
             jobs,
             keys: config.keys.clone(),
             usage: config.usage.clone(),
+            endpoints: config.endpoints.clone(),
         })
     }
 
@@ -160,6 +162,13 @@ impl Gatehouse {
             Duration::from_millis(self.usage.flush_ms),
             stop.clone(),
         ));
+        let probes = (self.endpoints.health_probe_secs > 0).then(|| {
+            tokio::spawn(probe_endpoints(
+                self.services.clone(),
+                Duration::from_secs(self.endpoints.health_probe_secs),
+                stop.clone(),
+            ))
+        });
         let server_stop = stop.clone();
         let served = self
             .app
@@ -173,6 +182,9 @@ impl Gatehouse {
         stop.cancel();
         follower.await.context("access index task")?;
         usage.await.context("usage writer task")?;
+        if let Some(probes) = probes {
+            probes.await.context("endpoint probe task")?;
+        }
         let driven = driver.await.context("cluster driver task")?;
         served?;
         Ok(driven?)
@@ -351,6 +363,38 @@ async fn write_usage(services: Services, every: Duration, stop: CancellationToke
     }
     if let Err(e) = services.usage.flush().await {
         tracing::error!(error = %e, pending = services.usage.pending(), "could not write usage at shutdown");
+    }
+}
+
+/// Every `idle`, probes the enabled endpoints that no call or probe has heard
+/// from for that long, all at once (each within its own timeouts), until `stop`.
+async fn probe_endpoints(services: Services, idle: Duration, stop: CancellationToken) {
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(idle) => {}
+        }
+        let endpoints = match services.catalog.endpoints_to_probe(idle_ms).await {
+            Ok(endpoints) => endpoints,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the endpoints to probe");
+                continue;
+            }
+        };
+        let mut probes = tokio::task::JoinSet::new();
+        for endpoint in endpoints {
+            let services = services.clone();
+            probes.spawn(async move {
+                if let Err(e) = services.catalog.probe(&endpoint).await {
+                    tracing::warn!(endpoint = %endpoint.id, error = %e, "could not probe the endpoint");
+                }
+            });
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = probes.join_all() => {}
+        }
     }
 }
 

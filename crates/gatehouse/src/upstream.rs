@@ -1,5 +1,6 @@
 //! Calls the control plane makes to other systems itself: reading an
-//! endpoint's model list for model sync (`GET {base_url}/v1/models`), and
+//! endpoint's model list for model sync and health probes
+//! (`GET {base_url}/v1/models`), and
 //! delivering vault state to the policy engine over gRPC.
 
 use async_trait::async_trait;
@@ -38,6 +39,51 @@ fn unavailable(endpoint: &Endpoint, what: impl std::fmt::Display) -> Error {
     )
 }
 
+/// `GET {base_url}/v1/models` with the endpoint's credential, through its proxy.
+fn models_request(
+    endpoint: &Endpoint,
+    secret: Option<&serde_json::Value>,
+) -> Result<reqwest::RequestBuilder> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_millis(
+            endpoint.connect_timeout_ms,
+        ))
+        .timeout(std::time::Duration::from_millis(
+            endpoint.request_timeout_ms.min(60_000),
+        ))
+        // Never send the credential wherever a redirect points.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(proxy) = &endpoint.proxy_url {
+        builder = builder.proxy(
+            reqwest::Proxy::all(proxy)
+                .map_err(|e| Error::invalid_input(format!("proxy_url: {e}")))?,
+        );
+    }
+    let client = builder.build().map_err(Error::internal)?;
+    let mut request = client.get(format!("{}/v1/models", endpoint.base_url));
+    if let Some(key) = secret.and_then(secret_api_key) {
+        request = match endpoint.flavour {
+            ApiFlavour::Openai => request.bearer_auth(key),
+            ApiFlavour::Anthropic => request
+                .header("x-api-key", key)
+                .header("anthropic-version", "2023-06-01"),
+        };
+    }
+    Ok(request)
+}
+
+/// A connection error with its causes ("connection refused", "timed out").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[async_trait]
 impl ModelLister for HttpModelLister {
     async fn list_models(
@@ -45,30 +91,10 @@ impl ModelLister for HttpModelLister {
         endpoint: &Endpoint,
         secret: Option<&serde_json::Value>,
     ) -> Result<Vec<UpstreamModel>> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_millis(
-                endpoint.connect_timeout_ms,
-            ))
-            .timeout(std::time::Duration::from_millis(
-                endpoint.request_timeout_ms.min(60_000),
-            ));
-        if let Some(proxy) = &endpoint.proxy_url {
-            builder = builder.proxy(
-                reqwest::Proxy::all(proxy)
-                    .map_err(|e| Error::invalid_input(format!("proxy_url: {e}")))?,
-            );
-        }
-        let client = builder.build().map_err(Error::internal)?;
-        let mut request = client.get(format!("{}/v1/models", endpoint.base_url));
-        if let Some(key) = secret.and_then(secret_api_key) {
-            request = match endpoint.flavour {
-                ApiFlavour::Openai => request.bearer_auth(key),
-                ApiFlavour::Anthropic => request
-                    .header("x-api-key", key)
-                    .header("anthropic-version", "2023-06-01"),
-            };
-        }
-        let response = request.send().await.map_err(|e| unavailable(endpoint, e))?;
+        let response = models_request(endpoint, secret)?
+            .send()
+            .await
+            .map_err(|e| unavailable(endpoint, error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(unavailable(endpoint, format!("HTTP {status}")));
@@ -86,6 +112,27 @@ impl ModelLister for HttpModelLister {
                 context_length: m.context_length,
             })
             .collect())
+    }
+
+    async fn probe(
+        &self,
+        endpoint: &Endpoint,
+        secret: Option<&serde_json::Value>,
+    ) -> std::result::Result<(), String> {
+        let request = models_request(endpoint, secret).map_err(|e| e.message().to_string())?;
+        let response = request.send().await.map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        if status.is_server_error() {
+            Err(format!("HTTP {status}"))
+        } else if status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            Err(format!(
+                "HTTP {status}: the endpoint refused the credential"
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 

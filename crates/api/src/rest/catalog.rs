@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
+use gatehouse_core::catalog::health::HealthStatus;
 use gatehouse_core::catalog::model::{
     Alias, ApiFlavour, Credential, CredentialKind, CredentialScope, Endpoint, Model, Subscription,
     SubscriptionStatus,
@@ -241,13 +242,39 @@ pub struct EndpointOut {
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub enabled: bool,
+    /// How the endpoint has been answering, as the instance that serves this
+    /// request saw it (calls through the gateway and health probes).
+    pub health: HealthOut,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Endpoint> for EndpointOut {
-    fn from(e: Endpoint) -> Self {
+#[derive(Serialize, ToSchema)]
+pub struct HealthOut {
+    /// `unknown` (neither called nor probed yet), `healthy` (the last answer
+    /// was a success), `degraded` (the last one or two failed) or `unhealthy`
+    /// (three or more in a row failed).
+    #[schema(value_type = String)]
+    pub status: HealthStatus,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// Why the last failure was one: a connection error, a timeout, the
+    /// endpoint's HTTP status.
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+impl EndpointOut {
+    fn new(e: Endpoint, state: &AppState) -> Self {
+        let health = state.services.catalog.health().read(e.id);
         EndpointOut {
+            health: HealthOut {
+                status: health.status,
+                last_success_at: health.last_success_at,
+                last_failure_at: health.last_failure_at,
+                last_error: health.last_error,
+                consecutive_failures: health.consecutive_failures,
+            },
             id: e.id,
             name: e.name,
             base_url: e.base_url,
@@ -335,7 +362,7 @@ pub async fn create_endpoint(
         .catalog
         .create_endpoint(&auth.user, body.spec()?, &client)
         .await?;
-    Ok((StatusCode::CREATED, Json(e.into())))
+    Ok((StatusCode::CREATED, Json(EndpointOut::new(e, &state))))
 }
 
 /// Inference endpoints (platform `admin`, `admin_readonly`).
@@ -350,7 +377,11 @@ pub async fn list_endpoints(
     auth: Authenticated,
 ) -> Result<Json<Vec<EndpointOut>>, ApiError> {
     let list = state.services.catalog.list_endpoints(&auth.user).await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        list.into_iter()
+            .map(|e| EndpointOut::new(e, &state))
+            .collect(),
+    ))
 }
 
 /// Read an endpoint (platform `admin`, `admin_readonly`).
@@ -371,7 +402,7 @@ pub async fn read_endpoint(
         .catalog
         .get_endpoint(&auth.user, id(&eid)?)
         .await?;
-    Ok(Json(e.into()))
+    Ok(Json(EndpointOut::new(e, &state)))
 }
 
 /// Change an endpoint (platform `admin`).
@@ -395,7 +426,7 @@ pub async fn update_endpoint(
         .catalog
         .update_endpoint(&auth.user, id(&eid)?, body.spec()?, &client)
         .await?;
-    Ok(Json(e.into()))
+    Ok(Json(EndpointOut::new(e, &state)))
 }
 
 /// Delete an endpoint no model uses (platform `admin`).

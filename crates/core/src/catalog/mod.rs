@@ -7,6 +7,7 @@
 //! organization's owners and admins manage its credentials. What a caller may
 //! not read is `not_found`.
 
+pub mod health;
 pub mod model;
 
 use std::collections::BTreeSet;
@@ -45,6 +46,20 @@ pub trait ModelLister: Send + Sync {
         endpoint: &Endpoint,
         secret: Option<&serde_json::Value>,
     ) -> Result<Vec<UpstreamModel>>;
+
+    /// Whether the endpoint answers `GET /v1/models` at all: any answer but a
+    /// server error or a refusal of the credential counts (some servers have
+    /// no model list); `Err` says why not.
+    async fn probe(
+        &self,
+        endpoint: &Endpoint,
+        secret: Option<&serde_json::Value>,
+    ) -> std::result::Result<(), String> {
+        self.list_models(endpoint, secret)
+            .await
+            .map(drop)
+            .map_err(|e| e.message().to_string())
+    }
 }
 
 /// A lister for deployments without outbound HTTP: every sync fails clearly.
@@ -207,6 +222,7 @@ pub struct CatalogService {
     audit: Arc<AuditLog>,
     keys: Arc<KeyRing>,
     lister: Arc<dyn ModelLister>,
+    health: Arc<health::HealthBoard>,
 }
 
 impl CatalogService {
@@ -223,6 +239,47 @@ impl CatalogService {
             audit,
             keys,
             lister,
+            health: Arc::default(),
+        }
+    }
+
+    /// This instance's record of how endpoints answer (the gateway writes it).
+    pub fn health(&self) -> &Arc<health::HealthBoard> {
+        &self.health
+    }
+
+    /// The enabled endpoints that neither a call nor a probe has heard from in
+    /// the last `idle_ms`: the ones worth probing.
+    pub async fn endpoints_to_probe(&self, idle_ms: i64) -> Result<Vec<Endpoint>> {
+        let since = self.env.clock.now_millis() - idle_ms;
+        let all = self
+            .store
+            .run(|tx| async move { read_all::<Endpoint>(&tx, &keyspace::endpoints()).await })
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| e.enabled && self.health.cell(e.id).last_outcome_ms() <= since)
+            .collect())
+    }
+
+    /// Asks the endpoint for its model list and records whether it answered;
+    /// `Err` only when its credential cannot be opened.
+    pub async fn probe(&self, endpoint: &Endpoint) -> Result<()> {
+        let secret = self.endpoint_secret(endpoint).await?;
+        let answered = self.lister.probe(endpoint, secret.as_ref()).await;
+        let cell = self.health.cell(endpoint.id);
+        let now = self.env.clock.now_millis();
+        match answered {
+            Ok(()) => cell.success(now),
+            Err(reason) => cell.failure(now, reason),
+        }
+        Ok(())
+    }
+
+    async fn endpoint_secret(&self, endpoint: &Endpoint) -> Result<Option<serde_json::Value>> {
+        match endpoint.credential_id {
+            Some(id) => Ok(Some(self.credential_secret(id).await?)),
+            None => Ok(None),
         }
     }
 
@@ -825,6 +882,7 @@ impl CatalogService {
             serde_json::json!({"name": endpoint.name}),
         )
         .await;
+        self.health.forget(id);
         Ok(())
     }
 
@@ -839,11 +897,14 @@ impl CatalogService {
     ) -> Result<SyncReport> {
         require_admin(actor)?;
         let endpoint = self.endpoint(endpoint_id).await?;
-        let secret = match endpoint.credential_id {
-            Some(id) => Some(self.credential_secret(id).await?),
-            None => None,
-        };
-        let listed = self.lister.list_models(&endpoint, secret.as_ref()).await?;
+        let secret = self.endpoint_secret(&endpoint).await?;
+        let listed = self.lister.list_models(&endpoint, secret.as_ref()).await;
+        let cell = self.health.cell(endpoint.id);
+        match &listed {
+            Ok(_) => cell.success(self.env.clock.now_millis()),
+            Err(e) => cell.failure(self.env.clock.now_millis(), e.message()),
+        }
+        let listed = listed?;
         let now = self.env.clock.now();
         let mut report = SyncReport::default();
         for upstream in listed {

@@ -763,6 +763,116 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_health_comes_from_calls_and_probes() {
+    let mut config = config();
+    config.endpoints.health_probe_secs = 1;
+    let w = World::with(config).await;
+    let admin = w.token("admin@example.com").await;
+    // Nothing listens on port 9: probes of this endpoint fail to connect.
+    let dead = w
+        .app
+        .services
+        .catalog
+        .create_endpoint(
+            &w.admin,
+            EndpointSpec {
+                name: Some("dead".into()),
+                base_url: Some("http://127.0.0.1:9".into()),
+                flavour: Some(ApiFlavour::Openai),
+                connect_timeout_ms: Some(500),
+                ..Default::default()
+            },
+            &w.c,
+        )
+        .await
+        .unwrap();
+    let health = |name: &'static str| {
+        let (app, admin) = (&w.app, &admin);
+        async move {
+            let (status, list) = app
+                .call(
+                    Method::GET,
+                    "/api/v1/endpoints",
+                    Some(("authorization", admin)),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200);
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .unwrap()["health"]
+                .clone()
+        }
+    };
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 200);
+    let h = health("openai").await;
+    assert_eq!(h["status"], "healthy", "{h}");
+    assert!(h["last_success_at"].is_string(), "{h}");
+
+    // The endpoint's own failures count; three in a row make it unhealthy.
+    assert_eq!(w.chat(&key, chat_body("broken")).await.0, 502);
+    let h = health("openai").await;
+    assert_eq!(
+        (&h["status"], &h["consecutive_failures"], &h["last_error"]),
+        (&json!("degraded"), &json!(1), &json!("HTTP 500")),
+        "{h}"
+    );
+    for _ in 0..2 {
+        assert_eq!(w.chat(&key, chat_body("broken")).await.0, 502);
+    }
+    assert_eq!(health("openai").await["status"], "unhealthy");
+    // One answer is a recovery.
+    assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 200);
+    let h = health("openai").await;
+    assert_eq!(
+        (&h["status"], &h["consecutive_failures"]),
+        (&json!("healthy"), &json!(0)),
+        "{h}"
+    );
+    assert_eq!(
+        h["last_error"], "HTTP 500",
+        "the last failure stays visible"
+    );
+
+    // Probes: endpoints nobody calls are asked for their model list. The
+    // upstream has none (404) — it answered, so it is healthy; the dead one
+    // is not.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let anthropic = health("anthropic").await;
+        let dead = health("dead").await;
+        if anthropic["status"] == "healthy" && dead["status"] == "unhealthy" {
+            assert!(
+                dead["last_error"].as_str().unwrap().contains("onnect"),
+                "{dead}"
+            );
+            assert!(dead["last_success_at"].is_null(), "{dead}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probes did not run: {anthropic} {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A deleted endpoint's record goes with it.
+    w.app
+        .services
+        .catalog
+        .delete_endpoint(&w.admin, dead.id, &w.c)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.app.services.catalog.health().read(dead.id).status,
+        gatehouse_core::catalog::health::HealthStatus::Unknown
+    );
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_pass_through_as_they_arrive_and_are_counted() {
     let w = World::new().await;
     let (_, key) = w.key(&w.ada, NewKey::default()).await;
