@@ -34,6 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Value, json};
 
 use crate::raw_object::RawObject;
+use crate::translate::{StreamTranslator, Translation};
 
 /// Which API shape a route speaks, for its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,13 +425,6 @@ impl Api {
             Api::Messages => "messages",
         }
     }
-
-    fn flavour(self) -> ApiFlavour {
-        match self {
-            Api::Messages => ApiFlavour::Anthropic,
-            _ => ApiFlavour::Openai,
-        }
-    }
 }
 
 /// Everything needed to finish a call's bookkeeping once its answer is done.
@@ -670,17 +664,39 @@ async fn forward(
         .clone()
         .filter(|e| e.enabled)
         .ok_or_else(|| unavailable("the model's endpoint is not available"))?;
-    if endpoint.flavour != api.flavour() {
-        let hint = match endpoint.flavour {
-            ApiFlavour::Anthropic => "/v1/messages",
-            ApiFlavour::Openai => "/v1/chat/completions",
-        };
-        return Err(GatewayError::new(
-            shape,
-            StatusCode::BAD_REQUEST,
-            format!("model {model_name} speaks another API; call {hint}"),
-        ));
-    }
+    // A call of the other API is translated (slow path: the body is parsed);
+    // one of the same API is forwarded byte for byte.
+    let translation = match (api, endpoint.flavour) {
+        (Api::ChatCompletions, ApiFlavour::Anthropic) => Some(Translation::ChatOverMessages),
+        (Api::Messages, ApiFlavour::Openai) => Some(Translation::MessagesOverChat),
+        (Api::Embeddings, ApiFlavour::Anthropic) => {
+            return Err(GatewayError::new(
+                shape,
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "model {model_name} offers no embeddings (its endpoint speaks Anthropic's messages API)"
+                ),
+            ));
+        }
+        _ => None,
+    };
+    let translated = match translation {
+        Some(t) => Some(
+            t.request(&body, &grant.model.upstream_name)
+                .map_err(|m| GatewayError::new(shape, StatusCode::BAD_REQUEST, m))?,
+        ),
+        None => None,
+    };
+    let upstream_api = match translation {
+        Some(Translation::ChatOverMessages) => Api::Messages,
+        Some(Translation::MessagesOverChat) => Api::ChatCompletions,
+        None => api,
+    };
+    let include_usage = translation.is_some()
+        && request
+            .get("stream_options")
+            .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+            .is_some_and(|o| o["include_usage"] == true);
 
     // Step 5: limits and budgets, with the most this call can cost reserved.
     let max_tokens = request
@@ -714,19 +730,27 @@ async fn forward(
     };
 
     // The upstream request: its model name, our credential.
-    request.set(
-        "model",
-        json!(settlement.grant.model.upstream_name).to_string(),
-    );
-    if stream && matches!(api, Api::ChatCompletions) {
-        // Ask for the final usage chunk, keeping the caller's other options.
-        let mut options = request
-            .get("stream_options")
-            .and_then(|raw| serde_json::from_str::<serde_json::Map<String, Value>>(raw).ok())
-            .unwrap_or_default();
-        options.insert("include_usage".into(), Value::Bool(true));
-        request.set("stream_options", Value::Object(options).to_string());
-    }
+    let payload = match translated {
+        Some(payload) => payload,
+        None => {
+            request.set(
+                "model",
+                json!(settlement.grant.model.upstream_name).to_string(),
+            );
+            if stream && matches!(api, Api::ChatCompletions) {
+                // Ask for the final usage chunk, keeping the caller's other options.
+                let mut options = request
+                    .get("stream_options")
+                    .and_then(|raw| {
+                        serde_json::from_str::<serde_json::Map<String, Value>>(raw).ok()
+                    })
+                    .unwrap_or_default();
+                options.insert("include_usage".into(), Value::Bool(true));
+                request.set("stream_options", Value::Object(options).to_string());
+            }
+            request.to_vec()
+        }
+    };
     let fail = |settlement: Settlement, status: u16, e: GatewayError| {
         settlement.finish(status, Tokens::default(), 0, None, Some(e.message.clone()));
         e
@@ -790,9 +814,8 @@ async fn forward(
             outbound.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }
     }
-    let payload = request.to_vec();
     let timeout = Duration::from_millis(endpoint.request_timeout_ms);
-    let sent = tokio::time::timeout(timeout, target.post(api, outbound, payload)).await;
+    let sent = tokio::time::timeout(timeout, target.post(upstream_api, outbound, payload)).await;
     let clock = &gateway.services.usage.env().clock;
     let response = match sent {
         Err(_) => {
@@ -897,13 +920,16 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    let created = clock.now_millis().div_euclid(1000);
     if stream {
         target.health.success(clock.now_millis());
+        let translator = translation.map(|t| t.stream(&model_name, created, include_usage));
         return Ok(stream_through(
             settlement,
             response,
             content_type,
             target.health.clone(),
+            translator,
         ));
     }
     let body = match tokio::time::timeout(
@@ -926,11 +952,31 @@ async fn forward(
             return Err(fail(settlement, 504, e));
         }
     };
+    // The answer goes back unchanged (or translated); only its usage is read.
+    let (out, content_type) = match translation {
+        None => (body.clone(), content_type),
+        Some(t) => match t.answer(&body, &model_name, created) {
+            Some(out) => (
+                Bytes::from(out),
+                HeaderValue::from_static("application/json"),
+            ),
+            None => {
+                target.health.failure(
+                    clock.now_millis(),
+                    "the answer is not the JSON of its API".to_string(),
+                );
+                let e = GatewayError::new(
+                    shape,
+                    StatusCode::BAD_GATEWAY,
+                    "the model's endpoint answered something unreadable",
+                );
+                return Err(fail(settlement, 502, e));
+            }
+        },
+    };
     target.health.success(clock.now_millis());
-    // The answer goes back unchanged; only its usage is read.
     let mut tokens = Tokens::default();
     usage_of(&body, &mut tokens);
-    let out = body.clone();
     let captured = settlement
         .grant
         .capture_bodies
@@ -951,6 +997,7 @@ fn stream_through(
     response: axum::http::Response<Body>,
     content_type: HeaderValue,
     health: Arc<HealthCell>,
+    translator: Option<StreamTranslator>,
 ) -> Response {
     struct Watch {
         settlement: Option<Settlement>,
@@ -991,7 +1038,7 @@ fn stream_through(
     }
     let capture = settlement.grant.capture_bodies;
     let gateway = settlement.gateway.clone();
-    let mut watch = Watch {
+    let watch = Watch {
         settlement: Some(settlement),
         tokens: Tokens::default(),
         bytes: 0,
@@ -999,23 +1046,58 @@ fn stream_through(
         captured: capture.then(Vec::new),
         failed: None,
     };
-    let body = response
-        .into_body()
-        .into_data_stream()
-        .map(move |chunk| match chunk {
-            Ok(bytes) => {
-                watch.see(&bytes);
-                Ok::<Bytes, std::io::Error>(bytes)
+    /// What the stream carries from one piece to the next.
+    struct Flow {
+        upstream: axum::body::BodyDataStream,
+        watch: Watch,
+        translator: Option<StreamTranslator>,
+        health: Arc<HealthCell>,
+        gateway: Arc<Gateway>,
+        ended: bool,
+    }
+    let flow = Flow {
+        upstream: response.into_body().into_data_stream(),
+        watch,
+        translator,
+        health,
+        gateway,
+        ended: false,
+    };
+    // Usage is read from the upstream's own bytes; the caller gets them as
+    // they are, or translated. Dropping the flow (the end, or the client going
+    // away) settles the call.
+    let body = futures_util::stream::unfold(flow, |mut flow| async move {
+        while !flow.ended {
+            match flow.upstream.next().await {
+                Some(Ok(bytes)) => {
+                    flow.watch.see(&bytes);
+                    let out = match &mut flow.translator {
+                        Some(t) => Bytes::from(t.feed(&bytes)),
+                        None => bytes,
+                    };
+                    if !out.is_empty() {
+                        return Some((Ok::<Bytes, std::io::Error>(out), flow));
+                    }
+                }
+                Some(Err(e)) => {
+                    let now = flow.gateway.services.usage.env().clock.now_millis();
+                    flow.health.failure(now, format!("the stream broke: {e}"));
+                    flow.watch.failed = Some(format!("upstream stream broke: {e}"));
+                    flow.ended = true;
+                    let e = std::io::Error::other("the model's endpoint broke off the stream");
+                    return Some((Err(e), flow));
+                }
+                None => {
+                    flow.ended = true;
+                    let tail = flow.translator.as_mut().map(StreamTranslator::finish);
+                    if let Some(tail) = tail.filter(|t| !t.is_empty()) {
+                        return Some((Ok(Bytes::from(tail)), flow));
+                    }
+                }
             }
-            Err(e) => {
-                let now = gateway.services.usage.env().clock.now_millis();
-                health.failure(now, format!("the stream broke: {e}"));
-                watch.failed = Some(format!("upstream stream broke: {e}"));
-                Err(std::io::Error::other(
-                    "the model's endpoint broke off the stream",
-                ))
-            }
-        });
+        }
+        None
+    });
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = StatusCode::OK;
     response

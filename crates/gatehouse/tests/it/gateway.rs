@@ -762,6 +762,191 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
     w.app.stop().await;
 }
 
+/// The bytes of a streamed answer, and when its first piece arrived.
+async fn streamed(response: reqwest::Response) -> (Duration, String) {
+    let started = Instant::now();
+    let mut response = response;
+    let mut first = None;
+    let mut all = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        first.get_or_insert(started.elapsed());
+        all.extend_from_slice(&chunk);
+    }
+    (first.unwrap(), String::from_utf8(all).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_either_api_reach_models_of_the_other() {
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+
+    // An OpenAI client calls a model on an Anthropic endpoint.
+    let mut body = chat_body("claude");
+    body["messages"] = json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]);
+    let (status, _, answer) = w.chat(&key, body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(answer["model"], "claude");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
+    );
+    {
+        let seen = w.seen.lock();
+        let (path, auth, sent) = seen.last().unwrap();
+        assert_eq!(path, "/v1/messages");
+        assert_eq!(auth, UPSTREAM_KEY, "Anthropic's x-api-key");
+        assert_eq!(
+            (
+                &sent["model"],
+                &sent["max_tokens"],
+                &sent["system"][0]["text"]
+            ),
+            (&json!("upstream-claude"), &json!(100), &json!("Be brief."))
+        );
+        assert_eq!(
+            sent["messages"],
+            json!([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+        );
+    }
+    // … streaming, with the final usage chunk it asks for; the first chunk
+    // comes before the upstream has finished (it pauses 1.5 s).
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (first, text) = streamed(response).await;
+    assert!(
+        first < Duration::from_millis(1000),
+        "first chunk after {first:?}"
+    );
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Hi");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert_eq!(
+        chunks.last().unwrap()["usage"],
+        json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    // An Anthropic client calls a model on an OpenAI-compatible endpoint.
+    let messages = json!({"model": "gpt", "max_tokens": 50, "system": "Be brief.",
+                          "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, _, answer) = w.post("/v1/messages", &key, messages.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["type"], &answer["model"], &answer["stop_reason"]),
+        (&json!("message"), &json!("gpt"), &json!("end_turn"))
+    );
+    assert_eq!(
+        answer["content"],
+        json!([{"type": "text", "text": "Hello"}])
+    );
+    assert_eq!(
+        answer["usage"],
+        json!({"input_tokens": 10, "output_tokens": 20})
+    );
+    {
+        let seen = w.seen.lock();
+        let (path, auth, sent) = seen.last().unwrap();
+        assert_eq!(path, "/v1/chat/completions");
+        assert_eq!(auth, &format!("Bearer {UPSTREAM_KEY}"));
+        assert_eq!(
+            sent["messages"],
+            json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+        );
+    }
+    let mut streaming = messages.clone();
+    streaming["stream"] = json!(true);
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&streaming)
+        .send()
+        .await
+        .unwrap();
+    let (first, text) = streamed(response).await;
+    assert!(
+        first < Duration::from_millis(1000),
+        "first event after {first:?}"
+    );
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+    assert!(text.contains(r#""output_tokens":20"#), "{text}");
+    assert_eq!(
+        w.seen.lock().last().unwrap().2["stream_options"]["include_usage"],
+        true
+    );
+
+    // What cannot be translated is refused before anything is spent or sent.
+    let before = w.seen.lock().len();
+    let mut two = chat_body("claude");
+    two["n"] = json!(2);
+    let (status, _, answer) = w.chat(&key, two).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["type"], "invalid_request_error");
+    let (status, _, answer) = w
+        .post(
+            "/v1/embeddings",
+            &key,
+            json!({"model": "claude", "input": "Hi"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(w.seen.lock().len(), before);
+
+    // Usage is counted from the upstream's own figures.
+    let logs = w.ada_logs("?model=claude").await;
+    let tokens: Vec<(u64, u64)> = logs
+        .iter()
+        .map(|l| {
+            (
+                l["prompt_tokens"].as_u64().unwrap(),
+                l["completion_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(tokens, [(7, 3), (7, 3)]);
+    let logs = w.ada_logs("?model=gpt").await;
+    assert_eq!(logs.len(), 2);
+    assert!(logs.iter().all(|l| l["prompt_tokens"] == 10
+        && l["completion_tokens"] == 20
+        && l["tokens_estimated"] == false));
+    w.app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_health_comes_from_calls_and_probes() {
     let mut config = config();
