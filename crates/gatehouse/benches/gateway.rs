@@ -134,10 +134,17 @@ async fn connection(
     samples
 }
 
-/// Drives `connections` connections for `secs` seconds from this thread
-/// (a single-threaded runtime, so the load generator takes about one core at
+/// What one load run measured: each request's latency after the warm-up,
+/// and how long the measured part took.
+struct Run {
+    samples: Vec<Duration>,
+    secs: f64,
+}
+
+/// Drives `connections` connections for `millis` from this thread (a
+/// single-threaded runtime, so the load generator takes about one core at
 /// most, as `wrk -t1` would).
-fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, secs: u64) -> Outcome {
+fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, millis: u64) -> Run {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -148,9 +155,8 @@ fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, secs: u6
     );
     runtime.block_on(async {
         // The first fifth of the time warms up connections and caches.
-        let warm_until = Instant::now() + Duration::from_secs(secs) / 5;
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let started = warm_until;
+        let warm_until = Instant::now() + Duration::from_millis(millis) / 5;
+        let deadline = Instant::now() + Duration::from_millis(millis);
         let mut tasks = Vec::new();
         for _ in 0..connections {
             let (url, key, body) = (url.to_string(), key.map(str::to_string), body.clone());
@@ -162,15 +168,43 @@ fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, secs: u6
         for task in tasks {
             samples.extend(task.await.unwrap());
         }
-        let elapsed = started.elapsed().as_secs_f64();
+        Run {
+            samples,
+            secs: warm_until.elapsed().as_secs_f64(),
+        }
+    })
+}
+
+/// Loads `a` and `b` (URL and key) in turns of one second, `secs` seconds
+/// each, so that whatever else this machine does at the time weighs on both
+/// alike; the ratio of the two is what the targets are about.
+fn compare(
+    a: (&str, Option<&str>),
+    b: (&str, Option<&str>),
+    stream: bool,
+    connections: usize,
+    secs: u64,
+) -> (Outcome, Outcome) {
+    let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
+    for _ in 0..secs.max(1) {
+        runs_a.push(load(a.0, a.1, stream, connections, 1000));
+        runs_b.push(load(b.0, b.1, stream, connections, 1000));
+    }
+    (Outcome::of(runs_a), Outcome::of(runs_b))
+}
+
+impl Outcome {
+    fn of(runs: Vec<Run>) -> Outcome {
+        let secs: f64 = runs.iter().map(|r| r.secs).sum();
+        let mut samples: Vec<Duration> = runs.into_iter().flat_map(|r| r.samples).collect();
         samples.sort();
         let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
         Outcome {
-            per_sec: samples.len() as f64 / elapsed,
+            per_sec: samples.len() as f64 / secs,
             p50: at(0.5),
             p99: at(0.99),
         }
-    })
+    }
 }
 
 /// Runs `serve` on a runtime of its own on its own threads (`workers` of
@@ -218,6 +252,14 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(cores);
+    // `GATEHOUSE_BENCH_LOG=info` logs as the binary does by default (plain
+    // lines on stderr): the cost of a log line per request.
+    if let Ok(level) = std::env::var("GATEHOUSE_BENCH_LOG") {
+        gatehouse::telemetry::init(&gatehouse::config::LogConfig {
+            level,
+            format: gatehouse::config::LogFormat::Plain,
+        });
+    }
     let upstream = spawn_runtime("upstream", 1, upstream);
     let bare = spawn_runtime("bare-proxy", workers, {
         let upstream = upstream.clone();
@@ -230,7 +272,7 @@ fn main() {
     let direct = format!("{upstream}/v1/chat/completions");
 
     println!(
-        "{secs} s per case; load generator (1 thread), gateway ({workers} workers) and upstream (1 thread) on {cores} cores"
+        "{secs} s per case and side, in turns of 1 s; load generator (1 thread), gateway ({workers} workers) and upstream (1 thread) on {cores} cores"
     );
     println!(
         "{:<10} {:>5} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8}",
@@ -256,8 +298,13 @@ fn main() {
             if !wanted(&format!("{mode}-{connections}")) {
                 continue;
             }
-            let d = load(&direct, None, stream, connections, secs);
-            let g = load(&gateway, Some(&key), stream, connections, secs);
+            let (d, g) = compare(
+                (&direct, None),
+                (&gateway, Some(&key)),
+                stream,
+                connections,
+                secs,
+            );
             println!(
                 "{:<10} {:>5} {:>12.0} {:>12.0} {:>7} µs {:>7} µs {:>7} µs {:>9} µs {:>7.0}%",
                 mode,
@@ -276,8 +323,7 @@ fn main() {
         if !wanted(&format!("bare-{connections}")) {
             continue;
         }
-        let d = load(&direct, None, false, connections, secs);
-        let b = load(&bare, None, false, connections, secs);
+        let (d, b) = compare((&direct, None), (&bare, None), false, connections, secs);
         println!(
             "bare proxy (no gateway logic), json, {connections} conns: {:.0} req/s ({:.0}% of direct {:.0}), p50 {} µs (direct {} µs), added p50 {} µs",
             b.per_sec,
