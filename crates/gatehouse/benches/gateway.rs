@@ -185,10 +185,15 @@ fn compare(
     connections: usize,
     secs: u64,
 ) -> (Outcome, Outcome) {
+    let turn: u64 = std::env::var("GATEHOUSE_BENCH_TURN_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+        .clamp(100, secs * 1000);
     let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
-    for _ in 0..secs.max(1) {
-        runs_a.push(load(a.0, a.1, stream, connections, 1000));
-        runs_b.push(load(b.0, b.1, stream, connections, 1000));
+    for _ in 0..(secs * 1000 / turn).max(1) {
+        runs_a.push(load(a.0, a.1, stream, connections, turn));
+        runs_b.push(load(b.0, b.1, stream, connections, turn));
     }
     (Outcome::of(runs_a), Outcome::of(runs_b))
 }
