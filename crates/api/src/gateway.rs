@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use gatehouse_core::Id;
 use gatehouse_core::catalog::health::HealthCell;
 use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
+use gatehouse_core::error::error_chain;
 use gatehouse_core::keys::index::{Denial, Grant};
 use gatehouse_core::services::Services;
 use gatehouse_core::usage::RequestLog;
@@ -240,18 +241,6 @@ impl Upstream {
             }
         }
     }
-}
-
-/// An error with its causes, for the log.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Whether a connection failed because it timed out.
@@ -817,25 +806,31 @@ async fn forward(
     let timeout = Duration::from_millis(endpoint.request_timeout_ms);
     let sent = tokio::time::timeout(timeout, target.post(upstream_api, outbound, payload)).await;
     let clock = &gateway.services.usage.env().clock;
+    // The endpoint's own failure: its health records `reason`, the caller
+    // gets `status` and `message`.
+    let endpoint_failed =
+        |settlement: Settlement, reason: String, status: StatusCode, message: String| {
+            target.health.failure(clock.now_millis(), reason);
+            fail(
+                settlement,
+                status.as_u16(),
+                GatewayError::new(shape, status, message),
+            )
+        };
     let response = match sent {
         Err(_) => {
-            target.health.failure(
-                clock.now_millis(),
+            return Err(endpoint_failed(
+                settlement,
                 format!("no answer within {} ms", endpoint.request_timeout_ms),
-            );
-            let e = GatewayError::new(
-                shape,
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
                     "the model's endpoint did not answer within {} ms",
                     endpoint.request_timeout_ms
                 ),
-            );
-            return Err(fail(settlement, 504, e));
+            ));
         }
         Ok(Err(e)) => {
             tracing::warn!(endpoint = %endpoint.id, error = %e.message, "upstream call failed");
-            target.health.failure(clock.now_millis(), e.message.clone());
             let (status, message) = if e.timeout {
                 (
                     StatusCode::GATEWAY_TIMEOUT,
@@ -847,10 +842,11 @@ async fn forward(
                     "the model's endpoint cannot be reached",
                 )
             };
-            return Err(fail(
+            return Err(endpoint_failed(
                 settlement,
-                status.as_u16(),
-                GatewayError::new(shape, status, message),
+                e.message,
+                status,
+                message.into(),
             ));
         }
         Ok(Ok(response)) => response,
@@ -940,16 +936,12 @@ async fn forward(
     {
         Ok(Ok(body)) => body,
         _ => {
-            target.health.failure(
-                clock.now_millis(),
-                "the answer did not finish in time".to_string(),
-            );
-            let e = GatewayError::new(
-                shape,
+            return Err(endpoint_failed(
+                settlement,
+                "the answer did not finish in time".into(),
                 StatusCode::GATEWAY_TIMEOUT,
-                "the model's endpoint did not finish in time",
-            );
-            return Err(fail(settlement, 504, e));
+                "the model's endpoint did not finish in time".into(),
+            ));
         }
     };
     // The answer goes back unchanged (or translated); only its usage is read.
@@ -961,16 +953,12 @@ async fn forward(
                 HeaderValue::from_static("application/json"),
             ),
             None => {
-                target.health.failure(
-                    clock.now_millis(),
-                    "the answer is not the JSON of its API".to_string(),
-                );
-                let e = GatewayError::new(
-                    shape,
+                return Err(endpoint_failed(
+                    settlement,
+                    "the answer is not the JSON of its API".into(),
                     StatusCode::BAD_GATEWAY,
-                    "the model's endpoint answered something unreadable",
-                );
-                return Err(fail(settlement, 502, e));
+                    "the model's endpoint answered something unreadable".into(),
+                ));
             }
         },
     };

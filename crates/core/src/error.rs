@@ -209,6 +209,19 @@ impl From<TxError<Error>> for Error {
     }
 }
 
+/// An error with its causes, `outer: cause: root`, for logs and for admins
+/// ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

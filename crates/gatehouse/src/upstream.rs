@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::catalog::{ModelLister, UpstreamModel};
+use gatehouse_core::error::error_chain;
 use gatehouse_core::{Error, ErrorCode, Result};
 use serde::Deserialize;
 
@@ -70,18 +71,6 @@ fn models_request(
         };
     }
     Ok(request)
-}
-
-/// A connection error with its causes ("connection refused", "timed out").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[async_trait]

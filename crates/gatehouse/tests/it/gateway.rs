@@ -315,16 +315,20 @@ impl World {
         self.post("/v1/chat/completions", key, body).await
     }
 
+    /// Sends `body` to `path` with `key` as each kind of client does:
+    /// Anthropic's in `x-api-key`, OpenAI's as a bearer token.
+    async fn send(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        let request = self.app.client.post(self.app.url(path));
+        let request = if path == "/v1/messages" {
+            request.header("x-api-key", key)
+        } else {
+            request.bearer_auth(key)
+        };
+        request.json(body).send().await.unwrap()
+    }
+
     async fn post(&self, path: &str, key: &str, body: Value) -> (u16, HeaderMap, Value) {
-        let response = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.send(path, key, &body).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
@@ -818,15 +822,7 @@ async fn clients_of_either_api_reach_models_of_the_other() {
     // comes before the upstream has finished (it pauses 1.5 s).
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
-    let response = w
-        .app
-        .client
-        .post(w.app.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = w.send("/v1/chat/completions", &key, &body).await;
     assert_eq!(response.status(), 200);
     let (first, text) = streamed(response).await;
     assert!(
@@ -884,15 +880,7 @@ async fn clients_of_either_api_reach_models_of_the_other() {
     }
     let mut streaming = messages.clone();
     streaming["stream"] = json!(true);
-    let response = w
-        .app
-        .client
-        .post(w.app.url("/v1/messages"))
-        .header("x-api-key", &key)
-        .json(&streaming)
-        .send()
-        .await
-        .unwrap();
+    let response = w.send("/v1/messages", &key, &streaming).await;
     let (first, text) = streamed(response).await;
     assert!(
         first < Duration::from_millis(1000),
@@ -1064,15 +1052,7 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
     let mut body = chat_body("gpt");
     body["stream"] = json!(true);
     let started = Instant::now();
-    let mut response = w
-        .app
-        .client
-        .post(w.app.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut response = w.send("/v1/chat/completions", &key, &body).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let first = response.chunk().await.unwrap().unwrap();
@@ -1098,28 +1078,16 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
     let mut silent = chat_body("silent");
     silent["stream"] = json!(true);
     let text = w
-        .app
-        .client
-        .post(w.app.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&silent)
-        .send()
+        .send("/v1/chat/completions", &key, &silent)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(text.contains("[DONE]"));
     let anthropic = json!({"model": "claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
     let text = w
-        .app
-        .client
-        .post(w.app.url("/v1/messages"))
-        .header("x-api-key", &key)
-        .json(&anthropic)
-        .send()
+        .send("/v1/messages", &key, &anthropic)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
