@@ -581,11 +581,13 @@ pub async fn messages(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The models this key may use, in OpenAI's list shape.
+/// The models this key may use, in OpenAI's list shape — or in Anthropic's
+/// (`{"data": [{"type": "model", "id", …}], "has_more": false, …}`) when the
+/// request carries `anthropic-version`, as Anthropic's SDKs send.
 #[utoipa::path(get, path = "/v1/models", tag = "gateway",
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "`{\"object\": \"list\", \"data\": [...]}`"),
+        (status = 200, description = "`{\"object\": \"list\", \"data\": [...]}`, or Anthropic's list"),
         (status = 401, description = "Unknown, revoked or expired key"),
         (status = 403, description = "The key may not use this model"),
         (status = 404, description = "Unknown model"),
@@ -594,12 +596,21 @@ pub async fn messages(
         (status = 504, description = "The model's endpoint timed out"),
     ))]
 pub async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let shape = Shape::OpenAi;
+    // Anthropic's SDKs send `anthropic-version`: they get Anthropic's shape.
+    let shape = if headers.contains_key("anthropic-version") {
+        Shape::Anthropic
+    } else {
+        Shape::OpenAi
+    };
     let Some(key) = presented_key(&headers) else {
         return GatewayError::denial(shape, Denial::UnknownKey).into_response();
     };
-    match gateway.services.keys.index().models_for(key) {
-        Ok(models) => {
+    let models = match gateway.services.keys.index().models_for(key) {
+        Ok(models) => models,
+        Err(denial) => return GatewayError::denial(shape, denial).into_response(),
+    };
+    let list = match shape {
+        Shape::OpenAi => {
             let data: Vec<Value> = models
                 .iter()
                 .map(|m| {
@@ -611,10 +622,29 @@ pub async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> 
                     })
                 })
                 .collect();
-            axum::Json(json!({"object": "list", "data": data})).into_response()
+            json!({"object": "list", "data": data})
         }
-        Err(denial) => GatewayError::denial(shape, denial).into_response(),
-    }
+        Shape::Anthropic => {
+            let data: Vec<Value> = models
+                .iter()
+                .map(|m| {
+                    json!({
+                        "type": "model",
+                        "id": m.name,
+                        "display_name": m.name,
+                        "created_at": m.created_at,
+                    })
+                })
+                .collect();
+            json!({
+                "data": data,
+                "has_more": false,
+                "first_id": models.first().map(|m| m.name.as_str()),
+                "last_id": models.last().map(|m| m.name.as_str()),
+            })
+        }
+    };
+    axum::Json(list).into_response()
 }
 
 async fn forward(
@@ -627,22 +657,19 @@ async fn forward(
     let started = Instant::now();
     let key =
         presented_key(&headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
-    let mut request = RawObject::parse(&body).map_err(|e| {
-        GatewayError::new(
-            shape,
-            StatusCode::BAD_REQUEST,
-            format!("the body is not a JSON object: {e}"),
-        )
-    })?;
+    let index = gateway.services.keys.index();
+    // A malformed body is the caller's to hear about only once its key works
+    // (the key is checked with the model on the well-formed path).
+    let malformed = |message: String| match index.authenticate(key) {
+        Ok(_) => GatewayError::new(shape, StatusCode::BAD_REQUEST, message),
+        Err(denial) => GatewayError::denial(shape, denial),
+    };
+    let mut request = RawObject::parse(&body)
+        .map_err(|e| malformed(format!("the body is not a JSON object: {e}")))?;
     let Some(model_name) = request.string("model") else {
-        return Err(GatewayError::new(
-            shape,
-            StatusCode::BAD_REQUEST,
-            "`model` is required",
-        ));
+        return Err(malformed("`model` is required".into()));
     };
     let stream = request.bool("stream").unwrap_or(false);
-    let index = gateway.services.keys.index();
     let grant = index
         .check(key, &model_name)
         .map_err(|d| GatewayError::denial(shape, d))?;

@@ -439,6 +439,45 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         names.contains(&"gpt") && names.contains(&"claude") && !names.contains(&"restricted"),
         "{names:?}"
     );
+    assert_eq!(models["object"], "list");
+    // Anthropic's SDKs (they send anthropic-version) get Anthropic's list.
+    let models: Value = w
+        .app
+        .client
+        .get(w.app.url("/v1/models"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, names);
+    assert_eq!(models["data"][0]["type"], "model");
+    assert!(models["data"][0]["created_at"].is_string(), "{models}");
+    assert_eq!(
+        (&models["has_more"], &models["first_id"]),
+        (&json!(false), &json!(names[0]))
+    );
+    let refused = w
+        .app
+        .client
+        .get(w.app.url("/v1/models"))
+        .header("x-api-key", "ak_wrong")
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["type"], "authentication_error");
 
     // Usage: right tokens and cost, seen by the caller and admins only.
     let logs = w.ada_logs("").await;
@@ -610,6 +649,16 @@ async fn refusals_follow_the_spec() {
     let before = w.seen.lock().len();
     let (status, _, _) = w.chat(&open, json!({"messages": []})).await;
     assert_eq!(status, 400);
+    // … but only to a caller whose key works.
+    let (status, _, _) = w
+        .chat(
+            "ak_0000000000000000000000000000000x",
+            json!({"messages": []}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = w.post("/v1/messages", &key, json!([1])).await;
+    assert_eq!(status, 401, "the revoked key, not the body, is refused");
     assert_eq!(w.seen.lock().len(), before);
     w.app.stop().await;
 }
