@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_core::catalog::health::{HealthBoard, HealthStatus};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -14,6 +16,11 @@ struct RequestLabels {
     method: String,
     route: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,6 +35,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    endpoint_up: Family<EndpointLabels, Gauge>,
+    endpoint_failures: Family<EndpointLabels, Gauge>,
 }
 
 impl Metrics {
@@ -50,11 +59,45 @@ impl Metrics {
             "HTTP request latency by method and route",
             latency.clone(),
         );
+        let endpoint_up = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "endpoint_up",
+            "1 if the endpoint's last answer was a success, 0 if it failed (as this instance saw it; absent until called or probed)",
+            endpoint_up.clone(),
+        );
+        let endpoint_failures = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "endpoint_consecutive_failures",
+            "The endpoint's failures in a row, as this instance saw them",
+            endpoint_failures.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
             latency,
+            endpoint_up,
+            endpoint_failures,
         })
+    }
+
+    /// Reads the endpoints' health into the gauges (called before rendering;
+    /// deleted endpoints disappear).
+    pub fn set_endpoint_health(&self, board: &HealthBoard) {
+        self.endpoint_up.clear();
+        self.endpoint_failures.clear();
+        for (id, health) in board.all() {
+            if health.status == HealthStatus::Unknown {
+                continue;
+            }
+            let labels = EndpointLabels {
+                endpoint: id.to_string(),
+            };
+            let up = i64::from(health.status == HealthStatus::Healthy);
+            self.endpoint_up.get_or_create(&labels).set(up);
+            self.endpoint_failures
+                .get_or_create(&labels)
+                .set(i64::from(health.consecutive_failures));
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -101,6 +101,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .set_endpoint_health(state.services.catalog.health());
     (
         [(
             header::CONTENT_TYPE,

@@ -135,6 +135,21 @@ impl HealthBoard {
         }
     }
 
+    /// When `endpoint` last answered or failed; 0 = never.
+    pub fn last_outcome_ms(&self, endpoint: Id) -> i64 {
+        self.cells
+            .get(&endpoint)
+            .map_or(0, |cell| cell.last_outcome_ms())
+    }
+
+    /// Every endpoint this instance has heard from, or about.
+    pub fn all(&self) -> Vec<(Id, EndpointHealth)> {
+        self.cells
+            .iter()
+            .map(|entry| (*entry.key(), entry.value().read()))
+            .collect()
+    }
+
     /// Drops a deleted endpoint's record.
     pub fn forget(&self, endpoint: Id) {
         self.cells.remove(&endpoint);

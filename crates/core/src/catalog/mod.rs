@@ -258,16 +258,18 @@ impl CatalogService {
             .await?;
         Ok(all
             .into_iter()
-            .filter(|e| e.enabled && self.health.cell(e.id).last_outcome_ms() <= since)
+            .filter(|e| e.enabled && self.health.last_outcome_ms(e.id) <= since)
             .collect())
     }
 
     /// Asks the endpoint for its model list and records whether it answered;
     /// `Err` only when its credential cannot be opened.
     pub async fn probe(&self, endpoint: &Endpoint) -> Result<()> {
+        // Taken before the call: an endpoint deleted meanwhile is not brought
+        // back onto the board by its late answer.
+        let cell = self.health.cell(endpoint.id);
         let secret = self.endpoint_secret(endpoint).await?;
         let answered = self.lister.probe(endpoint, secret.as_ref()).await;
-        let cell = self.health.cell(endpoint.id);
         let now = self.env.clock.now_millis();
         match answered {
             Ok(()) => cell.success(now),
@@ -897,9 +899,9 @@ impl CatalogService {
     ) -> Result<SyncReport> {
         require_admin(actor)?;
         let endpoint = self.endpoint(endpoint_id).await?;
+        let cell = self.health.cell(endpoint.id);
         let secret = self.endpoint_secret(&endpoint).await?;
         let listed = self.lister.list_models(&endpoint, secret.as_ref()).await;
-        let cell = self.health.cell(endpoint.id);
         match &listed {
             Ok(_) => cell.success(self.env.clock.now_millis()),
             Err(e) => cell.failure(self.env.clock.now_millis(), e.message()),

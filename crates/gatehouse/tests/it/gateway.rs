@@ -1080,6 +1080,49 @@ async fn endpoint_health_comes_from_calls_and_probes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Prometheus sees the same, per endpoint ID.
+    let metrics = w
+        .app
+        .client
+        .get(w.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |name: &str, id: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{endpoint=\"{id}\"}}")))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let dead_id = dead.id.to_string();
+    assert_eq!(
+        line("gatehouse_endpoint_up", &dead_id).as_deref(),
+        Some("0")
+    );
+    let failures: u32 = line("gatehouse_endpoint_consecutive_failures", &dead_id)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 3, "{metrics}");
+    let anthropic_id = w
+        .app
+        .services
+        .catalog
+        .list_endpoints(&w.admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "anthropic")
+        .unwrap()
+        .id
+        .to_string();
+    assert_eq!(
+        line("gatehouse_endpoint_up", &anthropic_id).as_deref(),
+        Some("1")
+    );
     // A deleted endpoint's record goes with it.
     w.app
         .services
@@ -1091,6 +1134,17 @@ async fn endpoint_health_comes_from_calls_and_probes() {
         w.app.services.catalog.health().read(dead.id).status,
         gatehouse_core::catalog::health::HealthStatus::Unknown
     );
+    let metrics = w
+        .app
+        .client
+        .get(w.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains(&dead_id), "{metrics}");
     w.app.stop().await;
 }
 
