@@ -315,6 +315,26 @@ impl World {
         self.post("/v1/chat/completions", key, body).await
     }
 
+    /// `GET /v1/models` as an OpenAI client, or as an Anthropic one
+    /// (`x-api-key`, `anthropic-version`).
+    async fn models(&self, key: &str, anthropic: bool) -> Value {
+        let request = self.app.client.get(self.app.url("/v1/models"));
+        let request = if anthropic {
+            request
+                .header("x-api-key", key)
+                .header("anthropic-version", "2023-06-01")
+        } else {
+            request.bearer_auth(key)
+        };
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The Prometheus text of `/metrics`.
+    async fn metrics(&self) -> String {
+        let response = self.app.client.get(self.app.url("/metrics")).send().await;
+        response.unwrap().text().await.unwrap()
+    }
+
     /// Sends `body` to `path` with `key` as each kind of client does:
     /// Anthropic's in `x-api-key`, OpenAI's as a bearer token.
     async fn send(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
@@ -370,6 +390,16 @@ impl World {
     }
 }
 
+/// The `id`s of a model list (either API's shape).
+fn ids(models: &Value) -> Vec<&str> {
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
+}
+
 fn chat_body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100})
 }
@@ -418,65 +448,23 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         "Anthropic endpoints get x-api-key"
     );
     // GET /v1/models lists what the key may use (not the restricted one).
-    let models: Value = w
-        .app
-        .client
-        .get(w.app.url("/v1/models"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let models = w.models(&key, false).await;
+    let names = ids(&models);
     assert!(
         names.contains(&"gpt") && names.contains(&"claude") && !names.contains(&"restricted"),
         "{names:?}"
     );
     assert_eq!(models["object"], "list");
     // Anthropic's SDKs (they send anthropic-version) get Anthropic's list.
-    let models: Value = w
-        .app
-        .client
-        .get(w.app.url("/v1/models"))
-        .header("x-api-key", &key)
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, names);
+    let models = w.models(&key, true).await;
+    assert_eq!(ids(&models), names);
     assert_eq!(models["data"][0]["type"], "model");
     assert!(models["data"][0]["created_at"].is_string(), "{models}");
     assert_eq!(
         (&models["has_more"], &models["first_id"]),
         (&json!(false), &json!(names[0]))
     );
-    let refused = w
-        .app
-        .client
-        .get(w.app.url("/v1/models"))
-        .header("x-api-key", "ak_wrong")
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    let refused: Value = refused.json().await.unwrap();
+    let refused = w.models("ak_wrong", true).await;
     assert_eq!(refused["error"]["type"], "authentication_error");
 
     // Usage: right tokens and cost, seen by the caller and admins only.
@@ -1081,16 +1069,7 @@ async fn endpoint_health_comes_from_calls_and_probes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Prometheus sees the same, per endpoint ID.
-    let metrics = w
-        .app
-        .client
-        .get(w.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.metrics().await;
     let line = |name: &str, id: &str| {
         metrics
             .lines()
@@ -1134,16 +1113,7 @@ async fn endpoint_health_comes_from_calls_and_probes() {
         w.app.services.catalog.health().read(dead.id).status,
         gatehouse_core::catalog::health::HealthStatus::Unknown
     );
-    let metrics = w
-        .app
-        .client
-        .get(w.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.metrics().await;
     assert!(!metrics.contains(&dead_id), "{metrics}");
     w.app.stop().await;
 }
