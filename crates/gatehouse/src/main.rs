@@ -111,18 +111,9 @@ fn main() -> ExitCode {
                 grpc_addr: args.grpc_addr,
                 data_dir: args.data_dir,
             };
-            let config = match Config::load(&overrides) {
-                Ok(config) => config,
-                Err(e) => return fail(e),
-            };
-            telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => return fail(e),
-            };
-            match runtime.block_on(serve(config)) {
+            match run(overrides, serve) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(format!("{e:#}")),
+                Err(code) => code,
             }
         }
     }
@@ -144,22 +135,27 @@ fn maintain(
         data_dir: args.data_dir,
         ..Overrides::default()
     };
-    let config = match Config::load(&overrides) {
-        Ok(config) => config,
-        Err(e) => return fail(e),
-    };
-    telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(e),
-    };
-    match runtime.block_on(command(config)) {
+    match run(overrides, command) {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(format!("{e:#}")),
+        Err(code) => code,
     }
+}
+
+/// Loads the configuration, starts logging and a runtime, and runs `command`
+/// on them; a failure is reported on standard error.
+fn run<T>(
+    overrides: Overrides,
+    command: impl AsyncFnOnce(Config) -> anyhow::Result<T>,
+) -> Result<T, ExitCode> {
+    let config = Config::load(&overrides).map_err(fail)?;
+    telemetry::init(&config.log);
+    let runtime = tokio::runtime::Runtime::new().map_err(fail)?;
+    runtime
+        .block_on(command(config))
+        .map_err(|e| fail(format!("{e:#}")))
 }
 
 /// One line on standard error, and a non-zero exit.
