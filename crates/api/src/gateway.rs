@@ -366,11 +366,21 @@ struct UsageFields {
 }
 
 /// Reads the token counts of an OpenAI or Anthropic answer or stream event.
+///
+/// Most answers end with their `usage` (an embeddings answer is mostly
+/// numbers before it): when the last `"usage"` in the text is a member of the
+/// outermost object and closes it, only that member is parsed. Otherwise the
+/// whole text is read, skipping all but `usage` and `message.usage`. Text with
+/// no `"usage"` at all reports nothing and is not parsed.
 fn usage_of(json: &[u8], tokens: &mut Tokens) {
-    let Ok(answer) = serde_json::from_slice::<UsageOnly>(json) else {
+    let Some(at) = memchr::memmem::rfind(json, b"\"usage\"") else {
         return;
     };
-    let Some(usage) = answer.usage.or(answer.message.and_then(|m| m.usage)) else {
+    let usage = trailing_usage(json, at).or_else(|| {
+        let answer = serde_json::from_slice::<UsageOnly>(json).ok()?;
+        answer.usage.or(answer.message.and_then(|m| m.usage))
+    });
+    let Some(usage) = usage else {
         return;
     };
     if let Some(n) = usage.prompt_tokens.or(usage.input_tokens) {
@@ -381,6 +391,25 @@ fn usage_of(json: &[u8], tokens: &mut Tokens) {
         tokens.completion = n;
         tokens.reported = true;
     }
+}
+
+/// The `usage` member whose name starts at `at`, if it is the outermost
+/// object's last member: after its value come only whitespace, one `}` and
+/// whitespace. (A quote before the name could be an escaped one inside a
+/// longer name: such text takes the slow path.)
+fn trailing_usage(json: &[u8], at: usize) -> Option<UsageFields> {
+    if at > 0 && json[at - 1] == b'\\' {
+        return None;
+    }
+    let rest = json[at + b"\"usage\"".len()..].trim_ascii_start();
+    let rest = rest.strip_prefix(b":")?;
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Option<UsageFields>>();
+    let usage = values.next()?.ok()?;
+    let after = rest[values.byte_offset()..].trim_ascii();
+    if after != b"}" {
+        return None;
+    }
+    usage
 }
 
 /// The route a call came in on (the discriminant indexes `Upstream::urls`).
@@ -1142,5 +1171,59 @@ mod tests {
         // A stream's capture holds the first bytes; the total says how many came.
         let text = captured_text(&big[..CAPTURE_LIMIT], 3 * CAPTURE_LIMIT);
         assert!(text.ends_with(&format!("…[{} more bytes not captured]", 2 * CAPTURE_LIMIT)));
+    }
+
+    fn tokens(json: &str) -> Option<(u64, u64)> {
+        let mut t = Tokens::default();
+        usage_of(json.as_bytes(), &mut t);
+        t.reported.then_some((t.prompt, t.completion))
+    }
+
+    #[test]
+    fn usage_is_read_from_the_end_or_from_the_whole_answer() {
+        // The usual answer: `usage` last, read without parsing the rest.
+        let openai = r#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":0}}}"#;
+        assert_eq!(tokens(openai), Some((12, 3)));
+        assert!(trailing_usage(openai.as_bytes(), openai.rfind("\"usage\"").unwrap()).is_some());
+        // Anthropic's names, whitespace around everything.
+        assert_eq!(
+            tokens(
+                "{ \"content\": [],\n  \"usage\" :\t{\"input_tokens\": 7, \"output_tokens\": 2} \n}\n"
+            ),
+            Some((7, 2))
+        );
+        // `usage` not last, or only in `message` (Anthropic's message_start):
+        // the whole answer is read.
+        assert_eq!(
+            tokens(r#"{"usage":{"prompt_tokens":4,"completion_tokens":1},"choices":[]}"#),
+            Some((4, 1))
+        );
+        assert_eq!(
+            tokens(
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":9,"output_tokens":1}}}"#
+            ),
+            Some((9, 1))
+        );
+        // A nested `usage` that ends the text is not the answer's.
+        assert_eq!(
+            tokens(
+                r#"{"choices":[{"meta":{"usage":{"prompt_tokens":99,"completion_tokens":99}}}]}"#
+            ),
+            None
+        );
+        // Text that talks about usage is not usage.
+        assert_eq!(
+            tokens(r#"{"choices":[{"text":"\"usage\": {\"prompt_tokens\": 99}}"}]}"#),
+            None
+        );
+        assert_eq!(
+            tokens(r#"{"a\"usage":{"prompt_tokens":99,"completion_tokens":99}}"#),
+            None
+        );
+        // No usage, a null one, no JSON at all.
+        assert_eq!(tokens(r#"{"choices":[]}"#), None);
+        assert_eq!(tokens(r#"{"choices":[],"usage":null}"#), None);
+        assert_eq!(tokens("data: [DONE]"), None);
+        assert_eq!(tokens(r#"{"usage":"#), None);
     }
 }

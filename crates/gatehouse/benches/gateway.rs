@@ -90,6 +90,8 @@ struct Outcome {
     per_sec: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time of the serving threads per request (median of the turns).
+    cpu: Duration,
 }
 
 /// One keep-alive HTTP/1.1 connection driven in a loop, like `wrk`: the
@@ -100,7 +102,7 @@ async fn connection(
     body: Bytes,
     warm_until: Instant,
     deadline: Instant,
-) -> Vec<Duration> {
+) -> (Vec<Duration>, usize) {
     let uri: hyper::Uri = url.parse().unwrap();
     let authority = uri.authority().unwrap().clone();
     let stream = tokio::net::TcpStream::connect(authority.as_str())
@@ -120,31 +122,58 @@ async fn connection(
         }
         r.body(Full::new(body.clone())).unwrap()
     };
-    let mut samples = Vec::with_capacity(1 << 16);
+    let (mut samples, mut requests) = (Vec::with_capacity(1 << 16), 0);
     while Instant::now() < deadline {
         let start = Instant::now();
         sender.ready().await.unwrap();
         let response = sender.send_request(request()).await.unwrap();
         assert!(response.status().is_success(), "{}", response.status());
         response.into_body().collect().await.unwrap();
+        requests += 1;
         if start >= warm_until {
             samples.push(start.elapsed());
         }
     }
-    samples
+    (samples, requests)
 }
 
 /// What one load run measured: each request's latency after the warm-up,
-/// and how long the measured part took.
+/// how long the measured part took, and the CPU time the threads of the
+/// role under load used per request (warm-up included).
 struct Run {
     samples: Vec<Duration>,
     secs: f64,
+    cpu_per_request: Duration,
+}
+
+/// The CPU time used so far by this process's threads named `role` (a
+/// runtime's workers and blocking threads), from the scheduler's own
+/// nanosecond accounting (`/proc/self/task/*/schedstat`; zero elsewhere).
+fn cpu_time(role: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != role {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(total)
 }
 
 /// Drives `connections` connections for `millis` from this thread (a
 /// single-threaded runtime, so the load generator takes about one core at
 /// most, as `wrk -t1` would).
-fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, millis: u64) -> Run {
+fn load((url, key, role): Target, stream: bool, connections: usize, millis: u64) -> Run {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -153,6 +182,7 @@ fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, millis: 
         json!({"model": "bench", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16, "stream": stream})
             .to_string(),
     );
+    let cpu_before = cpu_time(role);
     runtime.block_on(async {
         // The first fifth of the time warms up connections and caches.
         let warm_until = Instant::now() + Duration::from_millis(millis) / 5;
@@ -164,23 +194,31 @@ fn load(url: &str, key: Option<&str>, stream: bool, connections: usize, millis: 
                 connection(&url, key.as_deref(), body, warm_until, deadline).await
             }));
         }
-        let mut samples = Vec::new();
+        let (mut samples, mut requests) = (Vec::new(), 0);
         for task in tasks {
-            samples.extend(task.await.unwrap());
+            let (s, n) = task.await.unwrap();
+            samples.extend(s);
+            requests += n;
         }
+        let secs = warm_until.elapsed().as_secs_f64();
         Run {
             samples,
-            secs: warm_until.elapsed().as_secs_f64(),
+            secs,
+            cpu_per_request: (cpu_time(role) - cpu_before) / requests.max(1) as u32,
         }
     })
 }
+
+/// What a load run targets: the URL, the key to present, and the name of
+/// the threads that serve it (whose CPU time is measured).
+type Target<'a> = (&'a str, Option<&'a str>, &'a str);
 
 /// Loads `a` and `b` (URL and key) in turns of one second, `secs` seconds
 /// each, so that whatever else this machine does at the time weighs on both
 /// alike; the ratio of the two is what the targets are about.
 fn compare(
-    a: (&str, Option<&str>),
-    b: (&str, Option<&str>),
+    a: Target,
+    b: Target,
     stream: bool,
     connections: usize,
     secs: u64,
@@ -192,8 +230,8 @@ fn compare(
         .clamp(100, secs * 1000);
     let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
     for _ in 0..(secs * 1000 / turn).max(1) {
-        runs_a.push(load(a.0, a.1, stream, connections, turn));
-        runs_b.push(load(b.0, b.1, stream, connections, turn));
+        runs_a.push(load(a, stream, connections, turn));
+        runs_b.push(load(b, stream, connections, turn));
     }
     (Outcome::of(runs_a), Outcome::of(runs_b))
 }
@@ -201,6 +239,8 @@ fn compare(
 impl Outcome {
     fn of(runs: Vec<Run>) -> Outcome {
         let secs: f64 = runs.iter().map(|r| r.secs).sum();
+        let mut cpu: Vec<Duration> = runs.iter().map(|r| r.cpu_per_request).collect();
+        cpu.sort();
         let mut samples: Vec<Duration> = runs.into_iter().flat_map(|r| r.samples).collect();
         samples.sort();
         let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
@@ -208,6 +248,7 @@ impl Outcome {
             per_sec: samples.len() as f64 / secs,
             p50: at(0.5),
             p99: at(0.99),
+            cpu: cpu[cpu.len() / 2],
         }
     }
 }
@@ -280,7 +321,7 @@ fn main() {
         "{secs} s per case and side, in turns of 1 s; load generator (1 thread), gateway ({workers} workers) and upstream (1 thread) on {cores} cores"
     );
     println!(
-        "{:<10} {:>5} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "{:<10} {:>5} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8} {:>10}",
         "mode",
         "conns",
         "direct r/s",
@@ -289,7 +330,8 @@ fn main() {
         "gw p50",
         "gw p99",
         "added p50",
-        "ratio"
+        "ratio",
+        "gw CPU/req"
     );
     // `GATEHOUSE_BENCH_CASES=json-1,stream-32` runs only those cases.
     let only = std::env::var("GATEHOUSE_BENCH_CASES").ok();
@@ -304,14 +346,14 @@ fn main() {
                 continue;
             }
             let (d, g) = compare(
-                (&direct, None),
-                (&gateway, Some(&key)),
+                (&direct, None, "upstream"),
+                (&gateway, Some(&key), "gateway"),
                 stream,
                 connections,
                 secs,
             );
             println!(
-                "{:<10} {:>5} {:>12.0} {:>12.0} {:>7} µs {:>7} µs {:>7} µs {:>9} µs {:>7.0}%",
+                "{:<10} {:>5} {:>12.0} {:>12.0} {:>7} µs {:>7} µs {:>7} µs {:>9} µs {:>7.0}% {:>7.1} µs",
                 mode,
                 connections,
                 d.per_sec,
@@ -321,6 +363,7 @@ fn main() {
                 g.p99.as_micros(),
                 g.p50.as_micros() as i64 - d.p50.as_micros() as i64,
                 100.0 * g.per_sec / d.per_sec,
+                g.cpu.as_secs_f64() * 1e6,
             );
         }
     }
@@ -328,15 +371,22 @@ fn main() {
         if !wanted(&format!("bare-{connections}")) {
             continue;
         }
-        let (d, b) = compare((&direct, None), (&bare, None), false, connections, secs);
+        let (d, b) = compare(
+            (&direct, None, "upstream"),
+            (&bare, None, "bare-proxy"),
+            false,
+            connections,
+            secs,
+        );
         println!(
-            "bare proxy (no gateway logic), json, {connections} conns: {:.0} req/s ({:.0}% of direct {:.0}), p50 {} µs (direct {} µs), added p50 {} µs",
+            "bare proxy (no gateway logic), json, {connections} conns: {:.0} req/s ({:.0}% of direct {:.0}), p50 {} µs (direct {} µs), added p50 {} µs, CPU {:.1} µs/req",
             b.per_sec,
             100.0 * b.per_sec / d.per_sec,
             d.per_sec,
             b.p50.as_micros(),
             d.p50.as_micros(),
             b.p50.as_micros() as i64 - d.p50.as_micros() as i64,
+            b.cpu.as_secs_f64() * 1e6,
         );
     }
 }

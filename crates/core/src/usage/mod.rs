@@ -186,6 +186,10 @@ pub struct UsageService {
     env: Env,
     ledger: Arc<Ledger>,
     buffer: Mutex<Vec<RequestLog>>,
+    /// The last flush's buffer, emptied, for the next round: a buffer that
+    /// grew from nothing every second re-copied its logs at each doubling
+    /// and faulted in fresh pages, on the request path.
+    spare: Mutex<Vec<RequestLog>>,
 }
 
 /// Most logs buffered before new ones are dropped (a storage outage must not
@@ -199,6 +203,7 @@ impl UsageService {
             env,
             ledger,
             buffer: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
@@ -259,7 +264,8 @@ impl UsageService {
     /// Writes what was buffered and brings the ledger in line with the other
     /// instances. Returns how many request logs were written.
     pub async fn flush(&self) -> Result<usize> {
-        let logs = std::mem::take(&mut *self.buffer.lock());
+        let spare = std::mem::take(&mut *self.spare.lock());
+        let mut logs = std::mem::replace(&mut *self.buffer.lock(), spare);
         let written = logs.len();
         // Few, large transactions (each commit is a durable write), each well
         // inside the engines' transaction size limit.
@@ -304,6 +310,13 @@ impl UsageService {
             }
             start = end;
         }
+        logs.clear();
+        // What a backlog (after an outage) grew it to is given back.
+        let needed = 2 * written.max(1024);
+        if logs.capacity() > 2 * needed {
+            logs.shrink_to(needed);
+        }
+        *self.spare.lock() = logs;
         let deltas = self.ledger.take_unflushed();
         if !deltas.is_empty() {
             let result = self
