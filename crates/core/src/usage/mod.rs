@@ -196,6 +196,9 @@ pub struct UsageService {
 /// exhaust memory); dropped logs are counted in the log.
 const MAX_BUFFER: usize = 100_000;
 
+/// Buffer capacity (in logs) kept between flushes however few came.
+const KEPT_BUFFER: usize = 16_384;
+
 impl UsageService {
     pub fn new(store: Store, env: Env, ledger: Arc<Ledger>) -> Self {
         UsageService {
@@ -311,10 +314,10 @@ impl UsageService {
             start = end;
         }
         logs.clear();
-        // What a backlog (after an outage) grew it to is given back.
-        let needed = 2 * written.max(1024);
-        if logs.capacity() > 2 * needed {
-            logs.shrink_to(needed);
+        // A second's worth of a busy gateway is kept across quiet spells;
+        // what a backlog (after an outage) grew it to is given back.
+        if logs.capacity() > KEPT_BUFFER.max(4 * written) {
+            logs.shrink_to(KEPT_BUFFER.max(2 * written));
         }
         *self.spare.lock() = logs;
         let deltas = self.ledger.take_unflushed();
