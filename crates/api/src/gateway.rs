@@ -1033,6 +1033,56 @@ async fn forward(
     Ok(response)
 }
 
+/// Reads usage from a server-sent event stream as its pieces pass, wherever
+/// they split it.
+#[derive(Default)]
+struct StreamUsage {
+    tokens: Tokens,
+    /// The start of a line the next piece finishes.
+    pending: Vec<u8>,
+}
+
+impl StreamUsage {
+    fn see(&mut self, piece: &[u8]) {
+        // Lines are read where they lie; only an unfinished one is kept.
+        let mut rest = piece;
+        if !self.pending.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.keep(rest);
+                return;
+            };
+            self.pending.extend_from_slice(&rest[..end]);
+            let line = std::mem::take(&mut self.pending);
+            self.line(&line);
+            self.pending = line;
+            self.pending.clear();
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.line(&rest[..end]);
+            rest = &rest[end + 1..];
+        }
+        self.keep(rest);
+    }
+
+    /// Keeps the start of an unfinished line, unless it grows longer than
+    /// any event: there is no usage to read from such a line.
+    fn keep(&mut self, part: &[u8]) {
+        if self.pending.len() + part.len() > MAX_EVENT_LINE {
+            self.pending.clear();
+        } else {
+            self.pending.extend_from_slice(part);
+        }
+    }
+
+    /// One line of the stream: a `data:` line may carry usage.
+    fn line(&mut self, line: &[u8]) {
+        if let Some(data) = line.trim_ascii().strip_prefix(b"data:") {
+            usage_of(data.trim_ascii(), &mut self.tokens);
+        }
+    }
+}
+
 /// Passes server-sent events through as they arrive, reading usage from them
 /// on the way; the bookkeeping happens when the stream ends or the client
 /// goes away.
@@ -1045,9 +1095,8 @@ fn stream_through(
 ) -> Response {
     struct Watch {
         settlement: Option<Settlement>,
-        tokens: Tokens,
+        usage: StreamUsage,
         bytes: usize,
-        pending: Vec<u8>,
         captured: Option<Vec<u8>>,
         failed: Option<String>,
     }
@@ -1058,25 +1107,20 @@ fn stream_through(
                 let room = CAPTURE_LIMIT.saturating_sub(captured.len());
                 captured.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
-            self.pending.extend_from_slice(chunk);
-            if self.pending.len() > MAX_EVENT_LINE && !self.pending.contains(&b'\n') {
-                // No event is this long: nothing to read usage from.
-                self.pending.clear();
-            }
-            while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line);
-                if let Some(data) = line.trim().strip_prefix("data:") {
-                    usage_of(data.trim().as_bytes(), &mut self.tokens);
-                }
-            }
+            self.usage.see(chunk);
         }
     }
     impl Drop for Watch {
         fn drop(&mut self) {
             if let Some(settlement) = self.settlement.take() {
                 let captured = self.captured.take().map(|c| captured_text(&c, self.bytes));
-                settlement.finish(200, self.tokens, self.bytes, captured, self.failed.take());
+                settlement.finish(
+                    200,
+                    self.usage.tokens,
+                    self.bytes,
+                    captured,
+                    self.failed.take(),
+                );
             }
         }
     }
@@ -1084,9 +1128,8 @@ fn stream_through(
     let gateway = settlement.gateway.clone();
     let watch = Watch {
         settlement: Some(settlement),
-        tokens: Tokens::default(),
+        usage: StreamUsage::default(),
         bytes: 0,
-        pending: Vec::new(),
         captured: capture.then(Vec::new),
         failed: None,
     };
@@ -1225,5 +1268,33 @@ mod tests {
         assert_eq!(tokens(r#"{"choices":[],"usage":null}"#), None);
         assert_eq!(tokens("data: [DONE]"), None);
         assert_eq!(tokens(r#"{"usage":"#), None);
+    }
+
+    #[test]
+    fn stream_usage_is_read_however_the_stream_is_cut() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"usage\\\": 1}\"}}]}\r\n\r\n",
+            ": a comment\n\n",
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3}}\n\n",
+            "data: [DONE]\n\n",
+        )
+        .as_bytes();
+        for cut in 0..stream.len() {
+            let mut usage = StreamUsage::default();
+            usage.see(&stream[..cut]);
+            usage.see(&stream[cut..]);
+            let t = usage.tokens;
+            assert!(t.reported, "cut at {cut}");
+            assert_eq!((t.prompt, t.completion), (12, 3), "cut at {cut}");
+        }
+        // Byte by byte, and an overlong line is dropped without harm.
+        let mut usage = StreamUsage::default();
+        usage.see(&vec![b'x'; MAX_EVENT_LINE + 1]);
+        assert!(usage.pending.is_empty());
+        for b in stream {
+            usage.see(std::slice::from_ref(b));
+        }
+        assert_eq!((usage.tokens.prompt, usage.tokens.completion), (12, 3));
     }
 }
