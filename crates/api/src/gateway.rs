@@ -1052,14 +1052,12 @@ impl StreamUsage {
                 return;
             };
             self.pending.extend_from_slice(&rest[..end]);
-            let line = std::mem::take(&mut self.pending);
-            self.line(&line);
-            self.pending = line;
+            event_line(&self.pending, &mut self.tokens);
             self.pending.clear();
             rest = &rest[end + 1..];
         }
         while let Some(end) = memchr::memchr(b'\n', rest) {
-            self.line(&rest[..end]);
+            event_line(&rest[..end], &mut self.tokens);
             rest = &rest[end + 1..];
         }
         self.keep(rest);
@@ -1074,12 +1072,12 @@ impl StreamUsage {
             self.pending.extend_from_slice(part);
         }
     }
+}
 
-    /// One line of the stream: a `data:` line may carry usage.
-    fn line(&mut self, line: &[u8]) {
-        if let Some(data) = line.trim_ascii().strip_prefix(b"data:") {
-            usage_of(data.trim_ascii(), &mut self.tokens);
-        }
+/// One line of an event stream: a `data:` line may carry usage.
+fn event_line(line: &[u8], tokens: &mut Tokens) {
+    if let Some(data) = line.trim_ascii().strip_prefix(b"data:") {
+        usage_of(data.trim_ascii(), tokens);
     }
 }
 

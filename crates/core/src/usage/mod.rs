@@ -308,7 +308,7 @@ impl UsageService {
                 .await;
             if let Err(e) = result {
                 // Put back what was not written; the next flush retries.
-                self.buffer.lock().extend(logs[start..].iter().cloned());
+                self.buffer.lock().extend(logs.drain(start..));
                 return Err(e.into());
             }
             start = end;
