@@ -146,28 +146,35 @@ struct Run {
     cpu_per_request: Duration,
 }
 
-/// The CPU time used so far by this process's threads named `role` (a
-/// runtime's workers and blocking threads), from the scheduler's own
-/// nanosecond accounting (`/proc/self/task/*/schedstat`; zero elsewhere).
-fn cpu_time(role: &str) -> Duration {
+/// The CPU time (ns) used so far by each of this process's threads named
+/// `role` (a runtime's workers and blocking threads), by thread ID, from the
+/// scheduler's own accounting (`/proc/self/task/*/schedstat`; none elsewhere).
+fn cpu_times(role: &str) -> std::collections::HashMap<std::ffi::OsString, u64> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
+        return Default::default();
     };
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end() != role {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
-        total += stat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Duration::from_nanos(total)
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == role)
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns = stat.split_whitespace().next()?.parse().ok()?;
+            Some((task.file_name(), ns))
+        })
+        .collect()
+}
+
+/// The CPU time `role`'s threads used since `before` (threads that started
+/// since count from zero; one that ended takes its share with it).
+fn cpu_since(role: &str, before: &std::collections::HashMap<std::ffi::OsString, u64>) -> Duration {
+    let used = cpu_times(role)
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Duration::from_nanos(used)
 }
 
 /// Drives `connections` connections for `millis` from this thread (a
@@ -182,7 +189,7 @@ fn load((url, key, role): Target, stream: bool, connections: usize, millis: u64)
         json!({"model": "bench", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16, "stream": stream})
             .to_string(),
     );
-    let cpu_before = cpu_time(role);
+    let cpu_before = cpu_times(role);
     runtime.block_on(async {
         // The first fifth of the time warms up connections and caches.
         let warm_until = Instant::now() + Duration::from_millis(millis) / 5;
@@ -204,7 +211,7 @@ fn load((url, key, role): Target, stream: bool, connections: usize, millis: u64)
         Run {
             samples,
             secs,
-            cpu_per_request: (cpu_time(role) - cpu_before) / requests.max(1) as u32,
+            cpu_per_request: cpu_since(role, &cpu_before) / requests.max(1) as u32,
         }
     })
 }
@@ -223,11 +230,7 @@ fn compare(
     connections: usize,
     secs: u64,
 ) -> (Outcome, Outcome) {
-    let turn: u64 = std::env::var("GATEHOUSE_BENCH_TURN_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
-        .clamp(100, secs * 1000);
+    let turn = setting("GATEHOUSE_BENCH_TURN_MS", 1000u64).clamp(100, secs * 1000);
     let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
     for _ in 0..(secs * 1000 / turn).max(1) {
         runs_a.push(load(a, stream, connections, turn));
@@ -288,16 +291,18 @@ where
     rx.recv().unwrap()
 }
 
+/// A number from the environment variable `name`, or `default`.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
-    let secs: u64 = std::env::var("GATEHOUSE_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs = setting("GATEHOUSE_BENCH_SECS", 5u64);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers: usize = std::env::var("GATEHOUSE_BENCH_WORKERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(cores);
+    let workers = setting("GATEHOUSE_BENCH_WORKERS", cores);
     // `GATEHOUSE_BENCH_LOG=info` logs as the binary does by default (plain
     // lines on stderr): the cost of a log line per request.
     if let Ok(level) = std::env::var("GATEHOUSE_BENCH_LOG") {
