@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, USER_AGENT};
 use axum::http::request::Parts;
-use gatehouse_core::accounts::model::User;
-use gatehouse_core::accounts::sessions::{ClientInfo, Session};
+use gatehouse_core::model::accounts::User;
+use gatehouse_core::model::sessions::{ClientInfo, Session};
 use gatehouse_core::{Error, ErrorCode};
 
 use crate::ApiError;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gatehouse_core::accounts::model::User;
+use gatehouse_core::model::accounts::User;
 use gatehouse_core::services::Services;
 use gatehouse_core::services::system::VERSION;
 use gatehouse_core::tenancy::Resource;
@@ -383,7 +383,7 @@ pub struct VaultGrpc {
     directory: DirectoryGrpc,
 }
 
-fn vault_message(v: gatehouse_core::vaults::model::Vault) -> VaultMessage {
+fn vault_message(v: gatehouse_core::model::vaults::Vault) -> VaultMessage {
     VaultMessage {
         id: v.id.to_string(),
         organization_id: v.org_id.to_string(),

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::accounts::model::{Role, User, UserStatus};
-use gatehouse_core::accounts::sessions::ClientInfo;
 use gatehouse_core::audit::AuditLog;
 use gatehouse_core::catalog::{CatalogService, EndpointSpec, ModelSpec, NoLister};
 use gatehouse_core::changes::ChangeFeed;
@@ -17,6 +15,8 @@ use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::id::Snowflake;
 use gatehouse_core::keys::index::AccessIndex;
 use gatehouse_core::keys::{KeyService, NewKey};
+use gatehouse_core::model::accounts::{Role, User, UserStatus};
+use gatehouse_core::model::sessions::ClientInfo;
 use gatehouse_core::{Env, keyspace};
 use gatehouse_storage::memory::MemoryEngine;
 use gatehouse_storage::{Store, TxError};

@@ -4,63 +4,11 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_storage::{KeyRange, RangeOptions, Store, TxError};
-use serde::{Deserialize, Serialize};
 
-use crate::accounts::model::{Role, User};
-use crate::accounts::sessions::ClientInfo;
-use crate::codec::Record;
+use crate::model::accounts::{Role, User};
+pub use crate::model::audit::{Actor, AuditEvent, Outcome};
+use crate::model::sessions::ClientInfo;
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
-
-/// Who acted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Actor {
-    User {
-        id: Id,
-    },
-    /// Someone not signed in, e.g. a failed sign-in (`login` is what they typed,
-    /// which may name no account).
-    Anonymous {
-        login: Option<String>,
-    },
-    System,
-    /// A service client, authenticated by its assertion or refresh token.
-    Client {
-        id: Id,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Success,
-    Failure,
-    /// Refused before being tried (throttled, not allowed).
-    Refused,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    pub id: Id,
-    pub at: DateTime<Utc>,
-    pub actor: Actor,
-    /// `area.verb`, e.g. `auth.login`.
-    pub action: String,
-    pub outcome: Outcome,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub organization_id: Option<Id>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    /// A before / after summary or other detail, secrets redacted.
-    pub details: serde_json::Value,
-}
-
-impl Record for AuditEvent {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "audit event";
-    const CHANGE_FEED: bool = false;
-}
 
 /// Names of details that are never stored.
 const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "key", "hash", "credential"];
@@ -184,7 +132,7 @@ impl AuditLog {
             .as_bytes()
             .to_vec();
         let range = KeyRange::new(keyspace::audit_events().begin, end);
-        crate::usage::trim_range(&self.store, &range).await
+        crate::codec::trim_range(&self.store, &range).await
     }
 
     /// Newest first, for platform admins (`admin`, `admin_readonly`), those

@@ -7,18 +7,11 @@
 
 use std::fmt;
 
-use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError, decode_counter, key_after};
-use serde::{Deserialize, Serialize};
+use gatehouse_storage::{KeyRange, RangeOptions, Store, TxError, decode_counter, key_after};
 
-use crate::codec::Record;
+use crate::codec::unhex;
+pub use crate::codec::{ChangeKind, ChangeRecord};
 use crate::{Error, Result, keyspace};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    Put,
-    Delete,
-}
 
 /// A position in the feed: the 12 bytes after the record prefix (10-byte
 /// versionstamp, 2-byte order within the transaction). Cursors compare in
@@ -42,24 +35,8 @@ impl ChangeCursor {
 
 impl fmt::Display for ChangeCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
+        f.write_str(&crate::codec::hex(&self.0))
     }
-}
-
-/// What a change record stores.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeRecord {
-    /// The subspace written, e.g. `setting`.
-    pub subspace: String,
-    /// The full key, hex-encoded.
-    pub key: String,
-    pub kind: ChangeKind,
-}
-
-impl Record for ChangeRecord {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "change";
-    const CHANGE_FEED: bool = false;
 }
 
 /// One committed write, as read from the feed.
@@ -67,53 +44,6 @@ impl Record for ChangeRecord {
 pub struct Change {
     pub cursor: ChangeCursor,
     pub record: ChangeRecord,
-}
-
-/// Appends a change record for `key` to the feed, inside `tx`. Reads nothing,
-/// so writers of different entities do not conflict over the feed.
-pub async fn append(tx: &Tx, key: &[u8], kind: ChangeKind) -> Result<(), TxError<Error>> {
-    let record = ChangeRecord {
-        subspace: subspace_of(key),
-        key: hex(key),
-        kind,
-    };
-    let value = crate::codec::encode(&record).map_err(TxError::Abort)?;
-    let order = tx.next_local_sequence().to_be_bytes();
-    tx.set_versionstamped_key(&keyspace::change_prefix(), &order, &value)?;
-    tx.atomic_add(&keyspace::change_count("appended"), 1)?;
-    Ok(())
-}
-
-fn subspace_of(key: &[u8]) -> String {
-    use gatehouse_storage::tuple::{Element, unpack};
-    match unpack::<Vec<Element>>(key)
-        .ok()
-        .and_then(|t| t.into_iter().next())
-    {
-        Some(Element::String(s)) => s.into_owned(),
-        _ => String::new(),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
-impl ChangeRecord {
-    /// The stored key the change is about (`None` if the record is damaged).
-    pub fn key_bytes(&self) -> Option<Vec<u8>> {
-        unhex(&self.key)
-    }
 }
 
 /// Reading and trimming the feed.
@@ -270,7 +200,7 @@ mod tests {
             .iter()
             .map(|c| (c.record.key.clone(), c.record.kind))
             .collect();
-        let key = |n: &str| hex(keyspace::setting(&name(n)).as_bytes());
+        let key = |n: &str| crate::codec::hex(keyspace::setting(&name(n)).as_bytes());
         assert_eq!(
             seen,
             vec![

@@ -3,12 +3,17 @@
 //! The version byte lets a later release read old values and migrate them
 //! (`Record::upgrade`), so the store never needs a stop-the-world rewrite. JSON
 //! keeps values readable in a debugger and tolerant of added optional fields.
+//!
+//! Writing a feed record through [`Key`] also appends a change record in the
+//! same transaction (the feed's write side lives here, under the typed keys
+//! that need it; [`changes`](crate::changes) reads and trims the feed).
 
 use std::marker::PhantomData;
 
+use gatehouse_storage::tuple::pack;
 use gatehouse_storage::{Tx, TxError};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -101,7 +106,7 @@ impl<T: Record> Key<T> {
         let bytes = encode(value).map_err(TxError::Abort)?;
         tx.set(&self.bytes, &bytes)?;
         if T::CHANGE_FEED {
-            crate::changes::append(tx, &self.bytes, crate::changes::ChangeKind::Put).await?;
+            append(tx, &self.bytes, ChangeKind::Put).await?;
         }
         Ok(())
     }
@@ -110,10 +115,123 @@ impl<T: Record> Key<T> {
     pub async fn clear(&self, tx: &Tx) -> Result<(), TxError<Error>> {
         tx.clear(&self.bytes)?;
         if T::CHANGE_FEED {
-            crate::changes::append(tx, &self.bytes, crate::changes::ChangeKind::Delete).await?;
+            append(tx, &self.bytes, ChangeKind::Delete).await?;
         }
         Ok(())
     }
+}
+
+/// Deletes the first keys of `range`, at most 10 000 per call.
+pub async fn trim_range(
+    store: &gatehouse_storage::Store,
+    range: &gatehouse_storage::KeyRange,
+) -> crate::Result<usize> {
+    Ok(store
+        .run(|tx| async move {
+            let page = tx
+                .get_range(range, gatehouse_storage::RangeOptions::limit(10_000))
+                .await?;
+            let count = page.entries.len();
+            if let Some((last, _)) = page.entries.last() {
+                let upto = gatehouse_storage::key_after(last);
+                tx.clear_range(&gatehouse_storage::KeyRange::new(range.begin.clone(), upto))?;
+            }
+            Ok::<_, TxError<Error>>(count)
+        })
+        .await?)
+}
+
+// The change feed's write side: every `Key::put` and `Key::clear` of a
+// feed record appends one of these in the same transaction. Reading and
+// trimming the feed is [`changes`](crate::changes).
+
+/// The bytes before the versionstamp of `("change", versionstamp) = ChangeRecord`:
+/// the tuple `("change",)` and the type code of a tuple-layer versionstamp
+/// (0x33), followed at commit by 10 stamp bytes and 2 bytes of order within
+/// the transaction, so each key is a valid FoundationDB tuple. Listed, with
+/// its golden bytes, in [`keyspace`](crate::keyspace).
+pub fn change_prefix() -> Vec<u8> {
+    let mut prefix = pack(&(CHANGE,));
+    prefix.push(0x33);
+    prefix
+}
+
+/// The subspace of change records.
+pub const CHANGE: &str = "change";
+
+/// `("change_count", name)`: how many change records were appended or trimmed.
+pub fn change_count(name: &str) -> Vec<u8> {
+    pack(&("change_count", name))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Put,
+    Delete,
+}
+
+/// What a change record stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The subspace written, e.g. `setting`.
+    pub subspace: String,
+    /// The full key, hex-encoded.
+    pub key: String,
+    pub kind: ChangeKind,
+}
+
+impl Record for ChangeRecord {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "change";
+    const CHANGE_FEED: bool = false;
+}
+
+impl ChangeRecord {
+    /// The stored key the change is about (`None` if the record is damaged).
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        unhex(&self.key)
+    }
+}
+
+/// Appends a change record for `key` to the feed, inside `tx`. Reads nothing,
+/// so writers of different entities do not conflict over the feed.
+pub async fn append(tx: &Tx, key: &[u8], kind: ChangeKind) -> Result<(), TxError<Error>> {
+    let record = ChangeRecord {
+        subspace: subspace_of(key),
+        key: hex(key),
+        kind,
+    };
+    let value = encode(&record).map_err(TxError::Abort)?;
+    let order = tx.next_local_sequence().to_be_bytes();
+    tx.set_versionstamped_key(&change_prefix(), &order, &value)?;
+    tx.atomic_add(&change_count("appended"), 1)?;
+    Ok(())
+}
+
+fn subspace_of(key: &[u8]) -> String {
+    use gatehouse_storage::tuple::{Element, unpack};
+    match unpack::<Vec<Element>>(key)
+        .ok()
+        .and_then(|t| t.into_iter().next())
+    {
+        Some(Element::String(s)) => s.into_owned(),
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,43 +4,15 @@
 //! whose removal fails after sending is sent again.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use gatehouse_storage::{RangeOptions, Store, Tx, TxError};
-use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
-use crate::{Env, Error, Id, Result, keyspace};
+pub use crate::model::email::{DeliveryStatus, OutboxMessage};
+use crate::{Env, Error, Result, keyspace};
 
 /// After this many failed attempts a message is kept as `failed` and not retried.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Messages looked at by one drain.
 const BATCH: usize = 50;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxMessage {
-    pub id: Id,
-    pub to: String,
-    pub subject: String,
-    pub body: String,
-    pub created_at: DateTime<Utc>,
-    pub status: DeliveryStatus,
-    pub attempts: u32,
-    pub next_attempt_at_ms: i64,
-    pub last_error: Option<String>,
-}
-
-impl Record for OutboxMessage {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "outbox message";
-    const CHANGE_FEED: bool = false;
-}
 
 /// Something that delivers one message (SMTP, or the log in development).
 #[async_trait]

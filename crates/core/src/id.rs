@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::env::Clock;
+use crate::clock::Clock;
 use crate::{Error, Result};
 
 /// 2024-01-01T00:00:00Z: IDs last 69 years from here.
@@ -135,7 +135,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::env::ManualClock;
+    use crate::clock::ManualClock;
 
     const T0: i64 = EPOCH_MILLIS + 1_000_000;
 

@@ -8,18 +8,18 @@
 //! |---|---|
 //! | `("system", "installation")` | [`Installation`] |
 //! | `("setting", name)` | [`Setting`] |
-//! | `("user", id)` | [`User`](crate::accounts::model::User) |
-//! | `("user_by_email", lower-cased email)` | [`UserRef`](crate::accounts::UserRef) |
-//! | `("user_email", user id, lower-cased email)` | [`UserEmail`](crate::accounts::UserEmail): addresses besides the primary |
-//! | `("user_by_username", username)` | [`UserRef`](crate::accounts::UserRef) |
-//! | `("session", sha256(token))` | [`Session`](crate::accounts::sessions::Session) |
-//! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::accounts::sessions::SessionRef) |
-//! | `("login_failures", "account" \| "ip", subject)` | [`Failures`](crate::accounts::throttle::Failures) |
-//! | `("audit", id)` | [`AuditEvent`](crate::audit::AuditEvent) |
-//! | `("outbox", id)` | [`OutboxMessage`](crate::email::OutboxMessage) |
-//! | `("email_token", sha256(token))` | [`EmailToken`](crate::accounts::EmailToken) |
-//! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::accounts::BootstrapRecord) |
-//! | `("change", versionstamp)` | [`ChangeRecord`](crate::changes::ChangeRecord): one committed write to an entity subspace |
+//! | `("user", id)` | [`User`](crate::model::accounts::User) |
+//! | `("user_by_email", lower-cased email)` | [`UserRef`](crate::model::accounts::UserRef) |
+//! | `("user_email", user id, lower-cased email)` | [`UserEmail`](crate::model::accounts::UserEmail): addresses besides the primary |
+//! | `("user_by_username", username)` | [`UserRef`](crate::model::accounts::UserRef) |
+//! | `("session", sha256(token))` | [`Session`](crate::model::sessions::Session) |
+//! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::model::sessions::SessionRef) |
+//! | `("login_failures", "account" \| "ip", subject)` | [`Failures`](crate::model::throttle::Failures) |
+//! | `("audit", id)` | [`AuditEvent`](crate::model::audit::AuditEvent) |
+//! | `("outbox", id)` | [`OutboxMessage`](crate::model::email::OutboxMessage) |
+//! | `("email_token", sha256(token))` | [`EmailToken`](crate::model::accounts::EmailToken) |
+//! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::model::accounts::BootstrapRecord) |
+//! | `("change", versionstamp)` | [`ChangeRecord`](crate::codec::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
 //! | `("cluster", "worker", id)` | [`WorkerLease`]: who holds snowflake worker ID `id` |
 //! | `("cluster", "leader")` | [`LeaderLease`]: the current leader and its fencing token |
@@ -31,41 +31,61 @@
 //! | `("signing_key", kid)` | [`SigningKey`]: Gatehouse's own, the private half sealed |
 //! | `("assertion_jti", client, jti)` | [`SpentAssertion`]: used client-assertion IDs, until they expire |
 //! | `("refresh_token", sha256(token))` / `("token_family", id)` | [`RefreshToken`] / [`TokenFamily`] |
+//! | `("org", id)` / `("org_by_slug", slug)` | [`Organization`] / [`OrgRef`] |
+//! | `("org_member", org, user)` / `("user_org", user, org)` | [`Membership`] / [`UserOrgRef`] |
+//! | `("org_invitation", org, id)` / `("invitation_by_token", sha256(token))` | [`Invitation`] / [`InvitationRef`] |
+//! | `("team", org, id)` / `("team_by_id", id)` | [`Team`] / [`TeamRef`] |
+//! | `("team_member", team, user)` / `("user_team", user, team)` | [`TeamMember`] / [`UserTeamRef`] |
+//! | `("credential", id)` / `("credential_by_scope", kind, scope id, id)` | [`Credential`] / [`IdRef`] |
+//! | `("endpoint", id)` / `("endpoint_by_name", name)` | [`Endpoint`] / [`IdRef`] |
+//! | `("model", id)` / `("model_by_name", name)` | [`Model`] / [`IdRef`] |
+//! | `("alias", id)` / `("alias_global", alias)` / `("alias_user", user, alias)` | [`Alias`] / [`IdRef`] |
+//! | `("subscription", id)` / `("subscription_by_user", user, model)` | [`Subscription`] / [`IdRef`] |
+//! | `("api_key", id)` / `("api_key_by_hash", sha256(key))` / `("api_key_by_owner", user, id)` | [`ApiKey`] / [`IdRef`] |
+//! | `("api_key_last_used", id)` | [`LastUsed`] |
+//! | `("request_log", id)` | [`RequestLog`] |
+//! | `("usage_day", day, user, key, model, field)` | `i64` counter (atomic add): requests, tokens, cost of one day |
+//! | `("spend", period, holder kind, holder id)` | `i64` micro-dollars spent in a budget period (atomic add) |
+//! | `("rate", minute, holder kind, holder id, "requests" \| "tokens")` | `i64` counter of one minute (atomic add) |
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
 
-use crate::accounts::model::{User, Username};
-use crate::accounts::sessions::{Session, SessionRef};
-use crate::accounts::throttle::Failures;
-use crate::accounts::{BootstrapRecord, UserRef};
-use crate::catalog::model::{
+use crate::codec::Key;
+pub use crate::codec::{change_count, change_prefix};
+use crate::model::accounts::{BootstrapRecord, EmailToken, User, UserEmail, UserRef, Username};
+use crate::model::audit::AuditEvent;
+use crate::model::catalog::{
     Alias, Credential, CredentialScope, Endpoint, IdRef, Model, Subscription,
 };
-use crate::codec::Key;
-use crate::keys::model::{ApiKey, LastUsed};
-use crate::services::cluster::{LeaderLease, WorkerLease};
-use crate::services::system::{Installation, Setting, SettingName};
-use crate::tenancy::model::{
+use crate::model::cluster::{LeaderLease, WorkerLease};
+use crate::model::email::OutboxMessage;
+use crate::model::keys::{ApiKey, LastUsed};
+use crate::model::sessions::{Session, SessionRef};
+use crate::model::system::{Installation, Setting, SettingName};
+use crate::model::tenancy::{
     Invitation, InvitationRef, Membership, OrgRef, Organization, Team, TeamMember, TeamRef,
     UserOrgRef, UserTeamRef,
 };
-use crate::usage::RequestLog;
-use crate::vaults::model::{
+use crate::model::throttle::Failures;
+use crate::model::usage::RequestLog;
+use crate::model::vaults::{
     Certificate, CertificateRef, ClientRef, PendingSync, RefreshToken, ServiceClient, SigningKey,
     SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
 };
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
-pub const CHANGE: &str = "change";
+pub use crate::codec::CHANGE;
 pub const USER: &str = "user";
 pub const USER_BY_EMAIL: &str = "user_by_email";
 pub const USER_BY_USERNAME: &str = "user_by_username";
 pub const SESSION: &str = "session";
 pub const SESSION_BY_USER: &str = "session_by_user";
-pub const CHANGE_COUNT: &str = "change_count";
 pub const CLUSTER: &str = "cluster";
+pub const USAGE_DAY: &str = "usage_day";
+pub const SPEND: &str = "spend";
+pub const RATE: &str = "rate";
 
 /// `("system", "installation") = Installation`
 pub fn installation() -> Key<Installation> {
@@ -98,7 +118,7 @@ pub fn user_by_email(email_key: &str) -> Key<UserRef> {
 }
 
 /// `("user_email", user, lower-cased email) = UserEmail`
-pub fn user_email(user: crate::Id, email_key: &str) -> Key<crate::accounts::UserEmail> {
+pub fn user_email(user: crate::Id, email_key: &str) -> Key<UserEmail> {
     Key::new(pack(&("user_email", user.0, email_key)))
 }
 
@@ -137,7 +157,7 @@ pub fn login_failures(kind: &str, subject: &str) -> Key<Failures> {
 }
 
 /// `("audit", id) = AuditEvent`: snowflake IDs, so in time order.
-pub fn audit_event(id: crate::Id) -> Key<crate::audit::AuditEvent> {
+pub fn audit_event(id: crate::Id) -> Key<AuditEvent> {
     Key::new(pack(&("audit", id.0)))
 }
 
@@ -147,7 +167,7 @@ pub fn audit_events() -> KeyRange {
 }
 
 /// `("outbox", id) = OutboxMessage`
-pub fn outbox_message(id: crate::Id) -> Key<crate::email::OutboxMessage> {
+pub fn outbox_message(id: crate::Id) -> Key<OutboxMessage> {
     Key::new(pack(&("outbox", id.0)))
 }
 
@@ -157,7 +177,7 @@ pub fn outbox() -> KeyRange {
 }
 
 /// `("email_token", sha256(token)) = EmailToken`
-pub fn email_token(token_hash: &[u8]) -> Key<crate::accounts::EmailToken> {
+pub fn email_token(token_hash: &[u8]) -> Key<EmailToken> {
     Key::new(pack(&(
         "email_token",
         gatehouse_storage::tuple::Bytes::from(token_hash),
@@ -169,24 +189,9 @@ pub fn bootstrap() -> Key<BootstrapRecord> {
     Key::new(pack(&(SYSTEM, "bootstrap_admin")))
 }
 
-/// The bytes before the versionstamp of `("change", versionstamp) = ChangeRecord`:
-/// the tuple `("change",)` and the type code of a tuple-layer versionstamp
-/// (0x33), followed at commit by 10 stamp bytes and 2 bytes of order within
-/// the transaction, so each key is a valid FoundationDB tuple.
-pub fn change_prefix() -> Vec<u8> {
-    let mut prefix = pack(&(CHANGE,));
-    prefix.push(0x33);
-    prefix
-}
-
-/// All change records. The value type is [`ChangeRecord`](crate::changes::ChangeRecord).
+/// All change records. The value type is [`ChangeRecord`](crate::codec::ChangeRecord).
 pub fn changes() -> KeyRange {
     KeyRange::subspace(&Subspace::from(CHANGE))
-}
-
-/// `("change_count", name)`: how many change records were appended or trimmed.
-pub fn change_count(name: &str) -> Vec<u8> {
-    pack(&(CHANGE_COUNT, name))
 }
 
 /// `("cluster", "worker", id) = WorkerLease`
@@ -519,6 +524,47 @@ pub fn token_family(id: crate::Id) -> Key<TokenFamily> {
     Key::new(pack(&("token_family", id.0)))
 }
 
+/// `("usage_day", day, user, key, model, field)`: an `i64` counter of one
+/// day's `requests`, `prompt_tokens`, `completion_tokens` or `cost_micros`.
+pub fn usage_day(day: &str, user: crate::Id, key: crate::Id, model: &str, field: &str) -> Vec<u8> {
+    pack(&(USAGE_DAY, day, user.0, key.0, model, field))
+}
+
+/// All of `("usage_day", day, *)`, or of `("usage_day", day, user, *)`.
+pub fn usage_of_day(day: &str, user: Option<crate::Id>) -> KeyRange {
+    let day = Subspace::from(USAGE_DAY).subspace(&(day,));
+    match user {
+        Some(user) => KeyRange::subspace(&day.subspace(&(user.0,))),
+        None => KeyRange::subspace(&day),
+    }
+}
+
+/// `("spend", period, holder kind, holder id)`: an `i64` counter of micro-dollars.
+pub fn spend(period: &str, holder_kind: &str, holder: crate::Id) -> Vec<u8> {
+    pack(&(SPEND, period, holder_kind, holder.0))
+}
+
+/// All of `("spend", period, *)`.
+pub fn spend_in(period: &str) -> KeyRange {
+    KeyRange::subspace(&Subspace::from(SPEND).subspace(&(period,)))
+}
+
+/// `("rate", minute, holder kind, holder id, "requests" | "tokens")`: an `i64`
+/// counter of one minute.
+pub fn rate(minute: i64, holder_kind: &str, holder: crate::Id, field: &str) -> Vec<u8> {
+    pack(&(RATE, minute, holder_kind, holder.0, field))
+}
+
+/// Every rate counter of a minute before `minute`.
+pub fn rates_before(minute: i64) -> KeyRange {
+    KeyRange::new(pack(&(RATE,)), pack(&(RATE, minute)))
+}
+
+/// Every client certificate, of every client.
+pub fn all_certificates() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("certificate"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,6 +632,42 @@ mod tests {
         assert!(!models().contains(model_by_name("m").as_bytes()));
         assert!(!api_keys().contains(api_key_last_used(a).as_bytes()));
         assert_eq!(api_key(b).as_bytes(), b"\x02api_key\x00\x15\x02");
+        assert_eq!(
+            usage_day("2026-11-28", a, b, "m", "requests"),
+            b"\x02usage_day\x00\x022026-11-28\x00\x15\x01\x15\x02\x02m\x00\x02requests\x00"
+                .to_vec()
+        );
+        assert!(usage_of_day("2026-11-28", Some(a)).contains(&usage_day(
+            "2026-11-28",
+            a,
+            b,
+            "m",
+            "requests"
+        )));
+        assert!(!usage_of_day("2026-11-28", Some(b)).contains(&usage_day(
+            "2026-11-28",
+            a,
+            b,
+            "m",
+            "requests"
+        )));
+        assert_eq!(
+            spend("d2026-11-28", "key", b),
+            b"\x02spend\x00\x02d2026-11-28\x00\x02key\x00\x15\x02".to_vec()
+        );
+        assert!(spend_in("d2026-11-28").contains(&spend("d2026-11-28", "user", a)));
+        assert_eq!(
+            rate(-1, "key", a, "tokens"),
+            b"\x02rate\x00\x13\xfe\x02key\x00\x15\x01\x02tokens\x00".to_vec()
+        );
+        assert!(rates_before(10).contains(&rate(9, "key", a, "requests")));
+        assert!(!rates_before(10).contains(&rate(10, "key", a, "requests")));
+        assert_eq!(
+            certificate(a, "k1").as_bytes(),
+            b"\x02certificate\x00\x15\x01\x02k1\x00"
+        );
+        assert!(all_certificates().contains(certificate(b, "k").as_bytes()));
+        assert!(!all_certificates().contains(certificate_by_kid("k").as_bytes()));
         // Integers, as entity IDs will be stored: type code 0x15 + one byte.
         assert_eq!(pack(&("user", 42u64)), b"\x02user\x00\x15\x2a");
         // Strings with NUL bytes are escaped so tuples still sort correctly.

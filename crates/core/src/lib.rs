@@ -4,12 +4,15 @@
 //! Core does no I/O of its own: storage comes in as a [`gatehouse_storage::Store`],
 //! and time, randomness and IDs through the traits in [`env`], so tests control them.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod blocking;
 pub mod catalog;
 pub mod changes;
+pub mod clock;
 pub mod codec;
+pub mod common;
 pub mod crypto;
 pub mod email;
 pub mod env;
@@ -17,6 +20,7 @@ pub mod error;
 pub mod id;
 pub mod keys;
 pub mod keyspace;
+pub mod model;
 pub mod services;
 pub mod tenancy;
 #[cfg(test)]

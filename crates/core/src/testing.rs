@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use gatehouse_storage::{Store, TxError};
 
-use crate::accounts::model::{Role, User, UserStatus};
 use crate::env::{ManualClock, SeededRandom};
 use crate::id::Snowflake;
+use crate::model::accounts::{Role, User, UserStatus};
 use crate::{Env, Error, keyspace};
 
 /// An environment with a manual clock at a fixed start, for worker `worker`.
@@ -46,7 +46,7 @@ pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User 
             async move {
                 keyspace::user(user.id).put(&tx, user).await?;
                 keyspace::user_by_email(&user.email)
-                    .put(&tx, &crate::accounts::UserRef { id: user.id })
+                    .put(&tx, &crate::model::accounts::UserRef { id: user.id })
                     .await?;
                 if let Some(org) = org {
                     crate::tenancy::create_personal_org(&tx, org, user, now).await?;

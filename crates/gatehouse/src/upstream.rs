@@ -4,9 +4,9 @@
 //! delivering vault state to the policy engine over gRPC.
 
 use async_trait::async_trait;
-use gatehouse_core::catalog::model::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::catalog::{ModelLister, UpstreamModel};
 use gatehouse_core::error::error_chain;
+use gatehouse_core::model::catalog::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::{Error, ErrorCode, Result};
 use serde::Deserialize;
 

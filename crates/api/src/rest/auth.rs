@@ -6,8 +6,8 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use gatehouse_core::accounts::model::{Role, User, UserStatus};
-use gatehouse_core::accounts::sessions::{Session, SessionKind};
+use gatehouse_core::model::accounts::{Role, User, UserStatus};
+use gatehouse_core::model::sessions::{Session, SessionKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -133,7 +133,7 @@ pub struct Me {
     pub must_change_password: bool,
     /// Gateway limits across all the user's keys.
     #[schema(value_type = Object)]
-    pub limits: gatehouse_core::accounts::model::UsageLimits,
+    pub limits: gatehouse_core::model::accounts::UsageLimits,
     pub created_at: DateTime<Utc>,
 }
 

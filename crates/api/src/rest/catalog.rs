@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
 use gatehouse_core::catalog::health::HealthStatus;
-use gatehouse_core::catalog::model::{
-    Alias, ApiFlavour, Credential, CredentialKind, CredentialScope, Endpoint, Model, Subscription,
-    SubscriptionStatus,
-};
 use gatehouse_core::catalog::{
     CredentialChange, Decision, EndpointSpec, ModelSpec, NewCredential, SyncReport,
+};
+use gatehouse_core::model::catalog::{
+    Alias, ApiFlavour, Credential, CredentialKind, CredentialScope, Endpoint, Model, Subscription,
+    SubscriptionStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -931,7 +931,7 @@ async fn decide(
     sid: &str,
     decision: Decision,
     body: Option<DecisionBody>,
-    client: &gatehouse_core::accounts::sessions::ClientInfo,
+    client: &gatehouse_core::model::sessions::ClientInfo,
 ) -> Result<Json<SubscriptionOut>, ApiError> {
     let s = state
         .services

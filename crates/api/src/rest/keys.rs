@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
-use gatehouse_core::keys::model::{ApiKey, Budget, BudgetPeriod};
 use gatehouse_core::keys::{KeyView, NewKey};
+use gatehouse_core::model::keys::{ApiKey, Budget, BudgetPeriod};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

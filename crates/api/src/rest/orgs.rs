@@ -7,10 +7,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
-use gatehouse_core::tenancy::model::{
+use gatehouse_core::access::OrgAccess;
+use gatehouse_core::model::tenancy::{
     Invitation, InvitationStatus, Membership, OrgRole, OrgStatus, Organization,
 };
-use gatehouse_core::tenancy::{MemberView, OrgAccess};
+use gatehouse_core::tenancy::MemberView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -248,7 +249,7 @@ async fn set_status(
     auth: &Authenticated,
     org: &str,
     status: OrgStatus,
-    client: &gatehouse_core::accounts::sessions::ClientInfo,
+    client: &gatehouse_core::model::sessions::ClientInfo,
 ) -> Result<Json<OrgView>, ApiError> {
     let org = state
         .services

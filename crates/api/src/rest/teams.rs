@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
+use gatehouse_core::model::tenancy::{Team, TeamMember, TeamPermission, TeamRole};
 use gatehouse_core::tenancy::TeamSpec;
-use gatehouse_core::tenancy::model::{Team, TeamMember, TeamPermission, TeamRole};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use gatehouse_core::accounts::model::Role;
-use gatehouse_core::accounts::model::UserStatus;
 use gatehouse_core::accounts::{AdminNewUser, UserChange, UserFilter};
+use gatehouse_core::model::accounts::Role;
+use gatehouse_core::model::accounts::UserStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -91,7 +91,7 @@ pub struct UpdateUser {
     /// The user's gateway limits across all their keys (platform `admin`, not
     /// on yourself): `{"rpm_limit"?, "tpm_limit"?, "budget"?: {"max_usd", "period"}}`.
     #[schema(value_type = Option<Object>)]
-    pub limits: Option<gatehouse_core::accounts::model::UsageLimits>,
+    pub limits: Option<gatehouse_core::model::accounts::UsageLimits>,
 }
 
 /// Update an account: your own display name, or (platform `admin`) anyone's

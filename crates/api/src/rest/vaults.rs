@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use gatehouse_core::vaults::model::{
+use gatehouse_core::model::vaults::{
     Certificate, ServiceClient, SubjectKind, SyncStatus, Vault, VaultGrant, VaultRole,
 };
 use gatehouse_core::vaults::tokens::IssuedTokens;

@@ -5,73 +5,28 @@
 //! password verification, against a dummy hash when there is no account).
 //! Registration answers alike whether or not the email is taken.
 
-pub mod model;
+use crate::model::accounts as model;
 pub mod password;
-pub mod sessions;
-pub mod throttle;
+use crate::model::sessions;
+use crate::model::throttle;
 pub mod tokens;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use gatehouse_storage::{Store, TxError};
-use serde::{Deserialize, Serialize};
 
-use self::model::{Email, Role, User, UserStatus, Username};
+use self::model::{
+    BootstrapRecord, Email, EmailToken, Role, TokenPurpose, User, UserEmail, UserRef, UserStatus,
+    Username,
+};
 use self::password::{PasswordPolicy, Verified};
-use self::sessions::{ClientInfo, Session, SessionKind, SessionPolicy, SessionRef, token_hash};
+use self::sessions::{ClientInfo, Session, SessionKind, SessionPolicy, SessionRef};
 use self::tokens::{Claims, Tokens};
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
 use crate::blocking::{self, BlockingPool};
-use crate::codec::Record;
+use crate::common::token_hash;
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
-
-/// An index entry pointing at a user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserRef {
-    pub id: Id,
-}
-
-impl Record for UserRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "user index entry";
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenPurpose {
-    VerifyEmail,
-    ResetPassword,
-}
-
-/// A single-use token sent by email; stored under the SHA-256 of the token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmailToken {
-    pub user_id: Id,
-    /// The lower-cased address the token was sent to.
-    pub email_key: String,
-    pub purpose: TokenPurpose,
-    pub expires_at_ms: i64,
-}
-
-impl Record for EmailToken {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "email token";
-    const CHANGE_FEED: bool = false;
-}
-
-/// A user's address other than the primary one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserEmail {
-    pub email: String,
-    pub verified: bool,
-    pub added_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl Record for UserEmail {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "email address";
-}
 
 /// One of a user's addresses, as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,17 +42,6 @@ pub const MAX_EMAILS: usize = 10;
 /// Email verification tokens last a day; reset tokens an hour.
 const VERIFY_TTL_MS: i64 = 24 * 3600 * 1000;
 const RESET_TTL_MS: i64 = 3600 * 1000;
-
-/// Which user the first start created.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BootstrapRecord {
-    pub admin_id: Id,
-}
-
-impl Record for BootstrapRecord {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "bootstrap record";
-}
 
 /// Account settings from configuration.
 pub struct AccountSettings {
@@ -188,7 +132,7 @@ pub const MAX_USER_PAGE: usize = 200;
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
 fn parse_display_name(name: &str) -> Result<String> {
-    crate::tenancy::model::parse_name(name, "display")
+    crate::common::parse_name(name, "display")
 }
 
 /// The display name given, or the email's local part when none is.
@@ -1453,7 +1397,7 @@ impl AccountService {
             ));
         }
         if let Some(budget) = change.limits.as_ref().and_then(|l| l.budget.as_ref()) {
-            crate::keys::model::check_budget(budget)?;
+            crate::model::keys::check_budget(budget)?;
         }
         let display_name = change
             .display_name

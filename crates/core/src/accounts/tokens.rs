@@ -108,8 +108,8 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::accounts::model::{Role, UserStatus};
     use crate::env::ManualClock;
+    use crate::model::accounts::{Role, UserStatus};
 
     fn user() -> User {
         User {

@@ -8,9 +8,8 @@
 //! not read is `not_found`.
 
 pub mod health;
-pub mod model;
+use crate::model::catalog as model;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,12 +19,12 @@ use self::model::{
     Alias, ApiFlavour, Credential, CredentialKind, CredentialScope, Endpoint, IdRef, Model,
     Subscription, SubscriptionStatus,
 };
-use crate::accounts::model::{Role, User};
-use crate::accounts::sessions::ClientInfo;
+use crate::access::{OrgAction, load_access};
 use crate::audit::{AuditLog, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::crypto::KeyRing;
-use crate::tenancy::{OrgAction, load_access};
+use crate::model::accounts::{Role, User};
+use crate::model::sessions::ClientInfo;
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
 
 /// A model an endpoint offers, as its model list names it.
@@ -330,7 +329,7 @@ impl CatalogService {
                     if access.platform_reader()
                         || access
                             .role
-                            .is_some_and(|r| r >= crate::tenancy::model::OrgRole::Admin) =>
+                            .is_some_and(|r| r >= crate::model::tenancy::OrgRole::Admin) =>
                 {
                     CredentialRight::Read
                 }
@@ -365,7 +364,7 @@ impl CatalogService {
                 "provider accounts hold `oauth_account` credentials",
             ));
         }
-        let name = crate::tenancy::model::parse_name(&new.name, "credential")?;
+        let name = crate::common::parse_name(&new.name, "credential")?;
         check_secret(&new.secret)?;
         check_metadata(&new.metadata)?;
         let now = self.env.clock.now();
@@ -508,7 +507,7 @@ impl CatalogService {
         let name = change
             .name
             .as_deref()
-            .map(|n| crate::tenancy::model::parse_name(n, "credential"))
+            .map(|n| crate::common::parse_name(n, "credential"))
             .transpose()?;
         if let Some(secret) = &change.secret {
             check_secret(secret)?;
@@ -675,10 +674,7 @@ impl CatalogService {
     ) -> Result<Endpoint> {
         require_admin(actor)?;
         let now = self.env.clock.now();
-        let name = crate::tenancy::model::parse_name(
-            spec.name.as_deref().unwrap_or_default(),
-            "endpoint",
-        )?;
+        let name = crate::common::parse_name(spec.name.as_deref().unwrap_or_default(), "endpoint")?;
         let base_url = model::parse_url(
             spec.base_url
                 .as_deref()
@@ -769,7 +765,7 @@ impl CatalogService {
         let name = spec
             .name
             .as_deref()
-            .map(|n| crate::tenancy::model::parse_name(n, "endpoint"))
+            .map(|n| crate::common::parse_name(n, "endpoint"))
             .transpose()?;
         let base_url = spec
             .base_url
@@ -1601,17 +1597,6 @@ fn model_details(m: &Model) -> serde_json::Value {
         "input_cost_per_token": m.input_cost_per_token,
         "output_cost_per_token": m.output_cost_per_token,
     })
-}
-
-/// An allow-list of model names (teams, keys): at most 1000 names, each
-/// checked as [`model::parse_model_name`] checks it.
-pub fn allow_list(names: &[String]) -> Result<BTreeSet<String>> {
-    if names.len() > 1000 {
-        return Err(Error::invalid_input(
-            "an allow-list holds at most 1000 models",
-        ));
-    }
-    names.iter().map(|n| model::parse_model_name(n)).collect()
 }
 
 #[cfg(test)]

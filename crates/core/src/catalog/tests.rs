@@ -6,8 +6,8 @@ use gatehouse_storage::memory::MemoryEngine;
 use parking_lot::Mutex;
 
 use super::*;
+use crate::model::tenancy::OrgRole;
 use crate::tenancy::TenancyService;
-use crate::tenancy::model::OrgRole;
 
 /// A lister that answers with whatever the test put in it.
 #[derive(Default)]

@@ -19,13 +19,13 @@ use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use super::model::{ApiKey, Budget};
-use crate::accounts::model::{Role, UsageLimits, User};
-use crate::catalog::model::{Alias, Endpoint, IdRef, Model, SubscriptionStatus};
 use crate::changes::{ChangeCursor, ChangeFeed};
 use crate::codec::read_all;
 use crate::env::Clock;
-use crate::tenancy::model::Organization;
-use crate::tenancy::model::UserTeamRef;
+use crate::model::accounts::{Role, UsageLimits, User};
+use crate::model::catalog::{Alias, Endpoint, IdRef, Model, SubscriptionStatus};
+use crate::model::tenancy::Organization;
+use crate::model::tenancy::UserTeamRef;
 use crate::{Error, Id, Result, keyspace};
 
 /// Why a request is refused (SPEC §4), with the HTTP status it maps to.
@@ -397,7 +397,7 @@ impl AccessIndex {
                 let members = self
                     .store
                     .run(|tx| async move {
-                        read_all::<crate::tenancy::model::TeamMember>(
+                        read_all::<crate::model::tenancy::TeamMember>(
                             &tx,
                             &keyspace::team_members(team),
                         )

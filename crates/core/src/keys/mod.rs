@@ -6,7 +6,7 @@
 //! and revoke every key, read-only admins read them (SPEC §2).
 
 pub mod index;
-pub mod model;
+use crate::model::keys as model;
 
 use std::sync::Arc;
 
@@ -15,11 +15,11 @@ use gatehouse_storage::{RangeOptions, Store, TxError};
 
 use self::index::{AccessIndex, KEY_RANDOM_CHARS};
 use self::model::{ApiKey, Budget, LastUsed, check_budget};
-use crate::accounts::model::{Role, User};
-use crate::accounts::sessions::ClientInfo;
 use crate::audit::{AuditLog, NewEvent};
-use crate::catalog::model::IdRef;
 use crate::codec::decode_values;
+use crate::model::accounts::{Role, User};
+use crate::model::catalog::IdRef;
+use crate::model::sessions::ClientInfo;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// A new key's settings.
@@ -104,7 +104,7 @@ impl KeyService {
                 "labels are at most 100 characters without control characters",
             ));
         }
-        let allowed_models = crate::catalog::allow_list(&spec.allowed_models)?;
+        let allowed_models = crate::model::catalog::allow_list(&spec.allowed_models)?;
         if let Some(budget) = &spec.budget {
             check_budget(budget)?;
         }
@@ -127,7 +127,7 @@ impl KeyService {
                 .chars()
                 .take(self.index.prefix().len() + 4)
                 .collect(),
-            hash: crate::accounts::sessions::token_hash(&plaintext),
+            hash: crate::common::token_hash(&plaintext),
             allowed_models,
             rpm_limit: spec.rpm_limit,
             tpm_limit: spec.tpm_limit,

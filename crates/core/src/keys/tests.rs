@@ -7,13 +7,13 @@ use gatehouse_storage::memory::MemoryEngine;
 
 use super::index::Denial;
 use super::*;
-use crate::accounts::model::UserStatus;
-use crate::catalog::model::SubscriptionStatus;
 use crate::catalog::{CatalogService, Decision, EndpointSpec, ModelSpec, NoLister};
 use crate::changes::ChangeFeed;
 use crate::crypto::KeyRing;
 use crate::env::ManualClock;
-use crate::tenancy::model::TeamRole;
+use crate::model::accounts::UserStatus;
+use crate::model::catalog::SubscriptionStatus;
+use crate::model::tenancy::TeamRole;
 use crate::tenancy::{TeamSpec, TenancyService};
 
 struct World {
@@ -75,7 +75,7 @@ impl World {
         admin: &User,
         name: &str,
         restricted: bool,
-    ) -> crate::catalog::model::Model {
+    ) -> crate::model::catalog::Model {
         let endpoint = self
             .catalog
             .create_endpoint(

@@ -11,41 +11,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use gatehouse_storage::{RangeOptions, Store, TxError};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::codec::Record;
 use crate::env::{Clock, Random};
 use crate::id::MAX_WORKER_ID;
+pub use crate::model::cluster::{LeaderLease, WorkerLease};
 use crate::{Error, ErrorCode, Result, keyspace};
-
-/// Who holds a worker ID, and until when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerLease {
-    pub instance_id: String,
-    pub expires_at_ms: i64,
-}
-
-impl Record for WorkerLease {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "worker lease";
-    const CHANGE_FEED: bool = false;
-}
-
-/// Who leads, with which fencing token, and until when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaderLease {
-    pub instance_id: String,
-    /// Grows by one with every change of leader; work done under an older token
-    /// is refused by [`ClusterService::check_fencing_token`].
-    pub fencing_token: u64,
-    pub expires_at_ms: i64,
-}
-
-impl Record for LeaderLease {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "leader lease";
-    const CHANGE_FEED: bool = false;
-}
 
 /// The last run of one background job on this instance.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -4,65 +4,13 @@
 //! identifies that store for its whole life (operators use it to tell which
 //! data directory or database an instance is serving).
 
-use chrono::{DateTime, Utc};
 use gatehouse_storage::{RangeOptions, Store, TxError};
-use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
-use crate::{Env, Error, Id, Result, keyspace};
+pub use crate::model::system::{Installation, Setting, SettingName};
+use crate::{Env, Error, Result, keyspace};
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Installation {
-    pub id: Id,
-    pub created_at: DateTime<Utc>,
-    /// The Gatehouse version that created the store.
-    pub created_by_version: String,
-}
-
-impl Record for Installation {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "installation";
-}
-
-/// A named system setting holding any JSON value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Setting {
-    pub name: String,
-    pub value: serde_json::Value,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Record for Setting {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "setting";
-}
-
-/// A valid setting name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingName(String);
-
-impl SettingName {
-    pub fn parse(name: &str) -> Result<Self> {
-        let valid = (1..=64).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-        if !valid {
-            return Err(Error::invalid_input(
-                "setting names are 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter",
-            ));
-        }
-        Ok(SettingName(name.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Largest JSON value of one setting, in bytes.
 pub const MAX_SETTING_SIZE: usize = 16 * 1024;

@@ -6,7 +6,7 @@
 //! member nor a platform reader gets `not_found` for anything inside, never
 //! `permission_denied`, so the IDs of other tenants reveal nothing.
 
-pub mod model;
+use crate::model::tenancy as model;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,113 +18,18 @@ use self::model::{
     Invitation, InvitationRef, InvitationStatus, Membership, OrgRef, OrgRole, OrgStatus,
     Organization, Team, TeamMember, TeamPermission, TeamRef, TeamRole, UserOrgRef, UserTeamRef,
 };
-use crate::accounts::model::{Email, User};
-use crate::accounts::sessions::{ClientInfo, token_hash};
+use crate::access::{OrgAccess, OrgAction, load_access};
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
 use crate::codec::{abort, decode_values, read_all};
-use crate::vaults::model::SubjectKind;
+use crate::common::parse_description;
+use crate::common::token_hash;
+use crate::model::accounts::{Email, User};
+use crate::model::sessions::ClientInfo;
+use crate::model::vaults::SubjectKind;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// How long an invitation can be accepted.
 pub const INVITATION_TTL_DAYS: i64 = 7;
-
-/// What a caller wants to do inside an organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrgAction {
-    /// Rename the organization.
-    Update,
-    /// Delete it: owners (and platform admins).
-    Delete,
-    /// Change roles, remove members: owners and admins.
-    ManageMembers,
-    /// Invite people: owners, admins, and managers of a team with `invite_members`.
-    Invite,
-    /// Create, rename and delete teams and manage their members: owners,
-    /// admins, and managers of a team with `manage_teams`.
-    ManageTeams,
-    /// Set a team's delegated permissions, allow-list and managers: owners and admins.
-    SetTeamPolicy,
-    /// Manage the organization's keys and clients.
-    ManageKeys,
-    /// Manage the organization's vaults.
-    ManageVaults,
-    /// Create, read, change and delete the organization's credentials: owners and admins.
-    ManageCredentials,
-    /// Suspend or resume: platform admins only.
-    Suspend,
-}
-
-/// The caller's standing in one organization.
-#[derive(Debug, Clone)]
-pub struct OrgAccess {
-    pub org: Organization,
-    /// `None` for platform readers who are not members.
-    pub role: Option<OrgRole>,
-    /// Delegated permissions from the teams the caller manages here.
-    pub delegated: BTreeSet<TeamPermission>,
-    platform_admin: bool,
-    platform_reader: bool,
-}
-
-impl OrgAccess {
-    /// Whether the caller may do `action` (reads are always allowed: an access
-    /// exists only for those who may see the organization).
-    pub fn allows(&self, action: OrgAction) -> bool {
-        if self.platform_admin {
-            return true;
-        }
-        if action == OrgAction::Suspend || self.org.status == OrgStatus::Suspended {
-            return false;
-        }
-        let role = self.role.unwrap_or(OrgRole::Member);
-        let is_member = self.role.is_some();
-        let delegated = |p| is_member && self.delegated.contains(&p);
-        match action {
-            OrgAction::Delete => role == OrgRole::Owner,
-            OrgAction::Update
-            | OrgAction::ManageMembers
-            | OrgAction::SetTeamPolicy
-            | OrgAction::ManageCredentials => is_member && role >= OrgRole::Admin,
-            OrgAction::Invite => {
-                is_member && role >= OrgRole::Admin || delegated(TeamPermission::InviteMembers)
-            }
-            OrgAction::ManageTeams => {
-                is_member && role >= OrgRole::Admin || delegated(TeamPermission::ManageTeams)
-            }
-            OrgAction::ManageKeys => {
-                is_member && role >= OrgRole::Admin || delegated(TeamPermission::ManageKeys)
-            }
-            OrgAction::ManageVaults => {
-                is_member && role >= OrgRole::Admin || delegated(TeamPermission::ManageVaults)
-            }
-            OrgAction::Suspend => false,
-        }
-    }
-
-    /// `permission_denied` unless [`allows`](Self::allows).
-    pub fn require(&self, action: OrgAction) -> Result<(), TxError<Error>> {
-        if self.allows(action) {
-            return Ok(());
-        }
-        let message = if self.org.status == OrgStatus::Suspended && !self.platform_admin {
-            "this organization is suspended; a platform admin can resume it".to_string()
-        } else if self.platform_reader && self.role.is_none() {
-            "read-only admins change nothing".to_string()
-        } else {
-            format!("your role here does not allow this ({action:?})")
-        };
-        Err(TxError::Abort(Error::permission_denied(message)))
-    }
-
-    fn is_owner(&self) -> bool {
-        self.role == Some(OrgRole::Owner)
-    }
-
-    /// The caller reads everything as a platform admin or read-only admin.
-    pub fn platform_reader(&self) -> bool {
-        self.platform_reader
-    }
-}
 
 /// A member with the account details a member list shows.
 #[derive(Debug, Clone)]
@@ -142,7 +47,7 @@ pub struct TeamSpec {
     pub permissions: Option<BTreeSet<TeamPermission>>,
     pub allowed_models: Option<Vec<String>>,
     /// `Some(None)` removes the budget.
-    pub budget: Option<Option<crate::keys::model::Budget>>,
+    pub budget: Option<Option<crate::model::keys::Budget>>,
 }
 
 /// Changes to an organization; `None` keeps a field.
@@ -172,44 +77,6 @@ pub enum Resource {
 pub struct SentInvitation {
     pub invitation: Invitation,
     pub token: String,
-}
-
-/// The caller's access to `org_id`, or `not_found` for those who may not see it.
-pub async fn load_access(tx: &Tx, user: &User, org_id: Id) -> Result<OrgAccess, TxError<Error>> {
-    let not_found = || TxError::Abort(Error::not_found("organization"));
-    let org = keyspace::org(org_id).get(tx).await?.ok_or_else(not_found)?;
-    let role = keyspace::org_member(org_id, user.id)
-        .get(tx)
-        .await?
-        .map(|m| m.role);
-    if role.is_none() && !user.is_platform_reader() {
-        return Err(not_found());
-    }
-    let mut delegated = BTreeSet::new();
-    if role.is_some() {
-        for entry in read_all::<UserTeamRef>(tx, &keyspace::user_teams(user.id)).await? {
-            if entry.org_id != org_id {
-                continue;
-            }
-            let managed = keyspace::team_member(entry.team_id, user.id)
-                .get(tx)
-                .await?
-                .is_some_and(|m| m.role == TeamRole::Manager);
-            if !managed {
-                continue;
-            }
-            if let Some(team) = keyspace::team(org_id, entry.team_id).get(tx).await? {
-                delegated.extend(team.permissions);
-            }
-        }
-    }
-    Ok(OrgAccess {
-        org,
-        role,
-        delegated,
-        platform_admin: user.is_platform_admin(),
-        platform_reader: user.is_platform_reader(),
-    })
 }
 
 /// Adds a membership and its index entry.
@@ -313,10 +180,10 @@ pub(crate) async fn create_personal_org(
     // Named after the account's email, which is unique; should an older
     // organization hold that name, the user ID makes it unique.
     let mut name = user.email.to_lowercase();
-    let mut slug = model::slugify(&name).map_err(TxError::Abort)?;
+    let mut slug = crate::common::slugify(&name).map_err(TxError::Abort)?;
     if keyspace::org_by_slug(&slug).get(tx).await?.is_some() {
         name = format!("{name} ({})", user.id);
-        slug = model::slugify(&name).map_err(TxError::Abort)?;
+        slug = crate::common::slugify(&name).map_err(TxError::Abort)?;
     }
     let org = Organization {
         id: org_id,
@@ -437,10 +304,10 @@ impl TenancyService {
     ) -> Result<Organization> {
         require_user_role(actor)?;
         let now = self.env.clock.now();
-        let name = model::parse_name(name, "organization")?;
+        let name = crate::common::parse_name(name, "organization")?;
         let org = Organization {
             id: self.env.ids.next_id(),
-            slug: model::slugify(&name)?,
+            slug: crate::common::slugify(&name)?,
             name,
             personal: false,
             status: OrgStatus::Active,
@@ -550,8 +417,8 @@ impl TenancyService {
             .name
             .as_deref()
             .map(|n| {
-                let name = model::parse_name(n, "organization")?;
-                let slug = model::slugify(&name)?;
+                let name = crate::common::parse_name(n, "organization")?;
+                let slug = crate::common::slugify(&name)?;
                 Ok::<_, Error>((name, slug))
             })
             .transpose()?;
@@ -1153,10 +1020,10 @@ impl TenancyService {
         spec: TeamSpec,
         client: &ClientInfo,
     ) -> Result<Team> {
-        let name = model::parse_name(spec.name.as_deref().unwrap_or_default(), "team")?;
+        let name = crate::common::parse_name(spec.name.as_deref().unwrap_or_default(), "team")?;
         let description = parse_description(spec.description.as_deref())?;
         let allowed_models =
-            crate::catalog::allow_list(spec.allowed_models.as_deref().unwrap_or_default())?;
+            crate::model::catalog::allow_list(spec.allowed_models.as_deref().unwrap_or_default())?;
         let now = self.env.clock.now();
         let team = Team {
             id: self.env.ids.next_id(),
@@ -1239,7 +1106,7 @@ impl TenancyService {
         let name = spec
             .name
             .as_deref()
-            .map(|n| model::parse_name(n, "team"))
+            .map(|n| crate::common::parse_name(n, "team"))
             .transpose()?;
         let description = spec
             .description
@@ -1249,10 +1116,10 @@ impl TenancyService {
         let allowed_models = spec
             .allowed_models
             .as_deref()
-            .map(crate::catalog::allow_list)
+            .map(crate::model::catalog::allow_list)
             .transpose()?;
         if let Some(Some(budget)) = &spec.budget {
-            crate::keys::model::check_budget(budget)?;
+            crate::model::keys::check_budget(budget)?;
         }
         let now = self.env.clock.now();
         let team = self
@@ -1597,16 +1464,6 @@ async fn ensure_unique_team_name(
         return abort(Error::conflict("a team with this name exists here"));
     }
     Ok(())
-}
-
-pub(crate) fn parse_description(description: Option<&str>) -> Result<String> {
-    let d = description.unwrap_or_default().trim();
-    if d.chars().count() > 1000 {
-        return Err(Error::invalid_input(
-            "descriptions are at most 1000 characters",
-        ));
-    }
-    Ok(d.to_string())
 }
 
 fn team_details(team: &Team) -> serde_json::Value {

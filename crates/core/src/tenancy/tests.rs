@@ -8,8 +8,8 @@ use gatehouse_storage::memory::MemoryEngine;
 
 use super::*;
 use crate::ErrorCode;
-use crate::accounts::model::Role;
 use crate::env::ManualClock;
+use crate::model::accounts::Role;
 
 struct World {
     tenancy: TenancyService,

@@ -18,8 +18,9 @@ use chrono::{DateTime, Datelike, Utc};
 use parking_lot::Mutex;
 
 use crate::Id;
+use crate::common::{Micros, to_micros};
 use crate::keys::index::Grant;
-use crate::keys::model::{Budget, BudgetPeriod};
+use crate::model::keys::{Budget, BudgetPeriod};
 
 /// Who a limit or budget belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,13 +53,6 @@ impl Holder {
             _ => None,
         }
     }
-}
-
-/// Micro-dollars (1e-6 USD): spend is counted in integers.
-pub type Micros = i64;
-
-pub fn to_micros(usd: f64) -> Micros {
-    (usd * 1e6).round() as Micros
 }
 
 /// The key of a budget period at `at`: `d2026-11-22`, `m2026-11` or `total`.

@@ -16,46 +16,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use gatehouse_storage::tuple::{Subspace, pack, unpack};
+use gatehouse_storage::tuple::unpack;
 use gatehouse_storage::{KeyRange, RangeOptions, Store, TxError, decode_counter};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use self::ledger::{Holder, Ledger, Micros};
-use crate::accounts::model::{Role, User};
-use crate::codec::{self, Record, decode_values};
-use crate::keys::model::BudgetPeriod;
+use self::ledger::{Holder, Ledger};
+use crate::codec::{self, decode_values};
+use crate::model::accounts::{Role, User};
+use crate::model::keys::BudgetPeriod;
+pub use crate::model::usage::RequestLog;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// A rough token count for upstreams that report none: four bytes a token.
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
-}
-
-/// One gateway call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestLog {
-    pub id: Id,
-    pub at: DateTime<Utc>,
-    pub key_id: Id,
-    pub user_id: Id,
-    pub model_id: Id,
-    pub model: String,
-    pub endpoint_id: Id,
-    /// `chat.completions`, `embeddings` or `messages`.
-    pub api: String,
-    pub stream: bool,
-    pub status: u16,
-    pub latency_ms: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost_micros: Micros,
-    /// The upstream sent no usage: the gateway counted (roughly) itself.
-    pub tokens_estimated: bool,
-    pub error: Option<String>,
-    /// Only when body capture is on for the key's organization.
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
 }
 
 /// Request logs written per transaction, at most.
@@ -71,12 +46,6 @@ fn log_size(log: &RequestLog) -> usize {
         + log.error.as_ref().map_or(0, String::len)
 }
 
-impl Record for RequestLog {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "request log";
-    const CHANGE_FEED: bool = false;
-}
-
 /// The counters of a daily rollup row.
 const FIELDS: [&str; 4] = [
     "requests",
@@ -84,11 +53,6 @@ const FIELDS: [&str; 4] = [
     "completion_tokens",
     "cost_micros",
 ];
-
-/// `("usage_day", day, user, key, model, field)`: an `i64` counter.
-fn rollup_key(day: &str, user: Id, key: Id, model: &str, field: &str) -> Vec<u8> {
-    pack(&("usage_day", day, user.0, key.0, model, field))
-}
 
 /// Request logs encoded between yields to the scheduler during a flush.
 const YIELD_EVERY: usize = 128;
@@ -117,20 +81,20 @@ fn rollups_of(logs: &[RequestLog]) -> Vec<(Vec<u8>, i64)> {
     for ((day, user, key, model), values) in sums {
         let day = day.format("%Y-%m-%d").to_string();
         for (field, value) in FIELDS.iter().zip(values) {
-            rows.push((rollup_key(&day, user, key, model, field), value));
+            rows.push((keyspace::usage_day(&day, user, key, model, field), value));
         }
     }
     rows
 }
 
-/// `("spend", period, holder kind, holder id)`: an `i64` counter of micro-dollars.
+/// `("spend", period, holder kind, holder id)` of a holder.
 fn spend_key(period: &str, holder: Holder) -> Vec<u8> {
-    pack(&("spend", period, holder.kind(), holder.id().0))
+    keyspace::spend(period, holder.kind(), holder.id())
 }
 
-/// `("rate", minute, holder kind, holder id, "requests" | "tokens")`: an `i64` counter.
+/// `("rate", minute, holder kind, holder id, field)` of a holder.
 fn rate_key(minute: i64, holder: Holder, field: &str) -> Vec<u8> {
-    pack(&("rate", minute, holder.kind(), holder.id().0, field))
+    keyspace::rate(minute, holder.kind(), holder.id(), field)
 }
 
 /// How statistics are grouped.
@@ -242,7 +206,7 @@ impl UsageService {
             ledger::period_key(BudgetPeriod::Month, now),
             "total".to_string(),
         ] {
-            let range = KeyRange::subspace(&Subspace::from("spend").subspace(&(period.as_str(),)));
+            let range = keyspace::spend_in(&period);
             let page = self
                 .store
                 .run(|tx| {
@@ -403,7 +367,7 @@ impl UsageService {
                             tokens: u64::try_from(tokens).unwrap_or(0),
                         });
                     }
-                    let old = KeyRange::new(pack(&("rate",)), pack(&("rate", now_minute - 2)));
+                    let old = keyspace::rates_before(now_minute - 2);
                     tx.clear_range(&old)?;
                     Ok::<_, TxError<Error>>(totals)
                 }
@@ -440,11 +404,7 @@ impl UsageService {
         let mut day = query.from;
         while day <= query.to {
             let day_text = day.format("%Y-%m-%d").to_string();
-            let space = Subspace::from("usage_day").subspace(&(day_text.as_str(),));
-            let range = match only_user {
-                Some(user) => KeyRange::subspace(&space.subspace(&(user.0,))),
-                None => KeyRange::subspace(&space),
-            };
+            let range = keyspace::usage_of_day(&day_text, only_user);
             let mut next = Some(range);
             while let Some(range) = next {
                 let page = self
@@ -575,23 +535,8 @@ impl UsageService {
             .as_bytes()
             .to_vec();
         let range = KeyRange::new(keyspace::request_logs().begin, end);
-        trim_range(&self.store, &range).await
+        codec::trim_range(&self.store, &range).await
     }
-}
-
-/// Deletes the first keys of `range`, at most 10 000 per call.
-pub async fn trim_range(store: &Store, range: &KeyRange) -> Result<usize> {
-    Ok(store
-        .run(|tx| async move {
-            let page = tx.get_range(range, RangeOptions::limit(10_000)).await?;
-            let count = page.entries.len();
-            if let Some((last, _)) = page.entries.last() {
-                let upto = gatehouse_storage::key_after(last);
-                tx.clear_range(&KeyRange::new(range.begin.clone(), upto))?;
-            }
-            Ok::<_, TxError<Error>>(count)
-        })
-        .await?)
 }
 
 #[cfg(test)]

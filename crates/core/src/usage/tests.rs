@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gatehouse_storage::memory::MemoryEngine;
 
 use super::*;
-use crate::accounts::model::Role;
+use crate::model::accounts::Role;
 
 struct World {
     usage: UsageService,

@@ -7,7 +7,7 @@
 //! with `manage_keys`. Every member reads both.
 
 pub mod jwt;
-pub mod model;
+use crate::model::vaults as model;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
@@ -23,13 +23,14 @@ use self::model::{
     Certificate, CertificateRef, ClientRef, PendingSync, ServiceClient, SubjectKind, SyncState,
     SyncStatus, Vault, VaultGrant, VaultRef, VaultRole,
 };
-use crate::accounts::model::User;
-use crate::accounts::sessions::ClientInfo;
+use crate::access::{OrgAction, load_access};
 use crate::audit::{AuditLog, NewEvent};
 use crate::codec::{abort, read_all};
+use crate::common::{parse_description, parse_name};
 use crate::crypto::KeyRing;
-use crate::tenancy::model::{UserTeamRef, parse_name};
-use crate::tenancy::{OrgAction, load_access, parse_description};
+use crate::model::accounts::User;
+use crate::model::sessions::ClientInfo;
+use crate::model::tenancy::UserTeamRef;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// A new vault or a change to one (`None` keeps a field).
@@ -935,9 +936,7 @@ impl VaultService {
         let certs: Vec<(Id, String)> = self
             .store
             .run(|tx| async move {
-                let range = gatehouse_storage::KeyRange::subspace(
-                    &gatehouse_storage::tuple::Subspace::from("certificate"),
-                );
+                let range = keyspace::all_certificates();
                 Ok::<_, TxError<Error>>(
                     read_all::<Certificate>(&tx, &range)
                         .await?

@@ -10,8 +10,8 @@ use gatehouse_storage::memory::MemoryEngine;
 use super::tokens::{TokenService, TokenSettings};
 use super::*;
 use crate::ErrorCode;
-use crate::accounts::model::Role;
 use crate::env::ManualClock;
+use crate::model::accounts::Role;
 
 struct World {
     vaults: VaultService,

@@ -20,11 +20,12 @@ use super::jwt;
 use super::model::{
     Certificate, Holder, RefreshToken, SigningKey, SpentAssertion, TokenFamily, VaultRole,
 };
-use crate::accounts::model::User;
-use crate::accounts::sessions::{ClientInfo, token_hash};
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
 use crate::codec::{abort, read_all};
+use crate::common::token_hash;
 use crate::crypto::KeyRing;
+use crate::model::accounts::User;
+use crate::model::sessions::ClientInfo;
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
 
 /// What the deployment decides about tokens.
@@ -372,7 +373,7 @@ impl TokenService {
             .run(|tx| {
                 let (family, refresh) = (&family, &refresh);
                 async move {
-                    crate::tenancy::load_access(&tx, actor, org_id).await?;
+                    crate::access::load_access(&tx, actor, org_id).await?;
                     let Some(vault) = keyspace::vault(org_id, vault_id).get(&tx).await? else {
                         return abort(Error::not_found("vault"));
                     };

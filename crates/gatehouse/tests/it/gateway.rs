@@ -10,12 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gatehouse::config::Secret;
 use gatehouse_core::accounts::AdminNewUser;
-use gatehouse_core::accounts::model::User;
-use gatehouse_core::accounts::sessions::ClientInfo;
-use gatehouse_core::catalog::model::{ApiFlavour, CredentialKind};
 use gatehouse_core::catalog::{EndpointSpec, ModelSpec, NewCredential};
 use gatehouse_core::keys::NewKey;
-use gatehouse_core::keys::model::{Budget, BudgetPeriod};
+use gatehouse_core::model::accounts::User;
+use gatehouse_core::model::catalog::{ApiFlavour, CredentialKind};
+use gatehouse_core::model::keys::{Budget, BudgetPeriod};
+use gatehouse_core::model::sessions::ClientInfo;
 use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -1284,7 +1284,7 @@ async fn limits_and_budgets_hold_across_instances_on_postgres() {
     assert_eq!(a, b, "both instances know the same spend");
     assert_eq!(
         a.unwrap(),
-        4 * gatehouse_core::usage::ledger::to_micros(10.0 * INPUT + 20.0 * OUTPUT)
+        4 * gatehouse_core::common::to_micros(10.0 * INPUT + 20.0 * OUTPUT)
     );
     other.stop().await;
     w.app.stop().await;

@@ -298,8 +298,8 @@ async fn no_plaintext_key_or_secret_is_stored() {
                 &user,
                 org,
                 vault,
-                (gatehouse_core::vaults::model::SubjectKind::User, user.id),
-                gatehouse_core::vaults::model::VaultRole::Reader,
+                (gatehouse_core::model::vaults::SubjectKind::User, user.id),
+                gatehouse_core::model::vaults::VaultRole::Reader,
                 &c,
             )
             .await

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use gatehouse::config::Secret;
 use gatehouse_core::Id;
 use gatehouse_core::accounts::AdminNewUser;
-use gatehouse_core::accounts::model::User;
-use gatehouse_core::accounts::sessions::ClientInfo;
+use gatehouse_core::model::accounts::User;
+use gatehouse_core::model::sessions::ClientInfo;
+use gatehouse_core::model::tenancy::{OrgRole, TeamRole};
 use gatehouse_core::tenancy::TeamSpec;
-use gatehouse_core::tenancy::model::{OrgRole, TeamRole};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -304,8 +304,8 @@ impl World {
                 };
                 let (mut user, _) = accounts.admin_create_user(&admin, new, &c).await.unwrap();
                 let extra = match *actor {
-                    "admin_readonly" => Some(gatehouse_core::accounts::model::Role::AdminReadonly),
-                    "request_viewer" => Some(gatehouse_core::accounts::model::Role::RequestViewer),
+                    "admin_readonly" => Some(gatehouse_core::model::accounts::Role::AdminReadonly),
+                    "request_viewer" => Some(gatehouse_core::model::accounts::Role::RequestViewer),
                     _ => None,
                 };
                 if let Some(role) = extra {
@@ -432,7 +432,7 @@ impl World {
                 gatehouse_core::catalog::NewCredential {
                     scope: None,
                     name: format!("Platform {n}"),
-                    kind: gatehouse_core::catalog::model::CredentialKind::Openai,
+                    kind: gatehouse_core::model::catalog::CredentialKind::Openai,
                     secret: json!({"api_key": format!("sk-fixture-{n}")}),
                     metadata: Value::Null,
                 },
@@ -509,8 +509,8 @@ impl World {
                 owner,
                 org,
                 vault,
-                (gatehouse_core::vaults::model::SubjectKind::User, member),
-                gatehouse_core::vaults::model::VaultRole::Reader,
+                (gatehouse_core::model::vaults::SubjectKind::User, member),
+                gatehouse_core::model::vaults::VaultRole::Reader,
                 &c,
             )
             .await

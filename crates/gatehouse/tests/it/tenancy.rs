@@ -1,7 +1,7 @@
 //! Organizations, invitations and teams through the real server: the whole
 //! journey, escalation and isolation, and access that ends on the next request.
 
-use gatehouse_core::accounts::sessions::ClientInfo;
+use gatehouse_core::model::sessions::ClientInfo;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -478,7 +478,7 @@ async fn access_ends_on_the_next_request() {
             f.team,
             gatehouse_core::tenancy::TeamSpec {
                 permissions: Some(
-                    [gatehouse_core::tenancy::model::TeamPermission::InviteMembers].into(),
+                    [gatehouse_core::model::tenancy::TeamPermission::InviteMembers].into(),
                 ),
                 ..Default::default()
             },

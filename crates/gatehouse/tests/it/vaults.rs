@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse::config::Secret;
 use gatehouse_core::accounts::AdminNewUser;
-use gatehouse_core::accounts::sessions::ClientInfo;
+use gatehouse_core::model::sessions::ClientInfo;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::Method;
@@ -108,7 +108,7 @@ impl World {
                 &owner_user,
                 org.parse().unwrap(),
                 "member@example.com",
-                gatehouse_core::tenancy::model::OrgRole::Member,
+                gatehouse_core::model::tenancy::OrgRole::Member,
                 &c,
             )
             .await

@@ -65,7 +65,7 @@ pub struct User {
 pub struct UsageLimits {
     pub rpm_limit: Option<u32>,
     pub tpm_limit: Option<u32>,
-    pub budget: Option<crate::keys::model::Budget>,
+    pub budget: Option<crate::model::keys::Budget>,
 }
 
 impl Record for User {
@@ -151,6 +151,64 @@ impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Which user the first start created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapRecord {
+    pub admin_id: Id,
+}
+
+impl Record for BootstrapRecord {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "bootstrap record";
+}
+
+/// An index entry pointing at a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: Id,
+}
+
+impl Record for UserRef {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "user index entry";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+/// A single-use token sent by email; stored under the SHA-256 of the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailToken {
+    pub user_id: Id,
+    /// The lower-cased address the token was sent to.
+    pub email_key: String,
+    pub purpose: TokenPurpose,
+    pub expires_at_ms: i64,
+}
+
+impl Record for EmailToken {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "email token";
+    const CHANGE_FEED: bool = false;
+}
+
+/// A user's address other than the primary one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEmail {
+    pub email: String,
+    pub verified: bool,
+    pub added_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Record for UserEmail {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "email address";
 }
 
 #[cfg(test)]

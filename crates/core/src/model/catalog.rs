@@ -1,6 +1,8 @@
 //! The model catalogue (SPEC §1): credentials, inference endpoints, models,
 //! aliases and subscriptions.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -148,7 +150,7 @@ impl Record for Model {
 impl Model {
     /// What `prompt` input and `completion` output tokens cost, in micro-dollars.
     pub fn cost_micros(&self, prompt: u64, completion: u64) -> i64 {
-        crate::usage::ledger::to_micros(
+        crate::common::to_micros(
             prompt as f64 * self.input_cost_per_token
                 + completion as f64 * self.output_cost_per_token,
         )
@@ -230,6 +232,17 @@ pub fn parse_url(url: &str, what: &str) -> Result<String> {
         )));
     }
     Ok(url.to_string())
+}
+
+/// An allow-list of model names (teams, keys): at most 1000 names, each
+/// checked as [`parse_model_name`] checks it.
+pub fn allow_list(names: &[String]) -> Result<BTreeSet<String>> {
+    if names.len() > 1000 {
+        return Err(Error::invalid_input(
+            "an allow-list holds at most 1000 models",
+        ));
+    }
+    names.iter().map(|n| parse_model_name(n)).collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::Id;
 use crate::codec::Record;
-use crate::{Error, Id, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,7 +185,7 @@ pub struct Team {
     pub allowed_models: BTreeSet<String>,
     /// Spend limit for the team's members together.
     #[serde(default)]
-    pub budget: Option<crate::keys::model::Budget>,
+    pub budget: Option<crate::model::keys::Budget>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -240,18 +240,6 @@ impl Record for UserTeamRef {
     const NAME: &'static str = "team index entry";
 }
 
-/// A name for an organization or team: trimmed, 1 to 100 characters, no
-/// control characters.
-pub fn parse_name(name: &str, what: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid_input(format!(
-            "{what} names are 1 to 100 characters without control characters"
-        )));
-    }
-    Ok(name.to_string())
-}
-
 /// `("org_by_slug", slug)`: organization names are unique by their slug.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrgRef {
@@ -261,25 +249,6 @@ pub struct OrgRef {
 impl Record for OrgRef {
     const VERSION: u8 = 1;
     const NAME: &'static str = "organization name index entry";
-}
-
-/// The slug of a name: lower-case letters and digits, other runs as one `-`.
-pub fn slugify(name: &str) -> Result<String> {
-    let mut slug = String::with_capacity(name.len());
-    for c in name.chars().flat_map(char::to_lowercase) {
-        if c.is_alphanumeric() {
-            slug.push(c);
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    let slug = slug.trim_end_matches('-').to_string();
-    if slug.is_empty() {
-        return Err(Error::invalid_input(
-            "an organization name needs at least one letter or digit",
-        ));
-    }
-    Ok(slug)
 }
 
 #[cfg(test)]
@@ -292,17 +261,10 @@ mod tests {
     }
 
     #[test]
-    fn names_are_checked() {
-        assert_eq!(parse_name("  Research ", "team").unwrap(), "Research");
-        for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
-            assert!(parse_name(bad, "team").is_err(), "{bad:?}");
-        }
-        assert!(crate::catalog::allow_list(&["gpt 4".into()]).is_err());
-        assert_eq!(slugify("  Acme, Inc. ").unwrap(), "acme-inc");
-        assert_eq!(slugify("Ünïcode Lab").unwrap(), "ünïcode-lab");
-        assert!(slugify("--").is_err());
+    fn allow_lists_are_checked() {
+        assert!(crate::model::catalog::allow_list(&["gpt 4".into()]).is_err());
         assert_eq!(
-            crate::catalog::allow_list(&["b".into(), "a".into(), "a".into()])
+            crate::model::catalog::allow_list(&["b".into(), "a".into(), "a".into()])
                 .unwrap()
                 .len(),
             2

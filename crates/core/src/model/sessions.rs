@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::Id;
 use crate::codec::Record;
@@ -72,10 +71,6 @@ impl Default for SessionPolicy {
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-}
-
-pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 impl Session {

@@ -1,0 +1,86 @@
+//! What every domain shares and none owns: names and slugs, token hashing and
+//! money. A leaf: it imports nothing of this crate but the error type.
+
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// Micro-dollars (1e-6 USD): spend is counted in integers.
+pub type Micros = i64;
+
+/// US dollars as micro-dollars, rounded to the nearest.
+pub fn to_micros(usd: f64) -> Micros {
+    (usd * 1e6).round() as Micros
+}
+
+/// SHA-256 of a secret token: sessions, API keys, invitations, email and
+/// refresh tokens are stored only as this.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A name for an organization, team or vault: trimmed, 1 to 100 characters,
+/// no control characters.
+pub fn parse_name(name: &str, what: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "{what} names are 1 to 100 characters without control characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// A free-text description: trimmed, at most 1000 characters, empty when absent.
+pub fn parse_description(description: Option<&str>) -> Result<String> {
+    let d = description.unwrap_or_default().trim();
+    if d.chars().count() > 1000 {
+        return Err(Error::invalid_input(
+            "descriptions are at most 1000 characters",
+        ));
+    }
+    Ok(d.to_string())
+}
+
+/// The slug of a name: lower-case letters and digits, other runs as one `-`.
+pub fn slugify(name: &str) -> Result<String> {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_string();
+    if slug.is_empty() {
+        return Err(Error::invalid_input(
+            "an organization name needs at least one letter or digit",
+        ));
+    }
+    Ok(slug)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(parse_name("  Research ", "team").unwrap(), "Research");
+        for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
+            assert!(parse_name(bad, "team").is_err(), "{bad:?}");
+        }
+        assert_eq!(slugify("  Acme, Inc. ").unwrap(), "acme-inc");
+        assert_eq!(slugify("Ünïcode Lab").unwrap(), "ünïcode-lab");
+        assert!(slugify("--").is_err());
+        assert!(parse_description(Some(&"x".repeat(1001))).is_err());
+        assert_eq!(parse_description(None).unwrap(), "");
+    }
+
+    #[test]
+    fn money_is_whole_micro_dollars() {
+        assert_eq!(to_micros(0.000_000_4), 0);
+        assert_eq!(to_micros(1.5), 1_500_000);
+    }
+}

@@ -1,0 +1,34 @@
+//! Cluster coordination records: worker-ID leases and the leader lease.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+
+/// Who holds a worker ID, and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLease {
+    pub instance_id: String,
+    pub expires_at_ms: i64,
+}
+
+impl Record for WorkerLease {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "worker lease";
+    const CHANGE_FEED: bool = false;
+}
+
+/// Who leads, with which fencing token, and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderLease {
+    pub instance_id: String,
+    /// Grows by one with every change of leader; work done under an older token
+    /// is refused by [`ClusterService::check_fencing_token`](crate::services::cluster::ClusterService::check_fencing_token).
+    pub fencing_token: u64,
+    pub expires_at_ms: i64,
+}
+
+impl Record for LeaderLease {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "leader lease";
+    const CHANGE_FEED: bool = false;
+}

@@ -1,0 +1,40 @@
+//! Request logs as stored: one record per gateway call.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Id;
+use crate::codec::Record;
+use crate::common::Micros;
+
+/// One gateway call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestLog {
+    pub id: Id,
+    pub at: DateTime<Utc>,
+    pub key_id: Id,
+    pub user_id: Id,
+    pub model_id: Id,
+    pub model: String,
+    pub endpoint_id: Id,
+    /// `chat.completions`, `embeddings` or `messages`.
+    pub api: String,
+    pub stream: bool,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: Micros,
+    /// The upstream sent no usage: the gateway counted (roughly) itself.
+    pub tokens_estimated: bool,
+    pub error: Option<String>,
+    /// Only when body capture is on for the key's organization.
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl Record for RequestLog {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "request log";
+    const CHANGE_FEED: bool = false;
+}
