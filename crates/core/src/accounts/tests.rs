@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use gatehouse_storage::memory::MemoryEngine;
 
-use super::sessions::{ClientInfo, SessionKind};
 use super::*;
 use crate::blocking::InlinePool;
 use crate::env::{ManualClock, SeededRandom};
 use crate::id::Snowflake;
+use crate::model::sessions::{ClientInfo, SessionKind};
 
 fn service() -> AccountService {
     service_with_clock(Arc::new(ManualClock::new(1_800_000_000_000)))

@@ -64,6 +64,14 @@ pub struct IssuedTokens {
     pub role: VaultRole,
 }
 
+/// What a checked client assertion says.
+struct Assertion {
+    kid: String,
+    client_id: Id,
+    jti: String,
+    expires: DateTime<Utc>,
+}
+
 /// The longest an assertion may be valid: RFC 7523 asks for short lifetimes.
 const MAX_ASSERTION_SECS: i64 = 60;
 /// Clock skew tolerated between a client and Gatehouse.
@@ -400,15 +408,9 @@ impl TokenService {
         self.issue(holder, refresh, role).await
     }
 
-    /// RFC 7523 client authentication: checks the assertion, spends its `jti`
-    /// and issues tokens for `vault_id`, all in one transaction.
-    pub async fn exchange_assertion(
-        &self,
-        assertion: &str,
-        vault_id: Id,
-        client: &ClientInfo,
-    ) -> Result<IssuedTokens> {
-        let parsed = jwt::parse(assertion)?;
+    /// The checks of RFC 7523 §3 that need no storage: algorithm, issuer and
+    /// subject, audience, expiry, not-before, issued-at and `jti`.
+    fn check_assertion(&self, parsed: &jwt::Unverified<'_>) -> Result<Assertion> {
         if parsed.header.alg != "EdDSA" {
             return Err(unauthenticated(
                 "assertions must be signed with EdDSA (Ed25519)",
@@ -476,6 +478,29 @@ impl TokenService {
             .filter(|j| !j.is_empty() && j.len() <= 200)
             .ok_or_else(|| unauthenticated("the assertion needs a jti of 1 to 200 characters"))?;
         let expires = DateTime::from_timestamp(exp, 0).unwrap_or_default();
+        Ok(Assertion {
+            kid,
+            client_id,
+            jti,
+            expires,
+        })
+    }
+
+    /// RFC 7523 client authentication: checks the assertion, spends its `jti`
+    /// and issues tokens for `vault_id`, all in one transaction.
+    pub async fn exchange_assertion(
+        &self,
+        assertion: &str,
+        vault_id: Id,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
+        let parsed = jwt::parse(assertion)?;
+        let Assertion {
+            kid,
+            client_id,
+            jti,
+            expires,
+        } = self.check_assertion(&parsed)?;
 
         let holder = Holder::Client(client_id);
         let family = TokenFamily {

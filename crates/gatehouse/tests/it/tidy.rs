@@ -236,7 +236,11 @@ fn core_modules_import_downward_only() {
     // services use every domain.
     assert!(graph["tenancy"].contains("model"), "{graph:?}");
     assert!(graph["services"].contains("vaults"), "{graph:?}");
-    assert_eq!(find_cycle(&graph), None, "core's modules import in a circle");
+    assert_eq!(
+        find_cycle(&graph),
+        None,
+        "core's modules import in a circle"
+    );
 
     // The check itself finds a cycle, direct or through others.
     let mut circular = graph.clone();
@@ -312,7 +316,10 @@ fn long_functions(source: &str, max: usize) -> Vec<(usize, String, usize)> {
 fn source_files_and_functions_stay_readable() {
     let mut files = Vec::new();
     for krate in ["core", "api"] {
-        rust_files(&workspace().join("crates").join(krate).join("src"), &mut files);
+        rust_files(
+            &workspace().join("crates").join(krate).join("src"),
+            &mut files,
+        );
     }
     let mut problems = Vec::new();
     for file in &files {
@@ -332,8 +339,10 @@ fn source_files_and_functions_stay_readable() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    let sample = "fn short() {\n    1\n}\n\nfn long() {\n".to_string()
-        + &"    x;\n".repeat(130)
-        + "}\n";
-    assert_eq!(long_functions(&sample, 120), vec![(5, "long".to_string(), 132)]);
+    let sample =
+        "fn short() {\n    1\n}\n\nfn long() {\n".to_string() + &"    x;\n".repeat(130) + "}\n";
+    assert_eq!(
+        long_functions(&sample, 120),
+        vec![(5, "long".to_string(), 132)]
+    );
 }
