@@ -14,6 +14,7 @@ pub mod raw_object;
 pub mod request_id;
 pub mod rest;
 pub mod server;
+pub mod sse;
 pub mod translate;
 
 pub use crate::error::ApiError;

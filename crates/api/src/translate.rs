@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
+use gatehouse_core::usage::DEFAULT_MAX_TOKENS;
 use serde_json::{Map, Value, json};
 
-/// Tokens an Anthropic request may produce when an OpenAI caller does not say
-/// (Anthropic requires `max_tokens`).
-const DEFAULT_MAX_TOKENS: u64 = 4096;
+use crate::sse::DataLines;
 
 /// Which way a call is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +52,7 @@ impl Translation {
     /// OpenAI caller asked for the final usage chunk.
     pub fn stream(self, model: &str, created: i64, include_usage: bool) -> StreamTranslator {
         StreamTranslator {
-            lines: Vec::new(),
+            lines: DataLines::default(),
             state: match self {
                 Translation::ChatOverMessages => State::ToChunks(ToChunks {
                     id: String::new(),
@@ -505,8 +504,8 @@ fn completion_to_message(answer: &Value, model: &str) -> Value {
 
 /// Turns the upstream's server-sent events into the caller's, as they come.
 pub struct StreamTranslator {
-    /// Bytes of an unfinished line.
-    lines: Vec<u8>,
+    /// The upstream's event lines, read as they complete.
+    lines: DataLines,
     state: State,
 }
 
@@ -518,20 +517,15 @@ enum State {
 impl StreamTranslator {
     /// The caller's bytes for the upstream's `chunk` (possibly none yet).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.lines.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(end) = self.lines.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.lines.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim().strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim();
-            match &mut self.state {
-                State::ToChunks(t) => t.data(data, &mut out),
-                State::ToEvents(t) => t.data(data, &mut out),
+        let state = &mut self.state;
+        self.lines.feed(chunk, |data| {
+            let data = String::from_utf8_lossy(data);
+            match state {
+                State::ToChunks(t) => t.data(&data, &mut out),
+                State::ToEvents(t) => t.data(&data, &mut out),
             }
-        }
+        });
         out
     }
 

@@ -11,6 +11,7 @@
 //! `request_viewer` holders and to the user who made the call (SPEC §2).
 
 pub mod ledger;
+mod settle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,16 +23,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::ledger::{Holder, Ledger};
+pub use self::settle::{CallOutcome, DEFAULT_MAX_TOKENS, Tokens, estimate_tokens};
 use crate::codec::{self, decode_values};
 use crate::model::accounts::{Role, User};
 use crate::model::keys::BudgetPeriod;
 pub use crate::model::usage::RequestLog;
 use crate::{Env, Error, Id, Result, keyspace};
-
-/// A rough token count for upstreams that report none: four bytes a token.
-pub fn estimate_tokens(bytes: usize) -> u64 {
-    (bytes as u64).div_ceil(4)
-}
 
 /// Request logs written per transaction, at most.
 const FLUSH_BATCH: usize = 2000;

@@ -1,0 +1,284 @@
+//! The gateway: OpenAI- and Anthropic-compatible endpoints that an unchanged
+//! client, pointed at Gatehouse with a Gatehouse key, calls as it would call
+//! the provider.
+//!
+//! Each call: the key and model are decided from memory (SPEC §4 steps 1-4,
+//! `AccessIndex::check`); limits and budgets are admitted by the in-memory
+//! ledger, which reserves the most the call can cost (step 5); the request is
+//! forwarded to the model's endpoint with the upstream model name and the
+//! endpoint's credential, through its proxy; streamed answers pass through as
+//! they arrive. Afterwards the reservation is settled with the real cost and
+//! a request log is queued. Nothing on this path reads or writes storage,
+//! except loading an endpoint's credential once after it changes.
+
+mod call;
+mod error;
+mod settle;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod upstream;
+mod usage;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use gatehouse_core::Id;
+use gatehouse_core::keys::index::Denial;
+use gatehouse_core::model::catalog::{ApiFlavour, Endpoint};
+use gatehouse_core::services::Services;
+use serde_json::{Value, json};
+
+pub use self::error::GatewayError;
+use self::upstream::Upstream;
+
+/// What the gateway keeps between calls: an HTTP client and parsed URLs per
+/// endpoint, and decrypted credentials, both rebuilt when they change.
+pub struct Gateway {
+    services: Services,
+    upstreams: DashMap<Id, Arc<Upstream>>,
+    secrets: DashMap<Id, (u64, Arc<Value>)>,
+}
+
+/// The most of an upstream's error answer the gateway reads.
+const ERROR_BODY_LIMIT: usize = 1 << 20;
+
+/// The most of a request or response body kept when bodies are captured.
+pub const CAPTURE_LIMIT: usize = 256 * 1024;
+
+/// A captured body as text: at most [`CAPTURE_LIMIT`] bytes of it, with a
+/// note of what was cut.
+fn captured_text(bytes: &[u8], total: usize) -> String {
+    let kept = &bytes[..bytes.len().min(CAPTURE_LIMIT)];
+    let mut text = String::from_utf8_lossy(kept).into_owned();
+    if total > kept.len() {
+        text.push_str(&format!(
+            "…[{} more bytes not captured]",
+            total - kept.len()
+        ));
+    }
+    text
+}
+
+impl Gateway {
+    pub fn new(services: Services) -> Arc<Self> {
+        Arc::new(Gateway {
+            services,
+            upstreams: DashMap::new(),
+            secrets: DashMap::new(),
+        })
+    }
+
+    fn upstream(&self, endpoint: &Arc<Endpoint>) -> Result<Arc<Upstream>, String> {
+        if let Some(entry) = self.upstreams.get(&endpoint.id)
+            && Arc::ptr_eq(&entry.endpoint, endpoint)
+        {
+            return Ok(entry.clone());
+        }
+        let health = self.services.catalog.health().cell(endpoint.id);
+        let upstream = Arc::new(Upstream::new(endpoint, health)?);
+        self.upstreams.insert(endpoint.id, upstream.clone());
+        Ok(upstream)
+    }
+
+    async fn secret(&self, credential: Id) -> gatehouse_core::Result<Arc<Value>> {
+        let epoch = self.services.keys.index().credentials_epoch();
+        if let Some(entry) = self.secrets.get(&credential)
+            && entry.0 == epoch
+        {
+            return Ok(entry.1.clone());
+        }
+        let secret = Arc::new(self.services.catalog.credential_secret(credential).await?);
+        self.secrets.insert(credential, (epoch, secret.clone()));
+        Ok(secret)
+    }
+}
+
+/// The key a caller presented: `X-API-Key`, or `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
+        })
+        .map(str::trim)
+}
+
+/// The route a call came in on (the discriminant indexes the upstream's URLs).
+#[derive(Debug, Clone, Copy)]
+pub enum Api {
+    ChatCompletions = 0,
+    Embeddings = 1,
+    Messages = 2,
+}
+
+impl Api {
+    pub(super) fn shape(self) -> ApiFlavour {
+        match self {
+            Api::Messages => ApiFlavour::Anthropic,
+            _ => ApiFlavour::Openai,
+        }
+    }
+
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "/v1/chat/completions",
+            Api::Embeddings => "/v1/embeddings",
+            Api::Messages => "/v1/messages",
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat.completions",
+            Api::Embeddings => "embeddings",
+            Api::Messages => "messages",
+        }
+    }
+}
+
+/// OpenAI chat completions, streaming (`"stream": true`) or not.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
+    security(("api_key" = [])),
+    request_body(content = Object, description = "An OpenAI chat completion request"),
+    responses(
+        (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn chat_completions(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call::forward(gateway, Api::ChatCompletions, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// OpenAI embeddings.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "gateway",
+    security(("api_key" = [])),
+    request_body(content = Object, description = "An OpenAI embeddings request"),
+    responses(
+        (status = 200, description = "The upstream's answer"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call::forward(gateway, Api::Embeddings, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Anthropic messages, streaming or not.
+#[utoipa::path(post, path = "/v1/messages", tag = "gateway",
+    security(("api_key" = [])),
+    request_body(content = Object, description = "An Anthropic messages request"),
+    responses(
+        (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn messages(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call::forward(gateway, Api::Messages, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The models this key may use, in OpenAI's list shape — or in Anthropic's
+/// (`{"data": [{"type": "model", "id", …}], "has_more": false, …}`) when the
+/// request carries `anthropic-version`, as Anthropic's SDKs send.
+#[utoipa::path(get, path = "/v1/models", tag = "gateway",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "`{\"object\": \"list\", \"data\": [...]}`, or Anthropic's list"),
+        (status = 401, description = "Unknown, revoked or expired key"),
+        (status = 403, description = "The key may not use this model"),
+        (status = 404, description = "Unknown model"),
+        (status = 429, description = "Rate limit or budget; see Retry-After"),
+        (status = 502, description = "The model's endpoint failed"),
+        (status = 504, description = "The model's endpoint timed out"),
+    ))]
+pub async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    // Anthropic's SDKs send `anthropic-version`: they get Anthropic's shape.
+    let shape = if headers.contains_key("anthropic-version") {
+        ApiFlavour::Anthropic
+    } else {
+        ApiFlavour::Openai
+    };
+    let Some(key) = presented_key(&headers) else {
+        return GatewayError::denial(shape, Denial::UnknownKey).into_response();
+    };
+    let models = match gateway.services.keys.index().models_for(key) {
+        Ok(models) => models,
+        Err(denial) => return GatewayError::denial(shape, denial).into_response(),
+    };
+    let list = match shape {
+        ApiFlavour::Openai => {
+            let data: Vec<Value> = models
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.name,
+                        "object": "model",
+                        "created": m.created_at.timestamp(),
+                        "owned_by": if m.provider.is_empty() { "gatehouse" } else { m.provider.as_str() },
+                    })
+                })
+                .collect();
+            json!({"object": "list", "data": data})
+        }
+        ApiFlavour::Anthropic => {
+            let data: Vec<Value> = models
+                .iter()
+                .map(|m| {
+                    json!({
+                        "type": "model",
+                        "id": m.name,
+                        "display_name": m.name,
+                        "created_at": m.created_at,
+                    })
+                })
+                .collect();
+            json!({
+                "data": data,
+                "has_more": false,
+                "first_id": models.first().map(|m| m.name.as_str()),
+                "last_id": models.last().map(|m| m.name.as_str()),
+            })
+        }
+    };
+    axum::Json(list).into_response()
+}
