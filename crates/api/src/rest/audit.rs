@@ -7,6 +7,9 @@ use gatehouse_core::audit::AuditEvent;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use crate::ApiError;
 use crate::auth::Authenticated;
@@ -135,4 +138,10 @@ pub async fn list(
         events: events.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }

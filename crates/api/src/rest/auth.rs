@@ -11,6 +11,9 @@ use gatehouse_core::model::sessions::{Session, SessionKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use crate::ApiError;
 use crate::auth::{Authenticated, Client, SESSION_COOKIE, SignedIn};
@@ -342,9 +345,10 @@ pub async fn me(SignedIn(auth): SignedIn) -> Json<Me> {
     Json(auth.user.into())
 }
 
+/// A single-use token from an email (verification).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TokenRequest {
+pub struct EmailTokenRequest {
     /// The token from the email.
     pub token: String,
 }
@@ -364,7 +368,7 @@ pub struct ResetConfirm {
 
 /// Confirm an email address with the token emailed to it.
 #[utoipa::path(post, path = "/api/v1/auth/emails/verify", tag = "auth",
-    request_body = TokenRequest,
+    request_body = EmailTokenRequest,
     responses(
         (status = 204, description = "Verified"),
         (status = 400, description = "Invalid, used or expired token", body = ErrorBody),
@@ -372,7 +376,7 @@ pub struct ResetConfirm {
 pub async fn verify_email(
     State(state): State<AppState>,
     Client(client): Client,
-    ApiJson(request): ApiJson<TokenRequest>,
+    ApiJson(request): ApiJson<EmailTokenRequest>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -527,4 +531,24 @@ pub async fn make_primary(
         .make_primary(auth.user.id, &email, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(me))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(list_emails))
+        .routes(routes!(add_email))
+        .routes(routes!(verify_email))
+        .routes(routes!(remove_email))
+        .routes(routes!(make_primary))
+        .routes(routes!(request_reset))
+        .routes(routes!(confirm_reset))
 }

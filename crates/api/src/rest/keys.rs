@@ -12,6 +12,9 @@ use gatehouse_core::model::keys::{ApiKey, Budget, BudgetPeriod};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use super::orgs::id;
 use crate::ApiError;
@@ -267,4 +270,15 @@ pub async fn rotate(
             info: KeyOut::new(key, None),
         }),
     ))
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(revoke))
+        .routes(routes!(rotate))
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::handler::Handler;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -28,6 +27,9 @@ use gatehouse_core::keys::index::AccessIndex;
 use gatehouse_core::services::Services;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::request_id;
 
@@ -66,209 +68,40 @@ pub struct RestOptions {
     pub secure_cookies: bool,
 }
 
-/// The routes, and a list of them that tests read (the authorization matrix
-/// needs a row for every one).
-struct RouteTable {
-    router: Router<AppState>,
-    routes: Vec<(Method, &'static str)>,
+/// Every documented route: each module lists its handlers, and each handler's
+/// `#[utoipa::path]` annotation gives its method and path — one declaration
+/// that the router and the OpenAPI document are both built from.
+pub(crate) fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(ops::routes())
+        .merge(system::routes())
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(orgs::routes())
+        .merge(teams::routes())
+        .merge(catalog::routes())
+        .merge(vaults::routes())
+        .merge(keys::routes())
+        .merge(audit::routes())
+        .merge(usage::routes())
+        .routes(routes!(gateway::chat_completions))
+        .routes(routes!(gateway::embeddings))
+        .routes(routes!(gateway::messages))
+        .routes(routes!(gateway::models))
 }
 
-macro_rules! verbs {
-    ($($name:ident => $method:ident),*) => {$(
-        fn $name<H, T>(mut self, path: &'static str, handler: H) -> Self
-        where
-            H: Handler<T, AppState>,
-            T: 'static,
-        {
-            self.router = self.router.route(path, routing::$name(handler));
-            self.routes.push((Method::$method, path));
-            self
-        }
-    )*};
-}
+/// The documentation pages and the document itself: served, not operations.
+const UNDOCUMENTED: [&str; 3] = ["/docs", "/admin/docs", "/openapi.json"];
 
-impl RouteTable {
-    verbs!(get => GET, post => POST, put => PUT, patch => PATCH, delete => DELETE);
-}
-
-/// Every route of the REST interface.
-fn route_table() -> RouteTable {
-    let docs = Html(utoipa_scalar::Scalar::new(crate::openapi::spec()).to_html());
-    let spec = Json(crate::openapi::spec());
-    RouteTable {
-        router: Router::new(),
-        routes: Vec::new(),
-    }
-    .get("/health", ops::health)
-    .get("/ready", ops::ready)
-    .get("/metrics", ops::metrics)
-    .get("/docs", docs.clone())
-    .get("/admin/docs", docs)
-    .get("/openapi.json", spec)
-    .get("/api/v1/system", system::info)
-    .post("/api/v1/auth/register", auth::register)
-    .post("/api/v1/auth/login", auth::login)
-    .get("/api/v1/auth/me", auth::me)
-    .post("/api/v1/auth/logout", auth::logout)
-    .put("/api/v1/auth/password", auth::change_password)
-    .get("/api/v1/auth/sessions", auth::list_sessions)
-    .delete("/api/v1/auth/sessions/{id}", auth::revoke_session)
-    .get("/api/v1/auth/emails", auth::list_emails)
-    .post("/api/v1/auth/emails", auth::add_email)
-    .post("/api/v1/auth/emails/verify", auth::verify_email)
-    .delete("/api/v1/auth/emails/{email}", auth::remove_email)
-    .post("/api/v1/auth/emails/{email}/primary", auth::make_primary)
-    .post("/api/v1/auth/reset", auth::request_reset)
-    .post("/api/v1/auth/reset/confirm", auth::confirm_reset)
-    .get("/api/v1/users", users::list)
-    .post("/api/v1/users", users::create)
-    .get("/api/v1/users/{id}", users::read)
-    .patch("/api/v1/users/{id}", users::update)
-    .delete("/api/v1/users/{id}", users::delete)
-    .get("/api/v1/organizations", orgs::list)
-    .post("/api/v1/organizations", orgs::create)
-    .get("/api/v1/organizations/{org}", orgs::read)
-    .patch("/api/v1/organizations/{org}", orgs::update)
-    .delete("/api/v1/organizations/{org}", orgs::delete)
-    .post("/api/v1/organizations/{org}/suspend", orgs::suspend)
-    .post("/api/v1/organizations/{org}/resume", orgs::resume)
-    .post("/api/v1/organizations/{org}/transfer", orgs::transfer)
-    .get("/api/v1/organizations/{org}/members", orgs::members)
-    .patch(
-        "/api/v1/organizations/{org}/members/{user}",
-        orgs::set_member_role,
-    )
-    .delete(
-        "/api/v1/organizations/{org}/members/{user}",
-        orgs::remove_member,
-    )
-    .get("/api/v1/organizations/{org}/invitations", orgs::invitations)
-    .post("/api/v1/organizations/{org}/invitations", orgs::invite)
-    .delete(
-        "/api/v1/organizations/{org}/invitations/{id}",
-        orgs::revoke_invitation,
-    )
-    .post("/api/v1/invitations/accept", orgs::accept)
-    .post("/api/v1/invitations/decline", orgs::decline)
-    .get("/api/v1/organizations/{org}/teams", teams::list)
-    .post("/api/v1/organizations/{org}/teams", teams::create)
-    .get("/api/v1/organizations/{org}/teams/{team}", teams::read)
-    .patch("/api/v1/organizations/{org}/teams/{team}", teams::update)
-    .delete("/api/v1/organizations/{org}/teams/{team}", teams::delete)
-    .get(
-        "/api/v1/organizations/{org}/teams/{team}/members",
-        teams::members,
-    )
-    .put(
-        "/api/v1/organizations/{org}/teams/{team}/members/{user}",
-        teams::put_member,
-    )
-    .delete(
-        "/api/v1/organizations/{org}/teams/{team}/members/{user}",
-        teams::remove_member,
-    )
-    .get("/api/v1/credentials", catalog::list_credentials)
-    .post("/api/v1/credentials", catalog::create_credential)
-    .get("/api/v1/credentials/{id}", catalog::read_credential)
-    .patch("/api/v1/credentials/{id}", catalog::update_credential)
-    .delete("/api/v1/credentials/{id}", catalog::delete_credential)
-    .get("/api/v1/endpoints", catalog::list_endpoints)
-    .post("/api/v1/endpoints", catalog::create_endpoint)
-    .get("/api/v1/endpoints/{id}", catalog::read_endpoint)
-    .patch("/api/v1/endpoints/{id}", catalog::update_endpoint)
-    .delete("/api/v1/endpoints/{id}", catalog::delete_endpoint)
-    .post("/api/v1/endpoints/{id}/sync", catalog::sync_endpoint)
-    .get("/api/v1/models", catalog::list_models)
-    .post("/api/v1/models", catalog::create_model)
-    .get("/api/v1/models/{id}", catalog::read_model)
-    .patch("/api/v1/models/{id}", catalog::update_model)
-    .delete("/api/v1/models/{id}", catalog::delete_model)
-    .get("/api/v1/aliases", catalog::list_aliases)
-    .post("/api/v1/aliases", catalog::create_alias)
-    .patch("/api/v1/aliases/{id}", catalog::update_alias)
-    .delete("/api/v1/aliases/{id}", catalog::delete_alias)
-    .get("/api/v1/subscriptions", catalog::list_subscriptions)
-    .post("/api/v1/subscriptions", catalog::subscribe)
-    .delete("/api/v1/subscriptions/{id}", catalog::cancel_subscription)
-    .post(
-        "/api/v1/subscriptions/{id}/approve",
-        catalog::approve_subscription,
-    )
-    .post(
-        "/api/v1/subscriptions/{id}/deny",
-        catalog::deny_subscription,
-    )
-    .post(
-        "/api/v1/subscriptions/{id}/suspend",
-        catalog::suspend_subscription,
-    )
-    .get("/api/v1/organizations/{org}/vaults", vaults::list_vaults)
-    .post("/api/v1/organizations/{org}/vaults", vaults::create_vault)
-    .get(
-        "/api/v1/organizations/{org}/vaults/{vault}",
-        vaults::read_vault,
-    )
-    .patch(
-        "/api/v1/organizations/{org}/vaults/{vault}",
-        vaults::update_vault,
-    )
-    .delete(
-        "/api/v1/organizations/{org}/vaults/{vault}",
-        vaults::delete_vault,
-    )
-    .get(
-        "/api/v1/organizations/{org}/vaults/{vault}/grants",
-        vaults::list_grants,
-    )
-    .put(
-        "/api/v1/organizations/{org}/vaults/{vault}/grants",
-        vaults::put_grant,
-    )
-    .delete(
-        "/api/v1/organizations/{org}/vaults/{vault}/grants/{subject_type}/{subject_id}",
-        vaults::delete_grant,
-    )
-    .post(
-        "/api/v1/organizations/{org}/vaults/{vault}/token",
-        vaults::user_token,
-    )
-    .get("/api/v1/organizations/{org}/clients", vaults::list_clients)
-    .post("/api/v1/organizations/{org}/clients", vaults::create_client)
-    .get(
-        "/api/v1/organizations/{org}/clients/{client}",
-        vaults::read_client,
-    )
-    .delete(
-        "/api/v1/organizations/{org}/clients/{client}",
-        vaults::delete_client,
-    )
-    .get(
-        "/api/v1/organizations/{org}/clients/{client}/certificates",
-        vaults::list_certificates,
-    )
-    .post(
-        "/api/v1/organizations/{org}/clients/{client}/certificates",
-        vaults::add_certificate,
-    )
-    .delete(
-        "/api/v1/organizations/{org}/clients/{client}/certificates/{kid}",
-        vaults::revoke_certificate,
-    )
-    .post("/api/v1/token", vaults::token)
-    .get("/.well-known/jwks.json", vaults::jwks)
-    .get("/api/v1/keys", keys::list)
-    .post("/api/v1/keys", keys::create)
-    .get("/api/v1/keys/{id}", keys::read)
-    .delete("/api/v1/keys/{id}", keys::revoke)
-    .post("/api/v1/keys/{id}/rotate", keys::rotate)
-    .get("/api/v1/audit-events", audit::list)
-    .get("/api/v1/usage", usage::stats)
-    .get("/api/v1/usage/export", usage::export)
-    .get("/api/v1/request-logs", usage::logs)
-    .post("/v1/chat/completions", gateway::chat_completions)
-    .post("/v1/embeddings", gateway::embeddings)
-    .post("/v1/messages", gateway::messages)
-    .get("/v1/models", gateway::models)
+/// The routes of the REST interface, with the documentation pages.
+fn route_table() -> Router<AppState> {
+    let (router, _) = documented().split_for_parts();
+    let spec = crate::openapi::spec();
+    let docs = Html(utoipa_scalar::Scalar::new(spec.clone()).to_html());
+    router
+        .route(UNDOCUMENTED[0], routing::get(docs.clone()))
+        .route(UNDOCUMENTED[1], routing::get(docs))
+        .route(UNDOCUMENTED[2], routing::get(Json(spec)))
 }
 
 impl axum::extract::FromRef<AppState> for Arc<crate::gateway::Gateway> {
@@ -278,8 +111,27 @@ impl axum::extract::FromRef<AppState> for Arc<crate::gateway::Gateway> {
 }
 
 /// Every (method, path template) the REST router serves.
-pub fn routes() -> Vec<(Method, &'static str)> {
-    route_table().routes
+pub fn routes() -> Vec<(Method, String)> {
+    let spec = documented().into_openapi();
+    let mut routes: Vec<(Method, String)> = UNDOCUMENTED
+        .iter()
+        .map(|path| (Method::GET, path.to_string()))
+        .collect();
+    for (path, item) in &spec.paths.paths {
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+        ];
+        for (method, operation) in operations {
+            if operation.is_some() {
+                routes.push((method, path.clone()));
+            }
+        }
+    }
+    routes
 }
 
 /// Builds the REST router with all its middleware.
@@ -292,7 +144,7 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         secure_cookies: limits.secure_cookies,
     }));
     let index = state.services.keys.index().clone();
-    let routes = route_table().router.with_state(state);
+    let routes = route_table().with_state(state);
     layered(routes, limits, metrics, Some(index))
 }
 

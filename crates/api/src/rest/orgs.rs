@@ -15,6 +15,9 @@ use gatehouse_core::tenancy::MemberView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
@@ -633,4 +636,26 @@ pub async fn decline(
         .decline_invitation(&request.token, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(update))
+        .routes(routes!(delete))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(transfer))
+        .routes(routes!(members))
+        .routes(routes!(set_member_role))
+        .routes(routes!(remove_member))
+        .routes(routes!(invitations))
+        .routes(routes!(invite))
+        .routes(routes!(revoke_invitation))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
 }

@@ -7,6 +7,9 @@ use gatehouse_core::services::system::{Installation, VERSION};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use crate::ApiError;
 use crate::error::ErrorBody;
@@ -42,4 +45,10 @@ impl From<Installation> for SystemInfo {
 pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, ApiError> {
     let installation = state.services.system.installation().await?;
     Ok(Json(installation.into()))
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(info))
 }

@@ -13,6 +13,9 @@ use gatehouse_core::tenancy::TeamSpec;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use super::orgs::id;
 use crate::ApiError;
@@ -322,4 +325,18 @@ pub async fn remove_member(
         .remove_team_member(&auth.user, id(&org)?, id(&team)?, id(&user)?, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(update))
+        .routes(routes!(delete))
+        .routes(routes!(members))
+        .routes(routes!(put_member))
+        .routes(routes!(remove_member))
 }

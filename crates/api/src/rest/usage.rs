@@ -11,6 +11,9 @@ use gatehouse_core::usage::{GroupBy, LogQuery, RequestLog, StatsQuery, StatsRow}
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use super::orgs::id;
 use crate::ApiError;
@@ -239,4 +242,13 @@ pub async fn logs(
         logs: logs.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(export))
+        .routes(routes!(logs))
 }

@@ -11,6 +11,9 @@ use gatehouse_core::model::accounts::UserStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use super::auth::Me;
 use crate::ApiError;
@@ -237,4 +240,15 @@ pub async fn read(
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
     let user = state.services.accounts.view_user(&auth.user, id).await?;
     Ok(Json(user.into()))
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(update))
+        .routes(routes!(delete))
 }

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::AppState;
 use super::orgs::id;
 use crate::ApiError;
@@ -765,4 +768,28 @@ pub async fn token(
     responses((status = 200, description = "A JWK Set of Ed25519 (`OKP`) keys", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(state.services.tokens.jwks().await?))
+}
+
+/// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
+/// the router and the OpenAPI document alike.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_vaults))
+        .routes(routes!(create_vault))
+        .routes(routes!(read_vault))
+        .routes(routes!(update_vault))
+        .routes(routes!(delete_vault))
+        .routes(routes!(list_grants))
+        .routes(routes!(put_grant))
+        .routes(routes!(delete_grant))
+        .routes(routes!(user_token))
+        .routes(routes!(list_clients))
+        .routes(routes!(create_client))
+        .routes(routes!(read_client))
+        .routes(routes!(delete_client))
+        .routes(routes!(list_certificates))
+        .routes(routes!(add_certificate))
+        .routes(routes!(revoke_certificate))
+        .routes(routes!(token))
+        .routes(routes!(jwks))
 }
