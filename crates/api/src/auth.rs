@@ -1,4 +1,5 @@
-//! Who is calling. The `Authenticated` extractor accepts, in order:
+//! Who is calling, for REST handlers ([`crate::caller`] reads the credential,
+//! core decides what it names). The `Authenticated` extractor accepts, in order:
 //! `X-API-Key: <key>` or `Authorization: Bearer <API key>` (the key's owner),
 //! `Authorization: Bearer <JWT>`, `Authorization: Bearer <session token>`
 //! (command-line sessions), or the `gatehouse_session` cookie (browsers). A
@@ -8,17 +9,18 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, USER_AGENT};
+use axum::http::header::{HOST, ORIGIN, USER_AGENT};
 use axum::http::request::Parts;
 use gatehouse_core::model::accounts::User;
 use gatehouse_core::model::sessions::{ClientInfo, Session};
+use gatehouse_core::services::Credential;
 use gatehouse_core::{Error, ErrorCode};
 
-use crate::ApiError;
 use crate::rest::AppState;
+use crate::{ApiError, caller};
 
 /// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "gatehouse_session";
+pub use crate::caller::SESSION_COOKIE;
 
 /// The signed-in user of this request, allowed to act: an account whose
 /// generated password has not been changed yet is refused (see [`SignedIn`]).
@@ -37,18 +39,6 @@ fn missing() -> ApiError {
         ErrorCode::Unauthenticated,
         "sign in first: send `Authorization: Bearer <token>` or a session cookie",
     ))
-}
-
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// The request's origin matches its host (or the browser sent no origin).
@@ -99,67 +89,30 @@ impl FromRequestParts<AppState> for SignedIn {
 }
 
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticated, ApiError> {
-    let accounts = &state.services.accounts;
-    let bearer = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let header_key = parts
-        .headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let index = state.services.keys.index();
-    let api_key = header_key.or(bearer.filter(|t| index.looks_like_key(t)));
-    if let Some(presented) = api_key {
-        let denied = |d: gatehouse_core::keys::index::Denial| {
-            ApiError(Error::new(ErrorCode::Unauthenticated, d.message()))
-        };
-        let key = index.authenticate(presented).map_err(denied)?;
-        // The owner as stored now: status and roles count at once.
-        let user = accounts
-            .get_user(key.owner_id)
-            .await
-            .map_err(|_| denied(gatehouse_core::keys::index::Denial::OwnerInactive))?;
-        if !user.is_active() {
-            return Err(denied(gatehouse_core::keys::index::Denial::OwnerInactive));
-        }
-        return Ok(Authenticated {
-            user,
-            session: None,
-            session_token: None,
-            api_key: Some(key.id),
-        });
-    }
-    if let Some(token) = bearer {
-        let (user, session) = accounts.authenticate_bearer(token).await?;
-        let session_token = session.is_some().then(|| token.to_string());
-        return Ok(Authenticated {
-            user,
-            session,
-            session_token,
-            api_key: None,
-        });
-    }
-    let token = cookie(parts, SESSION_COOKIE).ok_or_else(missing)?;
-    if !parts.method.is_safe() && !same_origin(parts) {
+    let credential = caller::credential(&parts.headers).ok_or_else(missing)?;
+    if let Credential::SessionCookie(_) = credential
+        && !parts.method.is_safe()
+        && !same_origin(parts)
+    {
         return Err(ApiError(Error::new(
             ErrorCode::PermissionDenied,
             "cross-site request refused",
         )));
     }
-    let (user, session) = accounts.authenticate_session(token).await?;
+    let caller = state.services.caller(credential).await?;
+    let session_token = match credential {
+        Credential::Bearer(token) | Credential::SessionCookie(token)
+            if caller.session.is_some() =>
+        {
+            Some(token.to_string())
+        }
+        _ => None,
+    };
     Ok(Authenticated {
-        user,
-        session: Some(session),
-        session_token: Some(token.to_string()),
-        api_key: None,
+        user: caller.user,
+        session: caller.session,
+        session_token,
+        api_key: caller.api_key,
     })
 }
 

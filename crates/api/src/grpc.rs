@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use gatehouse_core::keys::index::FOLLOWED;
 use gatehouse_core::model::accounts::User;
 use gatehouse_core::services::Services;
 use gatehouse_core::services::system::VERSION;
@@ -111,28 +112,19 @@ fn enum_str<T: serde::Serialize>(value: &T) -> String {
 }
 
 impl DirectoryGrpc {
-    /// The caller, from `authorization: Bearer <JWT or session token>` metadata.
+    /// The caller, from `authorization: Bearer <JWT, session token or API
+    /// key>` or `x-api-key` metadata, decided as REST decides it.
     async fn caller<T>(&self, request: &Request<T>) -> Result<User, Status> {
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Status::unauthenticated("send `authorization: Bearer <token>` metadata")
-            })?;
-        let accounts = &self.services.accounts;
-        let (user, _) = accounts
-            .authenticate_bearer(token)
-            .await
+        let headers = request.metadata().clone().into_headers();
+        let credential = crate::caller::credential(&headers).ok_or_else(|| {
+            Status::unauthenticated("send `authorization: Bearer <token>` metadata")
+        })?;
+        let caller = self.services.caller(credential).await.map_err(ApiError)?;
+        self.services
+            .accounts
+            .ensure_may_act(&caller.user)
             .map_err(ApiError)?;
-        accounts.ensure_may_act(&user).map_err(ApiError)?;
-        Ok(user)
+        Ok(caller.user)
     }
 
     /// The user a request is about: the caller (empty ID), or anyone for
@@ -254,19 +246,6 @@ pub struct KeyGrpc {
     stop: CancellationToken,
 }
 
-/// The subspaces an external gateway's cache depends on.
-const WATCHED: [&str; 9] = [
-    "api_key",
-    "user",
-    "team",
-    "team_member",
-    "user_team",
-    "subscription",
-    "subscription_by_user",
-    "model",
-    "alias",
-];
-
 /// How often a change stream looks for new changes when it is idle.
 const WATCH_POLL: Duration = Duration::from_millis(200);
 
@@ -317,11 +296,7 @@ impl KeyService for KeyGrpc {
         request: Request<WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let caller = self.directory.caller(&request).await?;
-        if !caller.is_platform_reader() {
-            return Err(Status::permission_denied(
-                "only platform admins watch changes",
-            ));
-        }
+        gatehouse_core::keys::index::may_watch_changes(&caller).map_err(ApiError)?;
         let changes = self.services.changes.clone();
         let mut cursor = match request.get_ref().cursor.trim() {
             "" => changes.head().await.map_err(ApiError)?,
@@ -353,7 +328,7 @@ impl KeyService for KeyGrpc {
                 }
                 for change in batch {
                     cursor = Some(change.cursor.clone());
-                    if !WATCHED.contains(&change.record.subspace.as_str()) {
+                    if !FOLLOWED.contains(&change.record.subspace.as_str()) {
                         continue;
                     }
                     let event = ChangeEvent {

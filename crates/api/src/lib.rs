@@ -4,6 +4,7 @@
 //! HTTP, JSON-over-HTTP and gRPC types.
 
 pub mod auth;
+pub mod caller;
 pub mod error;
 pub mod extract;
 pub mod gateway;

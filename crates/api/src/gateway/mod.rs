@@ -24,13 +24,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use gatehouse_core::Id;
 use gatehouse_core::keys::index::Denial;
 use gatehouse_core::model::catalog::{ApiFlavour, Endpoint};
-use gatehouse_core::services::Services;
+use gatehouse_core::services::{Credential, Services};
 use serde_json::{Value, json};
 
 pub use self::error::GatewayError;
@@ -98,21 +98,13 @@ impl Gateway {
     }
 }
 
-/// The key a caller presented: `X-API-Key`, or `Authorization: Bearer`.
+/// The key a caller presented: `X-API-Key`, or `Authorization: Bearer`
+/// (read as every transport reads credentials; the gateway takes keys only).
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|h| {
-                    h.strip_prefix("Bearer ")
-                        .or_else(|| h.strip_prefix("bearer "))
-                })
-        })
-        .map(str::trim)
+    match crate::caller::credential(headers)? {
+        Credential::ApiKey(key) | Credential::Bearer(key) => Some(key),
+        Credential::SessionCookie(_) => None,
+    }
 }
 
 /// The route a call came in on (the discriminant indexes the upstream's URLs).

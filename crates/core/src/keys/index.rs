@@ -89,6 +89,36 @@ impl Denial {
     }
 }
 
+/// The subspaces the access decision depends on: [`AccessIndex::catch_up`]
+/// follows them, and so does a gateway outside the process that caches
+/// decisions (gRPC `WatchChanges` streams exactly these).
+pub const FOLLOWED: [&str; 12] = [
+    "api_key",
+    "user",
+    "subscription_by_user",
+    "team_member",
+    "user_team",
+    "subscription",
+    "team",
+    "model",
+    "alias",
+    "endpoint",
+    "org",
+    "credential",
+];
+
+/// Who may follow the changes behind access decisions: platform admins and
+/// read-only admins (the stream names every key and user that changes).
+pub fn may_watch_changes(user: &User) -> Result<()> {
+    if user.is_platform_reader() {
+        Ok(())
+    } else {
+        Err(Error::permission_denied(
+            "only platform admins watch changes",
+        ))
+    }
+}
+
 /// What an allowed request may do: who it is, which model, and its limits.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -347,6 +377,9 @@ impl AccessIndex {
             let mut teams = BTreeSet::new();
             let mut catalog = false;
             for change in &batch {
+                if !FOLLOWED.contains(&change.record.subspace.as_str()) {
+                    continue;
+                }
                 let Some(bytes) = change.record.key_bytes() else {
                     continue;
                 };

@@ -1,7 +1,10 @@
 //! Services: the business rules, called by REST handlers and gRPC methods alike.
 
+mod caller;
 pub mod cluster;
 pub mod system;
+
+pub use self::caller::{Caller, Credential};
 
 use crate::vaults::VaultService;
 use crate::vaults::tokens::{TokenService, TokenSettings};
