@@ -6,7 +6,10 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: a build script is single-threaded, so nothing reads the environment concurrently.
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    unsafe { std::env::set_var("PROTOC", protoc) };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("PROTOC", protoc)
+    };
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let protos = [
         "gatehouse/v1/system.proto",

@@ -4,6 +4,9 @@
 //! `cargo bench -p gatehouse-core --bench decision` (numbers in docs/performance.md).
 //! Targets: median ≤ 2 µs for a valid key; ≥ 1 M rejections per second per core.
 
+// Tests and benchmarks may unwrap: a panic here is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

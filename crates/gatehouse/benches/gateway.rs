@@ -6,6 +6,9 @@
 //! `cargo bench -p gatehouse --bench gateway` (numbers in docs/performance.md;
 //! `GATEHOUSE_BENCH_SECS` sets the seconds per case, default 5).
 
+// Tests and benchmarks may unwrap: a panic here is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p gatehouse-storage --bench engines` (numbers in docs/performance.md).
 
+// Tests and benchmarks may unwrap: a panic here is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -68,6 +68,7 @@ impl FdbEngine {
     pub fn open(cluster_file: &str) -> Result<Self, StorageError> {
         // SAFETY: `boot` must run once per process before any other FoundationDB
         // call; the `OnceLock` guarantees both.
+        #[allow(unsafe_code)]
         NETWORK.get_or_init(|| unsafe { foundationdb::boot() });
         let db = Database::new(Some(cluster_file)).map_err(|e| {
             StorageError::Unavailable(format!("FoundationDB cluster file {cluster_file}: {e}"))

@@ -29,11 +29,11 @@ impl KeyRange {
     /// A prefix of only `0xff` bytes (or an empty one) reaches to the end of the keyspace.
     pub fn prefix(prefix: &[u8]) -> Self {
         let mut end = prefix.to_vec();
-        while let Some(&last) = end.last() {
-            if last == 0xff {
+        while let Some(last) = end.last_mut() {
+            if *last == 0xff {
                 end.pop();
             } else {
-                *end.last_mut().expect("checked non-empty") += 1;
+                *last += 1;
                 break;
             }
         }

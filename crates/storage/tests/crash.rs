@@ -7,6 +7,9 @@
 //! that every acknowledged commit is there and no transaction is half applied.
 //! It repeats this several times on the same data directory.
 
+// Tests and benchmarks may unwrap: a panic here is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};

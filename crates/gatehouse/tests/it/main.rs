@@ -2,6 +2,9 @@
 //! (the same wiring `gatehouse serve` uses) and as a child process of the built
 //! binary.
 
+// Tests and benchmarks may unwrap: a panic here is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod accounts;
 mod cluster;
 mod gateway;

@@ -5,6 +5,10 @@
 //! Where no binaries are found, [`TestPostgres::shared`] says so in one line and
 //! returns `None` so tests can skip — unless `GATEHOUSE_TEST_REQUIRE_POSTGRES=1`,
 //! in which case it panics.
+//!
+//! Test support only: a failed setup step panics with what failed, as a failed
+//! assertion would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -101,7 +105,9 @@ fn find_bindir() -> Option<PathBuf> {
 /// refuses to run as root).
 fn server_user() -> Result<Option<(u32, u32)>, String> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string())?;
@@ -229,6 +235,7 @@ fn start() -> Result<TestPostgres, String> {
         }
         command.stdout(Stdio::null());
         // SAFETY: prctl is async-signal-safe and touches only this process.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
