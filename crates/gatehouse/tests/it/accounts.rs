@@ -4,9 +4,7 @@
 use gatehouse::config::Secret;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, test_config};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{PASSWORD, TestApp, spawn_app, test_config};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     let response = app

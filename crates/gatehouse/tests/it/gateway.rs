@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gatehouse::config::Secret;
-use gatehouse_core::accounts::AdminNewUser;
 use gatehouse_core::catalog::{EndpointSpec, ModelSpec, NewCredential};
 use gatehouse_core::keys::NewKey;
 use gatehouse_core::model::accounts::User;
@@ -20,9 +18,8 @@ use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, test_config};
+use crate::helpers::{TestApp, admin_config, spawn_app};
 
-const PASSWORD: &str = "correct horse battery staple";
 const UPSTREAM_KEY: &str = "sk-upstream-credential";
 
 /// What the upstream saw: each request's path, authorization and body.
@@ -168,9 +165,7 @@ const INPUT: f64 = 0.000001;
 const OUTPUT: f64 = 0.000002;
 
 fn config() -> gatehouse::config::Config {
-    let mut config = test_config(None);
-    config.bootstrap.admin_email = "admin@example.com".into();
-    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+    let mut config = admin_config();
     config.usage.flush_ms = 200;
     config
 }
@@ -186,28 +181,10 @@ impl World {
         let base = upstream(seen.clone()).await;
         let s = &app.services;
         let c = ClientInfo::default();
-        let (admin, _) = s
-            .accounts
-            .login("admin@example.com", PASSWORD, &c)
-            .await
-            .unwrap();
+        let admin = app.first_admin().await;
         let mut users = Vec::new();
         for name in ["ada", "bob"] {
-            let email = format!("{name}@example.com");
-            let new = AdminNewUser {
-                email: &email,
-                password: Some(PASSWORD),
-                username: None,
-                display_name: None,
-                provider: false,
-            };
-            users.push(
-                s.accounts
-                    .admin_create_user(&admin, new, &c)
-                    .await
-                    .unwrap()
-                    .0,
-            );
+            users.push(app.create_user(&admin, name).await);
         }
         let credential = s
             .catalog
@@ -377,16 +354,7 @@ impl World {
     }
 
     async fn token(&self, email: &str) -> String {
-        let (_, body) = self
-            .app
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"login": email, "password": PASSWORD})),
-            )
-            .await;
-        format!("Bearer {}", body["token"].as_str().unwrap())
+        self.app.bearer(email).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Starting and stopping real servers for tests.
+//! The shared test harness: real servers started in-process or as child
+//! processes, the first admin, accounts, and signing in.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,9 +10,29 @@ use std::time::{Duration, Instant};
 
 use gatehouse::Gatehouse;
 use gatehouse::config::{Config, Secret};
+use gatehouse_core::accounts::AdminNewUser;
+use gatehouse_core::model::accounts::User;
+use gatehouse_core::model::sessions::ClientInfo;
 use gatehouse_core::services::Services;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The password of every account the tests create.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Makes `admin@example.com`, with [`PASSWORD`], the first admin of `config`.
+pub fn with_first_admin(config: &mut Config) {
+    config.bootstrap.admin_email = "admin@example.com".into();
+    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+}
+
+/// [`test_config`] on the memory engine with the first admin of
+/// [`with_first_admin`].
+pub fn admin_config() -> Config {
+    let mut config = test_config(None);
+    with_first_admin(&mut config);
+    config
+}
 
 /// A configuration for tests: loopback, ephemeral ports, fixed secrets, and the
 /// memory engine unless a data directory is given.
@@ -67,6 +88,53 @@ pub async fn spawn_app(config: Config) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http)
+    }
+
+    /// Signs `login` in over REST with [`PASSWORD`]; its JWT.
+    pub async fn sign_in(&self, login: &str) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(serde_json::json!({"login": login, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 200, "{login} signs in: {body}");
+        body["token"].as_str().expect("a token").to_string()
+    }
+
+    /// `Bearer <JWT>` of `login`, signed in with [`PASSWORD`].
+    pub async fn bearer(&self, login: &str) -> String {
+        format!("Bearer {}", self.sign_in(login).await)
+    }
+
+    /// The first admin of [`with_first_admin`], signed in through the service.
+    pub async fn first_admin(&self) -> User {
+        self.services
+            .accounts
+            .login("admin@example.com", PASSWORD, &ClientInfo::default())
+            .await
+            .expect("the first admin signs in")
+            .0
+    }
+
+    /// The account `name@example.com` with [`PASSWORD`], created by `admin`.
+    pub async fn create_user(&self, admin: &User, name: &str) -> User {
+        let email = format!("{name}@example.com");
+        let new = AdminNewUser {
+            email: &email,
+            password: Some(PASSWORD),
+            username: None,
+            display_name: None,
+            provider: false,
+        };
+        self.services
+            .accounts
+            .admin_create_user(admin, new, &ClientInfo::default())
+            .await
+            .expect("the user is created")
+            .0
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {

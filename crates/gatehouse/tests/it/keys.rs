@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse::config::Secret;
 use gatehouse_grpc::v1::key_service_client::KeyServiceClient;
 use gatehouse_grpc::v1::{ValidateApiKeyRequest, WatchChangesRequest};
 use gatehouse_storage::postgres::testing::TestPostgres;
@@ -13,8 +12,8 @@ use gatehouse_storage::{KeyRange, RangeOptions, TxError};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, test_config};
-use crate::matrix::{PASSWORD, models_upstream};
+use crate::helpers::{PASSWORD, TestApp, spawn_app, test_config, with_first_admin};
+use crate::matrix::models_upstream;
 
 async fn call(
     app: &TestApp,
@@ -27,21 +26,7 @@ async fn call(
 }
 
 async fn login(app: &TestApp, email: &str) -> String {
-    let (status, body) = call(
-        app,
-        Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"login": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    format!("Bearer {}", body["token"].as_str().unwrap())
-}
-
-fn admin_config(config: &mut gatehouse::config::Config) {
-    config.bootstrap.admin_email = "admin@example.com".into();
-    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+    app.bearer(email).await
 }
 
 /// An admin token, a user token, and a model the user may call.
@@ -80,7 +65,7 @@ async fn setup(app: &TestApp) -> (String, String) {
 #[tokio::test]
 async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     let mut config = test_config(None);
-    admin_config(&mut config);
+    with_first_admin(&mut config);
     let app = spawn_app(config).await;
     let (_, ada) = setup(&app).await;
     let (status, created) = call(
@@ -160,7 +145,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
 #[tokio::test]
 async fn models_sync_from_a_real_endpoint_idempotently() {
     let mut config = test_config(None);
-    admin_config(&mut config);
+    with_first_admin(&mut config);
     let app = spawn_app(config).await;
     let admin = login(&app, "admin@example.com").await;
     let upstream = models_upstream().await;
@@ -213,7 +198,7 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
 async fn no_plaintext_key_or_secret_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(Some(dir.path()));
-    admin_config(&mut config);
+    with_first_admin(&mut config);
     let app = spawn_app(config.clone()).await;
     let (admin, ada) = setup(&app).await;
     let mut secrets = Vec::new();
@@ -357,7 +342,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     let mut config = test_config(None);
-    admin_config(&mut config);
+    with_first_admin(&mut config);
     let app = spawn_app(config).await;
     let (admin, ada) = setup(&app).await;
     let (_, created) = call(
@@ -483,7 +468,7 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
     let url = pg.create_database().await;
     let config = || {
         let mut config = test_config(None);
-        admin_config(&mut config);
+        with_first_admin(&mut config);
         config.storage.engine = "postgres".into();
         config.storage.postgres_url = Some(url.clone());
         config

@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use gatehouse::config::Secret;
 use gatehouse_core::Id;
 use gatehouse_core::accounts::AdminNewUser;
 use gatehouse_core::model::accounts::User;
@@ -19,9 +18,7 @@ use gatehouse_core::tenancy::TeamSpec;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, test_config};
-
-pub const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{PASSWORD, TestApp, admin_config, spawn_app};
 
 /// The callers, in the order of a row's statuses.
 pub const ACTORS: [&str; 10] = [
@@ -265,27 +262,11 @@ pub struct Fixture {
     pub kid: String,
 }
 
-async fn sign_in(app: &TestApp, login: &str) -> String {
-    let response = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"login": login, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{login} signs in");
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
 impl World {
     pub async fn new() -> World {
-        let mut config = test_config(None);
-        config.bootstrap.admin_email = "admin@example.com".into();
-        config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
-        let app = spawn_app(config).await;
+        let app = spawn_app(admin_config()).await;
         let accounts = &app.services.accounts;
-        let admin_token = sign_in(&app, "admin@example.com").await;
+        let admin_token = app.sign_in("admin@example.com").await;
         let admin = accounts.authenticate_token(&admin_token).await.unwrap().0;
         let c = ClientInfo::default();
         let mut tokens = vec![None];
@@ -320,7 +301,7 @@ impl World {
                         .await
                         .unwrap();
                 }
-                (sign_in(&app, &email).await, user)
+                (app.sign_in(&email).await, user)
             };
             tokens.push(Some(token));
             users.push(Some(user));

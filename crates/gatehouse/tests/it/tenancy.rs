@@ -5,7 +5,8 @@ use gatehouse_core::model::sessions::ClientInfo;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::matrix::{PASSWORD, World, rows};
+use crate::helpers::PASSWORD;
+use crate::matrix::{World, rows};
 
 impl World {
     /// Sends a request as the holder of `token` (or nobody); returns status and body.

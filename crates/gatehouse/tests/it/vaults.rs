@@ -5,17 +5,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gatehouse::config::Secret;
-use gatehouse_core::accounts::AdminNewUser;
 use gatehouse_core::model::sessions::ClientInfo;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, test_config};
+use crate::helpers::{TestApp, admin_config, spawn_app};
 
-const PASSWORD: &str = "correct horse battery staple";
 const ISSUER: &str = "https://gatehouse.test";
 
 struct World {
@@ -41,42 +38,19 @@ fn now() -> i64 {
 }
 
 async fn sign_in(app: &TestApp, email: &str) -> String {
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"login": email, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    format!("Bearer {}", body["token"].as_str().unwrap())
+    app.bearer(email).await
 }
 
 impl World {
     async fn new() -> World {
-        let mut config = test_config(None);
-        config.bootstrap.admin_email = "admin@example.com".into();
-        config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+        let mut config = admin_config();
         config.tokens.issuer = ISSUER.into();
         let app = spawn_app(config).await;
         let s = &app.services;
         let c = ClientInfo::default();
-        let (admin, _) = s
-            .accounts
-            .login("admin@example.com", PASSWORD, &c)
-            .await
-            .unwrap();
+        let admin = app.first_admin().await;
         for name in ["owner", "member"] {
-            let email = format!("{name}@example.com");
-            let new = AdminNewUser {
-                email: &email,
-                password: Some(PASSWORD),
-                username: None,
-                display_name: None,
-                provider: false,
-            };
-            s.accounts.admin_create_user(&admin, new, &c).await.unwrap();
+            app.create_user(&admin, name).await;
         }
         let owner = sign_in(&app, "owner@example.com").await;
         let member = sign_in(&app, "member@example.com").await;
@@ -708,9 +682,7 @@ async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() 
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     });
-    let mut config = test_config(None);
-    config.bootstrap.admin_email = "admin@example.com".into();
-    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
+    let mut config = admin_config();
     config.vaults.policy_engine_url = Some(format!("http://{addr}"));
     config.vaults.sync_interval_secs = 1;
     // Jobs run on the cluster tick (a third of the lease).
