@@ -5,6 +5,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
+/// What `Debug` shows in place of a secret (a token, a password, a
+/// credential's plaintext).
+pub const REDACTED: &str = "***";
+
 /// Micro-dollars (1e-6 USD): spend is counted in integers.
 pub type Micros = i64;
 
@@ -76,6 +80,48 @@ mod tests {
         assert!(slugify("--").is_err());
         assert!(parse_description(Some(&"x".repeat(1001))).is_err());
         assert_eq!(parse_description(None).unwrap(), "");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        use crate::catalog::{CredentialChange, NewCredential};
+        use crate::model::catalog::CredentialKind;
+        use crate::model::vaults::VaultRole;
+        use crate::vaults::tokens::IssuedTokens;
+
+        let credential = NewCredential {
+            scope: None,
+            name: "upstream".into(),
+            kind: CredentialKind::Openai,
+            secret: serde_json::json!({"api_key": "sk-plaintext-1"}),
+            metadata: serde_json::Value::Null,
+        };
+        let change = CredentialChange {
+            secret: Some(serde_json::json!({"api_key": "sk-plaintext-2"})),
+            ..Default::default()
+        };
+        let tokens = IssuedTokens {
+            access_token: "eyJ.access.token".into(),
+            expires_in: 300,
+            refresh_token: "rt_plaintext".into(),
+            refresh_expires_at: chrono::DateTime::UNIX_EPOCH,
+            org_id: crate::Id(1),
+            vault_id: crate::Id(2),
+            role: VaultRole::Reader,
+        };
+        let shown = format!("{credential:?} {change:?} {tokens:?}");
+        for secret in [
+            "sk-plaintext-1",
+            "sk-plaintext-2",
+            "eyJ.access.token",
+            "rt_plaintext",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("upstream") && shown.contains(REDACTED),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -55,7 +55,41 @@ pub struct Drained {
     pub given_up: usize,
 }
 
+/// How the outbox is doing, from its oldest [`Outbox::STATUS_WINDOW`] messages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// Messages not yet tried.
+    pub waiting: usize,
+    /// Messages tried and failed, still being retried.
+    pub retrying: usize,
+    /// Messages given up on.
+    pub failed: usize,
+}
+
+impl OutboxStatus {
+    /// Mail is not going out: some message failed at least once.
+    pub fn stuck(&self) -> bool {
+        self.retrying + self.failed > 0
+    }
+}
+
 impl Outbox {
+    /// How many messages [`Self::status`] looks at.
+    pub const STATUS_WINDOW: usize = 1000;
+
+    /// Counts the oldest messages by state (bounded: one page).
+    pub async fn status(&self) -> Result<OutboxStatus> {
+        let mut status = OutboxStatus::default();
+        for message in self.pending().await? {
+            match (message.status, message.attempts) {
+                (DeliveryStatus::Failed, _) => status.failed += 1,
+                (DeliveryStatus::Pending, 0) => status.waiting += 1,
+                (DeliveryStatus::Pending, _) => status.retrying += 1,
+            }
+        }
+        Ok(status)
+    }
+
     pub fn new(store: Store, env: Env) -> Self {
         Outbox { store, env }
     }
@@ -130,8 +164,11 @@ impl Outbox {
             .store
             .run(|tx| async move {
                 Ok::<_, TxError<Error>>(
-                    tx.get_range(&keyspace::outbox(), RangeOptions::limit(1000))
-                        .await?,
+                    tx.get_range(
+                        &keyspace::outbox(),
+                        RangeOptions::limit(Self::STATUS_WINDOW),
+                    )
+                    .await?,
                 )
             })
             .await?;

@@ -166,10 +166,50 @@ impl Default for ClusterConfig {
     }
 }
 
-/// A secret given as base64. Never printed.
-#[derive(Clone, Serialize, Deserialize)]
+/// A secret given as base64. Never printed: `Debug` and `Serialize` (what
+/// `gatehouse check-config` prints) both show `***`.
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+/// `url` with the password of its user information (`scheme://user:password@host`)
+/// or a `password=` setting (PostgreSQL's `key=value` form) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        if let Some((userinfo, host)) = authority.rsplit_once('@')
+            && let Some((user, _password)) = userinfo.split_once(':')
+        {
+            return redact_settings(&format!("{scheme}://{user}:***@{host}{tail}"));
+        }
+        return redact_settings(url);
+    }
+    redact_settings(url)
+}
+
+/// `password=…` settings (query parameters or `key=value` words) as `password=***`.
+fn redact_settings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("password=") {
+        let value_start = at + "password=".len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("***");
+        let value_len = rest[value_start..]
+            .find(['&', ' ', '#'])
+            .unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -431,6 +471,24 @@ fn field_error(field: &str, problem: impl fmt::Display) -> ConfigError {
 }
 
 impl Config {
+    /// The effective configuration as YAML, as `gatehouse check-config`
+    /// prints it: secrets as `***`, and the passwords in the URLs of storage,
+    /// email and the policy engine too.
+    pub fn redacted_yaml(&self) -> Result<String, String> {
+        let mut config = self.clone();
+        for url in [
+            &mut config.storage.postgres_url,
+            &mut config.email.smtp_url,
+            &mut config.vaults.policy_engine_url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = redact_url(url);
+        }
+        yaml_serde::to_string(&config).map_err(|e| e.to_string())
+    }
+
     /// Loads and validates the configuration from file, environment and flags.
     pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

@@ -99,7 +99,7 @@ impl Gatehouse {
         let mailer: Arc<dyn gatehouse_core::email::Mailer> =
             match config.email.smtp_url.as_deref().filter(|u| !u.is_empty()) {
                 Some(url) => Arc::new(mail::SmtpMailer::new(url, &config.email.from)?),
-                None => Arc::new(mail::LogMailer),
+                None => Arc::new(mail::NoMailer),
             };
         let policy_engine = match config.vaults.engine_url() {
             Some(url) => Some(Arc::new(upstream::GrpcPolicyEngine::new(

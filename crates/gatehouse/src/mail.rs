@@ -1,5 +1,7 @@
-//! Delivering outbox messages: over SMTP (`email.smtp_url`) with lettre, or to
-//! the log when no SMTP server is configured.
+//! Delivering outbox messages over SMTP (`email.smtp_url`) with lettre. With
+//! no SMTP server configured nothing is delivered: messages stay in the
+//! outbox, unsent, and nothing of them but recipient and subject is logged —
+//! their bodies carry single-use tokens (verification, reset, invitations).
 
 use async_trait::async_trait;
 use gatehouse_core::email::Mailer;
@@ -43,13 +45,14 @@ impl Mailer for SmtpMailer {
     }
 }
 
-/// Writes emails to the log (development, or no SMTP server configured).
-pub struct LogMailer;
+/// Refuses every message (no SMTP server is configured): the outbox keeps it
+/// as not sent and retries it, and its body — with its token — is never logged.
+pub struct NoMailer;
 
 #[async_trait]
-impl Mailer for LogMailer {
-    async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
-        tracing::info!(%to, %subject, %body, "email (not sent: email.smtp_url is empty)");
-        Ok(())
+impl Mailer for NoMailer {
+    async fn send(&self, to: &str, subject: &str, _body: &str) -> Result<(), String> {
+        tracing::warn!(%to, %subject, "email not sent: email.smtp_url is empty");
+        Err("no SMTP server is configured (email.smtp_url)".into())
     }
 }

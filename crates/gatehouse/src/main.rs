@@ -88,10 +88,13 @@ fn main() -> ExitCode {
                 ..Overrides::default()
             };
             match Config::load(&overrides) {
-                Ok(config) => {
-                    println!("{config:#?}");
-                    ExitCode::SUCCESS
-                }
+                Ok(config) => match config.redacted_yaml() {
+                    Ok(yaml) => {
+                        print!("{yaml}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(anyhow::anyhow!("cannot print the configuration: {e}")),
+                },
                 Err(e) => fail(e),
             }
         }

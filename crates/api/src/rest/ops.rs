@@ -28,6 +28,21 @@ pub struct Ready {
     pub status: &'static str,
     /// This instance's place in the cluster.
     pub node: NodeInfo,
+    /// The email outbox (its oldest 1000 messages).
+    pub outbox: OutboxInfo,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OutboxInfo {
+    /// Messages not yet tried.
+    pub waiting: usize,
+    /// Messages whose delivery failed and is being retried.
+    pub retrying: usize,
+    /// Messages given up on after every attempt failed.
+    pub failed: usize,
+    /// `true` when mail is not going out (a delivery failed): check
+    /// `email.smtp_url` and the log's `email delivery failed` lines.
+    pub stuck: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -86,7 +101,7 @@ pub async fn health() -> Json<Health> {
 }
 
 /// Readiness: storage answers a read. Also reports the instance's worker ID,
-/// leadership and background jobs.
+/// leadership, background jobs and whether email is going out.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Ready),
@@ -94,9 +109,16 @@ pub async fn health() -> Json<Health> {
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     state.services.system.check_ready().await?;
+    let outbox = state.services.outbox.status().await?;
     Ok(Json(Ready {
         status: "ready",
         node: state.services.cluster.status().into(),
+        outbox: OutboxInfo {
+            waiting: outbox.waiting,
+            retrying: outbox.retrying,
+            failed: outbox.failed,
+            stuck: outbox.stuck(),
+        },
     }))
 }
 

@@ -27,6 +27,7 @@ use self::model::{
 use crate::access::{OrgAction, load_access};
 use crate::audit::{AuditLog, NewEvent};
 use crate::codec::{abort, read_all};
+use crate::common::REDACTED;
 use crate::crypto::KeyRing;
 use crate::model::accounts::{Role, User};
 use crate::model::sessions::ClientInfo;
@@ -85,7 +86,7 @@ impl ModelLister for NoLister {
 
 /// A new credential. Without `scope`: the platform's for admins, the
 /// caller's own for provider accounts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewCredential {
     pub scope: Option<CredentialScope>,
     pub name: String,
@@ -96,11 +97,34 @@ pub struct NewCredential {
 }
 
 /// Changes to a credential; `None` keeps a field.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CredentialChange {
     pub name: Option<String>,
     pub secret: Option<serde_json::Value>,
     pub metadata: Option<serde_json::Value>,
+}
+
+// The secrets these carry in plaintext never reach a log through `{:?}`.
+impl std::fmt::Debug for NewCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCredential")
+            .field("scope", &self.scope)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("secret", &REDACTED)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CredentialChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialChange")
+            .field("name", &self.name)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .field("metadata", &self.metadata)
+            .finish()
+    }
 }
 
 /// An endpoint's settings; on update `None` keeps a field.

@@ -82,10 +82,19 @@ pub enum Resource {
 }
 
 /// A newly sent invitation with its token (mailed, and returned once).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SentInvitation {
     pub invitation: Invitation,
     pub token: String,
+}
+
+impl std::fmt::Debug for SentInvitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentInvitation")
+            .field("invitation", &self.invitation)
+            .field("token", &crate::common::REDACTED)
+            .finish()
+    }
 }
 
 /// Adds a membership and its index entry.

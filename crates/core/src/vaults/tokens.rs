@@ -53,7 +53,7 @@ impl Default for TokenSettings {
 }
 
 /// An access token and the refresh token that follows it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedTokens {
     pub access_token: String,
     pub expires_in: i64,
@@ -62,6 +62,20 @@ pub struct IssuedTokens {
     pub org_id: Id,
     pub vault_id: Id,
     pub role: VaultRole,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &crate::common::REDACTED)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &crate::common::REDACTED)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("org_id", &self.org_id)
+            .field("vault_id", &self.vault_id)
+            .field("role", &self.role)
+            .finish()
+    }
 }
 
 /// What a checked client assertion says.

@@ -16,6 +16,7 @@ mod openapi;
 mod ops;
 mod process;
 mod restart;
+mod secrets;
 mod smtp;
 mod tenancy;
 mod tidy;
