@@ -63,6 +63,7 @@ pub fn client_info(parts: &Parts) -> ClientInfo {
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        device: crate::caller::device_proof(&parts.headers).map(str::to_string),
     }
 }
 

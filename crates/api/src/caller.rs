@@ -9,6 +9,15 @@ use gatehouse_core::services::Credential;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "gatehouse_session";
+/// Name of the device-proof cookie a sign-in sets (OWASP's device cookie):
+/// sent back at the next sign-in, it keeps failures made elsewhere from
+/// locking this client out.
+pub const DEVICE_COOKIE: &str = "gatehouse_device";
+
+/// The device proof `headers` present, if any.
+pub fn device_proof(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, DEVICE_COOKIE)
+}
 
 /// The credential `headers` present, if any.
 pub fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {

@@ -67,6 +67,7 @@ async fn main() {
         status: UserStatus::Active,
         email_verified: true,
         must_change_password: false,
+        token_epoch: 0,
         limits: Default::default(),
         created_at: now,
         updated_at: now,

@@ -14,7 +14,7 @@
 //! | `("user_by_username", username)` | [`UserRef`](crate::model::accounts::UserRef) |
 //! | `("session", sha256(token))` | [`Session`](crate::model::sessions::Session) |
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::model::sessions::SessionRef) |
-//! | `("login_failures", "account" \| "ip", subject)` | [`Failures`](crate::model::throttle::Failures) |
+//! | `("login_failures", "account" \| "ip" \| "device", subject)` | [`Failures`](crate::model::throttle::Failures) |
 //! | `("audit", id)` | [`AuditEvent`](crate::model::audit::AuditEvent) |
 //! | `("outbox", id)` | [`OutboxMessage`](crate::model::email::OutboxMessage) |
 //! | `("email_token", sha256(token))` | [`EmailToken`](crate::model::accounts::EmailToken) |
@@ -151,9 +151,14 @@ pub fn sessions_of(user: crate::Id) -> KeyRange {
 }
 
 /// `("login_failures", kind, subject) = Failures`: `kind` is `account` (the
-/// lower-cased login) or `ip`.
+/// lower-cased login), `ip` or `device` (a device proof's ID).
 pub fn login_failures(kind: &str, subject: &str) -> Key<Failures> {
     Key::new(pack(&("login_failures", kind, subject)))
+}
+
+/// Every sign-in failure counter.
+pub fn all_login_failures() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("login_failures"))
 }
 
 /// `("audit", id) = AuditEvent`: snowflake IDs, so in time order.

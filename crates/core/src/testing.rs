@@ -35,6 +35,7 @@ pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User 
         status: UserStatus::Active,
         email_verified: true,
         must_change_password: false,
+        token_epoch: 0,
         limits: Default::default(),
         created_at: now,
         updated_at: now,

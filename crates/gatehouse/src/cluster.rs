@@ -113,10 +113,26 @@ pub fn jobs(
             })
         }),
     };
+    let accounts = services.accounts.clone();
+    let login_throttle = Job {
+        name: "login_throttle",
+        every: Duration::from_secs(600),
+        run: Arc::new(move |_token| {
+            let accounts = accounts.clone();
+            Box::pin(async move {
+                accounts
+                    .prune_login_failures()
+                    .await
+                    .map(|n| format!("pruned {n} expired sign-in failure counters"))
+                    .map_err(|e| e.to_string())
+            })
+        }),
+    };
     let mut jobs = vec![
         email,
         retention,
         signing_keys,
+        login_throttle,
         Job {
             name: "change_feed_trim",
             every: Duration::from_secs(60),

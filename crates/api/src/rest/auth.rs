@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use crate::ApiError;
 use crate::auth::{Authenticated, Client, SESSION_COOKIE, SignedIn};
+use crate::caller::DEVICE_COOKIE;
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
 
@@ -200,39 +201,62 @@ pub async fn login(
     let accounts = &state.services.accounts;
     let kind = match request.mode {
         LoginMode::Token => {
-            let (_, token) = accounts
+            let (user, token) = accounts
                 .login(&request.login, &request.password, &client)
                 .await?;
-            return Ok(Json(TokenResponse {
+            let mut response = Json(TokenResponse {
                 token,
                 token_type: "Bearer",
                 expires_in: accounts.token_ttl_secs(),
             })
-            .into_response());
+            .into_response();
+            let proof = accounts.device_proof(&user, &client);
+            set_device_cookie(&mut response, &proof, state.secure_cookies);
+            return Ok(response);
         }
         LoginMode::Session => SessionKind::Web,
         LoginMode::Cli => SessionKind::Cli,
     };
-    let (_, session, token) = accounts
-        .login_session(&request.login, &request.password, kind, client)
+    let (user, session, token) = accounts
+        .login_session(&request.login, &request.password, kind, client.clone())
         .await?;
+    let proof = accounts.device_proof(&user, &client);
     let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
-    if kind == SessionKind::Cli {
-        return Ok(Json(TokenResponse {
+    let mut response = if kind == SessionKind::Cli {
+        Json(TokenResponse {
             token,
             token_type: "Bearer",
             expires_in: lifetime,
         })
-        .into_response());
-    }
-    let cookie = session_cookie(&token, lifetime, state.secure_cookies);
-    let mut response = Json(SessionInfo::new(session.clone(), Some(session.id))).into_response();
-    response.headers_mut().insert(SET_COOKIE, cookie);
+        .into_response()
+    } else {
+        let cookie = session_cookie(&token, lifetime, state.secure_cookies);
+        let mut response =
+            Json(SessionInfo::new(session.clone(), Some(session.id))).into_response();
+        response.headers_mut().append(SET_COOKIE, cookie);
+        response
+    };
+    set_device_cookie(&mut response, &proof, state.secure_cookies);
     Ok(response)
 }
 
-/// End the current session (and clear its cookie). A JWT cannot be ended early;
-/// it expires on its own.
+/// How long a device proof is kept: 180 days.
+const DEVICE_COOKIE_SECS: i64 = 180 * 24 * 3600;
+
+/// Adds the device-proof cookie, sent back only to the auth endpoints.
+fn set_device_cookie(response: &mut Response, proof: &str, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{DEVICE_COOKIE}={proof}; Path=/api/v1/auth; HttpOnly; SameSite=Lax; Max-Age={DEVICE_COOKIE_SECS}{secure}"
+    );
+    // Proofs are digits, letters and dots, so the value is always a valid header.
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+/// End the current session (and clear its cookie); signed in with a JWT, end
+/// every JWT of the account (on every instance at once).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses(
@@ -251,7 +275,7 @@ pub async fn logout(
                 .services
                 .accounts
                 .logout_token(&auth.user, &client)
-                .await
+                .await?
         }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

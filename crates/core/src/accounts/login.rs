@@ -2,6 +2,8 @@
 //! tells whether an account exists: an unknown login, a disabled account and
 //! a wrong password give the same error after the same work.
 
+use gatehouse_storage::RangeOptions;
+
 use super::*;
 
 impl AccountService {
@@ -114,8 +116,15 @@ impl AccountService {
     }
 
     /// Checks a login (email or username) and password, under the throttle of
-    /// [`throttle`]: refused at once while the login or the client's IP must
-    /// wait, and every failure counted against both.
+    /// [`throttle`]. The attempt is counted, in one transaction with the check
+    /// that it may be made, before the password is looked at: so parallel
+    /// attempts are serialized by the store, and at most the free failures are
+    /// ever evaluated at once. A success takes its count back.
+    ///
+    /// An attempt counts against the login and the client's IP, unless the
+    /// client presents a device proof for this account ([`Devices`]): then
+    /// only against that device, so an attacker's failures elsewhere do not
+    /// lock the user's own client out.
     pub(super) async fn check_credentials(
         &self,
         login: &str,
@@ -123,33 +132,41 @@ impl AccountService {
         client: &ClientInfo,
     ) -> Result<User> {
         let subject: String = login.trim().to_lowercase().chars().take(320).collect();
-        let account_key = keyspace::login_failures("account", &subject);
-        let ip_key = client
-            .ip
+        let user = self.find_by_login(login).await?;
+        let device = client
+            .device
             .as_deref()
-            .map(|ip| keyspace::login_failures("ip", ip));
+            .and_then(|proof| self.devices.verify(proof))
+            .filter(|(owner, _)| user.as_ref().is_some_and(|u| u.id == *owner));
+        let counters: Vec<Counter> = match &device {
+            Some((_, device)) => vec![Counter::of_login("device", device)],
+            None => std::iter::once(Counter::of_login("account", &subject))
+                .chain(client.ip.as_deref().map(Counter::of_ip))
+                .collect(),
+        };
         let now = self.env.clock.now_millis();
-        let (account, ip) = self
+        let wait = self
             .store
             .run(|tx| {
-                let (account_key, ip_key) = (&account_key, &ip_key);
+                let counters = &counters;
                 async move {
-                    let account = account_key.get(&tx).await?;
-                    let ip = match ip_key {
-                        Some(key) => key.get(&tx).await?,
-                        None => None,
-                    };
-                    Ok::<_, TxError<Error>>((account, ip))
+                    let mut records = Vec::with_capacity(counters.len());
+                    let mut wait = None;
+                    for counter in counters {
+                        let record = counter.key.get(&tx).await?;
+                        wait = wait.max(record.and_then(|f| f.wait_ms(now, counter.free)));
+                        records.push(record);
+                    }
+                    if wait.is_none() {
+                        for (counter, record) in counters.iter().zip(records) {
+                            let record = throttle::Failures::after_failure(record, now);
+                            counter.key.put(&tx, &record).await?;
+                        }
+                    }
+                    Ok::<_, TxError<Error>>(wait)
                 }
             })
             .await?;
-        let wait = [
-            account.and_then(|f| f.wait_ms(now, throttle::ACCOUNT_FREE_FAILURES)),
-            ip.and_then(|f| f.wait_ms(now, throttle::IP_FREE_FAILURES)),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
         let anonymous = || Actor::Anonymous {
             login: Some(subject.clone()),
         };
@@ -168,26 +185,24 @@ impl AccountService {
                 secs,
             ));
         }
-        let outcome = self.verify_credentials(login, password).await;
+        let outcome = self.verify_credentials(user, password).await;
         let is_bad = matches!(&outcome, Err(e) if e.code() == ErrorCode::Unauthenticated);
-        let is_ok = outcome.is_ok();
-        if is_bad || is_ok {
+        if !is_bad {
+            // A success (or a failure of ours) takes the attempt back: the
+            // login's and the device's counts start over, the IP's drops one.
+            let clear = outcome.is_ok();
             self.store
                 .run(|tx| {
-                    let (account_key, ip_key) = (&account_key, &ip_key);
+                    let counters = &counters;
                     async move {
-                        if is_ok {
-                            return account_key.clear(&tx).await;
+                        for Counter { key, shared, .. } in counters {
+                            let record = key.get(&tx).await?;
+                            match record.and_then(|f| f.taken_back()) {
+                                Some(f) if *shared || !clear => key.put(&tx, &f).await?,
+                                _ => key.clear(&tx).await?,
+                            }
                         }
-                        let record =
-                            throttle::Failures::after_failure(account_key.get(&tx).await?, now);
-                        account_key.put(&tx, &record).await?;
-                        if let Some(key) = ip_key {
-                            let record =
-                                throttle::Failures::after_failure(key.get(&tx).await?, now);
-                            key.put(&tx, &record).await?;
-                        }
-                        Ok(())
+                        Ok::<_, TxError<Error>>(())
                     }
                 })
                 .await?;
@@ -199,7 +214,7 @@ impl AccountService {
                     "auth.login",
                     Outcome::Success,
                     client,
-                    serde_json::json!({}),
+                    serde_json::json!({"trusted_device": device.is_some()}),
                 )
                 .await
             }
@@ -213,8 +228,60 @@ impl AccountService {
         outcome
     }
 
-    pub(super) async fn verify_credentials(&self, login: &str, password: &str) -> Result<User> {
-        let user = self.find_by_login(login).await?;
+    /// Deletes the sign-in failure counters whose window is over (the job
+    /// `login_throttle` runs it), a page per transaction; how many went.
+    pub async fn prune_login_failures(&self) -> Result<usize> {
+        const PAGE: usize = 500;
+        let now = self.env.clock.now_millis();
+        let mut range = keyspace::all_login_failures();
+        let mut pruned = 0;
+        loop {
+            let current = &range;
+            let (gone, next) = self
+                .store
+                .run(|tx| async move {
+                    let page = tx.get_range(current, RangeOptions::limit(PAGE)).await?;
+                    let mut gone = 0;
+                    for (key, value) in &page.entries {
+                        let record: throttle::Failures =
+                            crate::codec::decode(value).map_err(TxError::Abort)?;
+                        if record.expired(now) {
+                            tx.clear(key)?;
+                            gone += 1;
+                        }
+                    }
+                    Ok::<_, TxError<Error>>((gone, page.next))
+                })
+                .await?;
+            pruned += gone;
+            match next {
+                Some(next) => range = next,
+                None => return Ok(pruned),
+            }
+        }
+    }
+
+    /// A device proof for a client that has just signed in to `user`: the
+    /// browser keeps it as a cookie ([`ClientInfo::device`] at the next
+    /// sign-in). A client that already holds one for `user` keeps its ID.
+    pub fn device_proof(&self, user: &User, client: &ClientInfo) -> String {
+        let device = client
+            .device
+            .as_deref()
+            .and_then(|proof| self.devices.verify(proof))
+            .filter(|(owner, _)| *owner == user.id)
+            .map(|(_, device)| device)
+            .unwrap_or_else(|| self.env.random.alphanumeric(22));
+        self.devices.issue(user.id, &device)
+    }
+
+    /// Checks `password` against `user`'s (found by login, maybe not at all),
+    /// always doing the same work.
+    pub(super) async fn verify_credentials(
+        &self,
+        user: Option<User>,
+        password: &str,
+    ) -> Result<User> {
         let stored = user
             .as_ref()
             .filter(|u| u.is_active())
@@ -244,6 +311,34 @@ impl AccountService {
             Err(e) => {
                 tracing::warn!(user_id = %user.id, error = %e, "password hash upgrade failed")
             }
+        }
+    }
+}
+
+/// One failure counter an attempt is made against.
+struct Counter {
+    key: Key<throttle::Failures>,
+    /// Failures before delays start.
+    free: u32,
+    /// Many people may sign in from it (an IP): a success takes back only
+    /// its own attempt instead of starting the count over.
+    shared: bool,
+}
+
+impl Counter {
+    fn of_login(kind: &str, subject: &str) -> Self {
+        Counter {
+            key: keyspace::login_failures(kind, subject),
+            free: throttle::ACCOUNT_FREE_FAILURES,
+            shared: false,
+        }
+    }
+
+    fn of_ip(ip: &str) -> Self {
+        Counter {
+            key: keyspace::login_failures("ip", ip),
+            free: throttle::IP_FREE_FAILURES,
+            shared: true,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! Registration answers alike whether or not the email is taken.
 
 mod admin;
+mod devices;
 mod emails;
 mod login;
 pub mod password;
@@ -22,8 +23,9 @@ use crate::model::throttle;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use gatehouse_storage::{Store, TxError};
+use gatehouse_storage::{Store, Tx, TxError};
 
+use self::devices::Devices;
 use self::model::{
     BootstrapRecord, Email, EmailToken, Role, TokenPurpose, User, UserEmail, UserRef, UserStatus,
     Username,
@@ -32,6 +34,7 @@ use self::password::{PasswordPolicy, Verified};
 use self::tokens::{Claims, Tokens};
 use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
 use crate::blocking::{self, BlockingPool};
+use crate::codec::Key;
 use crate::common::token_hash;
 use crate::model::sessions::{ClientInfo, Session, SessionKind, SessionPolicy, SessionRef};
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
@@ -174,6 +177,7 @@ pub struct AccountService {
     audit: Arc<AuditLog>,
     env: Env,
     tokens: Tokens,
+    devices: Devices,
     pool: Arc<dyn BlockingPool>,
     registration_enabled: bool,
     policy: PasswordPolicy,
@@ -209,6 +213,7 @@ impl AccountService {
                 settings.jwt_ttl_secs,
                 env.clock.clone(),
             ),
+            devices: Devices::new(&settings.jwt_secret),
             store,
             env,
             pool,

@@ -18,6 +18,7 @@ impl AccountService {
             status: UserStatus::Active,
             email_verified: false,
             must_change_password: new.must_change_password,
+            token_epoch: 0,
             limits: Default::default(),
             created_at: now,
             updated_at: now,

@@ -170,10 +170,14 @@ impl AccountService {
         Ok(())
     }
 
-    /// Records the sign-out of a JWT holder. Nothing ends on the server: a
-    /// JWT stays valid until it expires, which is why their lifetime is short.
-    pub async fn logout_token(&self, user: &User, client: &ClientInfo) {
-        let details = serde_json::json!({"kind": "jwt", "ended": false});
+    /// Signs a JWT holder out: every JWT of the user ends (a JWT is not
+    /// stored, so the user's token epoch moves on); sessions stay.
+    pub async fn logout_token(&self, user: &User, client: &ClientInfo) -> Result<()> {
+        let user_id = user.id;
+        self.store
+            .run(|tx| async move { end_tokens(&tx, user_id).await })
+            .await?;
+        let details = serde_json::json!({"kind": "jwt", "ended": "every jwt"});
         self.audit(
             Actor::User { id: user.id },
             "auth.logout",
@@ -182,13 +186,16 @@ impl AccountService {
             details,
         )
         .await;
+        Ok(())
     }
 
-    /// Ends every session of the user except `keep`; returns how many ended.
+    /// Ends every JWT and every session of the user except the session
+    /// `keep`; returns how many sessions ended.
     pub async fn revoke_all_sessions(&self, user_id: Id, keep: Option<Id>) -> Result<usize> {
         Ok(self
             .store
             .run(|tx| async move {
+                end_tokens(&tx, user_id).await?;
                 let refs = tx
                     .get_range(
                         &keyspace::sessions_of(user_id),
@@ -225,6 +232,12 @@ impl AccountService {
                 "the token is invalid or expired",
             )
         })?;
+        if claims.epoch != user.token_epoch {
+            return Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "this token has ended (signed out, or the password changed): sign in again",
+            ));
+        }
         if !user.is_active() {
             return Err(Error::new(
                 ErrorCode::Unauthenticated,
@@ -287,4 +300,14 @@ impl AccountService {
         }
         Ok(())
     }
+}
+
+/// Moves the user's token epoch on, which ends every JWT issued before.
+async fn end_tokens(tx: &Tx, user_id: Id) -> std::result::Result<(), TxError<Error>> {
+    let key = keyspace::user(user_id);
+    if let Some(mut user) = key.get(tx).await? {
+        user.token_epoch = user.token_epoch.saturating_add(1);
+        key.put(tx, &user).await?;
+    }
+    Ok(())
 }

@@ -500,6 +500,7 @@ async fn failed_sign_ins_slow_down_and_the_window_forgives() {
     let client = ClientInfo {
         ip: Some("192.0.2.7".into()),
         user_agent: None,
+        ..Default::default()
     };
     for _ in 0..5 {
         let e = s
@@ -631,6 +632,7 @@ async fn sign_in_events_are_audited_without_secrets() {
     let client = ClientInfo {
         ip: Some("198.51.100.4".into()),
         user_agent: Some("curl/8".into()),
+        ..Default::default()
     };
     s.register("ada@example.com", PASSWORD, None, None, &client)
         .await
@@ -1206,4 +1208,217 @@ async fn two_admins_demoting_each_other_leave_one_admin() {
             "round {round}: both demotions went through"
         );
     }
+}
+
+#[tokio::test]
+async fn logout_password_change_reset_and_disabling_end_every_jwt() {
+    let s = service();
+    let client = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &client)
+        .await
+        .unwrap();
+    let sign_in = |password: &'static str| {
+        let (s, client) = (&s, client.clone());
+        async move { s.login("ada@example.com", password, &client).await.unwrap() }
+    };
+    let alive = |token: String| {
+        let s = &s;
+        async move { s.authenticate_token(&token).await.is_ok() }
+    };
+
+    // Logout with a JWT ends that one and every other JWT of the account.
+    let (user, laptop) = sign_in(PASSWORD).await;
+    let (_, phone) = sign_in(PASSWORD).await;
+    assert!(alive(laptop.clone()).await && alive(phone.clone()).await);
+    s.logout_token(&user, &client).await.unwrap();
+    assert!(!alive(laptop).await);
+    let ended = s.authenticate_token(&phone).await.unwrap_err();
+    assert_eq!(ended.code(), ErrorCode::Unauthenticated);
+    assert!(ended.message().contains("sign in again"), "{ended:?}");
+    let (_, fresh) = sign_in(PASSWORD).await;
+    assert!(alive(fresh.clone()).await, "a new sign-in works");
+
+    // A password change, even one made from a session.
+    let (_, session, _) = s
+        .login_session(
+            "ada@example.com",
+            PASSWORD,
+            SessionKind::Web,
+            client.clone(),
+        )
+        .await
+        .unwrap();
+    s.change_password(
+        user.id,
+        PASSWORD,
+        "second passphrase",
+        Some(session.id),
+        &client,
+    )
+    .await
+    .unwrap();
+    assert!(!alive(fresh).await);
+
+    // A reset.
+    let (_, before_reset) = sign_in("second passphrase").await;
+    s.request_password_reset("ada@example.com", &client)
+        .await
+        .unwrap();
+    let token = token_sent_to(&s, "ada@example.com").await;
+    s.reset_password(&token, "third passphrase", &client)
+        .await
+        .unwrap();
+    assert!(!alive(before_reset).await);
+
+    // Disabling, and the JWT stays dead when the account is enabled again.
+    let (_, before_disable) = sign_in("third passphrase").await;
+    s.disable_user(user.id).await.unwrap();
+    s.update_user(user.id, |u| u.status = UserStatus::Active)
+        .await
+        .unwrap();
+    assert!(!alive(before_disable).await);
+    let (_, after) = sign_in("third passphrase").await;
+    assert!(alive(after).await);
+}
+
+#[tokio::test]
+async fn parallel_attempts_are_counted_before_they_are_judged() {
+    let s = service();
+    let client = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &client)
+        .await
+        .unwrap();
+    // Fifty at once, the right password 37th: only the free five are judged.
+    let attempts = (0..50).map(|i| {
+        let (s, client) = (&s, client.clone());
+        let password = if i == 37 { PASSWORD } else { "wrong password!" };
+        async move { s.login("ada@example.com", password, &client).await }
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let judged = outcomes
+        .iter()
+        .filter(|o| !matches!(o, Err(e) if e.code() == ErrorCode::RateLimited))
+        .count();
+    assert_eq!(
+        judged,
+        5,
+        "{:?}",
+        outcomes
+            .iter()
+            .map(|o| o.as_ref().err().map(|e| e.code()))
+            .collect::<Vec<_>>()
+    );
+    assert!(outcomes.iter().all(|o| o.is_err()));
+}
+
+#[tokio::test]
+async fn a_device_that_signed_in_before_is_not_locked_out_by_others() {
+    let s = service();
+    let home = ClientInfo {
+        ip: Some("192.0.2.1".into()),
+        ..Default::default()
+    };
+    s.register("ada@example.com", PASSWORD, None, None, &home)
+        .await
+        .unwrap();
+    let (ada, _) = s.login("ada@example.com", PASSWORD, &home).await.unwrap();
+    let proof = s.device_proof(&ada, &home);
+    let trusted = ClientInfo {
+        device: Some(proof.clone()),
+        ..home.clone()
+    };
+
+    // An attacker (another IP, no proof) locks the account for everyone else…
+    let attacker = ClientInfo {
+        ip: Some("203.0.113.9".into()),
+        ..Default::default()
+    };
+    for _ in 0..8 {
+        let _ = s.login("ada@example.com", "guess", &attacker).await;
+    }
+    let locked = s
+        .login("ada@example.com", PASSWORD, &home)
+        .await
+        .unwrap_err();
+    assert_eq!(locked.code(), ErrorCode::RateLimited);
+    // …but not for Ada's own client.
+    s.login("ada@example.com", PASSWORD, &trusted)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.device_proof(&ada, &trusted),
+        proof,
+        "the device keeps its ID"
+    );
+
+    // The proof names Ada's account: for another account it counts for nothing.
+    s.register("bob@example.com", PASSWORD, None, None, &home)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let _ = s.login("bob@example.com", "guess", &attacker).await;
+    }
+    let e = s
+        .login("bob@example.com", PASSWORD, &trusted)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RateLimited);
+
+    // A stolen proof still gets only the free failures.
+    for _ in 0..5 {
+        let e = s
+            .login("ada@example.com", "guess", &trusted)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Unauthenticated);
+    }
+    let e = s
+        .login("ada@example.com", PASSWORD, &trusted)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RateLimited);
+    // A forged one is no proof at all.
+    let forged = ClientInfo {
+        device: Some(proof.replacen('.', "0.", 1)),
+        ..home
+    };
+    let e = s
+        .login("ada@example.com", PASSWORD, &forged)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RateLimited);
+}
+
+#[tokio::test]
+async fn expired_failure_counters_are_pruned() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    let client = ClientInfo {
+        ip: Some("192.0.2.7".into()),
+        ..Default::default()
+    };
+    for login in ["ghost-1", "ghost-2", "ghost-3"] {
+        let _ = s.login(login, "a wrong guess", &client).await;
+    }
+    let count = || async {
+        s.store
+            .run(|tx| async move {
+                let all = keyspace::all_login_failures();
+                let page = tx
+                    .get_range(&all, gatehouse_storage::RangeOptions::default())
+                    .await?;
+                Ok::<_, TxError<Error>>(page.entries.len())
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 4, "three logins and the IP");
+    assert_eq!(s.prune_login_failures().await.unwrap(), 0, "all live");
+    clock.advance(30 * 60 * 1000);
+    let _ = s
+        .login("ghost-4", "a wrong guess", &ClientInfo::default())
+        .await;
+    clock.advance(31 * 60 * 1000);
+    assert_eq!(s.prune_login_failures().await.unwrap(), 4);
+    assert_eq!(count().await, 1, "the newer window stays");
 }

@@ -26,6 +26,9 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// The user's [`User::token_epoch`] at issue; the token dies when it moves.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl Claims {
@@ -74,6 +77,7 @@ impl Tokens {
             exp: now + self.ttl_secs,
             iss: ISSUER.to_string(),
             aud: AUDIENCE.to_string(),
+            epoch: user.token_epoch,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(Error::internal)
@@ -122,6 +126,7 @@ mod tests {
             status: UserStatus::Active,
             email_verified: true,
             must_change_password: false,
+            token_epoch: 0,
             limits: Default::default(),
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
@@ -194,6 +199,7 @@ mod tests {
                 exp: now + 60,
                 iss: iss.into(),
                 aud: aud.into(),
+                epoch: 0,
             };
             let forged = jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),

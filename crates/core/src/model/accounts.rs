@@ -56,6 +56,11 @@ pub struct User {
     /// their keys (platform admins set them).
     #[serde(default)]
     pub limits: UsageLimits,
+    /// Every JWT carries the epoch it was issued in and is refused once this
+    /// moves on: logout with a JWT, a password change or reset, disabling the
+    /// user and an admin's "end every session" move it (SPEC §2).
+    #[serde(default)]
+    pub token_epoch: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -71,6 +71,8 @@ impl Default for SessionPolicy {
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The device proof the client presented (a cookie), checked at sign-in.
+    pub device: Option<String>,
 }
 
 impl Session {

@@ -47,6 +47,18 @@ impl Failures {
         (wait > 0).then_some(wait)
     }
 
+    /// The record with one attempt taken back (it succeeded, or was never
+    /// judged); `None` when none is left.
+    pub fn taken_back(self) -> Option<Failures> {
+        let count = self.count.checked_sub(1).filter(|c| *c > 0)?;
+        Some(Failures { count, ..self })
+    }
+
+    /// Whether the window is over: the record counts for nothing and can go.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        now_ms >= self.window_start_ms.saturating_add(WINDOW_MS)
+    }
+
     /// The record after one more failure at `now_ms`.
     pub fn after_failure(previous: Option<Failures>, now_ms: i64) -> Failures {
         match previous {

@@ -265,7 +265,21 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
         .unwrap();
     assert_eq!(response.status(), 403);
 
-    // Changing the password from the CLI session ends the browser session.
+    // A JWT, which the password change below ends too.
+    let (status, login) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let jwt_auth = format!("Bearer {}", login["token"].as_str().unwrap());
+    let jwt = ("authorization", jwt_auth.as_str());
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", jwt, None).await;
+    assert_eq!(status, 200);
+
+    // Changing the password from the CLI session ends the browser session
+    // and every JWT.
     let change = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
     let (status, _) = call(
         &app,
@@ -278,6 +292,11 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     assert_eq!(status, 204);
     let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", cookie, None).await;
     assert_eq!(status, 401);
+    let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", jwt, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
     let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", bearer, None).await;
     assert_eq!(status, 200);
     let old = post(
@@ -287,6 +306,28 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     )
     .await;
     assert_eq!(old.0, 401);
+
+    // Logout with a JWT ends it (and every other JWT of the account).
+    let (status, login) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "password": "a brand new passphrase"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let jwt_auth = format!("Bearer {}", login["token"].as_str().unwrap());
+    let jwt = ("authorization", jwt_auth.as_str());
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/auth/logout",
+        jwt,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", jwt, None).await;
+    assert_eq!(status, 401);
 
     // Someone else's (or no) session cannot be ended; logout ends our own.
     let (status, body) = call(
@@ -680,6 +721,13 @@ async fn admins_create_accounts_users_cannot() {
     )
     .await;
     assert_eq!(status, 204);
+    let (_, provider) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "prov@example.com", "password": "provider passphrase"}),
+    )
+    .await;
+    let provider = format!("Bearer {}", provider["token"].as_str().unwrap());
     let (status, _) = call(
         &app,
         reqwest::Method::POST,

@@ -29,6 +29,11 @@ async fn two_processes_share_one_postgres() {
         ("GATEHOUSE__STORAGE__ENGINE", "postgres".to_string()),
         ("GATEHOUSE__STORAGE__POSTGRES_URL", url),
         ("GATEHOUSE__CLUSTER__LEASE_SECS", LEASE_SECS.to_string()),
+        // One JWT key for both (development mode makes one per process).
+        (
+            "GATEHOUSE__AUTH__JWT_SECRET",
+            "Y2x1c3Rlci10ZXN0LWp3dC1zZWNyZXQtMzItYnl0ZXMhIQ==".to_string(),
+        ),
     ];
     let first = spawn_process(dir.path(), &envs, &[]);
     let second = spawn_process(dir.path(), &envs, &[]);
@@ -72,6 +77,40 @@ async fn two_processes_share_one_postgres() {
         info(0).await["installation_id"],
         info(1).await["installation_id"]
     );
+
+    // A JWT from the first ends on both when its holder signs out on the second.
+    let response = client
+        .post(servers[0].url("/api/v1/auth/register"))
+        .json(&json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let login: Value = client
+        .post(servers[0].url("/api/v1/auth/login"))
+        .json(&json!({"login": "ada@example.com", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwt = login["token"].as_str().unwrap();
+    let me = |i: usize| {
+        let request = client
+            .get(servers[i].url("/api/v1/auth/me"))
+            .bearer_auth(jwt);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!((me(0).await, me(1).await), (200, 200));
+    let logout = client
+        .post(servers[1].url("/api/v1/auth/logout"))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!((me(0).await, me(1).await), (401, 401));
 
     // The leader ran its jobs; the follower did not.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -19,5 +19,6 @@ mod restart;
 mod secrets;
 mod smtp;
 mod tenancy;
+mod throttle;
 mod tidy;
 mod vaults;

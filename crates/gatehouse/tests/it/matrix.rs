@@ -583,8 +583,25 @@ impl World {
             .app
             .client
             .request(row.method.clone(), self.app.url(&path));
-        if let Some(token) = &self.tokens[actor_index] {
-            request = request.bearer_auth(token);
+        // Logout with a JWT would end every JWT of the actor: sign out of a
+        // command-line session made for it instead.
+        let logout = row.method == Method::POST && row.path == "/api/v1/auth/logout";
+        match (&self.tokens[actor_index], me) {
+            (Some(_), Some(user)) if logout => {
+                let (status, session) = self
+                    .app
+                    .call(
+                        Method::POST,
+                        "/api/v1/auth/login",
+                        None,
+                        Some(json!({"login": user.email, "password": PASSWORD, "mode": "cli"})),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{session}");
+                request = request.bearer_auth(session["token"].as_str().unwrap());
+            }
+            (Some(token), _) => request = request.bearer_auth(token),
+            (None, _) => {}
         }
         if let Some(body) = row.body {
             let body: Value = serde_json::from_str(&self.fill(body, f, me)).unwrap();

@@ -140,9 +140,27 @@ fn the_generated_admin_password_is_logged_once_and_must_be_changed() {
             .await
             .unwrap();
         assert_eq!(changed.status(), 204);
+        // The change ended the JWT: sign in again with the new password.
+        let ended = client
+            .get(server.url("/api/v1/auth/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ended.status(), 401);
+        let login: serde_json::Value = client
+            .post(server.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": "admin@localhost", "password": "the admin's own passphrase"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().expect("signed in again");
         let allowed = client
             .get(server.url("/api/v1/audit-events"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
