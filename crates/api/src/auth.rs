@@ -101,6 +101,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
         )));
     }
     let caller = state.services.caller(credential).await?;
+    caller.ensure_may_manage()?;
     let session_token = match credential {
         Credential::Bearer(token) | Credential::SessionCookie(token)
             if caller.session.is_some() =>
@@ -109,12 +110,36 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
         }
         _ => None,
     };
+    let api_key = caller.key_id();
     Ok(Authenticated {
         user: caller.user,
         session: caller.session,
         session_token,
-        api_key: caller.api_key,
+        api_key,
     })
+}
+
+impl Authenticated {
+    /// For the account's own security: refused to API keys.
+    pub fn ensure_in_person(&self) -> Result<(), ApiError> {
+        Ok(gatehouse_core::services::ensure_in_person(
+            self.api_key.is_some(),
+        )?)
+    }
+}
+
+/// A signed-in person allowed to act, not an API key: for the account's own
+/// password, addresses and sessions.
+pub struct InPerson(pub Authenticated);
+
+impl FromRequestParts<AppState> for InPerson {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Authenticated::from_request_parts(parts, state).await?;
+        auth.ensure_in_person()?;
+        Ok(InPerson(auth))
+    }
 }
 
 /// Client details, as an extractor.

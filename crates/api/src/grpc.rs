@@ -120,6 +120,7 @@ impl DirectoryGrpc {
             Status::unauthenticated("send `authorization: Bearer <token>` metadata")
         })?;
         let caller = self.services.caller(credential).await.map_err(ApiError)?;
+        caller.ensure_may_manage().map_err(ApiError)?;
         self.services
             .accounts
             .ensure_may_act(&caller.user)

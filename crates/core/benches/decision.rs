@@ -129,7 +129,7 @@ async fn main() {
                 },
                 ..Default::default()
             };
-            plaintexts.push(keys.create(&user, spec, &c).await.unwrap().1);
+            plaintexts.push(keys.create(&user, spec, None, &c).await.unwrap().1);
         }
     }
     index.load().await.unwrap();

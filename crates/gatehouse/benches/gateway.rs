@@ -459,7 +459,7 @@ async fn gatehouse(upstream: String) -> (String, String) {
     services.keys.index().catch_up().await.unwrap();
     let (_, key) = services
         .keys
-        .create(&admin, Default::default(), &c)
+        .create(&admin, Default::default(), None, &c)
         .await
         .unwrap();
     (gateway, key)

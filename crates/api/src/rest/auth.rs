@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::ApiError;
-use crate::auth::{Authenticated, Client, SESSION_COOKIE, SignedIn};
+use crate::auth::{Client, InPerson, SESSION_COOKIE, SignedIn};
 use crate::caller::DEVICE_COOKIE;
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
@@ -268,6 +268,7 @@ pub async fn logout(
     Client(client): Client,
     SignedIn(auth): SignedIn,
 ) -> Result<Response, ApiError> {
+    auth.ensure_in_person()?;
     match &auth.session_token {
         Some(token) => state.services.accounts.logout(token, &client).await?,
         None => {
@@ -300,6 +301,7 @@ pub async fn change_password(
     SignedIn(auth): SignedIn,
     ApiJson(request): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
+    auth.ensure_in_person()?;
     state
         .services
         .accounts
@@ -323,7 +325,7 @@ pub async fn change_password(
     ))]
 pub async fn list_sessions(
     State(state): State<AppState>,
-    auth: Authenticated,
+    InPerson(auth): InPerson,
 ) -> Result<Json<Vec<SessionInfo>>, ApiError> {
     let current = auth.session.as_ref().map(|s| s.id);
     let sessions = state.services.accounts.list_sessions(auth.user.id).await?;
@@ -346,7 +348,7 @@ pub async fn list_sessions(
 pub async fn revoke_session(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: Authenticated,
+    InPerson(auth): InPerson,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
@@ -473,7 +475,7 @@ pub struct NewEmail {
     ))]
 pub async fn list_emails(
     State(state): State<AppState>,
-    auth: Authenticated,
+    InPerson(auth): InPerson,
 ) -> Result<Json<Vec<EmailInfo>>, ApiError> {
     let emails = state.services.accounts.list_emails(auth.user.id).await?;
     Ok(Json(
@@ -500,7 +502,7 @@ pub async fn list_emails(
 pub async fn add_email(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: Authenticated,
+    InPerson(auth): InPerson,
     ApiJson(request): ApiJson<NewEmail>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     state
@@ -523,7 +525,7 @@ pub async fn add_email(
 pub async fn remove_email(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: Authenticated,
+    InPerson(auth): InPerson,
     Path(email): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -546,7 +548,7 @@ pub async fn remove_email(
 pub async fn make_primary(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: Authenticated,
+    InPerson(auth): InPerson,
     Path(email): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
 use gatehouse_core::keys::{KeyView, NewKey};
-use gatehouse_core::model::keys::{ApiKey, Budget, BudgetPeriod};
+use gatehouse_core::model::keys::{ApiKey, Budget, BudgetPeriod, KeyScope};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -71,6 +71,12 @@ pub struct KeyOut {
     pub rotated_from: Option<Id>,
     #[schema(value_type = Option<String>)]
     pub replaced_by: Option<Id>,
+    /// `gateway` (always) and `management` (the management API, as the owner).
+    #[schema(value_type = Vec<String>, example = json!(["gateway"]))]
+    pub scopes: BTreeSet<KeyScope>,
+    /// The key that created this one, when a key did.
+    #[schema(value_type = Option<String>)]
+    pub created_by_key: Option<Id>,
     pub created_at: DateTime<Utc>,
     /// Recorded in batches: up to `keys.last_used_flush_secs` behind.
     pub last_used_at: Option<DateTime<Utc>>,
@@ -92,6 +98,8 @@ impl KeyOut {
             revoked_at: k.revoked_at,
             rotated_from: k.rotated_from,
             replaced_by: k.replaced_by,
+            scopes: k.scopes,
+            created_by_key: k.created_by_key,
             created_at: k.created_at,
             last_used_at,
         }
@@ -127,6 +135,12 @@ pub struct NewKeyBody {
     pub tpm_limit: Option<u32>,
     pub budget: Option<BudgetBody>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// `["gateway"]` (the default: the gateway only) or
+    /// `["gateway", "management"]` (also the management API, as you, except
+    /// your password, addresses, sessions, passkeys and second factor).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, example = json!(["gateway"]))]
+    pub scopes: Vec<KeyScope>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -150,7 +164,7 @@ pub struct RotateBody {
     responses(
         (status = 201, description = "Created", body = CreatedKey),
         (status = 400, description = "Invalid", body = ErrorBody),
-        (status = 403, description = "Provider accounts hold no keys", body = ErrorBody),
+        (status = 403, description = "Provider accounts hold no keys; an API key asked for a key broader than itself", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -166,11 +180,12 @@ pub async fn create(
         tpm_limit: body.tpm_limit,
         budget: body.budget.map(Into::into),
         expires_at: body.expires_at,
+        scopes: body.scopes,
     };
     let (key, plaintext) = state
         .services
         .keys
-        .create(&auth.user, spec, &client)
+        .create(&auth.user, spec, auth.api_key, &client)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -213,7 +228,8 @@ pub async fn read(
     Ok(Json(view.into()))
 }
 
-/// Revoke a key (yours; platform `admin`: any). It stops working at once.
+/// Revoke a key (yours; platform `admin`: any; through an API key: only the
+/// keys that key created). It stops working at once.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
     security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
     responses(
@@ -230,7 +246,7 @@ pub async fn revoke(
     state
         .services
         .keys
-        .revoke(&auth.user, id(&kid)?, &client)
+        .revoke(&auth.user, id(&kid)?, auth.api_key, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -260,6 +276,7 @@ pub async fn rotate(
             &auth.user,
             id(&kid)?,
             body.grace_secs.unwrap_or(86_400),
+            auth.api_key,
             &client,
         )
         .await?;

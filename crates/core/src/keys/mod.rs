@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_storage::{RangeOptions, Store, TxError};
 
 use self::index::{AccessIndex, KEY_RANDOM_CHARS};
-use self::model::{ApiKey, Budget, LastUsed, check_budget};
+use self::model::{ApiKey, Budget, KeyScope, LastUsed, check_budget};
 use crate::audit::{AuditLog, NewEvent};
 use crate::codec::decode_values;
 use crate::model::accounts::{Role, User};
@@ -33,6 +33,8 @@ pub struct NewKey {
     pub tpm_limit: Option<u32>,
     pub budget: Option<Budget>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// `gateway` is always granted; `management` only when asked for.
+    pub scopes: Vec<KeyScope>,
 }
 
 /// A key as listed: the record and its last use.
@@ -96,7 +98,7 @@ impl KeyService {
         &self,
         owner: Id,
         spec: &NewKey,
-        rotated_from: Option<Id>,
+        (rotated_from, created_by_key): (Option<Id>, Option<Id>),
     ) -> Result<(ApiKey, String)> {
         let label = spec.label.trim();
         if label.chars().count() > 100 || label.chars().any(char::is_control) {
@@ -136,16 +138,26 @@ impl KeyService {
             revoked_at: None,
             rotated_from,
             replaced_by: None,
+            scopes: spec
+                .scopes
+                .iter()
+                .copied()
+                .chain([KeyScope::Gateway])
+                .collect(),
+            created_by_key,
             created_at: now,
         };
         Ok((key, plaintext))
     }
 
     /// Creates a key for the caller; the plaintext is returned only now.
+    ///
+    /// Made by an API key (`via`), the new key is never broader than it.
     pub async fn create(
         &self,
         actor: &User,
         spec: NewKey,
+        via: Option<Id>,
         client: &ClientInfo,
     ) -> Result<(ApiKey, String)> {
         if !actor.roles.contains(&Role::User) {
@@ -153,11 +165,27 @@ impl KeyService {
                 "provider accounts cannot hold API keys",
             ));
         }
-        let (key, plaintext) = self.build(actor.id, &spec, None)?;
+        let (key, plaintext) = self.build(actor.id, &spec, (None, via))?;
         self.store
             .run(|tx| {
                 let key = &key;
                 async move {
+                    if let Some(parent) = via {
+                        let parent = keyspace::api_key(parent)
+                            .get(&tx)
+                            .await?
+                            .filter(|p| p.owner_id == key.owner_id && p.may_manage())
+                            .ok_or_else(|| {
+                                TxError::Abort(Error::permission_denied(
+                                    "this API key cannot create keys",
+                                ))
+                            })?;
+                        if let Some(why) = parent.broader(key) {
+                            return Err(TxError::Abort(Error::permission_denied(format!(
+                                "a key cannot create a key broader than itself: {why}"
+                            ))));
+                        }
+                    }
                     if let Some(org) = key.org_id
                         && keyspace::org_member(org, key.owner_id)
                             .get(&tx)
@@ -254,7 +282,14 @@ impl KeyService {
 
     /// Revokes a key: its owner or a platform admin. It fails on the next
     /// request on this instance, and within a second on the others.
-    pub async fn revoke(&self, actor: &User, id: Id, client: &ClientInfo) -> Result<ApiKey> {
+    /// Through an API key (`via`), only keys that key created.
+    pub async fn revoke(
+        &self,
+        actor: &User,
+        id: Id,
+        via: Option<Id>,
+        client: &ClientInfo,
+    ) -> Result<ApiKey> {
         let now = self.env.clock.now();
         let key = self
             .store
@@ -264,6 +299,7 @@ impl KeyService {
                     return Err(TxError::Abort(Error::not_found("API key")));
                 };
                 may_change(actor, &key).map_err(TxError::Abort)?;
+                created_by(&key, via).map_err(TxError::Abort)?;
                 if key.revoked_at.is_none() {
                     key.revoked_at = Some(now);
                     storage_key.put(&tx, &key).await?;
@@ -285,11 +321,13 @@ impl KeyService {
 
     /// Replaces a key with a new one with the same settings; the old one keeps
     /// working for `grace_secs` (at most 30 days), then stops. The owner only.
+    /// Through an API key (`via`), only keys that key created.
     pub async fn rotate(
         &self,
         actor: &User,
         id: Id,
         grace_secs: u64,
+        via: Option<Id>,
         client: &ClientInfo,
     ) -> Result<(ApiKey, String)> {
         if grace_secs > MAX_GRACE_SECS {
@@ -301,6 +339,7 @@ impl KeyService {
         if old.owner_id != actor.id {
             return Err(Error::permission_denied("only its owner rotates a key"));
         }
+        created_by(&old, via)?;
         if let Some(reason) = old.unusable_at(self.env.clock.now_millis()) {
             return Err(Error::conflict(format!("this key is {reason}")));
         }
@@ -315,8 +354,9 @@ impl KeyService {
             tpm_limit: old.tpm_limit,
             budget: old.budget,
             expires_at: old.expires_at,
+            scopes: old.scopes.iter().copied().collect(),
         };
-        let (new, plaintext) = self.build(actor.id, &spec, Some(id))?;
+        let (new, plaintext) = self.build(actor.id, &spec, (Some(id), old.created_by_key))?;
         let grace_end = self.env.clock.now() + chrono::Duration::seconds(grace_secs as i64);
         self.store
             .run(|tx| {
@@ -390,6 +430,16 @@ fn may_change(actor: &User, key: &ApiKey) -> Result<()> {
     Err(Error::not_found("API key"))
 }
 
+/// A key acting on a key (`via`) acts only on the keys it created.
+fn created_by(key: &ApiKey, via: Option<Id>) -> Result<()> {
+    match via {
+        Some(parent) if key.created_by_key != Some(parent) => Err(Error::permission_denied(
+            "an API key revokes and rotates only the keys it created",
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn insert(tx: &gatehouse_storage::Tx, key: &ApiKey) -> Result<(), TxError<Error>> {
     keyspace::api_key_by_hash(&key.hash)
         .put(tx, &IdRef { id: key.id })
@@ -409,6 +459,8 @@ fn key_details(key: &ApiKey) -> serde_json::Value {
         "tpm_limit": key.tpm_limit,
         "budget": key.budget,
         "expires_at": key.expires_at,
+        "scopes": key.scopes,
+        "created_by_key": key.created_by_key,
     })
 }
 

@@ -108,7 +108,7 @@ impl World {
     }
 
     async fn key(&self, owner: &User, spec: NewKey) -> (ApiKey, String) {
-        self.keys.create(owner, spec, &self.c).await.unwrap()
+        self.keys.create(owner, spec, None, &self.c).await.unwrap()
     }
 
     fn check(&self, key: &str, model: &str) -> Result<Id, Denial> {
@@ -148,7 +148,7 @@ async fn keys_are_shown_once_stored_hashed_and_checked() {
     let provider = w.user("prov", &[Role::Provider]).await;
     assert_eq!(
         w.keys
-            .create(&provider, NewKey::default(), &w.c)
+            .create(&provider, NewKey::default(), None, &w.c)
             .await
             .unwrap_err()
             .code(),
@@ -166,11 +166,15 @@ async fn revocation_expiry_and_rotation_grace() {
     // Revoked: by the owner, or by an admin; not by someone else.
     let (key, plaintext) = w.key(&ada, NewKey::default()).await;
     assert_eq!(
-        w.keys.revoke(&bob, key.id, &w.c).await.unwrap_err().code(),
+        w.keys
+            .revoke(&bob, key.id, None, &w.c)
+            .await
+            .unwrap_err()
+            .code(),
         crate::ErrorCode::NotFound
     );
     assert!(w.check(&plaintext, "small").is_ok());
-    w.keys.revoke(&admin, key.id, &w.c).await.unwrap();
+    w.keys.revoke(&admin, key.id, None, &w.c).await.unwrap();
     assert_eq!(w.check(&plaintext, "small"), Err(Denial::Revoked));
     // Expiry.
     let soon = w.env.clock.now() + chrono::Duration::seconds(60);
@@ -188,13 +192,13 @@ async fn revocation_expiry_and_rotation_grace() {
     assert_eq!(w.check(&expiring, "small"), Err(Denial::Expired));
     // Rotation: both work during the grace period, then only the new one.
     let (old, old_text) = w.key(&ada, NewKey::default()).await;
-    let (new, new_text) = w.keys.rotate(&ada, old.id, 300, &w.c).await.unwrap();
+    let (new, new_text) = w.keys.rotate(&ada, old.id, 300, None, &w.c).await.unwrap();
     assert_eq!(new.rotated_from, Some(old.id));
     assert!(w.check(&old_text, "small").is_ok());
     assert!(w.check(&new_text, "small").is_ok());
     assert_eq!(
         w.keys
-            .rotate(&ada, old.id, 300, &w.c)
+            .rotate(&ada, old.id, 300, None, &w.c)
             .await
             .unwrap_err()
             .code(),
@@ -361,7 +365,7 @@ async fn another_instance_follows_the_change_feed() {
     );
     other.load().await.unwrap();
     assert!(other.check(&plaintext, "small").is_ok());
-    w.keys.revoke(&ada, key.id, &w.c).await.unwrap();
+    w.keys.revoke(&ada, key.id, None, &w.c).await.unwrap();
     assert!(other.check(&plaintext, "small").is_ok(), "not yet seen");
     assert!(other.catch_up().await.unwrap() > 0);
     assert_eq!(
@@ -402,4 +406,152 @@ async fn last_use_is_written_in_batches() {
     );
     assert_eq!(w.keys.list(&admin, true).await.unwrap().len(), 1);
     assert!(w.keys.list(&bob, true).await.is_err());
+}
+
+#[tokio::test]
+async fn a_key_creates_only_narrower_keys_and_acts_only_on_its_own() {
+    use crate::ErrorCode;
+    use crate::model::keys::{BudgetPeriod, KeyScope};
+    let w = world();
+    let ada = w.user("ada", &[Role::User]).await;
+    let budget = |max_usd| {
+        Some(Budget {
+            max_usd,
+            period: BudgetPeriod::Month,
+        })
+    };
+    let (parent, _) = w
+        .key(
+            &ada,
+            NewKey {
+                allowed_models: vec!["small".into()],
+                rpm_limit: Some(1),
+                budget: budget(0.01),
+                expires_at: Some(w.env.clock.now() + chrono::Duration::days(7)),
+                scopes: vec![KeyScope::Management],
+                ..NewKey::default()
+            },
+        )
+        .await;
+    assert!(parent.may_manage());
+    let narrow = NewKey {
+        allowed_models: vec!["small".into()],
+        rpm_limit: Some(1),
+        budget: budget(0.005),
+        expires_at: Some(w.env.clock.now() + chrono::Duration::days(1)),
+        ..NewKey::default()
+    };
+    // Each way of being broader is refused, with what was too broad.
+    let broader = [
+        (
+            "allowed_models",
+            NewKey {
+                allowed_models: vec![],
+                ..narrow.clone()
+            },
+        ),
+        (
+            "allowed_models",
+            NewKey {
+                allowed_models: vec!["small".into(), "large".into()],
+                ..narrow.clone()
+            },
+        ),
+        (
+            "rpm_limit",
+            NewKey {
+                rpm_limit: None,
+                ..narrow.clone()
+            },
+        ),
+        (
+            "rpm_limit",
+            NewKey {
+                rpm_limit: Some(2),
+                ..narrow.clone()
+            },
+        ),
+        (
+            "budget",
+            NewKey {
+                budget: None,
+                ..narrow.clone()
+            },
+        ),
+        (
+            "budget",
+            NewKey {
+                budget: budget(0.02),
+                ..narrow.clone()
+            },
+        ),
+        (
+            "expires_at",
+            NewKey {
+                expires_at: None,
+                ..narrow.clone()
+            },
+        ),
+        (
+            "expires_at",
+            NewKey {
+                expires_at: Some(w.env.clock.now() + chrono::Duration::days(8)),
+                ..narrow.clone()
+            },
+        ),
+    ];
+    for (field, spec) in broader {
+        let e = w
+            .keys
+            .create(&ada, spec, Some(parent.id), &w.c)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::PermissionDenied, "{field}");
+        assert!(e.message().contains(field), "{field}: {}", e.message());
+    }
+    // A gateway-only child cannot ask for management from a gateway-only parent.
+    let (child, _) = w
+        .keys
+        .create(&ada, narrow.clone(), Some(parent.id), &w.c)
+        .await
+        .unwrap();
+    assert_eq!(child.created_by_key, Some(parent.id));
+    assert!(!child.may_manage());
+    let wider = NewKey {
+        scopes: vec![KeyScope::Management],
+        ..narrow.clone()
+    };
+    let e = w
+        .keys
+        .create(&ada, wider, Some(child.id), &w.c)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PermissionDenied);
+
+    // The parent rotates and revokes its child, not itself or its siblings.
+    let (sibling, _) = w.key(&ada, NewKey::default()).await;
+    for target in [parent.id, sibling.id] {
+        let e = w
+            .keys
+            .revoke(&ada, target, Some(parent.id), &w.c)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::PermissionDenied);
+        let e = w
+            .keys
+            .rotate(&ada, target, 60, Some(parent.id), &w.c)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::PermissionDenied);
+    }
+    let (rotated, _) = w
+        .keys
+        .rotate(&ada, child.id, 60, Some(parent.id), &w.c)
+        .await
+        .unwrap();
+    assert_eq!(rotated.created_by_key, Some(parent.id), "still its own");
+    w.keys
+        .revoke(&ada, rotated.id, Some(parent.id), &w.c)
+        .await
+        .unwrap();
 }

@@ -23,6 +23,32 @@ pub struct Budget {
     pub period: BudgetPeriod,
 }
 
+/// What a key may be used for (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// The gateway (`/v1/…`): every key has it.
+    Gateway,
+    /// The management API, acting as the owner (never on the account's own
+    /// security: password, addresses, sessions, passkeys, second factor).
+    Management,
+}
+
+impl KeyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Gateway => "gateway",
+            KeyScope::Management => "management",
+        }
+    }
+}
+
+/// The scopes of a key made before scopes existed, and of one created
+/// without any: the gateway only.
+pub fn gateway_only() -> BTreeSet<KeyScope> {
+    BTreeSet::from([KeyScope::Gateway])
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: Id,
@@ -49,6 +75,13 @@ pub struct ApiKey {
     pub rotated_from: Option<Id>,
     /// The key that replaced this one; this one works until `expires_at`.
     pub replaced_by: Option<Id>,
+    /// What the key may be used for; always holds `gateway`.
+    #[serde(default = "gateway_only")]
+    pub scopes: BTreeSet<KeyScope>,
+    /// The key that created this one through the management API, if any:
+    /// only that key may revoke or rotate it (besides people).
+    #[serde(default)]
+    pub created_by_key: Option<Id>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -58,6 +91,53 @@ impl Record for ApiKey {
 }
 
 impl ApiKey {
+    /// Whether the key may use the management API.
+    pub fn may_manage(&self) -> bool {
+        self.scopes.contains(&KeyScope::Management)
+    }
+
+    /// Why `child` is broader than this key, if it is: its models must be a
+    /// subset of this key's, its limits and budget no higher, its expiry no
+    /// later, its scopes no wider.
+    pub fn broader(&self, child: &ApiKey) -> Option<&'static str> {
+        fn exceeds<T: PartialOrd>(parent: Option<T>, child: Option<T>) -> bool {
+            match (parent, child) {
+                (Some(_), None) => true,
+                (Some(p), Some(c)) => c > p,
+                (None, _) => false,
+            }
+        }
+        if !self.allowed_models.is_empty()
+            && (child.allowed_models.is_empty()
+                || !child.allowed_models.is_subset(&self.allowed_models))
+        {
+            return Some("allowed_models must be a subset of this key's");
+        }
+        if exceeds(self.rpm_limit, child.rpm_limit) {
+            return Some("rpm_limit must be set and no higher than this key's");
+        }
+        if exceeds(self.tpm_limit, child.tpm_limit) {
+            return Some("tpm_limit must be set and no higher than this key's");
+        }
+        if let Some(parent) = self.budget {
+            let within = child
+                .budget
+                .is_some_and(|c| c.period == parent.period && c.max_usd <= parent.max_usd);
+            if !within {
+                return Some(
+                    "budget must be set, over the same period and no higher than this key's",
+                );
+            }
+        }
+        if exceeds(self.expires_at, child.expires_at) {
+            return Some("expires_at must be set and no later than this key's");
+        }
+        if !child.scopes.is_subset(&self.scopes) {
+            return Some("scopes must be no wider than this key's");
+        }
+        None
+    }
+
     /// Why the key does not work at `now_ms`, if it does not.
     pub fn unusable_at(&self, now_ms: i64) -> Option<&'static str> {
         if self.revoked_at.is_some() {

@@ -5,9 +5,15 @@
 //! at once); a bearer token that has the shape of an API key is one; any
 //! other bearer token is a JWT or a command-line session token; a session
 //! cookie is a browser session.
+//!
+//! What a key may do beyond the gateway is decided here too (SPEC §2): only
+//! with the `management` scope, and never on the account's own security.
+
+use std::sync::Arc;
 
 use crate::keys::index::Denial;
 use crate::model::accounts::User;
+use crate::model::keys::ApiKey;
 use crate::model::sessions::Session;
 use crate::{Error, ErrorCode, Id, Result};
 
@@ -31,7 +37,40 @@ pub struct Caller {
     /// The session, when the caller used one (not a JWT or a key).
     pub session: Option<Session>,
     /// The API key the caller presented, if that is how it signed in.
-    pub api_key: Option<Id>,
+    pub api_key: Option<Arc<ApiKey>>,
+}
+
+impl Caller {
+    /// The ID of the key the caller presented.
+    pub fn key_id(&self) -> Option<Id> {
+        self.api_key.as_ref().map(|k| k.id)
+    }
+
+    /// The management API: people, and keys with the `management` scope.
+    pub fn ensure_may_manage(&self) -> Result<()> {
+        match &self.api_key {
+            Some(key) if !key.may_manage() => Err(Error::permission_denied(
+                "this API key is for the gateway only; create one with \"scopes\": [\"gateway\", \"management\"] to use the management API",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// See [`ensure_in_person`].
+    pub fn ensure_in_person(&self) -> Result<()> {
+        ensure_in_person(self.api_key.is_some())
+    }
+}
+
+/// The account's own security (password, addresses, sessions, passkeys,
+/// second factor): people only, never through an API key.
+pub fn ensure_in_person(through_key: bool) -> Result<()> {
+    if through_key {
+        return Err(Error::permission_denied(
+            "an API key cannot change the account's password, addresses, sessions, passkeys or second factor: sign in",
+        ));
+    }
+    Ok(())
 }
 
 /// A refused key, as the management API words it.
@@ -62,7 +101,7 @@ impl Services {
             return Ok(Caller {
                 user,
                 session: None,
-                api_key: Some(key.id),
+                api_key: Some(key),
             });
         }
         let (user, session) = match credential {

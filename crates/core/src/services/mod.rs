@@ -4,7 +4,7 @@ mod caller;
 pub mod cluster;
 pub mod system;
 
-pub use self::caller::{Caller, Credential};
+pub use self::caller::{Caller, Credential, ensure_in_person};
 
 use crate::vaults::VaultService;
 use crate::vaults::tokens::{TokenService, TokenSettings};

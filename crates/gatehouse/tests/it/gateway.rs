@@ -282,7 +282,7 @@ impl World {
             .app
             .services
             .keys
-            .create(user, spec, &self.c)
+            .create(user, spec, None, &self.c)
             .await
             .unwrap();
         (key.id.to_string(), plaintext)
@@ -584,7 +584,7 @@ async fn refusals_follow_the_spec() {
     w.app
         .services
         .keys
-        .revoke(&w.ada, key_id.parse().unwrap(), &w.c)
+        .revoke(&w.ada, key_id.parse().unwrap(), None, &w.c)
         .await
         .unwrap();
     assert_eq!(w.chat(&key, chat_body("gpt")).await.0, 401);

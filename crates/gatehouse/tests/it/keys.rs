@@ -73,10 +73,11 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
         Method::POST,
         "/api/v1/keys",
         Some(("authorization", &ada)),
-        Some(json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60})),
+        Some(json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60, "scopes": ["gateway", "management"]})),
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    assert_eq!(created["scopes"], json!(["gateway", "management"]));
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
     assert!(key.starts_with("ak_") && key.len() == 35);
@@ -92,7 +93,8 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     .await;
     assert!(!list.to_string().contains(&key));
     assert_eq!(list[0]["label"], "laptop");
-    // Both headers work on the management API, as the key's owner.
+    // With the management scope both headers work on the management API, as
+    // the key's owner.
     for auth in [
         ("x-api-key", key.clone()),
         ("authorization", format!("Bearer {key}")),
@@ -110,7 +112,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
             (200, Some("ada@example.com"))
         );
     }
-    // Revoked: the very next request fails.
+    // A key revokes only keys it created, so not itself; its owner does.
     let (status, _) = call(
         &app,
         Method::DELETE,
@@ -119,7 +121,17 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
         None,
     )
     .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(("authorization", &ada)),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
+    // Revoked: the very next request fails.
     let (status, body) = call(
         &app,
         Method::GET,
@@ -533,4 +545,124 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
     assert_eq!(status, 401);
     first.stop().await;
     second.stop().await;
+}
+
+/// Creates a key with `ada`'s credential `auth` (a header pair); the status
+/// and the answer.
+async fn create_key(app: &TestApp, auth: (&str, &str), body: Value) -> (u16, Value) {
+    call(app, Method::POST, "/api/v1/keys", Some(auth), Some(body)).await
+}
+
+#[tokio::test]
+async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves() {
+    let mut config = test_config(None);
+    with_first_admin(&mut config);
+    let app = spawn_app(config).await;
+    let (_, ada) = setup(&app).await;
+
+    // A key without the management scope: 403 on the management API.
+    let (_, plain) = create_key(&app, ("authorization", &ada), json!({"label": "gw"})).await;
+    assert_eq!(plain["scopes"], json!(["gateway"]));
+    let plain = plain["key"].as_str().unwrap().to_string();
+    for (method, path) in [
+        (Method::GET, "/api/v1/auth/me"),
+        (Method::GET, "/api/v1/keys"),
+        (Method::POST, "/api/v1/keys"),
+        (Method::GET, "/api/v1/organizations"),
+    ] {
+        let (status, body) = call(
+            &app,
+            method.clone(),
+            path,
+            Some(("x-api-key", &plain)),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("permission_denied")),
+            "{method} {path}: {body}"
+        );
+    }
+
+    // The finding: a key limited to one model, 1 RPM and $0.01.
+    let (status, parent) = create_key(
+        &app,
+        ("authorization", &ada),
+        json!({"label": "narrow", "allowed_models": ["small"], "rpm_limit": 1,
+               "budget": {"max_usd": 0.01, "period": "month"}, "scopes": ["gateway", "management"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{parent}");
+    let parent_id = parent["id"].as_str().unwrap().to_string();
+    let parent = parent["key"].as_str().unwrap().to_string();
+    let as_parent = ("x-api-key", parent.as_str());
+    // It cannot mint a broader key…
+    for body in [
+        json!({}),
+        json!({"allowed_models": ["small"], "budget": {"max_usd": 0.01, "period": "month"}}),
+        json!({"allowed_models": ["small"], "rpm_limit": 5, "budget": {"max_usd": 0.01, "period": "month"}}),
+        json!({"allowed_models": ["small"], "rpm_limit": 1, "budget": {"max_usd": 1.0, "period": "month"}}),
+    ] {
+        let (status, answer) = create_key(&app, as_parent, body.clone()).await;
+        assert_eq!(status, 403, "{body} gave {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("broader")
+        );
+    }
+    // …but a narrower one, which it then revokes.
+    let (status, child) = create_key(
+        &app,
+        as_parent,
+        json!({"allowed_models": ["small"], "rpm_limit": 1, "budget": {"max_usd": 0.005, "period": "month"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{child}");
+    assert_eq!(child["created_by_key"], parent_id.as_str());
+    let child_key = child["key"].as_str().unwrap().to_string();
+    let child_id = child["id"].as_str().unwrap().to_string();
+    // The child (gateway only) cannot revoke its parent; the parent revokes the child.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{parent_id}"),
+        Some(("x-api-key", &child_key)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{child_id}"),
+        Some(as_parent),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // Never the account's own security, whatever its scopes.
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/v1/auth/password",
+            json!({"current_password": PASSWORD, "new_password": "taken over by a key"}),
+        ),
+        (Method::GET, "/api/v1/auth/sessions", json!({})),
+        (
+            Method::POST,
+            "/api/v1/auth/emails",
+            json!({"email": "attacker@example.com"}),
+        ),
+        (Method::POST, "/api/v1/auth/logout", json!({})),
+    ] {
+        let (status, body) = call(&app, method.clone(), path, Some(as_parent), Some(body)).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+    }
+    // The password still works.
+    assert!(!login(&app, "ada@example.com").await.is_empty());
+    app.stop().await;
 }
