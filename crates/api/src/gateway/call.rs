@@ -18,7 +18,7 @@ use gatehouse_core::usage::{DEFAULT_MAX_TOKENS, Tokens};
 use serde_json::{Value, json};
 
 use super::settle::Settlement;
-use super::stream::stream_through;
+use super::stream::{HideUsageChunk, Relay, stream_through};
 use super::upstream::Upstream;
 use super::usage::usage_of;
 use super::{Api, ERROR_BODY_LIMIT, Gateway, GatewayError, captured_text, presented_key};
@@ -101,11 +101,10 @@ fn decide<'a>(
         ),
         None => None,
     };
-    let include_usage = translation.is_some()
-        && request
-            .get("stream_options")
-            .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
-            .is_some_and(|o| o["include_usage"] == true);
+    let include_usage = request
+        .get("stream_options")
+        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+        .is_some_and(|o| o["include_usage"] == true);
     Ok(Decided {
         grant,
         endpoint,
@@ -365,15 +364,19 @@ async fn finish(
     let created = call.now_millis().div_euclid(1000);
     if call.stream {
         call.target.health.success(call.now_millis());
-        let translator = call
-            .translation
-            .map(|t| t.stream(&call.model_name, created, call.include_usage));
+        let relay = match call.translation {
+            Some(t) => Relay::Translate(t.stream(&call.model_name, created, call.include_usage)),
+            None if matches!(call.api, Api::ChatCompletions) && !call.include_usage => {
+                Relay::HideUsage(HideUsageChunk::default())
+            }
+            None => Relay::AsIs,
+        };
         return Ok(stream_through(
             call.settlement,
             response,
             content_type,
             call.target.health.clone(),
-            translator,
+            relay,
         ));
     }
     let body = match tokio::time::timeout(

@@ -13,7 +13,7 @@ use gatehouse_core::usage::Tokens;
 use super::settle::Settlement;
 use super::usage::usage_of;
 use super::{CAPTURE_LIMIT, Gateway, captured_text};
-use crate::sse::DataLines;
+use crate::sse::{DataLines, MAX_EVENT_LINE};
 use crate::translate::StreamTranslator;
 
 /// Reads usage from a server-sent event stream as its pieces pass, wherever
@@ -32,6 +32,125 @@ impl StreamUsage {
     }
 }
 
+/// Drops the usage-only chunk (`"choices": []` with `usage`) from an OpenAI
+/// chat stream whose client did not ask for it (`stream_options.
+/// include_usage`): Gatehouse asks the upstream for it to count the call,
+/// and OpenAI sends it only when asked, so clients that read `choices[0]` of
+/// every chunk break on it. Every other line passes unchanged.
+///
+/// Line by line and bounded like [`DataLines`]: only an unfinished line is
+/// held, and one longer than [`MAX_EVENT_LINE`] is passed on as it comes.
+#[derive(Debug, Default)]
+pub(super) struct HideUsageChunk {
+    pending: Vec<u8>,
+    /// Passing an overlong line through until its end.
+    overlong: bool,
+    /// The blank line that ended a dropped event is dropped too.
+    skip_blank: bool,
+}
+
+impl HideUsageChunk {
+    /// What the client gets of `piece`.
+    pub(super) fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(piece.len());
+        let mut rest = piece;
+        if self.overlong || !self.pending.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.hold(rest, &mut out);
+                return out;
+            };
+            if self.overlong {
+                out.extend_from_slice(&rest[..=end]);
+                self.overlong = false;
+            } else {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(&rest[..=end]);
+                self.line(&line, &mut out);
+            }
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.line(&rest[..=end], &mut out);
+            rest = &rest[end + 1..];
+        }
+        self.hold(rest, &mut out);
+        out
+    }
+
+    /// The unfinished line left at the end of the stream.
+    pub(super) fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn hold(&mut self, part: &[u8], out: &mut Vec<u8>) {
+        if self.overlong {
+            out.extend_from_slice(part);
+        } else if self.pending.len() + part.len() > MAX_EVENT_LINE {
+            out.append(&mut self.pending);
+            out.extend_from_slice(part);
+            self.overlong = true;
+        } else {
+            self.pending.extend_from_slice(part);
+        }
+    }
+
+    /// One whole line, with its `\n`.
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let text = line.trim_ascii_end();
+        if std::mem::take(&mut self.skip_blank) && text.is_empty() {
+            return;
+        }
+        if is_usage_only(text) {
+            self.skip_blank = true;
+            return;
+        }
+        out.extend_from_slice(line);
+    }
+}
+
+/// A `data:` line carrying OpenAI's usage-only chunk.
+fn is_usage_only(line: &[u8]) -> bool {
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return false;
+    };
+    // Most chunks carry `"usage": null` or none: only parse the rest.
+    if memchr::memmem::find(data, b"\"usage\"").is_none() {
+        return false;
+    }
+    let Ok(chunk) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii()) else {
+        return false;
+    };
+    chunk["usage"].is_object() && chunk["choices"].as_array().is_some_and(Vec::is_empty)
+}
+
+/// How the client gets the upstream's events.
+pub(super) enum Relay {
+    /// Unchanged.
+    AsIs,
+    /// Unchanged but for the usage-only chunk it did not ask for.
+    HideUsage(HideUsageChunk),
+    /// Translated to the other API.
+    Translate(StreamTranslator),
+}
+
+impl Relay {
+    fn feed(&mut self, bytes: Bytes) -> Bytes {
+        match self {
+            Relay::AsIs => bytes,
+            Relay::HideUsage(filter) => Bytes::from(filter.feed(&bytes)),
+            Relay::Translate(t) => Bytes::from(t.feed(&bytes)),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        match self {
+            Relay::AsIs => Vec::new(),
+            Relay::HideUsage(filter) => filter.finish(),
+            Relay::Translate(t) => t.finish(),
+        }
+    }
+}
+
 /// Passes server-sent events through as they arrive, reading usage from them
 /// on the way; the bookkeeping happens when the stream ends or the client
 /// goes away.
@@ -40,7 +159,7 @@ pub(super) fn stream_through(
     response: axum::http::Response<Body>,
     content_type: HeaderValue,
     health: Arc<HealthCell>,
-    translator: Option<StreamTranslator>,
+    relay: Relay,
 ) -> Response {
     struct Watch {
         settlement: Option<Settlement>,
@@ -86,7 +205,7 @@ pub(super) fn stream_through(
     struct Flow {
         upstream: axum::body::BodyDataStream,
         watch: Watch,
-        translator: Option<StreamTranslator>,
+        relay: Relay,
         health: Arc<HealthCell>,
         gateway: Arc<Gateway>,
         ended: bool,
@@ -94,7 +213,7 @@ pub(super) fn stream_through(
     let flow = Flow {
         upstream: response.into_body().into_data_stream(),
         watch,
-        translator,
+        relay,
         health,
         gateway,
         ended: false,
@@ -107,10 +226,7 @@ pub(super) fn stream_through(
             match flow.upstream.next().await {
                 Some(Ok(bytes)) => {
                     flow.watch.see(&bytes);
-                    let out = match &mut flow.translator {
-                        Some(t) => Bytes::from(t.feed(&bytes)),
-                        None => bytes,
-                    };
+                    let out = flow.relay.feed(bytes);
                     if !out.is_empty() {
                         return Some((Ok::<Bytes, std::io::Error>(out), flow));
                     }
@@ -125,8 +241,8 @@ pub(super) fn stream_through(
                 }
                 None => {
                     flow.ended = true;
-                    let tail = flow.translator.as_mut().map(StreamTranslator::finish);
-                    if let Some(tail) = tail.filter(|t| !t.is_empty()) {
+                    let tail = flow.relay.finish();
+                    if !tail.is_empty() {
                         return Some((Ok(Bytes::from(tail)), flow));
                     }
                 }

@@ -103,3 +103,46 @@ fn stream_usage_is_read_however_the_stream_is_cut() {
     }
     assert_eq!((usage.tokens.prompt, usage.tokens.completion), (12, 3));
 }
+
+#[test]
+fn the_usage_chunk_nobody_asked_for_is_dropped_wherever_pieces_split() {
+    use super::stream::HideUsageChunk;
+    let chunk = |content: &str| {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}}}}],\"usage\":null}}\n\n"
+        )
+    };
+    let usage = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\r\n\r\n";
+    let upstream = format!(
+        "{}{}: keep-alive comment\n\n{usage}data: [DONE]\n\n",
+        chunk("Hel"),
+        chunk("lo")
+    );
+    let expected = format!(
+        "{}{}: keep-alive comment\n\ndata: [DONE]\n\n",
+        chunk("Hel"),
+        chunk("lo")
+    );
+    for size in [1, 2, 7, 64, upstream.len()] {
+        let mut filter = HideUsageChunk::default();
+        let mut out = Vec::new();
+        for piece in upstream.as_bytes().chunks(size) {
+            out.extend(filter.feed(piece));
+        }
+        out.extend(filter.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "pieces of {size}"
+        );
+    }
+    // A line longer than any event passes through as it comes, in order.
+    let long = format!("data: {}\n\n", "x".repeat(MAX_EVENT_LINE + 10));
+    let mut filter = HideUsageChunk::default();
+    let mut out = Vec::new();
+    for piece in long.as_bytes().chunks(4096) {
+        out.extend(filter.feed(piece));
+    }
+    out.extend(filter.finish());
+    assert_eq!(out, long.as_bytes());
+}

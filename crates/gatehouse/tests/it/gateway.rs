@@ -1327,3 +1327,69 @@ async fn endpoints_behind_an_outbound_proxy_are_reached_through_it() {
     assert_eq!(auth, format!("Bearer {UPSTREAM_KEY}"));
     w.app.stop().await;
 }
+
+/// The Python interpreter of the virtualenv with the official SDKs
+/// (`GATEHOUSE_TEST_PYTHON`, set by `.ci/run`); `None` skips the test unless
+/// `GATEHOUSE_TEST_REQUIRE_PYTHON` is set.
+pub fn sdk_python() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ => {
+            assert!(
+                std::env::var_os("GATEHOUSE_TEST_REQUIRE_PYTHON").is_none(),
+                "GATEHOUSE_TEST_PYTHON must name a Python with crates/gatehouse/tests/sdk/requirements.txt installed"
+            );
+            eprintln!("skipped: set GATEHOUSE_TEST_PYTHON to run the official SDKs");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_openai_sdk_streams_with_the_plain_choices_loop() {
+    let Some(python) = sdk_python() else {
+        return;
+    };
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_stream.py");
+    let base = w.app.url("");
+    let output = tokio::process::Command::new(python)
+        .args([script, &base, &key, "gpt"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let runs: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            json!({"include_usage": false, "text": "Hello", "usage": null}),
+            json!({"include_usage": true, "text": "Hello", "usage": {
+                "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": null,
+                "completion_tokens_details": null, "prompt_tokens_details": null}}),
+        ]
+    );
+    // Both were counted, with the upstream's usage.
+    w.flush().await;
+    let logs = w.ada_logs("").await;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for log in &logs {
+        assert_eq!(
+            (
+                log["prompt_tokens"].as_u64(),
+                log["completion_tokens"].as_u64()
+            ),
+            (Some(10), Some(20)),
+            "{log}"
+        );
+    }
+}
