@@ -2,6 +2,10 @@
 //! order, each value kept as its raw text. A chat request's messages — most of
 //! its bytes — are never parsed into values, and writing the object back out
 //! copies them as they came.
+//!
+//! Linear in the body's size: a repeated name is looked for among the members
+//! read so far, and there are at most [`MAX_MEMBERS`] of them (a chat request
+//! has about thirty), so that search is bounded too.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,6 +13,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+/// The most top-level members a body may have.
+pub const MAX_MEMBERS: usize = 256;
 
 /// The members of a JSON object; values are raw JSON text.
 pub struct RawObject<'a> {
@@ -91,15 +98,22 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
             }
 
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut members: Vec<(Cow<'de, str>, Cow<'de, str>)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(8).min(MAX_MEMBERS));
                 while let Some((Name(name), value)) =
                     map.next_entry::<Name<'de>, &'de RawValue>()?
                 {
                     let value = Cow::Borrowed(value.get());
                     // A repeated name keeps its last value, as JSON parsers
                     // do: what the gateway decides on is what it forwards.
+                    let full = members.len() >= MAX_MEMBERS;
                     match members.iter_mut().find(|(n, _)| *n == name) {
                         Some((_, v)) => *v = value,
+                        None if full => {
+                            return Err(de::Error::custom(format!(
+                                "more than {MAX_MEMBERS} top-level members"
+                            )));
+                        }
                         None => members.push((name, value)),
                     }
                 }
@@ -147,5 +161,21 @@ mod tests {
             assert!(RawObject::parse(body).is_err(), "{body:?}");
         }
         assert!(RawObject::parse(b" { } ").is_ok());
+    }
+
+    #[test]
+    fn the_members_are_capped() {
+        let body = |n: usize| {
+            let members: Vec<String> = (0..n).map(|i| format!("\"m{i}\":{i}")).collect();
+            format!("{{{}}}", members.join(","))
+        };
+        assert!(RawObject::parse(body(MAX_MEMBERS).as_bytes()).is_ok());
+        let e = RawObject::parse(body(MAX_MEMBERS + 1).as_bytes())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("top-level members"), "{e}");
+        // Repeats do not count twice.
+        let repeated = format!("{{{}}}", vec!["\"a\":1"; 10 * MAX_MEMBERS].join(","));
+        assert!(RawObject::parse(repeated.as_bytes()).is_ok());
     }
 }

@@ -24,6 +24,8 @@ pub struct ServerSettings {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub body_limit_bytes: usize,
+    /// The largest non-streamed gateway answer read from an endpoint.
+    pub max_answer_bytes: usize,
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
@@ -63,6 +65,7 @@ impl Application {
             services.clone(),
             RestOptions {
                 body_limit_bytes: settings.body_limit_bytes,
+                max_answer_bytes: settings.max_answer_bytes,
                 request_timeout: settings.request_timeout,
                 secure_cookies: settings.secure_cookies,
             },

@@ -12,8 +12,10 @@ pub const REDACTED: &str = "***";
 /// Micro-dollars (1e-6 USD): spend is counted in integers.
 pub type Micros = i64;
 
-/// US dollars as micro-dollars, rounded to the nearest.
+/// US dollars as micro-dollars, rounded to the nearest; beyond `i64` it
+/// saturates (and a NaN, which no validated price makes, counts as nothing).
 pub fn to_micros(usd: f64) -> Micros {
+    // `as` from a float saturates at the integer's bounds and maps NaN to 0.
     (usd * 1e6).round() as Micros
 }
 

@@ -321,12 +321,16 @@ pub struct EndpointsConfig {
     /// for this long with `GET /v1/models` (0: never; health then comes from
     /// calls alone).
     pub health_probe_secs: u64,
+    /// The largest non-streamed answer read from an endpoint; a larger one is
+    /// a 502 (streams pass through piece by piece and are not limited).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for EndpointsConfig {
     fn default() -> Self {
         EndpointsConfig {
             health_probe_secs: 30,
+            max_answer_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -612,6 +616,12 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        if self.endpoints.max_answer_bytes == 0 {
+            return Err(field_error(
+                "endpoints.max_answer_bytes",
+                "must be at least 1",
+            ));
+        }
         if self.server.request_timeout_secs == 0 {
             return Err(field_error(
                 "server.request_timeout_secs",
@@ -718,6 +728,7 @@ impl Config {
             http_addr: self.server.http_addr,
             grpc_addr: self.server.grpc_addr,
             body_limit_bytes: self.server.body_limit_bytes,
+            max_answer_bytes: self.endpoints.max_answer_bytes,
             request_timeout: Duration::from_secs(self.server.request_timeout_secs),
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
             secure_cookies: self

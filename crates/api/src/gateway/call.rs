@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use gatehouse_core::keys::index::{Denial, Grant};
 use gatehouse_core::model::catalog::{ApiFlavour, Endpoint, secret_api_key};
+use gatehouse_core::usage::Tokens;
 use gatehouse_core::usage::ledger::{Admission, Ticket};
-use gatehouse_core::usage::{DEFAULT_MAX_TOKENS, Tokens};
 use serde_json::{Value, json};
 
 use super::settle::Settlement;
@@ -41,6 +41,34 @@ struct Decided<'a> {
     include_usage: bool,
 }
 
+/// Step 1 first, then the body: a caller without a working key gets its
+/// refusal before a byte of the body is read (or parsed), and a body is read
+/// only up to `server.body_limit_bytes`.
+async fn read_body(
+    gateway: &Gateway,
+    api: Api,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, GatewayError> {
+    let shape = api.shape();
+    let key =
+        presented_key(headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
+    gateway
+        .services
+        .keys
+        .index()
+        .authenticate(key)
+        .map_err(|denial| GatewayError::denial(shape, denial))?;
+    let limit = gateway.limits.body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        GatewayError::new(
+            shape,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes, or broke off"),
+        )
+    })
+}
+
 /// Steps 1-4 of SPEC §4: the key, the model and its endpoint, from memory.
 fn decide<'a>(
     gateway: &Gateway,
@@ -52,12 +80,8 @@ fn decide<'a>(
     let key =
         presented_key(headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
     let index = gateway.services.keys.index();
-    // A malformed body is the caller's to hear about only once its key works
-    // (the key is checked with the model on the well-formed path).
-    let malformed = |message: String| match index.authenticate(key) {
-        Ok(_) => GatewayError::new(shape, StatusCode::BAD_REQUEST, message),
-        Err(denial) => GatewayError::denial(shape, denial),
-    };
+    // The key was checked before the body was read.
+    let malformed = |message: String| GatewayError::new(shape, StatusCode::BAD_REQUEST, message);
     let request = RawObject::parse(body)
         .map_err(|e| malformed(format!("the body is not a JSON object: {e}")))?;
     let Some(model_name) = request.string("model") else {
@@ -127,8 +151,7 @@ fn admit(
     let request = &decided.request;
     let max_tokens = request
         .u64("max_tokens")
-        .or_else(|| request.u64("max_completion_tokens"))
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+        .or_else(|| request.u64("max_completion_tokens"));
     let admission = Admission::for_grant(&decided.grant, body_len, max_tokens);
     let now = gateway.services.usage.env().clock.now();
     gateway
@@ -379,13 +402,21 @@ async fn finish(
             relay,
         ));
     }
+    let limit = call.gateway.limits.answer_bytes;
     let body = match tokio::time::timeout(
         call.timeout,
-        axum::body::to_bytes(response.into_body(), usize::MAX),
+        axum::body::to_bytes(response.into_body(), limit),
     )
     .await
     {
         Ok(Ok(body)) => body,
+        Ok(Err(e)) if is_over_limit(&e) => {
+            return Err(call.endpoint_failed(
+                format!("the answer is larger than endpoints.max_answer_bytes ({limit})"),
+                StatusCode::BAD_GATEWAY,
+                format!("the model's endpoint answered more than {limit} bytes"),
+            ));
+        }
         _ => {
             return Err(call.endpoint_failed(
                 "the answer did not finish in time".into(),
@@ -433,9 +464,10 @@ pub(super) async fn forward(
     gateway: Arc<Gateway>,
     api: Api,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
+    let body = read_body(&gateway, api, &headers, body).await?;
     let decided = decide(&gateway, api, &headers, &body)?;
     let ticket = admit(&gateway, api, &decided, body.len())?;
     let upstream_api = match decided.translation {
@@ -503,4 +535,16 @@ pub(super) async fn forward(
         return Err(refused(call, response).await);
     }
     finish(call, response).await
+}
+
+/// Whether reading a body failed because it was over the limit given.
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }

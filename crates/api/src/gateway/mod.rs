@@ -22,7 +22,7 @@ mod usage;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -38,8 +38,18 @@ use self::upstream::Upstream;
 
 /// What the gateway keeps between calls: an HTTP client and parsed URLs per
 /// endpoint, and decrypted credentials, both rebuilt when they change.
+/// How much the gateway reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest request body (`server.body_limit_bytes`).
+    pub body_bytes: usize,
+    /// The largest non-streamed answer (`endpoints.max_answer_bytes`).
+    pub answer_bytes: usize,
+}
+
 pub struct Gateway {
     services: Services,
+    limits: Limits,
     upstreams: DashMap<Id, Arc<Upstream>>,
     secrets: DashMap<Id, (u64, Arc<Value>)>,
 }
@@ -48,7 +58,7 @@ pub struct Gateway {
 const ERROR_BODY_LIMIT: usize = 1 << 20;
 
 /// The most of a request or response body kept when bodies are captured.
-pub const CAPTURE_LIMIT: usize = 256 * 1024;
+pub const CAPTURE_LIMIT: usize = 40 * 1024;
 
 /// A captured body as text: at most [`CAPTURE_LIMIT`] bytes of it, with a
 /// note of what was cut.
@@ -65,9 +75,10 @@ fn captured_text(bytes: &[u8], total: usize) -> String {
 }
 
 impl Gateway {
-    pub fn new(services: Services) -> Arc<Self> {
+    pub fn new(services: Services, limits: Limits) -> Arc<Self> {
         Arc::new(Gateway {
             services,
+            limits,
             upstreams: DashMap::new(),
             secrets: DashMap::new(),
         })
@@ -156,7 +167,7 @@ impl Api {
 pub async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     call::forward(gateway, Api::ChatCompletions, headers, body)
         .await
@@ -179,7 +190,7 @@ pub async fn chat_completions(
 pub async fn embeddings(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     call::forward(gateway, Api::Embeddings, headers, body)
         .await
@@ -202,7 +213,7 @@ pub async fn embeddings(
 pub async fn messages(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     call::forward(gateway, Api::Messages, headers, body)
         .await

@@ -63,6 +63,8 @@ pub struct AppStateInner {
 #[derive(Debug, Clone, Copy)]
 pub struct RestOptions {
     pub body_limit_bytes: usize,
+    /// The largest non-streamed gateway answer read from an endpoint.
+    pub max_answer_bytes: usize,
     pub request_timeout: Duration,
     /// Mark session cookies `Secure` (set when clients reach the server over TLS).
     pub secure_cookies: bool,
@@ -138,7 +140,13 @@ pub fn routes() -> Vec<(Method, String)> {
 pub fn router(services: Services, limits: RestOptions) -> Router {
     let metrics = Metrics::new();
     let state = AppState(Arc::new(AppStateInner {
-        gateway: crate::gateway::Gateway::new(services.clone()),
+        gateway: crate::gateway::Gateway::new(
+            services.clone(),
+            crate::gateway::Limits {
+                body_bytes: limits.body_limit_bytes,
+                answer_bytes: limits.max_answer_bytes,
+            },
+        ),
         services,
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,

@@ -45,6 +45,7 @@ fn app() -> (Router, Arc<Metrics>) {
         .route("/metrics", get(move || async move { m.render() }));
     let limits = RestOptions {
         body_limit_bytes: 64,
+        max_answer_bytes: 1 << 20,
         request_timeout: Duration::from_millis(100),
         secure_cookies: false,
     };

@@ -69,6 +69,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         ),
         RestOptions {
             body_limit_bytes: 1024,
+            max_answer_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
             secure_cookies: false,
         },

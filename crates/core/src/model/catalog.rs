@@ -148,7 +148,8 @@ impl Record for Model {
 }
 
 impl Model {
-    /// What `prompt` input and `completion` output tokens cost, in micro-dollars.
+    /// What `prompt` input and `completion` output tokens cost, in
+    /// micro-dollars (saturating at the ends of `i64`, never wrapping).
     pub fn cost_micros(&self, prompt: u64, completion: u64) -> i64 {
         crate::common::to_micros(
             prompt as f64 * self.input_cost_per_token

@@ -109,7 +109,10 @@ impl Admission {
     /// per-minute limits, the key's, owner's and owner's teams' budgets, and
     /// the most the call can cost — its `request_bytes` of input (estimated)
     /// and `max_tokens` of output at the model's prices.
-    pub fn for_grant(grant: &Grant, request_bytes: usize, max_tokens: u64) -> Admission {
+    /// `max_tokens` is what the caller asked for; it is clamped with
+    /// [`super::reserved_tokens`].
+    pub fn for_grant(grant: &Grant, request_bytes: usize, max_tokens: Option<u64>) -> Admission {
+        let max_tokens = super::reserved_tokens(max_tokens, grant.model.context_length);
         let mut budgets = Vec::new();
         if let Some(b) = grant.budget {
             budgets.push((Holder::Key(grant.key_id), b));
@@ -264,7 +267,11 @@ impl Ledger {
         for (holder, budget) in &request.budgets {
             let key = period_key(budget.period, now);
             let spend = state.spend.entry((*holder, key.clone())).or_default();
-            if spend.spent + spend.reserved + request.reserve > to_micros(budget.max_usd) {
+            let committed = spend
+                .spent
+                .saturating_add(spend.reserved)
+                .saturating_add(request.reserve);
+            if committed > to_micros(budget.max_usd) {
                 return Err(Refusal {
                     message: format!(
                         "the {} budget of {:.2} USD per {} is spent",
@@ -284,12 +291,12 @@ impl Ledger {
         // Everything has room: count and reserve.
         for (holder, _) in &request.limited {
             if let Some(window) = state.windows.get_mut(holder) {
-                window.requests += 1;
+                window.requests = window.requests.saturating_add(1);
             }
         }
         for claim in &claims {
             if let Some(spend) = state.spend.get_mut(claim) {
-                spend.reserved += request.reserve;
+                spend.reserved = spend.reserved.saturating_add(request.reserve);
             }
         }
         Ok(Ticket {
@@ -307,14 +314,14 @@ impl Ledger {
             if let Some(window) = state.windows.get_mut(holder)
                 && window.minute == ticket.minute
             {
-                window.tokens += tokens;
+                window.tokens = window.tokens.saturating_add(tokens);
             }
         }
         for claim in &ticket.budgets {
             let spend = state.spend.entry(claim.clone()).or_default();
-            spend.reserved -= ticket.reserve;
-            spend.spent += cost;
-            spend.unflushed += cost;
+            spend.reserved = spend.reserved.saturating_sub(ticket.reserve);
+            spend.spent = spend.spent.saturating_add(cost);
+            spend.unflushed = spend.unflushed.saturating_add(cost);
         }
     }
 
@@ -479,6 +486,49 @@ mod tests {
         assert!(ledger.admit(&request, now).is_ok());
         ledger.settle(ticket, 0, 150);
         assert!(ledger.admit(&request, now).is_err());
+    }
+
+    #[test]
+    fn sums_at_the_extremes_saturate_and_never_let_a_call_past_a_budget() {
+        use crate::usage::{MAX_TOKENS_CAP, reserved_tokens};
+        // max_tokens is clamped: to the context length, or to the cap.
+        assert_eq!(
+            reserved_tokens(None, None),
+            crate::usage::DEFAULT_MAX_TOKENS
+        );
+        assert_eq!(reserved_tokens(Some(1 << 62), Some(8192)), 8192);
+        assert_eq!(reserved_tokens(Some(u64::MAX), None), MAX_TOKENS_CAP);
+        assert_eq!(reserved_tokens(Some(100), Some(8192)), 100);
+        // Prices of huge counts saturate instead of wrapping.
+        assert_eq!(to_micros(f64::MAX), i64::MAX);
+        assert_eq!(to_micros(-f64::MAX), i64::MIN);
+        assert_eq!(to_micros(f64::NAN), 0);
+
+        // The finding: a $0.10 budget, one ordinary call, then reservations
+        // as large as they get.
+        let ledger = Ledger::new();
+        let key = Holder::Key(Id(9));
+        let budget = Budget {
+            max_usd: 0.10,
+            period: BudgetPeriod::Total,
+        };
+        let request = |reserve| Admission {
+            limited: vec![(key, Limits::default())],
+            budgets: vec![(key, budget)],
+            reserve,
+        };
+        let now = at("2026-11-22T10:00:00Z");
+        let ticket = ledger.admit(&request(to_micros(0.01)), now).unwrap();
+        ledger.settle(ticket, to_micros(0.01), 100);
+        for reserve in [i64::MAX, i64::MAX - 1, 1 << 62, to_micros(0.2)] {
+            assert!(ledger.admit(&request(reserve), now).is_err(), "{reserve}");
+        }
+        // A settled cost at the top of i64 (a huge reported usage) pins the
+        // spend at the maximum instead of wrapping it below the budget.
+        let ticket = ledger.admit(&request(0), now).unwrap();
+        ledger.settle(ticket, i64::MAX, u64::MAX);
+        assert_eq!(ledger.spent(key, "total"), i64::MAX);
+        assert!(ledger.admit(&request(0), now).is_err());
     }
 
     #[test]

@@ -23,7 +23,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::ledger::{Holder, Ledger};
-pub use self::settle::{CallOutcome, DEFAULT_MAX_TOKENS, Tokens, estimate_tokens};
+pub use self::settle::{
+    CallOutcome, DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP, Tokens, estimate_tokens, reserved_tokens,
+};
 use crate::codec::{self, decode_values};
 use crate::model::accounts::{Role, User};
 use crate::model::keys::BudgetPeriod;
@@ -54,6 +56,54 @@ const FIELDS: [&str; 4] = [
 /// Request logs encoded between yields to the scheduler during a flush.
 const YIELD_EVERY: usize = 128;
 
+/// A request log encoded within the store's value limit: captured bodies that
+/// escape into more JSON than fits are cut (the longer first, by half each
+/// time), then the error text.
+fn encode_fitting(log: &RequestLog) -> Result<Vec<u8>> {
+    const ROOM: usize = gatehouse_storage::limits::MAX_VALUE_SIZE - 64;
+    let encoded = codec::encode(log)?;
+    if encoded.len() <= ROOM {
+        return Ok(encoded);
+    }
+    let mut log = log.clone();
+    for _ in 0..64 {
+        let longest = [
+            &mut log.request_body,
+            &mut log.response_body,
+            &mut log.error,
+        ]
+        .into_iter()
+        .filter_map(|text| text.as_mut())
+        .max_by_key(|text| text.len());
+        match longest {
+            Some(text) if !text.is_empty() => {
+                let mut keep = text.len() / 2;
+                while !text.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                text.truncate(keep);
+                text.push_str("…[cut to fit]");
+                if keep == 0 {
+                    text.clear();
+                }
+            }
+            _ => break,
+        }
+        let encoded = codec::encode(&log)?;
+        if encoded.len() <= ROOM {
+            return Ok(encoded);
+        }
+    }
+    Err(Error::internal(
+        "a request log does not fit in a stored value",
+    ))
+}
+
+/// A count as the storage counters' `i64`, at most `i64::MAX`.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The rollup additions of some logs, one per (day, user, key, model) and
 /// counter: calls of one key to one model on one day add up before they are
 /// written.
@@ -66,12 +116,12 @@ fn rollups_of(logs: &[RequestLog]) -> Vec<(Vec<u8>, i64)> {
             .or_default();
         let values = [
             1,
-            log.prompt_tokens as i64,
-            log.completion_tokens as i64,
+            saturating_i64(log.prompt_tokens),
+            saturating_i64(log.completion_tokens),
             log.cost_micros,
         ];
         for (total, value) in sum.iter_mut().zip(values) {
-            *total += value;
+            *total = total.saturating_add(value);
         }
     }
     let mut rows = Vec::with_capacity(sums.len() * FIELDS.len());
@@ -146,16 +196,25 @@ pub struct UsageService {
     store: Store,
     env: Env,
     ledger: Arc<Ledger>,
-    buffer: Mutex<Vec<RequestLog>>,
+    buffer: Mutex<Buffer>,
     /// The last flush's buffer, emptied, for the next round: a buffer that
     /// grew from nothing every second re-copied its logs at each doubling
     /// and faulted in fresh pages, on the request path.
     spare: Mutex<Vec<RequestLog>>,
 }
 
-/// Most logs buffered before new ones are dropped (a storage outage must not
-/// exhaust memory); dropped logs are counted in the log.
+/// Request logs waiting for the next flush, and about how much memory they
+/// hold ([`log_size`]: captured bodies make some logs half a megabyte).
+#[derive(Default)]
+struct Buffer {
+    logs: Vec<RequestLog>,
+    bytes: usize,
+}
+
+/// Most logs, and most bytes of them, buffered before new ones are dropped
+/// (a storage outage must not exhaust memory); each dropped log is logged.
 const MAX_BUFFER: usize = 100_000;
+pub const MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Buffer capacity (in logs) kept between flushes however few came.
 const KEPT_BUFFER: usize = 16_384;
@@ -166,7 +225,7 @@ impl UsageService {
             store,
             env,
             ledger,
-            buffer: Mutex::new(Vec::new()),
+            buffer: Mutex::new(Buffer::default()),
             spare: Mutex::new(Vec::new()),
         }
     }
@@ -181,17 +240,24 @@ impl UsageService {
 
     /// Queues one call's record; never waits for storage.
     pub fn record(&self, log: RequestLog) {
+        let size = log_size(&log);
         let mut buffer = self.buffer.lock();
-        if buffer.len() >= MAX_BUFFER {
+        if buffer.logs.len() >= MAX_BUFFER || buffer.bytes.saturating_add(size) > MAX_BUFFER_BYTES {
             tracing::error!(request = %log.id, "usage buffer full: request log dropped");
             return;
         }
-        buffer.push(log);
+        buffer.bytes += size;
+        buffer.logs.push(log);
     }
 
     /// How many records wait for the next flush.
     pub fn pending(&self) -> usize {
-        self.buffer.lock().len()
+        self.buffer.lock().logs.len()
+    }
+
+    /// About how many bytes the records waiting for the next flush hold.
+    pub fn pending_bytes(&self) -> usize {
+        self.buffer.lock().bytes
     }
 
     /// Reads the shared spend of the current periods into the ledger (at start).
@@ -229,7 +295,11 @@ impl UsageService {
     /// instances. Returns how many request logs were written.
     pub async fn flush(&self) -> Result<usize> {
         let spare = std::mem::take(&mut *self.spare.lock());
-        let mut logs = std::mem::replace(&mut *self.buffer.lock(), spare);
+        let mut logs = {
+            let mut buffer = self.buffer.lock();
+            buffer.bytes = 0;
+            std::mem::replace(&mut buffer.logs, spare)
+        };
         let written = logs.len();
         // Few, large transactions (each commit is a durable write), each well
         // inside the engines' transaction size limit.
@@ -249,7 +319,7 @@ impl UsageService {
                 if i % YIELD_EVERY == YIELD_EVERY - 1 {
                     crate::blocking::yield_now().await;
                 }
-                rows.push((keyspace::request_log(log.id), codec::encode(log)?));
+                rows.push((keyspace::request_log(log.id), encode_fitting(log)?));
             }
             let rollups = rollups_of(&logs[start..end]);
             let result = self
@@ -269,7 +339,9 @@ impl UsageService {
                 .await;
             if let Err(e) = result {
                 // Put back what was not written; the next flush retries.
-                self.buffer.lock().extend(logs.drain(start..));
+                let mut buffer = self.buffer.lock();
+                buffer.bytes += logs[start..].iter().map(log_size).sum::<usize>();
+                buffer.logs.extend(logs.drain(start..));
                 return Err(e.into());
             }
             start = end;
@@ -343,7 +415,10 @@ impl UsageService {
                             &rate_key(c.minute, c.holder, "requests"),
                             i64::from(c.requests),
                         )?;
-                        tx.atomic_add(&rate_key(c.minute, c.holder, "tokens"), c.tokens as i64)?;
+                        tx.atomic_add(
+                            &rate_key(c.minute, c.holder, "tokens"),
+                            saturating_i64(c.tokens),
+                        )?;
                     }
                     let mut totals = Vec::with_capacity(tracked.len());
                     for (holder, minute) in tracked {

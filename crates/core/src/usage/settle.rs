@@ -11,6 +11,19 @@ use crate::keys::index::Grant;
 /// the field.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The most output tokens a call is reserved for when its model's context
+/// length is unknown: more than any model answers with, small enough that
+/// its price fits in a budget's arithmetic.
+pub const MAX_TOKENS_CAP: u64 = 1 << 21;
+
+/// The output tokens a call is reserved for: what it asks for (or
+/// [`DEFAULT_MAX_TOKENS`]), at most the model's context length when known
+/// and never more than [`MAX_TOKENS_CAP`].
+pub fn reserved_tokens(asked: Option<u64>, context_length: Option<u32>) -> u64 {
+    let cap = context_length.map_or(MAX_TOKENS_CAP, |c| u64::from(c).min(MAX_TOKENS_CAP));
+    asked.unwrap_or(DEFAULT_MAX_TOKENS).min(cap)
+}
+
 /// A rough token count for upstreams that report none: four bytes a token.
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
@@ -55,8 +68,11 @@ impl UsageService {
         let model = &call.grant.model;
         let cost = model.cost_micros(tokens.prompt, tokens.completion);
         if let Some(ticket) = ticket {
-            self.ledger()
-                .settle(ticket, cost, tokens.prompt + tokens.completion);
+            self.ledger().settle(
+                ticket,
+                cost,
+                tokens.prompt.saturating_add(tokens.completion),
+            );
         }
         let capture = call.grant.capture_bodies;
         let env = self.env();

@@ -219,3 +219,28 @@ async fn bodies_are_shown_to_request_viewers_and_the_caller_only() {
     assert_eq!(w.usage.trim_logs(30).await.unwrap(), 2);
     assert_eq!(w.usage.logs(&admin, &query).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_buffer_is_bounded_in_bytes_as_well_as_in_logs() {
+    let w = world();
+    // Logs with two quarter-megabyte captured bodies: the byte bound comes
+    // long before the count bound.
+    let body = "x".repeat(256 * 1024);
+    let heavy = || RequestLog {
+        request_body: Some(body.clone()),
+        response_body: Some(body.clone()),
+        ..w.log(Id(1), "gpt", (1, 1))
+    };
+    for _ in 0..200 {
+        w.usage.record(heavy());
+    }
+    let kept = w.usage.pending();
+    assert!(kept < 200, "{kept} kept");
+    assert!(w.usage.pending_bytes() <= MAX_BUFFER_BYTES);
+    assert!(w.usage.pending_bytes() > MAX_BUFFER_BYTES - 2 * log_size(&heavy()));
+    // A flush empties it, and logs are taken again.
+    assert_eq!(w.usage.flush().await.unwrap(), kept);
+    assert_eq!(w.usage.pending_bytes(), 0);
+    w.usage.record(heavy());
+    assert_eq!(w.usage.pending(), 1);
+}

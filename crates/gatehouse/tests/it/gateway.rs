@@ -26,7 +26,7 @@ const UPSTREAM_KEY: &str = "sk-upstream-credential";
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 /// An OpenAI- and Anthropic-compatible upstream. Upstream model names steer
-/// it: `broken` answers 500, `moved` redirects, `sleepy` waits 3 s, streams pause 1.5 s after
+/// it: `huge` answers 3 MiB, `broken` answers 500, `moved` redirects, `sleepy` waits 3 s, streams pause 1.5 s after
 /// their first event, `silent` reports no usage.
 async fn upstream(seen: Seen) -> String {
     async fn handle(seen: Seen, path: &'static str, headers: HeaderMap, body: Value) -> Response {
@@ -47,6 +47,12 @@ async fn upstream(seen: Seen) -> String {
                     .into_response();
             }
             "sleepy" => tokio::time::sleep(Duration::from_secs(3)).await,
+            "huge" => {
+                let content = "x".repeat(3 << 20);
+                return axum::Json(json!({"object": "chat.completion", "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}))
+                .into_response();
+            }
             "moved" => {
                 return (
                     StatusCode::TEMPORARY_REDIRECT,
@@ -239,6 +245,7 @@ impl World {
                     ("broken", "broken"),
                     ("moved", "moved"),
                     ("silent", "silent"),
+                    ("huge", "huge"),
                     ("restricted", "restricted"),
                 ],
                 "anthropic" => &[("claude", "upstream-claude")],
@@ -1392,4 +1399,111 @@ async fn the_official_openai_sdk_streams_with_the_plain_choices_loop() {
             "{log}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_max_tokens_cannot_spend_past_a_budget() {
+    let w = World::new().await;
+    // $0.10 in total; a call of 10 + 20 tokens costs $0.00005.
+    let spec = NewKey {
+        budget: Some(Budget {
+            max_usd: 0.10,
+            period: BudgetPeriod::Total,
+        }),
+        ..NewKey::default()
+    };
+    let (_, key) = w.key(&w.ada, spec).await;
+    let (status, _, body) = w.chat(&key, chat_body("gpt")).await;
+    assert_eq!(status, 200, "{body}");
+    // Output tokens priced into the reservation: clamped (here to 2^21, the
+    // model's context length being unknown, so $4.19 > $0.10), never wrapped.
+    for max_tokens in [1u64 << 62, (1 << 63) - 1, u64::MAX]
+        .into_iter()
+        .cycle()
+        .take(15)
+    {
+        let mut body = chat_body("gpt");
+        body["max_tokens"] = json!(max_tokens);
+        let (status, _, answer) = w.chat(&key, body).await;
+        assert_eq!(status, 429, "max_tokens {max_tokens}: {answer}");
+        assert_eq!(answer["error"]["type"], "rate_limit_error", "{answer}");
+    }
+    let logs = w.ada_logs("").await;
+    assert_eq!(logs.len(), 1, "only the ordinary call reached the model");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_over_the_limit_is_a_502_and_is_not_read_whole() {
+    let mut config = config();
+    config.endpoints.max_answer_bytes = 1 << 20;
+    let w = World::with(config).await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let (status, _, body) = w.chat(&key, chat_body("huge")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576 bytes"),
+        "{body}"
+    );
+    // Smaller answers still pass.
+    let (status, _, _) = w.chat(&key, chat_body("gpt")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_from_a_caller_without_a_key_is_not_read() {
+    let w = World::new().await;
+    // 2 MiB of distinct member names: refused for the key alone.
+    let mut body = String::from("{\"m\":0");
+    for i in 0.. {
+        if body.len() > 2_050_000 {
+            break;
+        }
+        body.push_str(&format!(",\"m{i}\":0"));
+    }
+    body.push('}');
+    assert!(
+        body.len() < 2 * 1024 * 1024,
+        "within server.body_limit_bytes"
+    );
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/v1/chat/completions"))
+        .header("authorization", "Bearer ak_notakeynotakeynotakeynotakeynot")
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // With a key, the same body is read and refused for its members.
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let response = w
+        .app
+        .client
+        .post(w.app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let members: Vec<String> = (0..300).map(|i| format!("\"m{i}\":0")).collect();
+    let (status, _, answer) = w
+        .chat(
+            &key,
+            serde_json::from_str(&format!("{{{}}}", members.join(","))).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("members")
+    );
 }
