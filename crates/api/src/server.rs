@@ -6,16 +6,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use gatehouse_core::services::Services;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::listener::{self, ConnectionLimits};
 use crate::rest::{self, RestOptions};
 
 /// What the server needs to know from configuration.
@@ -31,6 +30,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Mark session cookies `Secure`.
     pub secure_cookies: bool,
+    /// Header-read and idle timeouts and the connection cap, per listener.
+    pub connections: ConnectionLimits,
 }
 
 /// A bound, not yet running server.
@@ -42,6 +43,7 @@ pub struct Application {
     health: HealthReporter,
     services: Services,
     shutdown_grace: Duration,
+    connections: ConnectionLimits,
     /// Cancelled at shutdown; long-lived streams end on it.
     stop: CancellationToken,
 }
@@ -81,6 +83,7 @@ impl Application {
             health,
             services,
             shutdown_grace: settings.shutdown_grace,
+            connections: settings.connections,
             stop,
         })
     }
@@ -106,32 +109,28 @@ impl Application {
             "serving"
         );
 
-        // Small writes (SSE events, the last bytes of an answer) go out at
-        // once instead of waiting for the peer's delayed ACK (Nagle).
-        let http_listener = self.http.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-            }
-        });
-        let http = axum::serve(
-            http_listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .into_future();
-        let grpc = tonic::transport::Server::builder()
-            .layer(
-                tower::ServiceBuilder::new()
-                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                    .layer(TraceLayer::new_for_grpc().make_span_with(grpc_span))
-                    .layer(PropagateRequestIdLayer::x_request_id()),
-            )
-            .add_routes(self.grpc_routes)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.grpc),
-                stop.clone().cancelled_owned(),
-            );
+        // Both listeners bound their connections the same way (header-read
+        // and idle timeouts, a cap): see `listener`.
+        let http = listener::serve(
+            "http",
+            self.http,
+            self.router,
+            self.connections,
+            stop.clone(),
+        );
+        let grpc_router = self.grpc_routes.prepare().into_axum_router().layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_grpc().make_span_with(grpc_span))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        );
+        let grpc = listener::serve(
+            "grpc",
+            self.grpc,
+            grpc_router,
+            self.connections,
+            stop.clone(),
+        );
         let health = tokio::spawn(crate::grpc::report_health(
             self.services,
             self.health,
@@ -148,7 +147,7 @@ impl Application {
         let servers = async {
             let (http, grpc) = tokio::join!(http, grpc);
             http?;
-            grpc.map_err(std::io::Error::other)
+            grpc
         };
         let grace = self.shutdown_grace;
         let result = tokio::select! {
@@ -165,7 +164,7 @@ impl Application {
     }
 }
 
-fn grpc_span(request: &axum::http::Request<tonic::body::Body>) -> tracing::Span {
+fn grpc_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let request_id = request
         .headers()
         .get(crate::request_id::HEADER)

@@ -60,6 +60,14 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// An HTTP/1 request header must arrive within this long.
+    pub header_read_timeout_secs: u64,
+    /// A connection that carries nothing for this long is closed (a request
+    /// in flight finishes first).
+    pub idle_timeout_secs: u64,
+    /// The most connections each listener (REST, gRPC) holds at once; keep it
+    /// under the process's descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +78,9 @@ impl Default for ServerConfig {
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 60,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -81,6 +92,8 @@ pub struct StorageSection {
     pub engine: String,
     /// Data directory of the embedded engine.
     pub path: PathBuf,
+    /// The embedded engine's page cache, in MiB (fit for a 512 MB container).
+    pub cache_mb: usize,
     pub postgres_url: Option<String>,
     pub fdb_cluster_file: Option<PathBuf>,
 }
@@ -90,6 +103,7 @@ impl Default for StorageSection {
         StorageSection {
             engine: "embedded".to_string(),
             path: PathBuf::from("./data"),
+            cache_mb: 64,
             postgres_url: None,
             fdb_cluster_file: None,
         }
@@ -616,6 +630,21 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        for (field, value) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(field_error(field, "must be at least 1"));
+            }
+        }
+        if self.storage.cache_mb == 0 {
+            return Err(field_error("storage.cache_mb", "must be at least 1"));
+        }
         if self.endpoints.max_answer_bytes == 0 {
             return Err(field_error(
                 "endpoints.max_answer_bytes",
@@ -718,6 +747,7 @@ impl Config {
         Ok(StorageConfig {
             engine: self.engine()?,
             path: self.storage.path.clone(),
+            cache_mb: self.storage.cache_mb,
             postgres_url: self.storage.postgres_url.clone(),
             fdb_cluster_file: self.storage.fdb_cluster_file.clone(),
         })
@@ -731,6 +761,11 @@ impl Config {
             max_answer_bytes: self.endpoints.max_answer_bytes,
             request_timeout: Duration::from_secs(self.server.request_timeout_secs),
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            connections: gatehouse_api::listener::ConnectionLimits {
+                header_read_timeout: Duration::from_secs(self.server.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(self.server.idle_timeout_secs),
+                max_connections: self.server.max_connections,
+            },
             secure_cookies: self
                 .auth
                 .cookie_secure

@@ -34,6 +34,9 @@ struct Inner {
     log: Mutex<CommitLog>,
 }
 
+/// The page cache when none is configured (`storage.cache_mb`).
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The embedded durable engine.
 #[derive(Clone)]
 pub struct EmbeddedEngine {
@@ -41,8 +44,15 @@ pub struct EmbeddedEngine {
 }
 
 impl EmbeddedEngine {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, with the default cache.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating if needed) the store in `dir`, caching at most
+    /// `cache_bytes` of its pages in memory (redb's own default is 1 GiB,
+    /// which a busy gateway's request logs fill: too much for a container).
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StorageError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
@@ -50,13 +60,18 @@ impl EmbeddedEngine {
             ))
         })?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Unavailable(format!(
-                "{} is already open in another process",
-                path.display()
-            )),
-            other => StorageError::Unavailable(format!("cannot open {}: {other}", path.display())),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Unavailable(format!(
+                    "{} is already open in another process",
+                    path.display()
+                )),
+                other => {
+                    StorageError::Unavailable(format!("cannot open {}: {other}", path.display()))
+                }
+            })?;
         // Create the tables once, so read transactions can always open them.
         let write = db.begin_write().map_err(unavailable)?;
         {

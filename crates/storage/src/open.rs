@@ -61,6 +61,8 @@ pub struct StorageConfig {
     pub engine: Engine,
     /// Data directory of the embedded engine.
     pub path: PathBuf,
+    /// The embedded engine's page cache, in MiB.
+    pub cache_mb: usize,
     pub postgres_url: Option<String>,
     pub fdb_cluster_file: Option<PathBuf>,
 }
@@ -90,10 +92,12 @@ pub async fn open(config: &StorageConfig) -> Result<Store, OpenError> {
         Engine::Memory => Ok(Store::new(Arc::new(MemoryEngine::new()))),
         Engine::Embedded => {
             let path = config.path.clone();
+            let cache = config.cache_mb.saturating_mul(1024 * 1024);
             // Opening may replay and check the file: keep it off the async threads.
-            let engine = tokio::task::spawn_blocking(move || EmbeddedEngine::open(&path))
-                .await
-                .map_err(|e| StorageError::Unavailable(format!("open task failed: {e}")))??;
+            let engine =
+                tokio::task::spawn_blocking(move || EmbeddedEngine::open_with_cache(&path, cache))
+                    .await
+                    .map_err(|e| StorageError::Unavailable(format!("open task failed: {e}")))??;
             Ok(Store::new(Arc::new(engine)))
         }
         #[cfg(feature = "postgres")]

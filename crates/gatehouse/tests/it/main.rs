@@ -7,6 +7,7 @@
 
 mod accounts;
 mod cluster;
+mod connections;
 mod gateway;
 mod grpc;
 mod helpers;

@@ -240,6 +240,7 @@ async fn a_scripted_session_leaves_no_secret_in_the_log() {
     let store = gatehouse_storage::open(&StorageConfig {
         engine: Engine::Embedded,
         path: data,
+        cache_mb: 16,
         postgres_url: None,
         fdb_cluster_file: None,
     })
