@@ -3,7 +3,7 @@
 //! [`redact`] blanks any detail whose name looks secret.
 
 use chrono::{DateTime, Utc};
-use gatehouse_storage::{KeyRange, RangeOptions, Store, TxError};
+use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError};
 
 use crate::model::accounts::{Role, User};
 pub use crate::model::audit::{Actor, AuditEvent, Outcome};
@@ -87,6 +87,9 @@ impl<'a> NewEvent<'a> {
 pub struct AuditLog {
     store: Store,
     env: Env,
+    /// Tests make staged writes fail, to see that the change fails with them.
+    #[cfg(test)]
+    pub(crate) fail_writes: std::sync::atomic::AtomicBool,
 }
 
 /// Most events one page holds.
@@ -94,13 +97,18 @@ pub const MAX_PAGE: usize = 200;
 
 impl AuditLog {
     pub fn new(store: Store, env: Env) -> Self {
-        AuditLog { store, env }
+        AuditLog {
+            store,
+            env,
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
-    /// Records an event. A failure is logged, not returned: the action it
-    /// describes has already happened.
-    pub async fn record(&self, event: NewEvent<'_>) {
-        let event = AuditEvent {
+    /// The event as it will be stored, with its ID and time: written by
+    /// [`Self::stage`] inside the transaction of the change it describes.
+    pub fn event(&self, event: NewEvent<'_>) -> AuditEvent {
+        AuditEvent {
             id: self.env.ids.next_id(),
             at: self.env.clock.now(),
             actor: event.actor,
@@ -112,7 +120,25 @@ impl AuditLog {
             ip: event.client.ip.clone(),
             user_agent: event.client.user_agent.clone(),
             details: redact(event.details),
-        };
+        }
+    }
+
+    /// Writes `event` inside `tx`, the transaction of the change it
+    /// describes: both commit, or neither does (SPEC §5). The transaction
+    /// may run again; the event keeps its ID, so it is written once.
+    pub async fn stage(&self, tx: &Tx, event: &AuditEvent) -> Result<(), TxError<Error>> {
+        #[cfg(test)]
+        if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(TxError::Abort(Error::internal("the audit write failed")));
+        }
+        keyspace::audit_event(event.id).put(tx, event).await
+    }
+
+    /// Records an event that goes with no change of its own (a refused or
+    /// failed attempt, a sign-in): in a transaction of its own. A failure is
+    /// logged, not returned.
+    pub async fn record(&self, event: NewEvent<'_>) {
+        let event = self.event(event);
         let result = self
             .store
             .run(|tx| {

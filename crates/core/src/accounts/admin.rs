@@ -39,7 +39,7 @@ impl AccountService {
             .transpose()?;
         let now = self.env.clock.now();
         let actor_id = actor.id;
-        let (before, after) = self
+        let after = self
             .store
             .run(|tx| {
                 let (change, display_name) = (&change, &display_name);
@@ -76,49 +76,23 @@ impl AccountService {
                     }
                     after.updated_at = now;
                     key.put(&tx, &after).await?;
-                    Ok((before, after))
+                    let event = self.audit.event(NewEvent {
+                        actor: Actor::User { id: actor_id },
+                        action: "users.update",
+                        outcome: Outcome::Success,
+                        target: Some(("user", user_id.to_string())),
+                        organization: None,
+                        client,
+                        details: change_details(&before, &after),
+                    });
+                    self.audit.stage(&tx, &event).await?;
+                    Ok(after)
                 }
             })
             .await?;
         if change.status == Some(UserStatus::Disabled) {
             self.revoke_all_sessions(user_id, None).await?;
         }
-        let mut details = serde_json::Map::new();
-        if before.display_name != after.display_name {
-            details.insert(
-                "display_name".into(),
-                serde_json::json!({"from": before.display_name, "to": after.display_name}),
-            );
-        }
-        if before.roles != after.roles {
-            details.insert(
-                "roles".into(),
-                serde_json::json!({"from": before.roles, "to": after.roles}),
-            );
-        }
-        if before.limits != after.limits {
-            details.insert(
-                "limits".into(),
-                serde_json::json!({"from": before.limits, "to": after.limits}),
-            );
-        }
-        if before.status != after.status {
-            details.insert(
-                "status".into(),
-                serde_json::json!({"from": before.status, "to": after.status}),
-            );
-        }
-        self.audit
-            .record(NewEvent {
-                actor: Actor::User { id: actor.id },
-                action: "users.update",
-                outcome: Outcome::Success,
-                target: Some(("user", user_id.to_string())),
-                organization: None,
-                client,
-                details: details.into(),
-            })
-            .await;
         Ok(after)
     }
 
@@ -314,4 +288,34 @@ impl AccountService {
             .await?
             .ok_or_else(|| Error::not_found("user"))
     }
+}
+
+/// What an account change changed, for its audit event.
+fn change_details(before: &User, after: &User) -> serde_json::Value {
+    let mut details = serde_json::Map::new();
+    if before.display_name != after.display_name {
+        details.insert(
+            "display_name".into(),
+            serde_json::json!({"from": before.display_name, "to": after.display_name}),
+        );
+    }
+    if before.roles != after.roles {
+        details.insert(
+            "roles".into(),
+            serde_json::json!({"from": before.roles, "to": after.roles}),
+        );
+    }
+    if before.limits != after.limits {
+        details.insert(
+            "limits".into(),
+            serde_json::json!({"from": before.limits, "to": after.limits}),
+        );
+    }
+    if before.status != after.status {
+        details.insert(
+            "status".into(),
+            serde_json::json!({"from": before.status, "to": after.status}),
+        );
+    }
+    details.into()
 }

@@ -92,9 +92,23 @@ impl CatalogService {
             created_at: now,
             updated_at: now,
         };
+        let org = match scope {
+            CredentialScope::Organization { org_id } => Some(org_id),
+            _ => None,
+        };
+        let details =
+            serde_json::json!({"name": credential.name, "kind": credential.kind, "scope": scope});
+        let event = self.event(
+            actor,
+            "credentials.create",
+            ("credential", id),
+            org,
+            client,
+            details,
+        );
         self.store
             .run(|tx| {
-                let credential = &credential;
+                let (credential, event) = (&credential, &event);
                 async move {
                     if let CredentialScope::User { user_id } = scope
                         && keyspace::user(user_id).get(&tx).await?.is_none()
@@ -124,25 +138,11 @@ impl CatalogService {
                         .await?;
                     keyspace::credential(credential.id)
                         .put(&tx, credential)
-                        .await
+                        .await?;
+                    self.audit.stage(&tx, event).await
                 }
             })
             .await?;
-        let org = match scope {
-            CredentialScope::Organization { org_id } => Some(org_id),
-            _ => None,
-        };
-        let details =
-            serde_json::json!({"name": credential.name, "kind": credential.kind, "scope": scope});
-        self.audit(
-            actor,
-            "credentials.create",
-            ("credential", id),
-            org,
-            client,
-            details,
-        )
-        .await;
         Ok(credential)
     }
 
@@ -247,31 +247,30 @@ impl CatalogService {
                     }
                     credential.updated_at = now;
                     keyspace::credential(id).put(&tx, &credential).await?;
+                    let details = serde_json::json!({
+                        "name": credential.name,
+                        "secret_replaced": sealed.is_some(),
+                    });
+                    let event = self.event(
+                        actor,
+                        "credentials.update",
+                        ("credential", id),
+                        org_of(credential.scope),
+                        client,
+                        details,
+                    );
+                    self.audit.stage(&tx, &event).await?;
                     Ok(credential)
                 }
             })
             .await?;
-        let details = serde_json::json!({
-            "name": credential.name,
-            "secret_replaced": change.secret.is_some(),
-        });
-        self.audit(
-            actor,
-            "credentials.update",
-            ("credential", id),
-            org_of(credential.scope),
-            client,
-            details,
-        )
-        .await;
         Ok(credential)
     }
 
     /// Deletes a credential no endpoint uses. Provider accounts cannot delete
     /// (SPEC §2); platform admins and organization owners and admins can.
     pub async fn delete_credential(&self, actor: &User, id: Id, client: &ClientInfo) -> Result<()> {
-        let credential = self
-            .store
+        self.store
             .run(|tx| async move {
                 let credential = Self::credential_for(&tx, actor, id, true).await?;
                 if matches!(credential.scope, CredentialScope::User { .. })
@@ -295,18 +294,17 @@ impl CatalogService {
                     .clear(&tx)
                     .await?;
                 keyspace::credential(id).clear(&tx).await?;
-                Ok(credential)
+                let event = self.event(
+                    actor,
+                    "credentials.delete",
+                    ("credential", id),
+                    org_of(credential.scope),
+                    client,
+                    serde_json::json!({"name": credential.name}),
+                );
+                self.audit.stage(&tx, &event).await
             })
             .await?;
-        self.audit(
-            actor,
-            "credentials.delete",
-            ("credential", id),
-            org_of(credential.scope),
-            client,
-            serde_json::json!({"name": credential.name}),
-        )
-        .await;
         Ok(())
     }
 

@@ -292,6 +292,24 @@ impl CatalogService {
         self.audit.record(event).await;
     }
 
+    /// The audit event of `action`, to stage in the change's transaction.
+    fn event(
+        &self,
+        actor: &User,
+        action: &str,
+        target: (&str, Id),
+        organization: Option<Id>,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) -> crate::audit::AuditEvent {
+        self.audit.event(
+            NewEvent::by_user(actor, action, client)
+                .on(target.0, target.1)
+                .in_org(organization)
+                .with(details),
+        )
+    }
+
     // ---- credentials ----
 
     // ---- endpoints ----

@@ -15,7 +15,7 @@ use gatehouse_storage::{RangeOptions, Store, TxError};
 
 use self::index::{AccessIndex, KEY_RANDOM_CHARS};
 use self::model::{ApiKey, Budget, KeyScope, LastUsed, check_budget};
-use crate::audit::{AuditLog, NewEvent};
+use crate::audit::{AuditEvent, AuditLog, NewEvent};
 use crate::codec::decode_values;
 use crate::model::accounts::{Role, User};
 use crate::model::catalog::IdRef;
@@ -71,18 +71,20 @@ impl KeyService {
         &self.index
     }
 
-    async fn audit(
+    /// The audit event of `action` on key `id`, to stage in its transaction.
+    fn event(
         &self,
         actor: &User,
         action: &str,
         id: Id,
         client: &ClientInfo,
         details: serde_json::Value,
-    ) {
-        let event = NewEvent::by_user(actor, action, client)
-            .on("api_key", id)
-            .with(details);
-        self.audit.record(event).await;
+    ) -> AuditEvent {
+        self.audit.event(
+            NewEvent::by_user(actor, action, client)
+                .on("api_key", id)
+                .with(details),
+        )
     }
 
     /// `prefix` + 32 characters of `[A-Za-z0-9]` (about 190 bits).
@@ -166,9 +168,10 @@ impl KeyService {
             ));
         }
         let (key, plaintext) = self.build(actor.id, &spec, (None, via))?;
+        let event = self.event(actor, "keys.create", key.id, client, key_details(&key));
         self.store
             .run(|tx| {
-                let key = &key;
+                let (key, event) = (&key, &event);
                 async move {
                     if let Some(parent) = via {
                         let parent = keyspace::api_key(parent)
@@ -207,13 +210,12 @@ impl KeyService {
                             "a user holds at most {MAX_KEYS_PER_USER} API keys"
                         ))));
                     }
-                    insert(&tx, key).await
+                    insert(&tx, key).await?;
+                    self.audit.stage(&tx, event).await
                 }
             })
             .await?;
         self.index.refresh_key(key.id).await?;
-        self.audit(actor, "keys.create", key.id, client, key_details(&key))
-            .await;
         Ok((key, plaintext))
     }
 
@@ -304,18 +306,13 @@ impl KeyService {
                     key.revoked_at = Some(now);
                     storage_key.put(&tx, &key).await?;
                 }
+                let details = serde_json::json!({"owner_id": key.owner_id});
+                let event = self.event(actor, "keys.revoke", id, client, details);
+                self.audit.stage(&tx, &event).await?;
                 Ok(key)
             })
             .await?;
         self.index.refresh_key(id).await?;
-        self.audit(
-            actor,
-            "keys.revoke",
-            id,
-            client,
-            serde_json::json!({"owner_id": key.owner_id}),
-        )
-        .await;
         Ok(key)
     }
 
@@ -358,9 +355,11 @@ impl KeyService {
         };
         let (new, plaintext) = self.build(actor.id, &spec, (Some(id), old.created_by_key))?;
         let grace_end = self.env.clock.now() + chrono::Duration::seconds(grace_secs as i64);
+        let details = serde_json::json!({"new_key_id": new.id, "grace_secs": grace_secs});
+        let event = self.event(actor, "keys.rotate", id, client, details);
         self.store
             .run(|tx| {
-                let new = &new;
+                let (new, event) = (&new, &event);
                 async move {
                     let storage_key = keyspace::api_key(id);
                     let Some(mut old) = storage_key.get(&tx).await? else {
@@ -374,20 +373,13 @@ impl KeyService {
                     old.replaced_by = Some(new.id);
                     old.expires_at = Some(old.expires_at.map_or(grace_end, |e| e.min(grace_end)));
                     storage_key.put(&tx, &old).await?;
-                    insert(&tx, new).await
+                    insert(&tx, new).await?;
+                    self.audit.stage(&tx, event).await
                 }
             })
             .await?;
         self.index.refresh_key(id).await?;
         self.index.refresh_key(new.id).await?;
-        self.audit(
-            actor,
-            "keys.rotate",
-            id,
-            client,
-            serde_json::json!({"new_key_id": new.id, "grace_secs": grace_secs}),
-        )
-        .await;
         Ok((new, plaintext))
     }
 

@@ -18,6 +18,7 @@ use crate::tenancy::{TeamSpec, TenancyService};
 
 struct World {
     keys: KeyService,
+    audit: Arc<AuditLog>,
     catalog: CatalogService,
     tenancy: TenancyService,
     store: Store,
@@ -38,6 +39,7 @@ fn world() -> World {
     ));
     World {
         keys: KeyService::new(store.clone(), env.clone(), audit.clone(), index),
+        audit: audit.clone(),
         catalog: CatalogService::new(
             store.clone(),
             env.clone(),
@@ -554,4 +556,88 @@ async fn a_key_creates_only_narrower_keys_and_acts_only_on_its_own() {
         .revoke(&ada, rotated.id, Some(parent.id), &w.c)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn no_change_commits_without_its_audit_event() {
+    use std::sync::atomic::Ordering;
+
+    use crate::catalog::NewCredential;
+    use crate::model::catalog::CredentialKind;
+    let w = world();
+    let admin = w.user("admin", &[Role::User, Role::Admin]).await;
+    let ada = w.user("ada", &[Role::User]).await;
+    let (key, _) = w.key(&ada, NewKey::default()).await;
+    let events = || async {
+        w.store
+            .run(|tx| async move {
+                let page = tx
+                    .get_range(&keyspace::audit_events(), RangeOptions::default())
+                    .await?;
+                Ok::<_, TxError<Error>>(page.entries.len())
+            })
+            .await
+            .unwrap()
+    };
+    let before = events().await;
+    w.audit.fail_writes.store(true, Ordering::Relaxed);
+
+    // Each change fails with its audit write, and leaves nothing behind.
+    assert!(
+        w.keys
+            .create(&ada, NewKey::default(), None, &w.c)
+            .await
+            .is_err()
+    );
+    assert_eq!(w.keys.list(&ada, false).await.unwrap().len(), 1);
+    assert!(w.keys.revoke(&ada, key.id, None, &w.c).await.is_err());
+    assert!(
+        w.keys
+            .get(&ada, key.id)
+            .await
+            .unwrap()
+            .key
+            .revoked_at
+            .is_none()
+    );
+    assert!(w.keys.rotate(&ada, key.id, 60, None, &w.c).await.is_err());
+    assert!(
+        w.keys
+            .get(&ada, key.id)
+            .await
+            .unwrap()
+            .key
+            .replaced_by
+            .is_none()
+    );
+    let credential = NewCredential {
+        scope: None,
+        name: "upstream".into(),
+        kind: CredentialKind::Openai,
+        secret: serde_json::json!({"api_key": "sk-x"}),
+        metadata: serde_json::Value::Null,
+    };
+    assert!(
+        w.catalog
+            .create_credential(&admin, credential.clone(), &w.c)
+            .await
+            .is_err()
+    );
+    assert!(
+        w.catalog
+            .list_credentials(&admin, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(events().await, before);
+
+    // With the audit log writable again, the same changes commit with events.
+    w.audit.fail_writes.store(false, Ordering::Relaxed);
+    w.keys.revoke(&ada, key.id, None, &w.c).await.unwrap();
+    w.catalog
+        .create_credential(&admin, credential, &w.c)
+        .await
+        .unwrap();
+    assert_eq!(events().await, before + 2);
 }
