@@ -134,6 +134,24 @@ impl AuditLog {
         keyspace::audit_event(event.id).put(tx, event).await
     }
 
+    /// Runs the change `f` in a transaction of `store` and stages the event
+    /// `describe` makes of its outcome in the same transaction.
+    pub async fn run_audited<T, F, Fut, D>(&self, store: &Store, f: F, describe: D) -> Result<T>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+        D: Fn(&T) -> AuditEvent,
+    {
+        let (f, describe) = (&f, &describe);
+        Ok(store
+            .run(|tx| async move {
+                let outcome = f(tx.clone()).await?;
+                self.stage(&tx, &describe(&outcome)).await?;
+                Ok(outcome)
+            })
+            .await?)
+    }
+
     /// Records an event that goes with no change of its own (a refused or
     /// failed attempt, a sign-in): in a transaction of its own. A failure is
     /// logged, not returned.

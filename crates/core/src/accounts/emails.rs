@@ -1,6 +1,7 @@
 //! Email addresses: verification, extra addresses, the primary one, and
 //! password reset by emailed single-use tokens.
 
+use super::sessions::end_sessions;
 use super::*;
 
 impl AccountService {
@@ -65,32 +66,21 @@ impl AccountService {
     ) -> Result<EmailToken> {
         let hash = token_hash(token.trim());
         let now = self.env.clock.now_millis();
-        let found = self
+        Ok(self
             .store
             .run(|tx| {
                 let hash = &hash;
-                async move {
-                    let key = keyspace::email_token(hash);
-                    let Some(record) = key.get(&tx).await? else {
-                        return Ok(None);
-                    };
-                    if record.purpose != purpose {
-                        return Ok(None);
-                    }
-                    key.clear(&tx).await?;
-                    Ok::<_, TxError<Error>>((record.expires_at_ms > now).then_some(record))
-                }
+                async move { take_email_token(&tx, hash, purpose, now).await }
             })
-            .await?;
-        found.ok_or_else(|| Error::invalid_input("this token is invalid, used or expired"))
+            .await?)
     }
 
     /// Marks the address a verification token was sent to as verified.
     pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<()> {
         let record = self.take_token(token, TokenPurpose::VerifyEmail).await?;
         let now = self.env.clock.now();
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let record = &record;
                 async move {
                     let key = keyspace::user(record.user_id);
@@ -112,17 +102,19 @@ impl AccountService {
                     }
                     Ok(())
                 }
-            })
-            .await?;
-        let details = serde_json::json!({"email": record.email_key});
-        self.audit(
-            Actor::User { id: record.user_id },
-            "auth.email_verify",
-            Outcome::Success,
-            client,
-            details,
+            },
+            |_| {
+                let details = serde_json::json!({"email": record.email_key});
+                self.event(
+                    Actor::User { id: record.user_id },
+                    "auth.email_verify",
+                    Outcome::Success,
+                    client,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -164,49 +156,51 @@ impl AccountService {
         let key = email.key();
         let now = self.env.clock.now();
         let added = self
-            .store
-            .run(|tx| {
-                let (email, key) = (&email, &key);
-                async move {
-                    let index = keyspace::user_by_email(key);
-                    if index.get(&tx).await?.is_some() {
-                        return Ok(false);
+            .audited(
+                |tx| {
+                    let (email, key) = (&email, &key);
+                    async move {
+                        let index = keyspace::user_by_email(key);
+                        if index.get(&tx).await?.is_some() {
+                            return Ok(false);
+                        }
+                        let count = tx
+                            .get_range(
+                                &keyspace::user_emails(user_id),
+                                gatehouse_storage::RangeOptions::default(),
+                            )
+                            .await?
+                            .entries
+                            .len();
+                        if count + 1 >= MAX_EMAILS {
+                            return Err(TxError::Abort(Error::invalid_input(format!(
+                                "an account has at most {MAX_EMAILS} email addresses"
+                            ))));
+                        }
+                        index.put(&tx, &UserRef { id: user_id }).await?;
+                        let address = UserEmail {
+                            email: email.as_str().to_string(),
+                            verified: false,
+                            added_at: now,
+                        };
+                        keyspace::user_email(user_id, key)
+                            .put(&tx, &address)
+                            .await?;
+                        Ok::<_, TxError<Error>>(true)
                     }
-                    let count = tx
-                        .get_range(
-                            &keyspace::user_emails(user_id),
-                            gatehouse_storage::RangeOptions::default(),
-                        )
-                        .await?
-                        .entries
-                        .len();
-                    if count + 1 >= MAX_EMAILS {
-                        return Err(TxError::Abort(Error::invalid_input(format!(
-                            "an account has at most {MAX_EMAILS} email addresses"
-                        ))));
-                    }
-                    index.put(&tx, &UserRef { id: user_id }).await?;
-                    let address = UserEmail {
-                        email: email.as_str().to_string(),
-                        verified: false,
-                        added_at: now,
-                    };
-                    keyspace::user_email(user_id, key)
-                        .put(&tx, &address)
-                        .await?;
-                    Ok::<_, TxError<Error>>(true)
-                }
-            })
+                },
+                |added| {
+                    let details = serde_json::json!({"email": email.as_str(), "added": added});
+                    self.event(
+                        Actor::User { id: user_id },
+                        "auth.email_add",
+                        Outcome::Success,
+                        client,
+                        details,
+                    )
+                },
+            )
             .await?;
-        let details = serde_json::json!({"email": email.as_str(), "added": added});
-        self.audit(
-            Actor::User { id: user_id },
-            "auth.email_add",
-            Outcome::Success,
-            client,
-            details,
-        )
-        .await;
         if added {
             let user = self.get_user(user_id).await?;
             self.send_token_to(&user, email.as_str(), TokenPurpose::VerifyEmail)
@@ -218,8 +212,8 @@ impl AccountService {
     /// Removes a non-primary address.
     pub async fn remove_email(&self, user_id: Id, email: &str, client: &ClientInfo) -> Result<()> {
         let key = Email::parse(email)?.key();
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let key = &key;
                 async move {
                     let user = keyspace::user(user_id).get(&tx).await?;
@@ -235,17 +229,19 @@ impl AccountService {
                     address.clear(&tx).await?;
                     keyspace::user_by_email(key).clear(&tx).await
                 }
-            })
-            .await?;
-        let details = serde_json::json!({"email": key});
-        self.audit(
-            Actor::User { id: user_id },
-            "auth.email_remove",
-            Outcome::Success,
-            client,
-            details,
+            },
+            |_| {
+                let details = serde_json::json!({"email": key});
+                self.event(
+                    Actor::User { id: user_id },
+                    "auth.email_remove",
+                    Outcome::Success,
+                    client,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -253,8 +249,8 @@ impl AccountService {
     pub async fn make_primary(&self, user_id: Id, email: &str, client: &ClientInfo) -> Result<()> {
         let key = Email::parse(email)?.key();
         let now = self.env.clock.now();
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let key = &key;
                 async move {
                     let user_key = keyspace::user(user_id);
@@ -287,17 +283,19 @@ impl AccountService {
                     user.updated_at = now;
                     user_key.put(&tx, &user).await
                 }
-            })
-            .await?;
-        let details = serde_json::json!({"email": key});
-        self.audit(
-            Actor::User { id: user_id },
-            "auth.email_primary",
-            Outcome::Success,
-            client,
-            details,
+            },
+            |_| {
+                let details = serde_json::json!({"email": key});
+                self.event(
+                    Actor::User { id: user_id },
+                    "auth.email_primary",
+                    Outcome::Success,
+                    client,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -336,26 +334,79 @@ impl AccountService {
     ) -> Result<()> {
         self.policy.check(new_password)?;
         let hash = self.hash_password(new_password).await?;
-        let record = self.take_token(token, TokenPurpose::ResetPassword).await?;
-        self.update_user(record.user_id, |user| {
-            user.password_hash = Some(hash.clone());
-            user.must_change_password = false;
-        })
-        .await
-        .map_err(|e| match e.code() {
-            ErrorCode::NotFound => Error::invalid_input("this token is invalid, used or expired"),
-            _ => e,
-        })?;
-        let ended = self.revoke_all_sessions(record.user_id, None).await?;
-        let details = serde_json::json!({"sessions_ended": ended});
-        self.audit(
-            Actor::User { id: record.user_id },
-            "auth.reset_password",
-            Outcome::Success,
-            client,
-            details,
+        let token = token_hash(token.trim());
+        let now = self.env.clock.now();
+        // One transaction: the token is used, the password set, every
+        // session and JWT ended and the event written, or none of it.
+        self.audited(
+            |tx| {
+                let (token, hash) = (&token, &hash);
+                async move {
+                    let purpose = TokenPurpose::ResetPassword;
+                    let record =
+                        take_email_token(&tx, token, purpose, now.timestamp_millis()).await?;
+                    set_password(&tx, record.user_id, hash, now).await?;
+                    let ended = end_sessions(&tx, record.user_id, None).await?;
+                    Ok((record.user_id, ended))
+                }
+            },
+            |(user_id, ended)| {
+                self.event(
+                    Actor::User { id: *user_id },
+                    "auth.reset_password",
+                    Outcome::Success,
+                    client,
+                    serde_json::json!({"sessions_ended": ended}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
+}
+
+/// Deletes a single-use token inside `tx` and returns it if it is live and
+/// for `purpose`.
+async fn take_email_token(
+    tx: &Tx,
+    hash: &[u8],
+    purpose: TokenPurpose,
+    now_ms: i64,
+) -> std::result::Result<EmailToken, TxError<Error>> {
+    let invalid = || {
+        TxError::Abort(Error::invalid_input(
+            "this token is invalid, used or expired",
+        ))
+    };
+    let key = keyspace::email_token(hash);
+    let record = key
+        .get(tx)
+        .await?
+        .filter(|r| r.purpose == purpose)
+        .ok_or_else(invalid)?;
+    key.clear(tx).await?;
+    if record.expires_at_ms <= now_ms {
+        return Err(invalid());
+    }
+    Ok(record)
+}
+
+/// Sets a user's password hash inside `tx` (a generated one no longer needs
+/// changing).
+pub(super) async fn set_password(
+    tx: &Tx,
+    user_id: Id,
+    hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<(), TxError<Error>> {
+    let key = keyspace::user(user_id);
+    let Some(mut user) = key.get(tx).await? else {
+        return Err(TxError::Abort(Error::invalid_input(
+            "this token is invalid, used or expired",
+        )));
+    };
+    user.password_hash = Some(hash.to_string());
+    user.must_change_password = false;
+    user.updated_at = now;
+    key.put(tx, &user).await
 }

@@ -4,6 +4,8 @@
 
 use gatehouse_storage::RangeOptions;
 
+use super::emails::set_password;
+use super::sessions::end_sessions;
 use super::*;
 
 impl AccountService {
@@ -96,22 +98,30 @@ impl AccountService {
             ));
         }
         let hash = self.hash_password(new).await?;
-        self.update_user(user_id, |user| {
-            user.password_hash = Some(hash.clone());
-            user.must_change_password = false;
-        })
-        .await?;
-        let ended = self.revoke_all_sessions(user_id, keep).await?;
+        let now = self.env.clock.now();
+        // One transaction: the new password, the ended sessions and JWTs,
+        // and the event, or none of it.
+        let ended = self
+            .audited(
+                |tx| {
+                    let hash = &hash;
+                    async move {
+                        set_password(&tx, user_id, hash, now).await?;
+                        end_sessions(&tx, user_id, keep).await
+                    }
+                },
+                |ended| {
+                    self.event(
+                        Actor::User { id: user_id },
+                        "auth.password_change",
+                        Outcome::Success,
+                        client,
+                        serde_json::json!({"sessions_ended": ended}),
+                    )
+                },
+            )
+            .await?;
         tracing::info!(%user_id, sessions_ended = ended, "password changed");
-        let details = serde_json::json!({"sessions_ended": ended});
-        self.audit(
-            Actor::User { id: user_id },
-            "auth.password_change",
-            Outcome::Success,
-            client,
-            details,
-        )
-        .await;
         Ok(())
     }
 

@@ -223,6 +223,8 @@ impl AccountService {
         }
     }
 
+    /// Records an attempt that changed nothing (a failure or refusal), or a
+    /// sign-in, in a transaction of its own.
     async fn audit(
         &self,
         actor: Actor,
@@ -242,6 +244,37 @@ impl AccountService {
                 details,
             })
             .await;
+    }
+
+    /// The audit event of a change, to stage in its transaction.
+    fn event(
+        &self,
+        actor: Actor,
+        action: &str,
+        outcome: Outcome,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) -> crate::audit::AuditEvent {
+        self.audit.event(NewEvent {
+            actor,
+            action,
+            outcome,
+            target: None,
+            organization: None,
+            client,
+            details,
+        })
+    }
+
+    /// Runs the change `f` and stages the audit event `describe` makes of its
+    /// outcome in the same transaction: both commit, or neither does.
+    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
+    where
+        F: Fn(gatehouse_storage::Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+        D: Fn(&T) -> crate::audit::AuditEvent,
+    {
+        self.audit.run_audited(&self.store, f, describe).await
     }
 
     pub fn token_ttl_secs(&self) -> i64 {

@@ -6,7 +6,13 @@ use super::*;
 impl AccountService {
     /// Creates the user and its index entries; `Conflict` if the email or
     /// username is taken.
-    pub(super) async fn insert(&self, new: NewUser) -> Result<User> {
+    /// Creates an account; the audit event `describe` makes of it is written
+    /// in the same transaction.
+    pub(super) async fn insert(
+        &self,
+        new: NewUser,
+        describe: impl Fn(&User) -> crate::audit::AuditEvent,
+    ) -> Result<User> {
         let now = self.env.clock.now();
         let user = User {
             id: self.env.ids.next_id(),
@@ -29,6 +35,7 @@ impl AccountService {
             .roles
             .contains(&Role::User)
             .then(|| self.env.ids.next_id());
+        let describe = &describe;
         self.store
             .run(|tx| {
                 let (user, email_key, username) = (&user, &email_key, &new.username);
@@ -50,7 +57,8 @@ impl AccountService {
                         by_name.put(&tx, &UserRef { id: user.id }).await?;
                     }
                     by_email.put(&tx, &UserRef { id: user.id }).await?;
-                    keyspace::user(user.id).put(&tx, user).await
+                    keyspace::user(user.id).put(&tx, user).await?;
+                    self.audit.stage(&tx, &describe(user)).await
                 }
             })
             .await?;
@@ -89,19 +97,19 @@ impl AccountService {
             must_change_password: false,
         };
         let email_text = new.email.as_str().to_string();
-        match self.insert(new).await {
+        let registered = |user: &User| {
+            self.event(
+                Actor::User { id: user.id },
+                "auth.register",
+                Outcome::Success,
+                client,
+                serde_json::json!({"email": email_text}),
+            )
+        };
+        match self.insert(new, registered).await {
             Ok(user) => {
                 tracing::info!(user_id = %user.id, "account registered");
                 self.send_token(&user, TokenPurpose::VerifyEmail).await?;
-                let details = serde_json::json!({"email": email_text});
-                self.audit(
-                    Actor::User { id: user.id },
-                    "auth.register",
-                    Outcome::Success,
-                    client,
-                    details,
-                )
-                .await;
                 Ok(())
             }
             Err(e) if e.code() == ErrorCode::Conflict && e.message().contains("email") => {
@@ -152,7 +160,18 @@ impl AccountService {
                 password_hash: Some(hash),
                 roles: BTreeSet::from([Role::User, Role::Admin]),
                 must_change_password: generated.is_some(),
-            })
+            },
+                |admin| {
+                    let details = serde_json::json!({"user_id": admin.id, "email": admin.email, "generated_password": generated.is_some()});
+                    self.event(
+                        Actor::System,
+                        "auth.bootstrap_admin",
+                        Outcome::Success,
+                        &ClientInfo::default(),
+                        details,
+                    )
+                },
+            )
             .await?;
         // Two instances starting on an empty shared store: the marker decides
         // which admin stands; the other one is removed.
@@ -174,15 +193,6 @@ impl AccountService {
         if !kept {
             return Ok(None);
         }
-        let details = serde_json::json!({"user_id": admin.id, "email": admin.email, "generated_password": generated.is_some()});
-        self.audit(
-            Actor::System,
-            "auth.bootstrap_admin",
-            Outcome::Success,
-            &ClientInfo::default(),
-            details,
-        )
-        .await;
         Ok(Some(Bootstrapped {
             admin,
             generated_password: generated,
@@ -230,21 +240,21 @@ impl AccountService {
                 password_hash: Some(hash),
                 roles,
                 must_change_password: generated.is_some(),
-            })
+                },
+                |user| {
+                    let details = serde_json::json!({"user_id": user.id, "email": user.email, "provider": new.provider});
+                    self.audit.event(NewEvent {
+                        actor: Actor::User { id: admin.id },
+                        action: "users.create",
+                        outcome: Outcome::Success,
+                        target: Some(("user", user.id.to_string())),
+                        organization: None,
+                        client,
+                        details,
+                    })
+                },
+            )
             .await?;
-        let details =
-            serde_json::json!({"user_id": user.id, "email": user.email, "provider": new.provider});
-        self.audit
-            .record(NewEvent {
-                actor: Actor::User { id: admin.id },
-                action: "users.create",
-                outcome: Outcome::Success,
-                target: Some(("user", user.id.to_string())),
-                organization: None,
-                client,
-                details,
-            })
-            .await;
         Ok((user, generated))
     }
 

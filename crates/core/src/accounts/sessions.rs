@@ -115,58 +115,55 @@ impl AccountService {
         session_id: Id,
         client: &ClientInfo,
     ) -> Result<()> {
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let index = keyspace::session_by_user(user_id, session_id);
                 let Some(r) = index.get(&tx).await? else {
                     return Err(TxError::Abort(Error::not_found("session")));
                 };
                 keyspace::session(&r.token_hash).clear(&tx).await?;
                 index.clear(&tx).await
-            })
-            .await?;
-        let details = serde_json::json!({"session_id": session_id});
-        self.audit(
-            Actor::User { id: user_id },
-            "auth.session_revoke",
-            Outcome::Success,
-            client,
-            details,
+            },
+            |_| {
+                let details = serde_json::json!({"session_id": session_id});
+                self.event(
+                    Actor::User { id: user_id },
+                    "auth.session_revoke",
+                    Outcome::Success,
+                    client,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
     /// Ends the session of `token`, if it exists.
     pub async fn logout(&self, token: &str, client: &ClientInfo) -> Result<()> {
         let hash = token_hash(token);
-        let ended = self
-            .store
+        self.store
             .run(|tx| {
                 let hash = &hash;
                 async move {
                     let key = keyspace::session(hash);
-                    let session = key.get(&tx).await?;
-                    if let Some(session) = &session {
-                        end_session(&tx, hash, session).await?;
+                    if let Some(session) = key.get(&tx).await? {
+                        end_session(&tx, hash, &session).await?;
+                        let event = self.event(
+                            Actor::User {
+                                id: session.user_id,
+                            },
+                            "auth.logout",
+                            Outcome::Success,
+                            client,
+                            serde_json::json!({"session_id": session.id}),
+                        );
+                        self.audit.stage(&tx, &event).await?;
                     }
-                    Ok::<_, TxError<Error>>(session)
+                    Ok::<_, TxError<Error>>(())
                 }
             })
             .await?;
-        if let Some(session) = ended {
-            let details = serde_json::json!({"session_id": session.id});
-            self.audit(
-                Actor::User {
-                    id: session.user_id,
-                },
-                "auth.logout",
-                Outcome::Success,
-                client,
-                details,
-            )
-            .await;
-        }
         Ok(())
     }
 
@@ -174,18 +171,20 @@ impl AccountService {
     /// stored, so the user's token epoch moves on); sessions stay.
     pub async fn logout_token(&self, user: &User, client: &ClientInfo) -> Result<()> {
         let user_id = user.id;
-        self.store
-            .run(|tx| async move { end_tokens(&tx, user_id).await })
-            .await?;
-        let details = serde_json::json!({"kind": "jwt", "ended": "every jwt"});
-        self.audit(
-            Actor::User { id: user.id },
-            "auth.logout",
-            Outcome::Success,
-            client,
-            details,
+        self.audited(
+            |tx| async move { end_tokens(&tx, user_id).await },
+            |_| {
+                let details = serde_json::json!({"kind": "jwt", "ended": "every jwt"});
+                self.event(
+                    Actor::User { id: user.id },
+                    "auth.logout",
+                    Outcome::Success,
+                    client,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -194,30 +193,7 @@ impl AccountService {
     pub async fn revoke_all_sessions(&self, user_id: Id, keep: Option<Id>) -> Result<usize> {
         Ok(self
             .store
-            .run(|tx| async move {
-                end_tokens(&tx, user_id).await?;
-                let refs = tx
-                    .get_range(
-                        &keyspace::sessions_of(user_id),
-                        gatehouse_storage::RangeOptions::default(),
-                    )
-                    .await?;
-                let mut ended = 0;
-                for (key, value) in &refs.entries {
-                    let (_, _, session_id): (String, u64, u64) =
-                        gatehouse_storage::tuple::unpack(key).map_err(|e| {
-                            TxError::Abort(Error::internal(format!("session index key: {e}")))
-                        })?;
-                    if Some(Id(session_id)) == keep {
-                        continue;
-                    }
-                    let r: SessionRef = crate::codec::decode(value).map_err(TxError::Abort)?;
-                    keyspace::session(&r.token_hash).clear(&tx).await?;
-                    tx.clear(key)?;
-                    ended += 1;
-                }
-                Ok::<_, TxError<Error>>(ended)
-            })
+            .run(|tx| async move { end_sessions(&tx, user_id, keep).await })
             .await?)
     }
 
@@ -310,4 +286,33 @@ async fn end_tokens(tx: &Tx, user_id: Id) -> std::result::Result<(), TxError<Err
         key.put(tx, &user).await?;
     }
     Ok(())
+}
+
+/// Ends every JWT and every session of the user except the session `keep`,
+/// inside `tx`; how many sessions ended.
+pub(super) async fn end_sessions(
+    tx: &Tx,
+    user_id: Id,
+    keep: Option<Id>,
+) -> std::result::Result<usize, TxError<Error>> {
+    end_tokens(tx, user_id).await?;
+    let refs = tx
+        .get_range(
+            &keyspace::sessions_of(user_id),
+            gatehouse_storage::RangeOptions::default(),
+        )
+        .await?;
+    let mut ended = 0;
+    for (key, value) in &refs.entries {
+        let (_, _, session_id): (String, u64, u64) = gatehouse_storage::tuple::unpack(key)
+            .map_err(|e| TxError::Abort(Error::internal(format!("session index key: {e}"))))?;
+        if Some(Id(session_id)) == keep {
+            continue;
+        }
+        let r: SessionRef = crate::codec::decode(value).map_err(TxError::Abort)?;
+        keyspace::session(&r.token_hash).clear(tx).await?;
+        tx.clear(key)?;
+        ended += 1;
+    }
+    Ok(ended)
 }

@@ -25,8 +25,8 @@ impl CatalogService {
             owner_id: (!global).then_some(actor.id),
             created_at: self.env.clock.now(),
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let record = &record;
                 async move {
                     let visible = keyspace::model(record.model_id)
@@ -50,17 +50,24 @@ impl CatalogService {
                     claim_name(&tx, index, record.id, "an alias").await?;
                     keyspace::alias(record.id).put(&tx, record).await
                 }
-            })
-            .await?;
-        self.audit(
-            actor,
-            "aliases.create",
-            ("alias", record.id),
-            None,
-            client,
-            serde_json::json!({"alias": record.alias, "model_id": record.model_id, "global": global}),
+            },
+            |_| {
+                let details = serde_json::json!({
+                    "alias": record.alias,
+                    "model_id": record.model_id,
+                    "global": global,
+                });
+                self.event(
+                    actor,
+                    "aliases.create",
+                    ("alias", record.id),
+                    None,
+                    client,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(record)
     }
 
@@ -90,53 +97,55 @@ impl CatalogService {
         model_id: Option<Id>,
         client: &ClientInfo,
     ) -> Result<Option<Alias>> {
-        let result = self
-            .store
-            .run(|tx| async move {
-                let key = keyspace::alias(id);
-                let Some(mut alias) = key.get(&tx).await? else {
-                    return abort(Error::not_found("alias"));
-                };
-                let own = alias.owner_id == Some(actor.id);
-                let visible = own || alias.owner_id.is_none() || actor.is_platform_reader();
-                if !visible || actor.is_provider_account() {
-                    return abort(Error::not_found("alias"));
-                }
-                if !own && !actor.is_platform_admin() {
-                    return abort(Error::permission_denied(
-                        "only platform admins change global or others' aliases",
-                    ));
-                }
-                match model_id {
-                    None => {
-                        clear_alias(&tx, &alias).await?;
-                        Ok(None)
-                    }
-                    Some(model_id) => {
-                        if keyspace::model(model_id).get(&tx).await?.is_none() {
-                            return abort(Error::invalid_input("no model has this model_id"));
-                        }
-                        alias.model_id = model_id;
-                        key.put(&tx, &alias).await?;
-                        Ok(Some(alias))
-                    }
-                }
-            })
-            .await?;
         let action = if model_id.is_some() {
             "aliases.update"
         } else {
             "aliases.delete"
         };
-        self.audit(
-            actor,
-            action,
-            ("alias", id),
-            None,
-            client,
-            serde_json::json!({"model_id": model_id}),
-        )
-        .await;
+        let result = self
+            .audited(
+                |tx| async move {
+                    let key = keyspace::alias(id);
+                    let Some(mut alias) = key.get(&tx).await? else {
+                        return abort(Error::not_found("alias"));
+                    };
+                    let own = alias.owner_id == Some(actor.id);
+                    let visible = own || alias.owner_id.is_none() || actor.is_platform_reader();
+                    if !visible || actor.is_provider_account() {
+                        return abort(Error::not_found("alias"));
+                    }
+                    if !own && !actor.is_platform_admin() {
+                        return abort(Error::permission_denied(
+                            "only platform admins change global or others' aliases",
+                        ));
+                    }
+                    match model_id {
+                        None => {
+                            clear_alias(&tx, &alias).await?;
+                            Ok(None)
+                        }
+                        Some(model_id) => {
+                            if keyspace::model(model_id).get(&tx).await?.is_none() {
+                                return abort(Error::invalid_input("no model has this model_id"));
+                            }
+                            alias.model_id = model_id;
+                            key.put(&tx, &alias).await?;
+                            Ok(Some(alias))
+                        }
+                    }
+                },
+                |_| {
+                    self.event(
+                        actor,
+                        action,
+                        ("alias", id),
+                        None,
+                        client,
+                        serde_json::json!({"model_id": model_id}),
+                    )
+                },
+            )
+            .await?;
         Ok(result)
     }
 }

@@ -84,8 +84,8 @@ impl CatalogService {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let endpoint = &endpoint;
                 async move {
                     check_credential_exists(&tx, endpoint.credential_id).await?;
@@ -98,17 +98,19 @@ impl CatalogService {
                     .await?;
                     keyspace::endpoint(endpoint.id).put(&tx, endpoint).await
                 }
-            })
-            .await?;
-        self.audit(
-            actor,
-            "endpoints.create",
-            ("endpoint", endpoint.id),
-            None,
-            client,
-            endpoint_details(&endpoint),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    "endpoints.create",
+                    ("endpoint", endpoint.id),
+                    None,
+                    client,
+                    endpoint_details(&endpoint),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(endpoint)
     }
 
@@ -165,70 +167,71 @@ impl CatalogService {
             .transpose()?;
         let now = self.env.clock.now();
         let endpoint = self
-            .store
-            .run(|tx| {
-                let (name, base_url, proxy_url, spec) = (&name, &base_url, &proxy_url, &spec);
-                async move {
-                    let key = keyspace::endpoint(id);
-                    let Some(mut endpoint) = key.get(&tx).await? else {
-                        return abort(Error::not_found("endpoint"));
-                    };
-                    if let Some(name) = name
-                        && name != &endpoint.name
-                    {
-                        claim_name(&tx, keyspace::endpoint_by_name(name), id, "an endpoint")
-                            .await?;
-                        keyspace::endpoint_by_name(&endpoint.name)
-                            .clear(&tx)
-                            .await?;
-                        endpoint.name = name.clone();
+            .audited(
+                |tx| {
+                    let (name, base_url, proxy_url, spec) = (&name, &base_url, &proxy_url, &spec);
+                    async move {
+                        let key = keyspace::endpoint(id);
+                        let Some(mut endpoint) = key.get(&tx).await? else {
+                            return abort(Error::not_found("endpoint"));
+                        };
+                        if let Some(name) = name
+                            && name != &endpoint.name
+                        {
+                            claim_name(&tx, keyspace::endpoint_by_name(name), id, "an endpoint")
+                                .await?;
+                            keyspace::endpoint_by_name(&endpoint.name)
+                                .clear(&tx)
+                                .await?;
+                            endpoint.name = name.clone();
+                        }
+                        if let Some(url) = base_url {
+                            endpoint.base_url = url.clone();
+                        }
+                        if let Some(flavour) = spec.flavour {
+                            endpoint.flavour = flavour;
+                        }
+                        if let Some(credential) = spec.credential_id {
+                            check_credential_exists(&tx, credential).await?;
+                            endpoint.credential_id = credential;
+                        }
+                        if let Some(proxy) = proxy_url {
+                            endpoint.proxy_url = proxy.clone();
+                        }
+                        if let Some(ms) = connect {
+                            endpoint.connect_timeout_ms = ms;
+                        }
+                        if let Some(ms) = request {
+                            endpoint.request_timeout_ms = ms;
+                        }
+                        if let Some(enabled) = spec.enabled {
+                            endpoint.enabled = enabled;
+                        }
+                        endpoint.updated_at = now;
+                        key.put(&tx, &endpoint).await?;
+                        Ok(endpoint)
                     }
-                    if let Some(url) = base_url {
-                        endpoint.base_url = url.clone();
-                    }
-                    if let Some(flavour) = spec.flavour {
-                        endpoint.flavour = flavour;
-                    }
-                    if let Some(credential) = spec.credential_id {
-                        check_credential_exists(&tx, credential).await?;
-                        endpoint.credential_id = credential;
-                    }
-                    if let Some(proxy) = proxy_url {
-                        endpoint.proxy_url = proxy.clone();
-                    }
-                    if let Some(ms) = connect {
-                        endpoint.connect_timeout_ms = ms;
-                    }
-                    if let Some(ms) = request {
-                        endpoint.request_timeout_ms = ms;
-                    }
-                    if let Some(enabled) = spec.enabled {
-                        endpoint.enabled = enabled;
-                    }
-                    endpoint.updated_at = now;
-                    key.put(&tx, &endpoint).await?;
-                    Ok(endpoint)
-                }
-            })
+                },
+                |endpoint| {
+                    self.event(
+                        actor,
+                        "endpoints.update",
+                        ("endpoint", id),
+                        None,
+                        client,
+                        endpoint_details(endpoint),
+                    )
+                },
+            )
             .await?;
-        self.audit(
-            actor,
-            "endpoints.update",
-            ("endpoint", id),
-            None,
-            client,
-            endpoint_details(&endpoint),
-        )
-        .await;
         Ok(endpoint)
     }
 
     /// Deletes an endpoint no model uses.
     pub async fn delete_endpoint(&self, actor: &User, id: Id, client: &ClientInfo) -> Result<()> {
         require_admin(actor)?;
-        let endpoint = self
-            .store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let Some(endpoint) = keyspace::endpoint(id).get(&tx).await? else {
                     return abort(Error::not_found("endpoint"));
                 };
@@ -247,17 +250,19 @@ impl CatalogService {
                     .await?;
                 keyspace::endpoint(id).clear(&tx).await?;
                 Ok(endpoint)
-            })
-            .await?;
-        self.audit(
-            actor,
-            "endpoints.delete",
-            ("endpoint", id),
-            None,
-            client,
-            serde_json::json!({"name": endpoint.name}),
+            },
+            |endpoint| {
+                self.event(
+                    actor,
+                    "endpoints.delete",
+                    ("endpoint", id),
+                    None,
+                    client,
+                    serde_json::json!({"name": endpoint.name}),
+                )
+            },
         )
-        .await;
+        .await?;
         self.health.forget(id);
         Ok(())
     }

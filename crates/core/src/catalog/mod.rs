@@ -292,6 +292,17 @@ impl CatalogService {
         self.audit.record(event).await;
     }
 
+    /// Runs the change `f` and stages the audit event `describe` makes of its
+    /// outcome in the same transaction.
+    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
+    where
+        F: Fn(gatehouse_storage::Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+        D: Fn(&T) -> crate::audit::AuditEvent,
+    {
+        self.audit.run_audited(&self.store, f, describe).await
+    }
+
     /// The audit event of `action`, to stage in the change's transaction.
     fn event(
         &self,

@@ -40,8 +40,8 @@ impl CatalogService {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let model = &model;
                 async move {
                     if keyspace::endpoint(model.endpoint_id)
@@ -67,17 +67,19 @@ impl CatalogService {
                     .await?;
                     keyspace::model(model.id).put(&tx, model).await
                 }
-            })
-            .await?;
-        self.audit(
-            actor,
-            "models.create",
-            ("model", model.id),
-            None,
-            client,
-            model_details(&model),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    "models.create",
+                    ("model", model.id),
+                    None,
+                    client,
+                    model_details(&model),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(model)
     }
 
@@ -139,75 +141,78 @@ impl CatalogService {
             .transpose()?;
         let now = self.env.clock.now();
         let model = self
-            .store
-            .run(|tx| {
-                let (name, upstream, spec) = (&name, &upstream, &spec);
-                async move {
-                    let key = keyspace::model(id);
-                    let Some(mut model) = key.get(&tx).await? else {
-                        return abort(Error::not_found("model"));
-                    };
-                    if let Some(name) = name
-                        && name != &model.name
-                    {
-                        if keyspace::alias_global(name).get(&tx).await?.is_some() {
-                            return abort(Error::conflict("a global alias has this name"));
+            .audited(
+                |tx| {
+                    let (name, upstream, spec) = (&name, &upstream, &spec);
+                    async move {
+                        let key = keyspace::model(id);
+                        let Some(mut model) = key.get(&tx).await? else {
+                            return abort(Error::not_found("model"));
+                        };
+                        if let Some(name) = name
+                            && name != &model.name
+                        {
+                            if keyspace::alias_global(name).get(&tx).await?.is_some() {
+                                return abort(Error::conflict("a global alias has this name"));
+                            }
+                            claim_name(&tx, keyspace::model_by_name(name), id, "a model").await?;
+                            keyspace::model_by_name(&model.name).clear(&tx).await?;
+                            model.name = name.clone();
                         }
-                        claim_name(&tx, keyspace::model_by_name(name), id, "a model").await?;
-                        keyspace::model_by_name(&model.name).clear(&tx).await?;
-                        model.name = name.clone();
-                    }
-                    if let Some(endpoint) = spec.endpoint_id {
-                        if keyspace::endpoint(endpoint).get(&tx).await?.is_none() {
-                            return abort(Error::invalid_input("no endpoint has this endpoint_id"));
+                        if let Some(endpoint) = spec.endpoint_id {
+                            if keyspace::endpoint(endpoint).get(&tx).await?.is_none() {
+                                return abort(Error::invalid_input(
+                                    "no endpoint has this endpoint_id",
+                                ));
+                            }
+                            model.endpoint_id = endpoint;
                         }
-                        model.endpoint_id = endpoint;
+                        if let Some(upstream) = upstream {
+                            model.upstream_name = upstream.clone();
+                        }
+                        if let Some(provider) = &spec.provider {
+                            model.provider = provider.trim().to_string();
+                        }
+                        if let Some(context) = spec.context_length {
+                            model.context_length = context;
+                        }
+                        if let Some(cost) = input {
+                            model.input_cost_per_token = cost;
+                        }
+                        if let Some(cost) = output {
+                            model.output_cost_per_token = cost;
+                        }
+                        if let Some(enabled) = spec.enabled {
+                            model.enabled = enabled;
+                        }
+                        if let Some(restricted) = spec.restricted {
+                            model.restricted = restricted;
+                        }
+                        model.updated_at = now;
+                        key.put(&tx, &model).await?;
+                        Ok(model)
                     }
-                    if let Some(upstream) = upstream {
-                        model.upstream_name = upstream.clone();
-                    }
-                    if let Some(provider) = &spec.provider {
-                        model.provider = provider.trim().to_string();
-                    }
-                    if let Some(context) = spec.context_length {
-                        model.context_length = context;
-                    }
-                    if let Some(cost) = input {
-                        model.input_cost_per_token = cost;
-                    }
-                    if let Some(cost) = output {
-                        model.output_cost_per_token = cost;
-                    }
-                    if let Some(enabled) = spec.enabled {
-                        model.enabled = enabled;
-                    }
-                    if let Some(restricted) = spec.restricted {
-                        model.restricted = restricted;
-                    }
-                    model.updated_at = now;
-                    key.put(&tx, &model).await?;
-                    Ok(model)
-                }
-            })
+                },
+                |model| {
+                    self.event(
+                        actor,
+                        "models.update",
+                        ("model", id),
+                        None,
+                        client,
+                        model_details(model),
+                    )
+                },
+            )
             .await?;
-        self.audit(
-            actor,
-            "models.update",
-            ("model", id),
-            None,
-            client,
-            model_details(&model),
-        )
-        .await;
         Ok(model)
     }
 
     /// Deletes a model with its aliases and subscriptions.
     pub async fn delete_model(&self, actor: &User, id: Id, client: &ClientInfo) -> Result<()> {
         require_admin(actor)?;
-        let model = self
-            .store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let Some(model) = keyspace::model(id).get(&tx).await? else {
                     return abort(Error::not_found("model"));
                 };
@@ -224,17 +229,19 @@ impl CatalogService {
                 keyspace::model_by_name(&model.name).clear(&tx).await?;
                 keyspace::model(id).clear(&tx).await?;
                 Ok(model)
-            })
-            .await?;
-        self.audit(
-            actor,
-            "models.delete",
-            ("model", id),
-            None,
-            client,
-            serde_json::json!({"name": model.name}),
+            },
+            |model| {
+                self.event(
+                    actor,
+                    "models.delete",
+                    ("model", id),
+                    None,
+                    client,
+                    serde_json::json!({"name": model.name}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 }

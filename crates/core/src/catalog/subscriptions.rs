@@ -16,53 +16,55 @@ impl CatalogService {
         let now = self.env.clock.now();
         let id = self.env.ids.next_id();
         let sub = self
-            .store
-            .run(|tx| async move {
-                let Some(model) = keyspace::model(model_id).get(&tx).await? else {
-                    return abort(Error::invalid_input("no model has this model_id"));
-                };
-                if !model.enabled {
-                    return abort(Error::invalid_input("no model has this model_id"));
-                }
-                let index = keyspace::subscription_by_user(actor.id, model_id);
-                if let Some(existing) = index.get(&tx).await? {
-                    let status = keyspace::subscription(existing.id)
-                        .get(&tx)
-                        .await?
-                        .map(|s| s.status);
-                    return abort(Error::conflict(format!(
-                        "you already have a subscription to this model ({})",
-                        status.map_or("unknown".into(), |s| format!("{s:?}").to_lowercase())
-                    )));
-                }
-                let sub = Subscription {
-                    id,
-                    user_id: actor.id,
-                    model_id,
-                    status: if model.restricted {
-                        SubscriptionStatus::Pending
-                    } else {
-                        SubscriptionStatus::Active
-                    },
-                    requested_at: now,
-                    decided_by: None,
-                    decided_at: None,
-                    reason: None,
-                };
-                index.put(&tx, &IdRef { id }).await?;
-                keyspace::subscription(id).put(&tx, &sub).await?;
-                Ok(sub)
-            })
+            .audited(
+                |tx| async move {
+                    let Some(model) = keyspace::model(model_id).get(&tx).await? else {
+                        return abort(Error::invalid_input("no model has this model_id"));
+                    };
+                    if !model.enabled {
+                        return abort(Error::invalid_input("no model has this model_id"));
+                    }
+                    let index = keyspace::subscription_by_user(actor.id, model_id);
+                    if let Some(existing) = index.get(&tx).await? {
+                        let status = keyspace::subscription(existing.id)
+                            .get(&tx)
+                            .await?
+                            .map(|s| s.status);
+                        return abort(Error::conflict(format!(
+                            "you already have a subscription to this model ({})",
+                            status.map_or("unknown".into(), |s| format!("{s:?}").to_lowercase())
+                        )));
+                    }
+                    let sub = Subscription {
+                        id,
+                        user_id: actor.id,
+                        model_id,
+                        status: if model.restricted {
+                            SubscriptionStatus::Pending
+                        } else {
+                            SubscriptionStatus::Active
+                        },
+                        requested_at: now,
+                        decided_by: None,
+                        decided_at: None,
+                        reason: None,
+                    };
+                    index.put(&tx, &IdRef { id }).await?;
+                    keyspace::subscription(id).put(&tx, &sub).await?;
+                    Ok(sub)
+                },
+                |sub| {
+                    self.event(
+                        actor,
+                        "subscriptions.create",
+                        ("subscription", id),
+                        None,
+                        client,
+                        serde_json::json!({"model_id": model_id, "status": sub.status}),
+                    )
+                },
+            )
             .await?;
-        self.audit(
-            actor,
-            "subscriptions.create",
-            ("subscription", id),
-            None,
-            client,
-            serde_json::json!({"model_id": model_id, "status": sub.status}),
-        )
-        .await;
         Ok(sub)
     }
 
@@ -102,42 +104,42 @@ impl CatalogService {
         require_admin(actor)?;
         let reason = reason.map(|r| r.trim().chars().take(500).collect::<String>());
         let now = self.env.clock.now();
-        let sub = self
-            .store
-            .run(|tx| {
-                let reason = &reason;
-                async move {
-                    let key = keyspace::subscription(id);
-                    let Some(mut sub) = key.get(&tx).await? else {
-                        return abort(Error::not_found("subscription"));
-                    };
-                    sub.status = match decision {
-                        Decision::Approve => SubscriptionStatus::Active,
-                        Decision::Deny => SubscriptionStatus::Denied,
-                        Decision::Suspend => SubscriptionStatus::Suspended,
-                    };
-                    sub.decided_by = Some(actor.id);
-                    sub.decided_at = Some(now);
-                    sub.reason = reason.clone();
-                    key.put(&tx, &sub).await?;
-                    Ok(sub)
-                }
-            })
-            .await?;
         let action = match decision {
             Decision::Approve => "subscriptions.approve",
             Decision::Deny => "subscriptions.deny",
             Decision::Suspend => "subscriptions.suspend",
         };
-        self.audit(
-            actor,
-            action,
-            ("subscription", id),
-            None,
-            client,
-            serde_json::json!({"user_id": sub.user_id, "model_id": sub.model_id, "reason": sub.reason}),
-        )
-        .await;
+        let sub = self
+            .audited(
+                |tx| {
+                    let reason = &reason;
+                    async move {
+                        let key = keyspace::subscription(id);
+                        let Some(mut sub) = key.get(&tx).await? else {
+                            return abort(Error::not_found("subscription"));
+                        };
+                        sub.status = match decision {
+                            Decision::Approve => SubscriptionStatus::Active,
+                            Decision::Deny => SubscriptionStatus::Denied,
+                            Decision::Suspend => SubscriptionStatus::Suspended,
+                        };
+                        sub.decided_by = Some(actor.id);
+                        sub.decided_at = Some(now);
+                        sub.reason = reason.clone();
+                        key.put(&tx, &sub).await?;
+                        Ok(sub)
+                    }
+                },
+                |sub| {
+                    let details = serde_json::json!({
+                        "user_id": sub.user_id,
+                        "model_id": sub.model_id,
+                        "reason": sub.reason,
+                    });
+                    self.event(actor, action, ("subscription", id), None, client, details)
+                },
+            )
+            .await?;
         Ok(sub)
     }
 
@@ -148,9 +150,8 @@ impl CatalogService {
         id: Id,
         client: &ClientInfo,
     ) -> Result<()> {
-        let sub = self
-            .store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let Some(sub) = keyspace::subscription(id).get(&tx).await? else {
                     return abort(Error::not_found("subscription"));
                 };
@@ -164,17 +165,19 @@ impl CatalogService {
                 }
                 clear_subscription(&tx, &sub).await?;
                 Ok(sub)
-            })
-            .await?;
-        self.audit(
-            actor,
-            "subscriptions.delete",
-            ("subscription", id),
-            None,
-            client,
-            serde_json::json!({"user_id": sub.user_id, "model_id": sub.model_id}),
+            },
+            |sub| {
+                self.event(
+                    actor,
+                    "subscriptions.delete",
+                    ("subscription", id),
+                    None,
+                    client,
+                    serde_json::json!({"user_id": sub.user_id, "model_id": sub.model_id}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 }

@@ -30,8 +30,9 @@ impl TenancyService {
             expires_at: now + chrono::Duration::days(INVITATION_TTL_DAYS),
         };
         let env = &self.env;
-        self.store
-            .run(|tx| {
+        self
+            .audited(
+                |tx| {
                 let (invitation, email, token) = (&invitation, &email, &token);
                 async move {
                     let access = load_access(&tx, actor, org_id).await?;
@@ -94,20 +95,19 @@ impl TenancyService {
                     )
                     .await
                 }
-            })
-            .await?;
-        let details = serde_json::json!({"email": invitation.email, "role": role.as_str()});
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.invitations.create",
-                org: Some(org_id),
-                target: Some(("invitation", invitation.id)),
-                details,
+            },
+            |_| {
+                let details = serde_json::json!({"email": invitation.email, "role": role.as_str()});
+                let event = Event {
+                    action: "orgs.invitations.create",
+                    org: Some(org_id),
+                    target: Some(("invitation", invitation.id)),
+                    details,
+                };
+                self.event(actor, client, event)
             },
         )
-        .await;
+            .await?;
         Ok(SentInvitation { invitation, token })
     }
 
@@ -139,8 +139,8 @@ impl TenancyService {
         client: &ClientInfo,
     ) -> Result<()> {
         let now = self.env.clock.now();
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 access.require(OrgAction::Invite)?;
                 let key = keyspace::invitation(org_id, id);
@@ -155,19 +155,21 @@ impl TenancyService {
                     .clear(&tx)
                     .await?;
                 key.put(&tx, &invitation).await
-            })
-            .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.invitations.revoke",
-                org: Some(org_id),
-                target: Some(("invitation", id)),
-                details: serde_json::json!({}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "orgs.invitations.revoke",
+                        org: Some(org_id),
+                        target: Some(("invitation", id)),
+                        details: serde_json::json!({}),
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -205,62 +207,64 @@ impl TenancyService {
     ) -> Result<Membership> {
         require_user_role(actor)?;
         let now = self.env.clock.now();
-        let (invitation, membership) = self
-            .store
-            .run(|tx| async move {
-                let mut invitation = Self::pending_invitation(&tx, token, now).await?;
-                let address = invitation.email.to_lowercase();
-                let own = actor.email.to_lowercase() == address
-                    || keyspace::user_email(actor.id, &address)
+        let (_, membership) = self
+            .audited(
+                |tx| async move {
+                    let mut invitation = Self::pending_invitation(&tx, token, now).await?;
+                    let address = invitation.email.to_lowercase();
+                    let own = actor.email.to_lowercase() == address
+                        || keyspace::user_email(actor.id, &address)
+                            .get(&tx)
+                            .await?
+                            .is_some();
+                    if !own {
+                        return abort(Error::permission_denied(
+                            "this invitation is for another email address; add and verify it first",
+                        ));
+                    }
+                    let org = keyspace::org(invitation.org_id).get(&tx).await?;
+                    if org.is_none_or(|o| o.status == OrgStatus::Suspended) {
+                        return abort(Error::permission_denied(
+                            "this organization is not taking new members",
+                        ));
+                    }
+                    if keyspace::org_member(invitation.org_id, actor.id)
                         .get(&tx)
                         .await?
-                        .is_some();
-                if !own {
-                    return abort(Error::permission_denied(
-                        "this invitation is for another email address; add and verify it first",
-                    ));
-                }
-                let org = keyspace::org(invitation.org_id).get(&tx).await?;
-                if org.is_none_or(|o| o.status == OrgStatus::Suspended) {
-                    return abort(Error::permission_denied(
-                        "this organization is not taking new members",
-                    ));
-                }
-                if keyspace::org_member(invitation.org_id, actor.id)
-                    .get(&tx)
-                    .await?
-                    .is_some()
-                {
-                    return abort(Error::conflict("you are already a member"));
-                }
-                let membership = Membership {
-                    org_id: invitation.org_id,
-                    user_id: actor.id,
-                    role: invitation.role,
-                    joined_at: now,
-                };
-                put_membership(&tx, &membership).await?;
-                invitation.status = InvitationStatus::Accepted;
-                keyspace::invitation_by_token(&invitation.token_hash)
-                    .clear(&tx)
-                    .await?;
-                keyspace::invitation(invitation.org_id, invitation.id)
-                    .put(&tx, &invitation)
-                    .await?;
-                Ok((invitation, membership))
-            })
+                        .is_some()
+                    {
+                        return abort(Error::conflict("you are already a member"));
+                    }
+                    let membership = Membership {
+                        org_id: invitation.org_id,
+                        user_id: actor.id,
+                        role: invitation.role,
+                        joined_at: now,
+                    };
+                    put_membership(&tx, &membership).await?;
+                    invitation.status = InvitationStatus::Accepted;
+                    keyspace::invitation_by_token(&invitation.token_hash)
+                        .clear(&tx)
+                        .await?;
+                    keyspace::invitation(invitation.org_id, invitation.id)
+                        .put(&tx, &invitation)
+                        .await?;
+                    Ok((invitation, membership))
+                },
+                |(invitation, _)| {
+                    self.event(
+                        actor,
+                        client,
+                        Event {
+                            action: "orgs.invitations.accept",
+                            org: Some(invitation.org_id),
+                            target: Some(("invitation", invitation.id)),
+                            details: serde_json::json!({"role": invitation.role.as_str()}),
+                        },
+                    )
+                },
+            )
             .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.invitations.accept",
-                org: Some(invitation.org_id),
-                target: Some(("invitation", invitation.id)),
-                details: serde_json::json!({"role": invitation.role.as_str()}),
-            },
-        )
-        .await;
         Ok(membership)
     }
 

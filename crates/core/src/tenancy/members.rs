@@ -34,47 +34,49 @@ impl TenancyService {
         role: OrgRole,
         client: &ClientInfo,
     ) -> Result<Membership> {
-        let (before, after) = self
-            .store
-            .run(|tx| async move {
-                let access = load_access(&tx, actor, org_id).await?;
-                access.require(OrgAction::ManageMembers)?;
-                let key = keyspace::org_member(org_id, user_id);
-                let Some(mut member) = key.get(&tx).await? else {
-                    return abort(Error::not_found("member"));
-                };
-                let before = member.role;
-                let touches_owner = before == OrgRole::Owner || role == OrgRole::Owner;
-                if touches_owner && !access.is_owner() && !access.platform_admin {
-                    return abort(Error::permission_denied(
-                        "only an owner makes or unmakes owners",
-                    ));
-                }
-                if before == OrgRole::Owner
-                    && role != OrgRole::Owner
-                    && owner_count(&tx, org_id).await? == 1
-                {
-                    return abort(Error::conflict(
-                        "the last owner cannot be demoted; transfer ownership first",
-                    ));
-                }
-                member.role = role;
-                key.put(&tx, &member).await?;
-                Ok((before, member))
-            })
+        let (_, after) = self
+            .audited(
+                |tx| async move {
+                    let access = load_access(&tx, actor, org_id).await?;
+                    access.require(OrgAction::ManageMembers)?;
+                    let key = keyspace::org_member(org_id, user_id);
+                    let Some(mut member) = key.get(&tx).await? else {
+                        return abort(Error::not_found("member"));
+                    };
+                    let before = member.role;
+                    let touches_owner = before == OrgRole::Owner || role == OrgRole::Owner;
+                    if touches_owner && !access.is_owner() && !access.platform_admin {
+                        return abort(Error::permission_denied(
+                            "only an owner makes or unmakes owners",
+                        ));
+                    }
+                    if before == OrgRole::Owner
+                        && role != OrgRole::Owner
+                        && owner_count(&tx, org_id).await? == 1
+                    {
+                        return abort(Error::conflict(
+                            "the last owner cannot be demoted; transfer ownership first",
+                        ));
+                    }
+                    member.role = role;
+                    key.put(&tx, &member).await?;
+                    Ok((before, member))
+                },
+                |(before, _)| {
+                    let details = serde_json::json!({"from": before.as_str(), "to": role.as_str()});
+                    self.event(
+                        actor,
+                        client,
+                        Event {
+                            action: "orgs.members.set_role",
+                            org: Some(org_id),
+                            target: Some(("user", user_id)),
+                            details,
+                        },
+                    )
+                },
+            )
             .await?;
-        let details = serde_json::json!({"from": before.as_str(), "to": role.as_str()});
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.members.set_role",
-                org: Some(org_id),
-                target: Some(("user", user_id)),
-                details,
-            },
-        )
-        .await;
         Ok(after)
     }
 
@@ -89,8 +91,8 @@ impl TenancyService {
     ) -> Result<()> {
         let leaving = actor.id == user_id;
         let now = self.env.clock.now();
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 let Some(member) = keyspace::org_member(org_id, user_id).get(&tx).await? else {
                     return abort(Error::not_found("member"));
@@ -110,24 +112,26 @@ impl TenancyService {
                     ));
                 }
                 remove_membership(&tx, org_id, user_id, now).await
-            })
-            .await?;
-        let action = if leaving {
-            "orgs.members.leave"
-        } else {
-            "orgs.members.remove"
-        };
-        self.audit(
-            actor,
-            client,
-            Event {
-                action,
-                org: Some(org_id),
-                target: Some(("user", user_id)),
-                details: serde_json::json!({}),
+            },
+            |_| {
+                let action = if leaving {
+                    "orgs.members.leave"
+                } else {
+                    "orgs.members.remove"
+                };
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action,
+                        org: Some(org_id),
+                        target: Some(("user", user_id)),
+                        details: serde_json::json!({}),
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -139,8 +143,8 @@ impl TenancyService {
         to: Id,
         client: &ClientInfo,
     ) -> Result<()> {
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 if !access.is_owner() {
                     // Members may know the organization; others already got 404.
@@ -164,19 +168,21 @@ impl TenancyService {
                     own.put(&tx, &me).await?;
                 }
                 Ok::<_, TxError<Error>>(())
-            })
-            .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.transfer",
-                org: Some(org_id),
-                target: Some(("user", to)),
-                details: serde_json::json!({"from": actor.id}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "orgs.transfer",
+                        org: Some(org_id),
+                        target: Some(("user", to)),
+                        details: serde_json::json!({"from": actor.id}),
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(())
     }
 }

@@ -301,14 +301,31 @@ impl TenancyService {
         TenancyService { store, env, audit }
     }
 
-    async fn audit(&self, actor: &User, client: &ClientInfo, event: Event<'_>) {
+    /// The audit event of a change, to stage in its transaction.
+    fn event(
+        &self,
+        actor: &User,
+        client: &ClientInfo,
+        event: Event<'_>,
+    ) -> crate::audit::AuditEvent {
         let mut record = NewEvent::by_user(actor, event.action, client)
             .in_org(event.org)
             .with(event.details);
         if let Some((kind, id)) = event.target {
             record = record.on(kind, id);
         }
-        self.audit.record(record).await;
+        self.audit.event(record)
+    }
+
+    /// Runs the change `f` and stages the audit event `describe` makes of its
+    /// outcome in the same transaction: both commit, or neither does.
+    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
+    where
+        F: Fn(gatehouse_storage::Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+        D: Fn(&T) -> crate::audit::AuditEvent,
+    {
+        self.audit.run_audited(&self.store, f, describe).await
     }
 
     // ---- organizations ----

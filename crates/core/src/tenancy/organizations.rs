@@ -24,8 +24,8 @@ impl TenancyService {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let org = &org;
                 async move {
                     claim_slug(&tx, &org.slug, org.id).await?;
@@ -38,20 +38,22 @@ impl TenancyService {
                     };
                     put_membership(&tx, &owner).await
                 }
-            })
-            .await?;
-        let details = serde_json::json!({"name": org.name});
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.create",
-                org: Some(org.id),
-                target: Some(("organization", org.id)),
-                details,
+            },
+            |_| {
+                let details = serde_json::json!({"name": org.name});
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "orgs.create",
+                        org: Some(org.id),
+                        target: Some(("organization", org.id)),
+                        details,
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(org)
     }
 
@@ -133,42 +135,45 @@ impl TenancyService {
             .transpose()?;
         let now = self.env.clock.now();
         let org = self
-            .store
-            .run(|tx| {
-                let named = &named;
-                async move {
-                    let access = load_access(&tx, actor, org_id).await?;
-                    access.require(OrgAction::Update)?;
-                    let mut org = access.org;
-                    if let Some((name, slug)) = named {
-                        if &org.slug != slug {
-                            claim_slug(&tx, slug, org_id).await?;
-                            keyspace::org_by_slug(&org.slug).clear(&tx).await?;
+            .audited(
+                |tx| {
+                    let named = &named;
+                    async move {
+                        let access = load_access(&tx, actor, org_id).await?;
+                        access.require(OrgAction::Update)?;
+                        let mut org = access.org;
+                        if let Some((name, slug)) = named {
+                            if &org.slug != slug {
+                                claim_slug(&tx, slug, org_id).await?;
+                                keyspace::org_by_slug(&org.slug).clear(&tx).await?;
+                            }
+                            org.name = name.clone();
+                            org.slug = slug.clone();
                         }
-                        org.name = name.clone();
-                        org.slug = slug.clone();
+                        if let Some(capture) = change.capture_bodies {
+                            org.capture_bodies = capture;
+                        }
+                        org.updated_at = now;
+                        keyspace::org(org_id).put(&tx, &org).await?;
+                        Ok::<_, TxError<Error>>(org)
                     }
-                    if let Some(capture) = change.capture_bodies {
-                        org.capture_bodies = capture;
-                    }
-                    org.updated_at = now;
-                    keyspace::org(org_id).put(&tx, &org).await?;
-                    Ok::<_, TxError<Error>>(org)
-                }
-            })
+                },
+                |org| {
+                    let details =
+                        serde_json::json!({"name": org.name, "capture_bodies": org.capture_bodies});
+                    self.event(
+                        actor,
+                        client,
+                        Event {
+                            action: "orgs.update",
+                            org: Some(org_id),
+                            target: Some(("organization", org_id)),
+                            details,
+                        },
+                    )
+                },
+            )
             .await?;
-        let details = serde_json::json!({"name": org.name, "capture_bodies": org.capture_bodies});
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.update",
-                org: Some(org_id),
-                target: Some(("organization", org_id)),
-                details,
-            },
-        )
-        .await;
         Ok(org)
     }
 
@@ -176,9 +181,8 @@ impl TenancyService {
     /// (owners, platform admins). A personal organization goes only with its user.
     pub async fn delete_org(&self, actor: &User, org_id: Id, client: &ClientInfo) -> Result<()> {
         let now = self.env.clock.now();
-        let org = self
-            .store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 access.require(OrgAction::Delete)?;
                 if access.org.personal {
@@ -188,20 +192,22 @@ impl TenancyService {
                 }
                 delete_org_records(&tx, org_id, now).await?;
                 Ok(access.org)
-            })
-            .await?;
-        let details = serde_json::json!({"name": org.name});
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "orgs.delete",
-                org: Some(org_id),
-                target: Some(("organization", org_id)),
-                details,
+            },
+            |org| {
+                let details = serde_json::json!({"name": org.name});
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "orgs.delete",
+                        org: Some(org_id),
+                        target: Some(("organization", org_id)),
+                        details,
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -215,32 +221,34 @@ impl TenancyService {
     ) -> Result<Organization> {
         let now = self.env.clock.now();
         let org = self
-            .store
-            .run(|tx| async move {
-                let access = load_access(&tx, actor, org_id).await?;
-                access.require(OrgAction::Suspend)?;
-                let mut org = access.org;
-                org.status = status;
-                org.updated_at = now;
-                keyspace::org(org_id).put(&tx, &org).await?;
-                Ok::<_, TxError<Error>>(org)
-            })
+            .audited(
+                |tx| async move {
+                    let access = load_access(&tx, actor, org_id).await?;
+                    access.require(OrgAction::Suspend)?;
+                    let mut org = access.org;
+                    org.status = status;
+                    org.updated_at = now;
+                    keyspace::org(org_id).put(&tx, &org).await?;
+                    Ok::<_, TxError<Error>>(org)
+                },
+                |_| {
+                    let action = match status {
+                        OrgStatus::Active => "orgs.resume",
+                        OrgStatus::Suspended => "orgs.suspend",
+                    };
+                    self.event(
+                        actor,
+                        client,
+                        Event {
+                            action,
+                            org: Some(org_id),
+                            target: Some(("organization", org_id)),
+                            details: serde_json::json!({}),
+                        },
+                    )
+                },
+            )
             .await?;
-        let action = match status {
-            OrgStatus::Active => "orgs.resume",
-            OrgStatus::Suspended => "orgs.suspend",
-        };
-        self.audit(
-            actor,
-            client,
-            Event {
-                action,
-                org: Some(org_id),
-                target: Some(("organization", org_id)),
-                details: serde_json::json!({}),
-            },
-        )
-        .await;
         Ok(org)
     }
 

@@ -29,8 +29,8 @@ impl TenancyService {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let team = &team;
                 async move {
                     let access = load_access(&tx, actor, org_id).await?;
@@ -47,19 +47,21 @@ impl TenancyService {
                         .await?;
                     keyspace::team(org_id, team.id).put(&tx, team).await
                 }
-            })
-            .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "teams.create",
-                org: Some(org_id),
-                target: Some(("team", team.id)),
-                details: team_details(&team),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "teams.create",
+                        org: Some(org_id),
+                        target: Some(("team", team.id)),
+                        details: team_details(&team),
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(team)
     }
 
@@ -116,58 +118,60 @@ impl TenancyService {
         }
         let now = self.env.clock.now();
         let team = self
-            .store
-            .run(|tx| {
-                let (name, description, allowed_models, permissions, budget) = (
-                    &name,
-                    &description,
-                    &allowed_models,
-                    &spec.permissions,
-                    &spec.budget,
-                );
-                async move {
-                    let access = load_access(&tx, actor, org_id).await?;
-                    access.require(OrgAction::ManageTeams)?;
-                    if permissions.is_some() || allowed_models.is_some() || budget.is_some() {
-                        access.require(OrgAction::SetTeamPolicy)?;
+            .audited(
+                |tx| {
+                    let (name, description, allowed_models, permissions, budget) = (
+                        &name,
+                        &description,
+                        &allowed_models,
+                        &spec.permissions,
+                        &spec.budget,
+                    );
+                    async move {
+                        let access = load_access(&tx, actor, org_id).await?;
+                        access.require(OrgAction::ManageTeams)?;
+                        if permissions.is_some() || allowed_models.is_some() || budget.is_some() {
+                            access.require(OrgAction::SetTeamPolicy)?;
+                        }
+                        let key = keyspace::team(org_id, team_id);
+                        let Some(mut team) = key.get(&tx).await? else {
+                            return abort(Error::not_found("team"));
+                        };
+                        if let Some(name) = name {
+                            ensure_unique_team_name(&tx, org_id, name, Some(team_id)).await?;
+                            team.name = name.clone();
+                        }
+                        if let Some(description) = description {
+                            team.description = description.clone();
+                        }
+                        if let Some(permissions) = permissions {
+                            team.permissions = permissions.clone();
+                        }
+                        if let Some(models) = allowed_models {
+                            team.allowed_models = models.clone();
+                        }
+                        if let Some(budget) = budget {
+                            team.budget = *budget;
+                        }
+                        team.updated_at = now;
+                        key.put(&tx, &team).await?;
+                        Ok(team)
                     }
-                    let key = keyspace::team(org_id, team_id);
-                    let Some(mut team) = key.get(&tx).await? else {
-                        return abort(Error::not_found("team"));
-                    };
-                    if let Some(name) = name {
-                        ensure_unique_team_name(&tx, org_id, name, Some(team_id)).await?;
-                        team.name = name.clone();
-                    }
-                    if let Some(description) = description {
-                        team.description = description.clone();
-                    }
-                    if let Some(permissions) = permissions {
-                        team.permissions = permissions.clone();
-                    }
-                    if let Some(models) = allowed_models {
-                        team.allowed_models = models.clone();
-                    }
-                    if let Some(budget) = budget {
-                        team.budget = *budget;
-                    }
-                    team.updated_at = now;
-                    key.put(&tx, &team).await?;
-                    Ok(team)
-                }
-            })
+                },
+                |team| {
+                    self.event(
+                        actor,
+                        client,
+                        Event {
+                            action: "teams.update",
+                            org: Some(org_id),
+                            target: Some(("team", team_id)),
+                            details: team_details(team),
+                        },
+                    )
+                },
+            )
             .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "teams.update",
-                org: Some(org_id),
-                target: Some(("team", team_id)),
-                details: team_details(&team),
-            },
-        )
-        .await;
         Ok(team)
     }
 
@@ -179,9 +183,8 @@ impl TenancyService {
         client: &ClientInfo,
     ) -> Result<()> {
         let now = self.env.clock.now();
-        let team = self
-            .store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 access.require(OrgAction::ManageTeams)?;
                 let Some(team) = keyspace::team(org_id, team_id).get(&tx).await? else {
@@ -189,19 +192,21 @@ impl TenancyService {
                 };
                 delete_team_records(&tx, &team, now).await?;
                 Ok(team)
-            })
-            .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "teams.delete",
-                org: Some(org_id),
-                target: Some(("team", team_id)),
-                details: serde_json::json!({"name": team.name}),
+            },
+            |team| {
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "teams.delete",
+                        org: Some(org_id),
+                        target: Some(("team", team_id)),
+                        details: serde_json::json!({"name": team.name}),
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -237,57 +242,59 @@ impl TenancyService {
     ) -> Result<TeamMember> {
         let now = self.env.clock.now();
         let member = self
-            .store
-            .run(|tx| async move {
-                let access = load_access(&tx, actor, org_id).await?;
-                if keyspace::team(org_id, team_id).get(&tx).await?.is_none() {
-                    return abort(Error::not_found("team"));
-                }
-                let key = keyspace::team_member(team_id, user_id);
-                let existing = key.get(&tx).await?;
-                let manages_team =
-                    is_team_manager(&tx, team_id, actor.id).await? && access.role.is_some();
-                if role == TeamRole::Manager
-                    || existing
-                        .as_ref()
-                        .is_some_and(|m| m.role == TeamRole::Manager)
-                {
-                    access.require(OrgAction::SetTeamPolicy)?;
-                } else if !(manages_team && access.org.status == OrgStatus::Active) {
-                    access.require(OrgAction::ManageTeams)?;
-                }
-                if keyspace::org_member(org_id, user_id)
-                    .get(&tx)
-                    .await?
-                    .is_none()
-                {
-                    return abort(Error::not_found("member"));
-                }
-                let member = TeamMember {
-                    team_id,
-                    org_id,
-                    user_id,
-                    role,
-                    added_at: existing.map_or(now, |m| m.added_at),
-                };
-                key.put(&tx, &member).await?;
-                keyspace::user_team(user_id, team_id)
-                    .put(&tx, &UserTeamRef { org_id, team_id })
-                    .await?;
-                Ok(member)
-            })
+            .audited(
+                |tx| async move {
+                    let access = load_access(&tx, actor, org_id).await?;
+                    if keyspace::team(org_id, team_id).get(&tx).await?.is_none() {
+                        return abort(Error::not_found("team"));
+                    }
+                    let key = keyspace::team_member(team_id, user_id);
+                    let existing = key.get(&tx).await?;
+                    let manages_team =
+                        is_team_manager(&tx, team_id, actor.id).await? && access.role.is_some();
+                    if role == TeamRole::Manager
+                        || existing
+                            .as_ref()
+                            .is_some_and(|m| m.role == TeamRole::Manager)
+                    {
+                        access.require(OrgAction::SetTeamPolicy)?;
+                    } else if !(manages_team && access.org.status == OrgStatus::Active) {
+                        access.require(OrgAction::ManageTeams)?;
+                    }
+                    if keyspace::org_member(org_id, user_id)
+                        .get(&tx)
+                        .await?
+                        .is_none()
+                    {
+                        return abort(Error::not_found("member"));
+                    }
+                    let member = TeamMember {
+                        team_id,
+                        org_id,
+                        user_id,
+                        role,
+                        added_at: existing.map_or(now, |m| m.added_at),
+                    };
+                    key.put(&tx, &member).await?;
+                    keyspace::user_team(user_id, team_id)
+                        .put(&tx, &UserTeamRef { org_id, team_id })
+                        .await?;
+                    Ok(member)
+                },
+                |member| {
+                    self.event(
+                        actor,
+                        client,
+                        Event {
+                            action: "teams.members.put",
+                            org: Some(org_id),
+                            target: Some(("user", user_id)),
+                            details: serde_json::json!({"team_id": team_id, "role": member.role}),
+                        },
+                    )
+                },
+            )
             .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "teams.members.put",
-                org: Some(org_id),
-                target: Some(("user", user_id)),
-                details: serde_json::json!({"team_id": team_id, "role": member.role}),
-            },
-        )
-        .await;
         Ok(member)
     }
 
@@ -301,8 +308,8 @@ impl TenancyService {
         user_id: Id,
         client: &ClientInfo,
     ) -> Result<()> {
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 let key = keyspace::team_member(team_id, user_id);
                 let Some(existing) = key.get(&tx).await? else {
@@ -319,19 +326,21 @@ impl TenancyService {
                 }
                 key.clear(&tx).await?;
                 keyspace::user_team(user_id, team_id).clear(&tx).await
-            })
-            .await?;
-        self.audit(
-            actor,
-            client,
-            Event {
-                action: "teams.members.remove",
-                org: Some(org_id),
-                target: Some(("user", user_id)),
-                details: serde_json::json!({"team_id": team_id}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    Event {
+                        action: "teams.members.remove",
+                        org: Some(org_id),
+                        target: Some(("user", user_id)),
+                        details: serde_json::json!({"team_id": team_id}),
+                    },
+                )
             },
         )
-        .await;
+        .await?;
         Ok(())
     }
 }

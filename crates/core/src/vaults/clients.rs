@@ -21,8 +21,8 @@ impl VaultService {
             description,
             created_at: self.env.clock.now(),
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let service = &service;
                 async move {
                     load_access(&tx, actor, org_id)
@@ -35,17 +35,19 @@ impl VaultService {
                         .put(&tx, service)
                         .await
                 }
-            })
-            .await?;
-        self.record(
-            actor,
-            client,
-            "clients.create",
-            org_id,
-            ("client", service.id.to_string()),
-            json!({"name": service.name}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    "clients.create",
+                    org_id,
+                    ("client", service.id.to_string()),
+                    json!({"name": service.name}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(service)
     }
 
@@ -78,8 +80,8 @@ impl VaultService {
         id: Id,
         client: &ClientInfo,
     ) -> Result<()> {
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 load_access(&tx, actor, org_id)
                     .await?
                     .require(OrgAction::ManageKeys)?;
@@ -87,17 +89,19 @@ impl VaultService {
                 let now = self.env.clock.now();
                 forget_subject(&tx, org_id, SubjectKind::Client, id, now).await?;
                 clear_client(&tx, org_id, id).await
-            })
-            .await?;
-        self.record(
-            actor,
-            client,
-            "clients.delete",
-            org_id,
-            ("client", id.to_string()),
-            json!({}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    "clients.delete",
+                    org_id,
+                    ("client", id.to_string()),
+                    json!({}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -150,8 +154,8 @@ impl VaultService {
             created_at: self.env.clock.now(),
             revoked_at: None,
         };
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let cert = &cert;
                 async move {
                     load_access(&tx, actor, org_id)
@@ -165,17 +169,25 @@ impl VaultService {
                         .put(&tx, cert)
                         .await
                 }
-            })
-            .await?;
-        self.record(
-            actor,
-            client,
-            "clients.add_certificate",
-            org_id,
-            ("client", client_id.to_string()),
-            json!({"kid": kid, "generated": private_pem.is_some(), "kept": cert.private_key.is_some()}),
+            },
+            |_| {
+                let details = json!({
+                    "kid": kid,
+                    "generated": private_pem.is_some(),
+                    "kept": cert.private_key.is_some(),
+                });
+                let target = ("client", client_id.to_string());
+                self.event(
+                    actor,
+                    client,
+                    "clients.add_certificate",
+                    org_id,
+                    target,
+                    details,
+                )
+            },
         )
-        .await;
+        .await?;
         Ok((cert, private_pem))
     }
 
@@ -206,34 +218,36 @@ impl VaultService {
     ) -> Result<Certificate> {
         let now = self.env.clock.now();
         let cert = self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id)
-                    .await?
-                    .require(OrgAction::ManageKeys)?;
-                get_client(&tx, org_id, client_id).await?;
-                let key = keyspace::certificate(client_id, kid);
-                let Some(mut cert) = key.get(&tx).await? else {
-                    return abort(Error::not_found("certificate"));
-                };
-                if cert.revoked_at.is_none() {
-                    cert.revoked_at = Some(now);
-                    // The private key, if kept, is of no further use.
-                    cert.private_key = None;
-                    key.put(&tx, &cert).await?;
-                }
-                Ok(cert)
-            })
+            .audited(
+                |tx| async move {
+                    load_access(&tx, actor, org_id)
+                        .await?
+                        .require(OrgAction::ManageKeys)?;
+                    get_client(&tx, org_id, client_id).await?;
+                    let key = keyspace::certificate(client_id, kid);
+                    let Some(mut cert) = key.get(&tx).await? else {
+                        return abort(Error::not_found("certificate"));
+                    };
+                    if cert.revoked_at.is_none() {
+                        cert.revoked_at = Some(now);
+                        // The private key, if kept, is of no further use.
+                        cert.private_key = None;
+                        key.put(&tx, &cert).await?;
+                    }
+                    Ok(cert)
+                },
+                |_| {
+                    self.event(
+                        actor,
+                        client,
+                        "clients.revoke_certificate",
+                        org_id,
+                        ("client", client_id.to_string()),
+                        json!({"kid": kid}),
+                    )
+                },
+            )
             .await?;
-        self.record(
-            actor,
-            client,
-            "clients.revoke_certificate",
-            org_id,
-            ("client", client_id.to_string()),
-            json!({"kid": kid}),
-        )
-        .await;
         Ok(cert)
     }
 

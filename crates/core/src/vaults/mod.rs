@@ -267,7 +267,8 @@ impl VaultService {
         }
     }
 
-    async fn record(
+    /// The audit event of a change, to stage in its transaction.
+    fn event(
         &self,
         actor: &User,
         client: &ClientInfo,
@@ -275,12 +276,24 @@ impl VaultService {
         org: Id,
         target: (&str, String),
         details: serde_json::Value,
-    ) {
-        let event = NewEvent::by_user(actor, action, client)
-            .on(target.0, target.1)
-            .in_org(Some(org))
-            .with(details);
-        self.audit.record(event).await;
+    ) -> crate::audit::AuditEvent {
+        self.audit.event(
+            NewEvent::by_user(actor, action, client)
+                .on(target.0, target.1)
+                .in_org(Some(org))
+                .with(details),
+        )
+    }
+
+    /// Runs the change `f` and stages the audit event `describe` makes of its
+    /// outcome in the same transaction: both commit, or neither does.
+    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+        D: Fn(&T) -> crate::audit::AuditEvent,
+    {
+        self.audit.run_audited(&self.store, f, describe).await
     }
 
     /// Queues a sync of the vault (in the changing transaction) and returns
@@ -328,32 +341,34 @@ impl VaultService {
             updated_at: now,
         };
         let vault = self
-            .store
-            .run(|tx| {
-                let mut vault = draft.clone();
-                async move {
-                    load_access(&tx, actor, org_id)
-                        .await?
-                        .require(OrgAction::ManageVaults)?;
-                    ensure_unique_vault_name(&tx, org_id, &vault.name, None).await?;
-                    keyspace::vault_by_id(vault.id)
-                        .put(&tx, &VaultRef { org_id })
-                        .await?;
-                    vault.sync = self.mark_changed(&tx, org_id, vault.id).await?;
-                    keyspace::vault(org_id, vault.id).put(&tx, &vault).await?;
-                    Ok(vault)
-                }
-            })
+            .audited(
+                |tx| {
+                    let mut vault = draft.clone();
+                    async move {
+                        load_access(&tx, actor, org_id)
+                            .await?
+                            .require(OrgAction::ManageVaults)?;
+                        ensure_unique_vault_name(&tx, org_id, &vault.name, None).await?;
+                        keyspace::vault_by_id(vault.id)
+                            .put(&tx, &VaultRef { org_id })
+                            .await?;
+                        vault.sync = self.mark_changed(&tx, org_id, vault.id).await?;
+                        keyspace::vault(org_id, vault.id).put(&tx, &vault).await?;
+                        Ok(vault)
+                    }
+                },
+                |vault| {
+                    self.event(
+                        actor,
+                        client,
+                        "vaults.create",
+                        org_id,
+                        ("vault", vault.id.to_string()),
+                        json!({"name": vault.name}),
+                    )
+                },
+            )
             .await?;
-        self.record(
-            actor,
-            client,
-            "vaults.create",
-            org_id,
-            ("vault", vault.id.to_string()),
-            json!({"name": vault.name}),
-        )
-        .await;
         Ok(vault)
     }
 
@@ -397,37 +412,39 @@ impl VaultService {
             .transpose()?;
         let now = self.env.clock.now();
         let vault = self
-            .store
-            .run(|tx| {
-                let (name, description) = (name.clone(), description.clone());
-                async move {
-                    load_access(&tx, actor, org_id)
-                        .await?
-                        .require(OrgAction::ManageVaults)?;
-                    let mut vault = get_vault(&tx, org_id, id).await?;
-                    if let Some(name) = name {
-                        ensure_unique_vault_name(&tx, org_id, &name, Some(id)).await?;
-                        vault.name = name;
+            .audited(
+                |tx| {
+                    let (name, description) = (name.clone(), description.clone());
+                    async move {
+                        load_access(&tx, actor, org_id)
+                            .await?
+                            .require(OrgAction::ManageVaults)?;
+                        let mut vault = get_vault(&tx, org_id, id).await?;
+                        if let Some(name) = name {
+                            ensure_unique_vault_name(&tx, org_id, &name, Some(id)).await?;
+                            vault.name = name;
+                        }
+                        if let Some(description) = description {
+                            vault.description = description;
+                        }
+                        vault.updated_at = now;
+                        vault.sync = self.mark_changed(&tx, org_id, id).await?;
+                        keyspace::vault(org_id, id).put(&tx, &vault).await?;
+                        Ok(vault)
                     }
-                    if let Some(description) = description {
-                        vault.description = description;
-                    }
-                    vault.updated_at = now;
-                    vault.sync = self.mark_changed(&tx, org_id, id).await?;
-                    keyspace::vault(org_id, id).put(&tx, &vault).await?;
-                    Ok(vault)
-                }
-            })
+                },
+                |vault| {
+                    self.event(
+                        actor,
+                        client,
+                        "vaults.update",
+                        org_id,
+                        ("vault", id.to_string()),
+                        json!({"name": vault.name}),
+                    )
+                },
+            )
             .await?;
-        self.record(
-            actor,
-            client,
-            "vaults.update",
-            org_id,
-            ("vault", id.to_string()),
-            json!({"name": vault.name}),
-        )
-        .await;
         Ok(vault)
     }
 
@@ -440,8 +457,8 @@ impl VaultService {
         id: Id,
         client: &ClientInfo,
     ) -> Result<()> {
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 load_access(&tx, actor, org_id)
                     .await?
                     .require(OrgAction::ManageVaults)?;
@@ -449,17 +466,19 @@ impl VaultService {
                 clear_vault(&tx, org_id, id).await?;
                 // The engine learns of the deletion through the outbox.
                 self.mark_changed(&tx, org_id, id).await.map(|_| ())
-            })
-            .await?;
-        self.record(
-            actor,
-            client,
-            "vaults.delete",
-            org_id,
-            ("vault", id.to_string()),
-            json!({}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    "vaults.delete",
+                    org_id,
+                    ("vault", id.to_string()),
+                    json!({}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -493,55 +512,58 @@ impl VaultService {
     ) -> Result<VaultGrant> {
         let now = self.env.clock.now();
         let grant = self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id)
-                    .await?
-                    .require(OrgAction::ManageVaults)?;
-                let mut vault = get_vault(&tx, org_id, vault_id).await?;
-                let exists = match kind {
-                    SubjectKind::User => keyspace::org_member(org_id, subject)
-                        .get(&tx)
+            .audited(
+                |tx| async move {
+                    load_access(&tx, actor, org_id)
                         .await?
-                        .is_some(),
-                    SubjectKind::Team => keyspace::team(org_id, subject).get(&tx).await?.is_some(),
-                    SubjectKind::Client => keyspace::service_client(org_id, subject)
-                        .get(&tx)
-                        .await?
-                        .is_some(),
-                };
-                if !exists {
-                    return abort(Error::invalid_input(format!(
-                        "no {} with this ID in this organization",
-                        kind.as_str()
-                    )));
-                }
-                let grant = VaultGrant {
-                    vault_id,
-                    org_id,
-                    subject_type: kind,
-                    subject_id: subject,
-                    role,
-                    created_at: now,
-                };
-                keyspace::vault_grant(vault_id, kind, subject)
-                    .put(&tx, &grant)
-                    .await?;
-                vault.sync = self.mark_changed(&tx, org_id, vault_id).await?;
-                vault.updated_at = now;
-                keyspace::vault(org_id, vault_id).put(&tx, &vault).await?;
-                Ok(grant)
-            })
+                        .require(OrgAction::ManageVaults)?;
+                    let mut vault = get_vault(&tx, org_id, vault_id).await?;
+                    let exists = match kind {
+                        SubjectKind::User => keyspace::org_member(org_id, subject)
+                            .get(&tx)
+                            .await?
+                            .is_some(),
+                        SubjectKind::Team => {
+                            keyspace::team(org_id, subject).get(&tx).await?.is_some()
+                        }
+                        SubjectKind::Client => keyspace::service_client(org_id, subject)
+                            .get(&tx)
+                            .await?
+                            .is_some(),
+                    };
+                    if !exists {
+                        return abort(Error::invalid_input(format!(
+                            "no {} with this ID in this organization",
+                            kind.as_str()
+                        )));
+                    }
+                    let grant = VaultGrant {
+                        vault_id,
+                        org_id,
+                        subject_type: kind,
+                        subject_id: subject,
+                        role,
+                        created_at: now,
+                    };
+                    keyspace::vault_grant(vault_id, kind, subject)
+                        .put(&tx, &grant)
+                        .await?;
+                    vault.sync = self.mark_changed(&tx, org_id, vault_id).await?;
+                    vault.updated_at = now;
+                    keyspace::vault(org_id, vault_id).put(&tx, &vault).await?;
+                    Ok(grant)
+                },
+                |_| {
+                    let details = json!({
+                        "subject_type": kind.as_str(),
+                        "subject_id": subject,
+                        "role": role.as_str(),
+                    });
+                    let target = ("vault", vault_id.to_string());
+                    self.event(actor, client, "vaults.grant", org_id, target, details)
+                },
+            )
             .await?;
-        self.record(
-            actor,
-            client,
-            "vaults.grant",
-            org_id,
-            ("vault", vault_id.to_string()),
-            json!({"subject_type": kind.as_str(), "subject_id": subject, "role": role.as_str()}),
-        )
-        .await;
         Ok(grant)
     }
 
@@ -554,8 +576,8 @@ impl VaultService {
         client: &ClientInfo,
     ) -> Result<()> {
         let now = self.env.clock.now();
-        self.store
-            .run(|tx| async move {
+        self.audited(
+            |tx| async move {
                 load_access(&tx, actor, org_id)
                     .await?
                     .require(OrgAction::ManageVaults)?;
@@ -568,17 +590,19 @@ impl VaultService {
                 vault.sync = self.mark_changed(&tx, org_id, vault_id).await?;
                 vault.updated_at = now;
                 keyspace::vault(org_id, vault_id).put(&tx, &vault).await
-            })
-            .await?;
-        self.record(
-            actor,
-            client,
-            "vaults.revoke_grant",
-            org_id,
-            ("vault", vault_id.to_string()),
-            json!({"subject_type": kind.as_str(), "subject_id": subject}),
+            },
+            |_| {
+                self.event(
+                    actor,
+                    client,
+                    "vaults.revoke_grant",
+                    org_id,
+                    ("vault", vault_id.to_string()),
+                    json!({"subject_type": kind.as_str(), "subject_id": subject}),
+                )
+            },
         )
-        .await;
+        .await?;
         Ok(())
     }
 
