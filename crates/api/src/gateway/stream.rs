@@ -50,6 +50,18 @@ pub(super) struct HideUsageChunk {
 }
 
 impl HideUsageChunk {
+    /// What the client gets of `piece`: the piece itself, uncopied, when it
+    /// holds whole lines and no empty `choices` (every chunk but the last).
+    pub(super) fn pass(&mut self, piece: Bytes) -> Bytes {
+        let clean = self.pending.is_empty() && !self.overlong && !self.skip_blank;
+        let no_empty_choices = memchr::memmem::find(&piece, b"\"choices\":[]").is_none()
+            && memchr::memmem::find(&piece, b"\"choices\": []").is_none();
+        if clean && no_empty_choices && piece.ends_with(b"\n") {
+            return piece;
+        }
+        Bytes::from(self.feed(&piece))
+    }
+
     /// What the client gets of `piece`.
     pub(super) fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(piece.len());
@@ -108,7 +120,8 @@ impl HideUsageChunk {
     }
 }
 
-/// A `data:` line carrying OpenAI's usage-only chunk.
+/// A `data:` line carrying OpenAI's usage-only chunk (`"choices": []` with a
+/// `usage` object).
 fn is_usage_only(line: &[u8]) -> bool {
     let Some(data) = line.strip_prefix(b"data:") else {
         return false;
@@ -137,7 +150,7 @@ impl Relay {
     fn feed(&mut self, bytes: Bytes) -> Bytes {
         match self {
             Relay::AsIs => bytes,
-            Relay::HideUsage(filter) => Bytes::from(filter.feed(&bytes)),
+            Relay::HideUsage(filter) => filter.pass(bytes),
             Relay::Translate(t) => Bytes::from(t.feed(&bytes)),
         }
     }

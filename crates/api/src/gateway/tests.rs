@@ -127,7 +127,7 @@ fn the_usage_chunk_nobody_asked_for_is_dropped_wherever_pieces_split() {
         let mut filter = HideUsageChunk::default();
         let mut out = Vec::new();
         for piece in upstream.as_bytes().chunks(size) {
-            out.extend(filter.feed(piece));
+            out.extend(filter.pass(axum::body::Bytes::copy_from_slice(piece)));
         }
         out.extend(filter.finish());
         assert_eq!(
@@ -136,6 +136,13 @@ fn the_usage_chunk_nobody_asked_for_is_dropped_wherever_pieces_split() {
             "pieces of {size}"
         );
     }
+    // Event by event, as upstreams write them: all but the usage chunk pass.
+    let mut filter = HideUsageChunk::default();
+    let mut out = Vec::new();
+    for event in upstream.split_inclusive("\n\n") {
+        out.extend(filter.pass(axum::body::Bytes::copy_from_slice(event.as_bytes())));
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
     // A line longer than any event passes through as it comes, in order.
     let long = format!("data: {}\n\n", "x".repeat(MAX_EVENT_LINE + 10));
     let mut filter = HideUsageChunk::default();
