@@ -84,6 +84,25 @@ impl<'a> NewEvent<'a> {
     }
 }
 
+/// A service whose changes are audited: [`Audited::audited`] runs a change
+/// and stages its event in the same transaction.
+pub(crate) trait Audited {
+    /// The service's store and audit log.
+    fn audit_parts(&self) -> (&Store, &AuditLog);
+
+    /// Runs the change `f` and stages the audit event `describe` makes of its
+    /// outcome in the same transaction: both commit, or neither does.
+    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+        D: Fn(&T) -> AuditEvent,
+    {
+        let (store, audit) = self.audit_parts();
+        audit.run_audited(store, f, describe).await
+    }
+}
+
 pub struct AuditLog {
     store: Store,
     env: Env,
@@ -156,7 +175,12 @@ impl AuditLog {
     /// failed attempt, a sign-in): in a transaction of its own. A failure is
     /// logged, not returned.
     pub async fn record(&self, event: NewEvent<'_>) {
-        let event = self.event(event);
+        self.write(self.event(event)).await;
+    }
+
+    /// Writes an event made with [`Self::event`] in a transaction of its own
+    /// (see [`Self::record`]).
+    pub async fn write(&self, event: AuditEvent) {
         let result = self
             .store
             .run(|tx| {

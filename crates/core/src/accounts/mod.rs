@@ -32,7 +32,7 @@ use self::model::{
 };
 use self::password::{PasswordPolicy, Verified};
 use self::tokens::{Claims, Tokens};
-use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
+use crate::audit::{Actor, AuditLog, Audited, NewEvent, Outcome};
 use crate::blocking::{self, BlockingPool};
 use crate::codec::Key;
 use crate::common::token_hash;
@@ -233,17 +233,8 @@ impl AccountService {
         client: &ClientInfo,
         details: serde_json::Value,
     ) {
-        self.audit
-            .record(NewEvent {
-                actor,
-                action,
-                outcome,
-                target: None,
-                organization: None,
-                client,
-                details,
-            })
-            .await;
+        let event = self.event(actor, action, outcome, client, details);
+        self.audit.write(event).await;
     }
 
     /// The audit event of a change, to stage in its transaction.
@@ -264,17 +255,6 @@ impl AccountService {
             client,
             details,
         })
-    }
-
-    /// Runs the change `f` and stages the audit event `describe` makes of its
-    /// outcome in the same transaction: both commit, or neither does.
-    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
-    where
-        F: Fn(gatehouse_storage::Tx) -> Fut,
-        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
-        D: Fn(&T) -> crate::audit::AuditEvent,
-    {
-        self.audit.run_audited(&self.store, f, describe).await
     }
 
     pub fn token_ttl_secs(&self) -> i64 {
@@ -300,3 +280,9 @@ impl AccountService {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::audit::Audited for AccountService {
+    fn audit_parts(&self) -> (&Store, &AuditLog) {
+        (&self.store, &self.audit)
+    }
+}

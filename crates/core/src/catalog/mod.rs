@@ -25,7 +25,7 @@ use self::model::{
     Subscription, SubscriptionStatus,
 };
 use crate::access::{OrgAction, load_access};
-use crate::audit::{AuditLog, NewEvent};
+use crate::audit::{AuditLog, Audited, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::common::REDACTED;
 use crate::crypto::KeyRing;
@@ -285,22 +285,8 @@ impl CatalogService {
         client: &ClientInfo,
         details: serde_json::Value,
     ) {
-        let event = NewEvent::by_user(actor, action, client)
-            .on(target.0, target.1)
-            .in_org(organization)
-            .with(details);
-        self.audit.record(event).await;
-    }
-
-    /// Runs the change `f` and stages the audit event `describe` makes of its
-    /// outcome in the same transaction.
-    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
-    where
-        F: Fn(gatehouse_storage::Tx) -> Fut,
-        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
-        D: Fn(&T) -> crate::audit::AuditEvent,
-    {
-        self.audit.run_audited(&self.store, f, describe).await
+        let event = self.event(actor, action, target, organization, client, details);
+        self.audit.write(event).await;
     }
 
     /// The audit event of `action`, to stage in the change's transaction.
@@ -402,3 +388,9 @@ fn model_details(m: &Model) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::audit::Audited for CatalogService {
+    fn audit_parts(&self) -> (&Store, &AuditLog) {
+        (&self.store, &self.audit)
+    }
+}

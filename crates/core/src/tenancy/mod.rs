@@ -28,7 +28,7 @@ use self::model::{
     Organization, Team, TeamMember, TeamPermission, TeamRef, TeamRole, UserOrgRef, UserTeamRef,
 };
 use crate::access::{OrgAccess, OrgAction, load_access};
-use crate::audit::{Actor, AuditLog, NewEvent, Outcome};
+use crate::audit::{Actor, AuditLog, Audited, NewEvent, Outcome};
 use crate::codec::{abort, decode_values, read_all};
 use crate::common::parse_description;
 use crate::common::token_hash;
@@ -317,17 +317,6 @@ impl TenancyService {
         self.audit.event(record)
     }
 
-    /// Runs the change `f` and stages the audit event `describe` makes of its
-    /// outcome in the same transaction: both commit, or neither does.
-    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
-    where
-        F: Fn(gatehouse_storage::Tx) -> Fut,
-        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
-        D: Fn(&T) -> crate::audit::AuditEvent,
-    {
-        self.audit.run_audited(&self.store, f, describe).await
-    }
-
     // ---- organizations ----
 
     // ---- members ----
@@ -372,3 +361,9 @@ fn team_details(team: &Team) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::audit::Audited for TenancyService {
+    fn audit_parts(&self) -> (&Store, &AuditLog) {
+        (&self.store, &self.audit)
+    }
+}

@@ -26,7 +26,7 @@ use self::model::{
     SyncStatus, Vault, VaultGrant, VaultRef, VaultRole,
 };
 use crate::access::{OrgAction, load_access};
-use crate::audit::{AuditLog, NewEvent};
+use crate::audit::{AuditLog, Audited, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::common::{parse_description, parse_name};
 use crate::crypto::KeyRing;
@@ -283,17 +283,6 @@ impl VaultService {
                 .in_org(Some(org))
                 .with(details),
         )
-    }
-
-    /// Runs the change `f` and stages the audit event `describe` makes of its
-    /// outcome in the same transaction: both commit, or neither does.
-    async fn audited<T, F, Fut, D>(&self, f: F, describe: D) -> Result<T>
-    where
-        F: Fn(Tx) -> Fut,
-        Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
-        D: Fn(&T) -> crate::audit::AuditEvent,
-    {
-        self.audit.run_audited(&self.store, f, describe).await
     }
 
     /// Queues a sync of the vault (in the changing transaction) and returns
@@ -639,4 +628,10 @@ async fn ensure_unique_vault_name(
         return abort(Error::conflict("a vault with this name exists here"));
     }
     Ok(())
+}
+
+impl crate::audit::Audited for VaultService {
+    fn audit_parts(&self) -> (&Store, &AuditLog) {
+        (&self.store, &self.audit)
+    }
 }

@@ -8,7 +8,7 @@ use gatehouse_core::services::system::SettingName;
 use gatehouse_storage::postgres::testing::TestPostgres;
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, spawn_app, spawn_process, test_config};
+use crate::helpers::{ServerProcess, json_of, spawn_app, spawn_process, test_config};
 
 const LEASE_SECS: u64 = 3;
 
@@ -86,15 +86,12 @@ async fn two_processes_share_one_postgres() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let login: Value = client
-        .post(servers[0].url("/api/v1/auth/login"))
-        .json(&json!({"login": "ada@example.com", "password": crate::helpers::PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = json_of(
+        client
+            .post(servers[0].url("/api/v1/auth/login"))
+            .json(&json!({"login": "ada@example.com", "password": crate::helpers::PASSWORD})),
+    )
+    .await;
     let jwt = login["token"].as_str().unwrap();
     let me = |i: usize| {
         let request = client

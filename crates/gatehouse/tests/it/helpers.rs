@@ -281,3 +281,10 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Sends `request` and reads its JSON answer (`null` when there is none).
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let response = request.send().await.expect("request");
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_default()
+}

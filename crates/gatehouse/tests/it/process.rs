@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::helpers::spawn_process;
+use crate::helpers::{json_of, spawn_process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -104,25 +104,13 @@ fn the_generated_admin_password_is_logged_once_and_must_be_changed() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = reqwest::Client::new();
-        let login: serde_json::Value = client
+        let login = json_of(client
             .post(server.url("/api/v1/auth/login"))
-            .json(&serde_json::json!({"login": "admin@localhost", "password": password}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json(&serde_json::json!({"login": "admin@localhost", "password": password}))).await;
         let token = login["token"].as_str().expect("signed in").to_string();
-        let me: serde_json::Value = client
+        let me = json_of(client
             .get(server.url("/api/v1/auth/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .bearer_auth(&token)).await;
         assert_eq!(me["must_change_password"], true);
         assert_eq!(me["roles"], serde_json::json!(["user", "admin"]));
         let blocked = client
@@ -148,15 +136,9 @@ fn the_generated_admin_password_is_logged_once_and_must_be_changed() {
             .await
             .unwrap();
         assert_eq!(ended.status(), 401);
-        let login: serde_json::Value = client
+        let login = json_of(client
             .post(server.url("/api/v1/auth/login"))
-            .json(&serde_json::json!({"login": "admin@localhost", "password": "the admin's own passphrase"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json(&serde_json::json!({"login": "admin@localhost", "password": "the admin's own passphrase"}))).await;
         let token = login["token"].as_str().expect("signed in again");
         let allowed = client
             .get(server.url("/api/v1/audit-events"))
@@ -240,39 +222,21 @@ async fn rotating_the_encryption_key_loses_no_secret() {
         let upstream = upstream.clone();
         let base = server.url("");
         async move {
-            let token: serde_json::Value = client
+            let token = json_of(client
                 .post(login)
-                .json(&serde_json::json!({"login": "admin@example.com", "password": "correct horse battery staple"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json(&serde_json::json!({"login": "admin@example.com", "password": "correct horse battery staple"}))).await;
             let auth = format!("Bearer {}", token["token"].as_str().unwrap());
             let endpoint = match endpoint {
                 Some(id) => id,
                 None => {
-                    let credential: serde_json::Value = client
+                    let credential = json_of(client
                         .post(credentials)
                         .header("authorization", &auth)
-                        .json(&serde_json::json!({"name": "upstream", "kind": "openai", "secret": {"api_key": UPSTREAM_KEY}}))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    let endpoint: serde_json::Value = client
+                        .json(&serde_json::json!({"name": "upstream", "kind": "openai", "secret": {"api_key": UPSTREAM_KEY}}))).await;
+                    let endpoint = json_of(client
                         .post(endpoints)
                         .header("authorization", &auth)
-                        .json(&serde_json::json!({"name": "guarded", "base_url": upstream, "credential_id": credential["id"]}))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                        .json(&serde_json::json!({"name": "guarded", "base_url": upstream, "credential_id": credential["id"]}))).await;
                     endpoint["id"].as_str().unwrap().to_string()
                 }
             };
@@ -366,14 +330,7 @@ async fn rotate_signing_key_command_publishes_the_new_key_beside_the_old() {
     };
     let client = reqwest::Client::new();
     let mut first = spawn_process(dir.path(), &env, &[]);
-    let before: serde_json::Value = client
-        .get(first.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = json_of(client.get(first.url("/.well-known/jwks.json"))).await;
     first.terminate();
     let before = kids(before);
     assert_eq!(before.len(), 1, "the first start made one key");
@@ -398,14 +355,7 @@ async fn rotate_signing_key_command_publishes_the_new_key_beside_the_old() {
         .to_string();
 
     let mut second = spawn_process(dir.path(), &env, &[]);
-    let after: serde_json::Value = client
-        .get(second.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = json_of(client.get(second.url("/.well-known/jwks.json"))).await;
     second.terminate();
     let after = kids(after);
     assert!(

@@ -11,7 +11,7 @@ use gatehouse_core::model::email::OutboxMessage;
 use gatehouse_storage::{Engine, RangeOptions, StorageConfig, TxError};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, spawn_process};
+use crate::helpers::{PASSWORD, json_of, spawn_process};
 
 const JWT_SECRET: &str = "c2VjcmV0cy10ZXN0LWp3dC1zZWNyZXQtMzItYnl0ZXMhIQ==";
 const KEK: &str = "c2VjcmV0cy10ZXN0LWtlay1zZWNyZXQtMzItYnl0ZXMhIQ==";
@@ -220,14 +220,7 @@ async fn a_scripted_session_leaves_no_secret_in_the_log() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         log.extend(server.log_lines());
     }
-    let ready: Value = client
-        .get(server.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = json_of(client.get(server.url("/ready"))).await;
     assert_eq!(ready["outbox"]["stuck"], true, "{ready}");
     assert_eq!(ready["outbox"]["retrying"], 3, "{ready}");
     assert!(server.terminate().success());

@@ -2,9 +2,9 @@
 //! before they are judged, and a client that signed in before keeps signing
 //! in while someone else's guesses lock the account.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{PASSWORD, ServerProcess, spawn_process};
+use crate::helpers::{PASSWORD, ServerProcess, json_of, spawn_process};
 
 /// Signs `login` in with `password`, presenting `cookie` if given; the status
 /// and the device cookie the answer sets.
@@ -104,13 +104,6 @@ async fn parallel_guesses_are_refused_after_the_free_ones_and_a_known_client_get
     let (status, _) = sign_in(&client, &server, "cyd@example.com", PASSWORD, Some(&forged)).await;
     assert_eq!(status, 429);
 
-    let body: Value = client
-        .get(server.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json_of(client.get(server.url("/ready"))).await;
     assert_eq!(body["status"], "ready");
 }
