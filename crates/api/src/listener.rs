@@ -63,7 +63,9 @@ pub async fn serve(
     limits: ConnectionLimits,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let max = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let permits = Arc::new(Semaphore::new(max));
     let mut make = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut warned: Option<Instant> = None;

@@ -109,6 +109,22 @@ async fn two_processes_share_one_postgres() {
     assert_eq!(logout.status(), 204);
     assert_eq!((me(0).await, me(1).await), (401, 401));
 
+    // Fifty wrong passwords at once, half through each instance: the shared
+    // store counts each before it is judged, so at most the five free ones are.
+    let guesses = (0..50).map(|i| {
+        let request = client
+            .post(servers[i % 2].url("/api/v1/auth/login"))
+            .json(&json!({"login": "ada@example.com", "password": "a wrong guess"}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let judged = statuses.iter().filter(|s| **s == 401).count();
+    assert!((1..=5).contains(&judged), "{judged} judged: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+
     // The leader ran its jobs; the follower did not.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
