@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use gatehouse_core::keys::index::{Denial, Grant};
+use gatehouse_core::keys::index::{Denial, Grant, WorkingKey};
 use gatehouse_core::model::catalog::{ApiFlavour, Endpoint, secret_api_key};
 use gatehouse_core::usage::Tokens;
 use gatehouse_core::usage::ledger::{Admission, Ticket};
@@ -37,7 +37,7 @@ struct Decided<'a> {
     translation: Option<Translation>,
     /// The translated upstream body, when translated.
     translated: Option<Vec<u8>>,
-    /// The caller asked for a final usage chunk (translated streams only).
+    /// The caller asked for a final usage chunk (`stream_options.include_usage`).
     include_usage: bool,
 }
 
@@ -49,36 +49,35 @@ async fn read_body(
     api: Api,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Bytes, GatewayError> {
+) -> Result<(WorkingKey, Bytes), GatewayError> {
     let shape = api.shape();
     let key =
         presented_key(headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
-    gateway
+    let working = gateway
         .services
         .keys
         .index()
-        .authenticate(key)
+        .working_key(key)
         .map_err(|denial| GatewayError::denial(shape, denial))?;
     let limit = gateway.limits.body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         GatewayError::new(
             shape,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {limit} bytes, or broke off"),
         )
-    })
+    })?;
+    Ok((working, body))
 }
 
-/// Steps 1-4 of SPEC §4: the key, the model and its endpoint, from memory.
+/// Steps 2-4 of SPEC §4 for a working key: the model and its endpoint, from memory.
 fn decide<'a>(
     gateway: &Gateway,
     api: Api,
-    headers: &HeaderMap,
+    key: &WorkingKey,
     body: &'a [u8],
 ) -> Result<Decided<'a>, GatewayError> {
     let shape = api.shape();
-    let key =
-        presented_key(headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
     let index = gateway.services.keys.index();
     // The key was checked before the body was read.
     let malformed = |message: String| GatewayError::new(shape, StatusCode::BAD_REQUEST, message);
@@ -89,7 +88,7 @@ fn decide<'a>(
     };
     let stream = request.bool("stream").unwrap_or(false);
     let grant = index
-        .check(key, &model_name)
+        .check_key(key, &model_name)
         .map_err(|d| GatewayError::denial(shape, d))?;
     let endpoint = grant
         .endpoint
@@ -467,8 +466,8 @@ pub(super) async fn forward(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
-    let body = read_body(&gateway, api, &headers, body).await?;
-    let decided = decide(&gateway, api, &headers, &body)?;
+    let (key, body) = read_body(&gateway, api, &headers, body).await?;
+    let decided = decide(&gateway, api, &key, &body)?;
     let ticket = admit(&gateway, api, &decided, body.len())?;
     let upstream_api = match decided.translation {
         Some(Translation::ChatOverMessages) => Api::Messages,

@@ -34,15 +34,17 @@ impl Devices {
         }
     }
 
-    fn signature(&self, user: Id, device: &str) -> String {
+    /// The MAC over what a proof names.
+    fn signer(&self, user: Id, device: &str) -> HmacSha256 {
         let mut m = mac(&self.key);
         m.update(format!("{}.{device}", user.0).as_bytes());
-        crate::codec::hex(&m.finalize().into_bytes())
+        m
     }
 
     /// A proof that `device` signed in to `user`.
     pub(super) fn issue(&self, user: Id, device: &str) -> String {
-        format!("{}.{device}.{}", user.0, self.signature(user, device))
+        let signature = self.signer(user, device).finalize().into_bytes();
+        format!("{}.{device}.{}", user.0, crate::codec::hex(&signature))
     }
 
     /// The account and device ID a genuine proof names.
@@ -56,15 +58,12 @@ impl Devices {
             return None;
         }
         let user = Id(user.parse().ok()?);
-        let expected = self.signature(user, device);
-        // Constant-time comparison of the two hex strings.
-        let same = expected.len() == signature.len()
-            && expected
-                .bytes()
-                .zip(signature.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        same.then(|| (user, device.to_string()))
+        let signature = crate::codec::unhex(signature)?;
+        // `verify_slice` compares in constant time.
+        self.signer(user, device)
+            .verify_slice(&signature)
+            .ok()
+            .map(|()| (user, device.to_string()))
     }
 }
 

@@ -350,15 +350,10 @@ impl CatalogService {
             }
         }
         let details = serde_json::json!({"added": report.added, "updated": report.updated, "unchanged": report.unchanged});
-        self.audit(
-            actor,
-            "endpoints.sync",
-            ("endpoint", endpoint_id),
-            None,
-            client,
-            details,
-        )
-        .await;
+        // One summary event for the sync's per-model transactions.
+        let target = ("endpoint", endpoint_id);
+        let event = self.event(actor, "endpoints.sync", target, None, client, details);
+        self.audit.write(event).await;
         Ok(report)
     }
 }

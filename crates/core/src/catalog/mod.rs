@@ -276,19 +276,6 @@ impl CatalogService {
         &self.health
     }
 
-    async fn audit(
-        &self,
-        actor: &User,
-        action: &str,
-        target: (&str, Id),
-        organization: Option<Id>,
-        client: &ClientInfo,
-        details: serde_json::Value,
-    ) {
-        let event = self.event(actor, action, target, organization, client, details);
-        self.audit.write(event).await;
-    }
-
     /// The audit event of `action`, to stage in the change's transaction.
     fn event(
         &self,

@@ -119,6 +119,14 @@ pub fn may_watch_changes(user: &User) -> Result<()> {
     }
 }
 
+/// A presented key found working, with its owner as the index knows them
+/// ([`AccessIndex::working_key`]).
+#[derive(Debug, Clone)]
+pub struct WorkingKey {
+    key: Arc<ApiKey>,
+    owner: Arc<Owner>,
+}
+
 /// What an allowed request may do: who it is, which model, and its limits.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -457,7 +465,14 @@ impl AccessIndex {
 
     /// The key a client presented, if it exists and works now.
     pub fn authenticate(&self, presented: &str) -> Result<Arc<ApiKey>, Denial> {
-        self.key_and_owner(presented).map(|(key, _)| key)
+        self.working_key(presented).map(|w| w.key)
+    }
+
+    /// SPEC §4 step 1, once per call: the presented key works and its owner
+    /// may use models. [`Self::check_key`] takes it on from there.
+    pub fn working_key(&self, presented: &str) -> Result<WorkingKey, Denial> {
+        self.key_and_owner(presented)
+            .map(|(key, owner)| WorkingKey { key, owner })
     }
 
     /// SPEC §4 step 1: the key works and its owner may use models.
@@ -487,10 +502,15 @@ impl AccessIndex {
     /// The access decision of SPEC §4 (limits and budgets, step 5, are the
     /// gateway's): may `presented` call `model_name`?
     pub fn check(&self, presented: &str, model_name: &str) -> Result<Grant, Denial> {
-        let (key, owner) = self.key_and_owner(presented)?;
+        self.check_key(&self.working_key(presented)?, model_name)
+    }
+
+    /// [`Self::check`] for a key already found working (steps 2-4).
+    pub fn check_key(&self, working: &WorkingKey, model_name: &str) -> Result<Grant, Denial> {
+        let (key, owner) = (&working.key, &working.owner);
         let catalog = self.catalog.read().clone();
         let model = resolve(&catalog, key.owner_id, model_name).ok_or(Denial::UnknownModel)?;
-        may_use(&key, &owner, &model)?;
+        may_use(key, owner, &model)?;
         self.used.insert(key.id, self.clock.now_millis());
         Ok(Grant {
             key_id: key.id,

@@ -55,11 +55,6 @@ impl Caller {
             _ => Ok(()),
         }
     }
-
-    /// See [`ensure_in_person`].
-    pub fn ensure_in_person(&self) -> Result<()> {
-        ensure_in_person(self.api_key.is_some())
-    }
 }
 
 /// The account's own security (password, addresses, sessions, passkeys,
