@@ -64,6 +64,10 @@ pub fn client_info(parts: &Parts) -> ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         device: crate::caller::device_proof(&parts.headers).map(str::to_string),
+        idempotency: parts
+            .extensions
+            .get::<gatehouse_core::idempotency::RequestMark>()
+            .cloned(),
     }
 }
 

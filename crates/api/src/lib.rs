@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod grpc;
+pub mod idempotency;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;

@@ -67,7 +67,36 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     // The crate version would make the file change on every release bump; the
     // document describes the API, whose version is in its paths.
     doc.info.version = "v1".to_string();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if let Some(post) = item.post.as_mut()
+            && crate::idempotency::applies_to(path)
+        {
+            post.parameters
+                .get_or_insert_with(Vec::new)
+                .push(idempotency_key().into());
+        }
+    }
     doc
+}
+
+/// The optional `Idempotency-Key` header of management writes.
+fn idempotency_key() -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Applies the write at most once: a retry with the same key, credential and body within 24 hours gets the first answer again (with `Idempotent-Replayed: true`); the same key with another body is refused with 422 `idempotency_key_reused`. 1 to 255 visible ASCII characters, e.g. a UUID.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255)),
+        ))
+        .build()
 }
 
 /// The OpenAPI document as YAML, as checked in at `OpenAPI.yaml`.

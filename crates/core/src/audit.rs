@@ -139,6 +139,7 @@ impl AuditLog {
             ip: event.client.ip.clone(),
             user_agent: event.client.user_agent.clone(),
             details: redact(event.details),
+            request: event.client.idempotency.clone(),
         }
     }
 
@@ -149,6 +150,9 @@ impl AuditLog {
         #[cfg(test)]
         if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(TxError::Abort(Error::internal("the audit write failed")));
+        }
+        if let Some(request) = &event.request {
+            crate::idempotency::mark_applied(tx, request, event).await?;
         }
         keyspace::audit_event(event.id).put(tx, event).await
     }

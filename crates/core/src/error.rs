@@ -31,6 +31,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request conflicts with the current state (a duplicate name, …).
     Conflict,
+    /// An `Idempotency-Key` that came with a different request before.
+    IdempotencyKeyReused,
     /// Too many requests, or a budget is exhausted.
     RateLimited,
     /// The request took longer than the configured timeout.
@@ -43,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests that check the tables stay complete.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidInput,
         ErrorCode::MalformedBody,
         ErrorCode::PayloadTooLarge,
@@ -54,6 +56,7 @@ impl ErrorCode {
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
+        ErrorCode::IdempotencyKeyReused,
         ErrorCode::RateLimited,
         ErrorCode::Timeout,
         ErrorCode::Unavailable,
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Unavailable => "unavailable",
@@ -112,6 +116,14 @@ impl Error {
         Error {
             retry_after_secs: Some(secs.max(1)),
             ..Self::new(ErrorCode::RateLimited, message)
+        }
+    }
+
+    /// Tells the client to try again after `secs` seconds.
+    pub fn retry_after(self, secs: u64) -> Self {
+        Error {
+            retry_after_secs: Some(secs.max(1)),
+            ..self
         }
     }
 
@@ -187,8 +199,11 @@ impl From<StorageError> for Error {
             | StorageError::Corrupt(_)
             | StorageError::AlreadyCommitted => ErrorCode::Internal,
         };
-        let message = match code {
-            ErrorCode::Unavailable => "storage is temporarily unavailable, try again",
+        let message = match (&e, code) {
+            (StorageError::MaybeCommitted(_), _) => {
+                "storage could not confirm whether the change was saved; retry with the same Idempotency-Key header to apply it at most once"
+            }
+            (_, ErrorCode::Unavailable) => "storage is temporarily unavailable, try again",
             _ => "an internal error occurred",
         };
         Error {

@@ -17,6 +17,7 @@
 //! | `("login_failures", "account" \| "ip" \| "device", subject)` | [`Failures`](crate::model::throttle::Failures) |
 //! | `("audit", id)` | [`AuditEvent`](crate::model::audit::AuditEvent) |
 //! | `("outbox", id)` | [`OutboxMessage`](crate::model::email::OutboxMessage) |
+//! | `("idempotency", sha256(credential, Idempotency-Key))` | [`IdempotentWrite`](crate::model::idempotency::IdempotentWrite): a write that may be retried, for 24 hours |
 //! | `("email_token", sha256(token))` | [`EmailToken`](crate::model::accounts::EmailToken) |
 //! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::model::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::codec::ChangeRecord): one committed write to an entity subspace |
@@ -60,6 +61,7 @@ use crate::model::catalog::{
 };
 use crate::model::cluster::{LeaderLease, WorkerLease};
 use crate::model::email::OutboxMessage;
+use crate::model::idempotency::IdempotentWrite;
 use crate::model::keys::{ApiKey, LastUsed};
 use crate::model::sessions::{Session, SessionRef};
 use crate::model::system::{Installation, Setting, SettingName};
@@ -159,6 +161,20 @@ pub fn login_failures(kind: &str, subject: &str) -> Key<Failures> {
 /// Every sign-in failure counter.
 pub fn all_login_failures() -> KeyRange {
     KeyRange::subspace(&Subspace::from("login_failures"))
+}
+
+/// `("idempotency", hash) = IdempotentWrite`: `hash` names the caller's
+/// credential and Idempotency-Key together.
+pub fn idempotent_write(hash: &[u8]) -> Key<IdempotentWrite> {
+    Key::new(pack(&(
+        "idempotency",
+        gatehouse_storage::tuple::Bytes::from(hash),
+    )))
+}
+
+/// Every idempotent write.
+pub fn idempotent_writes() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("idempotency"))
 }
 
 /// `("audit", id) = AuditEvent`: snowflake IDs, so in time order.
@@ -618,6 +634,10 @@ mod tests {
             b"\x02cluster\x00\x02worker\x00\x15\x07"
         );
         assert_eq!(leader_lease().as_bytes(), b"\x02cluster\x00\x02leader\x00");
+        assert_eq!(
+            idempotent_write(&[7, 0]).as_bytes(),
+            b"\x02idempotency\x00\x01\x07\x00\xff\x00"
+        );
         let (a, b) = (crate::Id(1), crate::Id(2));
         assert_eq!(org(a).as_bytes(), b"\x02org\x00\x15\x01");
         assert_eq!(

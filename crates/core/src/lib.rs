@@ -18,6 +18,7 @@ pub mod email;
 pub mod env;
 pub mod error;
 pub mod id;
+pub mod idempotency;
 pub mod keys;
 pub mod keyspace;
 pub mod model;

@@ -128,11 +128,27 @@ pub fn jobs(
             })
         }),
     };
+    let idempotency = services.idempotency.clone();
+    let idempotent_writes = Job {
+        name: "idempotency",
+        every: Duration::from_secs(600),
+        run: Arc::new(move |_token| {
+            let idempotency = idempotency.clone();
+            Box::pin(async move {
+                idempotency
+                    .prune()
+                    .await
+                    .map(|n| format!("pruned {n} idempotent writes older than 24 hours"))
+                    .map_err(|e| e.to_string())
+            })
+        }),
+    };
     let mut jobs = vec![
         email,
         retention,
         signing_keys,
         login_throttle,
+        idempotent_writes,
         Job {
             name: "change_feed_trim",
             every: Duration::from_secs(60),

@@ -23,6 +23,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
+use gatehouse_core::idempotency::Idempotency;
 use gatehouse_core::keys::index::AccessIndex;
 use gatehouse_core::services::Services;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -152,8 +153,9 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         secure_cookies: limits.secure_cookies,
     }));
     let index = state.services.keys.index().clone();
+    let idempotency = state.services.idempotency.clone();
     let routes = route_table().with_state(state);
-    layered(routes, limits, metrics, Some(index))
+    layered(routes, limits, metrics, Some((index, idempotency)))
 }
 
 /// Adds what every route gets: request IDs and logging, metrics, panic
@@ -167,12 +169,15 @@ fn layered(
     routes: Router,
     limits: RestOptions,
     metrics: Arc<Metrics>,
-    index: Option<Arc<AccessIndex>>,
+    management: Option<(Arc<AccessIndex>, Arc<Idempotency>)>,
 ) -> Router {
+    let (index, idempotency) = management.unzip();
     let around = Arc::new(Around {
         metrics,
         timeout: limits.request_timeout,
+        body_limit: limits.body_limit_bytes,
         index,
+        idempotency,
     });
     routes
         .fallback(route_not_found)
@@ -195,6 +200,9 @@ struct Around {
     /// role, team or key change counts for API keys from the very next
     /// request. The gateway's own path stays free of storage reads.
     index: Option<Arc<AccessIndex>>,
+    /// Applies writes sent with an `Idempotency-Key` at most once.
+    idempotency: Option<Arc<Idempotency>>,
+    body_limit: usize,
 }
 
 /// The request ID (the caller's if sane), the request's span and log line, its
@@ -224,7 +232,25 @@ async fn around_every_request(
         let response = if gateway {
             next.run(request).await
         } else {
-            match tokio::time::timeout(around.timeout, next.run(request)).await {
+            let run = async {
+                match &around.idempotency {
+                    Some(idempotency) if crate::idempotency::applies(&request) => {
+                        // Held a little longer than the request may run, so a
+                        // retry never takes over a request still running.
+                        let lease_ms = around.timeout.as_millis() as i64 + 5_000;
+                        crate::idempotency::run_once(
+                            idempotency,
+                            request,
+                            next,
+                            lease_ms,
+                            around.body_limit,
+                        )
+                        .await
+                    }
+                    _ => next.run(request).await,
+                }
+            };
+            match tokio::time::timeout(around.timeout, run).await {
                 Ok(response) => response,
                 Err(_) => ApiError::new(
                     ErrorCode::Timeout,

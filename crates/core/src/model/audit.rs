@@ -49,6 +49,10 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     /// A before / after summary or other detail, secrets redacted.
     pub details: serde_json::Value,
+    /// The idempotent request that made the change, if any: not stored, the
+    /// change marks that request's record applied (see `idempotency`).
+    #[serde(skip)]
+    pub request: Option<crate::model::idempotency::RequestMark>,
 }
 
 impl Record for AuditEvent {

@@ -73,6 +73,9 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// The device proof the client presented (a cookie), checked at sign-in.
     pub device: Option<String>,
+    /// The request came with an `Idempotency-Key`: the changes it makes mark
+    /// its record applied.
+    pub idempotency: Option<crate::model::idempotency::RequestMark>,
 }
 
 impl Session {

@@ -20,6 +20,7 @@ use crate::catalog::{CatalogService, ModelLister};
 use crate::changes::ChangeFeed;
 use crate::crypto::KeyRing;
 use crate::email::Outbox;
+use crate::idempotency::Idempotency;
 use crate::keys::KeyService;
 use crate::keys::index::AccessIndex;
 use crate::tenancy::TenancyService;
@@ -37,6 +38,7 @@ pub struct Services {
     pub accounts: Arc<AccountService>,
     pub audit: Arc<AuditLog>,
     pub outbox: Arc<Outbox>,
+    pub idempotency: Arc<Idempotency>,
     pub tenancy: Arc<TenancyService>,
     pub catalog: Arc<CatalogService>,
     pub keys: Arc<KeyService>,
@@ -120,6 +122,7 @@ impl Services {
                 audit.clone(),
             )),
             outbox: Arc::new(Outbox::new(store.clone(), env.clone())),
+            idempotency: Arc::new(Idempotency::new(store.clone(), env.clone())),
             keys: Arc::new(KeyService::new(
                 store.clone(),
                 env.clone(),

@@ -79,7 +79,7 @@ async fn slow_and_idle_clients_are_closed_and_the_cap_holds() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut over = TcpStream::connect(&addr).await.unwrap();
     assert!(closed_within(&mut over, Duration::from_millis(500)).await);
-    let log = server.log_lines();
+    let log = server.wait_for_line("connection limit reached", Duration::from_secs(5));
     assert!(
         log.iter().any(|l| l.contains("connection limit reached")),
         "{log:?}"

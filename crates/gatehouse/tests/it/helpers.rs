@@ -257,6 +257,26 @@ impl ServerProcess {
         self.lines.try_iter().collect()
     }
 
+    /// Waits up to `within` for a log line containing `text`; the lines read
+    /// meanwhile.
+    pub fn wait_for_line(&self, text: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    seen.push(line);
+                    if found {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let killed = Command::new("kill")

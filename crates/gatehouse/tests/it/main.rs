@@ -11,6 +11,7 @@ mod connections;
 mod gateway;
 mod grpc;
 mod helpers;
+mod idempotency;
 mod keys;
 mod matrix;
 mod openapi;
