@@ -147,6 +147,45 @@ async fn prepare(data: &Path, upstream: &str, keys: usize) -> Vec<String> {
     made
 }
 
+/// Points the prepared store's endpoint at this run's `upstream`.
+async fn repoint(data: &Path, upstream: &str) {
+    let mut config = Config::default();
+    config.storage.engine = "embedded".into();
+    config.storage.path = data.to_path_buf();
+    config.server.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    config.log.level = "warn".into();
+    let server = Gatehouse::build(&config).await.unwrap();
+    let services = server.services.clone();
+    let c = ClientInfo::default();
+    let (admin, _) = services
+        .accounts
+        .login("admin@localhost", PASSWORD, &c)
+        .await
+        .unwrap();
+    let endpoint = services
+        .catalog
+        .list_endpoints(&admin)
+        .await
+        .unwrap()
+        .remove(0);
+    services
+        .catalog
+        .update_endpoint(
+            &admin,
+            endpoint.id,
+            EndpointSpec {
+                base_url: Some(upstream.to_string()),
+                ..Default::default()
+            },
+            &c,
+        )
+        .await
+        .unwrap();
+    drop(services);
+    server.run_until_stopped(async {}).await.unwrap();
+}
+
 /// The resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -213,12 +252,46 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let upstream = runtime.block_on(upstream());
-    let keys = Arc::new(runtime.block_on(prepare(&data, &upstream, keys)));
+    // GATEHOUSE_SOAK_DATA keeps the prepared store (and its keys) there, to
+    // be used again by the next run; it must be prepared with this upstream's
+    // address, so the next run reuses only the keys and its own model.
+    let kept = std::env::var_os("GATEHOUSE_SOAK_DATA").map(std::path::PathBuf::from);
+    let data = kept.clone().unwrap_or_else(|| dir.path().join("data"));
+    let key_file = data.with_extension("keys");
+    let keys = match std::fs::read_to_string(&key_file) {
+        Ok(text) if kept.is_some() => {
+            let keys: Vec<String> = text.lines().map(str::to_string).collect();
+            runtime.block_on(repoint(&data, &upstream));
+            keys
+        }
+        _ => {
+            let keys = runtime.block_on(prepare(&data, &upstream, keys));
+            if kept.is_some() {
+                std::fs::write(&key_file, keys.join("\n")).unwrap();
+            }
+            keys
+        }
+    };
+    let keys = Arc::new(keys);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+    // GATEHOUSE_SOAK_WRAP runs the server under a tool (`heaptrack`, …).
+    let mut command = match std::env::var_os("GATEHOUSE_SOAK_WRAP") {
+        Some(tool) => {
+            let mut command = Command::new(tool);
+            command.arg(env!("CARGO_BIN_EXE_gatehouse"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_gatehouse")),
+    };
+    let mut child = command
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
         .env("GATEHOUSE__STORAGE__PATH", &data)
         .env("GATEHOUSE__LOG__FORMAT", "plain")
         .current_dir(dir.path())
@@ -233,8 +306,18 @@ fn main() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    // Keep reading the log, so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    // Keep reading the log, so the server never blocks on a full pipe; with
+    // GATEHOUSE_SOAK_LOG, into that file.
+    let log = std::env::var_os("GATEHOUSE_SOAK_LOG").map(|p| std::fs::File::create(p).unwrap());
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut log = log;
+        for line in lines.map_while(Result::ok) {
+            if let Some(file) = log.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     let started_rss = rss_mib(pid);
     println!("calls,seconds,rss_mib");
     println!("0,0,{started_rss:.0}");

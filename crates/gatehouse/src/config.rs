@@ -103,7 +103,7 @@ impl Default for StorageSection {
         StorageSection {
             engine: "embedded".to_string(),
             path: PathBuf::from("./data"),
-            cache_mb: 64,
+            cache_mb: 32,
             postgres_url: None,
             fdb_cluster_file: None,
         }

@@ -14,7 +14,9 @@ use parking_lot::Mutex;
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::engine::{EngineTransaction, KvEngine};
-use crate::occ::{ApplyTarget, CommitLog, Committer, OccTransaction, Snapshot, WriteBuffer};
+use crate::occ::{
+    ApplyTarget, CommitLog, Committer, LiveSnapshots, OccTransaction, Snapshot, WriteBuffer,
+};
 use crate::{KeyRange, StorageError};
 
 /// `key = value`, the whole keyspace.
@@ -32,10 +34,12 @@ struct Inner {
     path: PathBuf,
     /// Held while validating and applying a commit.
     log: Mutex<CommitLog>,
+    /// The snapshots open transactions read.
+    live: Arc<LiveSnapshots>,
 }
 
 /// The page cache when none is configured (`storage.cache_mb`).
-pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The embedded durable engine.
 #[derive(Clone)]
@@ -79,11 +83,13 @@ impl EmbeddedEngine {
             write.open_table(META).map_err(unavailable)?;
         }
         write.commit().map_err(unavailable)?;
+        let live = Arc::new(LiveSnapshots::default());
         Ok(EmbeddedEngine {
             inner: Arc::new(Inner {
                 db,
                 path,
-                log: Mutex::new(CommitLog::default()),
+                log: Mutex::new(CommitLog::new(live.clone())),
+                live,
             }),
         })
     }
@@ -108,6 +114,7 @@ impl KvEngine for EmbeddedEngine {
     }
 
     async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError> {
+        let live = self.inner.live.open();
         let read = self.inner.db.begin_read().map_err(unavailable)?;
         let data = read.open_table(DATA).map_err(unavailable)?;
         let meta = read.open_table(META).map_err(unavailable)?;
@@ -119,6 +126,7 @@ impl KvEngine for EmbeddedEngine {
             TableSnapshot(data),
             version,
             Arc::new(self.clone()),
+            live,
         )))
     }
 }

@@ -7,7 +7,9 @@ use imbl::OrdMap;
 use parking_lot::Mutex;
 
 use crate::engine::{EngineTransaction, KvEngine};
-use crate::occ::{ApplyTarget, CommitLog, Committer, OccTransaction, Snapshot, WriteBuffer};
+use crate::occ::{
+    ApplyTarget, CommitLog, Committer, LiveSnapshots, OccTransaction, Snapshot, WriteBuffer,
+};
 use crate::{KeyRange, StorageError};
 
 type Map = OrdMap<Vec<u8>, Vec<u8>>;
@@ -16,6 +18,7 @@ struct State {
     data: Map,
     version: u64,
     log: CommitLog,
+    live: Arc<LiveSnapshots>,
 }
 
 /// A serializable in-memory store. Snapshots are O(1) clones of a persistent map.
@@ -26,11 +29,13 @@ pub struct MemoryEngine {
 
 impl MemoryEngine {
     pub fn new() -> Self {
+        let live = Arc::new(LiveSnapshots::default());
         MemoryEngine {
             state: Arc::new(Mutex::new(State {
                 data: Map::new(),
                 version: 0,
-                log: CommitLog::default(),
+                log: CommitLog::new(live.clone()),
+                live,
             })),
         }
     }
@@ -49,14 +54,16 @@ impl KvEngine for MemoryEngine {
     }
 
     async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError> {
-        let (data, version) = {
+        let (data, version, live) = {
             let state = self.state.lock();
-            (state.data.clone(), state.version)
+            let live = state.live.open();
+            (state.data.clone(), state.version, live)
         };
         Ok(Box::new(OccTransaction::new(
             MapSnapshot(data),
             version,
             Arc::new(self.clone()),
+            live,
         )))
     }
 }

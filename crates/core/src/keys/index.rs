@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use gatehouse_storage::tuple::unpack;
-use gatehouse_storage::{Store, TxError};
+use gatehouse_storage::{RangeOptions, Store, TxError};
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
@@ -233,13 +233,31 @@ impl AccessIndex {
     /// the next [`catch_up`](Self::catch_up): the cursor is taken first.
     pub async fn load(&self) -> Result<()> {
         let head = self.changes.head().await?;
-        let keys = self
-            .store
-            .run(|tx| async move { read_all::<ApiKey>(&tx, &keyspace::api_keys()).await })
-            .await?;
-        let owners: BTreeSet<Id> = keys.iter().map(|k| k.owner_id).collect();
-        for key in keys {
-            self.put_key(key);
+        // A page at a time: one read of every key would hold them all twice
+        // (stored bytes and decoded) at once, and leave the allocator's
+        // pages scattered after it. Changes between pages are caught up.
+        const PAGE: usize = 1000;
+        let mut range = keyspace::api_keys();
+        let mut owners = BTreeSet::new();
+        loop {
+            let current = &range;
+            let (keys, next) = self
+                .store
+                .run(|tx| async move {
+                    let page = tx.get_range(current, RangeOptions::limit(PAGE)).await?;
+                    let keys = crate::codec::decode_values::<ApiKey>(&page.entries)
+                        .map_err(TxError::Abort)?;
+                    Ok::<_, TxError<Error>>((keys, page.next))
+                })
+                .await?;
+            for key in keys {
+                owners.insert(key.owner_id);
+                self.put_key(key);
+            }
+            match next {
+                Some(next) => range = next,
+                None => break,
+            }
         }
         for owner in owners {
             self.refresh_owner(owner).await?;
