@@ -141,6 +141,42 @@ pub async fn trim_range(
         .await?)
 }
 
+/// Deletes every record of `range` that `expired` says is, a page of 500
+/// per transaction (so a large subspace never makes one huge transaction);
+/// returns how many went. The pruning jobs use it.
+pub async fn prune_range<T: Record>(
+    store: &gatehouse_storage::Store,
+    range: gatehouse_storage::KeyRange,
+    expired: impl Fn(&T) -> bool,
+) -> crate::Result<usize> {
+    const PAGE: usize = 500;
+    let (mut range, expired) = (range, &expired);
+    let mut pruned = 0;
+    loop {
+        let current = &range;
+        let (gone, next) = store
+            .run(|tx| async move {
+                let page = tx
+                    .get_range(current, gatehouse_storage::RangeOptions::limit(PAGE))
+                    .await?;
+                let mut gone = 0;
+                for (key, value) in &page.entries {
+                    if expired(&decode::<T>(value).map_err(TxError::Abort)?) {
+                        tx.clear(key)?;
+                        gone += 1;
+                    }
+                }
+                Ok::<_, TxError<Error>>((gone, page.next))
+            })
+            .await?;
+        pruned += gone;
+        match next {
+            Some(next) => range = next,
+            None => return Ok(pruned),
+        }
+    }
+}
+
 // The change feed's write side: every `Key::put` and `Key::clear` of a
 // feed record appends one of these in the same transaction. Reading and
 // trimming the feed is [`changes`](crate::changes).

@@ -17,7 +17,7 @@
 //!
 //! Records expire after 24 hours; [`Idempotency::prune`] deletes them.
 
-use gatehouse_storage::{RangeOptions, Store, Tx, TxError};
+use gatehouse_storage::{Store, Tx, TxError};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::KeyRing;
@@ -250,34 +250,13 @@ impl Idempotency {
     /// Deletes records older than 24 hours, a page per transaction; returns
     /// how many went. The `idempotency` job runs it.
     pub async fn prune(&self) -> Result<usize> {
-        const PAGE: usize = 500;
         let now = self.env.clock.now_millis();
-        let mut range = keyspace::idempotent_writes();
-        let mut pruned = 0;
-        loop {
-            let current = &range;
-            let (gone, next) = self
-                .store
-                .run(|tx| async move {
-                    let page = tx.get_range(current, RangeOptions::limit(PAGE)).await?;
-                    let mut gone = 0;
-                    for (key, value) in &page.entries {
-                        let write: IdempotentWrite =
-                            crate::codec::decode(value).map_err(TxError::Abort)?;
-                        if now >= write.created_ms + TTL_MS {
-                            tx.clear(key)?;
-                            gone += 1;
-                        }
-                    }
-                    Ok::<_, TxError<Error>>((gone, page.next))
-                })
-                .await?;
-            pruned += gone;
-            match next {
-                Some(next) => range = next,
-                None => return Ok(pruned),
-            }
-        }
+        crate::codec::prune_range(
+            &self.store,
+            keyspace::idempotent_writes(),
+            |write: &IdempotentWrite| now >= write.created_ms + TTL_MS,
+        )
+        .await
     }
 }
 
@@ -316,6 +295,7 @@ fn derive(purpose: &[u8], credential: &[u8], key: &str) -> [u8; 32] {
 mod tests {
     use std::sync::Arc;
 
+    use gatehouse_storage::RangeOptions;
     use gatehouse_storage::memory::MemoryEngine;
 
     use super::*;

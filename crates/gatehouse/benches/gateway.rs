@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use gatehouse::Gatehouse;
-use gatehouse::config::{Config, Secret};
-use gatehouse_core::catalog::{EndpointSpec, ModelSpec};
+use gatehouse::config::Secret;
 use gatehouse_core::model::sessions::ClientInfo;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+mod common;
 
 /// The allocator the `gatehouse` binary uses.
 #[global_allocator]
@@ -403,59 +404,22 @@ fn main() {
 /// with one model on `upstream` and one key:
 /// the gateway's chat URL and the key.
 async fn gatehouse(upstream: String) -> (String, String) {
-    let mut config = Config::default();
     let dir = tempfile::tempdir().unwrap();
-    config.storage.engine = "embedded".into();
     // Lives as long as the bench process.
-    config.storage.path = dir.keep();
-    config.server.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::embedded_config(dir.keep());
     config.auth.jwt_secret = Some(Secret(
         "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
     ));
     config.auth.key_encryption_secret = Some(Secret(
         "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into(),
     ));
-    config.bootstrap.admin_password = Some(Secret("correct horse battery staple".into()));
-    config.log.level = "warn".into();
     let server = Gatehouse::build(&config).await.unwrap();
     let gateway = format!("http://{}/v1/chat/completions", server.http_addr().unwrap());
     let services = server.services.clone();
     tokio::spawn(server.run_until_stopped(std::future::pending()));
     let c = ClientInfo::default();
-    let (admin, _) = services
-        .accounts
-        .login("admin@localhost", "correct horse battery staple", &c)
-        .await
-        .unwrap();
-    let endpoint = services
-        .catalog
-        .create_endpoint(
-            &admin,
-            EndpointSpec {
-                name: Some("local".into()),
-                base_url: Some(upstream.clone()),
-                ..Default::default()
-            },
-            &c,
-        )
-        .await
-        .unwrap();
-    services
-        .catalog
-        .create_model(
-            &admin,
-            ModelSpec {
-                name: Some("bench".into()),
-                endpoint_id: Some(endpoint.id),
-                input_cost_per_token: Some(0.000001),
-                output_cost_per_token: Some(0.000002),
-                ..Default::default()
-            },
-            &c,
-        )
-        .await
-        .unwrap();
+    let admin = common::admin(&services).await;
+    common::serve_model(&services, &admin, &upstream, "bench").await;
     services.keys.index().catch_up().await.unwrap();
     let (_, key) = services
         .keys

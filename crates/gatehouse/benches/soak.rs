@@ -20,15 +20,16 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use gatehouse::Gatehouse;
-use gatehouse::config::{Config, Secret};
 use gatehouse_core::accounts::AdminNewUser;
-use gatehouse_core::catalog::{EndpointSpec, ModelSpec};
+use gatehouse_core::catalog::EndpointSpec;
 use gatehouse_core::model::sessions::ClientInfo;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-const PASSWORD: &str = "correct horse battery staple";
+use common::PASSWORD;
+
+mod common;
 /// Keys one account holds at most.
 const KEYS_PER_USER: usize = 1000;
 
@@ -63,49 +64,13 @@ async fn upstream() -> String {
 /// Prepares `data` in-process: a model on `upstream` and `keys` keys spread
 /// over accounts of at most [`KEYS_PER_USER`]; the keys.
 async fn prepare(data: &Path, upstream: &str, keys: usize) -> Vec<String> {
-    let mut config = Config::default();
-    config.storage.engine = "embedded".into();
-    config.storage.path = data.to_path_buf();
-    config.server.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    config.bootstrap.admin_password = Some(Secret(PASSWORD.into()));
-    config.log.level = "warn".into();
-    let server = Gatehouse::build(&config).await.unwrap();
+    let server = Gatehouse::build(&common::embedded_config(data.to_path_buf()))
+        .await
+        .unwrap();
     let services = server.services.clone();
     let c = ClientInfo::default();
-    let (admin, _) = services
-        .accounts
-        .login("admin@localhost", PASSWORD, &c)
-        .await
-        .unwrap();
-    let endpoint = services
-        .catalog
-        .create_endpoint(
-            &admin,
-            EndpointSpec {
-                name: Some("local".into()),
-                base_url: Some(upstream.to_string()),
-                ..Default::default()
-            },
-            &c,
-        )
-        .await
-        .unwrap();
-    services
-        .catalog
-        .create_model(
-            &admin,
-            ModelSpec {
-                name: Some("soak".into()),
-                endpoint_id: Some(endpoint.id),
-                input_cost_per_token: Some(0.000001),
-                output_cost_per_token: Some(0.000002),
-                ..Default::default()
-            },
-            &c,
-        )
-        .await
-        .unwrap();
+    let admin = common::admin(&services).await;
+    common::serve_model(&services, &admin, upstream, "soak").await;
     let started = Instant::now();
     let mut made = Vec::with_capacity(keys);
     for account in 0..keys.div_ceil(KEYS_PER_USER) {
@@ -149,20 +114,12 @@ async fn prepare(data: &Path, upstream: &str, keys: usize) -> Vec<String> {
 
 /// Points the prepared store's endpoint at this run's `upstream`.
 async fn repoint(data: &Path, upstream: &str) {
-    let mut config = Config::default();
-    config.storage.engine = "embedded".into();
-    config.storage.path = data.to_path_buf();
-    config.server.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    config.log.level = "warn".into();
-    let server = Gatehouse::build(&config).await.unwrap();
-    let services = server.services.clone();
-    let c = ClientInfo::default();
-    let (admin, _) = services
-        .accounts
-        .login("admin@localhost", PASSWORD, &c)
+    let server = Gatehouse::build(&common::embedded_config(data.to_path_buf()))
         .await
         .unwrap();
+    let services = server.services.clone();
+    let c = ClientInfo::default();
+    let admin = common::admin(&services).await;
     let endpoint = services
         .catalog
         .list_endpoints(&admin)

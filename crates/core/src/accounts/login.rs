@@ -2,8 +2,6 @@
 //! tells whether an account exists: an unknown login, a disabled account and
 //! a wrong password give the same error after the same work.
 
-use gatehouse_storage::RangeOptions;
-
 use super::emails::set_password;
 use super::sessions::end_sessions;
 use super::*;
@@ -241,34 +239,13 @@ impl AccountService {
     /// Deletes the sign-in failure counters whose window is over (the job
     /// `login_throttle` runs it), a page per transaction; how many went.
     pub async fn prune_login_failures(&self) -> Result<usize> {
-        const PAGE: usize = 500;
         let now = self.env.clock.now_millis();
-        let mut range = keyspace::all_login_failures();
-        let mut pruned = 0;
-        loop {
-            let current = &range;
-            let (gone, next) = self
-                .store
-                .run(|tx| async move {
-                    let page = tx.get_range(current, RangeOptions::limit(PAGE)).await?;
-                    let mut gone = 0;
-                    for (key, value) in &page.entries {
-                        let record: throttle::Failures =
-                            crate::codec::decode(value).map_err(TxError::Abort)?;
-                        if record.expired(now) {
-                            tx.clear(key)?;
-                            gone += 1;
-                        }
-                    }
-                    Ok::<_, TxError<Error>>((gone, page.next))
-                })
-                .await?;
-            pruned += gone;
-            match next {
-                Some(next) => range = next,
-                None => return Ok(pruned),
-            }
-        }
+        crate::codec::prune_range(
+            &self.store,
+            keyspace::all_login_failures(),
+            |record: &throttle::Failures| record.expired(now),
+        )
+        .await
     }
 
     /// A device proof for a client that has just signed in to `user`: the
