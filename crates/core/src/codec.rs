@@ -71,6 +71,25 @@ pub async fn read_all<T: Record>(
     decode_values(&page.entries).map_err(TxError::Abort)
 }
 
+/// Reads up to `limit` records of `range` in a transaction of their own;
+/// the records and what is left of the range, if anything is. For walking a
+/// large subspace a page at a time.
+pub async fn read_page<T: Record>(
+    store: &gatehouse_storage::Store,
+    range: &gatehouse_storage::KeyRange,
+    limit: usize,
+) -> crate::Result<(Vec<T>, Option<gatehouse_storage::KeyRange>)> {
+    let page = store
+        .run(|tx| async move {
+            Ok::<_, TxError<Error>>(
+                tx.get_range(range, gatehouse_storage::RangeOptions::limit(limit))
+                    .await?,
+            )
+        })
+        .await?;
+    Ok((decode_values(&page.entries)?, page.next))
+}
+
 /// Ends a transaction with a business error (nothing it wrote is kept).
 pub fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
     Err(TxError::Abort(e))

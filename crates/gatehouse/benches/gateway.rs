@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
-use gatehouse::Gatehouse;
 use gatehouse::config::Secret;
 use gatehouse_core::model::sessions::ClientInfo;
 use http_body_util::{BodyExt, Full};
@@ -413,12 +412,10 @@ async fn gatehouse(upstream: String) -> (String, String) {
     config.auth.key_encryption_secret = Some(Secret(
         "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into(),
     ));
-    let server = Gatehouse::build(&config).await.unwrap();
+    let (server, services, admin) = common::open(&config).await;
     let gateway = format!("http://{}/v1/chat/completions", server.http_addr().unwrap());
-    let services = server.services.clone();
     tokio::spawn(server.run_until_stopped(std::future::pending()));
     let c = ClientInfo::default();
-    let admin = common::admin(&services).await;
     common::serve_model(&services, &admin, &upstream, "bench").await;
     services.keys.index().catch_up().await.unwrap();
     let (_, key) = services

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use gatehouse::Gatehouse;
 use gatehouse_core::accounts::AdminNewUser;
 use gatehouse_core::catalog::EndpointSpec;
 use gatehouse_core::model::sessions::ClientInfo;
@@ -64,12 +63,9 @@ async fn upstream() -> String {
 /// Prepares `data` in-process: a model on `upstream` and `keys` keys spread
 /// over accounts of at most [`KEYS_PER_USER`]; the keys.
 async fn prepare(data: &Path, upstream: &str, keys: usize) -> Vec<String> {
-    let server = Gatehouse::build(&common::embedded_config(data.to_path_buf()))
-        .await
-        .unwrap();
-    let services = server.services.clone();
+    let (server, services, admin) =
+        common::open(&common::embedded_config(data.to_path_buf())).await;
     let c = ClientInfo::default();
-    let admin = common::admin(&services).await;
     common::serve_model(&services, &admin, upstream, "soak").await;
     let started = Instant::now();
     let mut made = Vec::with_capacity(keys);
@@ -114,12 +110,9 @@ async fn prepare(data: &Path, upstream: &str, keys: usize) -> Vec<String> {
 
 /// Points the prepared store's endpoint at this run's `upstream`.
 async fn repoint(data: &Path, upstream: &str) {
-    let server = Gatehouse::build(&common::embedded_config(data.to_path_buf()))
-        .await
-        .unwrap();
-    let services = server.services.clone();
+    let (server, services, admin) =
+        common::open(&common::embedded_config(data.to_path_buf())).await;
     let c = ClientInfo::default();
-    let admin = common::admin(&services).await;
     let endpoint = services
         .catalog
         .list_endpoints(&admin)

@@ -222,19 +222,8 @@ impl AccountService {
         // Filtered reads scan in pages until the page is full or users run out;
         // each page is its own short transaction.
         loop {
-            let page = self
-                .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        Ok::<_, TxError<Error>>(
-                            tx.get_range(range, gatehouse_storage::RangeOptions::limit(200))
-                                .await?,
-                        )
-                    }
-                })
-                .await?;
-            for user in crate::codec::decode_values::<User>(&page.entries)? {
+            let (users, next) = crate::codec::read_page::<User>(&self.store, &range, 200).await?;
+            for user in users {
                 if matches(&user) {
                     found.push(user);
                     if found.len() == limit {
@@ -242,7 +231,7 @@ impl AccountService {
                     }
                 }
             }
-            match page.next {
+            match next {
                 Some(next) => range = next,
                 None => return Ok(found),
             }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use gatehouse_storage::tuple::unpack;
-use gatehouse_storage::{RangeOptions, Store, TxError};
+use gatehouse_storage::{Store, TxError};
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
@@ -240,16 +240,7 @@ impl AccessIndex {
         let mut range = keyspace::api_keys();
         let mut owners = BTreeSet::new();
         loop {
-            let current = &range;
-            let (keys, next) = self
-                .store
-                .run(|tx| async move {
-                    let page = tx.get_range(current, RangeOptions::limit(PAGE)).await?;
-                    let keys = crate::codec::decode_values::<ApiKey>(&page.entries)
-                        .map_err(TxError::Abort)?;
-                    Ok::<_, TxError<Error>>((keys, page.next))
-                })
-                .await?;
+            let (keys, next) = crate::codec::read_page::<ApiKey>(&self.store, &range, PAGE).await?;
             for key in keys {
                 owners.insert(key.owner_id);
                 self.put_key(key);

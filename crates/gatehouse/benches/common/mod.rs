@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use gatehouse::Gatehouse;
 use gatehouse::config::{Config, Secret};
 use gatehouse_core::catalog::{EndpointSpec, ModelSpec};
 use gatehouse_core::model::accounts::User;
@@ -24,14 +25,17 @@ pub fn embedded_config(path: PathBuf) -> Config {
     config
 }
 
-/// The first admin, signed in.
-pub async fn admin(services: &Services) -> User {
-    services
+/// The server `config` describes, built (not yet serving), with its
+/// services and its first admin, signed in.
+pub async fn open(config: &Config) -> (Gatehouse, Services, User) {
+    let server = Gatehouse::build(config).await.unwrap();
+    let services = server.services.clone();
+    let (admin, _) = services
         .accounts
         .login("admin@localhost", PASSWORD, &ClientInfo::default())
         .await
-        .unwrap()
-        .0
+        .unwrap();
+    (server, services, admin)
 }
 
 /// Endpoint `local` on `upstream` and model `name` on it, priced.
