@@ -111,8 +111,9 @@ pub struct AuditLog {
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
 }
 
-/// Most events one page holds.
-pub const MAX_PAGE: usize = 200;
+/// Most events one read returns: a page and one more, which tells whether
+/// another page follows.
+pub const MAX_PAGE: usize = crate::page::MAX_LIMIT + 1;
 
 impl AuditLog {
     pub fn new(store: Store, env: Env) -> Self {

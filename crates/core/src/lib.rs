@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod keyspace;
 pub mod model;
+pub mod page;
 pub mod services;
 pub mod tenancy;
 #[cfg(test)]

@@ -11,16 +11,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::page::List;
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
 use crate::extract::ApiQuery;
+use gatehouse_core::page::Page;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct Page {
-    /// At most this many events (1-200, default 50).
-    pub limit: Option<usize>,
+pub struct AuditQuery {
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Actions starting with this, e.g. `keys.` or `auth.login`.
@@ -61,13 +65,6 @@ pub struct AuditEventInfo {
     pub details: serde_json::Value,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct AuditPage {
-    pub events: Vec<AuditEventInfo>,
-    /// Pass as `cursor` for older events; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
 impl From<AuditEvent> for AuditEventInfo {
     fn from(e: AuditEvent) -> Self {
         AuditEventInfo {
@@ -90,54 +87,47 @@ impl From<AuditEvent> for AuditEventInfo {
 /// organization, target or time (platform `admin` or `admin_readonly`).
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "records",
     security(("bearer" = [])),
-    params(Page),
+    params(AuditQuery),
     responses(
-        (status = 200, description = "A page of events", body = AuditPage),
+        (status = 200, description = "A page of events, newest first", body = List<AuditEventInfo>),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a platform admin", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<AuditPage>, ApiError> {
-    let limit = page.limit.unwrap_or(50);
-    let before = page
-        .cursor
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(ApiError)?;
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<List<AuditEventInfo>>, ApiError> {
+    let page = super::page::request(query.limit, query.cursor)?;
+    let before = page.after_key().map_err(ApiError)?;
     let filter = gatehouse_core::audit::AuditFilter {
-        action: page.action,
-        actor: page
+        action: query.action,
+        actor: query
             .actor
             .as_deref()
             .map(str::parse)
             .transpose()
             .map_err(ApiError)?,
-        organization: page
+        organization: query
             .organization_id
             .as_deref()
             .map(str::parse)
             .transpose()
             .map_err(ApiError)?,
-        target_type: page.target_type,
-        target_id: page.target_id,
-        from: page.from,
+        target_type: query.target_type,
+        target_id: query.target_id,
+        from: query.from,
     };
     let events = state
         .services
         .audit
-        .list(&auth.user, &filter, before, limit)
+        .list(&auth.user, &filter, before, page.limit + 1)
         .await?;
-    let next_cursor = (events.len() == limit.clamp(1, gatehouse_core::audit::MAX_PAGE))
-        .then(|| events.last().map(|e| e.id.to_string()))
-        .flatten();
-    Ok(Json(AuditPage {
-        events: events.into_iter().map(Into::into).collect(),
-        next_cursor,
-    }))
+    Ok(Json(List::of(Page::from_lookahead(
+        events,
+        page.limit,
+        |e| e.id,
+    ))))
 }
 
 /// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to

@@ -1,5 +1,6 @@
 //! `/api/v1/auth`: registration, sign-in and the signed-in user.
 
+use super::page::{List, Order, PageQuery};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gatehouse_core::model::accounts::{Role, User, UserStatus};
 use gatehouse_core::model::sessions::{Session, SessionKind};
+use gatehouse_core::page::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,7 +21,7 @@ use crate::ApiError;
 use crate::auth::{Client, InPerson, SESSION_COOKIE, SignedIn};
 use crate::caller::DEVICE_COOKIE;
 use crate::error::ErrorBody;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +56,10 @@ pub enum LoginMode {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// Email address or username.
+    /// Email address or username. Also accepted as `email` or `username`
+    /// (the AIGateway body), one of the three.
     #[schema(example = "ada@example.com")]
+    #[serde(alias = "email", alias = "username")]
     pub login: String,
     pub password: String,
     #[serde(default)]
@@ -318,23 +322,23 @@ pub async fn change_password(
 
 /// The signed-in user's live sessions, newest first.
 #[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth",
-    security(("bearer" = [])),
+    security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Sessions", body = Vec<SessionInfo>),
+        (status = 200, description = "A page of sessions, newest first", body = List<SessionInfo>),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     InPerson(auth): InPerson,
-) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<SessionInfo>>, ApiError> {
+    let page = page.request()?;
     let current = auth.session.as_ref().map(|s| s.id);
     let sessions = state.services.accounts.list_sessions(auth.user.id).await?;
-    Ok(Json(
-        sessions
-            .into_iter()
-            .map(|s| SessionInfo::new(s, current))
-            .collect(),
-    ))
+    let sessions = Page::of(sessions, &page, Order::Descending, |s| s.id).map_err(ApiError)?;
+    Ok(Json(List::of(
+        sessions.map(|s| SessionInfo::new(s, current)),
+    )))
 }
 
 /// End one of the signed-in user's sessions.
@@ -468,26 +472,28 @@ pub struct NewEmail {
 
 /// The signed-in user's email addresses, primary first.
 #[utoipa::path(get, path = "/api/v1/auth/emails", tag = "auth",
-    security(("bearer" = [])),
+    security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Addresses", body = Vec<EmailInfo>),
+        (status = 200, description = "A page of addresses, primary first", body = List<EmailInfo>),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub async fn list_emails(
     State(state): State<AppState>,
     InPerson(auth): InPerson,
-) -> Result<Json<Vec<EmailInfo>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<EmailInfo>>, ApiError> {
+    let page = page.request()?;
     let emails = state.services.accounts.list_emails(auth.user.id).await?;
-    Ok(Json(
-        emails
-            .into_iter()
-            .map(|e| EmailInfo {
-                email: e.email,
-                primary: e.primary,
-                verified: e.verified,
-            })
-            .collect(),
-    ))
+    // Primary first, then by address: the sort key puts `0` before `1`.
+    let emails = Page::of(emails, &page, Order::Ascending, |e| {
+        format!("{}:{}", u8::from(!e.primary), e.email)
+    })
+    .map_err(ApiError)?;
+    Ok(Json(List::of(emails.map(|e| EmailInfo {
+        email: e.email,
+        primary: e.primary,
+        verified: e.verified,
+    }))))
 }
 
 /// Add an address; a verification token is emailed to it. Answers alike when

@@ -1,4 +1,4 @@
-//! `/api/v1/keys`: API keys, shown once at creation.
+//! `/api/v1/api-keys`: API keys, shown once at creation.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
+use super::page::{self, List};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
@@ -144,11 +145,17 @@ pub struct NewKeyBody {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeyQuery {
     /// Everyone's keys (platform `admin`, `admin_readonly`).
     #[serde(default)]
     pub all: bool,
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -159,7 +166,7 @@ pub struct RotateBody {
 }
 
 /// Create an API key for yourself; the key is in this answer only.
-#[utoipa::path(post, path = "/api/v1/keys", tag = "keys",
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "keys",
     security(("bearer" = [])), request_body = NewKeyBody,
     responses(
         (status = 201, description = "Created", body = CreatedKey),
@@ -197,23 +204,28 @@ pub async fn create(
 }
 
 /// Your keys, newest first (or everyone's with `all=true`, platform readers).
-#[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "keys",
     security(("bearer" = [])), params(KeyQuery),
     responses(
-        (status = 200, description = "Keys, without the keys themselves", body = [KeyOut]),
+        (status = 200, description = "A page of keys, without the keys themselves", body = List<KeyOut>),
         (status = 403, description = "`all` without being a platform reader", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<KeyQuery>,
-) -> Result<Json<Vec<KeyOut>>, ApiError> {
-    let keys = state.services.keys.list(&auth.user, query.all).await?;
-    Ok(Json(keys.into_iter().map(Into::into).collect()))
+) -> Result<Json<List<KeyOut>>, ApiError> {
+    let page = page::request(query.limit, query.cursor)?;
+    let keys = state
+        .services
+        .keys
+        .list(&auth.user, query.all, &page)
+        .await?;
+    Ok(Json(List::of(keys)))
 }
 
 /// Read a key (yours; platform readers: any).
-#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys",
+#[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "keys",
     security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
     responses(
         (status = 200, description = "The key's settings", body = KeyOut),
@@ -230,7 +242,7 @@ pub async fn read(
 
 /// Revoke a key (yours; platform `admin`: any; through an API key: only the
 /// keys that key created). It stops working at once.
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "keys",
     security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
     responses(
         (status = 204, description = "Revoked"),
@@ -253,7 +265,7 @@ pub async fn revoke(
 
 /// Replace your key with a new one with the same settings; the old one works
 /// for `grace_secs` more. The new key is in this answer only.
-#[utoipa::path(post, path = "/api/v1/keys/{id}/rotate", tag = "keys",
+#[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "keys",
     security(("bearer" = [])), params(("id" = String, Path, description = "Key ID")),
     request_body = RotateBody,
     responses(

@@ -4,9 +4,11 @@
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod catalog;
+pub(crate) mod clients;
 pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod orgs;
+pub(crate) mod page;
 pub(crate) mod system;
 pub(crate) mod teams;
 pub(crate) mod usage;
@@ -84,6 +86,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(teams::routes())
         .merge(catalog::routes())
         .merge(vaults::routes())
+        .merge(clients::routes())
         .merge(keys::routes())
         .merge(audit::routes())
         .merge(usage::routes())

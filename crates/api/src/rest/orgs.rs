@@ -19,10 +19,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::page::{self, List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
 use crate::extract::{ApiJson, ApiQuery};
+use gatehouse_core::page::Page;
 
 /// Parses an ID from a path segment.
 pub(crate) fn id(segment: &str) -> Result<Id, ApiError> {
@@ -91,22 +93,17 @@ pub struct OrgChangeBody {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrgListQuery {
     /// Every organization, not only yours (platform `admin` or `admin_readonly`).
     #[serde(default)]
     pub all: bool,
-    /// With `all`: at most this many (1-200, default 50).
-    pub limit: Option<usize>,
-    /// With `all`: the `next_cursor` of the previous page.
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OrgPage {
-    pub organizations: Vec<OrgView>,
-    /// With `all`: pass as `cursor` for the next page; absent on the last one.
-    pub next_cursor: Option<String>,
 }
 
 /// Create an organization; you become its owner.
@@ -142,37 +139,42 @@ pub async fn create(
     security(("bearer" = [])),
     params(OrgListQuery),
     responses(
-        (status = 200, description = "Organizations", body = OrgPage),
+        (status = 200, description = "A page of organizations, oldest first", body = List<OrgView>),
         (status = 403, description = "`all` without being a platform reader", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<OrgListQuery>,
-) -> Result<Json<OrgPage>, ApiError> {
+) -> Result<Json<List<OrgView>>, ApiError> {
     let tenancy = &state.services.tenancy;
+    let page = page::request(query.limit, query.cursor)?;
     if !query.all {
-        let organizations = tenancy
+        let mine = tenancy
             .orgs_of(auth.user.id)
             .await?
             .into_iter()
             .map(|(org, role)| OrgView::new(org, Some(role)))
             .collect();
-        return Ok(Json(OrgPage {
-            organizations,
-            next_cursor: None,
-        }));
+        return Ok(Json(List::paged(
+            mine,
+            &page,
+            Order::Ascending,
+            |o: &OrgView| o.id,
+        )?));
     }
-    let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let after = query.cursor.as_deref().map(id).transpose()?;
-    let orgs = tenancy.list_all_orgs(&auth.user, after, limit).await?;
-    let next_cursor = (orgs.len() == limit)
-        .then(|| orgs.last().map(|o| o.id.to_string()))
-        .flatten();
-    Ok(Json(OrgPage {
-        organizations: orgs.into_iter().map(|o| OrgView::new(o, None)).collect(),
-        next_cursor,
-    }))
+    let after = page.after_key().map_err(ApiError)?;
+    let orgs = tenancy
+        .list_all_orgs(&auth.user, after, page.limit + 1)
+        .await?
+        .into_iter()
+        .map(|o| OrgView::new(o, None))
+        .collect();
+    Ok(Json(List::of(Page::from_lookahead(
+        orgs,
+        page.limit,
+        |o: &OrgView| o.id,
+    ))))
 }
 
 /// Read an organization (members and platform readers).
@@ -349,22 +351,26 @@ impl From<Membership> for MembershipOut {
 /// The members of an organization (members and platform readers).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/members", tag = "organizations",
     security(("bearer" = [])),
-    params(("org" = String, Path, description = "Organization ID")),
+    params(("org" = String, Path, description = "Organization ID"), PageQuery),
     responses(
-        (status = 200, description = "Members", body = [MemberOut]),
+        (status = 200, description = "Members", body = List<MemberOut>),
         (status = 404, description = "No such organization visible to you", body = ErrorBody),
     ))]
 pub async fn members(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org): Path<String>,
-) -> Result<Json<Vec<MemberOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<MemberOut>>, ApiError> {
+    let page = page.request()?;
     let members = state
         .services
         .tenancy
         .list_members(&auth.user, id(&org)?)
         .await?;
-    Ok(Json(members.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(members, &page, Order::Ascending, |m| {
+        m.membership.user_id
+    })?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -541,9 +547,9 @@ pub async fn invite(
 /// platform readers).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/invitations", tag = "organizations",
     security(("bearer" = [])),
-    params(("org" = String, Path, description = "Organization ID")),
+    params(("org" = String, Path, description = "Organization ID"), PageQuery),
     responses(
-        (status = 200, description = "Invitations", body = [InvitationOut]),
+        (status = 200, description = "Invitations", body = List<InvitationOut>),
         (status = 403, description = "Your role does not allow it", body = ErrorBody),
         (status = 404, description = "No such organization visible to you", body = ErrorBody),
     ))]
@@ -551,13 +557,15 @@ pub async fn invitations(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org): Path<String>,
-) -> Result<Json<Vec<InvitationOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<InvitationOut>>, ApiError> {
+    let page = page.request()?;
     let list = state
         .services
         .tenancy
         .list_invitations(&auth.user, id(&org)?)
         .await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(list, &page, Order::Ascending, |i| i.id)?))
 }
 
 /// Revoke a pending invitation.

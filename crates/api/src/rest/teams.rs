@@ -18,10 +18,11 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
+use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct TeamOut {
@@ -118,22 +119,24 @@ pub async fn create(
 /// The organization's teams (members and platform readers).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/teams", tag = "teams",
     security(("bearer" = [])),
-    params(("org" = String, Path, description = "Organization ID")),
+    params(("org" = String, Path, description = "Organization ID"), PageQuery),
     responses(
-        (status = 200, description = "Teams", body = [TeamOut]),
+        (status = 200, description = "Teams", body = List<TeamOut>),
         (status = 404, description = "No such organization visible to you", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org): Path<String>,
-) -> Result<Json<Vec<TeamOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<TeamOut>>, ApiError> {
+    let page = page.request()?;
     let teams = state
         .services
         .tenancy
         .list_teams(&auth.user, id(&org)?)
         .await?;
-    Ok(Json(teams.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(teams, &page, Order::Ascending, |t| t.id)?))
 }
 
 /// Read a team.
@@ -242,22 +245,27 @@ impl From<TeamMember> for TeamMemberOut {
     params(
         ("org" = String, Path, description = "Organization ID"),
         ("team" = String, Path, description = "Team ID"),
+        PageQuery,
     ),
     responses(
-        (status = 200, description = "Members", body = [TeamMemberOut]),
+        (status = 200, description = "Members", body = List<TeamMemberOut>),
         (status = 404, description = "No such organization or team", body = ErrorBody),
     ))]
 pub async fn members(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((org, team)): Path<(String, String)>,
-) -> Result<Json<Vec<TeamMemberOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<TeamMemberOut>>, ApiError> {
+    let page = page.request()?;
     let members = state
         .services
         .tenancy
         .list_team_members(&auth.user, id(&org)?, id(&team)?)
         .await?;
-    Ok(Json(members.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(members, &page, Order::Ascending, |m| {
+        m.user_id
+    })?))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -16,19 +16,23 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
+use super::page::{List, Order};
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
 use crate::extract::ApiQuery;
+use gatehouse_core::page::Page;
 
+/// Which statistics: the CSV export's parameters.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct UsageQuery {
+pub struct UsageFilter {
     /// First day (UTC), `YYYY-MM-DD`; default: 30 days ago.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = Date)]
     pub from: Option<NaiveDate>,
     /// Last day (UTC), `YYYY-MM-DD`; default: today.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
     /// `day` (default), `model`, `key` or `user`.
     #[param(value_type = Option<String>)]
@@ -38,6 +42,33 @@ pub struct UsageQuery {
     /// Everyone's usage (platform `admin`, `admin_readonly`).
     #[serde(default)]
     pub all: bool,
+}
+
+/// The statistics' parameters and a page (serde cannot flatten a query and
+/// still refuse unknown parameters, so the filter's fields are repeated).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// First day (UTC), `YYYY-MM-DD`; default: 30 days ago.
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<NaiveDate>,
+    /// Last day (UTC), `YYYY-MM-DD`; default: today.
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<NaiveDate>,
+    /// `day` (default), `model`, `key` or `user`.
+    #[param(value_type = Option<String>)]
+    pub group_by: Option<GroupBy>,
+    /// One user's usage (platform `admin`, `admin_readonly`; others: yourself).
+    pub user: Option<String>,
+    /// Everyone's usage (platform `admin`, `admin_readonly`).
+    #[serde(default)]
+    pub all: bool,
+    /// Rows in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -66,7 +97,7 @@ impl From<StatsRow> for UsageRow {
 async fn rows(
     state: &AppState,
     auth: &Authenticated,
-    q: UsageQuery,
+    q: UsageFilter,
 ) -> Result<Vec<StatsRow>, ApiError> {
     let today = state.services.usage.env().clock.now().date_naive();
     let query = StatsQuery {
@@ -84,7 +115,7 @@ async fn rows(
 #[utoipa::path(get, path = "/api/v1/usage", tag = "records",
     security(("bearer" = [])), params(UsageQuery),
     responses(
-        (status = 200, description = "Rows", body = [UsageRow]),
+        (status = 200, description = "A page of rows, by group", body = List<UsageRow>),
         (status = 400, description = "Invalid range", body = ErrorBody),
         (status = 403, description = "Others' usage without being a platform reader", body = ErrorBody),
     ))]
@@ -92,14 +123,24 @@ pub async fn stats(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<UsageQuery>,
-) -> Result<Json<Vec<UsageRow>>, ApiError> {
-    let rows = rows(&state, &auth, query).await?;
-    Ok(Json(rows.into_iter().map(Into::into).collect()))
+) -> Result<Json<List<UsageRow>>, ApiError> {
+    let page = super::page::request(query.limit, query.cursor)?;
+    let filter = UsageFilter {
+        from: query.from,
+        to: query.to,
+        group_by: query.group_by,
+        user: query.user,
+        all: query.all,
+    };
+    let rows = rows(&state, &auth, filter).await?;
+    Ok(Json(List::paged(rows, &page, Order::Ascending, |r| {
+        r.group.clone()
+    })?))
 }
 
 /// The same statistics as CSV (`group,requests,prompt_tokens,completion_tokens,cost_usd`).
 #[utoipa::path(get, path = "/api/v1/usage/export", tag = "records",
-    security(("bearer" = [])), params(UsageQuery),
+    security(("bearer" = [])), params(UsageFilter),
     responses(
         (status = 200, description = "CSV", content_type = "text/csv", body = String),
         (status = 403, description = "Others' usage without being a platform reader", body = ErrorBody),
@@ -107,7 +148,7 @@ pub async fn stats(
 pub async fn export(
     State(state): State<AppState>,
     auth: Authenticated,
-    ApiQuery(query): ApiQuery<UsageQuery>,
+    ApiQuery(query): ApiQuery<UsageFilter>,
 ) -> Result<Response, ApiError> {
     let rows = rows(&state, &auth, query).await?;
     let mut csv = String::from("group,requests,prompt_tokens,completion_tokens,cost_usd\n");
@@ -139,6 +180,7 @@ pub async fn export(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// RFC 3339.
@@ -150,8 +192,9 @@ pub struct LogsQuery {
     pub key: Option<String>,
     pub model: Option<String>,
     pub status: Option<u16>,
-    /// 1-500, default 50.
-    pub limit: Option<usize>,
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
@@ -204,26 +247,20 @@ impl From<RequestLog> for RequestLogOut {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct LogPage {
-    pub logs: Vec<RequestLogOut>,
-    pub next_cursor: Option<String>,
-}
-
 /// Request logs, newest first: your own; everyone's for platform readers and
 /// `request_viewer` holders. Bodies only for `request_viewer` and the caller.
 #[utoipa::path(get, path = "/api/v1/request-logs", tag = "records",
     security(("bearer" = [])), params(LogsQuery),
     responses(
-        (status = 200, description = "A page of request logs", body = LogPage),
+        (status = 200, description = "A page of request logs, newest first", body = List<RequestLogOut>),
         (status = 403, description = "Others' logs without the role", body = ErrorBody),
     ))]
 pub async fn logs(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(q): ApiQuery<LogsQuery>,
-) -> Result<Json<LogPage>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+) -> Result<Json<List<RequestLogOut>>, ApiError> {
+    let page = super::page::request(q.limit, q.cursor)?;
     let query = LogQuery {
         from: q.from,
         to: q.to,
@@ -231,17 +268,15 @@ pub async fn logs(
         key: q.key.as_deref().map(id).transpose()?,
         model: q.model,
         status: q.status,
-        before: q.cursor.as_deref().map(id).transpose()?,
-        limit,
+        before: page.after_key().map_err(ApiError)?,
+        limit: page.limit + 1,
     };
     let logs = state.services.usage.logs(&auth.user, &query).await?;
-    let next_cursor = (logs.len() == limit)
-        .then(|| logs.last().map(|l| l.id.to_string()))
-        .flatten();
-    Ok(Json(LogPage {
-        logs: logs.into_iter().map(Into::into).collect(),
-        next_cursor,
-    }))
+    Ok(Json(List::of(Page::from_lookahead(
+        logs,
+        page.limit,
+        |l| l.id,
+    ))))
 }
 
 /// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to

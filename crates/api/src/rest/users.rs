@@ -16,10 +16,12 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Me;
+use super::page::{self, List};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
 use crate::extract::{ApiJson, ApiQuery};
+use gatehouse_core::page::Page;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +160,7 @@ pub async fn delete(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only users holding this role.
@@ -168,17 +171,11 @@ pub struct ListQuery {
     pub status: Option<UserStatus>,
     /// Text in the email, username or display name.
     pub q: Option<String>,
-    /// At most this many (1-200, default 50).
-    pub limit: Option<usize>,
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UserPage {
-    pub users: Vec<Me>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    pub next_cursor: Option<String>,
 }
 
 /// List users, oldest first (platform `admin` or `admin_readonly`).
@@ -186,7 +183,7 @@ pub struct UserPage {
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of users", body = UserPage),
+        (status = 200, description = "A page of users", body = List<Me>),
         (status = 400, description = "Invalid filter", body = ErrorBody),
         (status = 403, description = "Not a platform admin", body = ErrorBody),
     ))]
@@ -194,17 +191,9 @@ pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<UserPage>, ApiError> {
-    let limit = query
-        .limit
-        .unwrap_or(50)
-        .clamp(1, gatehouse_core::accounts::MAX_USER_PAGE);
-    let after = query
-        .cursor
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(ApiError)?;
+) -> Result<Json<List<Me>>, ApiError> {
+    let page = page::request(query.limit, query.cursor)?;
+    let after = page.after_key().map_err(ApiError)?;
     let filter = UserFilter {
         role: query.role,
         status: query.status,
@@ -213,15 +202,13 @@ pub async fn list(
     let users = state
         .services
         .accounts
-        .list_users(&auth.user, &filter, after, limit)
+        .list_users(&auth.user, &filter, after, page.limit + 1)
         .await?;
-    let next_cursor = (users.len() == limit)
-        .then(|| users.last().map(|u| u.id.to_string()))
-        .flatten();
-    Ok(Json(UserPage {
-        users: users.into_iter().map(Into::into).collect(),
-        next_cursor,
-    }))
+    Ok(Json(List::of(Page::from_lookahead(
+        users,
+        page.limit,
+        |u| u.id,
+    ))))
 }
 
 /// Read a user: yourself, or anyone for platform admins (others get 404).

@@ -1,5 +1,5 @@
-//! Vaults and their grants (`/api/v1/organizations/{org}/vaults`), service
-//! clients and their certificates (`…/clients`), and token issuance:
+//! Vaults and their grants (`/api/v1/organizations/{org}/vaults`) and token
+//! issuance (for the service clients of [`super::clients`]):
 //! `POST /api/v1/token` (RFC 7523 client assertions and refresh tokens),
 //! `POST …/vaults/{vault}/token` (signed-in users), `/.well-known/jwks.json`.
 
@@ -8,11 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use gatehouse_core::model::vaults::{
-    Certificate, ServiceClient, SubjectKind, SyncStatus, Vault, VaultGrant, VaultRole,
-};
+use gatehouse_core::model::vaults::{SubjectKind, SyncStatus, Vault, VaultGrant, VaultRole};
+use gatehouse_core::vaults::VaultSpec;
 use gatehouse_core::vaults::tokens::IssuedTokens;
-use gatehouse_core::vaults::{CertificateSpec, VaultSpec};
 use gatehouse_core::{ErrorCode, Id};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,10 +21,11 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
+use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct VaultOut {
@@ -115,72 +114,6 @@ pub struct GrantBody {
     /// `reader`, `writer`, `manager` or `admin`.
     #[schema(value_type = String)]
     pub role: VaultRole,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ClientOut {
-    #[schema(value_type = String)]
-    pub id: Id,
-    #[schema(value_type = String)]
-    pub organization_id: Id,
-    pub name: String,
-    pub description: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<ServiceClient> for ClientOut {
-    fn from(c: ServiceClient) -> Self {
-        ClientOut {
-            id: c.id,
-            organization_id: c.org_id,
-            name: c.name,
-            description: c.description,
-            created_at: c.created_at,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CertificateOut {
-    /// Names this key in assertions' `kid` header.
-    pub kid: String,
-    #[schema(value_type = String)]
-    pub client_id: Id,
-    /// The public key as a JWK (`OKP`, `Ed25519`).
-    #[schema(value_type = Object)]
-    pub jwk: Value,
-    /// Whether Gatehouse keeps the private key (sealed).
-    pub private_key_kept: bool,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Only when Gatehouse generated the pair, only in this answer: PKCS#8 PEM.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_key: Option<String>,
-}
-
-impl CertificateOut {
-    fn new(c: Certificate, private_key: Option<String>) -> Self {
-        CertificateOut {
-            jwk: gatehouse_core::vaults::jwt::public_jwk(&c.kid, &c.public_key),
-            kid: c.kid,
-            client_id: c.client_id,
-            private_key_kept: c.private_key.is_some(),
-            created_at: c.created_at,
-            revoked_at: c.revoked_at,
-            private_key,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateBody {
-    /// The client's own Ed25519 public key: base64url of the 32 bytes, or a
-    /// PEM `PUBLIC KEY`. Absent: Gatehouse generates a pair.
-    pub public_key: Option<String>,
-    /// Keep the generated private key, sealed with AES-256-GCM.
-    #[serde(default)]
-    pub keep_private_key: bool,
 }
 
 /// Tokens, in the shape of an OAuth 2.0 token response (RFC 6749 §5.1).
@@ -277,22 +210,26 @@ pub async fn create_vault(
 /// The organization's vaults (members and platform readers).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/vaults", tag = "vaults",
     security(("bearer" = [])),
-    params(("org" = String, Path, description = "Organization ID")),
+    params(("org" = String, Path, description = "Organization ID"), PageQuery),
     responses(
-        (status = 200, description = "Vaults", body = [VaultOut]),
+        (status = 200, description = "Vaults", body = List<VaultOut>),
         (status = 404, description = "No such organization visible to you", body = ErrorBody),
     ))]
 pub async fn list_vaults(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org): Path<String>,
-) -> Result<Json<Vec<VaultOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<VaultOut>>, ApiError> {
+    let page = page.request()?;
     let vaults = state
         .services
         .vaults
         .list_vaults(&auth.user, id(&org)?)
         .await?;
-    Ok(Json(vaults.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(vaults, &page, Order::Ascending, |v| {
+        v.id
+    })?))
 }
 
 /// Read a vault, with its sync status.
@@ -381,22 +318,27 @@ pub async fn delete_vault(
     params(
         ("org" = String, Path, description = "Organization ID"),
         ("vault" = String, Path, description = "Vault ID"),
+        PageQuery,
     ),
     responses(
-        (status = 200, description = "Grants", body = [GrantOut]),
+        (status = 200, description = "Grants", body = List<GrantOut>),
         (status = 404, description = "No such vault visible to you", body = ErrorBody),
     ))]
 pub async fn list_grants(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((org, vault)): Path<(String, String)>,
-) -> Result<Json<Vec<GrantOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<GrantOut>>, ApiError> {
+    let page = page.request()?;
     let grants = state
         .services
         .vaults
         .list_grants(&auth.user, id(&org)?, id(&vault)?)
         .await?;
-    Ok(Json(grants.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(grants, &page, Order::Ascending, |g| {
+        format!("{}:{}", g.subject_type.as_str(), g.subject_id)
+    })?))
 }
 
 /// Give a member, team or client a role in a vault (replacing its role).
@@ -482,198 +424,6 @@ pub async fn user_token(
         .user_token(&auth.user, id(&org)?, id(&vault)?, &client)
         .await?;
     Ok(Json(tokens.into()))
-}
-
-// ---- service clients ----
-
-/// Create a service client (owners, admins, `manage_keys` delegates).
-#[utoipa::path(post, path = "/api/v1/organizations/{org}/clients", tag = "clients",
-    security(("bearer" = [])),
-    params(("org" = String, Path, description = "Organization ID")),
-    request_body = VaultBody,
-    responses(
-        (status = 201, description = "Created", body = ClientOut),
-        (status = 400, description = "Invalid name", body = ErrorBody),
-        (status = 403, description = "Your role does not allow it", body = ErrorBody),
-        (status = 404, description = "No such organization visible to you", body = ErrorBody),
-    ))]
-pub async fn create_client(
-    State(state): State<AppState>,
-    Client(client): Client,
-    auth: Authenticated,
-    Path(org): Path<String>,
-    ApiJson(body): ApiJson<VaultBody>,
-) -> Result<(StatusCode, Json<ClientOut>), ApiError> {
-    let created = state
-        .services
-        .vaults
-        .create_client(&auth.user, id(&org)?, body.into(), &client)
-        .await?;
-    Ok((StatusCode::CREATED, Json(created.into())))
-}
-
-/// The organization's service clients.
-#[utoipa::path(get, path = "/api/v1/organizations/{org}/clients", tag = "clients",
-    security(("bearer" = [])),
-    params(("org" = String, Path, description = "Organization ID")),
-    responses(
-        (status = 200, description = "Clients", body = [ClientOut]),
-        (status = 404, description = "No such organization visible to you", body = ErrorBody),
-    ))]
-pub async fn list_clients(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(org): Path<String>,
-) -> Result<Json<Vec<ClientOut>>, ApiError> {
-    let clients = state
-        .services
-        .vaults
-        .list_clients(&auth.user, id(&org)?)
-        .await?;
-    Ok(Json(clients.into_iter().map(Into::into).collect()))
-}
-
-/// Read a service client.
-#[utoipa::path(get, path = "/api/v1/organizations/{org}/clients/{client}", tag = "clients",
-    security(("bearer" = [])),
-    params(
-        ("org" = String, Path, description = "Organization ID"),
-        ("client" = String, Path, description = "Client ID"),
-    ),
-    responses(
-        (status = 200, description = "The client", body = ClientOut),
-        (status = 404, description = "No such client visible to you", body = ErrorBody),
-    ))]
-pub async fn read_client(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
-) -> Result<Json<ClientOut>, ApiError> {
-    let found = state
-        .services
-        .vaults
-        .get_client(&auth.user, id(&org)?, id(&client_id)?)
-        .await?;
-    Ok(Json(found.into()))
-}
-
-/// Delete a service client, its certificates and its vault grants.
-#[utoipa::path(delete, path = "/api/v1/organizations/{org}/clients/{client}", tag = "clients",
-    security(("bearer" = [])),
-    params(
-        ("org" = String, Path, description = "Organization ID"),
-        ("client" = String, Path, description = "Client ID"),
-    ),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 403, description = "Your role does not allow it", body = ErrorBody),
-        (status = 404, description = "No such client visible to you", body = ErrorBody),
-    ))]
-pub async fn delete_client(
-    State(state): State<AppState>,
-    Client(client): Client,
-    auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    state
-        .services
-        .vaults
-        .delete_client(&auth.user, id(&org)?, id(&client_id)?, &client)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// A client's certificates (public keys).
-#[utoipa::path(get, path = "/api/v1/organizations/{org}/clients/{client}/certificates", tag = "clients",
-    security(("bearer" = [])),
-    params(
-        ("org" = String, Path, description = "Organization ID"),
-        ("client" = String, Path, description = "Client ID"),
-    ),
-    responses(
-        (status = 200, description = "Certificates", body = [CertificateOut]),
-        (status = 404, description = "No such client visible to you", body = ErrorBody),
-    ))]
-pub async fn list_certificates(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
-) -> Result<Json<Vec<CertificateOut>>, ApiError> {
-    let certs = state
-        .services
-        .vaults
-        .list_certificates(&auth.user, id(&org)?, id(&client_id)?)
-        .await?;
-    Ok(Json(
-        certs
-            .into_iter()
-            .map(|c| CertificateOut::new(c, None))
-            .collect(),
-    ))
-}
-
-/// Add a certificate: send a public key, or none to have Gatehouse generate a
-/// key pair (its private key is in this answer only).
-#[utoipa::path(post, path = "/api/v1/organizations/{org}/clients/{client}/certificates", tag = "clients",
-    security(("bearer" = [])),
-    params(
-        ("org" = String, Path, description = "Organization ID"),
-        ("client" = String, Path, description = "Client ID"),
-    ),
-    request_body = CertificateBody,
-    responses(
-        (status = 201, description = "Added", body = CertificateOut),
-        (status = 400, description = "Not an Ed25519 public key", body = ErrorBody),
-        (status = 403, description = "Your role does not allow it", body = ErrorBody),
-        (status = 404, description = "No such client visible to you", body = ErrorBody),
-    ))]
-pub async fn add_certificate(
-    State(state): State<AppState>,
-    Client(client): Client,
-    auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
-    ApiJson(body): ApiJson<CertificateBody>,
-) -> Result<(StatusCode, Json<CertificateOut>), ApiError> {
-    let spec = CertificateSpec {
-        public_key: body.public_key,
-        keep_private_key: body.keep_private_key,
-    };
-    let (cert, private_key) = state
-        .services
-        .vaults
-        .add_certificate(&auth.user, id(&org)?, id(&client_id)?, spec, &client)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CertificateOut::new(cert, private_key)),
-    ))
-}
-
-/// Revoke a certificate: assertions signed with it are refused from now on.
-#[utoipa::path(delete, path = "/api/v1/organizations/{org}/clients/{client}/certificates/{kid}", tag = "clients",
-    security(("bearer" = [])),
-    params(
-        ("org" = String, Path, description = "Organization ID"),
-        ("client" = String, Path, description = "Client ID"),
-        ("kid" = String, Path, description = "Certificate kid"),
-    ),
-    responses(
-        (status = 200, description = "Revoked", body = CertificateOut),
-        (status = 403, description = "Your role does not allow it", body = ErrorBody),
-        (status = 404, description = "No such client or certificate", body = ErrorBody),
-    ))]
-pub async fn revoke_certificate(
-    State(state): State<AppState>,
-    Client(client): Client,
-    auth: Authenticated,
-    Path((org, client_id, kid)): Path<(String, String, String)>,
-) -> Result<Json<CertificateOut>, ApiError> {
-    let cert = state
-        .services
-        .vaults
-        .revoke_certificate(&auth.user, id(&org)?, id(&client_id)?, &kid, &client)
-        .await?;
-    Ok(Json(CertificateOut::new(cert, None)))
 }
 
 // ---- token endpoint ----
@@ -783,13 +533,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_grant))
         .routes(routes!(delete_grant))
         .routes(routes!(user_token))
-        .routes(routes!(list_clients))
-        .routes(routes!(create_client))
-        .routes(routes!(read_client))
-        .routes(routes!(delete_client))
-        .routes(routes!(list_certificates))
-        .routes(routes!(add_certificate))
-        .routes(routes!(revoke_certificate))
         .routes(routes!(token))
         .routes(routes!(jwks))
 }

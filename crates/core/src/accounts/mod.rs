@@ -139,7 +139,7 @@ fn check_roles(account: &User, roles: &BTreeSet<Role>) -> Result<()> {
 }
 
 /// Most users one page holds.
-pub const MAX_USER_PAGE: usize = 200;
+pub const MAX_USER_PAGE: usize = crate::page::MAX_LIMIT + 1;
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
 fn parse_display_name(name: &str) -> Result<String> {

@@ -124,8 +124,14 @@ impl CatalogService {
                         }
                         CredentialRight::Hidden => {
                             return abort(match scope {
-                                CredentialScope::Organization { .. } => {
-                                    Error::not_found("organization")
+                                // Its members know the organization exists.
+                                CredentialScope::Organization { org_id } => {
+                                    match load_access(&tx, actor, org_id).await {
+                                        Ok(_) => Error::permission_denied(
+                                            "only owners and admins manage an organization's credentials",
+                                        ),
+                                        Err(_) => Error::not_found("organization"),
+                                    }
                                 }
                                 _ => Error::permission_denied(
                                     "your role does not allow creating this credential",

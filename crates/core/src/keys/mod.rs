@@ -11,7 +11,7 @@ use crate::model::keys as model;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gatehouse_storage::{RangeOptions, Store, TxError};
+use gatehouse_storage::{KeyRange, RangeOptions, Store, TxError};
 
 use self::index::{AccessIndex, KEY_RANDOM_CHARS};
 use self::model::{ApiKey, Budget, KeyScope, LastUsed, check_budget};
@@ -20,6 +20,7 @@ use crate::codec::decode_values;
 use crate::model::accounts::{Role, User};
 use crate::model::catalog::IdRef;
 use crate::model::sessions::ClientInfo;
+use crate::page::{Page, PageRequest};
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// A new key's settings.
@@ -219,47 +220,62 @@ impl KeyService {
         Ok((key, plaintext))
     }
 
-    /// The caller's keys, or (`all`, platform readers) everyone's; newest first.
-    pub async fn list(&self, actor: &User, all: bool) -> Result<Vec<KeyView>> {
+    /// A page of the caller's keys, or (`all`, platform readers) everyone's;
+    /// newest first. Paged in storage: a reverse range read that ends before
+    /// the cursor's key.
+    pub async fn list(&self, actor: &User, all: bool, page: &PageRequest) -> Result<Page<KeyView>> {
         if all && !actor.is_platform_reader() {
             return Err(Error::permission_denied(
                 "only platform admins list every key",
             ));
         }
         let owner = actor.id;
-        let mut views = self
+        let after: Option<Id> = page.after_key()?;
+        let whole = if all {
+            keyspace::api_keys()
+        } else {
+            keyspace::api_keys_of(owner)
+        };
+        // Newest first: read backwards, from just before the cursor's key.
+        let range = match after {
+            None => whole,
+            Some(id) if all => KeyRange::new(whole.begin, keyspace::api_key(id).as_bytes()),
+            Some(id) => KeyRange::new(whole.begin, keyspace::api_key_of(owner, id).as_bytes()),
+        };
+        let limit = page.limit;
+        let views = self
             .store
-            .run(|tx| async move {
-                let keys: Vec<ApiKey> = if all {
-                    let page = tx
-                        .get_range(&keyspace::api_keys(), RangeOptions::default())
-                        .await?;
-                    decode_values(&page.entries).map_err(TxError::Abort)?
-                } else {
-                    let page = tx
-                        .get_range(&keyspace::api_keys_of(owner), RangeOptions::default())
-                        .await?;
-                    let mut keys = Vec::new();
-                    for entry in decode_values::<IdRef>(&page.entries).map_err(TxError::Abort)? {
-                        if let Some(key) = keyspace::api_key(entry.id).get(&tx).await? {
-                            keys.push(key);
+            .run(|tx| {
+                let range = &range;
+                async move {
+                    let read = RangeOptions::limit(limit + 1).reversed();
+                    let page = tx.get_range(range, read).await?;
+                    let keys: Vec<ApiKey> = if all {
+                        decode_values(&page.entries).map_err(TxError::Abort)?
+                    } else {
+                        let mut keys = Vec::new();
+                        for entry in
+                            decode_values::<IdRef>(&page.entries).map_err(TxError::Abort)?
+                        {
+                            if let Some(key) = keyspace::api_key(entry.id).get(&tx).await? {
+                                keys.push(key);
+                            }
                         }
+                        keys
+                    };
+                    let mut views = Vec::with_capacity(keys.len());
+                    for key in keys {
+                        let last_used_at = keyspace::api_key_last_used(key.id)
+                            .get(&tx)
+                            .await?
+                            .map(|l| l.at);
+                        views.push(KeyView { key, last_used_at });
                     }
-                    keys
-                };
-                let mut views = Vec::with_capacity(keys.len());
-                for key in keys {
-                    let last_used_at = keyspace::api_key_last_used(key.id)
-                        .get(&tx)
-                        .await?
-                        .map(|l| l.at);
-                    views.push(KeyView { key, last_used_at });
+                    Ok::<_, TxError<Error>>(views)
                 }
-                Ok::<_, TxError<Error>>(views)
             })
             .await?;
-        views.sort_by_key(|v| std::cmp::Reverse(v.key.id));
-        Ok(views)
+        Ok(Page::from_lookahead(views, limit, |v| v.key.id))
     }
 
     /// One key: the owner's, or any for platform readers; others `not_found`.

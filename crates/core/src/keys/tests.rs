@@ -401,13 +401,28 @@ async fn last_use_is_written_in_batches() {
     );
     // Lists: own for users, all for admins; others' keys are invisible.
     let bob = w.user("bob", &[Role::User]).await;
-    assert!(w.keys.list(&bob, false).await.unwrap().is_empty());
+    assert!(
+        w.keys
+            .list(&bob, false, &Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(
         w.keys.get(&bob, key.id).await.unwrap_err().code(),
         crate::ErrorCode::NotFound
     );
-    assert_eq!(w.keys.list(&admin, true).await.unwrap().len(), 1);
-    assert!(w.keys.list(&bob, true).await.is_err());
+    assert_eq!(
+        w.keys
+            .list(&admin, true, &Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(w.keys.list(&bob, true, &Default::default()).await.is_err());
 }
 
 #[tokio::test]
@@ -589,7 +604,15 @@ async fn no_change_commits_without_its_audit_event() {
             .await
             .is_err()
     );
-    assert_eq!(w.keys.list(&ada, false).await.unwrap().len(), 1);
+    assert_eq!(
+        w.keys
+            .list(&ada, false, &Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
     assert!(w.keys.revoke(&ada, key.id, None, &w.c).await.is_err());
     assert!(
         w.keys

@@ -103,7 +103,7 @@ impl TenancyService {
             ),
             None => all,
         };
-        let limit = limit.clamp(1, 200);
+        let limit = limit.clamp(1, crate::page::MAX_LIMIT + 1);
         let page = self
             .store
             .run(|tx| {

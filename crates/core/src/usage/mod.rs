@@ -545,7 +545,7 @@ impl UsageService {
         } else {
             Some(viewer.id)
         };
-        let limit = query.limit.clamp(1, 500);
+        let limit = query.limit.clamp(1, crate::page::MAX_LIMIT + 1);
         let all = keyspace::request_logs();
         let begin = match query.from {
             Some(from) => keyspace::request_log(Id::first_at(from.timestamp_millis()))

@@ -48,11 +48,17 @@ async fn register_sign_in_and_read_me() {
     // A second registration of the same email is answered the same way.
     assert_eq!(post(&app, "/api/v1/auth/register", new).await, (202, body));
 
-    for login in ["ada@example.com", "ADA"] {
+    // SPEC §5: the account as `login`, `email` or `username` (AIGateway's body).
+    for (field, login) in [
+        ("login", "ada@example.com"),
+        ("login", "ADA"),
+        ("email", "ada@example.com"),
+        ("username", "ada"),
+    ] {
         let (status, token) = post(
             &app,
             "/api/v1/auth/login",
-            json!({"login": login, "password": PASSWORD}),
+            json!({field: login, "password": PASSWORD}),
         )
         .await;
         assert_eq!(status, 200, "{token}");
@@ -112,6 +118,15 @@ async fn failures_reveal_nothing_and_use_the_error_shape() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_input");
     let (status, body) = post(&app, "/api/v1/auth/login", json!({"login": "x"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "malformed_body");
+    // One name for the account, not two.
+    let (status, body) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "ada@example.com", "username": "ada", "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "malformed_body");
     app.stop().await;
@@ -242,9 +257,9 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(sessions.as_array().unwrap().len(), 2);
+    assert_eq!(sessions["items"].as_array().unwrap().len(), 2);
     assert_eq!(
-        sessions
+        sessions["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -423,7 +438,7 @@ async fn admins_read_the_audit_log_and_users_cannot() {
     assert_eq!(status, 403);
     let (status, page) = get(admin["token"].as_str().unwrap().into(), "?limit=3".into()).await;
     assert_eq!(status, 200);
-    let events = page["events"].as_array().unwrap();
+    let events = page["items"].as_array().unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(events[0]["action"], "auth.login");
     assert_eq!(events[0]["outcome"], "success");
@@ -434,7 +449,7 @@ async fn admins_read_the_audit_log_and_users_cannot() {
         format!("?cursor={cursor}"),
     )
     .await;
-    let actions: Vec<&str> = older["events"]
+    let actions: Vec<&str> = older["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -619,10 +634,10 @@ async fn email_addresses_are_managed_by_their_owner() {
     assert_eq!(status, 200);
     assert_eq!(
         list,
-        json!([
+        json!({"items": [
             {"email": "ada@example.com", "primary": true, "verified": false},
             {"email": "ada@work.example", "primary": false, "verified": false}
-        ])
+        ], "next_cursor": null})
     );
     let (status, body) = call(
         &app,
@@ -662,7 +677,7 @@ async fn email_addresses_are_managed_by_their_owner() {
         None,
     )
     .await;
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
 
@@ -820,7 +835,7 @@ async fn users_are_listed_by_admins_and_read_by_themselves() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(page["users"].as_array().unwrap().len(), 2);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
     let (_, rest) = call(
         &app,
@@ -830,7 +845,7 @@ async fn users_are_listed_by_admins_and_read_by_themselves() {
         None,
     )
     .await;
-    assert_eq!(rest["users"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert!(rest["next_cursor"].is_null());
     let (_, admins) = call(
         &app,
@@ -840,7 +855,7 @@ async fn users_are_listed_by_admins_and_read_by_themselves() {
         None,
     )
     .await;
-    assert_eq!(admins["users"][0]["email"], "root@example.com");
+    assert_eq!(admins["items"][0]["email"], "root@example.com");
     let (status, body) = call(
         &app,
         get.clone(),
@@ -881,7 +896,7 @@ async fn users_are_listed_by_admins_and_read_by_themselves() {
     )
     .await;
     assert_eq!((status, own["username"].as_str()), (200, Some("ada")));
-    let bob_id = rest["users"][0]["id"].as_str().unwrap();
+    let bob_id = rest["items"][0]["id"].as_str().unwrap();
     let (status, _) = call(
         &app,
         get,

@@ -357,7 +357,7 @@ impl World {
             .app
             .call(Method::GET, &path, Some(("authorization", &ada)), None)
             .await;
-        logs["logs"].as_array().unwrap().clone()
+        logs["items"].as_array().unwrap().clone()
     }
 
     async fn token(&self, email: &str) -> String {
@@ -477,7 +477,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
             None,
         )
         .await;
-    let gpt = stats
+    let gpt = stats["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -497,7 +497,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
             None,
         )
         .await;
-    assert!(bobs["logs"].as_array().unwrap().is_empty());
+    assert!(bobs["items"].as_array().unwrap().is_empty());
     let (_, bob_stats) = w
         .app
         .call(
@@ -507,7 +507,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
             None,
         )
         .await;
-    assert!(bob_stats.as_array().unwrap().is_empty());
+    assert!(bob_stats["items"].as_array().unwrap().is_empty());
     let others = format!("/api/v1/usage?user={}", w.ada.id);
     let (status, _) = w
         .app
@@ -525,8 +525,8 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(all.as_array().unwrap().len(), 1);
-    assert_eq!(all[0]["group"], w.ada.id.to_string());
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    assert_eq!(all["items"][0]["group"], w.ada.id.to_string());
     let csv = w
         .app
         .client
@@ -723,7 +723,7 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
         .app
         .call(Method::GET, &path, Some(("authorization", &ada)), None)
         .await;
-    let spent: f64 = logs["logs"]
+    let spent: f64 = logs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -760,8 +760,8 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
         "the endpoint's 500 ms timeout applies"
     );
     // The failures are logged, with no cost.
-    let logs = json!({"logs": w.ada_logs("").await});
-    let statuses: Vec<u64> = logs["logs"]
+    let logs = json!({"items": w.ada_logs("").await});
+    let statuses: Vec<u64> = logs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -769,7 +769,7 @@ async fn upstream_failures_and_timeouts_become_clean_errors() {
         .collect();
     assert_eq!(statuses, [504, 502, 502]);
     assert!(
-        logs["logs"]
+        logs["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -983,7 +983,8 @@ async fn endpoint_health_comes_from_calls_and_probes() {
                 )
                 .await;
             assert_eq!(status, 200);
-            list.as_array()
+            list["items"]
+                .as_array()
                 .unwrap()
                 .iter()
                 .find(|e| e["name"] == name)
@@ -1140,8 +1141,8 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
         .await
         .unwrap();
     assert!(text.contains("message_stop"));
-    let logs = json!({"logs": w.ada_logs("").await});
-    let logs = logs["logs"].as_array().unwrap();
+    let logs = json!({"items": w.ada_logs("").await});
+    let logs = logs["items"].as_array().unwrap();
     let find = |model: &str| logs.iter().find(|l| l["model"] == model).unwrap();
     let gpt = find("gpt");
     assert_eq!(
@@ -1307,8 +1308,8 @@ async fn a_client_that_goes_away_gives_its_reservation_back() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let logs = json!({"logs": w.ada_logs("").await});
-    let statuses: Vec<u64> = logs["logs"]
+    let logs = json!({"items": w.ada_logs("").await});
+    let statuses: Vec<u64> = logs["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -48,14 +48,12 @@ async fn ada(app: &TestApp) -> String {
     app.bearer("ada@example.com").await
 }
 
-async fn count(app: &TestApp, auth: &str, path: &str, field: &str) -> usize {
+async fn count(app: &TestApp, auth: &str, path: &str) -> usize {
     let (status, list) = app
         .call(Method::GET, path, Some(("authorization", auth)), None)
         .await;
     assert_eq!(status, 200, "{list}");
-    list[field]
-        .as_array()
-        .map_or_else(|| list.as_array().expect("a list").len(), Vec::len)
+    list["items"].as_array().expect("a list").len()
 }
 
 #[tokio::test]
@@ -67,26 +65,26 @@ async fn a_retried_create_is_answered_again_and_made_once() {
 
     // An API key: the retry shows the same secret, and there is one key.
     let body = json!({"label": "ci"});
-    let (status, replayed, first) = post(&app, &ada, "/api/v1/keys", "key-1", &body).await;
+    let (status, replayed, first) = post(&app, &ada, "/api/v1/api-keys", "key-1", &body).await;
     assert_eq!((status, replayed), (201, false), "{first}");
-    let (status, replayed, again) = post(&app, &ada, "/api/v1/keys", "key-1", &body).await;
+    let (status, replayed, again) = post(&app, &ada, "/api/v1/api-keys", "key-1", &body).await;
     assert_eq!((status, replayed), (201, true), "{again}");
     assert_eq!(again, first);
     assert!(first["key"].as_str().unwrap().starts_with("ak_"));
-    assert_eq!(count(&app, &ada, "/api/v1/keys", "keys").await, 1);
+    assert_eq!(count(&app, &ada, "/api/v1/api-keys").await, 1);
 
     // The same Idempotency-Key with another request: refused, nothing made.
     let (status, _, refused) = post(
         &app,
         &ada,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         "key-1",
         &json!({"label": "other"}),
     )
     .await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["error"]["code"], "idempotency_key_reused");
-    assert_eq!(count(&app, &ada, "/api/v1/keys", "keys").await, 1);
+    assert_eq!(count(&app, &ada, "/api/v1/api-keys").await, 1);
 
     // A request that failed changed nothing and is not kept: fixed and sent
     // with a new key it goes through, and the failed one fails again.
@@ -98,7 +96,7 @@ async fn a_retried_create_is_answered_again_and_made_once() {
 
     // Parallel retries of one create: one organization, every success the
     // same answer, the others told the first is still running.
-    let orgs_before = count(&app, &ada, "/api/v1/organizations", "organizations").await;
+    let orgs_before = count(&app, &ada, "/api/v1/organizations").await;
     let body = json!({"name": "Acme"});
     let tries = (0..8).map(|_| post(&app, &ada, "/api/v1/organizations", "org-1", &body));
     let answers = futures_util::future::join_all(tries).await;
@@ -117,7 +115,7 @@ async fn a_retried_create_is_answered_again_and_made_once() {
     let (status, replayed, again) = post(&app, &ada, "/api/v1/organizations", "org-1", &body).await;
     assert_eq!((status, replayed, &again), (201, true, made[0]));
     assert_eq!(
-        count(&app, &ada, "/api/v1/organizations", "organizations").await,
+        count(&app, &ada, "/api/v1/organizations").await,
         orgs_before + 1
     );
 
@@ -136,7 +134,7 @@ async fn a_retried_create_is_answered_again_and_made_once() {
     let (status, replayed, own) = post(
         &app,
         &other_session,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         "key-1",
         &json!({"label": "ci"}),
     )
@@ -148,7 +146,7 @@ async fn a_retried_create_is_answered_again_and_made_once() {
     let (status, _, refused) = post(
         &app,
         &ada,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         "has spaces in it",
         &json!({"label": "x"}),
     )
@@ -157,7 +155,7 @@ async fn a_retried_create_is_answered_again_and_made_once() {
         (status, refused["error"]["code"].as_str()),
         (400, Some("invalid_input"))
     );
-    assert_eq!(count(&app, &ada, "/api/v1/keys", "keys").await, 2);
+    assert_eq!(count(&app, &ada, "/api/v1/api-keys").await, 2);
     app.stop().await;
 }
 

@@ -71,7 +71,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     let (status, created) = call(
         &app,
         Method::POST,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         Some(("authorization", &ada)),
         Some(json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60, "scopes": ["gateway", "management"]})),
     )
@@ -86,13 +86,13 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     let (_, list) = call(
         &app,
         Method::GET,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         Some(("authorization", &ada)),
         None,
     )
     .await;
     assert!(!list.to_string().contains(&key));
-    assert_eq!(list[0]["label"], "laptop");
+    assert_eq!(list["items"][0]["label"], "laptop");
     // With the management scope both headers work on the management API, as
     // the key's owner.
     for auth in [
@@ -116,7 +116,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     let (status, _) = call(
         &app,
         Method::DELETE,
-        &format!("/api/v1/keys/{id}"),
+        &format!("/api/v1/api-keys/{id}"),
         Some(("x-api-key", &key)),
         None,
     )
@@ -125,7 +125,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     let (status, _) = call(
         &app,
         Method::DELETE,
-        &format!("/api/v1/keys/{id}"),
+        &format!("/api/v1/api-keys/{id}"),
         Some(("authorization", &ada)),
         None,
     )
@@ -181,7 +181,7 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
     let (_, again) = call(&app, Method::POST, &sync, auth, None).await;
     assert_eq!(again, json!({"added": [], "updated": [], "unchanged": 2}));
     let (_, models) = call(&app, Method::GET, "/api/v1/models", auth, None).await;
-    let llama = models
+    let llama = models["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -232,7 +232,7 @@ async fn no_plaintext_key_or_secret_is_stored() {
         let (_, created) = call(
             &app,
             Method::POST,
-            "/api/v1/keys",
+            "/api/v1/api-keys",
             Some(("authorization", &ada)),
             Some(json!({"label": format!("k{i}")})),
         )
@@ -360,7 +360,7 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     let (_, created) = call(
         &app,
         Method::POST,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         Some(("authorization", &ada)),
         Some(json!({"tpm_limit": 1000, "budget": {"max_usd": 5.0, "period": "month"}})),
     )
@@ -412,7 +412,7 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     let (status, _) = call(
         &app,
         Method::DELETE,
-        &format!("/api/v1/keys/{id}"),
+        &format!("/api/v1/api-keys/{id}"),
         Some(("authorization", &ada)),
         None,
     )
@@ -431,7 +431,7 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     let (_, later) = call(
         &app,
         Method::POST,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         Some(("authorization", &ada)),
         Some(json!({"label": "later"})),
     )
@@ -491,7 +491,7 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
     let (_, created) = call(
         &first,
         Method::POST,
-        "/api/v1/keys",
+        "/api/v1/api-keys",
         Some(("authorization", &ada)),
         Some(json!({})),
     )
@@ -511,7 +511,7 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
     let (status, _) = call(
         &first,
         Method::DELETE,
-        &format!("/api/v1/keys/{id}"),
+        &format!("/api/v1/api-keys/{id}"),
         Some(("authorization", &ada)),
         None,
     )
@@ -550,7 +550,14 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
 /// Creates a key with `ada`'s credential `auth` (a header pair); the status
 /// and the answer.
 async fn create_key(app: &TestApp, auth: (&str, &str), body: Value) -> (u16, Value) {
-    call(app, Method::POST, "/api/v1/keys", Some(auth), Some(body)).await
+    call(
+        app,
+        Method::POST,
+        "/api/v1/api-keys",
+        Some(auth),
+        Some(body),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -566,8 +573,8 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
     let plain = plain["key"].as_str().unwrap().to_string();
     for (method, path) in [
         (Method::GET, "/api/v1/auth/me"),
-        (Method::GET, "/api/v1/keys"),
-        (Method::POST, "/api/v1/keys"),
+        (Method::GET, "/api/v1/api-keys"),
+        (Method::POST, "/api/v1/api-keys"),
         (Method::GET, "/api/v1/organizations"),
     ] {
         let (status, body) = call(
@@ -628,7 +635,7 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
     let (status, _) = call(
         &app,
         Method::DELETE,
-        &format!("/api/v1/keys/{parent_id}"),
+        &format!("/api/v1/api-keys/{parent_id}"),
         Some(("x-api-key", &child_key)),
         None,
     )
@@ -637,7 +644,7 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
     let (status, _) = call(
         &app,
         Method::DELETE,
-        &format!("/api/v1/keys/{child_id}"),
+        &format!("/api/v1/api-keys/{child_id}"),
         Some(as_parent),
         None,
     )

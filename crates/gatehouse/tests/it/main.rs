@@ -13,6 +13,7 @@ mod grpc;
 mod helpers;
 mod idempotency;
 mod keys;
+mod lists;
 mod matrix;
 mod openapi;
 mod ops;

@@ -81,7 +81,7 @@ impl Row {
                 let own_security = IN_PERSON.iter().any(|p| self.path.starts_with(p))
                     && self.path != "/api/v1/auth/emails/verify";
                 let on_a_key =
-                    self.path.starts_with("/api/v1/keys/{key}") && self.method != Method::GET;
+                    self.path.starts_with("/api/v1/api-keys/{key}") && self.method != Method::GET;
                 if own_security || on_a_key {
                     403
                 } else {
@@ -151,6 +151,17 @@ pub fn rows() -> Vec<Row> {
         row!(PATCH "/api/v1/credentials/{credential}", Some(r#"{"name": "Renamed"}"#),
                                                                           [401, 404, 200, 403, 404, 404, 404, 404, 404, 404]),
         row!(DELETE "/api/v1/credentials/{credential}", None,             [401, 404, 204, 403, 404, 404, 404, 404, 404, 404]),
+        // An organization's credentials: its owners and admins manage them,
+        // platform readers read them; members see none.
+        row!(GET "/api/v1/organizations/{org}/credentials", None,         [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/credentials", Some(r#"{"name": "O {n}", "kind": "openai", "secret": {"api_key": "sk-matrix-{n}"}}"#),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/credentials/{org_credential}", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 404, 404]),
+        row!(PATCH "/api/v1/organizations/{org}/credentials/{org_credential}", Some(r#"{"name": "Renamed"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 404, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/credentials/{org_credential}", None,
+                                                                          [401, 404, 204, 403, 404, 404, 204, 204, 404, 404]),
         // Endpoints: platform settings.
         row!(GET "/api/v1/endpoints", None,                               [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/endpoints", Some(r#"{"name": "E {n}", "base_url": "http://127.0.0.1:9"}"#),
@@ -169,12 +180,12 @@ pub fn rows() -> Vec<Row> {
                                                                           [401, 403, 200, 403, 403, 403, 403, 403, 403, 403]),
         row!(DELETE "/api/v1/models/{model}", None,                       [401, 403, 204, 403, 403, 403, 403, 403, 403, 403]),
         // Aliases: `{alias}` is global.
-        row!(GET "/api/v1/aliases", None,                                 [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
-        row!(POST "/api/v1/aliases", Some(r#"{"alias": "a-{n}", "model_id": "{model}"}"#),
+        row!(GET "/api/v1/model-aliases", None,                                 [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        row!(POST "/api/v1/model-aliases", Some(r#"{"alias": "a-{n}", "model_id": "{model}"}"#),
                                                                           [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
-        row!(PATCH "/api/v1/aliases/{alias}", Some(r#"{"model_id": "{model}"}"#),
+        row!(PATCH "/api/v1/model-aliases/{alias}", Some(r#"{"model_id": "{model}"}"#),
                                                                           [401, 403, 200, 403, 403, 404, 403, 403, 403, 403]),
-        row!(DELETE "/api/v1/aliases/{alias}", None,                      [401, 403, 204, 403, 403, 404, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/model-aliases/{alias}", None,                      [401, 403, 204, 403, 403, 404, 403, 403, 403, 403]),
         // Subscriptions: `{subscription}` is `user`'s.
         row!(GET "/api/v1/subscriptions", None, SIGNED_IN(200)),
         row!(POST "/api/v1/subscriptions", Some(r#"{"model_id": "{model}"}"#),
@@ -194,11 +205,11 @@ pub fn rows() -> Vec<Row> {
         row!(POST "/v1/messages", Some(r#"{"model": "model-{n}", "max_tokens": 1, "messages": []}"#), [401; 10]),
         row!(GET "/v1/models", None, [401; 10]),
         // API keys: `{key}` is `user`'s.
-        row!(GET "/api/v1/keys", None, SIGNED_IN(200)),
-        row!(POST "/api/v1/keys", Some(r#"{"label": "k {n}"}"#),          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
-        row!(GET "/api/v1/keys/{key}", None,                              [401, 200, 200, 200, 404, 404, 404, 404, 404, 404]),
-        row!(DELETE "/api/v1/keys/{key}", None,                           [401, 204, 204, 403, 404, 404, 404, 404, 404, 404]),
-        row!(POST "/api/v1/keys/{key}/rotate", Some(r#"{"grace_secs": 60}"#),
+        row!(GET "/api/v1/api-keys", None, SIGNED_IN(200)),
+        row!(POST "/api/v1/api-keys", Some(r#"{"label": "k {n}"}"#),          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
+        row!(GET "/api/v1/api-keys/{key}", None,                              [401, 200, 200, 200, 404, 404, 404, 404, 404, 404]),
+        row!(DELETE "/api/v1/api-keys/{key}", None,                           [401, 204, 204, 403, 404, 404, 404, 404, 404, 404]),
+        row!(POST "/api/v1/api-keys/{key}/rotate", Some(r#"{"grace_secs": 60}"#),
                                                                           [401, 201, 403, 403, 404, 404, 404, 404, 404, 404]),
         // Organizations.
         row!(GET "/api/v1/organizations", None, SIGNED_IN(200)),
@@ -298,6 +309,8 @@ pub struct Fixture {
     pub invitation_token: String,
     pub victim: Option<Id>,
     pub credential: Id,
+    /// One of `org`'s credentials.
+    pub org_credential: Id,
     pub endpoint: Id,
     pub model: Id,
     pub alias: Id,
@@ -495,6 +508,25 @@ impl World {
             .await
             .unwrap()
             .id;
+        let org_credential = catalog
+            .create_credential(
+                owner,
+                gatehouse_core::catalog::NewCredential {
+                    scope: Some(
+                        gatehouse_core::model::catalog::CredentialScope::Organization {
+                            org_id: org,
+                        },
+                    ),
+                    name: format!("Organization {n}"),
+                    kind: gatehouse_core::model::catalog::CredentialKind::Openai,
+                    secret: json!({"api_key": format!("sk-org-{n}")}),
+                    metadata: Value::Null,
+                },
+                &c,
+            )
+            .await
+            .unwrap()
+            .id;
         let endpoint_spec = |name: String| gatehouse_core::catalog::EndpointSpec {
             name: Some(name),
             base_url: Some(self.upstream.clone()),
@@ -599,6 +631,7 @@ impl World {
             invitation_token: sent.token,
             victim,
             credential,
+            org_credential,
             endpoint,
             model,
             alias,
@@ -633,6 +666,7 @@ impl World {
             )
             .replace("{invitation_token}", &f.invitation_token)
             .replace("{credential}", &f.credential.to_string())
+            .replace("{org_credential}", &f.org_credential.to_string())
             .replace("{endpoint}", &f.endpoint.to_string())
             .replace("{model}", &f.model.to_string())
             .replace("{alias}", &f.alias.to_string())
@@ -713,6 +747,7 @@ fn route_of(row: &Row) -> (Method, String) {
         .replace("{invitation}", "{id}")
         .replace("nobody-{n}@example.com", "{email}");
     let path = [
+        "{org_credential}",
         "{credential}",
         "{endpoint}",
         "{model}",

@@ -189,7 +189,7 @@ async fn a_scripted_session_leaves_no_secret_in_the_log() {
     // An API key and an upstream credential.
     let (status, key) = post(
         &client,
-        server.url("/api/v1/keys"),
+        server.url("/api/v1/api-keys"),
         Some(&ada),
         json!({"label": "laptop"}),
     )

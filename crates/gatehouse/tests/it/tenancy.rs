@@ -75,9 +75,9 @@ async fn an_organization_from_creation_to_deletion() {
         .call(Method::GET, "/api/v1/organizations", Some(&dana), None)
         .await;
     assert_eq!(status, 200);
-    assert_eq!(orgs["organizations"].as_array().unwrap().len(), 1);
-    assert_eq!(orgs["organizations"][0]["personal"], true);
-    assert_eq!(orgs["organizations"][0]["role"], "owner");
+    assert_eq!(orgs["items"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs["items"][0]["personal"], true);
+    assert_eq!(orgs["items"][0]["role"], "owner");
 
     // The owner creates an organization and invites Dana as admin; the
     // invitation goes out by email.
@@ -153,7 +153,7 @@ async fn an_organization_from_creation_to_deletion() {
     let (_, members) = w
         .call(Method::GET, &format!("{base}/members"), Some(&dana), None)
         .await;
-    let roles: Vec<_> = members
+    let roles: Vec<_> = members["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -243,7 +243,7 @@ async fn an_organization_from_creation_to_deletion() {
     let path = format!("/api/v1/audit-events?limit=200&organization_id={org}");
     let (status, events) = w.as_actor("admin", Method::GET, &path, None).await;
     assert_eq!(status, 200);
-    let events = events["events"].as_array().unwrap();
+    let events = events["items"].as_array().unwrap();
     assert!(
         events
             .iter()
@@ -258,7 +258,7 @@ async fn an_organization_from_creation_to_deletion() {
         "/api/v1/audit-events?organization_id={org}&action=orgs.invitations.&actor={dana_id}"
     );
     let (_, mine) = w.as_actor("admin", Method::GET, &path, None).await;
-    let mine: Vec<&str> = mine["events"]
+    let mine: Vec<&str> = mine["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -357,7 +357,7 @@ async fn nobody_raises_their_own_rights() {
     let (_, members) = w
         .as_actor("org_owner", Method::GET, &format!("{base}/members"), None)
         .await;
-    let owners: Vec<_> = members
+    let owners: Vec<_> = members["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -391,7 +391,7 @@ async fn another_organization_sees_nothing_and_changes_nothing() {
     for (method, path) in scoped {
         let row = rows
             .iter()
-            .find(|r| r.method == method && r.path.replace("{invitation}", "{id}") == path)
+            .find(|r| r.method == method && r.path.replace("{invitation}", "{id}").replace("{org_credential}", "{id}") == path)
             .unwrap_or_else(|| panic!("no matrix row for {method} {path}"));
         let f = w.fixture(false).await;
         let before = w.app.services.changes.head().await.unwrap();

@@ -1,4 +1,4 @@
-//! `/api/v1/aliases`: other names for models, global or a user's own.
+//! `/api/v1/model-aliases`: other names for models, global or a user's own.
 
 use super::*;
 
@@ -44,7 +44,7 @@ pub struct AliasTarget {
 }
 
 /// Create an alias: your own, or a global one (platform `admin`).
-#[utoipa::path(post, path = "/api/v1/aliases", tag = "catalog",
+#[utoipa::path(post, path = "/api/v1/model-aliases", tag = "catalog",
     security(("bearer" = [])), request_body = NewAlias,
     responses(
         (status = 201, description = "Created", body = AliasOut),
@@ -73,19 +73,21 @@ pub async fn create_alias(
 }
 
 /// Global aliases and your own (platform readers: all).
-#[utoipa::path(get, path = "/api/v1/aliases", tag = "catalog",
-    security(("bearer" = [])),
-    responses((status = 200, description = "Aliases", body = [AliasOut])))]
+#[utoipa::path(get, path = "/api/v1/model-aliases", tag = "catalog",
+    security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, description = "A page of aliases, oldest first", body = List<AliasOut>)))]
 pub async fn list_aliases(
     State(state): State<AppState>,
     auth: Authenticated,
-) -> Result<Json<Vec<AliasOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<AliasOut>>, ApiError> {
+    let page = page.request()?;
     let list = state.services.catalog.list_aliases(&auth.user).await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(list, &page, Order::Ascending, |a| a.id)?))
 }
 
 /// Point an alias at another model (your own; platform `admin`: any).
-#[utoipa::path(patch, path = "/api/v1/aliases/{id}", tag = "catalog",
+#[utoipa::path(patch, path = "/api/v1/model-aliases/{id}", tag = "catalog",
     security(("bearer" = [])), params(("id" = String, Path, description = "Alias ID")),
     request_body = AliasTarget,
     responses(
@@ -110,7 +112,7 @@ pub async fn update_alias(
 }
 
 /// Delete an alias (your own; platform `admin`: any).
-#[utoipa::path(delete, path = "/api/v1/aliases/{id}", tag = "catalog",
+#[utoipa::path(delete, path = "/api/v1/model-aliases/{id}", tag = "catalog",
     security(("bearer" = [])), params(("id" = String, Path, description = "Alias ID")),
     responses(
         (status = 204, description = "Deleted"),

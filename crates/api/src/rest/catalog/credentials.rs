@@ -1,4 +1,6 @@
-//! `/api/v1/credentials`: upstream secrets, sealed at rest and never read back.
+//! `/api/v1/credentials` (the platform's and provider accounts') and
+//! `/api/v1/organizations/{org}/credentials`: upstream secrets, sealed at rest
+//! and never read back.
 
 use super::*;
 
@@ -43,7 +45,8 @@ impl From<Credential> for CredentialOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredentialBody {
-    /// Leave out for the platform's (admins) or your own (provider accounts).
+    /// Leave out for the platform's (admins) or your own (provider accounts);
+    /// `{"type": "platform"}` or `{"type": "user", "user_id"}`.
     #[schema(value_type = Option<Object>)]
     pub scope: Option<CredentialScope>,
     pub name: String,
@@ -68,22 +71,145 @@ pub struct CredentialChangeBody {
     pub metadata: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize, IntoParams)]
+/// A new organization credential: the path names its organization.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CredentialQuery {
-    /// Only the credentials of this organization.
-    pub organization_id: Option<String>,
+pub struct NewOrgCredentialBody {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub kind: CredentialKind,
+    /// A JSON object, e.g. `{"api_key": "sk-…"}`; sealed at rest, never shown again.
+    #[schema(value_type = Object)]
+    pub secret: serde_json::Value,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: serde_json::Value,
 }
 
-/// Create a credential (platform admins; organization owners and admins for
-/// theirs; provider accounts their own `oauth_account` ones).
+/// Where a credential route is: the top level holds the platform's and
+/// provider accounts' credentials, an organization's path holds its own. A
+/// credential read through the other place is not found there.
+#[derive(Clone, Copy)]
+enum Place {
+    TopLevel,
+    Organization(Id),
+}
+
+impl Place {
+    fn holds(self, scope: CredentialScope) -> bool {
+        match (self, scope) {
+            (Place::TopLevel, CredentialScope::Organization { .. }) => false,
+            (Place::TopLevel, _) => true,
+            (Place::Organization(org), CredentialScope::Organization { org_id }) => org == org_id,
+            (Place::Organization(_), _) => false,
+        }
+    }
+}
+
+/// The credential `cid` if the caller may read it and it is in `place`.
+async fn credential_in(
+    state: &AppState,
+    auth: &Authenticated,
+    place: Place,
+    cid: &str,
+) -> Result<Credential, ApiError> {
+    let c = state
+        .services
+        .catalog
+        .get_credential(&auth.user, id(cid)?)
+        .await?;
+    if !place.holds(c.scope) {
+        return Err(ApiError(gatehouse_core::Error::not_found("credential")));
+    }
+    Ok(c)
+}
+
+async fn create_in(
+    state: &AppState,
+    client: &gatehouse_core::model::sessions::ClientInfo,
+    auth: &Authenticated,
+    new: NewCredential,
+) -> Result<(StatusCode, Json<CredentialOut>), ApiError> {
+    let c = state
+        .services
+        .catalog
+        .create_credential(&auth.user, new, client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(c.into())))
+}
+
+async fn list_in(
+    state: &AppState,
+    auth: &Authenticated,
+    place: Place,
+    page: PageQuery,
+) -> Result<Json<List<CredentialOut>>, ApiError> {
+    let page = page.request()?;
+    let scope = match place {
+        Place::TopLevel => None,
+        Place::Organization(org_id) => {
+            // An organization you cannot see is not found, not empty.
+            state.services.tenancy.access(&auth.user, org_id).await?;
+            Some(CredentialScope::Organization { org_id })
+        }
+    };
+    let mut list = state
+        .services
+        .catalog
+        .list_credentials(&auth.user, scope)
+        .await?;
+    list.retain(|c| place.holds(c.scope));
+    Ok(Json(List::paged(list, &page, Order::Ascending, |c| c.id)?))
+}
+
+async fn update_in(
+    state: &AppState,
+    client: &gatehouse_core::model::sessions::ClientInfo,
+    auth: &Authenticated,
+    place: Place,
+    cid: &str,
+    body: CredentialChangeBody,
+) -> Result<Json<CredentialOut>, ApiError> {
+    // A credential's scope never changes, so the check holds for the write.
+    let c = credential_in(state, auth, place, cid).await?;
+    let change = CredentialChange {
+        name: body.name,
+        secret: body.secret,
+        metadata: body.metadata,
+    };
+    let c = state
+        .services
+        .catalog
+        .update_credential(&auth.user, c.id, change, client)
+        .await?;
+    Ok(Json(c.into()))
+}
+
+async fn delete_in(
+    state: &AppState,
+    client: &gatehouse_core::model::sessions::ClientInfo,
+    auth: &Authenticated,
+    place: Place,
+    cid: &str,
+) -> Result<StatusCode, ApiError> {
+    let c = credential_in(state, auth, place, cid).await?;
+    state
+        .services
+        .catalog
+        .delete_credential(&auth.user, c.id, client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create a platform credential (platform admins) or, from a provider
+/// account, its own `oauth_account` one. An organization's credentials are
+/// created under `/api/v1/organizations/{org}/credentials`.
 #[utoipa::path(post, path = "/api/v1/credentials", tag = "catalog",
     security(("bearer" = [])), request_body = NewCredentialBody,
     responses(
         (status = 201, description = "Created; the secret is not returned", body = CredentialOut),
-        (status = 400, description = "Invalid", body = ErrorBody),
+        (status = 400, description = "Invalid, or an organization scope", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody),
-        (status = 404, description = "No such organization visible to you", body = ErrorBody),
     ))]
 pub async fn create_credential(
     State(state): State<AppState>,
@@ -91,6 +217,11 @@ pub async fn create_credential(
     auth: Authenticated,
     ApiJson(body): ApiJson<NewCredentialBody>,
 ) -> Result<(StatusCode, Json<CredentialOut>), ApiError> {
+    if let Some(CredentialScope::Organization { org_id }) = body.scope {
+        return Err(ApiError(gatehouse_core::Error::invalid_input(format!(
+            "create organization credentials at /api/v1/organizations/{org_id}/credentials"
+        ))));
+    }
     let new = NewCredential {
         scope: body.scope,
         name: body.name,
@@ -98,38 +229,22 @@ pub async fn create_credential(
         secret: body.secret,
         metadata: body.metadata,
     };
-    let c = state
-        .services
-        .catalog
-        .create_credential(&auth.user, new, &client)
-        .await?;
-    Ok((StatusCode::CREATED, Json(c.into())))
+    create_in(&state, &client, &auth, new).await
 }
 
-/// The credentials you may read.
+/// The platform's and provider accounts' credentials you may read, oldest first.
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "catalog",
-    security(("bearer" = [])), params(CredentialQuery),
-    responses((status = 200, description = "Credentials, without secrets", body = [CredentialOut])))]
+    security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, description = "A page of credentials, without secrets", body = List<CredentialOut>)))]
 pub async fn list_credentials(
     State(state): State<AppState>,
     auth: Authenticated,
-    ApiQuery(query): ApiQuery<CredentialQuery>,
-) -> Result<Json<Vec<CredentialOut>>, ApiError> {
-    let scope = query
-        .organization_id
-        .as_deref()
-        .map(id)
-        .transpose()?
-        .map(|org_id| CredentialScope::Organization { org_id });
-    let list = state
-        .services
-        .catalog
-        .list_credentials(&auth.user, scope)
-        .await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<CredentialOut>>, ApiError> {
+    list_in(&state, &auth, Place::TopLevel, page).await
 }
 
-/// Read a credential (never its secret).
+/// Read a platform or provider credential (never its secret).
 #[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "catalog",
     security(("bearer" = [])), params(("id" = String, Path, description = "Credential ID")),
     responses(
@@ -141,15 +256,11 @@ pub async fn read_credential(
     auth: Authenticated,
     Path(cid): Path<String>,
 ) -> Result<Json<CredentialOut>, ApiError> {
-    let c = state
-        .services
-        .catalog
-        .get_credential(&auth.user, id(&cid)?)
-        .await?;
+    let c = credential_in(&state, &auth, Place::TopLevel, &cid).await?;
     Ok(Json(c.into()))
 }
 
-/// Rename a credential, replace its secret or metadata.
+/// Rename a platform or provider credential, replace its secret or metadata.
 #[utoipa::path(patch, path = "/api/v1/credentials/{id}", tag = "catalog",
     security(("bearer" = [])), params(("id" = String, Path, description = "Credential ID")),
     request_body = CredentialChangeBody,
@@ -165,20 +276,10 @@ pub async fn update_credential(
     Path(cid): Path<String>,
     ApiJson(body): ApiJson<CredentialChangeBody>,
 ) -> Result<Json<CredentialOut>, ApiError> {
-    let change = CredentialChange {
-        name: body.name,
-        secret: body.secret,
-        metadata: body.metadata,
-    };
-    let c = state
-        .services
-        .catalog
-        .update_credential(&auth.user, id(&cid)?, change, &client)
-        .await?;
-    Ok(Json(c.into()))
+    update_in(&state, &client, &auth, Place::TopLevel, &cid, body).await
 }
 
-/// Delete a credential no endpoint uses.
+/// Delete a platform or provider credential no endpoint uses.
 #[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "catalog",
     security(("bearer" = [])), params(("id" = String, Path, description = "Credential ID")),
     responses(
@@ -193,10 +294,112 @@ pub async fn delete_credential(
     auth: Authenticated,
     Path(cid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .services
-        .catalog
-        .delete_credential(&auth.user, id(&cid)?, &client)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_in(&state, &client, &auth, Place::TopLevel, &cid).await
+}
+
+/// Create one of an organization's credentials (its owners and admins).
+#[utoipa::path(post, path = "/api/v1/organizations/{org}/credentials", tag = "catalog",
+    security(("bearer" = [])), params(("org" = String, Path, description = "Organization ID")),
+    request_body = NewOrgCredentialBody,
+    responses(
+        (status = 201, description = "Created; the secret is not returned", body = CredentialOut),
+        (status = 400, description = "Invalid", body = ErrorBody),
+        (status = 403, description = "Not an owner or admin of the organization", body = ErrorBody),
+        (status = 404, description = "No such organization visible to you", body = ErrorBody),
+    ))]
+pub async fn create_org_credential(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<NewOrgCredentialBody>,
+) -> Result<(StatusCode, Json<CredentialOut>), ApiError> {
+    let new = NewCredential {
+        scope: Some(CredentialScope::Organization { org_id: id(&org)? }),
+        name: body.name,
+        kind: body.kind,
+        secret: body.secret,
+        metadata: body.metadata,
+    };
+    create_in(&state, &client, &auth, new).await
+}
+
+/// An organization's credentials (its owners and admins, platform readers), oldest first.
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/credentials", tag = "catalog",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID"), PageQuery),
+    responses(
+        (status = 200, description = "A page of credentials, without secrets", body = List<CredentialOut>),
+        (status = 404, description = "No such organization visible to you", body = ErrorBody),
+    ))]
+pub async fn list_org_credentials(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<CredentialOut>>, ApiError> {
+    list_in(&state, &auth, Place::Organization(id(&org)?), page).await
+}
+
+/// Read one of an organization's credentials (never its secret).
+#[utoipa::path(get, path = "/api/v1/organizations/{org}/credentials/{id}", tag = "catalog",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID"),
+        ("id" = String, Path, description = "Credential ID")),
+    responses(
+        (status = 200, description = "The credential", body = CredentialOut),
+        (status = 404, description = "No such credential in this organization", body = ErrorBody),
+    ))]
+pub async fn read_org_credential(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, cid)): Path<(String, String)>,
+) -> Result<Json<CredentialOut>, ApiError> {
+    let place = Place::Organization(id(&org)?);
+    Ok(Json(
+        credential_in(&state, &auth, place, &cid).await?.into(),
+    ))
+}
+
+/// Rename one of an organization's credentials, replace its secret or metadata.
+#[utoipa::path(patch, path = "/api/v1/organizations/{org}/credentials/{id}", tag = "catalog",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID"),
+        ("id" = String, Path, description = "Credential ID")),
+    request_body = CredentialChangeBody,
+    responses(
+        (status = 200, description = "Changed", body = CredentialOut),
+        (status = 403, description = "Not an owner or admin of the organization", body = ErrorBody),
+        (status = 404, description = "No such credential in this organization", body = ErrorBody),
+    ))]
+pub async fn update_org_credential(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, cid)): Path<(String, String)>,
+    ApiJson(body): ApiJson<CredentialChangeBody>,
+) -> Result<Json<CredentialOut>, ApiError> {
+    let place = Place::Organization(id(&org)?);
+    update_in(&state, &client, &auth, place, &cid, body).await
+}
+
+/// Delete one of an organization's credentials that no endpoint uses.
+#[utoipa::path(delete, path = "/api/v1/organizations/{org}/credentials/{id}", tag = "catalog",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization ID"),
+        ("id" = String, Path, description = "Credential ID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not an owner or admin of the organization", body = ErrorBody),
+        (status = 404, description = "No such credential in this organization", body = ErrorBody),
+        (status = 409, description = "An endpoint uses it", body = ErrorBody),
+    ))]
+pub async fn delete_org_credential(
+    State(state): State<AppState>,
+    Client(client): Client,
+    auth: Authenticated,
+    Path((org, cid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let place = Place::Organization(id(&org)?);
+    delete_in(&state, &client, &auth, place, &cid).await
 }

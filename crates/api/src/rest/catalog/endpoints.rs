@@ -132,21 +132,27 @@ pub async fn create_endpoint(
 
 /// Inference endpoints (platform `admin`, `admin_readonly`).
 #[utoipa::path(get, path = "/api/v1/endpoints", tag = "catalog",
-    security(("bearer" = [])),
+    security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Endpoints", body = [EndpointOut]),
+        (status = 200, description = "A page of endpoints, oldest first", body = List<EndpointOut>),
         (status = 403, description = "Not a platform admin", body = ErrorBody),
     ))]
 pub async fn list_endpoints(
     State(state): State<AppState>,
     auth: Authenticated,
-) -> Result<Json<Vec<EndpointOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<EndpointOut>>, ApiError> {
+    let page = page.request()?;
     let list = state.services.catalog.list_endpoints(&auth.user).await?;
-    Ok(Json(
-        list.into_iter()
+    let page = List::<Endpoint>::paged(list, &page, Order::Ascending, |e| e.id)?;
+    Ok(Json(List {
+        items: page
+            .items
+            .into_iter()
             .map(|e| EndpointOut::new(e, &state))
             .collect(),
-    ))
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Read an endpoint (platform `admin`, `admin_readonly`).

@@ -1,5 +1,5 @@
 //! The catalogue: `/api/v1/credentials`, `/api/v1/endpoints`,
-//! `/api/v1/models`, `/api/v1/aliases` and `/api/v1/subscriptions`, a file each.
+//! `/api/v1/models`, `/api/v1/model-aliases` and `/api/v1/subscriptions`, a file each.
 
 mod aliases;
 mod credentials;
@@ -28,6 +28,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
+use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
@@ -52,6 +53,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::read_credential))
         .routes(routes!(credentials::update_credential))
         .routes(routes!(credentials::delete_credential))
+        .routes(routes!(credentials::list_org_credentials))
+        .routes(routes!(credentials::create_org_credential))
+        .routes(routes!(credentials::read_org_credential))
+        .routes(routes!(credentials::update_org_credential))
+        .routes(routes!(credentials::delete_org_credential))
         .routes(routes!(endpoints::list_endpoints))
         .routes(routes!(endpoints::create_endpoint))
         .routes(routes!(endpoints::read_endpoint))

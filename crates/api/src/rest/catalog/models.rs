@@ -101,17 +101,19 @@ pub async fn create_model(
 
 /// The catalogue: enabled models for users, every model for platform admins.
 #[utoipa::path(get, path = "/api/v1/models", tag = "catalog",
-    security(("bearer" = [])),
+    security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Models", body = [ModelOut]),
+        (status = 200, description = "A page of models, oldest first", body = List<ModelOut>),
         (status = 403, description = "Provider accounts", body = ErrorBody),
     ))]
 pub async fn list_models(
     State(state): State<AppState>,
     auth: Authenticated,
-) -> Result<Json<Vec<ModelOut>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<List<ModelOut>>, ApiError> {
+    let page = page.request()?;
     let list = state.services.catalog.list_models(&auth.user).await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(list, &page, Order::Ascending, |m| m.id)?))
 }
 
 /// Read a model.

@@ -42,13 +42,20 @@ pub struct NewSubscription {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionQuery {
     /// Everyone's (platform `admin`, `admin_readonly`).
     #[serde(default)]
     pub all: bool,
+    /// Only these: `pending`, `active`, `denied` or `suspended`.
     #[param(value_type = Option<String>)]
     pub status: Option<SubscriptionStatus>,
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -84,20 +91,21 @@ pub async fn subscribe(
 #[utoipa::path(get, path = "/api/v1/subscriptions", tag = "catalog",
     security(("bearer" = [])), params(SubscriptionQuery),
     responses(
-        (status = 200, description = "Subscriptions", body = [SubscriptionOut]),
+        (status = 200, description = "A page of subscriptions, oldest first", body = List<SubscriptionOut>),
         (status = 403, description = "`all` without being a platform reader", body = ErrorBody),
     ))]
 pub async fn list_subscriptions(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<SubscriptionQuery>,
-) -> Result<Json<Vec<SubscriptionOut>>, ApiError> {
+) -> Result<Json<List<SubscriptionOut>>, ApiError> {
+    let page = super::super::page::request(query.limit, query.cursor)?;
     let list = state
         .services
         .catalog
         .list_subscriptions(&auth.user, query.all, query.status)
         .await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    Ok(Json(List::paged(list, &page, Order::Ascending, |s| s.id)?))
 }
 
 /// Cancel your subscription (platform `admin`: anyone's).
