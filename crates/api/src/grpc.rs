@@ -507,17 +507,36 @@ impl VaultService for VaultGrpc {
     }
 }
 
+/// The gRPC services Gatehouse serves, as reflection names them.
+pub const SERVED: [&str; 6] = [
+    "grpc.health.v1.Health",
+    "gatehouse.v1.SystemService",
+    "gatehouse.v1.AuthService",
+    "gatehouse.v1.DirectoryService",
+    "gatehouse.v1.KeyService",
+    "gatehouse.v1.VaultService",
+];
+
 pub fn routes(
     services: Services,
     stop: CancellationToken,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(gatehouse_grpc::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: v1alpha is what grpcio-reflection, older
+    // grpcurl, grpcui and Postman speak. Only the services served here are
+    // advertised: the protos also hold `PolicyEngine`, which Gatehouse calls.
+    let reflection = || {
+        SERVED
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, name| {
+                b.with_service_name(*name)
+            })
+            .register_encoded_file_descriptor_set(gatehouse_grpc::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let routes = Routes::new(health)
-        .add_service(reflection)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(SystemServiceServer::new(SystemGrpc {
             services: services.clone(),
         }))

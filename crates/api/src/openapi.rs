@@ -16,7 +16,7 @@ use crate::rest;
         license(name = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, crate::rest::names::GroupBy)),
     tags(
         (name = "operations", description = "Liveness, readiness and metrics"),
         (name = "system", description = "Server and installation information"),
@@ -53,7 +53,9 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT from `POST /api/v1/auth/login`, a session token, or an API key (`ak_…`)",
+                    ))
                     .build(),
             ),
         );
@@ -75,8 +77,113 @@ pub fn spec() -> utoipa::openapi::OpenApi {
                 .get_or_insert_with(Vec::new)
                 .push(idempotency_key().into());
         }
+        let operations = [
+            (false, item.get.as_mut()),
+            (true, item.post.as_mut()),
+            (false, item.put.as_mut()),
+            (false, item.patch.as_mut()),
+            (false, item.delete.as_mut()),
+        ];
+        for (post, operation) in operations {
+            if let Some(operation) = operation {
+                complete(path, post, operation);
+            }
+        }
     }
     doc
+}
+
+/// Path and query parameters that carry an ID: digits, as IDs print.
+const ID_PARAMETERS: [&str; 10] = [
+    "id",
+    "org",
+    "team",
+    "vault",
+    "client",
+    "user",
+    "subject_id",
+    "key",
+    "actor",
+    "organization_id",
+];
+
+/// What every operation of a kind can answer, written once here rather than
+/// on each handler: the statuses the shared extractors, authentication and
+/// idempotency produce, and the ID format of its parameters.
+fn complete(path: &str, post: bool, operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let gateway = path.starts_with("/v1/");
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut queried = false;
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let utoipa::openapi::RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        let id = ID_PARAMETERS.contains(&parameter.name.as_str());
+        match parameter.parameter_in {
+            ParameterIn::Path | ParameterIn::Query if id => {
+                parameter.schema = Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[0-9]{1,19}$"))
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        queried |= parameter.parameter_in == ParameterIn::Query;
+    }
+    let mut add = |status: &str, description: &str| {
+        let responses = &mut operation.responses.responses;
+        if responses.contains_key(status) {
+            return;
+        }
+        let mut response = utoipa::openapi::ResponseBuilder::new().description(description);
+        if !gateway {
+            response = response.content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+        }
+        responses.insert(status.to_string(), response.build().into());
+    };
+    if operation.request_body.is_some() {
+        add("400", "A malformed or invalid body");
+        add("413", "The body is larger than `server.body_limit_bytes`");
+        add("415", "The body is not `application/json`");
+    }
+    if path.contains('{') {
+        add("400", "A malformed ID in the path");
+        add("404", "Not found, or not visible to you");
+    }
+    if queried {
+        add("400", "An invalid query parameter");
+    }
+    if secured {
+        add(
+            "401",
+            "Not signed in, or the credential is invalid, expired or revoked",
+        );
+        if !gateway {
+            add(
+                "403",
+                "Not allowed: your role, or an API key without the `management` scope",
+            );
+        }
+    }
+    if post && crate::idempotency::applies_to(path) {
+        add(
+            "409",
+            "A request with this `Idempotency-Key` is still running, or was applied and its answer lost",
+        );
+        add(
+            "422",
+            "`idempotency_key_reused`: this `Idempotency-Key` was used for another request",
+        );
+    }
 }
 
 /// The optional `Idempotency-Key` header of management writes.
@@ -93,8 +200,7 @@ fn idempotency_key() -> utoipa::openapi::path::Parameter {
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(255)),
+                .pattern(Some("^[\\x21-\\x7e]{1,255}$")),
         ))
         .build()
 }

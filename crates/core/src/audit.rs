@@ -240,6 +240,10 @@ impl AuditLog {
             None => all.end.clone(),
         };
         let mut found = Vec::new();
+        // A cursor older than `from` leaves nothing to read.
+        if begin >= end {
+            return Ok(found);
+        }
         let mut next = Some(KeyRange::new(begin, end));
         // Filtered reads scan in pages until the page is full or events run out.
         while let Some(range) = next {

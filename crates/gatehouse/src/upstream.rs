@@ -36,7 +36,10 @@ struct ListedModel {
 fn unavailable(endpoint: &Endpoint, what: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorCode::Unavailable,
-        format!("endpoint {} did not list its models: {what}", endpoint.name),
+        format!(
+            "endpoint {} did not list its models: GET {}/v1/models: {what}",
+            endpoint.name, endpoint.base_url
+        ),
     )
 }
 

@@ -42,8 +42,8 @@ struct Decided<'a> {
 }
 
 /// Step 1 first, then the body: a caller without a working key gets its
-/// refusal before a byte of the body is read (or parsed), and a body is read
-/// only up to `server.body_limit_bytes`.
+/// refusal without its body being kept or parsed, and a body is read only up
+/// to `server.body_limit_bytes`.
 async fn read_body(
     gateway: &Gateway,
     api: Api,
@@ -51,15 +51,21 @@ async fn read_body(
     body: Body,
 ) -> Result<(WorkingKey, Bytes), GatewayError> {
     let shape = api.shape();
-    let key =
-        presented_key(headers).ok_or_else(|| GatewayError::denial(shape, Denial::UnknownKey))?;
-    let working = gateway
-        .services
-        .keys
-        .index()
-        .working_key(key)
-        .map_err(|denial| GatewayError::denial(shape, denial))?;
     let limit = gateway.limits.body_bytes;
+    let working = match presented_key(headers) {
+        None => Err(Denial::UnknownKey),
+        Some(key) => gateway.services.keys.index().working_key(key),
+    };
+    let working = match working {
+        Ok(working) => working,
+        Err(denial) => {
+            // Read to the end (up to the limit) and drop it, chunk by chunk:
+            // answering while the client still writes makes it see a broken
+            // pipe instead of the 401.
+            discard(body, limit).await;
+            return Err(GatewayError::denial(shape, denial));
+        }
+    };
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         GatewayError::new(
             shape,
@@ -68,6 +74,19 @@ async fn read_body(
         )
     })?;
     Ok((working, body))
+}
+
+/// Reads a body to its end, or past `limit`, keeping none of it.
+async fn discard(body: Body, limit: usize) {
+    use futures_util::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        seen += chunk.len();
+        if seen > limit {
+            return;
+        }
+    }
 }
 
 /// Steps 2-4 of SPEC §4 for a working key: the model and its endpoint, from memory.

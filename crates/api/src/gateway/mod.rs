@@ -153,7 +153,7 @@ impl Api {
 
 /// OpenAI chat completions, streaming (`"stream": true`) or not.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
-    security(("api_key" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     request_body(content = Object, description = "An OpenAI chat completion request"),
     responses(
         (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
@@ -176,7 +176,7 @@ pub async fn chat_completions(
 
 /// OpenAI embeddings.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "gateway",
-    security(("api_key" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     request_body(content = Object, description = "An OpenAI embeddings request"),
     responses(
         (status = 200, description = "The upstream's answer"),
@@ -199,7 +199,7 @@ pub async fn embeddings(
 
 /// Anthropic messages, streaming or not.
 #[utoipa::path(post, path = "/v1/messages", tag = "gateway",
-    security(("api_key" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     request_body(content = Object, description = "An Anthropic messages request"),
     responses(
         (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
@@ -224,7 +224,7 @@ pub async fn messages(
 /// (`{"data": [{"type": "model", "id", …}], "has_more": false, …}`) when the
 /// request carries `anthropic-version`, as Anthropic's SDKs send.
 #[utoipa::path(get, path = "/v1/models", tag = "gateway",
-    security(("api_key" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "`{\"object\": \"list\", \"data\": [...]}`, or Anthropic's list"),
         (status = 401, description = "Unknown, revoked or expired key"),

@@ -26,6 +26,7 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
     /// Actions starting with this, e.g. `keys.` or `auth.login`.
     pub action: Option<String>,
@@ -36,7 +37,7 @@ pub struct AuditQuery {
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     /// RFC 3339: events at or after this time.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<DateTime<Utc>>,
 }
 

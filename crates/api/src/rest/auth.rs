@@ -1,6 +1,6 @@
 //! `/api/v1/auth`: registration, sign-in and the signed-in user.
 
-use super::page::{List, Order, PageQuery};
+use super::page::{List, Order, PageQuery, TextPageQuery};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
@@ -26,11 +26,14 @@ use crate::extract::{ApiJson, ApiQuery};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters (the minimum is configurable); common passwords are refused.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_.-]{2,31}$")]
     pub username: Option<String>,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,100}$")]
     pub display_name: Option<String>,
 }
 
@@ -80,7 +83,7 @@ pub struct SessionInfo {
     #[schema(value_type = String)]
     pub id: gatehouse_core::Id,
     /// `web` or `cli`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::SessionKind)]
     pub kind: SessionKind,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
@@ -111,6 +114,7 @@ impl SessionInfo {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -131,10 +135,10 @@ pub struct Me {
     pub email: String,
     pub username: Option<String>,
     pub display_name: String,
-    #[schema(value_type = Vec<String>, example = json!(["user"]))]
+    #[schema(value_type = Vec<crate::rest::names::Role>, example = json!(["user"]))]
     pub roles: Vec<Role>,
     /// `active` or `disabled`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::UserStatus)]
     pub status: UserStatus,
     pub email_verified: bool,
     /// The password was generated and must be changed.
@@ -169,6 +173,7 @@ impl From<User> for Me {
         (status = 202, description = "Accepted", body = Accepted),
         (status = 400, description = "Invalid email, username or password", body = ErrorBody),
         (status = 403, description = "Self-registration is turned off", body = ErrorBody),
+        (status = 409, description = "The username is taken", body = ErrorBody),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -196,6 +201,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Signed in: a token (modes `token`, `cli`) or the session with a `Set-Cookie` (mode `session`)", body = TokenResponse),
         (status = 401, description = "Wrong login or password (the same answer for both)", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins for this account from here; see `Retry-After`", body = ErrorBody),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -386,6 +392,7 @@ pub struct EmailTokenRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -393,6 +400,7 @@ pub struct ResetRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirm {
     pub token: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -467,12 +475,13 @@ pub struct EmailInfo {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEmail {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
 /// The signed-in user's email addresses, primary first.
 #[utoipa::path(get, path = "/api/v1/auth/emails", tag = "auth",
-    security(("bearer" = [])), params(PageQuery),
+    security(("bearer" = [])), params(TextPageQuery),
     responses(
         (status = 200, description = "A page of addresses, primary first", body = List<EmailInfo>),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -480,7 +489,7 @@ pub struct NewEmail {
 pub async fn list_emails(
     State(state): State<AppState>,
     InPerson(auth): InPerson,
-    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(page): ApiQuery<TextPageQuery>,
 ) -> Result<Json<List<EmailInfo>>, ApiError> {
     let page = page.request()?;
     let emails = state.services.accounts.list_emails(auth.user.id).await?;

@@ -18,8 +18,8 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
-use super::page::{List, Order, PageQuery};
-use super::vaults::VaultBody;
+use super::page::{List, Order, PageQuery, TextPageQuery};
+use super::vaults::NewVaultBody;
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
@@ -95,7 +95,7 @@ pub struct CertificateBody {
 #[utoipa::path(post, path = "/api/v1/organizations/{org}/clients", tag = "clients",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization ID")),
-    request_body = VaultBody,
+    request_body = NewVaultBody,
     responses(
         (status = 201, description = "Created", body = ClientOut),
         (status = 400, description = "Invalid name", body = ErrorBody),
@@ -107,7 +107,7 @@ pub async fn create_client(
     Client(client): Client,
     auth: Authenticated,
     Path(org): Path<String>,
-    ApiJson(body): ApiJson<VaultBody>,
+    ApiJson(body): ApiJson<NewVaultBody>,
 ) -> Result<(StatusCode, Json<ClientOut>), ApiError> {
     let created = state
         .services
@@ -198,7 +198,7 @@ pub async fn delete_client(
     params(
         ("org" = String, Path, description = "Organization ID"),
         ("client" = String, Path, description = "Client ID"),
-        PageQuery,
+        TextPageQuery,
     ),
     responses(
         (status = 200, description = "A page of certificates, by key ID", body = List<CertificateOut>),
@@ -208,7 +208,7 @@ pub async fn list_certificates(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((org, client_id)): Path<(String, String)>,
-    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(page): ApiQuery<TextPageQuery>,
 ) -> Result<Json<List<CertificateOut>>, ApiError> {
     let page = page.request()?;
     let certs = state

@@ -26,9 +26,10 @@ use crate::extract::{ApiJson, ApiQuery};
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy)]
 pub struct BudgetBody {
     /// US dollars.
+    #[schema(minimum = 0)]
     pub max_usd: f64,
     /// `day`, `month` or `total`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::BudgetPeriod)]
     pub period: BudgetPeriod,
 }
 
@@ -63,7 +64,9 @@ pub struct KeyOut {
     pub display_prefix: String,
     /// Empty: every model the owner may use.
     pub allowed_models: BTreeSet<String>,
+    #[schema(minimum = 0, maximum = 4294967295.0, value_type = Option<i64>)]
     pub rpm_limit: Option<u32>,
+    #[schema(minimum = 0, maximum = 4294967295.0, value_type = Option<i64>)]
     pub tpm_limit: Option<u32>,
     pub budget: Option<BudgetBody>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -73,7 +76,7 @@ pub struct KeyOut {
     #[schema(value_type = Option<String>)]
     pub replaced_by: Option<Id>,
     /// `gateway` (always) and `management` (the management API, as the owner).
-    #[schema(value_type = Vec<String>, example = json!(["gateway"]))]
+    #[schema(value_type = Vec<crate::rest::names::KeyScope>, example = json!(["gateway"]))]
     pub scopes: BTreeSet<KeyScope>,
     /// The key that created this one, when a key did.
     #[schema(value_type = Option<String>)]
@@ -126,13 +129,18 @@ pub struct CreatedKey {
 pub struct NewKeyBody {
     /// An organization you belong to: the key works for it, and its body
     /// capture setting applies.
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub organization_id: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,100}$")]
     pub label: String,
     /// Model names; empty or absent: every model you may use.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::rest::names::ModelName>, max_items = 1000)]
     pub allowed_models: Vec<String>,
+    #[schema(minimum = 0, maximum = 4294967295.0, value_type = Option<i64>)]
     pub rpm_limit: Option<u32>,
+    #[schema(minimum = 0, maximum = 4294967295.0, value_type = Option<i64>)]
     pub tpm_limit: Option<u32>,
     pub budget: Option<BudgetBody>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -140,7 +148,7 @@ pub struct NewKeyBody {
     /// `["gateway", "management"]` (also the management API, as you, except
     /// your password, addresses, sessions, passkeys and second factor).
     #[serde(default)]
-    #[schema(value_type = Vec<String>, example = json!(["gateway"]))]
+    #[schema(value_type = Vec<crate::rest::names::KeyScope>, example = json!(["gateway"]))]
     pub scopes: Vec<KeyScope>,
 }
 
@@ -155,6 +163,7 @@ pub struct KeyQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -162,6 +171,7 @@ pub struct KeyQuery {
 #[serde(deny_unknown_fields)]
 pub struct RotateBody {
     /// How long the old key keeps working (default 86400, at most 30 days).
+    #[schema(maximum = 2592000)]
     pub grace_secs: Option<u64>,
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod clients;
 pub(crate) mod keys;
+pub(crate) mod names;
 pub(crate) mod ops;
 pub(crate) mod orgs;
 pub(crate) mod page;

@@ -44,10 +44,10 @@ pub struct OrgView {
     /// Gateway request and response bodies of keys bound to it are kept.
     pub capture_bodies: bool,
     /// `active` or `suspended`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::OrgStatus)]
     pub status: OrgStatus,
     /// Your role here; absent for platform admins who are not members.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::rest::names::OrgRole>)]
     pub role: Option<OrgRole>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -79,6 +79,10 @@ impl From<OrgAccess> for OrgView {
 #[serde(deny_unknown_fields)]
 pub struct OrgName {
     /// 1-100 characters.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: String,
 }
 
@@ -86,6 +90,10 @@ pub struct OrgName {
 #[serde(deny_unknown_fields)]
 pub struct OrgChangeBody {
     /// 1-100 characters, unique.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
     /// Keep gateway request and response bodies of API keys bound to this
     /// organization (off by default).
@@ -103,6 +111,7 @@ pub struct OrgListQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -309,7 +318,7 @@ pub struct MemberOut {
     pub email: String,
     pub display_name: String,
     /// `owner`, `admin` or `member`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::OrgRole)]
     pub role: OrgRole,
     pub joined_at: DateTime<Utc>,
 }
@@ -332,7 +341,7 @@ pub struct MembershipOut {
     pub organization_id: Id,
     #[schema(value_type = String)]
     pub user_id: Id,
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::OrgRole)]
     pub role: OrgRole,
     pub joined_at: DateTime<Utc>,
 }
@@ -377,7 +386,7 @@ pub async fn members(
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     /// `owner`, `admin` or `member`. Only owners make or unmake owners.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::OrgRole)]
     pub role: OrgRole,
 }
 
@@ -443,7 +452,7 @@ pub async fn remove_member(
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
     /// The member who becomes owner; you become an admin.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[0-9]{1,19}$")]
     pub user_id: String,
 }
 
@@ -479,10 +488,10 @@ pub struct InvitationOut {
     #[schema(value_type = String)]
     pub organization_id: Id,
     pub email: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::OrgRole)]
     pub role: OrgRole,
     /// `pending`, `accepted`, `declined`, `revoked` or `expired`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::InvitationStatus)]
     pub status: InvitationStatus,
     #[schema(value_type = String)]
     pub invited_by: Id,
@@ -508,9 +517,10 @@ impl From<Invitation> for InvitationOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// `member` (default), `admin` (owners and admins) or `owner` (owners).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::rest::names::OrgRole>)]
     pub role: Option<OrgRole>,
 }
 

@@ -20,10 +20,31 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page (leave out for the first).
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
 impl PageQuery {
+    pub fn request(self) -> Result<PageRequest, ApiError> {
+        request(self.limit, self.cursor)
+    }
+}
+
+/// `limit` and `cursor` for the lists ordered by text (addresses, key IDs,
+/// grants' subjects), whose cursors are text too.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TextPageQuery {
+    /// Items in the page: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page (leave out for the first).
+    #[param(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,512}$")]
+    pub cursor: Option<String>,
+}
+
+impl TextPageQuery {
     pub fn request(self) -> Result<PageRequest, ApiError> {
         request(self.limit, self.cursor)
     }

@@ -34,7 +34,7 @@ pub struct TeamOut {
     pub description: String,
     /// What the team's managers may do in the organization: `invite_members`,
     /// `manage_teams`, `manage_keys`, `manage_vaults`.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<crate::rest::names::TeamPermission>)]
     pub permissions: BTreeSet<TeamPermission>,
     /// Models the members may use; empty means no narrowing.
     pub allowed_models: BTreeSet<String>,
@@ -64,16 +64,57 @@ impl From<Team> for TeamOut {
 #[serde(deny_unknown_fields)]
 pub struct TeamBody {
     /// 1-100 characters, unique in the organization (required to create).
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     /// Owners and admins only.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<crate::rest::names::TeamPermission>>)]
     pub permissions: Option<BTreeSet<TeamPermission>>,
     /// Owners and admins only; empty means every model.
+    #[schema(value_type = Option<Vec<crate::rest::names::ModelName>>, max_items = 1000)]
     pub allowed_models: Option<Vec<String>>,
     /// Owners and admins only; `null` removes it.
     #[serde(default, deserialize_with = "super::catalog::some")]
     pub budget: Option<Option<super::keys::BudgetBody>>,
+}
+
+/// A new team: [`TeamBody`] with its name required.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTeamBody {
+    /// 1-100 characters, unique in the organization
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
+    pub name: String,
+    #[schema(max_length = 1000)]
+    pub description: Option<String>,
+    /// Owners and admins only.
+    #[schema(value_type = Option<Vec<crate::rest::names::TeamPermission>>)]
+    pub permissions: Option<BTreeSet<TeamPermission>>,
+    /// Owners and admins only; empty means every model.
+    #[schema(value_type = Option<Vec<crate::rest::names::ModelName>>, max_items = 1000)]
+    pub allowed_models: Option<Vec<String>>,
+    /// Owners and admins only; `null` removes it.
+    #[serde(default, deserialize_with = "super::catalog::some")]
+    pub budget: Option<Option<super::keys::BudgetBody>>,
+}
+
+impl From<NewTeamBody> for TeamBody {
+    fn from(b: NewTeamBody) -> Self {
+        TeamBody {
+            name: Some(b.name),
+            description: b.description,
+            permissions: b.permissions,
+            allowed_models: b.allowed_models,
+            budget: b.budget,
+        }
+    }
 }
 
 impl From<TeamBody> for TeamSpec {
@@ -93,7 +134,7 @@ impl From<TeamBody> for TeamSpec {
 #[utoipa::path(post, path = "/api/v1/organizations/{org}/teams", tag = "teams",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization ID")),
-    request_body = TeamBody,
+    request_body = NewTeamBody,
     responses(
         (status = 201, description = "Created", body = TeamOut),
         (status = 400, description = "Invalid name or model list", body = ErrorBody),
@@ -106,12 +147,12 @@ pub async fn create(
     Client(client): Client,
     auth: Authenticated,
     Path(org): Path<String>,
-    ApiJson(body): ApiJson<TeamBody>,
+    ApiJson(body): ApiJson<NewTeamBody>,
 ) -> Result<(StatusCode, Json<TeamOut>), ApiError> {
     let team = state
         .services
         .tenancy
-        .create_team(&auth.user, id(&org)?, body.into(), &client)
+        .create_team(&auth.user, id(&org)?, TeamBody::from(body).into(), &client)
         .await?;
     Ok((StatusCode::CREATED, Json(team.into())))
 }
@@ -224,7 +265,7 @@ pub struct TeamMemberOut {
     #[schema(value_type = String)]
     pub user_id: Id,
     /// `manager` or `member`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::TeamRole)]
     pub role: TeamRole,
     pub added_at: DateTime<Utc>,
 }
@@ -272,7 +313,7 @@ pub async fn members(
 #[serde(deny_unknown_fields)]
 pub struct TeamRoleBody {
     /// `member` (default) or `manager` (owners and admins only).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::rest::names::TeamRole>)]
     pub role: Option<TeamRole>,
 }
 

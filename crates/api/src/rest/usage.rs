@@ -35,7 +35,7 @@ pub struct UsageFilter {
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
     /// `day` (default), `model`, `key` or `user`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<crate::rest::names::GroupBy>)]
     pub group_by: Option<GroupBy>,
     /// One user's usage (platform `admin`, `admin_readonly`; others: yourself).
     pub user: Option<String>,
@@ -57,7 +57,7 @@ pub struct UsageQuery {
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
     /// `day` (default), `model`, `key` or `user`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<crate::rest::names::GroupBy>)]
     pub group_by: Option<GroupBy>,
     /// One user's usage (platform `admin`, `admin_readonly`; others: yourself).
     pub user: Option<String>,
@@ -68,6 +68,7 @@ pub struct UsageQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,512}$")]
     pub cursor: Option<String>,
 }
 
@@ -183,19 +184,23 @@ pub async fn export(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
-    /// RFC 3339.
-    #[param(value_type = Option<String>)]
+    /// RFC 3339: logs at or after this time.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<DateTime<Utc>>,
-    #[param(value_type = Option<String>)]
+    /// RFC 3339: logs at or before this time.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<DateTime<Utc>>,
     pub user: Option<String>,
     pub key: Option<String>,
     pub model: Option<String>,
+    /// Only answers with this HTTP status.
+    #[param(minimum = 100, maximum = 599)]
     pub status: Option<u16>,
     /// Items in the page: 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -261,6 +266,11 @@ pub async fn logs(
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Json<List<RequestLogOut>>, ApiError> {
     let page = super::page::request(q.limit, q.cursor)?;
+    if q.status.is_some_and(|s| !(100..=599).contains(&s)) {
+        return Err(ApiError(gatehouse_core::Error::invalid_input(
+            "status is an HTTP status, 100 to 599",
+        )));
+    }
     let query = LogQuery {
         from: q.from,
         to: q.to,

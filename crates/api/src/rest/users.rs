@@ -26,10 +26,14 @@ use gatehouse_core::page::Page;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Leave out to generate one (returned once; must be changed at first sign-in).
+    #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_.-]{2,31}$")]
     pub username: Option<String>,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,100}$")]
     pub display_name: Option<String>,
     /// A provider account: holds the `provider` role alone.
     #[serde(default)]
@@ -84,14 +88,18 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     /// 1-100 characters. Users change their own; admins anyone's.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub display_name: Option<String>,
     /// The complete new set (platform `admin`, not on yourself). Every account
     /// keeps `user`; a provider account holds `provider` alone.
-    #[schema(value_type = Option<Vec<String>>, example = json!(["user", "request_viewer"]))]
+    #[schema(value_type = Option<Vec<crate::rest::names::Role>>, example = json!(["user", "request_viewer"]))]
     pub roles: Option<BTreeSet<Role>>,
     /// `active` or `disabled` (platform `admin`, not on yourself); disabling
     /// ends the user's sessions at once.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::rest::names::UserStatus>)]
     pub status: Option<UserStatus>,
     /// The user's gateway limits across all their keys (platform `admin`, not
     /// on yourself): `{"rpm_limit"?, "tpm_limit"?, "budget"?: {"max_usd", "period"}}`.
@@ -164,10 +172,10 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only users holding this role.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<crate::rest::names::Role>)]
     pub role: Option<Role>,
     /// `active` or `disabled`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<crate::rest::names::UserStatus>)]
     pub status: Option<UserStatus>,
     /// Text in the email, username or display name.
     pub q: Option<String>,
@@ -175,6 +183,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 

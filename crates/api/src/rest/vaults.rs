@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::orgs::id;
-use super::page::{List, Order, PageQuery};
+use super::page::{List, Order, PageQuery, TextPageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
@@ -36,7 +36,7 @@ pub struct VaultOut {
     pub name: String,
     pub description: String,
     /// `pending`, `synced`, `failed` or `not_configured` (no policy engine).
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::SyncStatus)]
     pub sync_status: SyncStatus,
     /// Why the last sync failed, or why there is nothing to sync to.
     pub sync_reason: Option<String>,
@@ -65,8 +65,36 @@ impl From<Vault> for VaultOut {
 #[serde(deny_unknown_fields)]
 pub struct VaultBody {
     /// 1-100 characters, unique in the organization (required to create).
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
+}
+
+/// A new vault or service client: its name is required.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVaultBody {
+    /// 1-100 characters, unique in the organization.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
+    pub name: String,
+    #[schema(max_length = 1000)]
+    pub description: Option<String>,
+}
+
+impl From<NewVaultBody> for VaultSpec {
+    fn from(b: NewVaultBody) -> Self {
+        VaultSpec {
+            name: Some(b.name),
+            description: b.description,
+        }
+    }
 }
 
 impl From<VaultBody> for VaultSpec {
@@ -83,12 +111,12 @@ pub struct GrantOut {
     #[schema(value_type = String)]
     pub vault_id: Id,
     /// `user`, `team` or `client`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::SubjectKind)]
     pub subject_type: SubjectKind,
     #[schema(value_type = String)]
     pub subject_id: Id,
     /// `reader`, `writer`, `manager` or `admin`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::VaultRole)]
     pub role: VaultRole,
     pub created_at: DateTime<Utc>,
 }
@@ -109,10 +137,12 @@ impl From<VaultGrant> for GrantOut {
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     /// `user` (a member), `team` or `client` of this organization.
+    #[schema(value_type = crate::rest::names::SubjectKind)]
     pub subject_type: String,
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub subject_id: String,
     /// `reader`, `writer`, `manager` or `admin`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::VaultRole)]
     pub role: VaultRole,
 }
 
@@ -135,7 +165,7 @@ pub struct TokenOut {
     pub organization_id: Id,
     #[schema(value_type = String)]
     pub vault_id: Id,
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::VaultRole)]
     pub role: VaultRole,
 }
 
@@ -159,6 +189,7 @@ impl From<IssuedTokens> for TokenOut {
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// `client_credentials` (with a client assertion) or `refresh_token`.
+    #[schema(pattern = "^(client_credentials|refresh_token)$")]
     pub grant_type: String,
     /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
     pub client_assertion_type: Option<String>,
@@ -167,6 +198,7 @@ pub struct TokenRequest {
     /// `iat`, single-use `jti`; header `kid` = the certificate.
     pub client_assertion: Option<String>,
     /// The vault the token is for (client assertions).
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub vault_id: Option<String>,
     /// With `grant_type=refresh_token`.
     pub refresh_token: Option<String>,
@@ -184,7 +216,7 @@ fn subject(kind: &str, id_text: &str) -> Result<(SubjectKind, Id), ApiError> {
 #[utoipa::path(post, path = "/api/v1/organizations/{org}/vaults", tag = "vaults",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization ID")),
-    request_body = VaultBody,
+    request_body = NewVaultBody,
     responses(
         (status = 201, description = "Created", body = VaultOut),
         (status = 400, description = "Invalid name", body = ErrorBody),
@@ -197,7 +229,7 @@ pub async fn create_vault(
     Client(client): Client,
     auth: Authenticated,
     Path(org): Path<String>,
-    ApiJson(body): ApiJson<VaultBody>,
+    ApiJson(body): ApiJson<NewVaultBody>,
 ) -> Result<(StatusCode, Json<VaultOut>), ApiError> {
     let vault = state
         .services
@@ -318,7 +350,7 @@ pub async fn delete_vault(
     params(
         ("org" = String, Path, description = "Organization ID"),
         ("vault" = String, Path, description = "Vault ID"),
-        PageQuery,
+        TextPageQuery,
     ),
     responses(
         (status = 200, description = "Grants", body = List<GrantOut>),
@@ -328,7 +360,7 @@ pub async fn list_grants(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((org, vault)): Path<(String, String)>,
-    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(page): ApiQuery<TextPageQuery>,
 ) -> Result<Json<List<GrantOut>>, ApiError> {
     let page = page.request()?;
     let grants = state
@@ -377,7 +409,7 @@ pub async fn put_grant(
     params(
         ("org" = String, Path, description = "Organization ID"),
         ("vault" = String, Path, description = "Vault ID"),
-        ("subject_type" = String, Path, description = "`user`, `team` or `client`"),
+        ("subject_type" = crate::rest::names::SubjectKind, Path, description = "`user`, `team` or `client`"),
         ("subject_id" = String, Path, description = "The subject's ID"),
     ),
     responses(

@@ -53,11 +53,10 @@ impl CatalogService {
         require_admin(actor)?;
         let now = self.env.clock.now();
         let name = crate::common::parse_name(spec.name.as_deref().unwrap_or_default(), "endpoint")?;
-        let base_url = model::parse_url(
+        let base_url = model::parse_base_url(
             spec.base_url
                 .as_deref()
                 .ok_or_else(|| Error::invalid_input("base_url is required"))?,
-            "base_url",
         )?;
         let endpoint = Endpoint {
             id: self.env.ids.next_id(),
@@ -150,7 +149,7 @@ impl CatalogService {
         let base_url = spec
             .base_url
             .as_deref()
-            .map(|u| model::parse_url(u, "base_url"))
+            .map(model::parse_base_url)
             .transpose()?;
         let proxy_url = spec
             .proxy_url

@@ -235,6 +235,23 @@ pub fn parse_url(url: &str, what: &str) -> Result<String> {
     Ok(url.to_string())
 }
 
+/// An endpoint's base URL: [`parse_url`], and a trailing `/v1` dropped, since
+/// the gateway adds `/v1/…` itself. `http://host:8000` and
+/// `http://host:8000/v1` (the form OpenAI clients and LiteLLM take) name the
+/// same endpoint.
+pub fn parse_base_url(url: &str) -> Result<String> {
+    let url = parse_url(url, "base_url")?;
+    let base = url
+        .strip_suffix("/v1")
+        .unwrap_or(&url)
+        .trim_end_matches('/');
+    // `https://v1` is a host, not a path.
+    if base.ends_with(':') || base.ends_with("//") {
+        return Ok(url);
+    }
+    Ok(base.to_string())
+}
+
 /// An allow-list of model names (teams, keys): at most 1000 names, each
 /// checked as [`parse_model_name`] checks it.
 pub fn allow_list(names: &[String]) -> Result<BTreeSet<String>> {
@@ -256,6 +273,19 @@ mod tests {
             parse_url(" https://api.example.com/ ", "base_url").unwrap(),
             "https://api.example.com"
         );
+        for (given, stored) in [
+            ("http://host:8000", "http://host:8000"),
+            ("http://host:8000/v1", "http://host:8000"),
+            ("http://host:8000/v1/", "http://host:8000"),
+            (
+                "https://gw.example.com/openai/v1",
+                "https://gw.example.com/openai",
+            ),
+            ("https://v1", "https://v1"),
+            ("http://host/v10", "http://host/v10"),
+        ] {
+            assert_eq!(parse_base_url(given).unwrap(), stored, "{given}");
+        }
         for bad in ["ftp://x", "https://", "http://a b", "https://x?y=1", "x"] {
             assert!(parse_url(bad, "base_url").is_err(), "{bad}");
         }

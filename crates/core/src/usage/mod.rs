@@ -564,6 +564,10 @@ impl UsageService {
             end = end.min(before);
         }
         let mut found = Vec::new();
+        // `from` after `to`, or a cursor older than `from`, leaves nothing to read.
+        if begin >= end {
+            return Ok(found);
+        }
         let mut next = Some(KeyRange::new(begin, end));
         while let Some(range) = next {
             let page = self

@@ -1454,7 +1454,7 @@ async fn an_answer_over_the_limit_is_a_502_and_is_not_read_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_body_from_a_caller_without_a_key_is_not_read() {
+async fn a_body_from_a_caller_without_a_key_is_not_parsed() {
     let w = World::new().await;
     // 2 MiB of distinct member names: refused for the key alone.
     let mut body = String::from("{\"m\":0");

@@ -74,10 +74,41 @@ async fn health_reflection_and_system_info() {
         names.contains(&"gatehouse.v1.SystemService".to_string()),
         "{names:?}"
     );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_string()),
-        "{names:?}"
-    );
+    // Exactly the services served: not `PolicyEngine`, which Gatehouse calls.
+    let mut names = names;
+    names.sort();
+    let mut served = gatehouse_api::grpc::SERVED.map(String::from).to_vec();
+    served.sort();
+    assert_eq!(names, served);
+
+    // v1alpha too: grpcio-reflection, older grpcurl, grpcui and Postman speak it.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let response = AlphaClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("one response");
+    let Some(AlphaResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected v1alpha reflection response");
+    };
+    let mut alpha: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    alpha.sort();
+    assert_eq!(alpha, served);
     app.stop().await;
 }
 
@@ -329,4 +360,42 @@ async fn internal_services_read_users_memberships_and_permissions() {
         .into_inner();
     assert!(memberships.teams.is_empty());
     w.app.stop().await;
+}
+
+/// Python's `grpcio-reflection` (v1alpha), as a developer exploring the API
+/// would use it, lists exactly the services Gatehouse serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_reflection_lists_the_services() {
+    let Some(python) = crate::gateway::sdk_python() else {
+        return;
+    };
+    let app = spawn_app(test_config(None)).await;
+    let script = r#"
+import sys, grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+with grpc.insecure_channel(sys.argv[1]) as channel:
+    print("\n".join(sorted(ProtoReflectionDescriptorDatabase(channel).get_services())))
+"#;
+    let address = app.grpc.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(["-c", script, &address])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut served = gatehouse_api::grpc::SERVED.map(String::from).to_vec();
+    served.sort();
+    assert_eq!(listed, served);
+    app.stop().await;
 }

@@ -166,10 +166,13 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
         Method::POST,
         "/api/v1/endpoints",
         Some(("authorization", &admin)),
-        Some(json!({"name": "vllm", "base_url": upstream})),
+        // The form OpenAI clients and LiteLLM take: with `/v1`.
+        Some(json!({"name": "vllm", "base_url": format!("{upstream}/v1/")})),
     )
     .await;
     assert_eq!(status, 201, "{endpoint}");
+    assert_eq!(endpoint["base_url"], upstream.as_str());
+    assert_eq!(endpoint["api_base_url"], format!("{upstream}/v1"));
     let sync = format!(
         "/api/v1/endpoints/{}/sync",
         endpoint["id"].as_str().unwrap()
@@ -203,6 +206,12 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
     let (status, body) = call(&app, Method::POST, &path, auth, None).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
+    // It says which URL answered what.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("GET http://127.0.0.1:9/v1/models: "),
+        "{message}"
+    );
     app.stop().await;
 }
 
@@ -671,5 +680,52 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
     }
     // The password still works.
     assert!(!login(&app, "ada@example.com").await.is_empty());
+    app.stop().await;
+}
+
+/// JSON Schema calls `55190.0` an integer, and clients that keep every
+/// number as a float send it so: integral floats count as integers.
+#[tokio::test]
+async fn integers_sent_as_integral_floats_are_accepted() {
+    let app = spawn_app(crate::helpers::admin_config()).await;
+    let admin = app.bearer("admin@example.com").await;
+    let auth = Some(("authorization", admin.as_str()));
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            auth,
+            Some(json!({"label": "floats", "rpm_limit": 60.0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["rpm_limit"], 60);
+    let rotate = format!(
+        "/api/v1/api-keys/{}/rotate",
+        created["id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &rotate,
+            auth,
+            Some(json!({"grace_secs": 55190.0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["rpm_limit"], 60);
+    // A fraction is still not an integer.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &rotate,
+            auth,
+            Some(json!({"grace_secs": 1.5})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("malformed_body"))
+    );
     app.stop().await;
 }

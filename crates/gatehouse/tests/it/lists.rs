@@ -330,6 +330,17 @@ async fn every_list_walks_one_item_at_a_time_to_its_end() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "invalid_input", "{bad}: {body}");
     }
+    // A cursor older than `from`, or `from` after `to`, leaves an empty page
+    // (these once reached storage as an inverted range: a 500).
+    for empty in [
+        "/api/v1/audit-events?from=2026-11-29T03:43:16Z&cursor=5716940459",
+        "/api/v1/request-logs?from=2026-11-29T03:43:16Z&cursor=5716940459",
+        "/api/v1/request-logs?from=2026-11-29T03:43:16Z&to=2026-11-28T00:00:00Z",
+    ] {
+        let (status, body) = page(&world, &admin, empty).await;
+        assert_eq!(status, 200, "{empty}: {body}");
+        assert_eq!(body, json!({"items": [], "next_cursor": null}), "{empty}");
+    }
     world.app.stop().await;
 }
 

@@ -8,6 +8,7 @@
 mod accounts;
 mod cluster;
 mod connections;
+mod contract;
 mod gateway;
 mod grpc;
 mod helpers;

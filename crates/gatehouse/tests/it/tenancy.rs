@@ -391,7 +391,13 @@ async fn another_organization_sees_nothing_and_changes_nothing() {
     for (method, path) in scoped {
         let row = rows
             .iter()
-            .find(|r| r.method == method && r.path.replace("{invitation}", "{id}").replace("{org_credential}", "{id}") == path)
+            .find(|r| {
+                r.method == method
+                    && r.path
+                        .replace("{invitation}", "{id}")
+                        .replace("{org_credential}", "{id}")
+                        == path
+            })
             .unwrap_or_else(|| panic!("no matrix row for {method} {path}"));
         let f = w.fixture(false).await;
         let before = w.app.services.changes.head().await.unwrap();

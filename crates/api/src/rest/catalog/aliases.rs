@@ -30,7 +30,9 @@ impl From<Alias> for AliasOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAlias {
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub alias: String,
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub model_id: String,
     /// A global alias (platform `admin`); otherwise your own.
     #[serde(default)]
@@ -40,6 +42,7 @@ pub struct NewAlias {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AliasTarget {
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub model_id: String,
 }
 

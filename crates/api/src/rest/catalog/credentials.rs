@@ -9,11 +9,11 @@ pub struct CredentialOut {
     #[schema(value_type = String)]
     pub id: Id,
     /// `{"type": "platform"}`, `{"type": "organization", "org_id"}` or `{"type": "user", "user_id"}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::rest::names::CredentialScope)]
     pub scope: CredentialScope,
     pub name: String,
     /// `openai`, `anthropic`, `oauth_account` or `generic`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::CredentialKind)]
     pub kind: CredentialKind,
     /// Non-secret settings. The secret itself is never returned.
     #[schema(value_type = Object)]
@@ -47,13 +47,17 @@ impl From<Credential> for CredentialOut {
 pub struct NewCredentialBody {
     /// Leave out for the platform's (admins) or your own (provider accounts);
     /// `{"type": "platform"}` or `{"type": "user", "user_id"}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::rest::names::TopLevelScope>)]
     pub scope: Option<CredentialScope>,
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::CredentialKind)]
     pub kind: CredentialKind,
     /// A JSON object, e.g. `{"api_key": "sk-…"}`; sealed at rest, never shown again.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::rest::names::secret_object)]
     pub secret: serde_json::Value,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -63,9 +67,13 @@ pub struct NewCredentialBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialChangeBody {
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
     /// Replaces the secret.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::rest::names::optional_secret_object)]
     pub secret: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
@@ -75,11 +83,15 @@ pub struct CredentialChangeBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrgCredentialBody {
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::CredentialKind)]
     pub kind: CredentialKind,
     /// A JSON object, e.g. `{"api_key": "sk-…"}`; sealed at rest, never shown again.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::rest::names::secret_object)]
     pub secret: serde_json::Value,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

@@ -7,9 +7,14 @@ pub struct EndpointOut {
     #[schema(value_type = String)]
     pub id: Id,
     pub name: String,
+    /// As given, without a trailing `/v1`: `http://host:8000` and
+    /// `http://host:8000/v1` name the same endpoint.
     pub base_url: String,
+    /// Where calls go: `{base_url}/v1`, followed by `/chat/completions`,
+    /// `/embeddings`, `/messages` or `/models`.
+    pub api_base_url: String,
     /// `openai` or `anthropic`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::ApiFlavour)]
     pub flavour: ApiFlavour,
     #[schema(value_type = Option<String>)]
     pub credential_id: Option<Id>,
@@ -29,7 +34,7 @@ pub struct HealthOut {
     /// `unknown` (neither called nor probed yet), `healthy` (the last answer
     /// was a success), `degraded` (the last one or two failed) or `unhealthy`
     /// (three or more in a row failed).
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::HealthStatus)]
     pub status: HealthStatus,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
@@ -52,6 +57,7 @@ impl EndpointOut {
             },
             id: e.id,
             name: e.name,
+            api_base_url: format!("{}/v1", e.base_url),
             base_url: e.base_url,
             flavour: e.flavour,
             credential_id: e.credential_id,
@@ -69,22 +75,84 @@ impl EndpointOut {
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
     /// Unique; required to create.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
     /// `http(s)://host[:port][/prefix]`; required to create.
+    #[schema(
+        pattern = "^\\s*https?://[^/?#\\s\\x00-\\x1f\\x7f-\\x9f][^?#\\s\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 2000
+    )]
     pub base_url: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::rest::names::ApiFlavour>)]
     pub flavour: Option<ApiFlavour>,
     /// `null` removes it.
     #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{1,19}$")]
     pub credential_id: Option<Option<String>>,
     /// `null` removes it.
     #[serde(default, deserialize_with = "some")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        nullable,
+        pattern = "^\\s*https?://[^/?#\\s\\x00-\\x1f\\x7f-\\x9f][^?#\\s\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 2000
+    )]
     pub proxy_url: Option<Option<String>>,
+    #[schema(minimum = 1, maximum = 3600000)]
     pub connect_timeout_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 3600000)]
     pub request_timeout_ms: Option<u64>,
     pub enabled: Option<bool>,
+}
+
+/// A new endpoint: [`EndpointBody`] with its name and URL required.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpointBody {
+    /// Unique.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
+    pub name: String,
+    /// `http(s)://host[:port][/prefix]`.
+    #[schema(
+        pattern = "^\\s*https?://[^/?#\\s\\x00-\\x1f\\x7f-\\x9f][^?#\\s\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 2000
+    )]
+    pub base_url: String,
+    #[schema(value_type = Option<crate::rest::names::ApiFlavour>)]
+    pub flavour: Option<ApiFlavour>,
+    #[schema(pattern = "^[0-9]{1,19}$")]
+    pub credential_id: Option<String>,
+    #[schema(
+        pattern = "^\\s*https?://[^/?#\\s\\x00-\\x1f\\x7f-\\x9f][^?#\\s\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 2000
+    )]
+    pub proxy_url: Option<String>,
+    #[schema(minimum = 1, maximum = 3600000)]
+    pub connect_timeout_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 3600000)]
+    pub request_timeout_ms: Option<u64>,
+    pub enabled: Option<bool>,
+}
+
+impl From<NewEndpointBody> for EndpointBody {
+    fn from(b: NewEndpointBody) -> Self {
+        EndpointBody {
+            name: Some(b.name),
+            base_url: Some(b.base_url),
+            flavour: b.flavour,
+            credential_id: b.credential_id.map(Some),
+            proxy_url: b.proxy_url.map(Some),
+            connect_timeout_ms: b.connect_timeout_ms,
+            request_timeout_ms: b.request_timeout_ms,
+            enabled: b.enabled,
+        }
+    }
 }
 
 impl EndpointBody {
@@ -109,7 +177,7 @@ impl EndpointBody {
 
 /// Create an inference endpoint (platform `admin`).
 #[utoipa::path(post, path = "/api/v1/endpoints", tag = "catalog",
-    security(("bearer" = [])), request_body = EndpointBody,
+    security(("bearer" = [])), request_body = NewEndpointBody,
     responses(
         (status = 201, description = "Created", body = EndpointOut),
         (status = 400, description = "Invalid", body = ErrorBody),
@@ -120,12 +188,12 @@ pub async fn create_endpoint(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    ApiJson(body): ApiJson<EndpointBody>,
+    ApiJson(body): ApiJson<NewEndpointBody>,
 ) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
     let e = state
         .services
         .catalog
-        .create_endpoint(&auth.user, body.spec()?, &client)
+        .create_endpoint(&auth.user, EndpointBody::from(body).spec()?, &client)
         .await?;
     Ok((StatusCode::CREATED, Json(EndpointOut::new(e, &state))))
 }
@@ -184,6 +252,7 @@ pub async fn read_endpoint(
         (status = 200, description = "Changed", body = EndpointOut),
         (status = 403, description = "Not a platform admin", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 409, description = "Another endpoint has this name", body = ErrorBody),
     ))]
 pub async fn update_endpoint(
     State(state): State<AppState>,

@@ -43,21 +43,69 @@ impl From<Model> for ModelOut {
 #[serde(deny_unknown_fields)]
 pub struct ModelBody {
     /// The public name, unique; required to create.
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub name: Option<String>,
     /// Required to create.
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub endpoint_id: Option<String>,
     /// Defaults to `name`.
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub upstream_name: Option<String>,
     pub provider: Option<String>,
     #[serde(default, deserialize_with = "some")]
+    #[schema(minimum = 0, maximum = 4294967295.0, value_type = Option<i64>)]
     pub context_length: Option<Option<u32>>,
     /// US dollars per input token.
+    #[schema(minimum = 0)]
     pub input_cost_per_token: Option<f64>,
     /// US dollars per output token.
+    #[schema(minimum = 0)]
     pub output_cost_per_token: Option<f64>,
     pub enabled: Option<bool>,
     /// Needs an approved subscription.
     pub restricted: Option<bool>,
+}
+
+/// A new model: [`ModelBody`] with its name and endpoint required.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewModelBody {
+    /// The public name, unique.
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
+    pub name: String,
+    #[schema(pattern = "^[0-9]{1,19}$")]
+    pub endpoint_id: String,
+    /// Defaults to `name`.
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
+    pub upstream_name: Option<String>,
+    pub provider: Option<String>,
+    #[schema(minimum = 0, maximum = 4294967295.0, value_type = Option<i64>)]
+    pub context_length: Option<u32>,
+    /// US dollars per input token.
+    #[schema(minimum = 0)]
+    pub input_cost_per_token: Option<f64>,
+    /// US dollars per output token.
+    #[schema(minimum = 0)]
+    pub output_cost_per_token: Option<f64>,
+    pub enabled: Option<bool>,
+    /// Needs an approved subscription.
+    pub restricted: Option<bool>,
+}
+
+impl From<NewModelBody> for ModelBody {
+    fn from(b: NewModelBody) -> Self {
+        ModelBody {
+            name: Some(b.name),
+            endpoint_id: Some(b.endpoint_id),
+            upstream_name: b.upstream_name,
+            provider: b.provider,
+            context_length: b.context_length.map(Some),
+            input_cost_per_token: b.input_cost_per_token,
+            output_cost_per_token: b.output_cost_per_token,
+            enabled: b.enabled,
+            restricted: b.restricted,
+        }
+    }
 }
 
 impl ModelBody {
@@ -78,7 +126,7 @@ impl ModelBody {
 
 /// Add a model (platform `admin`).
 #[utoipa::path(post, path = "/api/v1/models", tag = "catalog",
-    security(("bearer" = [])), request_body = ModelBody,
+    security(("bearer" = [])), request_body = NewModelBody,
     responses(
         (status = 201, description = "Created", body = ModelOut),
         (status = 400, description = "Invalid", body = ErrorBody),
@@ -89,12 +137,12 @@ pub async fn create_model(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    ApiJson(body): ApiJson<ModelBody>,
+    ApiJson(body): ApiJson<NewModelBody>,
 ) -> Result<(StatusCode, Json<ModelOut>), ApiError> {
     let m = state
         .services
         .catalog
-        .create_model(&auth.user, body.spec()?, &client)
+        .create_model(&auth.user, ModelBody::from(body).spec()?, &client)
         .await?;
     Ok((StatusCode::CREATED, Json(m.into())))
 }
@@ -144,6 +192,7 @@ pub async fn read_model(
         (status = 200, description = "Changed", body = ModelOut),
         (status = 403, description = "Not a platform admin", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody),
+        (status = 409, description = "Another model has this name", body = ErrorBody),
     ))]
 pub async fn update_model(
     State(state): State<AppState>,

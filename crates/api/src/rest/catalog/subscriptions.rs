@@ -11,7 +11,7 @@ pub struct SubscriptionOut {
     #[schema(value_type = String)]
     pub model_id: Id,
     /// `pending`, `active`, `denied` or `suspended`.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::rest::names::SubscriptionStatus)]
     pub status: SubscriptionStatus,
     pub requested_at: DateTime<Utc>,
     #[schema(value_type = Option<String>)]
@@ -38,6 +38,7 @@ impl From<Subscription> for SubscriptionOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
+    #[schema(pattern = "^[0-9]{1,19}$")]
     pub model_id: String,
 }
 
@@ -49,12 +50,13 @@ pub struct SubscriptionQuery {
     #[serde(default)]
     pub all: bool,
     /// Only these: `pending`, `active`, `denied` or `suspended`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<crate::rest::names::SubscriptionStatus>)]
     pub status: Option<SubscriptionStatus>,
     /// Items in the page: 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
