@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod clients;
+pub mod docs;
 pub(crate) mod keys;
 pub(crate) mod names;
 pub(crate) mod ops;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use gatehouse_core::ErrorCode;
@@ -97,18 +98,19 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(gateway::models))
 }
 
-/// The documentation pages and the document itself: served, not operations.
-const UNDOCUMENTED: [&str; 3] = ["/docs", "/admin/docs", "/openapi.json"];
+/// The documentation pages, their script and the document itself: served,
+/// not operations.
+const UNDOCUMENTED: [&str; 4] = ["/docs", "/admin/docs", docs::SCRIPT_PATH, "/openapi.json"];
 
 /// The routes of the REST interface, with the documentation pages.
 fn route_table() -> Router<AppState> {
     let (router, _) = documented().split_for_parts();
     let spec = crate::openapi::spec();
-    let docs = Html(utoipa_scalar::Scalar::new(spec.clone()).to_html());
     router
-        .route(UNDOCUMENTED[0], routing::get(docs.clone()))
-        .route(UNDOCUMENTED[1], routing::get(docs))
-        .route(UNDOCUMENTED[2], routing::get(Json(spec)))
+        .route(UNDOCUMENTED[0], routing::get(docs::page))
+        .route(UNDOCUMENTED[1], routing::get(docs::page))
+        .route(UNDOCUMENTED[2], routing::get(docs::script))
+        .route(UNDOCUMENTED[3], routing::get(Json(spec)))
 }
 
 impl axum::extract::FromRef<AppState> for Arc<crate::gateway::Gateway> {

@@ -9,6 +9,7 @@ mod accounts;
 mod cluster;
 mod connections;
 mod contract;
+mod docs;
 mod gateway;
 mod grpc;
 mod helpers;

@@ -115,6 +115,7 @@ pub fn rows() -> Vec<Row> {
         row!(GET "/metrics", None, ALL_200),
         row!(GET "/docs", None, ALL_200),
         row!(GET "/admin/docs", None, ALL_200),
+        row!(GET "/docs/assets/scalar-1.76.0.js", None, ALL_200),
         row!(GET "/openapi.json", None, ALL_200),
         row!(GET "/api/v1/system", None, ALL_200),
         // Account self-service: anyone signed in, for their own account.
