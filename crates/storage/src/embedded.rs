@@ -69,7 +69,9 @@ impl EmbeddedEngine {
             .create(&path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Unavailable(format!(
-                    "{} is already open in another process",
+                    "{} is already open in another process (a running `gatehouse serve`?): \
+                     the embedded engine serves one process at a time, so stop the server \
+                     first, or use PostgreSQL to run several",
                     path.display()
                 )),
                 other => {

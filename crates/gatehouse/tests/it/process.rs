@@ -331,6 +331,18 @@ async fn rotate_signing_key_command_publishes_the_new_key_beside_the_old() {
     let client = reqwest::Client::new();
     let mut first = spawn_process(dir.path(), &env, &[]);
     let before = json_of(client.get(first.url("/.well-known/jwks.json"))).await;
+    // While the server runs, the embedded store is its alone: the command
+    // says to stop it first, and changes nothing.
+    let busy = Command::new(BIN)
+        .arg("rotate-signing-key")
+        .env("GATEHOUSE__LOG__FORMAT", "plain")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!busy.status.success());
+    let said = String::from_utf8_lossy(&busy.stderr);
+    assert!(said.contains("stop the server first"), "{said}");
     first.terminate();
     let before = kids(before);
     assert_eq!(before.len(), 1, "the first start made one key");
