@@ -9,6 +9,7 @@ mod accounts;
 mod cluster;
 mod connections;
 mod contract;
+mod deploy;
 mod docs;
 mod gateway;
 mod grpc;
