@@ -21,6 +21,7 @@ mod matrix;
 mod openapi;
 mod ops;
 mod process;
+mod readme;
 mod restart;
 mod secrets;
 mod smtp;
