@@ -47,6 +47,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub vaults: VaultsConfig,
     pub log: LogConfig,
+    /// Endpoints, models and global aliases declared as code, applied at start.
+    pub catalog: CatalogConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -397,6 +399,144 @@ impl Default for TokensConfig {
             client_refresh_ttl_secs: 7 * 24 * 3600,
             signing_key_rotation_days: 30,
         }
+    }
+}
+
+/// The catalogue as code (SPEC §5 `catalog`): applied idempotently at each
+/// start; entries removed here are left in place (delete them through the API).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    pub endpoints: Vec<CatalogEndpoint>,
+    pub aliases: Vec<CatalogAlias>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEndpoint {
+    pub name: String,
+    /// With or without a trailing `/v1`.
+    pub base_url: String,
+    /// `openai` (default) or `anthropic`.
+    #[serde(default)]
+    pub flavour: CatalogFlavour,
+    /// The environment variable holding the upstream's API key (the key
+    /// itself never goes in the file); kept as the platform credential
+    /// `catalog: <name>`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub models: Vec<CatalogModel>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogFlavour {
+    #[default]
+    Openai,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogModel {
+    /// The name clients ask for.
+    pub name: String,
+    /// The upstream's name for it (default: `name`).
+    #[serde(default)]
+    pub upstream_name: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub context_length: Option<u32>,
+    /// US dollars per token.
+    #[serde(default)]
+    pub input_cost_per_token: f64,
+    #[serde(default)]
+    pub output_cost_per_token: f64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Needs an approved subscription.
+    #[serde(default)]
+    pub restricted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogAlias {
+    pub alias: String,
+    pub model: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl CatalogConfig {
+    /// The declaration for core, with each endpoint's key read from its
+    /// environment variable (a variable that is named but unset stops the start).
+    pub fn declared(&self) -> anyhow::Result<gatehouse_core::catalog::declared::DeclaredCatalog> {
+        use gatehouse_core::catalog::declared::{
+            DeclaredAlias, DeclaredCatalog, DeclaredEndpoint, DeclaredModel,
+        };
+        use gatehouse_core::model::catalog::ApiFlavour;
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let api_key = match &e.api_key_env {
+                None => None,
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "catalog.endpoints[{i}].api_key_env names {var}, which is not set"
+                    )
+                })?),
+            };
+            endpoints.push(DeclaredEndpoint {
+                name: e.name.clone(),
+                base_url: e.base_url.clone(),
+                flavour: match e.flavour {
+                    CatalogFlavour::Openai => ApiFlavour::Openai,
+                    CatalogFlavour::Anthropic => ApiFlavour::Anthropic,
+                },
+                api_key,
+                proxy_url: e.proxy_url.clone(),
+                connect_timeout_ms: e.connect_timeout_ms,
+                request_timeout_ms: e.request_timeout_ms,
+                enabled: e.enabled,
+                models: e
+                    .models
+                    .iter()
+                    .map(|m| DeclaredModel {
+                        name: m.name.clone(),
+                        upstream_name: m.upstream_name.clone(),
+                        provider: m.provider.clone(),
+                        context_length: m.context_length,
+                        input_cost_per_token: m.input_cost_per_token,
+                        output_cost_per_token: m.output_cost_per_token,
+                        enabled: m.enabled,
+                        restricted: m.restricted,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(DeclaredCatalog {
+            endpoints,
+            aliases: self
+                .aliases
+                .iter()
+                .map(|a| DeclaredAlias {
+                    alias: a.alias.clone(),
+                    model: a.model.clone(),
+                })
+                .collect(),
+        })
     }
 }
 

@@ -79,6 +79,7 @@ impl Gatehouse {
             worker_id,
             "store ready"
         );
+        apply_catalog(&services, &config.catalog).await?;
         services
             .keys
             .index()
@@ -446,4 +447,30 @@ pub async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
+}
+
+/// Applies the `catalog` setting as the first admin; nothing to do when it
+/// declares nothing.
+async fn apply_catalog(services: &Services, catalog: &config::CatalogConfig) -> anyhow::Result<()> {
+    if catalog.endpoints.is_empty() && catalog.aliases.is_empty() {
+        return Ok(());
+    }
+    let declared = catalog.declared()?;
+    let admin = services
+        .accounts
+        .first_admin()
+        .await?
+        .context("the catalog setting is applied as the first admin, whose account is gone")?;
+    let report = services
+        .catalog
+        .apply_declared(&admin, &declared, &Default::default())
+        .await
+        .context("applying the catalog setting")?;
+    tracing::info!(
+        created = ?report.created,
+        updated = ?report.updated,
+        unchanged = report.unchanged,
+        "catalog setting applied"
+    );
+    Ok(())
 }

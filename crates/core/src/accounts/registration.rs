@@ -126,6 +126,22 @@ impl AccountService {
         }
     }
 
+    /// The first admin the first start created, if the account still exists.
+    pub async fn first_admin(&self) -> Result<Option<User>> {
+        let marker = self
+            .store
+            .run(|tx| async move { keyspace::bootstrap().get(&tx).await })
+            .await?;
+        match marker {
+            None => Ok(None),
+            Some(record) => match self.get_user(record.admin_id).await {
+                Ok(user) => Ok(Some(user)),
+                Err(e) if e.code() == crate::ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
     /// Creates the first admin if no start has done so. The password comes from
     /// configuration or is generated (then it must be changed at first login).
     pub async fn bootstrap_admin(

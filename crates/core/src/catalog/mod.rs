@@ -9,6 +9,7 @@
 
 mod aliases;
 mod credentials;
+pub mod declared;
 mod endpoints;
 pub mod health;
 mod models;

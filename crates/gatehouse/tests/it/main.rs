@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod catalog_as_code;
 mod cluster;
 mod connections;
 mod contract;
