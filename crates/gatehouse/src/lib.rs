@@ -2,6 +2,7 @@
 //! wiring of storage, core services and the servers. `main.rs` only parses the
 //! command line; tests build the same [`Gatehouse`] in-process.
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod mail;

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod catalog_as_code;
+mod cli;
 mod cluster;
 mod connections;
 mod contract;
