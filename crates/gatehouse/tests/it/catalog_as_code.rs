@@ -50,6 +50,16 @@ fn envs(dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The item of a list answer called `name`.
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {list}"))
+}
+
 /// Signs the admin in and reads `path`.
 async fn read(base: &str, path: &str) -> Value {
     let client = reqwest::Client::new();
@@ -90,36 +100,21 @@ async fn the_declared_catalogue_is_applied_at_each_start_idempotently() {
         "the /v1 is dropped"
     );
     let credentials = read(&base, "/api/v1/credentials").await;
-    let credential = credentials["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "catalog: vllm")
-        .expect("the key became a platform credential");
+    let credential = named(&credentials, "catalog: vllm");
     assert_eq!(endpoint["credential_id"], credential["id"]);
     assert!(
         !credentials.to_string().contains("sk-declared"),
         "never shown"
     );
     let models = read(&base, "/api/v1/models").await;
-    let llama = models["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "llama-3-8b")
-        .unwrap();
+    let llama = named(&models, "llama-3-8b");
     assert_eq!(
         llama["upstream_name"],
         "meta-llama/Meta-Llama-3-8B-Instruct"
     );
     assert_eq!(llama["input_cost_per_token"], 0.0000002);
     assert_eq!(llama["enabled"], true);
-    let mistral = models["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "mistral-7b")
-        .unwrap();
+    let mistral = named(&models, "mistral-7b");
     assert_eq!(mistral["restricted"], true);
     let aliases = read(&base, "/api/v1/model-aliases").await;
     assert_eq!(aliases["items"][0]["alias"], "default");
@@ -164,12 +159,7 @@ async fn the_declared_catalogue_is_applied_at_each_start_idempotently() {
         "{applied}"
     );
     let models = read(&base, "/api/v1/models").await;
-    let llama = models["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "llama-3-8b")
-        .unwrap();
+    let llama = named(&models, "llama-3-8b");
     assert_eq!(llama["input_cost_per_token"], 0.0000003);
     assert!(third.terminate().success());
 }
