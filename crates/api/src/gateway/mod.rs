@@ -151,10 +151,46 @@ impl Api {
     }
 }
 
+/// What the gateway itself reads of a chat completion request; the rest is
+/// the upstream's to judge. (Documentation only: the body is forwarded as sent.)
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ChatRequest {
+    /// A model, alias or global alias name.
+    #[schema(min_length = 1)]
+    model: String,
+    #[schema(value_type = Vec<Object>)]
+    messages: Vec<serde_json::Value>,
+    stream: Option<bool>,
+}
+
+/// What the gateway reads of an embeddings request.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EmbeddingsRequest {
+    #[schema(min_length = 1)]
+    model: String,
+    /// Text, or a list of texts or token arrays.
+    #[schema(value_type = Value)]
+    input: serde_json::Value,
+}
+
+/// What the gateway reads of an Anthropic messages request.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MessagesRequest {
+    #[schema(min_length = 1)]
+    model: String,
+    max_tokens: u32,
+    #[schema(value_type = Vec<Object>)]
+    messages: Vec<serde_json::Value>,
+    stream: Option<bool>,
+}
+
 /// OpenAI chat completions, streaming (`"stream": true`) or not.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content = Object, description = "An OpenAI chat completion request"),
+    request_body(content = ChatRequest, description = "An OpenAI chat completion request (any other member is passed on)"),
     responses(
         (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
         (status = 401, description = "Unknown, revoked or expired key"),
@@ -177,7 +213,7 @@ pub async fn chat_completions(
 /// OpenAI embeddings.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "gateway",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content = Object, description = "An OpenAI embeddings request"),
+    request_body(content = EmbeddingsRequest, description = "An OpenAI embeddings request (any other member is passed on)"),
     responses(
         (status = 200, description = "The upstream's answer"),
         (status = 401, description = "Unknown, revoked or expired key"),
@@ -200,7 +236,7 @@ pub async fn embeddings(
 /// Anthropic messages, streaming or not.
 #[utoipa::path(post, path = "/v1/messages", tag = "gateway",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content = Object, description = "An Anthropic messages request"),
+    request_body(content = MessagesRequest, description = "An Anthropic messages request (any other member is passed on)"),
     responses(
         (status = 200, description = "The upstream's answer (JSON, or server-sent events)"),
         (status = 401, description = "Unknown, revoked or expired key"),
