@@ -174,6 +174,13 @@ fn complete(path: &str, post: bool, operation: &mut utoipa::openapi::path::Opera
             );
         }
     }
+    if path.starts_with("/api/") {
+        add(
+            "503",
+            "Storage did not answer, or could not confirm a write (retry it with the same `Idempotency-Key`)",
+        );
+        add("504", "The request took longer than `server.request_timeout_secs`");
+    }
     if post && crate::idempotency::applies_to(path) {
         add(
             "409",
