@@ -179,7 +179,10 @@ fn complete(path: &str, post: bool, operation: &mut utoipa::openapi::path::Opera
             "503",
             "Storage did not answer, or could not confirm a write (retry it with the same `Idempotency-Key`)",
         );
-        add("504", "The request took longer than `server.request_timeout_secs`");
+        add(
+            "504",
+            "The request took longer than `server.request_timeout_secs`",
+        );
     }
     if post && crate::idempotency::applies_to(path) {
         add(
