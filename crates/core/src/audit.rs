@@ -3,7 +3,7 @@
 //! [`redact`] blanks any detail whose name looks secret.
 
 use chrono::{DateTime, Utc};
-use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError};
+use gatehouse_storage::{KeyRange, Store, Tx, TxError};
 
 use crate::model::accounts::{Role, User};
 pub use crate::model::audit::{Actor, AuditEvent, Outcome};
@@ -239,34 +239,10 @@ impl AuditLog {
             Some(id) => keyspace::audit_event(id).as_bytes().to_vec(),
             None => all.end.clone(),
         };
-        let mut found = Vec::new();
-        // A cursor older than `from` leaves nothing to read.
-        if begin >= end {
-            return Ok(found);
-        }
-        let mut next = Some(KeyRange::new(begin, end));
-        // Filtered reads scan in pages until the page is full or events run out.
-        while let Some(range) = next {
-            let page = self
-                .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        Ok::<_, TxError<Error>>(
-                            tx.get_range(range, RangeOptions::limit(500).reversed())
-                                .await?,
-                        )
-                    }
-                })
-                .await?;
-            for event in crate::codec::decode_values::<AuditEvent>(&page.entries)? {
-                if filter.matches(&event) && found.len() < limit {
-                    found.push(event);
-                }
-            }
-            next = if found.len() < limit { page.next } else { None };
-        }
-        Ok(found)
+        crate::codec::find_in_range(&self.store, begin, end, true, limit, |e: &AuditEvent| {
+            filter.matches(e)
+        })
+        .await
     }
 }
 

@@ -90,6 +90,46 @@ pub async fn read_page<T: Record>(
     Ok((decode_values(&page.entries)?, page.next))
 }
 
+/// Up to `limit` records of `begin..end` that `keep` accepts, the last key
+/// first (`newest_first`, for IDs that grow with time) or the first key
+/// first, read 500 at a time, each page in a transaction of its own. An empty
+/// or inverted range holds nothing (a cursor older than a `from`).
+pub async fn find_in_range<T: Record>(
+    store: &gatehouse_storage::Store,
+    begin: Vec<u8>,
+    end: Vec<u8>,
+    newest_first: bool,
+    limit: usize,
+    mut keep: impl FnMut(&T) -> bool,
+) -> crate::Result<Vec<T>> {
+    let mut found = Vec::new();
+    if begin >= end {
+        return Ok(found);
+    }
+    let mut next = Some(gatehouse_storage::KeyRange::new(begin, end));
+    while let Some(range) = next {
+        let options = gatehouse_storage::RangeOptions::limit(500);
+        let options = if newest_first {
+            options.reversed()
+        } else {
+            options
+        };
+        let page = store
+            .run(|tx| {
+                let range = &range;
+                async move { Ok::<_, TxError<Error>>(tx.get_range(range, options).await?) }
+            })
+            .await?;
+        for record in decode_values::<T>(&page.entries)? {
+            if found.len() < limit && keep(&record) {
+                found.push(record);
+            }
+        }
+        next = if found.len() < limit { page.next } else { None };
+    }
+    Ok(found)
+}
+
 /// Ends a transaction with a business error (nothing it wrote is kept).
 pub fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
     Err(TxError::Abort(e))

@@ -210,32 +210,12 @@ impl AccountService {
                         || u.username.as_deref().is_some_and(|n| n.contains(t))
                 })
         };
-        let mut found = Vec::new();
         let all = keyspace::users();
-        let mut range = match after {
-            Some(id) => gatehouse_storage::KeyRange::new(
-                gatehouse_storage::key_after(keyspace::user(id).as_bytes()),
-                all.end.clone(),
-            ),
-            None => all,
+        let begin = match after {
+            Some(id) => gatehouse_storage::key_after(keyspace::user(id).as_bytes()),
+            None => all.begin,
         };
-        // Filtered reads scan in pages until the page is full or users run out;
-        // each page is its own short transaction.
-        loop {
-            let (users, next) = crate::codec::read_page::<User>(&self.store, &range, 200).await?;
-            for user in users {
-                if matches(&user) {
-                    found.push(user);
-                    if found.len() == limit {
-                        return Ok(found);
-                    }
-                }
-            }
-            match next {
-                Some(next) => range = next,
-                None => return Ok(found),
-            }
-        }
+        crate::codec::find_in_range(&self.store, begin, all.end, false, limit, matches).await
     }
 
     /// Disables an account; its sessions end at once.

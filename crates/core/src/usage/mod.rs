@@ -26,7 +26,7 @@ use self::ledger::{Holder, Ledger};
 pub use self::settle::{
     CallOutcome, DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP, Tokens, estimate_tokens, reserved_tokens,
 };
-use crate::codec::{self, decode_values};
+use crate::codec;
 use crate::model::accounts::{Role, User};
 use crate::model::keys::BudgetPeriod;
 pub use crate::model::usage::RequestLog;
@@ -563,36 +563,20 @@ impl UsageService {
             let before = keyspace::request_log(before).as_bytes().to_vec();
             end = end.min(before);
         }
-        let mut found = Vec::new();
-        // `from` after `to`, or a cursor older than `from`, leaves nothing to read.
-        if begin >= end {
-            return Ok(found);
-        }
-        let mut next = Some(KeyRange::new(begin, end));
-        while let Some(range) = next {
-            let page = self
-                .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        Ok::<_, TxError<Error>>(
-                            tx.get_range(range, RangeOptions::limit(500).reversed())
-                                .await?,
-                        )
-                    }
-                })
-                .await?;
-            for log in decode_values::<RequestLog>(&page.entries)? {
-                let keep = only_user.is_none_or(|u| log.user_id == u)
+        let mut found = crate::codec::find_in_range(
+            &self.store,
+            begin,
+            end,
+            true,
+            limit,
+            |log: &RequestLog| {
+                only_user.is_none_or(|u| log.user_id == u)
                     && query.key.is_none_or(|k| log.key_id == k)
                     && query.model.as_deref().is_none_or(|m| log.model == m)
-                    && query.status.is_none_or(|s| log.status == s);
-                if keep && found.len() < limit {
-                    found.push(log);
-                }
-            }
-            next = if found.len() < limit { page.next } else { None };
-        }
+                    && query.status.is_none_or(|s| log.status == s)
+            },
+        )
+        .await?;
         let sees_bodies = viewer.roles.contains(&Role::RequestViewer);
         for log in &mut found {
             if !sees_bodies && log.user_id != viewer.id {
