@@ -162,6 +162,17 @@ fn complete(path: &str, post: bool, operation: &mut utoipa::openapi::path::Opera
     if queried {
         add("400", "An invalid query parameter");
     }
+    if gateway {
+        // Every gateway call is decided the same way (SPEC §4).
+        add("401", "Unknown, revoked or expired key");
+        if post {
+            add("403", "The key may not use this model");
+            add("404", "Unknown model");
+            add("429", "Rate limit or budget; see Retry-After");
+            add("502", "The model's endpoint failed");
+            add("504", "The model's endpoint timed out");
+        }
+    }
     if secured {
         add(
             "401",
