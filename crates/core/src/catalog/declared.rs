@@ -127,87 +127,13 @@ impl CatalogService {
             .map(|m| (m.name.clone(), m))
             .collect();
         for e in &declared.endpoints {
-            let credential_id = match &e.api_key {
-                Some(key) => Some(
-                    self.declared_credential(actor, e, key, client, &mut report)
-                        .await?,
-                ),
-                None => None,
-            };
-            let base_url = crate::model::catalog::parse_base_url(&e.base_url)?;
-            let spec = EndpointSpec {
-                name: Some(e.name.clone()),
-                base_url: Some(base_url.clone()),
-                flavour: Some(e.flavour),
-                credential_id: Some(credential_id),
-                proxy_url: Some(e.proxy_url.clone()),
-                connect_timeout_ms: e.connect_timeout_ms,
-                request_timeout_ms: e.request_timeout_ms,
-                enabled: Some(e.enabled),
-            };
-            let endpoint = match endpoints.remove(&e.name) {
-                None => {
-                    report.created.push(format!("endpoint {}", e.name));
-                    self.create_endpoint(actor, spec, client).await?
-                }
-                Some(existing) => {
-                    let same = existing.base_url == base_url
-                        && existing.flavour == e.flavour
-                        && existing.credential_id == credential_id
-                        && existing.proxy_url == e.proxy_url
-                        && e.connect_timeout_ms
-                            .is_none_or(|t| t == existing.connect_timeout_ms)
-                        && e.request_timeout_ms
-                            .is_none_or(|t| t == existing.request_timeout_ms)
-                        && existing.enabled == e.enabled;
-                    if same {
-                        report.unchanged += 1;
-                        existing
-                    } else {
-                        report.updated.push(format!("endpoint {}", e.name));
-                        self.update_endpoint(actor, existing.id, spec, client)
-                            .await?
-                    }
-                }
-            };
+            let existing = endpoints.remove(&e.name);
+            let endpoint = self
+                .declared_endpoint(actor, e, existing, client, &mut report)
+                .await?;
             for m in &e.models {
-                let upstream = m.upstream_name.clone().unwrap_or_else(|| m.name.clone());
-                let spec = ModelSpec {
-                    name: Some(m.name.clone()),
-                    endpoint_id: Some(endpoint.id),
-                    upstream_name: Some(upstream.clone()),
-                    provider: m.provider.clone(),
-                    context_length: Some(m.context_length),
-                    input_cost_per_token: Some(m.input_cost_per_token),
-                    output_cost_per_token: Some(m.output_cost_per_token),
-                    enabled: Some(m.enabled),
-                    restricted: Some(m.restricted),
-                };
-                match models.get(&m.name) {
-                    None => {
-                        report.created.push(format!("model {}", m.name));
-                        let created = self.create_model(actor, spec, client).await?;
-                        models.insert(created.name.clone(), created);
-                    }
-                    Some(existing) => {
-                        let same = existing.endpoint_id == endpoint.id
-                            && existing.upstream_name == upstream
-                            && m.provider.as_ref().is_none_or(|p| *p == existing.provider)
-                            && existing.context_length == m.context_length
-                            && existing.input_cost_per_token == m.input_cost_per_token
-                            && existing.output_cost_per_token == m.output_cost_per_token
-                            && existing.enabled == m.enabled
-                            && existing.restricted == m.restricted;
-                        if same {
-                            report.unchanged += 1;
-                        } else {
-                            report.updated.push(format!("model {}", m.name));
-                            let updated =
-                                self.update_model(actor, existing.id, spec, client).await?;
-                            models.insert(updated.name.clone(), updated);
-                        }
-                    }
-                }
+                self.declared_model(actor, m, endpoint.id, &mut models, client, &mut report)
+                    .await?;
             }
         }
         let aliases = self.list_aliases(actor).await?;
@@ -236,6 +162,111 @@ impl CatalogService {
             }
         }
         Ok(report)
+    }
+
+    /// One declared endpoint (and its credential): created, corrected or left.
+    async fn declared_endpoint(
+        &self,
+        actor: &User,
+        e: &DeclaredEndpoint,
+        existing: Option<crate::model::catalog::Endpoint>,
+        client: &ClientInfo,
+        report: &mut AppliedReport,
+    ) -> Result<crate::model::catalog::Endpoint> {
+        let credential_id = match &e.api_key {
+            Some(key) => Some(
+                self.declared_credential(actor, e, key, client, report)
+                    .await?,
+            ),
+            None => None,
+        };
+        let base_url = crate::model::catalog::parse_base_url(&e.base_url)?;
+        let spec = EndpointSpec {
+            name: Some(e.name.clone()),
+            base_url: Some(base_url.clone()),
+            flavour: Some(e.flavour),
+            credential_id: Some(credential_id),
+            proxy_url: Some(e.proxy_url.clone()),
+            connect_timeout_ms: e.connect_timeout_ms,
+            request_timeout_ms: e.request_timeout_ms,
+            enabled: Some(e.enabled),
+        };
+        let endpoint = match existing {
+            None => {
+                report.created.push(format!("endpoint {}", e.name));
+                self.create_endpoint(actor, spec, client).await?
+            }
+            Some(existing) => {
+                let same = existing.base_url == base_url
+                    && existing.flavour == e.flavour
+                    && existing.credential_id == credential_id
+                    && existing.proxy_url == e.proxy_url
+                    && e.connect_timeout_ms
+                        .is_none_or(|t| t == existing.connect_timeout_ms)
+                    && e.request_timeout_ms
+                        .is_none_or(|t| t == existing.request_timeout_ms)
+                    && existing.enabled == e.enabled;
+                if same {
+                    report.unchanged += 1;
+                    existing
+                } else {
+                    report.updated.push(format!("endpoint {}", e.name));
+                    self.update_endpoint(actor, existing.id, spec, client)
+                        .await?
+                }
+            }
+        };
+        Ok(endpoint)
+    }
+
+    /// One declared model of `endpoint_id`: created, corrected or left;
+    /// `models` (by name) is kept up to date for the aliases.
+    async fn declared_model(
+        &self,
+        actor: &User,
+        m: &DeclaredModel,
+        endpoint_id: crate::Id,
+        models: &mut BTreeMap<String, crate::model::catalog::Model>,
+        client: &ClientInfo,
+        report: &mut AppliedReport,
+    ) -> Result<()> {
+        let upstream = m.upstream_name.clone().unwrap_or_else(|| m.name.clone());
+        let spec = ModelSpec {
+            name: Some(m.name.clone()),
+            endpoint_id: Some(endpoint_id),
+            upstream_name: Some(upstream.clone()),
+            provider: m.provider.clone(),
+            context_length: Some(m.context_length),
+            input_cost_per_token: Some(m.input_cost_per_token),
+            output_cost_per_token: Some(m.output_cost_per_token),
+            enabled: Some(m.enabled),
+            restricted: Some(m.restricted),
+        };
+        match models.get(&m.name) {
+            None => {
+                report.created.push(format!("model {}", m.name));
+                let created = self.create_model(actor, spec, client).await?;
+                models.insert(created.name.clone(), created);
+            }
+            Some(existing) => {
+                let same = existing.endpoint_id == endpoint_id
+                    && existing.upstream_name == upstream
+                    && m.provider.as_ref().is_none_or(|p| *p == existing.provider)
+                    && existing.context_length == m.context_length
+                    && existing.input_cost_per_token == m.input_cost_per_token
+                    && existing.output_cost_per_token == m.output_cost_per_token
+                    && existing.enabled == m.enabled
+                    && existing.restricted == m.restricted;
+                if same {
+                    report.unchanged += 1;
+                } else {
+                    report.updated.push(format!("model {}", m.name));
+                    let updated = self.update_model(actor, existing.id, spec, client).await?;
+                    models.insert(updated.name.clone(), updated);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The platform credential holding a declared endpoint's key: created,
