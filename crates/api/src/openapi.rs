@@ -170,6 +170,7 @@ fn complete(path: &str, post: bool, operation: &mut utoipa::openapi::path::Opera
             add("404", "Unknown model");
             add("429", "Rate limit or budget; see Retry-After");
             add("502", "The model's endpoint failed");
+            add("503", "The model's endpoint is disabled or misconfigured");
             add("504", "The model's endpoint timed out");
         }
     }
