@@ -529,6 +529,9 @@ impl UsageService {
     /// `request_viewer` holders everyone's. Bodies only for `request_viewer`
     /// holders and the caller who made the request.
     pub async fn logs(&self, viewer: &User, query: &LogQuery) -> Result<Vec<RequestLog>> {
+        if query.status.is_some_and(|s| !(100..=599).contains(&s)) {
+            return Err(Error::invalid_input("status is an HTTP status, 100 to 599"));
+        }
         let sees_all = viewer.is_platform_reader() || viewer.roles.contains(&Role::RequestViewer);
         if viewer.is_provider_account() {
             return Err(Error::permission_denied(

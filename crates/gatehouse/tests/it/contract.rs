@@ -10,21 +10,16 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::gateway::sdk_python;
-use crate::helpers::{PASSWORD, spawn_process};
+use crate::helpers::{PASSWORD, ServerProcess, json_of, spawn_process};
 
 /// Seconds schemathesis may spend on the management API; the gateway gets 30
 /// more (within the three minutes the step may take).
 const BUDGET_SECS: &str = "120";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_operation_keeps_the_openapi_contract() {
-    let Some(python) = sdk_python() else {
-        return;
-    };
-    let st = Path::new(&python).with_file_name("st");
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_process(
-        dir.path(),
+/// A fresh server on the memory engine, its URL and the first admin's JWT.
+async fn admin_server(dir: &Path) -> (ServerProcess, String, String) {
+    let server = spawn_process(
+        dir,
         &[
             ("GATEHOUSE__STORAGE__ENGINE", "memory".into()),
             (
@@ -36,19 +31,27 @@ async fn every_operation_keeps_the_openapi_contract() {
         &[],
     );
     let base = server.url("");
-    let login = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"login": "admin@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let login = json_of(
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": "admin@example.com", "password": PASSWORD})),
+    )
+    .await;
     let token = login["token"]
         .as_str()
         .expect("the admin signs in")
         .to_string();
+    (server, base, token)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_keeps_the_openapi_contract() {
+    let Some(python) = sdk_python() else {
+        return;
+    };
+    let st = Path::new(&python).with_file_name("st");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base, token) = admin_server(dir.path()).await;
     let config = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/contract/schemathesis.toml"
@@ -86,31 +89,7 @@ async fn every_operation_keeps_the_openapi_contract() {
     // The gateway, with an API key, on a fresh server (the run above filled
     // the catalogue with whatever it generated): its own operations, for a
     // shorter while.
-    let mut server = spawn_process(
-        dir.path(),
-        &[
-            ("GATEHOUSE__STORAGE__ENGINE", "memory".into()),
-            (
-                "GATEHOUSE__BOOTSTRAP__ADMIN_EMAIL",
-                "admin@example.com".into(),
-            ),
-            ("GATEHOUSE__BOOTSTRAP__ADMIN_PASSWORD", PASSWORD.into()),
-        ],
-        &[],
-    );
-    let base = server.url("");
-    let token = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"login": "admin@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .expect("the admin signs in")
-        .to_string();
+    let (mut server, base, token) = admin_server(dir.path()).await;
     let key = reqwest::Client::new()
         .post(format!("{base}/api/v1/api-keys"))
         .bearer_auth(&token)
