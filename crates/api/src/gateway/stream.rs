@@ -9,9 +9,10 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use gatehouse_core::catalog::health::HealthCell;
 use gatehouse_core::usage::Tokens;
+use serde_json::value::RawValue;
 
 use super::settle::Settlement;
-use super::usage::usage_of;
+use super::usage::{EMPTY_CHOICES, USAGE, usage_of};
 use super::{CAPTURE_LIMIT, Gateway, captured_text};
 use crate::sse::{DataLines, MAX_EVENT_LINE};
 use crate::translate::StreamTranslator;
@@ -54,8 +55,7 @@ impl HideUsageChunk {
     /// holds whole lines and no empty `choices` (every chunk but the last).
     pub(super) fn pass(&mut self, piece: Bytes) -> Bytes {
         let clean = self.pending.is_empty() && !self.overlong && !self.skip_blank;
-        let no_empty_choices = memchr::memmem::find(&piece, b"\"choices\":[]").is_none()
-            && memchr::memmem::find(&piece, b"\"choices\": []").is_none();
+        let no_empty_choices = EMPTY_CHOICES.iter().all(|f| f.find(&piece).is_none());
         if clean && no_empty_choices && piece.ends_with(b"\n") {
             return piece;
         }
@@ -127,13 +127,30 @@ fn is_usage_only(line: &[u8]) -> bool {
         return false;
     };
     // Most chunks carry `"usage": null` or none: only parse the rest.
-    if memchr::memmem::find(data, b"\"usage\"").is_none() {
+    if USAGE.find(data).is_none() {
         return false;
     }
-    let Ok(chunk) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii()) else {
+    /// The two members that tell, left unparsed (the rest is skipped).
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        choices: Option<&'a RawValue>,
+        #[serde(borrow)]
+        usage: Option<&'a RawValue>,
+    }
+    let Ok(Probe {
+        choices: Some(choices),
+        usage: Some(usage),
+    }) = serde_json::from_slice(data.trim_ascii())
+    else {
         return false;
     };
-    chunk["usage"].is_object() && chunk["choices"].as_array().is_some_and(Vec::is_empty)
+    let empty = choices
+        .get()
+        .strip_prefix('[')
+        .and_then(|c| c.strip_suffix(']'))
+        .is_some_and(|inside| inside.trim().is_empty());
+    empty && usage.get().starts_with('{')
 }
 
 /// How the client gets the upstream's events.
