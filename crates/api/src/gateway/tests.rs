@@ -161,10 +161,16 @@ fn only_a_chunk_with_empty_choices_and_a_usage_object_is_the_usage_chunk() {
         let mut filter = HideUsageChunk::default();
         filter.feed(format!("{line}\n").as_bytes()).is_empty()
     };
-    assert!(dropped(r#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#));
-    assert!(dropped(r#"data: {"usage": {"total_tokens":1}, "choices": [ ]}"#));
+    assert!(dropped(
+        r#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#
+    ));
+    assert!(dropped(
+        r#"data: {"usage": {"total_tokens":1}, "choices": [ ]}"#
+    ));
     assert!(!dropped(r#"data: {"choices":[],"usage":null}"#));
-    assert!(!dropped(r#"data: {"choices":[{"index":0}],"usage":{"prompt_tokens":1}}"#));
+    assert!(!dropped(
+        r#"data: {"choices":[{"index":0}],"usage":{"prompt_tokens":1}}"#
+    ));
     assert!(!dropped(r#"data: {"usage":{"prompt_tokens":1}}"#));
     assert!(!dropped(r#"data: {"choices":[],"usage":{"a":1}"#));
     assert!(!dropped(r#"event: {"choices":[],"usage":{}}"#));
