@@ -68,6 +68,7 @@ async fn main() {
         email_verified: true,
         must_change_password: false,
         token_epoch: 0,
+        sso_roles: Default::default(),
         limits: Default::default(),
         created_at: now,
         updated_at: now,

@@ -12,6 +12,8 @@
 //! | `("user_by_email", lower-cased email)` | [`UserRef`](crate::model::accounts::UserRef) |
 //! | `("user_email", user id, lower-cased email)` | [`UserEmail`](crate::model::accounts::UserEmail): addresses besides the primary |
 //! | `("user_by_username", username)` | [`UserRef`](crate::model::accounts::UserRef) |
+//! | `("sso_identity", provider, subject)` / `("user_sso", user id, provider, subject)` | [`SsoIdentity`](crate::model::accounts::SsoIdentity): a linked single sign-on identity, and the same under its account |
+//! | `("sso_flow", sha256(state))` | [`SsoFlow`](crate::model::accounts::SsoFlow): a single sign-on in progress, single use, minutes |
 //! | `("session", sha256(token))` | [`Session`](crate::model::sessions::Session) |
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::model::sessions::SessionRef) |
 //! | `("login_failures", "account" \| "ip" \| "device", subject)` | [`Failures`](crate::model::throttle::Failures) |
@@ -54,7 +56,9 @@ use gatehouse_storage::tuple::{Subspace, pack};
 
 use crate::codec::Key;
 pub use crate::codec::{change_count, change_prefix};
-use crate::model::accounts::{BootstrapRecord, EmailToken, User, UserEmail, UserRef, Username};
+use crate::model::accounts::{
+    BootstrapRecord, EmailToken, SsoFlow, SsoIdentity, User, UserEmail, UserRef, Username,
+};
 use crate::model::audit::AuditEvent;
 use crate::model::catalog::{
     Alias, Credential, CredentialScope, Endpoint, IdRef, Model, Subscription,
@@ -127,6 +131,31 @@ pub fn user_email(user: crate::Id, email_key: &str) -> Key<UserEmail> {
 /// All of `("user_email", user, *)`.
 pub fn user_emails(user: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from("user_email").subspace(&(user.0,)))
+}
+
+/// `("sso_identity", provider, subject) = SsoIdentity`
+pub fn sso_identity(provider: &str, subject: &str) -> Key<SsoIdentity> {
+    Key::new(pack(&("sso_identity", provider, subject)))
+}
+
+/// `("user_sso", user, provider, subject) = SsoIdentity`
+pub fn user_sso(user: crate::Id, provider: &str, subject: &str) -> Key<SsoIdentity> {
+    Key::new(pack(&("user_sso", user.0, provider, subject)))
+}
+
+/// All of `("user_sso", user, *)`.
+pub fn user_ssos(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("user_sso").subspace(&(user.0,)))
+}
+
+/// `("sso_flow", sha256(state)) = SsoFlow`
+pub fn sso_flow(state_hash: &[u8]) -> Key<SsoFlow> {
+    Key::new(pack(&("sso_flow", state_hash)))
+}
+
+/// All of `("sso_flow", *)`, for pruning.
+pub fn sso_flows() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("sso_flow"))
 }
 
 /// `("user_by_username", username) = UserRef`
@@ -634,6 +663,15 @@ mod tests {
             b"\x02cluster\x00\x02worker\x00\x15\x07"
         );
         assert_eq!(leader_lease().as_bytes(), b"\x02cluster\x00\x02leader\x00");
+        assert_eq!(
+            sso_identity("corp", "u1").as_bytes(),
+            b"\x02sso_identity\x00\x02corp\x00\x02u1\x00"
+        );
+        assert_eq!(
+            user_sso(crate::Id(258), "corp", "u1").as_bytes(),
+            b"\x02user_sso\x00\x16\x01\x02\x02corp\x00\x02u1\x00"
+        );
+        assert_eq!(sso_flow(&[7]).as_bytes(), b"\x02sso_flow\x00\x01\x07\x00");
         assert_eq!(
             idempotent_write(&[7, 0]).as_bytes(),
             b"\x02idempotency\x00\x01\x07\x00\xff\x00"

@@ -36,6 +36,7 @@ pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User 
         email_verified: true,
         must_change_password: false,
         token_epoch: 0,
+        sso_roles: Default::default(),
         limits: Default::default(),
         created_at: now,
         updated_at: now,

@@ -67,6 +67,10 @@ impl AccountService {
                     }
                     if let Some(roles) = &change.roles {
                         after.roles = roles.clone();
+                        // A group-held role an admin takes away is no longer
+                        // group-held; the next SSO sign-in gives it back if
+                        // the groups still do.
+                        after.sso_roles = after.sso_roles.intersection(roles).copied().collect();
                     }
                     if let Some(status) = change.status {
                         after.status = status;

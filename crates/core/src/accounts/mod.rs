@@ -1,6 +1,7 @@
 //! Accounts: registration and the first admin (`registration`), password
 //! sign-in with throttling (`login`), email addresses and resets (`emails`),
-//! sessions and JWTs (`sessions`), and administration (`admin`). The service
+//! sessions and JWTs (`sessions`), single sign-on (`sso`), and
+//! administration (`admin`). The service
 //! and what those files share are here.
 //!
 //! Sign-in never tells whether an account exists: an unknown login, a disabled
@@ -15,6 +16,7 @@ mod login;
 pub mod password;
 mod registration;
 mod sessions;
+pub mod sso;
 pub mod tokens;
 
 use crate::model::accounts as model;

@@ -25,6 +25,7 @@ impl AccountService {
             email_verified: false,
             must_change_password: new.must_change_password,
             token_epoch: 0,
+            sso_roles: Default::default(),
             limits: Default::default(),
             created_at: now,
             updated_at: now,

@@ -127,6 +127,7 @@ mod tests {
             email_verified: true,
             must_change_password: false,
             token_epoch: 0,
+            sso_roles: Default::default(),
             limits: Default::default(),
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,

@@ -61,6 +61,10 @@ pub struct User {
     /// user and an admin's "end every session" move it (SPEC §2).
     #[serde(default)]
     pub token_epoch: u64,
+    /// The roles of `roles` held through single sign-on groups: recomputed at
+    /// every SSO sign-in; the others were granted by hand and are kept.
+    #[serde(default)]
+    pub sso_roles: BTreeSet<Role>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -251,4 +255,58 @@ mod tests {
         let json = serde_json::to_string(&[Role::AdminReadonly, Role::RequestViewer]).unwrap();
         assert_eq!(json, r#"["admin_readonly","request_viewer"]"#);
     }
+}
+
+/// An identity at a single sign-on provider, linked to one account; stored
+/// under the provider and the provider's subject, and under the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SsoIdentity {
+    pub user_id: Id,
+    /// The provider's `id` in configuration.
+    pub provider: String,
+    /// The provider's stable subject (`sub`).
+    pub subject: String,
+    /// The email as the provider asserted it at the last sign-in.
+    pub email: Option<String>,
+    pub linked_at: DateTime<Utc>,
+    pub last_sign_in_at: DateTime<Utc>,
+}
+
+impl Record for SsoIdentity {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "SSO identity";
+    const CHANGE_FEED: bool = true;
+}
+
+/// A single sign-on in progress: what the callback must find, single use,
+/// stored under the SHA-256 of its `state` for a few minutes.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SsoFlow {
+    pub provider: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier for the code exchange.
+    pub pkce_verifier: String,
+    /// Where the browser goes once signed in.
+    pub redirect_to: Option<String>,
+    /// How the sign-in is handed back: `session`, `token` or `cli`.
+    pub mode: String,
+    pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for SsoFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoFlow")
+            .field("provider", &self.provider)
+            .field("redirect_to", &self.redirect_to)
+            .field("mode", &self.mode)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Record for SsoFlow {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "SSO flow";
+    const CHANGE_FEED: bool = false;
 }
