@@ -18,6 +18,7 @@ pub mod request_id;
 pub mod rest;
 pub mod server;
 pub mod sse;
+pub mod sso;
 pub mod translate;
 
 pub use crate::error::ApiError;

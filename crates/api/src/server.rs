@@ -32,6 +32,8 @@ pub struct ServerSettings {
     pub secure_cookies: bool,
     /// Header-read and idle timeouts and the connection cap, per listener.
     pub connections: ConnectionLimits,
+    /// Single sign-on providers.
+    pub sso: crate::sso::SsoSettings,
 }
 
 /// A bound, not yet running server.
@@ -71,6 +73,7 @@ impl Application {
                 request_timeout: settings.request_timeout,
                 secure_cookies: settings.secure_cookies,
             },
+            settings.sso.clone(),
         );
         let stop = CancellationToken::new();
         let (grpc_routes, health) =

@@ -3,6 +3,9 @@
 //! before anything starts, so a bad value stops the start with one line naming
 //! the field.
 
+mod sso;
+pub use sso::{SsoConfig, SsoProviderConfig};
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -253,6 +256,8 @@ pub struct AuthConfig {
     pub session_absolute_secs: u64,
     /// Mark session cookies `Secure`; unset means: in production mode.
     pub cookie_secure: Option<bool>,
+    /// Single sign-on providers.
+    pub sso: SsoConfig,
 }
 
 impl Default for AuthConfig {
@@ -267,6 +272,7 @@ impl Default for AuthConfig {
             session_idle_secs: 2 * 3600,
             session_absolute_secs: 7 * 24 * 3600,
             cookie_secure: None,
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -687,6 +693,10 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth
+            .sso
+            .validate(self.mode == Mode::Production)
+            .map_err(ConfigError)?;
         let prefix = &self.keys.prefix;
         if !(1..=16).contains(&prefix.len())
             || !prefix
@@ -893,8 +903,8 @@ impl Config {
         })
     }
 
-    pub fn server_settings(&self) -> gatehouse_api::ServerSettings {
-        gatehouse_api::ServerSettings {
+    pub fn server_settings(&self) -> anyhow::Result<gatehouse_api::ServerSettings> {
+        Ok(gatehouse_api::ServerSettings {
             http_addr: self.server.http_addr,
             grpc_addr: self.server.grpc_addr,
             body_limit_bytes: self.server.body_limit_bytes,
@@ -910,7 +920,8 @@ impl Config {
                 .auth
                 .cookie_secure
                 .unwrap_or(self.mode == Mode::Production),
-        }
+            sso: self.auth.sso.settings()?,
+        })
     }
 }
 

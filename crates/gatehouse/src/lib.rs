@@ -97,7 +97,7 @@ impl Gatehouse {
             .ensure_signing_key()
             .await
             .context("creating the first token-signing key")?;
-        let app = Application::build(&config.server_settings(), services.clone()).await?;
+        let app = Application::build(&config.server_settings()?, services.clone()).await?;
         let mailer: Arc<dyn gatehouse_core::email::Mailer> =
             match config.email.smtp_url.as_deref().filter(|u| !u.is_empty()) {
                 Some(url) => Arc::new(mail::SmtpMailer::new(url, &config.email.from)?),

@@ -44,7 +44,7 @@ pub struct Accepted {
 }
 
 /// What `login` hands back.
-#[derive(Deserialize, ToSchema, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, ToSchema, Default, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginMode {
     /// A JWT in the body (the default).
@@ -96,7 +96,7 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    fn new(s: Session, current: Option<gatehouse_core::Id>) -> Self {
+    pub(crate) fn new(s: Session, current: Option<gatehouse_core::Id>) -> Self {
         SessionInfo {
             current: Some(s.id) == current,
             id: s.id,
@@ -118,7 +118,7 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
-fn session_cookie(token: &str, max_age: i64, secure: bool) -> HeaderValue {
+pub(crate) fn session_cookie(token: &str, max_age: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
@@ -254,7 +254,7 @@ pub async fn login(
 const DEVICE_COOKIE_SECS: i64 = 180 * 24 * 3600;
 
 /// Adds the device-proof cookie, sent back only to the auth endpoints.
-fn set_device_cookie(response: &mut Response, proof: &str, secure: bool) {
+pub(crate) fn set_device_cookie(response: &mut Response, proof: &str, secure: bool) {
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{DEVICE_COOKIE}={proof}; Path=/api/v1/auth; HttpOnly; SameSite=Lax; Max-Age={DEVICE_COOKIE_SECS}{secure}"

@@ -11,6 +11,7 @@ pub(crate) mod names;
 pub(crate) mod ops;
 pub(crate) mod orgs;
 pub(crate) mod page;
+pub(crate) mod sso;
 pub(crate) mod system;
 pub(crate) mod teams;
 pub(crate) mod usage;
@@ -62,6 +63,7 @@ pub struct AppStateInner {
     pub(crate) gateway: Arc<crate::gateway::Gateway>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) secure_cookies: bool,
+    pub(crate) sso: Arc<crate::sso::Sso>,
 }
 
 /// Settings of the REST interface.
@@ -83,6 +85,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(ops::routes())
         .merge(system::routes())
         .merge(auth::routes())
+        .merge(sso::routes())
         .merge(users::routes())
         .merge(orgs::routes())
         .merge(teams::routes())
@@ -144,7 +147,7 @@ pub fn routes() -> Vec<(Method, String)> {
 }
 
 /// Builds the REST router with all its middleware.
-pub fn router(services: Services, limits: RestOptions) -> Router {
+pub fn router(services: Services, limits: RestOptions, sso: crate::sso::SsoSettings) -> Router {
     let metrics = Metrics::new();
     let state = AppState(Arc::new(AppStateInner {
         gateway: crate::gateway::Gateway::new(
@@ -157,6 +160,7 @@ pub fn router(services: Services, limits: RestOptions) -> Router {
         services,
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,
+        sso: Arc::new(crate::sso::Sso::new(sso)),
     }));
     let index = state.services.keys.index().clone();
     let idempotency = state.services.idempotency.clone();

@@ -27,6 +27,7 @@ mod readme;
 mod restart;
 mod secrets;
 mod smtp;
+mod sso;
 mod tenancy;
 mod throttle;
 mod tidy;

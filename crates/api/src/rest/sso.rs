@@ -1,0 +1,176 @@
+//! `/api/v1/auth/sso/{provider}/…`: single sign-on through a configured
+//! OpenID Connect provider (see `crate::sso`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header::{HOST, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gatehouse_core::Error;
+use gatehouse_core::accounts::sso::SsoSignedIn;
+use gatehouse_core::model::sessions::SessionKind;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::{LoginMode, SessionInfo, TokenResponse, session_cookie, set_device_cookie};
+use crate::ApiError;
+use crate::auth::Client;
+use crate::extract::ApiQuery;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StartQuery {
+    /// Where the browser goes once signed in (mode `session`): a path on this
+    /// server, or a URL on an origin in `auth.sso.redirect_origins`.
+    #[param(max_length = 2048)]
+    pub redirect_to: Option<String>,
+    /// `session` (the default: a cookie, then a redirect), `token` (a JWT in
+    /// the callback's answer) or `cli` (a session token in the answer).
+    pub mode: Option<LoginMode>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// Set by the provider when the person did not sign in.
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+fn host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(HOST).and_then(|h| h.to_str().ok())
+}
+
+/// Start signing in through `provider`: answers with a redirect to the
+/// provider (authorization code with PKCE; `state` and `nonce` kept
+/// server-side for ten minutes, single use).
+#[utoipa::path(get, path = "/api/v1/auth/sso/{provider}/start", tag = "auth",
+    params(("provider" = String, Path, description = "The provider's `id` in `auth.sso.providers`"), StartQuery),
+    responses(
+        (status = 303, description = "To the provider's authorization page (`Location`)"),
+        (status = 400, description = "`redirect_to` leaves this server and its UI origins", body = crate::error::ErrorBody),
+        (status = 503, description = "The provider could not be reached", body = crate::error::ErrorBody),
+    ))]
+pub async fn start(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<StartQuery>,
+) -> Result<Response, ApiError> {
+    let mode = match query.mode.unwrap_or(LoginMode::Session) {
+        LoginMode::Session => "session",
+        LoginMode::Token => "token",
+        LoginMode::Cli => "cli",
+    };
+    let url = state
+        .sso
+        .start(
+            &state.services.accounts,
+            &provider,
+            query.redirect_to,
+            mode,
+            host(&headers),
+        )
+        .await?;
+    redirect(&url)
+}
+
+/// Where the provider sends the browser back: the code is exchanged, the ID
+/// token validated, and the person signed in — a session cookie and a
+/// redirect to `redirect_to` (mode `session`), or a token in the answer.
+#[utoipa::path(get, path = "/api/v1/auth/sso/{provider}/callback", tag = "auth",
+    params(("provider" = String, Path, description = "The provider's `id`"), CallbackQuery),
+    responses(
+        (status = 200, description = "Signed in (modes `token`, `cli`)", body = TokenResponse),
+        (status = 303, description = "Signed in (mode `session`): a `Set-Cookie` and the way on"),
+        (status = 401, description = "Unknown, used or expired `state`, or the provider's answer did not validate", body = crate::error::ErrorBody),
+        (status = 403, description = "This account may not sign in through this provider", body = crate::error::ErrorBody),
+        (status = 409, description = "An account with this email exists and the identity cannot be linked to it", body = crate::error::ErrorBody),
+    ))]
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    Client(client): Client,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(error) = query.error {
+        let why = query.error_description.unwrap_or_default();
+        return Err(ApiError(Error::new(
+            gatehouse_core::ErrorCode::Unauthenticated,
+            format!("the provider did not sign you in: {error} {why}")
+                .trim_end()
+                .to_string(),
+        )));
+    }
+    let (Some(code), Some(flow_state)) = (query.code, query.state) else {
+        return Err(ApiError(Error::invalid_input(
+            "the callback needs `code` and `state`",
+        )));
+    };
+    let accounts = &state.services.accounts;
+    let (finished, _mode) = state
+        .sso
+        .finish(
+            accounts,
+            &provider,
+            &code,
+            &flow_state,
+            host(&headers),
+            &client,
+        )
+        .await?;
+    let proof = accounts.device_proof(&finished.user, &client);
+    let mut response = match finished.signed_in {
+        SsoSignedIn::Token(token) => Json(TokenResponse {
+            token,
+            token_type: "Bearer",
+            expires_in: accounts.token_ttl_secs(),
+        })
+        .into_response(),
+        SsoSignedIn::Session(session, token) => {
+            let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
+            if session.kind == SessionKind::Cli {
+                Json(TokenResponse {
+                    token,
+                    token_type: "Bearer",
+                    expires_in: lifetime,
+                })
+                .into_response()
+            } else {
+                let to = finished.redirect_to.as_deref().unwrap_or("/");
+                let mut response = match redirect(to) {
+                    Ok(response) => response,
+                    Err(_) => {
+                        Json(SessionInfo::new(session.clone(), Some(session.id))).into_response()
+                    }
+                };
+                let cookie = session_cookie(&token, lifetime, state.secure_cookies);
+                response.headers_mut().append(SET_COOKIE, cookie);
+                response
+            }
+        }
+    };
+    set_device_cookie(&mut response, &proof, state.secure_cookies);
+    Ok(response)
+}
+
+fn redirect(to: &str) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(to)
+        .map_err(|_| ApiError(Error::invalid_input("the redirect is not a valid URL")))?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(LOCATION, location);
+    Ok(response)
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(callback))
+}
