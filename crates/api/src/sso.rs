@@ -120,7 +120,7 @@ impl Sso {
             .collect()
     }
 
-    fn provider(&self, id: &str) -> Result<&SsoProvider, Error> {
+    pub(crate) fn provider(&self, id: &str) -> Result<&SsoProvider, Error> {
         self.settings
             .providers
             .iter()
@@ -222,13 +222,8 @@ impl Sso {
         if let Some(to) = &redirect_to {
             self.check_redirect(to)?;
         }
-        let metadata = self.metadata(provider, false).await?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(provider.client_id.clone()),
-            provider.client_secret.clone().map(ClientSecret::new),
-        )
-        .set_redirect_uri(self.callback(provider_id, host)?);
+        let client = client_of(provider, self.metadata(provider, false).await?)
+            .set_redirect_uri(self.callback(provider_id, host)?);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client.authorize_url(
             AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
@@ -264,13 +259,8 @@ impl Sso {
     ) -> Result<(Finished, String), Error> {
         let provider = self.provider(provider_id)?;
         let flow = accounts.take_sso_flow(provider_id, state).await?;
-        let metadata = self.metadata(provider, false).await?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(provider.client_id.clone()),
-            provider.client_secret.clone().map(ClientSecret::new),
-        )
-        .set_redirect_uri(self.callback(provider_id, host)?);
+        let client = client_of(provider, self.metadata(provider, false).await?)
+            .set_redirect_uri(self.callback(provider_id, host)?);
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| unavailable(provider, "the token endpoint", &e))?
@@ -292,12 +282,7 @@ impl Sso {
             Ok(claims) => claims,
             // The provider may have rotated its keys: once more with fresh ones.
             Err(first) => {
-                let metadata = self.metadata(provider, true).await?;
-                let client = CoreClient::from_provider_metadata(
-                    metadata,
-                    ClientId::new(provider.client_id.clone()),
-                    provider.client_secret.clone().map(ClientSecret::new),
-                );
+                let client = client_of(provider, self.metadata(provider, true).await?);
                 let verifier = client
                     .id_token_verifier()
                     .set_issue_time_verifier_fn(issued_in_the_past);
@@ -326,30 +311,9 @@ impl Sso {
         if (!in_token || profile.email.is_none())
             && let Some(url) = client.user_info_url()
         {
-            let mut answer = self
-                .http
-                .get(url.as_str())
-                .bearer_auth(tokens.access_token().secret())
-                .send()
-                .await
-                .map_err(|e| unavailable(provider, "userinfo", &e))?;
-            let mut body = Vec::new();
-            while let Some(chunk) = answer
-                .chunk()
-                .await
-                .map_err(|e| unavailable(provider, "userinfo", &e))?
-            {
-                body.extend_from_slice(&chunk);
-                if body.len() > USERINFO_LIMIT {
-                    return Err(unavailable(
-                        provider,
-                        "userinfo",
-                        &"the answer is too large",
-                    ));
-                }
-            }
-            let info: Value =
-                serde_json::from_slice(&body).map_err(|e| unavailable(provider, "userinfo", &e))?;
+            let info = self
+                .userinfo(provider, url.as_str(), tokens.access_token().secret())
+                .await?;
             // Userinfo speaks for the same subject only (OpenID Connect Core §5.3.2).
             if info.get("sub").and_then(Value::as_str) == Some(profile.subject.as_str()) {
                 if !in_token {
@@ -385,6 +349,59 @@ impl Sso {
             flow.mode,
         ))
     }
+}
+
+impl Sso {
+    /// The userinfo answer for `access_token`, as JSON.
+    async fn userinfo(
+        &self,
+        provider: &SsoProvider,
+        url: &str,
+        access_token: &str,
+    ) -> Result<Value, Error> {
+        let mut answer = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable(provider, "userinfo", &e))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = answer
+            .chunk()
+            .await
+            .map_err(|e| unavailable(provider, "userinfo", &e))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > USERINFO_LIMIT {
+                return Err(unavailable(
+                    provider,
+                    "userinfo",
+                    &"the answer is too large",
+                ));
+            }
+        }
+        serde_json::from_slice(&body).map_err(|e| unavailable(provider, "userinfo", &e))
+    }
+}
+
+/// The crate's client for `provider`, on its discovered metadata.
+fn client_of(
+    provider: &SsoProvider,
+    metadata: CoreProviderMetadata,
+) -> CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+> {
+    CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(provider.client_id.clone()),
+        provider.client_secret.clone().map(ClientSecret::new),
+    )
 }
 
 /// An ID token issued more than a minute in the future is refused.

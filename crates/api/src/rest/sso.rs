@@ -41,6 +41,8 @@ pub struct CallbackQuery {
     /// Set by the provider when the person did not sign in.
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The issuer, from providers that name it (RFC 9207): must be the provider's.
+    pub iss: Option<String>,
 }
 
 fn host(headers: &HeaderMap) -> Option<&str> {
@@ -100,6 +102,15 @@ pub async fn callback(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Result<Response, ApiError> {
+    let issuer = state.sso.provider(&provider)?.issuer.trim_end_matches('/');
+    if let Some(iss) = &query.iss
+        && iss.trim_end_matches('/') != issuer
+    {
+        return Err(ApiError(Error::new(
+            gatehouse_core::ErrorCode::Unauthenticated,
+            "the answer names another issuer than this provider (RFC 9207)",
+        )));
+    }
     if let Some(error) = query.error {
         let why = query.error_description.unwrap_or_default();
         return Err(ApiError(Error::new(

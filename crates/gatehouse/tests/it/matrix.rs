@@ -132,6 +132,9 @@ pub fn rows() -> Vec<Row> {
         row!(DELETE "/api/v1/auth/emails/nobody-{n}@example.com", None, SIGNED_IN(404)),
         row!(POST "/api/v1/auth/emails/nobody-{n}@example.com/primary", None, SIGNED_IN(404)),
         row!(POST "/api/v1/auth/reset", Some(r#"{"email": "user@example.com"}"#), [202; 10]),
+        // Single sign-on (no provider is configured here).
+        row!(GET "/api/v1/auth/sso/{provider}/start", None, [404; 10]),
+        row!(GET "/api/v1/auth/sso/{provider}/callback", None, [404; 10]),
         row!(POST "/api/v1/auth/reset/confirm", Some(r#"{"token": "not-a-token", "new_password": "another long password"}"#), [400; 10]),
         // Platform user administration.
         row!(GET "/api/v1/users", None,                                   [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
@@ -680,6 +683,7 @@ impl World {
             .replace("{subject_id}", &f.member.to_string())
             .replace("{invitation}", &f.invitation.to_string())
             .replace("{me}", &me.map(|u| u.id.to_string()).unwrap_or_default())
+            .replace("{provider}", "nowhere")
             .replace("{n}", &(1_000_000 + n).to_string())
     }
 

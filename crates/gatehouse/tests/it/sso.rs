@@ -479,3 +479,24 @@ async fn a_browser_gets_a_session_and_goes_back_where_it_started() {
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["email"], "alice@example.com");
 }
+
+#[tokio::test]
+async fn an_answer_naming_another_issuer_is_refused() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = gatehouse(&issuer, |_| {}).await;
+    let Some(_provider) = start_provider(port, &app.http, &accounts(&[])).await else {
+        return;
+    };
+    // The callback names another issuer (the RFC 9207 mix-up defence).
+    let browser = browser();
+    let start = format!("{}/api/v1/auth/sso/corp/start?mode=token", app.http);
+    let callback = authorize(&browser, &start, "alice").await;
+    assert!(callback.contains("iss="), "{callback}");
+    let mixed = callback.replace("iss=", "iss=https%3A%2F%2Fevil.example.net&was=");
+    let response = browser.get(&mixed).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    // An unknown provider's callback is not found.
+    let elsewhere = callback.replace("/sso/corp/", "/sso/nowhere/");
+    assert_eq!(browser.get(&elsewhere).send().await.unwrap().status(), 404);
+}

@@ -26,6 +26,12 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   features: { devInteractions: { enabled: true } },
   cookies: { keys: ['gatehouse-test-only'] },
+  ttl: {
+    IdToken: 3600,
+    Interaction: 600,
+    Session: 3600,
+    Grant: 3600,
+  },
   async findAccount(ctx, id) {
     const account = read(accountsFile)[id];
     if (!account) return undefined;
