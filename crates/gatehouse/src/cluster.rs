@@ -120,11 +120,18 @@ pub fn jobs(
         run: Arc::new(move |_token| {
             let accounts = accounts.clone();
             Box::pin(async move {
-                accounts
+                let counters = accounts
                     .prune_login_failures()
                     .await
-                    .map(|n| format!("pruned {n} expired sign-in failure counters"))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                // Single sign-ons whose callback never came.
+                let flows = accounts
+                    .prune_sso_flows()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "pruned {counters} expired sign-in failure counters and {flows} abandoned single sign-ons"
+                ))
             })
         }),
     };

@@ -50,6 +50,15 @@ pub enum SsoSignedIn {
     Session(Session, String),
 }
 
+impl std::fmt::Debug for SsoSignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SsoSignedIn::Token(_) => f.write_str("Token(***)"),
+            SsoSignedIn::Session(session, _) => write!(f, "Session({}, ***)", session.id),
+        }
+    }
+}
+
 impl SsoRules {
     /// The roles `groups` give, with the defaults.
     fn mapped_roles(&self, groups: &[String]) -> BTreeSet<Role> {

@@ -1422,3 +1422,106 @@ async fn expired_failure_counters_are_pruned() {
     assert_eq!(s.prune_login_failures().await.unwrap(), 4);
     assert_eq!(count().await, 1, "the newer window stays");
 }
+
+#[tokio::test]
+async fn a_single_sign_on_flow_is_taken_once_by_its_provider_before_it_expires() {
+    use crate::model::accounts::SsoFlow;
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    let flow = || SsoFlow {
+        provider: "corp".into(),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        redirect_to: Some("/keys".into()),
+        mode: "session".into(),
+        expires_at_ms: 0,
+    };
+    s.start_sso_flow("state-1", flow()).await.unwrap();
+    assert!(
+        s.take_sso_flow("other", "state-1").await.is_err(),
+        "another provider's"
+    );
+    // Taken by the wrong provider, it is gone: a state is tried once.
+    assert!(s.take_sso_flow("corp", "state-1").await.is_err());
+    s.start_sso_flow("state-2", flow()).await.unwrap();
+    let taken = s.take_sso_flow("corp", "state-2").await.unwrap();
+    assert_eq!(taken.redirect_to.as_deref(), Some("/keys"));
+    let replayed = s.take_sso_flow("corp", "state-2").await.unwrap_err();
+    assert_eq!(replayed.code(), ErrorCode::Unauthenticated);
+    // Expired after ten minutes, and pruned.
+    s.start_sso_flow("state-3", flow()).await.unwrap();
+    s.start_sso_flow("state-4", flow()).await.unwrap();
+    clock.advance(sso::SSO_FLOW_TTL_MS + 1);
+    assert_eq!(s.prune_sso_flows().await.unwrap(), 2);
+    assert!(s.take_sso_flow("corp", "state-3").await.is_err());
+}
+
+#[tokio::test]
+async fn single_sign_on_creates_links_or_refuses_and_maps_groups() {
+    use sso::{SsoProfile, SsoRules, SsoSignedIn};
+    let s = service();
+    let client = ClientInfo::default();
+    let rules = SsoRules {
+        provider: "corp".into(),
+        role_mapping: [("admins".to_string(), BTreeSet::from([Role::Admin]))].into(),
+        default_roles: BTreeSet::new(),
+        allowed_email_domains: vec!["example.com".into()],
+    };
+    let profile = |sub: &str, email: &str, verified: bool, groups: &[&str]| SsoProfile {
+        subject: sub.into(),
+        email: Some(email.into()),
+        email_verified: verified,
+        name: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    // Just in time, with the mapped role, handing back a JWT.
+    let (ada, signed_in) = s
+        .sso_sign_in(
+            &rules,
+            profile("a1", "ada@example.com", true, &["admins"]),
+            None,
+            &client,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(signed_in, SsoSignedIn::Token(_)));
+    assert_eq!(ada.roles, BTreeSet::from([Role::User, Role::Admin]));
+    assert_eq!(ada.sso_roles, BTreeSet::from([Role::Admin]));
+    assert!(ada.email_verified && ada.password_hash.is_none());
+    // The same subject again, out of the group: the same account, without admin.
+    let (again, signed_in) = s
+        .sso_sign_in(
+            &rules,
+            profile("a1", "ada@example.com", true, &[]),
+            Some(SessionKind::Web),
+            &client,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(signed_in, SsoSignedIn::Session(..)));
+    assert_eq!(again.id, ada.id);
+    assert_eq!(again.roles, BTreeSet::from([Role::User]));
+    // Another subject claiming Ada's address without verifying it: refused.
+    let refused = s
+        .sso_sign_in(
+            &rules,
+            profile("m1", "ada@example.com", false, &[]),
+            None,
+            &client,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Conflict);
+    // Another domain: refused.
+    let refused = s
+        .sso_sign_in(
+            &rules,
+            profile("e1", "eve@evil.example", true, &[]),
+            None,
+            &client,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::PermissionDenied);
+    assert_eq!(s.sso_identities(ada.id).await.unwrap().len(), 1);
+}
