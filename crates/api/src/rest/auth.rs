@@ -137,6 +137,10 @@ pub struct Me {
     pub display_name: String,
     #[schema(value_type = Vec<crate::rest::names::Role>, example = json!(["user"]))]
     pub roles: Vec<Role>,
+    /// Which of `roles` are held through single sign-on groups (recomputed
+    /// at every SSO sign-in); the others were granted by hand.
+    #[schema(value_type = Vec<crate::rest::names::Role>, example = json!([]))]
+    pub sso_roles: Vec<Role>,
     /// `active` or `disabled`.
     #[schema(value_type = crate::rest::names::UserStatus)]
     pub status: UserStatus,
@@ -157,6 +161,7 @@ impl From<User> for Me {
             username: u.username,
             display_name: u.display_name,
             roles: u.roles.into_iter().collect(),
+            sso_roles: u.sso_roles.into_iter().collect(),
             status: u.status,
             email_verified: u.email_verified,
             must_change_password: u.must_change_password,

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::{LoginMode, SessionInfo, TokenResponse, session_cookie, set_device_cookie};
 use crate::ApiError;
-use crate::auth::Client;
+use crate::auth::{Client, InPerson, SignedIn};
 use crate::extract::ApiQuery;
 
 #[derive(Deserialize, IntoParams)]
@@ -172,6 +172,74 @@ pub async fn callback(
     Ok(response)
 }
 
+/// How an account signs in: its password, its single sign-on identities.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SignInMethods {
+    /// Whether the account has a password.
+    pub password: bool,
+    pub sso: Vec<LinkedIdentity>,
+}
+
+/// A single sign-on identity linked to the account.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LinkedIdentity {
+    /// The provider's `id` in `auth.sso.providers`.
+    pub provider: String,
+    /// The provider's subject (`sub`).
+    pub subject: String,
+    /// The email the provider asserted at the last sign-in.
+    pub email: Option<String>,
+    pub linked_at: chrono::DateTime<chrono::Utc>,
+    pub last_sign_in_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Your ways to sign in.
+#[utoipa::path(get, path = "/api/v1/auth/methods", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Password and linked identities", body = SignInMethods)))]
+pub async fn methods(
+    State(state): State<AppState>,
+    SignedIn(auth): SignedIn,
+) -> Result<Json<SignInMethods>, ApiError> {
+    let identities = state.services.accounts.sso_identities(auth.user.id).await?;
+    Ok(Json(SignInMethods {
+        password: auth.user.password_hash.is_some(),
+        sso: identities
+            .into_iter()
+            .map(|i| LinkedIdentity {
+                provider: i.provider,
+                subject: i.subject,
+                email: i.email,
+                linked_at: i.linked_at,
+                last_sign_in_at: i.last_sign_in_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Unlink your identity at `provider` (not your last way to sign in).
+#[utoipa::path(delete, path = "/api/v1/auth/sso/{provider}/identity", tag = "auth",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's `id`")),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 404, description = "No identity of this provider is linked", body = crate::error::ErrorBody),
+        (status = 409, description = "It is the account's last way to sign in", body = crate::error::ErrorBody),
+    ))]
+pub async fn unlink(
+    State(state): State<AppState>,
+    Client(client): Client,
+    InPerson(auth): InPerson,
+    Path(provider): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .accounts
+        .unlink_sso(auth.user.id, &provider, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn redirect(to: &str) -> Result<Response, ApiError> {
     let location = HeaderValue::from_str(to)
         .map_err(|_| ApiError(Error::invalid_input("the redirect is not a valid URL")))?;
@@ -184,4 +252,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(start))
         .routes(routes!(callback))
+        .routes(routes!(methods))
+        .routes(routes!(unlink))
 }

@@ -448,6 +448,63 @@ impl AccountService {
     }
 }
 
+impl AccountService {
+    /// Unlinks the account's identities at `provider`, unless they are its
+    /// last way to sign in (no password and no other identity).
+    pub async fn unlink_sso(&self, user_id: Id, provider: &str, client: &ClientInfo) -> Result<()> {
+        let event = self.event(
+            Actor::User { id: user_id },
+            "auth.sso_unlink",
+            Outcome::Success,
+            client,
+            serde_json::json!({"provider": provider}),
+        );
+        self.store
+            .run(|tx| {
+                let event = &event;
+                async move {
+                    let user = keyspace::user(user_id).get(&tx).await?.ok_or_else(|| {
+                        TxError::Abort(Error::not_found("the account is gone"))
+                    })?;
+                    let linked: Vec<SsoIdentity> = tx
+                        .get_range(
+                            &keyspace::user_ssos(user_id),
+                            gatehouse_storage::RangeOptions::limit(100),
+                        )
+                        .await?
+                        .entries
+                        .iter()
+                        .map(|(_, v)| crate::codec::decode(v))
+                        .collect::<Result<_>>()
+                        .map_err(TxError::Abort)?;
+                    let (gone, kept): (Vec<_>, Vec<_>) =
+                        linked.into_iter().partition(|i| i.provider == provider);
+                    if gone.is_empty() {
+                        return Err(TxError::Abort(Error::not_found(
+                            "no identity of this provider is linked to your account",
+                        )));
+                    }
+                    if user.password_hash.is_none() && kept.is_empty() {
+                        return Err(TxError::Abort(Error::conflict(
+                            "this is your last way to sign in: set a password or link another provider first",
+                        )));
+                    }
+                    for identity in &gone {
+                        keyspace::sso_identity(&identity.provider, &identity.subject)
+                            .clear(&tx)
+                            .await?;
+                        keyspace::user_sso(user_id, &identity.provider, &identity.subject)
+                            .clear(&tx)
+                            .await?;
+                    }
+                    self.audit.stage(&tx, event).await
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

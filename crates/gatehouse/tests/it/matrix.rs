@@ -40,8 +40,9 @@ pub const ACTORS: [&str; 12] = [
 ];
 
 /// Routes on the account's own security, which no key may use.
-const IN_PERSON: [&str; 4] = [
+const IN_PERSON: [&str; 5] = [
     "/api/v1/auth/logout",
+    "/api/v1/auth/sso/{provider}/identity",
     "/api/v1/auth/password",
     "/api/v1/auth/sessions",
     "/api/v1/auth/emails",
@@ -135,6 +136,8 @@ pub fn rows() -> Vec<Row> {
         // Single sign-on (no provider is configured here).
         row!(GET "/api/v1/auth/sso/{provider}/start", None, [404; 10]),
         row!(GET "/api/v1/auth/sso/{provider}/callback", None, [404; 10]),
+        row!(GET "/api/v1/auth/methods", None, SIGNED_IN(200)),
+        row!(DELETE "/api/v1/auth/sso/{provider}/identity", None, SIGNED_IN(404)),
         row!(POST "/api/v1/auth/reset/confirm", Some(r#"{"token": "not-a-token", "new_password": "another long password"}"#), [400; 10]),
         // Platform user administration.
         row!(GET "/api/v1/users", None,                                   [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),

@@ -226,6 +226,18 @@ async fn sign_in_through(app: &TestApp, provider: &str, login: &str) -> (u16, Va
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn call(app: &TestApp, method: &str, path: &str, token: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .request(method.parse().unwrap(), format!("{}{path}", app.http))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 async fn me(app: &TestApp, token: &str) -> Value {
     app.client
         .get(format!("{}/api/v1/auth/me", app.http))
@@ -264,6 +276,7 @@ async fn first_sign_in_creates_the_account_and_groups_give_and_take_roles() {
     assert_eq!(alice["email"], "alice@example.com");
     assert_eq!(alice["display_name"], "Alice Liddell");
     assert_eq!(alice["roles"], json!(["user", "admin"]), "{alice}");
+    assert_eq!(alice["sso_roles"], json!(["admin"]), "held through a group");
     // Created just in time, with a personal organization like any account.
     let orgs: Value = app
         .client
@@ -276,6 +289,14 @@ async fn first_sign_in_creates_the_account_and_groups_give_and_take_roles() {
         .await
         .unwrap();
     assert_eq!(orgs["items"].as_array().unwrap().len(), 1, "{orgs}");
+    // Her one way to sign in is this identity: it cannot be unlinked.
+    let (status, methods) = call(&app, "GET", "/api/v1/auth/methods", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(methods["password"], false);
+    assert_eq!(methods["sso"][0]["provider"], "corp");
+    assert_eq!(methods["sso"][0]["subject"], "alice");
+    let (status, body) = call(&app, "DELETE", "/api/v1/auth/sso/corp/identity", &token).await;
+    assert_eq!(status, 409, "{body}");
 
     // Out of the admins' group at the provider: `admin` goes at the next sign-in.
     provider.set_accounts(&accounts(&["litemaas-users"]));
@@ -284,6 +305,7 @@ async fn first_sign_in_creates_the_account_and_groups_give_and_take_roles() {
     let again = me(&app, body["token"].as_str().unwrap()).await;
     assert_eq!(again["id"], alice["id"], "the same account");
     assert_eq!(again["roles"], json!(["user"]));
+    assert_eq!(again["sso_roles"], json!([]));
 
     // The sign-ins and the role change are audited.
     let admin = app.sign_in("admin@example.com").await;
