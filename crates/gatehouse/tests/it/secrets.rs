@@ -19,6 +19,12 @@ const KEK: &str = "c2VjcmV0cy10ZXN0LWtlay1zZWNyZXQtMzItYnl0ZXMhIQ==";
 #[test]
 fn check_config_prints_yaml_with_secrets_and_url_passwords_redacted() {
     let dir = tempfile::tempdir().unwrap();
+    // A single sign-on provider's client secret, from the file.
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "auth:\n  sso:\n    providers:\n      - id: corp\n        issuer: https://idp.example.com\n        client_id: gatehouse\n        client_secret: sso-secret-4\n",
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .arg("check-config")
         .envs([
@@ -46,6 +52,7 @@ fn check_config_prints_yaml_with_secrets_and_url_passwords_redacted() {
         JWT_SECRET,
         KEK,
         "admin-password-3",
+        "sso-secret-4",
     ] {
         assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
     }
@@ -60,6 +67,10 @@ fn check_config_prints_yaml_with_secrets_and_url_passwords_redacted() {
     );
     assert_eq!(config["auth"]["jwt_secret"], "***");
     assert_eq!(config["bootstrap"]["admin_password"], "***");
+    assert_eq!(
+        config["auth"]["sso"]["providers"][0]["client_secret"],
+        "***"
+    );
     assert_eq!(config["storage"]["engine"], "postgres");
 }
 
