@@ -276,7 +276,7 @@ impl Sso {
             let verifier = client
                 .id_token_verifier()
                 .set_issue_time_verifier_fn(issued_in_the_past);
-            id_token.claims(&verifier, &nonce).map(|c| c.clone())
+            id_token.claims(&verifier, &nonce).cloned()
         };
         let claims = match verified {
             Ok(claims) => claims,
@@ -288,7 +288,7 @@ impl Sso {
                     .set_issue_time_verifier_fn(issued_in_the_past);
                 id_token
                     .claims(&verifier, &nonce)
-                    .map(|c| c.clone())
+                    .cloned()
                     .map_err(|_| refused(provider, format!("the ID token is not valid: {first}")))?
             }
         };

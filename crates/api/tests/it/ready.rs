@@ -73,6 +73,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
             request_timeout: Duration::from_secs(5),
             secure_cookies: false,
         },
+        Default::default(),
     );
 
     let health = app

@@ -79,7 +79,7 @@ impl SsoRules {
             return false;
         };
         let domain = domain.to_ascii_lowercase();
-        self.allowed_email_domains.iter().any(|d| *d == domain)
+        self.allowed_email_domains.contains(&domain)
     }
 }
 
