@@ -4,7 +4,7 @@
 //! the field.
 
 mod sso;
-pub use sso::{SsoConfig, SsoProviderConfig};
+pub use sso::{OAuth2Config, SsoConfig, SsoProviderConfig};
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -102,8 +102,10 @@ pub async fn callback(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Result<Response, ApiError> {
-    let issuer = state.sso.provider(&provider)?.issuer.trim_end_matches('/');
+    let known = state.sso.provider(&provider)?;
+    let issuer = known.issuer.trim_end_matches('/');
     if let Some(iss) = &query.iss
+        && known.oauth2.is_none()
         && iss.trim_end_matches('/') != issuer
     {
         return Err(ApiError(Error::new(

@@ -29,8 +29,12 @@ pub struct SsoProviderConfig {
     /// Shown on sign-in pages; the `id` if unset.
     #[serde(default)]
     pub name: Option<String>,
-    /// The issuer; its `/.well-known/openid-configuration` is read.
-    pub issuer: String,
+    /// The OpenID Connect issuer; its `/.well-known/openid-configuration` is read.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Instead of `issuer`: a plain OAuth2 provider (OpenShift, GitHub).
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Config>,
     pub client_id: String,
     /// The client secret; prefer `client_secret_env` in production.
     #[serde(default)]
@@ -53,6 +57,29 @@ pub struct SsoProviderConfig {
     /// Only addresses of these domains may sign in; empty: any.
     #[serde(default)]
     pub allowed_email_domains: Vec<String>,
+}
+
+/// A plain OAuth2 provider: its URLs and where its userinfo answer holds
+/// what Gatehouse needs, as JSON pointers (RFC 6901).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    pub authorization_url: String,
+    pub token_url: String,
+    pub userinfo_url: String,
+    /// The stable subject, e.g. `/metadata/uid` (OpenShift) or `/id` (GitHub).
+    pub subject_pointer: String,
+    #[serde(default)]
+    pub email_pointer: Option<String>,
+    /// A boolean: the provider verified the email. Unset: never verified
+    /// (such identities never link to an existing account by email).
+    #[serde(default)]
+    pub email_verified_pointer: Option<String>,
+    #[serde(default)]
+    pub name_pointer: Option<String>,
+    /// The groups, e.g. `/groups` (OpenShift).
+    #[serde(default)]
+    pub groups_pointer: Option<String>,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -81,8 +108,36 @@ impl SsoConfig {
             if !seen.insert(p.id.as_str()) {
                 return Err(format!("{at}.id `{}` is used twice", p.id));
             }
-            if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
-                return Err(format!("{at}.issuer must be an http(s) URL"));
+            let http = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+            match (&p.issuer, &p.oauth2) {
+                (Some(issuer), None) if http(issuer) => {}
+                (Some(_), None) => return Err(format!("{at}.issuer must be an http(s) URL")),
+                (None, Some(o)) => {
+                    for (name, url) in [
+                        ("authorization_url", &o.authorization_url),
+                        ("token_url", &o.token_url),
+                        ("userinfo_url", &o.userinfo_url),
+                    ] {
+                        if !http(url) {
+                            return Err(format!("{at}.oauth2.{name} must be an http(s) URL"));
+                        }
+                    }
+                    let pointers = [
+                        Some(&o.subject_pointer),
+                        o.email_pointer.as_ref(),
+                        o.email_verified_pointer.as_ref(),
+                        o.name_pointer.as_ref(),
+                        o.groups_pointer.as_ref(),
+                    ];
+                    if pointers.into_iter().flatten().any(|p| !p.starts_with('/')) {
+                        return Err(format!("{at}.oauth2: JSON pointers start with '/'"));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "{at}: set issuer (OpenID Connect) or oauth2, one of them"
+                    ));
+                }
             }
             if p.client_secret.is_some() && p.client_secret_env.is_some() {
                 return Err(format!(
@@ -115,12 +170,34 @@ impl SsoConfig {
                 })?),
                 (None, None) => None,
             };
-            let mut scopes = vec!["openid".to_string()];
-            scopes.extend(p.scopes.iter().filter(|s| *s != "openid").cloned());
+            // OpenID Connect always asks for `openid`; plain OAuth2 asks for what it is told.
+            let mut scopes = Vec::new();
+            if p.oauth2.is_none() {
+                scopes.push("openid".to_string());
+            }
+            scopes.extend(
+                p.scopes
+                    .iter()
+                    .filter(|s| p.oauth2.is_some() || *s != "openid")
+                    .cloned(),
+            );
             providers.push(gatehouse_api::sso::SsoProvider {
                 id: p.id.clone(),
                 name: p.name.clone().unwrap_or_else(|| p.id.clone()),
-                issuer: p.issuer.clone(),
+                issuer: p.issuer.clone().unwrap_or_default(),
+                oauth2: p
+                    .oauth2
+                    .as_ref()
+                    .map(|o| gatehouse_api::sso::OAuth2Endpoints {
+                        authorization_url: o.authorization_url.clone(),
+                        token_url: o.token_url.clone(),
+                        userinfo_url: o.userinfo_url.clone(),
+                        subject: o.subject_pointer.clone(),
+                        email: o.email_pointer.clone(),
+                        email_verified: o.email_verified_pointer.clone(),
+                        name: o.name_pointer.clone(),
+                        groups: o.groups_pointer.clone(),
+                    }),
                 client_id: p.client_id.clone(),
                 client_secret,
                 scopes,
@@ -142,5 +219,59 @@ impl SsoConfig {
             redirect_origins: self.redirect_origins.clone(),
             providers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(extra: serde_json::Value) -> SsoProviderConfig {
+        let mut p = serde_json::json!({"id": "corp", "client_id": "gatehouse"});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(p).unwrap()
+    }
+
+    #[test]
+    fn a_provider_is_openid_connect_or_plain_oauth2_and_production_needs_a_public_url() {
+        let oidc = provider(serde_json::json!({"issuer": "https://idp.example.com"}));
+        let oauth2 = provider(serde_json::json!({"oauth2": {
+            "authorization_url": "https://idp.example.com/authorize",
+            "token_url": "https://idp.example.com/token",
+            "userinfo_url": "https://api.example.com/users/~",
+            "subject_pointer": "/metadata/uid",
+            "groups_pointer": "/groups",
+        }}));
+        let config = |providers: Vec<SsoProviderConfig>| SsoConfig {
+            providers,
+            ..Default::default()
+        };
+        assert_eq!(config(vec![oidc.clone()]).validate(false), Ok(()));
+        assert_eq!(config(vec![oauth2.clone()]).validate(false), Ok(()));
+        let mut both = oidc.clone();
+        both.oauth2 = oauth2.oauth2.clone();
+        assert!(config(vec![both]).validate(false).is_err());
+        let mut neither = oidc.clone();
+        neither.issuer = None;
+        assert!(config(vec![neither]).validate(false).is_err());
+        let mut bad_pointer = oauth2.clone();
+        if let Some(o) = bad_pointer.oauth2.as_mut() {
+            o.subject_pointer = "metadata.uid".into();
+        }
+        assert!(config(vec![bad_pointer]).validate(false).is_err());
+        assert!(
+            config(vec![oidc.clone(), oidc.clone()])
+                .validate(false)
+                .is_err(),
+            "one id twice"
+        );
+        let err = config(vec![oidc.clone()]).validate(true).unwrap_err();
+        assert!(err.contains("public_url"), "{err}");
+        // OpenID Connect always asks for `openid`; plain OAuth2 only for what it is told.
+        let settings = config(vec![oidc, oauth2]).settings().unwrap();
+        assert_eq!(settings.providers[0].scopes, ["openid", "email", "profile"]);
+        assert_eq!(settings.providers[1].scopes, ["email", "profile"]);
     }
 }

@@ -67,7 +67,7 @@ async fn start_provider(port: u16, app: &str, accounts: &Value) -> Option<Provid
     let dir = tempfile::tempdir().unwrap();
     let clients = dir.path().join("clients.json");
     let accounts_file = dir.path().join("accounts.json");
-    let callbacks: Vec<String> = ["corp", "other"]
+    let callbacks: Vec<String> = ["corp", "other", "plain"]
         .iter()
         .map(|p| format!("{app}/api/v1/auth/sso/{p}/callback"))
         .collect();
@@ -521,4 +521,52 @@ async fn an_answer_naming_another_issuer_is_refused() {
     // An unknown provider's callback is not found.
     let elsewhere = callback.replace("/sso/corp/", "/sso/nowhere/");
     assert_eq!(browser.get(&elsewhere).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn a_plain_oauth2_provider_is_read_through_its_userinfo() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    // The same provider, used the way OpenShift is: no discovery, no ID
+    // token; who signed in comes from the userinfo URL at JSON pointers.
+    let app = gatehouse(&issuer, |config| {
+        let plain: SsoProviderConfig = serde_json::from_value(json!({
+            "id": "plain",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scopes": ["openid", "email", "profile", "groups"],
+            "oauth2": {
+                "authorization_url": format!("{issuer}/auth"),
+                "token_url": format!("{issuer}/token"),
+                "userinfo_url": format!("{issuer}/me"),
+                "subject_pointer": "/sub",
+                "email_pointer": "/email",
+                "name_pointer": "/name",
+                "groups_pointer": "/groups",
+            },
+            "role_mapping": {"litemaas-admins": ["admin"]},
+        }))
+        .unwrap();
+        config.auth.sso.providers.push(plain);
+    })
+    .await;
+    let Some(provider) = start_provider(port, &app.http, &accounts(&["litemaas-admins"])).await
+    else {
+        return;
+    };
+    let (status, body) = sign_in_through(&app, "plain", "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let alice = me(&app, body["token"].as_str().unwrap()).await;
+    assert_eq!(alice["email"], "alice@example.com");
+    assert_eq!(alice["roles"], json!(["user", "admin"]));
+    // Without an email_verified pointer the address counts as unverified.
+    assert_eq!(alice["email_verified"], false);
+    provider.set_accounts(&accounts(&[]));
+    let (status, body) = sign_in_through(&app, "plain", "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let again = me(&app, body["token"].as_str().unwrap()).await;
+    assert_eq!(
+        (&again["id"], &again["roles"]),
+        (&alice["id"], &json!(["user"]))
+    );
 }

@@ -10,6 +10,10 @@
 //! more against freshly fetched ones, so a provider's key rotation is
 //! followed at once.
 
+mod plain;
+
+pub use plain::OAuth2Endpoints;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -52,7 +56,10 @@ pub struct SsoProvider {
     pub id: String,
     /// Shown on sign-in pages.
     pub name: String,
+    /// The OpenID Connect issuer (unused in plain OAuth2 mode).
     pub issuer: String,
+    /// Set: a plain OAuth2 provider (no OpenID Connect), read through its userinfo URL.
+    pub oauth2: Option<plain::OAuth2Endpoints>,
     pub client_id: String,
     pub client_secret: Option<String>,
     /// Besides `openid`.
@@ -222,28 +229,41 @@ impl Sso {
         if let Some(to) = &redirect_to {
             self.check_redirect(to)?;
         }
-        let client = client_of(provider, self.metadata(provider, false).await?)
-            .set_redirect_uri(self.callback(provider_id, host)?);
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = client.authorize_url(
-            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        );
-        for scope in &provider.scopes {
-            request = request.add_scope(Scope::new(scope.clone()));
-        }
-        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        let callback = self.callback(provider_id, host)?;
+        let (url, state, nonce, verifier) = match &provider.oauth2 {
+            Some(endpoints) => plain::authorize(provider, endpoints, callback)?,
+            None => {
+                let client = client_of(provider, self.metadata(provider, false).await?)
+                    .set_redirect_uri(callback);
+                let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+                let mut request = client.authorize_url(
+                    AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                    CsrfToken::new_random,
+                    Nonce::new_random,
+                );
+                for scope in &provider.scopes {
+                    request = request.add_scope(Scope::new(scope.clone()));
+                }
+                let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+                let nonce = nonce.secret().clone();
+                (
+                    url.to_string(),
+                    state.secret().clone(),
+                    nonce,
+                    verifier.secret().clone(),
+                )
+            }
+        };
         let flow = SsoFlow {
             provider: provider_id.to_string(),
-            nonce: nonce.secret().clone(),
-            pkce_verifier: verifier.secret().clone(),
+            nonce,
+            pkce_verifier: verifier,
             redirect_to,
             mode: mode.to_string(),
             expires_at_ms: 0,
         };
-        accounts.start_sso_flow(state.secret(), flow).await?;
-        Ok(url.to_string())
+        accounts.start_sso_flow(&state, flow).await?;
+        Ok(url)
     }
 
     /// Finishes a sign-in at the callback: the flow `state` names (once),
@@ -259,8 +279,52 @@ impl Sso {
     ) -> Result<(Finished, String), Error> {
         let provider = self.provider(provider_id)?;
         let flow = accounts.take_sso_flow(provider_id, state).await?;
-        let client = client_of(provider, self.metadata(provider, false).await?)
-            .set_redirect_uri(self.callback(provider_id, host)?);
+        let callback = self.callback(provider_id, host)?;
+        let profile = match &provider.oauth2 {
+            Some(endpoints) => {
+                plain::profile(
+                    &self.http,
+                    provider,
+                    endpoints,
+                    callback,
+                    code,
+                    &flow.pkce_verifier,
+                )
+                .await?
+            }
+            None => self.oidc_profile(provider, callback, code, &flow).await?,
+        };
+        let kind = match flow.mode.as_str() {
+            "token" => None,
+            "cli" => Some(SessionKind::Cli),
+            _ => Some(SessionKind::Web),
+        };
+        let (user, signed_in) = accounts
+            .sso_sign_in(&provider.rules, profile, kind, client_info)
+            .await?;
+        Ok((
+            Finished {
+                user,
+                signed_in,
+                redirect_to: flow.redirect_to,
+            },
+            flow.mode,
+        ))
+    }
+}
+
+impl Sso {
+    /// The OpenID Connect half of a callback: the code exchanged with the
+    /// PKCE verifier, the ID token validated, groups from it or userinfo.
+    async fn oidc_profile(
+        &self,
+        provider: &SsoProvider,
+        callback: RedirectUrl,
+        code: &str,
+        flow: &SsoFlow,
+    ) -> Result<SsoProfile, Error> {
+        let client =
+            client_of(provider, self.metadata(provider, false).await?).set_redirect_uri(callback);
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| unavailable(provider, "the token endpoint", &e))?
@@ -332,26 +396,9 @@ impl Sso {
                 }
             }
         }
-        let kind = match flow.mode.as_str() {
-            "token" => None,
-            "cli" => Some(SessionKind::Cli),
-            _ => Some(SessionKind::Web),
-        };
-        let (user, signed_in) = accounts
-            .sso_sign_in(&provider.rules, profile, kind, client_info)
-            .await?;
-        Ok((
-            Finished {
-                user,
-                signed_in,
-                redirect_to: flow.redirect_to,
-            },
-            flow.mode,
-        ))
+        Ok(profile)
     }
-}
 
-impl Sso {
     /// The userinfo answer for `access_token`, as JSON.
     async fn userinfo(
         &self,
@@ -359,30 +406,44 @@ impl Sso {
         url: &str,
         access_token: &str,
     ) -> Result<Value, Error> {
-        let mut answer = self
-            .http
-            .get(url)
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .map_err(|e| unavailable(provider, "userinfo", &e))?;
-        let mut body = Vec::new();
-        while let Some(chunk) = answer
-            .chunk()
-            .await
-            .map_err(|e| unavailable(provider, "userinfo", &e))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > USERINFO_LIMIT {
-                return Err(unavailable(
-                    provider,
-                    "userinfo",
-                    &"the answer is too large",
-                ));
-            }
-        }
-        serde_json::from_slice(&body).map_err(|e| unavailable(provider, "userinfo", &e))
+        read_json(self.http.get(url).bearer_auth(access_token), provider).await
     }
+}
+
+/// Sends `request` to `provider` and reads its JSON answer, at most
+/// [`USERINFO_LIMIT`] bytes.
+async fn read_json(
+    request: openidconnect::reqwest::RequestBuilder,
+    provider: &SsoProvider,
+) -> Result<Value, Error> {
+    let mut answer = request
+        .send()
+        .await
+        .map_err(|e| unavailable(provider, "userinfo", &e))?;
+    if !answer.status().is_success() {
+        let status = answer.status();
+        return Err(unavailable(
+            provider,
+            "userinfo",
+            &format!("answered {status}"),
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|e| unavailable(provider, "userinfo", &e))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > USERINFO_LIMIT {
+            return Err(unavailable(
+                provider,
+                "userinfo",
+                &"the answer is too large",
+            ));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| unavailable(provider, "userinfo", &e))
 }
 
 /// The crate's client for `provider`, on its discovered metadata.
