@@ -249,6 +249,13 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
             jwt_secret: secrets.jwt,
             jwt_ttl_secs: config.auth.jwt_ttl_secs as i64,
             registration_enabled: config.auth.registration_enabled,
+            sso_required_domains: config
+                .auth
+                .sso
+                .required_for_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
             password_policy: PasswordPolicy {
                 min_chars: config.auth.password_min_chars,
             },

@@ -50,6 +50,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         jwt_secret: vec![1; 32],
         jwt_ttl_secs: 60,
         registration_enabled: true,
+        sso_required_domains: Vec::new(),
         password_policy: Default::default(),
         sessions: Default::default(),
     };

@@ -215,6 +215,23 @@ impl AccountService {
                 })
                 .await?;
         }
+        if let Ok(user) = &outcome
+            && let Some(domain) = self.sso_required_for(&user.email)
+        {
+            let details = serde_json::json!({"reason": "sso_required", "domain": domain});
+            self.audit(
+                Actor::User { id: user.id },
+                "auth.login",
+                Outcome::Refused,
+                client,
+                details,
+            )
+            .await;
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                format!("accounts of {domain} sign in with single sign-on"),
+            ));
+        }
         match &outcome {
             Ok(user) => {
                 self.audit(
@@ -234,6 +251,14 @@ impl AccountService {
             Err(_) => {}
         }
         outcome
+    }
+
+    /// The domain of `email` when its accounts must use single sign-on.
+    fn sso_required_for(&self, email: &str) -> Option<String> {
+        let domain = email.rsplit_once('@')?.1.to_ascii_lowercase();
+        self.sso_required_domains
+            .contains(&domain)
+            .then_some(domain)
     }
 
     /// Deletes the sign-in failure counters whose window is over (the job

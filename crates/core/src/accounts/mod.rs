@@ -61,6 +61,9 @@ pub struct AccountSettings {
     pub jwt_secret: Vec<u8>,
     pub jwt_ttl_secs: i64,
     pub registration_enabled: bool,
+    /// Lower-cased email domains whose accounts must sign in with single
+    /// sign-on: their password sign-ins are refused.
+    pub sso_required_domains: Vec<String>,
     pub password_policy: PasswordPolicy,
     pub sessions: SessionPolicy,
 }
@@ -182,6 +185,7 @@ pub struct AccountService {
     devices: Devices,
     pool: Arc<dyn BlockingPool>,
     registration_enabled: bool,
+    sso_required_domains: Vec<String>,
     policy: PasswordPolicy,
     sessions: SessionPolicy,
 }
@@ -220,6 +224,7 @@ impl AccountService {
             env,
             pool,
             registration_enabled: settings.registration_enabled,
+            sso_required_domains: settings.sso_required_domains,
             policy: settings.password_policy,
             sessions: settings.sessions,
         }

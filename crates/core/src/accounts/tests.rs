@@ -30,6 +30,7 @@ fn service_with_clock(clock: Arc<ManualClock>) -> AccountService {
             jwt_secret: vec![3; 32],
             jwt_ttl_secs: 3600,
             registration_enabled: true,
+            sso_required_domains: Vec::new(),
             password_policy: PasswordPolicy::default(),
             sessions: SessionPolicy::default(),
         },

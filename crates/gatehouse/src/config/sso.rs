@@ -18,6 +18,9 @@ pub struct SsoConfig {
     /// Origins of web UIs that `redirect_to` may return to, besides Gatehouse's own.
     pub redirect_origins: Vec<String>,
     pub providers: Vec<SsoProviderConfig>,
+    /// Email domains whose accounts must sign in with single sign-on:
+    /// password sign-ins of those accounts are refused (403).
+    pub required_for_domains: Vec<String>,
 }
 
 /// One OpenID Connect provider.

@@ -570,3 +570,56 @@ async fn a_plain_oauth2_provider_is_read_through_its_userinfo() {
         (&alice["id"], &json!(["user"]))
     );
 }
+
+#[tokio::test]
+async fn a_domain_that_requires_single_sign_on_refuses_passwords() {
+    let mut config = admin_config();
+    config.auth.sso.required_for_domains = vec!["Corp.Example".into()];
+    let app = spawn_app(config).await;
+    let admin = app.first_admin().await;
+    // Accounts of other domains (the admin's included) sign in as before.
+    app.create_user(&admin, "bob").await;
+    app.sign_in("bob@example.com").await;
+    app.services
+        .accounts
+        .admin_create_user(
+            &admin,
+            gatehouse_core::accounts::AdminNewUser {
+                email: "carol@corp.example",
+                password: Some(crate::helpers::PASSWORD),
+                username: None,
+                display_name: None,
+                provider: false,
+            },
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "carol@corp.example", "password": crate::helpers::PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("single sign-on"),
+        "{body}"
+    );
+    // A wrong password is still the plain 401: the domain's rule tells nothing
+    // to whoever does not hold the password.
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "carol@corp.example", "password": "not the password at all"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
