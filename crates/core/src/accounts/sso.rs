@@ -156,46 +156,31 @@ impl AccountService {
         kind: Option<SessionKind>,
         client: &ClientInfo,
     ) -> Result<(User, SsoSignedIn)> {
-        let refused = |message: String| {
-            let details = serde_json::json!({
-                "provider": rules.provider,
-                "subject": profile.subject,
-                "email": profile.email,
-                "reason": message,
-            });
-            (details, Error::new(ErrorCode::PermissionDenied, message))
+        let account = if rules.allows(profile.email.as_deref()) {
+            self.sso_account(rules, &profile, client).await
+        } else {
+            Err(Error::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "accounts of this email domain may not sign in through `{}`",
+                    rules.provider
+                ),
+            ))
         };
-        if !rules.allows(profile.email.as_deref()) {
-            let (details, error) = refused(format!(
-                "accounts of this email domain may not sign in through `{}`",
-                rules.provider
-            ));
-            self.audit(
-                Actor::Anonymous {
-                    login: profile.email.clone(),
-                },
-                "auth.sso_login",
-                Outcome::Failure,
-                client,
-                details,
-            )
-            .await;
-            return Err(error);
-        }
-        let user = match self.sso_account(rules, &profile, client).await {
+        let user = match account {
             Ok(user) => user,
             Err(e) => {
-                let (details, _) = refused(e.message().to_string());
-                self.audit(
-                    Actor::Anonymous {
-                        login: profile.email.clone(),
-                    },
-                    "auth.sso_login",
-                    Outcome::Failure,
-                    client,
-                    details,
-                )
-                .await;
+                let details = serde_json::json!({
+                    "provider": rules.provider,
+                    "subject": profile.subject,
+                    "email": profile.email,
+                    "reason": e.message(),
+                });
+                let actor = Actor::Anonymous {
+                    login: profile.email.clone(),
+                };
+                self.audit(actor, "auth.sso_login", Outcome::Failure, client, details)
+                    .await;
                 return Err(e);
             }
         };
