@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::model::accounts::{SsoFlow, SsoIdentity};
+pub use crate::tenancy::MappedMembership;
 
 /// How long a started sign-in waits for its callback.
 pub const SSO_FLOW_TTL_MS: i64 = 10 * 60 * 1000;
@@ -30,6 +31,8 @@ pub struct SsoRules {
     pub default_roles: BTreeSet<Role>,
     /// Lower-cased domains whose addresses may sign in; empty: any.
     pub allowed_email_domains: Vec<String>,
+    /// Group → the organization memberships (and teams) it gives.
+    pub org_mapping: BTreeMap<String, Vec<MappedMembership>>,
 }
 
 /// Who the provider says signed in (from a validated ID token or userinfo).
@@ -69,6 +72,24 @@ impl SsoRules {
             }
         }
         roles
+    }
+
+    /// The memberships `groups` give.
+    fn mapped_memberships(&self, groups: &[String]) -> Vec<MappedMembership> {
+        let mut all: Vec<MappedMembership> = Vec::new();
+        for group in groups {
+            for m in self.org_mapping.get(group).into_iter().flatten() {
+                match all.iter_mut().find(|a| a.org_slug == m.org_slug) {
+                    // Two groups into one organization: the higher role, every team.
+                    Some(a) => {
+                        a.role = a.role.max(m.role);
+                        a.teams.extend(m.teams.iter().cloned());
+                    }
+                    None => all.push(m.clone()),
+                }
+            }
+        }
+        all
     }
 
     fn allows(&self, email: Option<&str>) -> bool {
@@ -363,13 +384,14 @@ impl AccountService {
         client: &ClientInfo,
     ) -> Result<User> {
         let mapped = rules.mapped_roles(&profile.groups);
+        let memberships = rules.mapped_memberships(&profile.groups);
         let now = self.env.clock.now();
         let provider = rules.provider.as_str();
         let subject = profile.subject.as_str();
         let user =
             self.store
                 .run(|tx| {
-                    let mapped = &mapped;
+                    let (mapped, memberships) = (&mapped, &memberships);
                     async move {
                         let key = keyspace::user(user.id);
                         let mut user = key.get(&tx).await?.ok_or_else(|| {
@@ -399,6 +421,26 @@ impl AccountService {
                                 }),
                             );
                             self.audit.stage(&tx, &event).await?;
+                        }
+                        if !user.is_provider_account() {
+                            let changes = crate::tenancy::apply_sso_memberships(
+                                &tx,
+                                user.id,
+                                provider,
+                                memberships,
+                                now,
+                            )
+                            .await?;
+                            if !changes.is_empty() {
+                                let event = self.event(
+                                    Actor::User { id: user.id },
+                                    "auth.sso_memberships_changed",
+                                    Outcome::Success,
+                                    client,
+                                    serde_json::json!({"provider": provider, "changes": changes}),
+                                );
+                                self.audit.stage(&tx, &event).await?;
+                            }
                         }
                         for key in [
                             keyspace::sso_identity(provider, subject),
@@ -548,6 +590,7 @@ mod tests {
             ]),
             default_roles: BTreeSet::from([Role::User]),
             allowed_email_domains: vec!["example.com".into()],
+            org_mapping: Default::default(),
         };
         assert_eq!(
             rules.mapped_roles(&["litemaas-admins".into(), "other".into()]),

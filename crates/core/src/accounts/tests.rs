@@ -1467,6 +1467,7 @@ async fn single_sign_on_creates_links_or_refuses_and_maps_groups() {
         role_mapping: [("admins".to_string(), BTreeSet::from([Role::Admin]))].into(),
         default_roles: BTreeSet::new(),
         allowed_email_domains: vec!["example.com".into()],
+        org_mapping: Default::default(),
     };
     let profile = |sub: &str, email: &str, verified: bool, groups: &[&str]| SsoProfile {
         subject: sub.into(),

@@ -66,6 +66,11 @@ pub struct Membership {
     pub user_id: Id,
     pub role: OrgRole,
     pub joined_at: DateTime<Utc>,
+    /// The single sign-on provider whose groups gave this membership: it
+    /// goes when the groups no longer do. `None`: made by hand (invitation,
+    /// creation), never touched by sign-ins.
+    #[serde(default)]
+    pub sso_provider: Option<String>,
 }
 
 impl Record for Membership {

@@ -240,6 +240,7 @@ impl TenancyService {
                         user_id: actor.id,
                         role: invitation.role,
                         joined_at: now,
+                        sso_provider: None,
                     };
                     put_membership(&tx, &membership).await?;
                     invitation.status = InvitationStatus::Accepted;

@@ -222,9 +222,97 @@ pub(crate) async fn create_personal_org(
             user_id: user.id,
             role: OrgRole::Owner,
             joined_at: now,
+            sso_provider: None,
         },
     )
     .await
+}
+
+/// A membership that single sign-on groups give: an organization (by slug),
+/// the role in it (never owner), and teams in it (by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedMembership {
+    pub org_slug: String,
+    pub role: OrgRole,
+    pub teams: Vec<String>,
+}
+
+/// Brings the memberships `provider`'s groups gave `user_id` in line with
+/// `mapped`, inside the sign-in's transaction: missing ones are made (marked
+/// as the provider's) with their teams, the provider's that no longer apply
+/// go. Memberships made by hand are left as they are. An organization or team
+/// that does not exist is skipped (and said in the returned notes).
+pub(crate) async fn apply_sso_memberships(
+    tx: &Tx,
+    user_id: Id,
+    provider: &str,
+    mapped: &[MappedMembership],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, TxError<Error>> {
+    let mut notes = Vec::new();
+    let mut wanted = BTreeSet::new();
+    for m in mapped {
+        let Some(org) = keyspace::org_by_slug(&m.org_slug).get(tx).await? else {
+            notes.push(format!("no organization `{}`", m.org_slug));
+            continue;
+        };
+        wanted.insert(org.org_id);
+        let key = keyspace::org_member(org.org_id, user_id);
+        match key.get(tx).await? {
+            Some(held) if held.sso_provider.as_deref() != Some(provider) || held.role == m.role => {
+            }
+            _ => {
+                let membership = Membership {
+                    org_id: org.org_id,
+                    user_id,
+                    role: m.role,
+                    joined_at: now,
+                    sso_provider: Some(provider.to_string()),
+                };
+                put_membership(tx, &membership).await?;
+                notes.push(format!("member of `{}` as {}", m.org_slug, m.role.as_str()));
+            }
+        }
+        let teams = read_all::<Team>(tx, &keyspace::teams(org.org_id)).await?;
+        for name in &m.teams {
+            let Some(team) = teams.iter().find(|t| t.name.eq_ignore_ascii_case(name)) else {
+                notes.push(format!("no team `{name}` in `{}`", m.org_slug));
+                continue;
+            };
+            let key = keyspace::team_member(team.id, user_id);
+            if key.get(tx).await?.is_none() {
+                let member = TeamMember {
+                    team_id: team.id,
+                    org_id: org.org_id,
+                    user_id,
+                    role: TeamRole::Member,
+                    added_at: now,
+                };
+                key.put(tx, &member).await?;
+                keyspace::user_team(user_id, team.id)
+                    .put(
+                        tx,
+                        &UserTeamRef {
+                            org_id: org.org_id,
+                            team_id: team.id,
+                        },
+                    )
+                    .await?;
+                notes.push(format!("on team `{name}` of `{}`", m.org_slug));
+            }
+        }
+    }
+    for entry in read_all::<UserOrgRef>(tx, &keyspace::user_orgs(user_id)).await? {
+        if wanted.contains(&entry.org_id) {
+            continue;
+        }
+        let held = keyspace::org_member(entry.org_id, user_id).get(tx).await?;
+        if held.is_some_and(|m| m.sso_provider.as_deref() == Some(provider)) {
+            remove_membership(tx, entry.org_id, user_id, now).await?;
+            notes.push(format!("left organization {}", entry.org_id));
+        }
+    }
+    Ok(notes)
 }
 
 /// Takes `slug` for `org_id`; `conflict` if another organization holds it.

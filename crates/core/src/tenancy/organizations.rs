@@ -35,6 +35,7 @@ impl TenancyService {
                         user_id: actor.id,
                         role: OrgRole::Owner,
                         joined_at: now,
+                        sso_provider: None,
                     };
                     put_membership(&tx, &owner).await
                 }

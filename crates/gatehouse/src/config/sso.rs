@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gatehouse_core::accounts::sso::MappedMembership;
 use gatehouse_core::accounts::sso::SsoRules;
 use gatehouse_core::model::accounts::Role;
+use gatehouse_core::model::tenancy::OrgRole;
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
@@ -60,6 +62,29 @@ pub struct SsoProviderConfig {
     /// Only addresses of these domains may sign in; empty: any.
     #[serde(default)]
     pub allowed_email_domains: Vec<String>,
+    /// Groups → organization memberships (and teams), kept in step at
+    /// every sign-in like the roles.
+    #[serde(default)]
+    pub org_mapping: Vec<OrgMappingConfig>,
+}
+
+/// One group's membership of an organization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgMappingConfig {
+    pub group: String,
+    /// The organization's slug.
+    pub organization: String,
+    /// `member` (default) or `admin`; never `owner`.
+    #[serde(default = "default_org_role")]
+    pub role: OrgRole,
+    /// Team names in that organization.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+fn default_org_role() -> OrgRole {
+    OrgRole::Member
 }
 
 /// A plain OAuth2 provider: its URLs and where its userinfo answer holds
@@ -142,6 +167,11 @@ impl SsoConfig {
                     ));
                 }
             }
+            if p.org_mapping.iter().any(|m| m.role == OrgRole::Owner) {
+                return Err(format!(
+                    "{at}.org_mapping: groups give `member` or `admin`, never `owner`"
+                ));
+            }
             if p.client_secret.is_some() && p.client_secret_env.is_some() {
                 return Err(format!(
                     "{at}: set client_secret or client_secret_env, not both"
@@ -214,6 +244,20 @@ impl SsoConfig {
                         .iter()
                         .map(|d| d.to_ascii_lowercase())
                         .collect(),
+                    org_mapping: p.org_mapping.iter().fold(
+                        BTreeMap::<String, Vec<MappedMembership>>::new(),
+                        |mut by_group, m| {
+                            by_group
+                                .entry(m.group.clone())
+                                .or_default()
+                                .push(MappedMembership {
+                                    org_slug: m.organization.clone(),
+                                    role: m.role,
+                                    teams: m.teams.clone(),
+                                });
+                            by_group
+                        },
+                    ),
                 },
             });
         }

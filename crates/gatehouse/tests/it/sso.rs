@@ -621,3 +621,78 @@ async fn a_domain_that_requires_single_sign_on_refuses_passwords() {
         .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn groups_make_organization_and_team_memberships_and_take_them_back() {
+    let Some((app, provider)) = world(&accounts(&["litemaas-users"]), |config, _| {
+        let corp = &mut config.auth.sso.providers[0];
+        corp.org_mapping = serde_json::from_value(json!([
+            {"group": "litemaas-users", "organization": "acme", "teams": ["research"]},
+        ]))
+        .unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = app.sign_in("admin@example.com").await;
+    let (status, org) = call_with(
+        &app,
+        "POST",
+        "/api/v1/organizations",
+        &admin,
+        json!({"name": "acme"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{org}");
+    let org_id = org["id"].as_str().unwrap().to_string();
+    let teams = format!("/api/v1/organizations/{org_id}/teams");
+    let (status, team) = call_with(&app, "POST", &teams, &admin, json!({"name": "research"})).await;
+    assert_eq!(status, 201, "{team}");
+    let team_id = team["id"].as_str().unwrap().to_string();
+
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let alice = me(&app, body["token"].as_str().unwrap()).await;
+    let alice_id = alice["id"].as_str().unwrap().to_string();
+    let members = format!("/api/v1/organizations/{org_id}/members?limit=500");
+    let (_, listed) = call(&app, "GET", &members, &admin).await;
+    let member = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == alice_id.as_str())
+        .unwrap_or_else(|| panic!("alice is a member: {listed}"));
+    assert_eq!(member["role"], "member");
+    let team_members = format!("/api/v1/organizations/{org_id}/teams/{team_id}/members?limit=500");
+    let (_, on_team) = call(&app, "GET", &team_members, &admin).await;
+    assert!(on_team.to_string().contains(&alice_id), "{on_team}");
+
+    // Out of the group: out of the organization and its teams.
+    provider.set_accounts(&accounts(&[]));
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = call(&app, "GET", &members, &admin).await;
+    assert!(!listed.to_string().contains(&alice_id), "{listed}");
+    let (_, on_team) = call(&app, "GET", &team_members, &admin).await;
+    assert!(!on_team.to_string().contains(&alice_id), "{on_team}");
+}
+
+async fn call_with(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = app
+        .client
+        .request(method.parse().unwrap(), format!("{}{path}", app.http))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
