@@ -102,17 +102,7 @@ pub async fn callback(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Result<Response, ApiError> {
-    let known = state.sso.provider(&provider)?;
-    let issuer = known.issuer.trim_end_matches('/');
-    if let Some(iss) = &query.iss
-        && known.oauth2.is_none()
-        && iss.trim_end_matches('/') != issuer
-    {
-        return Err(ApiError(Error::new(
-            gatehouse_core::ErrorCode::Unauthenticated,
-            "the answer names another issuer than this provider (RFC 9207)",
-        )));
-    }
+    state.sso.provider(&provider)?;
     if let Some(error) = query.error {
         let why = query.error_description.unwrap_or_default();
         return Err(ApiError(Error::new(
@@ -128,13 +118,16 @@ pub async fn callback(
         )));
     };
     let accounts = &state.services.accounts;
-    let (finished, _mode) = state
+    let finished = state
         .sso
         .finish(
             accounts,
             &provider,
-            &code,
-            &flow_state,
+            crate::sso::Answer {
+                code: &code,
+                state: &flow_state,
+                iss: query.iss.as_deref(),
+            },
             host(&headers),
             &client,
         )

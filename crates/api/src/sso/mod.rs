@@ -94,6 +94,14 @@ pub struct Finished {
     pub redirect_to: Option<String>,
 }
 
+/// What the provider sent back to the callback.
+pub struct Answer<'a> {
+    pub code: &'a str,
+    pub state: &'a str,
+    /// The issuer, from providers that name it (RFC 9207).
+    pub iss: Option<&'a str>,
+}
+
 /// The relying party for every configured provider.
 pub struct Sso {
     settings: SsoSettings,
@@ -272,12 +280,23 @@ impl Sso {
         &self,
         accounts: &AccountService,
         provider_id: &str,
-        code: &str,
-        state: &str,
+        answer: Answer<'_>,
         host: Option<&str>,
         client_info: &ClientInfo,
-    ) -> Result<(Finished, String), Error> {
+    ) -> Result<Finished, Error> {
+        let Answer { code, state, iss } = answer;
         let provider = self.provider(provider_id)?;
+        // RFC 9207: an answer naming its issuer must name this provider's
+        // (the mix-up defence); plain OAuth2 providers have none to name.
+        if let Some(iss) = iss
+            && provider.oauth2.is_none()
+            && iss.trim_end_matches('/') != provider.issuer.trim_end_matches('/')
+        {
+            return Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "the answer names another issuer than this provider (RFC 9207)",
+            ));
+        }
         let flow = accounts.take_sso_flow(provider_id, state).await?;
         let callback = self.callback(provider_id, host)?;
         let profile = match &provider.oauth2 {
@@ -302,14 +321,11 @@ impl Sso {
         let (user, signed_in) = accounts
             .sso_sign_in(&provider.rules, profile, kind, client_info)
             .await?;
-        Ok((
-            Finished {
-                user,
-                signed_in,
-                redirect_to: flow.redirect_to,
-            },
-            flow.mode,
-        ))
+        Ok(Finished {
+            user,
+            signed_in,
+            redirect_to: flow.redirect_to,
+        })
     }
 }
 

@@ -493,17 +493,9 @@ impl AccountService {
                     let user = keyspace::user(user_id).get(&tx).await?.ok_or_else(|| {
                         TxError::Abort(Error::not_found("the account is gone"))
                     })?;
-                    let linked: Vec<SsoIdentity> = tx
-                        .get_range(
-                            &keyspace::user_ssos(user_id),
-                            gatehouse_storage::RangeOptions::limit(100),
-                        )
-                        .await?
-                        .entries
-                        .iter()
-                        .map(|(_, v)| crate::codec::decode(v))
-                        .collect::<Result<_>>()
-                        .map_err(TxError::Abort)?;
+                    let linked =
+                        crate::codec::read_all::<SsoIdentity>(&tx, &keyspace::user_ssos(user_id))
+                            .await?;
                     let (gone, kept): (Vec<_>, Vec<_>) =
                         linked.into_iter().partition(|i| i.provider == provider);
                     if gone.is_empty() {
