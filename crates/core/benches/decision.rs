@@ -69,6 +69,8 @@ async fn main() {
         must_change_password: false,
         token_epoch: 0,
         sso_roles: Default::default(),
+        totp_enabled: false,
+        passkey_count: 0,
         limits: Default::default(),
         created_at: now,
         updated_at: now,

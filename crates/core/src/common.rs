@@ -67,6 +67,11 @@ pub fn slugify(name: &str) -> Result<String> {
     Ok(slug)
 }
 
+/// Whether `a` and `b` are equal, taking the same time wherever they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,9 @@
 //! | `("user_by_username", username)` | [`UserRef`](crate::model::accounts::UserRef) |
 //! | `("sso_identity", provider, subject)` / `("user_sso", user id, provider, subject)` | [`SsoIdentity`](crate::model::accounts::SsoIdentity): a linked single sign-on identity, and the same under its account |
 //! | `("sso_flow", sha256(state))` | [`SsoFlow`](crate::model::accounts::SsoFlow): a single sign-on in progress, single use, minutes |
+//! | `("passkey", user id, id)` / `("passkey_credential", credential id)` | [`PasskeyRecord`] / [`PasskeyOwner`] |
+//! | `("totp", user id)` | [`TotpFactor`]: the TOTP second factor and the hashes of its recovery codes |
+//! | `("auth_challenge", sha256(token))` | [`Challenge`]: a passkey ceremony or a sign-in waiting for its second factor, single use, minutes |
 //! | `("session", sha256(token))` | [`Session`](crate::model::sessions::Session) |
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::model::sessions::SessionRef) |
 //! | `("login_failures", "account" \| "ip" \| "device", subject)` | [`Failures`](crate::model::throttle::Failures) |
@@ -65,6 +68,7 @@ use crate::model::catalog::{
 };
 use crate::model::cluster::{LeaderLease, WorkerLease};
 use crate::model::email::OutboxMessage;
+use crate::model::factors::{Challenge, PasskeyOwner, PasskeyRecord, TotpFactor};
 use crate::model::idempotency::IdempotentWrite;
 use crate::model::keys::{ApiKey, LastUsed};
 use crate::model::sessions::{Session, SessionRef};
@@ -156,6 +160,36 @@ pub fn sso_flow(state_hash: &[u8]) -> Key<SsoFlow> {
 /// All of `("sso_flow", *)`, for pruning.
 pub fn sso_flows() -> KeyRange {
     KeyRange::subspace(&Subspace::from("sso_flow"))
+}
+
+/// `("passkey", user, id) = PasskeyRecord`
+pub fn passkey(user: crate::Id, id: crate::Id) -> Key<PasskeyRecord> {
+    Key::new(pack(&("passkey", user.0, id.0)))
+}
+
+/// All of `("passkey", user, *)`, oldest first.
+pub fn passkeys_of(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("passkey").subspace(&(user.0,)))
+}
+
+/// `("passkey_credential", credential id) = PasskeyOwner`
+pub fn passkey_credential(credential_id: &[u8]) -> Key<PasskeyOwner> {
+    Key::new(pack(&("passkey_credential", credential_id)))
+}
+
+/// `("totp", user) = TotpFactor`
+pub fn totp(user: crate::Id) -> Key<TotpFactor> {
+    Key::new(pack(&("totp", user.0)))
+}
+
+/// `("auth_challenge", sha256(token)) = Challenge`
+pub fn auth_challenge(token_hash: &[u8]) -> Key<Challenge> {
+    Key::new(pack(&("auth_challenge", token_hash)))
+}
+
+/// All of `("auth_challenge", *)`, for pruning.
+pub fn auth_challenges() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("auth_challenge"))
 }
 
 /// `("user_by_username", username) = UserRef`
@@ -672,6 +706,20 @@ mod tests {
             b"\x02user_sso\x00\x16\x01\x02\x02corp\x00\x02u1\x00"
         );
         assert_eq!(sso_flow(&[7]).as_bytes(), b"\x02sso_flow\x00\x01\x07\x00");
+        assert_eq!(
+            passkey(crate::Id(1), crate::Id(2)).as_bytes(),
+            b"\x02passkey\x00\x15\x01\x15\x02"
+        );
+        assert!(!passkeys_of(crate::Id(1)).contains(passkey_credential(&[1]).as_bytes()));
+        assert_eq!(
+            passkey_credential(&[7]).as_bytes(),
+            b"\x02passkey_credential\x00\x01\x07\x00"
+        );
+        assert_eq!(totp(crate::Id(1)).as_bytes(), b"\x02totp\x00\x15\x01");
+        assert_eq!(
+            auth_challenge(&[7]).as_bytes(),
+            b"\x02auth_challenge\x00\x01\x07\x00"
+        );
         assert_eq!(
             idempotent_write(&[7, 0]).as_bytes(),
             b"\x02idempotency\x00\x01\x07\x00\xff\x00"

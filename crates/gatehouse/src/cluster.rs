@@ -129,8 +129,13 @@ pub fn jobs(
                     .prune_sso_flows()
                     .await
                     .map_err(|e| e.to_string())?;
+                // Passkey ceremonies and second-factor steps nobody finished.
+                let challenges = accounts
+                    .prune_challenges()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(format!(
-                    "pruned {counters} expired sign-in failure counters and {flows} abandoned single sign-ons"
+                    "pruned {counters} expired sign-in failure counters, {flows} abandoned single sign-ons and {challenges} abandoned sign-in challenges"
                 ))
             })
         }),

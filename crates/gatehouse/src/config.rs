@@ -3,7 +3,9 @@
 //! before anything starts, so a bad value stops the start with one line naming
 //! the field.
 
+mod factors;
 mod sso;
+pub use factors::{MfaConfig, PasskeyConfig};
 pub use sso::{OAuth2Config, SsoConfig, SsoProviderConfig};
 
 use std::fmt;
@@ -258,6 +260,10 @@ pub struct AuthConfig {
     pub cookie_secure: Option<bool>,
     /// Single sign-on providers.
     pub sso: SsoConfig,
+    /// Passkeys (WebAuthn).
+    pub passkeys: PasskeyConfig,
+    /// Second factors.
+    pub mfa: MfaConfig,
 }
 
 impl Default for AuthConfig {
@@ -273,6 +279,8 @@ impl Default for AuthConfig {
             session_absolute_secs: 7 * 24 * 3600,
             cookie_secure: None,
             sso: SsoConfig::default(),
+            passkeys: PasskeyConfig::default(),
+            mfa: MfaConfig::default(),
         }
     }
 }
@@ -691,12 +699,27 @@ impl Config {
         }
     }
 
+    /// Where passkeys are bound (`None`: off): `auth.passkeys`, its origins
+    /// defaulting to Gatehouse's public URL.
+    pub fn relying_party(
+        &self,
+    ) -> Result<Option<gatehouse_core::accounts::passkeys::RelyingParty>, String> {
+        let public = self
+            .auth
+            .sso
+            .public_url
+            .as_deref()
+            .unwrap_or(&self.tokens.issuer);
+        self.auth.passkeys.relying_party(public)
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth
             .sso
             .validate(self.mode == Mode::Production)
             .map_err(ConfigError)?;
+        self.relying_party().map_err(ConfigError)?;
         let prefix = &self.keys.prefix;
         if !(1..=16).contains(&prefix.len())
             || !prefix

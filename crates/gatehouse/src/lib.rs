@@ -263,6 +263,8 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
                 idle_secs: config.auth.session_idle_secs as i64,
                 absolute_secs: config.auth.session_absolute_secs as i64,
             },
+            mfa_required_for_admins: config.auth.mfa.required_for_admins,
+            passkeys: config.relying_party().map_err(anyhow::Error::msg)?,
         },
         CatalogSettings {
             keys: Arc::new(

@@ -7,8 +7,10 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use gatehouse_core::accounts::Grant;
+use gatehouse_core::accounts::mfa::PasswordStep;
 use gatehouse_core::model::accounts::{Role, User, UserStatus};
-use gatehouse_core::model::sessions::{Session, SessionKind};
+use gatehouse_core::model::sessions::{ClientInfo, Session, SessionKind};
 use gatehouse_core::page::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -199,12 +201,92 @@ pub async fn register(
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
 }
 
+/// A password sign-in that still needs its second factor: send a code from
+/// the authenticator app, or a recovery code, to `POST /api/v1/auth/login/mfa`
+/// with this token.
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorNeeded {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Single use; for `POST /api/v1/auth/login/mfa`.
+    pub mfa_token: String,
+    /// What the second step accepts: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+    /// Seconds the token stays good.
+    pub expires_in: i64,
+}
+
+/// What a sign-in answers: a token (modes `token` and `cli`), the browser
+/// session (mode `session`, with its cookie), or the call for a second factor.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Token(TokenResponse),
+    Session(SessionInfo),
+    SecondFactor(SecondFactorNeeded),
+}
+
+impl LoginMode {
+    /// The session a sign-in in this mode starts; `None`: a JWT.
+    pub(crate) fn session_kind(self) -> Option<SessionKind> {
+        match self {
+            LoginMode::Token => None,
+            LoginMode::Session => Some(SessionKind::Web),
+            LoginMode::Cli => Some(SessionKind::Cli),
+        }
+    }
+}
+
+/// The answer to a completed sign-in: a JWT or command-line session token in
+/// the body, or a browser session's cookie (and the session in the body);
+/// with the device-proof cookie either way.
+pub(crate) fn signed_in(
+    state: &AppState,
+    user: &User,
+    grant: Grant,
+    client: &ClientInfo,
+) -> Response {
+    let accounts = &state.services.accounts;
+    let mut response = match grant {
+        Grant::Token(token) => Json(LoginAnswer::Token(TokenResponse {
+            token,
+            token_type: "Bearer",
+            expires_in: accounts.token_ttl_secs(),
+        }))
+        .into_response(),
+        Grant::Session(session, token) => {
+            let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
+            if session.kind == SessionKind::Cli {
+                Json(LoginAnswer::Token(TokenResponse {
+                    token,
+                    token_type: "Bearer",
+                    expires_in: lifetime,
+                }))
+                .into_response()
+            } else {
+                let cookie = session_cookie(&token, lifetime, state.secure_cookies);
+                let mut response = Json(LoginAnswer::Session(SessionInfo::new(
+                    session.clone(),
+                    Some(session.id),
+                )))
+                .into_response();
+                response.headers_mut().append(SET_COOKIE, cookie);
+                response
+            }
+        }
+    };
+    let proof = accounts.device_proof(user, client);
+    set_device_cookie(&mut response, &proof, state.secure_cookies);
+    response
+}
+
 /// Sign in with email or username and password. `mode` picks a JWT (default),
-/// a browser session cookie, or a command-line session token.
+/// a browser session cookie, or a command-line session token. Accounts with a
+/// TOTP second factor get `mfa_required` and a token for the second step.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in: a token (modes `token`, `cli`) or the session with a `Set-Cookie` (mode `session`)", body = TokenResponse),
+        (status = 200, description = "Signed in: a token (modes `token`, `cli`) or the session with a `Set-Cookie` (mode `session`); or, for accounts with a second factor, `mfa_required` and the token for `POST /api/v1/auth/login/mfa`", body = LoginAnswer),
         (status = 401, description = "Wrong login or password (the same answer for both)", body = ErrorBody),
         (status = 429, description = "Too many failed sign-ins for this account from here; see `Retry-After`", body = ErrorBody),
     ))]
@@ -213,46 +295,29 @@ pub async fn login(
     Client(client): Client,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let accounts = &state.services.accounts;
-    let kind = match request.mode {
-        LoginMode::Token => {
-            let (user, token) = accounts
-                .login(&request.login, &request.password, &client)
-                .await?;
-            let mut response = Json(TokenResponse {
-                token,
-                token_type: "Bearer",
-                expires_in: accounts.token_ttl_secs(),
-            })
-            .into_response();
-            let proof = accounts.device_proof(&user, &client);
-            set_device_cookie(&mut response, &proof, state.secure_cookies);
-            return Ok(response);
-        }
-        LoginMode::Session => SessionKind::Web,
-        LoginMode::Cli => SessionKind::Cli,
-    };
-    let (user, session, token) = accounts
-        .login_session(&request.login, &request.password, kind, client.clone())
+    let step = state
+        .services
+        .accounts
+        .password_step(
+            &request.login,
+            &request.password,
+            request.mode.session_kind(),
+            &client,
+        )
         .await?;
-    let proof = accounts.device_proof(&user, &client);
-    let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
-    let mut response = if kind == SessionKind::Cli {
-        Json(TokenResponse {
+    Ok(match step {
+        PasswordStep::SignedIn(user, grant) => signed_in(&state, &user, grant, &client),
+        PasswordStep::SecondFactor {
             token,
-            token_type: "Bearer",
-            expires_in: lifetime,
-        })
-        .into_response()
-    } else {
-        let cookie = session_cookie(&token, lifetime, state.secure_cookies);
-        let mut response =
-            Json(SessionInfo::new(session.clone(), Some(session.id))).into_response();
-        response.headers_mut().append(SET_COOKIE, cookie);
-        response
-    };
-    set_device_cookie(&mut response, &proof, state.secure_cookies);
-    Ok(response)
+            expires_in_secs,
+        } => Json(LoginAnswer::SecondFactor(SecondFactorNeeded {
+            mfa_required: true,
+            mfa_token: token,
+            methods: vec!["totp", "recovery_code"],
+            expires_in: expires_in_secs,
+        }))
+        .into_response(),
+    })
 }
 
 /// How long a device proof is kept: 180 days.

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod clients;
 pub mod docs;
+pub(crate) mod factors;
 pub(crate) mod keys;
 pub(crate) mod names;
 pub(crate) mod ops;
@@ -86,6 +87,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(system::routes())
         .merge(auth::routes())
         .merge(sso::routes())
+        .merge(factors::routes())
         .merge(users::routes())
         .merge(orgs::routes())
         .merge(teams::routes())

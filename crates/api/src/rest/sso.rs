@@ -7,7 +7,7 @@ use axum::http::header::{HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::Error;
-use gatehouse_core::accounts::sso::SsoSignedIn;
+use gatehouse_core::accounts::Grant;
 use gatehouse_core::model::sessions::SessionKind;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{LoginMode, SessionInfo, TokenResponse, session_cookie, set_device_cookie};
+use super::auth::{LoginMode, SessionInfo, session_cookie, set_device_cookie, signed_in};
 use crate::ApiError;
 use crate::auth::{Client, InPerson, SignedIn};
 use crate::extract::ApiQuery;
@@ -89,7 +89,7 @@ pub async fn start(
 #[utoipa::path(get, path = "/api/v1/auth/sso/{provider}/callback", tag = "auth",
     params(("provider" = String, Path, description = "The provider's `id`"), CallbackQuery),
     responses(
-        (status = 200, description = "Signed in (modes `token`, `cli`)", body = TokenResponse),
+        (status = 200, description = "Signed in (modes `token`, `cli`)", body = super::auth::TokenResponse),
         (status = 303, description = "Signed in (mode `session`): a `Set-Cookie` and the way on"),
         (status = 401, description = "Unknown, used or expired `state`, or the provider's answer did not validate", body = crate::error::ErrorBody),
         (status = 403, description = "This account may not sign in through this provider", body = crate::error::ErrorBody),
@@ -132,46 +132,48 @@ pub async fn callback(
             &client,
         )
         .await?;
-    let proof = accounts.device_proof(&finished.user, &client);
-    let mut response = match finished.signed_in {
-        SsoSignedIn::Token(token) => Json(TokenResponse {
-            token,
-            token_type: "Bearer",
-            expires_in: accounts.token_ttl_secs(),
-        })
-        .into_response(),
-        SsoSignedIn::Session(session, token) => {
-            let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
-            if session.kind == SessionKind::Cli {
-                Json(TokenResponse {
-                    token,
-                    token_type: "Bearer",
-                    expires_in: lifetime,
-                })
-                .into_response()
-            } else {
-                let to = finished.redirect_to.as_deref().unwrap_or("/");
-                let mut response = match redirect(to) {
-                    Ok(response) => response,
-                    Err(_) => {
-                        Json(SessionInfo::new(session.clone(), Some(session.id))).into_response()
-                    }
-                };
-                let cookie = session_cookie(&token, lifetime, state.secure_cookies);
-                response.headers_mut().append(SET_COOKIE, cookie);
-                response
-            }
-        }
+    // A browser session goes back where the sign-in started; the other
+    // modes answer like a password sign-in.
+    let Grant::Session(session, token) = finished.signed_in else {
+        return Ok(signed_in(
+            &state,
+            &finished.user,
+            finished.signed_in,
+            &client,
+        ));
     };
+    if session.kind == SessionKind::Cli {
+        let grant = Grant::Session(session, token);
+        return Ok(signed_in(&state, &finished.user, grant, &client));
+    }
+    let lifetime = (session.absolute_expires_at - session.created_at).num_seconds();
+    let to = finished.redirect_to.as_deref().unwrap_or("/");
+    let mut response = match redirect(to) {
+        Ok(response) => response,
+        Err(_) => Json(SessionInfo::new(session.clone(), Some(session.id))).into_response(),
+    };
+    let cookie = session_cookie(&token, lifetime, state.secure_cookies);
+    response.headers_mut().append(SET_COOKIE, cookie);
+    let proof = accounts.device_proof(&finished.user, &client);
     set_device_cookie(&mut response, &proof, state.secure_cookies);
     Ok(response)
 }
 
-/// How an account signs in: its password, its single sign-on identities.
+/// How an account signs in: its password, passkeys, second factor and
+/// single sign-on identities.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct SignInMethods {
     /// Whether the account has a password.
     pub password: bool,
+    /// How many passkeys it has (`GET /api/v1/auth/passkeys` lists them).
+    pub passkeys: u32,
+    /// Whether an authenticator app (TOTP) is its second factor.
+    pub totp: bool,
+    /// Unused recovery codes of the authenticator app.
+    pub recovery_codes_left: usize,
+    /// The account must have a second factor (it holds `admin`, and the
+    /// server requires one for admins).
+    pub second_factor_required: bool,
     pub sso: Vec<LinkedIdentity>,
 }
 
@@ -191,14 +193,19 @@ pub struct LinkedIdentity {
 /// Your ways to sign in.
 #[utoipa::path(get, path = "/api/v1/auth/methods", tag = "auth",
     security(("bearer" = [])),
-    responses((status = 200, description = "Password and linked identities", body = SignInMethods)))]
+    responses((status = 200, description = "Password, passkeys, second factor and linked identities", body = SignInMethods)))]
 pub async fn methods(
     State(state): State<AppState>,
     SignedIn(auth): SignedIn,
 ) -> Result<Json<SignInMethods>, ApiError> {
     let identities = state.services.accounts.sso_identities(auth.user.id).await?;
+    let factors = state.services.accounts.second_factors(&auth.user).await?;
     Ok(Json(SignInMethods {
         password: auth.user.password_hash.is_some(),
+        passkeys: auth.user.passkey_count,
+        totp: factors.totp_enabled,
+        recovery_codes_left: factors.recovery_codes_left,
+        second_factor_required: factors.required,
         sso: identities
             .into_iter()
             .map(|i| LinkedIdentity {

@@ -19,7 +19,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::accounts::AccountService;
-use gatehouse_core::accounts::sso::{SsoProfile, SsoRules, SsoSignedIn};
+use gatehouse_core::accounts::Grant;
+use gatehouse_core::accounts::sso::{SsoProfile, SsoRules};
 use gatehouse_core::model::accounts::{SsoFlow, User};
 use gatehouse_core::model::sessions::{ClientInfo, SessionKind};
 use gatehouse_core::{Error, ErrorCode};
@@ -90,7 +91,7 @@ pub struct ProviderInfo {
 /// How a finished single sign-on is handed back.
 pub struct Finished {
     pub user: User,
-    pub signed_in: SsoSignedIn,
+    pub signed_in: Grant,
     pub redirect_to: Option<String>,
 }
 

@@ -53,6 +53,8 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         sso_required_domains: Vec::new(),
         password_policy: Default::default(),
         sessions: Default::default(),
+        mfa_required_for_admins: false,
+        passkeys: None,
     };
     let app = router(
         Services::new(

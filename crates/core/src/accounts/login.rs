@@ -43,6 +43,7 @@ impl AccountService {
         client: &ClientInfo,
     ) -> Result<(User, String)> {
         let user = self.check_credentials(login, password, client).await?;
+        ensure_single_step(&user)?;
         let token = self.tokens.issue(&user)?;
         Ok((user, token))
     }
@@ -58,6 +59,7 @@ impl AccountService {
         client: ClientInfo,
     ) -> Result<(User, Session, String)> {
         let user = self.check_credentials(login, password, &client).await?;
+        ensure_single_step(&user)?;
         let (session, token) = self.start_session(&user, kind, client).await?;
         Ok((user, session, token))
     }
@@ -152,29 +154,7 @@ impl AccountService {
                 .chain(client.ip.as_deref().map(Counter::of_ip))
                 .collect(),
         };
-        let now = self.env.clock.now_millis();
-        let wait = self
-            .store
-            .run(|tx| {
-                let counters = &counters;
-                async move {
-                    let mut records = Vec::with_capacity(counters.len());
-                    let mut wait = None;
-                    for counter in counters {
-                        let record = counter.key.get(&tx).await?;
-                        wait = wait.max(record.and_then(|f| f.wait_ms(now, counter.free)));
-                        records.push(record);
-                    }
-                    if wait.is_none() {
-                        for (counter, record) in counters.iter().zip(records) {
-                            let record = throttle::Failures::after_failure(record, now);
-                            counter.key.put(&tx, &record).await?;
-                        }
-                    }
-                    Ok::<_, TxError<Error>>(wait)
-                }
-            })
-            .await?;
+        let wait = self.count_attempt(&counters).await?;
         let anonymous = || Actor::Anonymous {
             login: Some(subject.clone()),
         };
@@ -198,22 +178,7 @@ impl AccountService {
         if !is_bad {
             // A success (or a failure of ours) takes the attempt back: the
             // login's and the device's counts start over, the IP's drops one.
-            let clear = outcome.is_ok();
-            self.store
-                .run(|tx| {
-                    let counters = &counters;
-                    async move {
-                        for Counter { key, shared, .. } in counters {
-                            let record = key.get(&tx).await?;
-                            match record.and_then(|f| f.taken_back()) {
-                                Some(f) if *shared || !clear => key.put(&tx, &f).await?,
-                                _ => key.clear(&tx).await?,
-                            }
-                        }
-                        Ok::<_, TxError<Error>>(())
-                    }
-                })
-                .await?;
+            self.take_back_attempt(&counters, outcome.is_ok()).await?;
         }
         if let Ok(user) = &outcome
             && let Some(domain) = self.sso_required_for(&user.email)
@@ -251,6 +216,52 @@ impl AccountService {
             Err(_) => {}
         }
         outcome
+    }
+
+    /// Counts an attempt against each of `counters`, in one transaction with
+    /// the check that it may be made; how many milliseconds to wait when it
+    /// may not (then nothing is counted).
+    pub(super) async fn count_attempt(&self, counters: &[Counter]) -> Result<Option<i64>> {
+        let now = self.env.clock.now_millis();
+        let wait = self
+            .store
+            .run(|tx| async move {
+                let mut records = Vec::with_capacity(counters.len());
+                let mut wait = None;
+                for counter in counters {
+                    let record = counter.key.get(&tx).await?;
+                    wait = wait.max(record.and_then(|f| f.wait_ms(now, counter.free)));
+                    records.push(record);
+                }
+                if wait.is_none() {
+                    for (counter, record) in counters.iter().zip(records) {
+                        let record = throttle::Failures::after_failure(record, now);
+                        counter.key.put(&tx, &record).await?;
+                    }
+                }
+                Ok::<_, TxError<Error>>(wait)
+            })
+            .await?;
+        Ok(wait)
+    }
+
+    /// Takes back an attempt that was not a wrong guess: after a success
+    /// (`clear`) a personal count starts over and a shared one drops one;
+    /// after a failure of ours each drops one.
+    pub(super) async fn take_back_attempt(&self, counters: &[Counter], clear: bool) -> Result<()> {
+        self.store
+            .run(|tx| async move {
+                for Counter { key, shared, .. } in counters {
+                    let record = key.get(&tx).await?;
+                    match record.and_then(|f| f.taken_back()) {
+                        Some(f) if *shared || !clear => key.put(&tx, &f).await?,
+                        _ => key.clear(&tx).await?,
+                    }
+                }
+                Ok::<_, TxError<Error>>(())
+            })
+            .await?;
+        Ok(())
     }
 
     /// The domain of `email` when its accounts must use single sign-on.
@@ -327,8 +338,22 @@ impl AccountService {
     }
 }
 
+/// [`login`](AccountService::login) and
+/// [`login_session`](AccountService::login_session) sign in with a password
+/// alone: accounts with a second factor take
+/// [`password_step`](AccountService::password_step).
+fn ensure_single_step(user: &User) -> Result<()> {
+    if user.totp_enabled {
+        return Err(Error::new(
+            ErrorCode::Unauthenticated,
+            "this account has a second factor: sign in with POST /api/v1/auth/login, then /api/v1/auth/login/mfa",
+        ));
+    }
+    Ok(())
+}
+
 /// One failure counter an attempt is made against.
-struct Counter {
+pub(super) struct Counter {
     key: Key<throttle::Failures>,
     /// Failures before delays start.
     free: u32,
@@ -338,7 +363,7 @@ struct Counter {
 }
 
 impl Counter {
-    fn of_login(kind: &str, subject: &str) -> Self {
+    pub(super) fn of_login(kind: &str, subject: &str) -> Self {
         Counter {
             key: keyspace::login_failures(kind, subject),
             free: throttle::ACCOUNT_FREE_FAILURES,

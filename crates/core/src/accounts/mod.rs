@@ -1,7 +1,8 @@
 //! Accounts: registration and the first admin (`registration`), password
 //! sign-in with throttling (`login`), email addresses and resets (`emails`),
-//! sessions and JWTs (`sessions`), single sign-on (`sso`), and
-//! administration (`admin`). The service
+//! sessions and JWTs (`sessions`), single sign-on (`sso`), passkeys
+//! (`passkeys`), the TOTP second factor (`mfa`) and the challenges between
+//! their steps (`challenges`), and administration (`admin`). The service
 //! and what those files share are here.
 //!
 //! Sign-in never tells whether an account exists: an unknown login, a disabled
@@ -10,9 +11,12 @@
 //! Registration answers alike whether or not the email is taken.
 
 mod admin;
+mod challenges;
 mod devices;
 mod emails;
 mod login;
+pub mod mfa;
+pub mod passkeys;
 pub mod password;
 mod registration;
 mod sessions;
@@ -38,6 +42,7 @@ use crate::audit::{Actor, AuditLog, Audited, NewEvent, Outcome};
 use crate::blocking::{self, BlockingPool};
 use crate::codec::Key;
 use crate::common::token_hash;
+use crate::crypto::KeyRing;
 use crate::model::sessions::{ClientInfo, Session, SessionKind, SessionPolicy, SessionRef};
 use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
 
@@ -66,6 +71,11 @@ pub struct AccountSettings {
     pub sso_required_domains: Vec<String>,
     pub password_policy: PasswordPolicy,
     pub sessions: SessionPolicy,
+    /// Holders of `admin` must have a second factor (a TOTP app or a passkey)
+    /// before they may act.
+    pub mfa_required_for_admins: bool,
+    /// Where passkeys are bound; `None`: passkeys are off.
+    pub passkeys: Option<passkeys::RelyingParty>,
 }
 
 /// An account an admin creates.
@@ -106,6 +116,23 @@ async fn end_session(
     keyspace::session_by_user(session.user_id, session.id)
         .clear(tx)
         .await
+}
+
+/// What a completed sign-in hands back.
+pub enum Grant {
+    /// A JWT.
+    Token(String),
+    /// A session (browser or command line) and its token.
+    Session(Session, String),
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::Token(_) => f.write_str("Token(***)"),
+            Grant::Session(session, _) => write!(f, "Session({}, ***)", session.id),
+        }
+    }
 }
 
 /// Filters for [`AccountService::list_users`].
@@ -188,6 +215,10 @@ pub struct AccountService {
     sso_required_domains: Vec<String>,
     policy: PasswordPolicy,
     sessions: SessionPolicy,
+    mfa_required_for_admins: bool,
+    passkeys: Option<passkeys::RelyingParty>,
+    /// Seals TOTP secrets.
+    keys: Arc<KeyRing>,
 }
 
 /// Sessions are not rewritten on every request: `last_seen_at` moves only
@@ -211,6 +242,7 @@ impl AccountService {
         pool: Arc<dyn BlockingPool>,
         audit: Arc<AuditLog>,
         settings: AccountSettings,
+        keys: Arc<KeyRing>,
     ) -> Self {
         AccountService {
             audit,
@@ -227,6 +259,9 @@ impl AccountService {
             sso_required_domains: settings.sso_required_domains,
             policy: settings.password_policy,
             sessions: settings.sessions,
+            mfa_required_for_admins: settings.mfa_required_for_admins,
+            passkeys: settings.passkeys,
+            keys,
         }
     }
 

@@ -26,6 +26,8 @@ impl AccountService {
             must_change_password: new.must_change_password,
             token_epoch: 0,
             sso_roles: Default::default(),
+            totp_enabled: false,
+            passkey_count: 0,
             limits: Default::default(),
             created_at: now,
             updated_at: now,

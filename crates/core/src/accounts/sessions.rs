@@ -4,6 +4,22 @@
 use super::*;
 
 impl AccountService {
+    /// Hands a signed-in user a JWT (`kind` none) or a session of `kind`.
+    pub(super) async fn grant(
+        &self,
+        user: &User,
+        kind: Option<SessionKind>,
+        client: &ClientInfo,
+    ) -> Result<Grant> {
+        Ok(match kind {
+            None => Grant::Token(self.tokens.issue(user)?),
+            Some(kind) => {
+                let (session, token) = self.start_session(user, kind, client.clone()).await?;
+                Grant::Session(session, token)
+            }
+        })
+    }
+
     pub(super) async fn start_session(
         &self,
         user: &User,
@@ -272,6 +288,12 @@ impl AccountService {
             return Err(Error::new(
                 ErrorCode::PermissionDenied,
                 "change your password first: PUT /api/v1/auth/password",
+            ));
+        }
+        if self.mfa_required_for(user) && !user.has_second_factor() {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "your account holds admin and must have a second factor: enrol one first (POST /api/v1/auth/mfa/totp, or register a passkey)",
             ));
         }
         Ok(())

@@ -45,23 +45,6 @@ pub struct SsoProfile {
     pub groups: Vec<String>,
 }
 
-/// The credential a single sign-on hands back.
-pub enum SsoSignedIn {
-    /// A JWT.
-    Token(String),
-    /// A session (browser or command line) and its token.
-    Session(Session, String),
-}
-
-impl std::fmt::Debug for SsoSignedIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SsoSignedIn::Token(_) => f.write_str("Token(***)"),
-            SsoSignedIn::Session(session, _) => write!(f, "Session({}, ***)", session.id),
-        }
-    }
-}
-
 impl SsoRules {
     /// The roles `groups` give, with the defaults.
     fn mapped_roles(&self, groups: &[String]) -> BTreeSet<Role> {
@@ -176,7 +159,7 @@ impl AccountService {
         profile: SsoProfile,
         kind: Option<SessionKind>,
         client: &ClientInfo,
-    ) -> Result<(User, SsoSignedIn)> {
+    ) -> Result<(User, Grant)> {
         let account = if rules.allows(profile.email.as_deref()) {
             self.sso_account(rules, &profile, client).await
         } else {
@@ -206,14 +189,8 @@ impl AccountService {
             }
         };
         let user = self.sso_remap(rules, &profile, user, client).await?;
-        let signed_in = match kind {
-            None => SsoSignedIn::Token(self.tokens.issue(&user)?),
-            Some(kind) => {
-                let (session, token) = self.start_session(&user, kind, client.clone()).await?;
-                SsoSignedIn::Session(session, token)
-            }
-        };
-        Ok((user, signed_in))
+        let grant = self.grant(&user, kind, client).await?;
+        Ok((user, grant))
     }
 
     /// The account the identity is linked to, linking or creating one.
@@ -477,7 +454,7 @@ impl AccountService {
 
 impl AccountService {
     /// Unlinks the account's identities at `provider`, unless they are its
-    /// last way to sign in (no password and no other identity).
+    /// last way to sign in (no password, passkey or other identity).
     pub async fn unlink_sso(&self, user_id: Id, provider: &str, client: &ClientInfo) -> Result<()> {
         let event = self.event(
             Actor::User { id: user_id },
@@ -503,9 +480,9 @@ impl AccountService {
                             "no identity of this provider is linked to your account",
                         )));
                     }
-                    if user.password_hash.is_none() && kept.is_empty() {
+                    if user.password_hash.is_none() && kept.is_empty() && user.passkey_count == 0 {
                         return Err(TxError::Abort(Error::conflict(
-                            "this is your last way to sign in: set a password or link another provider first",
+                            "this is your last way to sign in: set a password, register a passkey or link another provider first",
                         )));
                     }
                     for identity in &gone {
@@ -543,6 +520,8 @@ mod tests {
             limits: Default::default(),
             token_epoch: 0,
             sso_roles: sso.iter().copied().collect(),
+            totp_enabled: false,
+            passkey_count: 0,
             created_at: now,
             updated_at: now,
         }

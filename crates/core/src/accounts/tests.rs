@@ -6,6 +6,7 @@ use gatehouse_storage::memory::MemoryEngine;
 
 use super::*;
 use crate::blocking::InlinePool;
+use crate::clock::Clock as _;
 use crate::env::{ManualClock, SeededRandom};
 use crate::id::Snowflake;
 use crate::model::sessions::{ClientInfo, SessionKind};
@@ -15,25 +16,37 @@ fn service() -> AccountService {
 }
 
 fn service_with_clock(clock: Arc<ManualClock>) -> AccountService {
+    service_with(clock, |_| {})
+}
+
+fn service_with(
+    clock: Arc<ManualClock>,
+    adjust: impl FnOnce(&mut AccountSettings),
+) -> AccountService {
     let env = Env {
         ids: Arc::new(Snowflake::new(1, clock.clone()).unwrap()),
         clock,
         random: Arc::new(SeededRandom::new(9)),
     };
     let store = Store::new(Arc::new(MemoryEngine::new()));
+    let mut settings = AccountSettings {
+        jwt_secret: vec![3; 32],
+        jwt_ttl_secs: 3600,
+        registration_enabled: true,
+        sso_required_domains: Vec::new(),
+        password_policy: PasswordPolicy::default(),
+        sessions: SessionPolicy::default(),
+        mfa_required_for_admins: false,
+        passkeys: None,
+    };
+    adjust(&mut settings);
     AccountService::new(
         store.clone(),
         env.clone(),
         Arc::new(InlinePool),
         Arc::new(crate::audit::AuditLog::new(store, env)),
-        AccountSettings {
-            jwt_secret: vec![3; 32],
-            jwt_ttl_secs: 3600,
-            registration_enabled: true,
-            sso_required_domains: Vec::new(),
-            password_policy: PasswordPolicy::default(),
-            sessions: SessionPolicy::default(),
-        },
+        settings,
+        Arc::new(crate::crypto::KeyRing::new(&[4; 32], &[]).unwrap()),
     )
 }
 
@@ -1459,7 +1472,7 @@ async fn a_single_sign_on_flow_is_taken_once_by_its_provider_before_it_expires()
 
 #[tokio::test]
 async fn single_sign_on_creates_links_or_refuses_and_maps_groups() {
-    use sso::{SsoProfile, SsoRules, SsoSignedIn};
+    use sso::{SsoProfile, SsoRules};
     let s = service();
     let client = ClientInfo::default();
     let rules = SsoRules {
@@ -1486,7 +1499,7 @@ async fn single_sign_on_creates_links_or_refuses_and_maps_groups() {
         )
         .await
         .unwrap();
-    assert!(matches!(signed_in, SsoSignedIn::Token(_)));
+    assert!(matches!(signed_in, Grant::Token(_)));
     assert_eq!(ada.roles, BTreeSet::from([Role::User, Role::Admin]));
     assert_eq!(ada.sso_roles, BTreeSet::from([Role::Admin]));
     assert!(ada.email_verified && ada.password_hash.is_none());
@@ -1500,7 +1513,7 @@ async fn single_sign_on_creates_links_or_refuses_and_maps_groups() {
         )
         .await
         .unwrap();
-    assert!(matches!(signed_in, SsoSignedIn::Session(..)));
+    assert!(matches!(signed_in, Grant::Session(..)));
     assert_eq!(again.id, ada.id);
     assert_eq!(again.roles, BTreeSet::from([Role::User]));
     // Another subject claiming Ada's address without verifying it: refused.
@@ -1526,4 +1539,215 @@ async fn single_sign_on_creates_links_or_refuses_and_maps_groups() {
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::PermissionDenied);
     assert_eq!(s.sso_identities(ada.id).await.unwrap().len(), 1);
+}
+
+/// The code an authenticator app shows for `secret` (base32) at `ms`.
+fn app_code(secret: &str, ms: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        String::new(),
+    )
+    .generate((ms / 1000) as u64)
+}
+
+async fn enrolled(s: &AccountService, clock: &ManualClock, user: &User) -> (String, Vec<String>) {
+    let c = ClientInfo::default();
+    let wrong = s
+        .enrol_totp(user.id, Some("not the password"), None, &c)
+        .await;
+    assert!(wrong.is_err(), "re-authentication is required");
+    let enrolment = s
+        .enrol_totp(user.id, Some(PASSWORD), None, &c)
+        .await
+        .unwrap();
+    assert!(
+        enrolment
+            .otpauth_uri
+            .starts_with("otpauth://totp/Gatehouse:")
+    );
+    assert!(
+        enrolment
+            .otpauth_uri
+            .contains(&format!("secret={}", enrolment.secret))
+    );
+    assert!(enrolment.qr_svg.contains("<svg"));
+    let now = clock.now_millis();
+    let right: u32 = app_code(&enrolment.secret, now).parse().unwrap();
+    let wrong = format!("{:06}", (right + 1) % 1_000_000);
+    assert!(s.confirm_totp(user.id, &wrong, &c).await.is_err());
+    let codes = s
+        .confirm_totp(user.id, &app_code(&enrolment.secret, now), &c)
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), mfa::RECOVERY_CODES);
+    (enrolment.secret, codes)
+}
+
+async fn second_step_token(s: &AccountService) -> String {
+    let c = ClientInfo::default();
+    match s
+        .password_step("ada@example.com", PASSWORD, None, &c)
+        .await
+        .unwrap()
+    {
+        mfa::PasswordStep::SecondFactor {
+            token,
+            expires_in_secs,
+        } => {
+            assert_eq!(expires_in_secs, 300);
+            token
+        }
+        mfa::PasswordStep::SignedIn(..) => panic!("the second factor was skipped"),
+    }
+}
+
+#[tokio::test]
+async fn a_totp_account_signs_in_in_two_steps_and_every_code_works_once() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    let c = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    let (secret, recovery) = enrolled(&s, &clock, &ada).await;
+    let ada = s.get_user(ada.id).await.unwrap();
+    assert!(ada.totp_enabled && ada.has_second_factor());
+    // The password alone no longer signs in.
+    assert!(s.login("ada@example.com", PASSWORD, &c).await.is_err());
+    // The code that confirmed the app is spent: its step is used.
+    let token = second_step_token(&s).await;
+    let spent = app_code(&secret, clock.now_millis());
+    let err = s
+        .finish_second_factor(&token, &spent, &c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Unauthenticated);
+    // Thirty seconds on, the next code signs in, once.
+    clock.advance(30_000);
+    let next = app_code(&secret, clock.now_millis());
+    let (user, grant) = s.finish_second_factor(&token, &next, &c).await.unwrap();
+    assert_eq!(user.id, ada.id);
+    let Grant::Token(jwt) = grant else {
+        panic!("a JWT was asked for")
+    };
+    assert_eq!(s.authenticate_token(&jwt).await.unwrap().0.id, ada.id);
+    assert!(
+        s.finish_second_factor(&token, &next, &c).await.is_err(),
+        "the token is single use"
+    );
+    // A recovery code (typed in capitals, without its dash) works once.
+    let token = second_step_token(&s).await;
+    let typed = recovery[3].replace('-', "").to_uppercase();
+    s.finish_second_factor(&token, &typed, &c).await.unwrap();
+    let token = second_step_token(&s).await;
+    let again = s
+        .finish_second_factor(&token, &recovery[3], &c)
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), ErrorCode::Unauthenticated);
+    assert_eq!(s.second_factors(&ada).await.unwrap().recovery_codes_left, 9);
+    // Five wrong codes and the pending sign-in is gone.
+    let token = second_step_token(&s).await;
+    for _ in 0..5 {
+        let err = s
+            .finish_second_factor(&token, "123456x", &c)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err.code(),
+            ErrorCode::Unauthenticated | ErrorCode::RateLimited
+        ));
+    }
+    clock.advance(3_600_000);
+    let late = app_code(&secret, clock.now_millis());
+    assert!(s.finish_second_factor(&token, &late, &c).await.is_err());
+    // Turned off: the password alone signs in again.
+    s.disable_totp(ada.id, Some(PASSWORD), None, &c)
+        .await
+        .unwrap();
+    s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_second_factor_codes_are_throttled_like_passwords() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    let c = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    let (_, recovery) = enrolled(&s, &clock, &ada).await;
+    let mut throttled = false;
+    for _ in 0..4 {
+        let token = second_step_token(&s).await;
+        for _ in 0..4 {
+            if let Err(e) = s.finish_second_factor(&token, "000000x", &c).await
+                && e.code() == ErrorCode::RateLimited
+            {
+                throttled = true;
+            }
+        }
+    }
+    assert!(
+        throttled,
+        "sixteen wrong codes in a row were never slowed down"
+    );
+    // Even a right code waits its turn, and is not spent by waiting.
+    let token = second_step_token(&s).await;
+    let err = s
+        .finish_second_factor(&token, &recovery[0], &c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RateLimited);
+    clock.advance(4 * 60 * 1000);
+    s.finish_second_factor(&token, &recovery[0], &c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_without_a_second_factor_is_told_to_enrol_when_one_is_required() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with(clock.clone(), |settings| {
+        settings.mfa_required_for_admins = true
+    });
+    let c = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    assert!(s.ensure_may_act(&ada).is_ok(), "only admins must enrol");
+    s.update_user(ada.id, |u| {
+        u.roles.insert(Role::Admin);
+    })
+    .await
+    .unwrap();
+    let admin = s.get_user(ada.id).await.unwrap();
+    let err = s.ensure_may_act(&admin).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    assert!(
+        err.message().contains("/api/v1/auth/mfa/totp"),
+        "{}",
+        err.message()
+    );
+    assert!(s.second_factors(&admin).await.unwrap().required);
+    enrolled(&s, &clock, &admin).await;
+    let admin = s.get_user(ada.id).await.unwrap();
+    s.ensure_may_act(&admin).unwrap();
+    // And it may not drop its only second factor.
+    let err = s
+        .disable_totp(ada.id, Some(PASSWORD), None, &c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
 }

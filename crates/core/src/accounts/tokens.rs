@@ -128,6 +128,8 @@ mod tests {
             must_change_password: false,
             token_epoch: 0,
             sso_roles: Default::default(),
+            totp_enabled: false,
+            passkey_count: 0,
             limits: Default::default(),
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,

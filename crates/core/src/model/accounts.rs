@@ -65,6 +65,12 @@ pub struct User {
     /// every SSO sign-in; the others were granted by hand and are kept.
     #[serde(default)]
     pub sso_roles: BTreeSet<Role>,
+    /// A confirmed TOTP second factor: password sign-ins take a second step.
+    #[serde(default)]
+    pub totp_enabled: bool,
+    /// How many passkeys the account has registered.
+    #[serde(default)]
+    pub passkey_count: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -95,6 +101,11 @@ impl User {
     /// Holds `admin` or `admin_readonly`: reads everything an admin reads.
     pub fn is_platform_reader(&self) -> bool {
         self.is_platform_admin() || self.roles.contains(&Role::AdminReadonly)
+    }
+
+    /// Has a second factor: a confirmed TOTP app or a passkey.
+    pub fn has_second_factor(&self) -> bool {
+        self.totp_enabled || self.passkey_count > 0
     }
 
     /// A provider account: holds `provider` without `user` (SPEC §2).

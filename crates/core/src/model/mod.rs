@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod cluster;
 pub mod email;
+pub mod factors;
 pub mod idempotency;
 pub mod keys;
 pub mod sessions;

@@ -108,6 +108,7 @@ impl Services {
                 pool,
                 audit.clone(),
                 accounts,
+                catalog.keys.clone(),
             )),
             catalog: Arc::new(CatalogService::new(
                 store.clone(),
