@@ -13,6 +13,7 @@ mod connections;
 mod contract;
 mod deploy;
 mod docs;
+mod factors;
 mod gateway;
 mod grpc;
 mod helpers;
