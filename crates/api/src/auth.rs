@@ -146,6 +146,21 @@ impl FromRequestParts<AppState> for InPerson {
     }
 }
 
+/// A signed-in person, not an API key, who may still be held back from
+/// acting (a second factor to enrol first): for the routes that add a way to
+/// sign in.
+pub struct Enrolling(pub Authenticated);
+
+impl FromRequestParts<AppState> for Enrolling {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let SignedIn(auth) = SignedIn::from_request_parts(parts, state).await?;
+        auth.ensure_in_person()?;
+        Ok(Enrolling(auth))
+    }
+}
+
 /// Client details, as an extractor.
 pub struct Client(pub ClientInfo);
 

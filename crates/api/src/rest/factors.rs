@@ -24,7 +24,7 @@ use super::AppState;
 use super::auth::{LoginMode, signed_in};
 use super::page::{List, Order, PageQuery};
 use crate::ApiError;
-use crate::auth::{Authenticated, Client, InPerson, SignedIn};
+use crate::auth::{Authenticated, Client, Enrolling, InPerson};
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
 
@@ -119,11 +119,6 @@ fn signed_in_at(auth: &Authenticated) -> Option<DateTime<Utc>> {
     auth.session.as_ref().map(|s| s.created_at)
 }
 
-fn in_person(auth: SignedIn) -> Result<Authenticated, ApiError> {
-    auth.0.ensure_in_person()?;
-    Ok(auth.0)
-}
-
 /// Start registering a passkey (re-authentication required).
 #[utoipa::path(post, path = "/api/v1/auth/passkeys/register/start", tag = "auth",
     security(("bearer" = [])),
@@ -137,10 +132,9 @@ fn in_person(auth: SignedIn) -> Result<Authenticated, ApiError> {
 pub async fn start_registration(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: SignedIn,
+    Enrolling(auth): Enrolling,
     ApiJson(request): ApiJson<Reauthenticate>,
 ) -> Result<Json<Ceremony>, ApiError> {
-    let auth = in_person(auth)?;
     let started = state
         .services
         .accounts
@@ -167,10 +161,9 @@ pub async fn start_registration(
 pub async fn finish_registration(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: SignedIn,
+    Enrolling(auth): Enrolling,
     ApiJson(request): ApiJson<FinishRegistration>,
 ) -> Result<(StatusCode, Json<PasskeyInfo>), ApiError> {
-    let auth = in_person(auth)?;
     let record = state
         .services
         .accounts
@@ -340,10 +333,9 @@ pub struct SecondStep {
 pub async fn enrol_totp(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: SignedIn,
+    Enrolling(auth): Enrolling,
     ApiJson(request): ApiJson<Reauthenticate>,
 ) -> Result<Json<TotpEnrolment>, ApiError> {
-    let auth = in_person(auth)?;
     let enrolment = state
         .services
         .accounts
@@ -372,10 +364,9 @@ pub async fn enrol_totp(
 pub async fn confirm_totp(
     State(state): State<AppState>,
     Client(client): Client,
-    auth: SignedIn,
+    Enrolling(auth): Enrolling,
     ApiJson(request): ApiJson<TotpCode>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    let auth = in_person(auth)?;
     let recovery_codes = state
         .services
         .accounts

@@ -83,6 +83,28 @@ async fn passkey_sign_in(
     post(app, "/api/v1/auth/passkeys/login/finish", None, finish).await
 }
 
+/// Registers a passkey for `user` through the service (for fixtures).
+pub async fn passkey_for(
+    services: &gatehouse_core::services::Services,
+    user: gatehouse_core::Id,
+    name: &str,
+) {
+    let c = gatehouse_core::model::sessions::ClientInfo::default();
+    let accounts = &services.accounts;
+    let started = accounts
+        .start_passkey_registration(user, Some(PASSWORD), None, &c)
+        .await
+        .unwrap();
+    let (mut token, _) = SoftToken::new(true).unwrap();
+    let credential = token
+        .perform_register(origin(), started.options.public_key, 60_000)
+        .unwrap();
+    accounts
+        .finish_passkey_registration(user, &started.challenge_id, name, &credential, &c)
+        .await
+        .unwrap();
+}
+
 async fn audited(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
     let path = format!("/api/v1/audit-events?action={action}");
     let (status, body) = app

@@ -158,6 +158,10 @@ async fn second_of_everything(world: &World, f: &Fixture) {
         .add_email(admin.id, "admin-second@example.com", &c)
         .await
         .unwrap();
+    // Two passkeys.
+    for name in ["laptop", "phone"] {
+        crate::factors::passkey_for(s, admin.id, name).await;
+    }
     // Sessions besides the JWTs: two command-line sign-ins.
     for _ in 0..2 {
         s.accounts
@@ -212,6 +216,7 @@ async fn every_list_walks_one_item_at_a_time_to_its_end() {
         ("/api/v1/api-keys", "/api/v1/api-keys?all=true".to_string()),
         ("/api/v1/audit-events", "/api/v1/audit-events?".into()),
         ("/api/v1/auth/emails", "/api/v1/auth/emails?".into()),
+        ("/api/v1/auth/passkeys", "/api/v1/auth/passkeys?".into()),
         ("/api/v1/auth/sessions", "/api/v1/auth/sessions?".into()),
         ("/api/v1/credentials", "/api/v1/credentials?".into()),
         ("/api/v1/endpoints", "/api/v1/endpoints?".into()),
