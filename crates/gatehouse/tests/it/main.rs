@@ -29,6 +29,7 @@ mod restart;
 mod secrets;
 mod smtp;
 mod sso;
+mod sso_tokens;
 mod tenancy;
 mod throttle;
 mod tidy;

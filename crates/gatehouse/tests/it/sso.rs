@@ -15,12 +15,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{TestApp, admin_config, spawn_app};
 
-const CLIENT_ID: &str = "gatehouse";
-const CLIENT_SECRET: &str = "test-client-secret";
+pub(crate) const CLIENT_ID: &str = "gatehouse";
+pub(crate) const CLIENT_SECRET: &str = "test-client-secret";
 
 /// The provider process; killed when dropped.
-struct Provider {
-    issuer: String,
+pub(crate) struct Provider {
+    pub(crate) issuer: String,
     accounts: PathBuf,
     _dir: tempfile::TempDir,
     _child: tokio::process::Child,
@@ -39,7 +39,7 @@ fn fixture_dir() -> PathBuf {
 
 /// A free loopback port for the provider (its issuer URL is in Gatehouse's
 /// configuration before either starts).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 
 /// Starts the provider on `port` with one client whose callbacks are on
 /// `app`, or `None` when Node.js or the fixture's packages are missing.
-async fn start_provider(port: u16, app: &str, accounts: &Value) -> Option<Provider> {
+pub(crate) async fn start_provider(port: u16, app: &str, accounts: &Value) -> Option<Provider> {
     let ready = fixture_dir().join("node_modules/oidc-provider").exists()
         && std::process::Command::new("node")
             .arg("--version")
@@ -126,7 +126,12 @@ async fn world(
     Some((app, provider))
 }
 
-fn provider_config(id: &str, issuer: &str, client_id: &str, secret: &str) -> SsoProviderConfig {
+pub(crate) fn provider_config(
+    id: &str,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+) -> SsoProviderConfig {
     serde_json::from_value(json!({
         "id": id,
         "issuer": issuer,
@@ -143,7 +148,7 @@ fn provider_config(id: &str, issuer: &str, client_id: &str, secret: &str) -> Sso
 
 /// Gatehouse with provider `corp` (and `other`, registered at the provider
 /// under another client ID) on `issuer`.
-async fn gatehouse(issuer: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn gatehouse(issuer: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = admin_config();
     config.auth.sso.providers = vec![
         provider_config("corp", issuer, CLIENT_ID, CLIENT_SECRET),
@@ -154,7 +159,7 @@ async fn gatehouse(issuer: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// A browser: cookies kept, redirects looked at one by one.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -162,7 +167,7 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-fn location(response: &reqwest::Response, base: &str) -> String {
+pub(crate) fn location(response: &reqwest::Response, base: &str) -> String {
     let to = response
         .headers()
         .get("location")
@@ -181,7 +186,7 @@ fn location(response: &reqwest::Response, base: &str) -> String {
 /// Walks from Gatehouse's start URL through the provider's login and consent
 /// pages as `login`, and returns the callback URL the provider sends the
 /// browser to (not yet followed).
-async fn authorize(browser: &reqwest::Client, start: &str, login: &str) -> String {
+pub(crate) async fn authorize(browser: &reqwest::Client, start: &str, login: &str) -> String {
     let response = browser.get(start).send().await.unwrap();
     assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
     let mut url = location(&response, start);
@@ -263,7 +268,7 @@ async fn me(app: &TestApp, token: &str) -> Value {
         .unwrap()
 }
 
-fn accounts(alice_groups: &[&str]) -> Value {
+pub(crate) fn accounts(alice_groups: &[&str]) -> Value {
     json!({
         "alice": {"email": "alice@example.com", "email_verified": true, "name": "Alice Liddell", "groups": alice_groups},
         "mallory": {"email": "ada@example.com", "email_verified": false, "groups": []},
