@@ -23,6 +23,14 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let axum::Json(mut value) = axum::Json::<Value>::from_request(request, state).await?;
+        // Every body is an object: serde would take a struct's fields from
+        // an array too, in order (and `[]` as all defaults).
+        if !value.is_object() {
+            return Err(ApiError::new(
+                ErrorCode::MalformedBody,
+                "invalid JSON body: expected an object",
+            ));
+        }
         integral_floats_as_integers(&mut value);
         serde_json::from_value(value)
             .map(ApiJson)

@@ -64,7 +64,10 @@ fn ceremony<T: Serialize>(
 pub struct FinishRegistration {
     pub challenge_id: String,
     /// Your name for it, e.g. `laptop`.
-    #[schema(max_length = 100)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: String,
     /// The `PublicKeyCredential` from `navigator.credentials.create()`, as JSON.
     #[schema(value_type = Object)]
@@ -94,7 +97,10 @@ impl From<PasskeyRecord> for PasskeyInfo {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenamePasskey {
-    #[schema(max_length = 100)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: String,
 }
 

@@ -16,9 +16,11 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::{LoginMode, SessionInfo, session_cookie, set_device_cookie, signed_in};
+use super::page::{List, Order, TextPageQuery};
 use crate::ApiError;
 use crate::auth::{Client, InPerson, SignedIn};
 use crate::extract::ApiQuery;
+use gatehouse_core::page::Page;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -250,8 +252,25 @@ fn redirect(to: &str) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// The configured single sign-on providers, for a sign-in page's buttons
+/// (by `id`).
+#[utoipa::path(get, path = "/api/v1/auth/sso/providers", tag = "auth",
+    params(TextPageQuery),
+    responses((status = 200, description = "A page of providers", body = List<crate::sso::ProviderInfo>)))]
+pub async fn providers(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<TextPageQuery>,
+) -> Result<Json<List<crate::sso::ProviderInfo>>, ApiError> {
+    let page = page.request()?;
+    let providers = state.sso.providers();
+    let providers =
+        Page::of(providers, &page, Order::Ascending, |p| p.id.clone()).map_err(ApiError)?;
+    Ok(Json(List::of(providers)))
+}
+
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(providers))
         .routes(routes!(start))
         .routes(routes!(callback))
         .routes(routes!(methods))

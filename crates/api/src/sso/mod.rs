@@ -84,8 +84,12 @@ impl std::fmt::Debug for SsoProvider {
 /// A provider as listed for sign-in pages.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ProviderInfo {
+    /// For `/api/v1/auth/sso/{id}/start`.
     pub id: String,
+    /// What the button says.
     pub name: String,
+    /// `oidc` (OpenID Connect) or `oauth2` (plain OAuth2).
+    pub kind: &'static str,
 }
 
 /// How a finished single sign-on is handed back.
@@ -132,6 +136,7 @@ impl Sso {
             .map(|p| ProviderInfo {
                 id: p.id.clone(),
                 name: p.name.clone(),
+                kind: if p.oauth2.is_some() { "oauth2" } else { "oidc" },
             })
             .collect()
     }

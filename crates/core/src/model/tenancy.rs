@@ -226,6 +226,10 @@ pub struct TeamMember {
     pub user_id: Id,
     pub role: TeamRole,
     pub added_at: DateTime<Utc>,
+    /// Set when a single sign-on provider's `org_mapping` made it: the
+    /// provider's groups take it back; memberships made by hand are never touched.
+    #[serde(default)]
+    pub sso_provider: Option<String>,
 }
 
 impl Record for TeamMember {

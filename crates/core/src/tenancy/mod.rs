@@ -251,6 +251,7 @@ pub(crate) async fn apply_sso_memberships(
 ) -> Result<Vec<String>, TxError<Error>> {
     let mut notes = Vec::new();
     let mut wanted = BTreeSet::new();
+    let mut wanted_teams = BTreeSet::new();
     for m in mapped {
         let Some(org) = keyspace::org_by_slug(&m.org_slug).get(tx).await? else {
             notes.push(format!("no organization `{}`", m.org_slug));
@@ -279,6 +280,7 @@ pub(crate) async fn apply_sso_memberships(
                 notes.push(format!("no team `{name}` in `{}`", m.org_slug));
                 continue;
             };
+            wanted_teams.insert(team.id);
             let key = keyspace::team_member(team.id, user_id);
             if key.get(tx).await?.is_none() {
                 let member = TeamMember {
@@ -287,6 +289,7 @@ pub(crate) async fn apply_sso_memberships(
                     user_id,
                     role: TeamRole::Member,
                     added_at: now,
+                    sso_provider: Some(provider.to_string()),
                 };
                 key.put(tx, &member).await?;
                 keyspace::user_team(user_id, team.id)
@@ -300,6 +303,22 @@ pub(crate) async fn apply_sso_memberships(
                     .await?;
                 notes.push(format!("on team `{name}` of `{}`", m.org_slug));
             }
+        }
+    }
+    // Teams this provider's groups gave and no longer give are taken back,
+    // in organizations the user stays in too.
+    for entry in read_all::<UserTeamRef>(tx, &keyspace::user_teams(user_id)).await? {
+        if wanted_teams.contains(&entry.team_id) {
+            continue;
+        }
+        let key = keyspace::team_member(entry.team_id, user_id);
+        let held = key.get(tx).await?;
+        if held.is_some_and(|m| m.sso_provider.as_deref() == Some(provider)) {
+            key.clear(tx).await?;
+            keyspace::user_team(user_id, entry.team_id)
+                .clear(tx)
+                .await?;
+            notes.push(format!("left team {}", entry.team_id));
         }
     }
     for entry in read_all::<UserOrgRef>(tx, &keyspace::user_orgs(user_id)).await? {

@@ -274,6 +274,7 @@ impl TenancyService {
                         user_id,
                         role,
                         added_at: existing.map_or(now, |m| m.added_at),
+                        sso_provider: None,
                     };
                     key.put(&tx, &member).await?;
                     keyspace::user_team(user_id, team_id)

@@ -217,6 +217,10 @@ async fn every_list_walks_one_item_at_a_time_to_its_end() {
         ("/api/v1/audit-events", "/api/v1/audit-events?".into()),
         ("/api/v1/auth/emails", "/api/v1/auth/emails?".into()),
         ("/api/v1/auth/passkeys", "/api/v1/auth/passkeys?".into()),
+        (
+            "/api/v1/auth/sso/providers",
+            "/api/v1/auth/sso/providers?".into(),
+        ),
         ("/api/v1/auth/sessions", "/api/v1/auth/sessions?".into()),
         ("/api/v1/credentials", "/api/v1/credentials?".into()),
         ("/api/v1/endpoints", "/api/v1/endpoints?".into()),

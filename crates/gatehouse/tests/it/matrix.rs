@@ -139,7 +139,8 @@ pub fn rows() -> Vec<Row> {
         row!(DELETE "/api/v1/auth/emails/nobody-{n}@example.com", None, SIGNED_IN(404)),
         row!(POST "/api/v1/auth/emails/nobody-{n}@example.com/primary", None, SIGNED_IN(404)),
         row!(POST "/api/v1/auth/reset", Some(r#"{"email": "user@example.com"}"#), [202; 10]),
-        // Single sign-on (no provider is configured here).
+        // Single sign-on (two providers are configured, neither named `nowhere`).
+        row!(GET "/api/v1/auth/sso/providers", None, ALL_200),
         row!(GET "/api/v1/auth/sso/{provider}/start", None, [404; 10]),
         row!(GET "/api/v1/auth/sso/{provider}/callback", None, [404; 10]),
         row!(GET "/api/v1/auth/methods", None, SIGNED_IN(200)),
@@ -349,7 +350,18 @@ pub struct Fixture {
 
 impl World {
     pub async fn new() -> World {
-        let app = spawn_app(admin_config()).await;
+        let mut config = admin_config();
+        // Two single sign-on providers, never called: the list has two items.
+        for id in ["corp", "partner"] {
+            let provider =
+                json!({"id": id, "issuer": "http://127.0.0.1:9", "client_id": "gatehouse"});
+            config
+                .auth
+                .sso
+                .providers
+                .push(serde_json::from_value(provider).unwrap());
+        }
+        let app = spawn_app(config).await;
         let accounts = &app.services.accounts;
         let admin_token = app.sign_in("admin@example.com").await;
         let admin = accounts.authenticate_token(&admin_token).await.unwrap().0;

@@ -629,10 +629,12 @@ async fn a_domain_that_requires_single_sign_on_refuses_passwords() {
 
 #[tokio::test]
 async fn groups_make_organization_and_team_memberships_and_take_them_back() {
-    let Some((app, provider)) = world(&accounts(&["litemaas-users"]), |config, _| {
+    let groups = ["litemaas-users", "research"];
+    let Some((app, provider)) = world(&accounts(&groups), |config, _| {
         let corp = &mut config.auth.sso.providers[0];
         corp.org_mapping = serde_json::from_value(json!([
-            {"group": "litemaas-users", "organization": "acme", "teams": ["research"]},
+            {"group": "litemaas-users", "organization": "acme"},
+            {"group": "research", "organization": "acme", "teams": ["research"]},
         ]))
         .unwrap();
     })
@@ -673,7 +675,20 @@ async fn groups_make_organization_and_team_memberships_and_take_them_back() {
     let (_, on_team) = call(&app, "GET", &team_members, &admin).await;
     assert!(on_team.to_string().contains(&alice_id), "{on_team}");
 
-    // Out of the group: out of the organization and its teams.
+    // Out of the research group: off the team, still in the organization.
+    provider.set_accounts(&accounts(&["litemaas-users"]));
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = call(&app, "GET", &members, &admin).await;
+    assert!(listed.to_string().contains(&alice_id), "{listed}");
+    let (_, on_team) = call(&app, "GET", &team_members, &admin).await;
+    assert!(!on_team.to_string().contains(&alice_id), "{on_team}");
+    // Back in it, then out of every group: out of the organization and its teams.
+    provider.set_accounts(&accounts(&groups));
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, on_team) = call(&app, "GET", &team_members, &admin).await;
+    assert!(on_team.to_string().contains(&alice_id), "{on_team}");
     provider.set_accounts(&accounts(&[]));
     let (status, body) = sign_in(&app, "alice").await;
     assert_eq!(status, 200, "{body}");
