@@ -233,6 +233,8 @@ struct NewUser {
     password_hash: Option<String>,
     roles: BTreeSet<Role>,
     must_change_password: bool,
+    /// The address was verified elsewhere (a single sign-on provider vouched for it).
+    email_verified: bool,
 }
 
 impl AccountService {

@@ -22,7 +22,7 @@ impl AccountService {
             password_hash: new.password_hash,
             roles: new.roles,
             status: UserStatus::Active,
-            email_verified: false,
+            email_verified: new.email_verified,
             must_change_password: new.must_change_password,
             token_epoch: 0,
             sso_roles: Default::default(),
@@ -98,6 +98,7 @@ impl AccountService {
             password_hash: Some(hash),
             roles: BTreeSet::from([Role::User]),
             must_change_password: false,
+            email_verified: false,
         };
         let email_text = new.email.as_str().to_string();
         let registered = |user: &User| {
@@ -179,6 +180,7 @@ impl AccountService {
                 password_hash: Some(hash),
                 roles: BTreeSet::from([Role::User, Role::Admin]),
                 must_change_password: generated.is_some(),
+                email_verified: false,
             },
                 |admin| {
                     let details = serde_json::json!({"user_id": admin.id, "email": admin.email, "generated_password": generated.is_some()});
@@ -259,6 +261,7 @@ impl AccountService {
                 password_hash: Some(hash),
                 roles,
                 must_change_password: generated.is_some(),
+                    email_verified: false,
                 },
                 |user| {
                     let details = serde_json::json!({"user_id": user.id, "email": user.email, "provider": new.provider});

@@ -247,6 +247,7 @@ impl AccountService {
                     password_hash: None,
                     roles: BTreeSet::from([Role::User]),
                     must_change_password: false,
+                    email_verified: profile.email_verified,
                 };
                 let provider_name = rules.provider.clone();
                 let email_text = email.as_str().to_string();
@@ -259,11 +260,7 @@ impl AccountService {
                         serde_json::json!({"provider": provider_name, "email": email_text}),
                     )
                 };
-                let mut user = self.insert(new, created).await?;
-                if profile.email_verified {
-                    user = self.mark_verified(user.id).await?;
-                }
-                user
+                self.insert(new, created).await?
             }
         };
         self.link_identity(rules, profile, &user, client).await?;
@@ -284,24 +281,6 @@ impl AccountService {
             })
             .await?;
         Ok(address.is_some_and(|a| a.verified))
-    }
-
-    async fn mark_verified(&self, user_id: Id) -> Result<User> {
-        let now = self.env.clock.now();
-        Ok(self
-            .store
-            .run(|tx| async move {
-                let key = keyspace::user(user_id);
-                let mut user = key
-                    .get(&tx)
-                    .await?
-                    .ok_or_else(|| TxError::Abort(Error::not_found("the account is gone")))?;
-                user.email_verified = true;
-                user.updated_at = now;
-                key.put(&tx, &user).await?;
-                Ok::<_, TxError<Error>>(user)
-            })
-            .await?)
     }
 
     /// Links the identity to `user`, unless another sign-in linked it first.
