@@ -198,9 +198,9 @@ async fn a_passkey_signs_in_alone_and_a_cloned_one_is_refused() {
     app.stop().await;
 }
 
-/// The code an authenticator app shows for `secret` (base32) in the 30-second
-/// step after the current one (the server accepts one step of drift).
-fn next_code(secret: &str) -> String {
+/// The code an authenticator app shows for `secret` (base32), `steps` 30-second
+/// steps from now (the server accepts one step of drift either way).
+fn app_code(secret: &str, steps: u64) -> String {
     let bytes = totp_rs::Secret::Encoded(secret.to_string())
         .to_bytes()
         .unwrap();
@@ -217,23 +217,7 @@ fn next_code(secret: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    totp.generate(now + 30)
-}
-
-fn current_code(secret: &str) -> String {
-    let bytes = totp_rs::Secret::Encoded(secret.to_string())
-        .to_bytes()
-        .unwrap();
-    let totp = totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        bytes,
-        None,
-        String::new(),
-    );
-    totp.generate_current().unwrap()
+    totp.generate(now + 30 * steps)
 }
 
 /// Enrols an authenticator app for the holder of `bearer`: its secret and
@@ -258,7 +242,7 @@ async fn enrol(app: &TestApp, bearer: &str) -> (String, Vec<String>) {
             .starts_with("otpauth://totp/")
     );
     let secret = body["secret"].as_str().unwrap().to_string();
-    let confirm = json!({"code": current_code(&secret)});
+    let confirm = json!({"code": app_code(&secret, 0)});
     let (status, body) = post(app, "/api/v1/auth/mfa/totp/confirm", Some(bearer), confirm).await;
     assert_eq!(status, 200, "{body}");
     let codes = body["recovery_codes"]
@@ -297,7 +281,7 @@ async fn password_and_totp_sign_in_and_a_recovery_code_works_once() {
     let wrong = json!({"mfa_token": mfa_token, "code": "12345"});
     let (status, _) = post(&app, "/api/v1/auth/login/mfa", None, wrong).await;
     assert_eq!(status, 401);
-    let right = json!({"mfa_token": mfa_token, "code": next_code(&secret)});
+    let right = json!({"mfa_token": mfa_token, "code": app_code(&secret, 1)});
     let response = app
         .client
         .post(app.url("/api/v1/auth/login/mfa"))
