@@ -160,6 +160,15 @@ impl<T: Record> Key<T> {
         }
     }
 
+    /// Reads the value and deletes it: a single-use record is taken once.
+    pub async fn take(&self, tx: &Tx) -> Result<Option<T>, TxError<Error>> {
+        let value = self.get(tx).await?;
+        if value.is_some() {
+            self.clear(tx).await?;
+        }
+        Ok(value)
+    }
+
     /// Writes the value, and a change record in the same transaction.
     pub async fn put(&self, tx: &Tx, value: &T) -> Result<(), TxError<Error>> {
         let bytes = encode(value).map_err(TxError::Abort)?;

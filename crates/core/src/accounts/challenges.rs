@@ -42,14 +42,7 @@ impl AccountService {
             .store
             .run(|tx| {
                 let hash = &hash;
-                async move {
-                    let key = keyspace::auth_challenge(hash);
-                    let challenge = key.get(&tx).await?;
-                    if challenge.is_some() {
-                        key.clear(&tx).await?;
-                    }
-                    Ok::<_, TxError<Error>>(challenge)
-                }
+                async move { keyspace::auth_challenge(hash).take(&tx).await }
             })
             .await?;
         match challenge {

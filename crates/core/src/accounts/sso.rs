@@ -120,14 +120,7 @@ impl AccountService {
             .store
             .run(|tx| {
                 let hash = &hash;
-                async move {
-                    let key = keyspace::sso_flow(hash);
-                    let flow = key.get(&tx).await?;
-                    if flow.is_some() {
-                        key.clear(&tx).await?;
-                    }
-                    Ok::<_, TxError<Error>>(flow)
-                }
+                async move { keyspace::sso_flow(hash).take(&tx).await }
             })
             .await?;
         match flow {

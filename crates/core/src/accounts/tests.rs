@@ -1591,6 +1591,15 @@ async fn enrolled(s: &AccountService, clock: &ManualClock, user: &User) -> (Stri
     (enrolment.secret, codes)
 }
 
+/// Ada, registered with [`PASSWORD`].
+async fn ada(s: &AccountService) -> User {
+    let c = ClientInfo::default();
+    s.register("ada@example.com", PASSWORD, None, None, &c)
+        .await
+        .unwrap();
+    s.login("ada@example.com", PASSWORD, &c).await.unwrap().0
+}
+
 async fn second_step_token(s: &AccountService) -> String {
     let c = ClientInfo::default();
     match s
@@ -1614,10 +1623,7 @@ async fn a_totp_account_signs_in_in_two_steps_and_every_code_works_once() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
     let c = ClientInfo::default();
-    s.register("ada@example.com", PASSWORD, None, None, &c)
-        .await
-        .unwrap();
-    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    let ada = ada(&s).await;
     let (secret, recovery) = enrolled(&s, &clock, &ada).await;
     let ada = s.get_user(ada.id).await.unwrap();
     assert!(ada.totp_enabled && ada.has_second_factor());
@@ -1682,10 +1688,7 @@ async fn wrong_second_factor_codes_are_throttled_like_passwords() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
     let c = ClientInfo::default();
-    s.register("ada@example.com", PASSWORD, None, None, &c)
-        .await
-        .unwrap();
-    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    let ada = ada(&s).await;
     let (_, recovery) = enrolled(&s, &clock, &ada).await;
     let mut throttled = false;
     for _ in 0..4 {
@@ -1722,10 +1725,7 @@ async fn an_admin_without_a_second_factor_is_told_to_enrol_when_one_is_required(
         settings.mfa_required_for_admins = true
     });
     let c = ClientInfo::default();
-    s.register("ada@example.com", PASSWORD, None, None, &c)
-        .await
-        .unwrap();
-    let (ada, _) = s.login("ada@example.com", PASSWORD, &c).await.unwrap();
+    let ada = ada(&s).await;
     assert!(s.ensure_may_act(&ada).is_ok(), "only admins must enrol");
     s.update_user(ada.id, |u| {
         u.roles.insert(Role::Admin);
