@@ -1,6 +1,6 @@
 //! Who may do what inside an organization: the caller's [`OrgAccess`] and the
 //! one rule, [`OrgAccess::require`], that every organization-scoped operation
-//! (tenancy, catalogue, vaults) asks.
+//! (tenancy, catalogue, vaults, work) asks.
 //!
 //! Access is worked out in the same transaction as the operation's reads and
 //! writes, so a role change or removal counts from the next request on.
@@ -41,6 +41,9 @@ pub enum OrgAction {
     ManageVaults,
     /// Create, read, change and delete the organization's credentials: owners and admins.
     ManageCredentials,
+    /// Create, rename and delete projects, and delete anyone's chats in
+    /// them: owners and admins.
+    ManageProjects,
     /// Suspend or resume: platform admins only.
     Suspend,
 }
@@ -75,7 +78,8 @@ impl OrgAccess {
             OrgAction::Update
             | OrgAction::ManageMembers
             | OrgAction::SetTeamPolicy
-            | OrgAction::ManageCredentials => is_member && role >= OrgRole::Admin,
+            | OrgAction::ManageCredentials
+            | OrgAction::ManageProjects => is_member && role >= OrgRole::Admin,
             OrgAction::Invite => {
                 is_member && role >= OrgRole::Admin || delegated(TeamPermission::InviteMembers)
             }

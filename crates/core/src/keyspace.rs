@@ -24,6 +24,7 @@
 //! | `("outbox", id)` | [`OutboxMessage`](crate::model::email::OutboxMessage) |
 //! | `("idempotency", sha256(credential, Idempotency-Key))` | [`IdempotentWrite`](crate::model::idempotency::IdempotentWrite): a write that may be retried, for 24 hours |
 //! | `("email_token", sha256(token))` | [`EmailToken`](crate::model::accounts::EmailToken) |
+//! | `("system", "migration", name)` | [`Setting`]: a data migration that has run, and when |
 //! | `("system", "bootstrap_admin")` | [`BootstrapRecord`](crate::model::accounts::BootstrapRecord) |
 //! | `("change", versionstamp)` | [`ChangeRecord`](crate::codec::ChangeRecord): one committed write to an entity subspace |
 //! | `("change_count", "appended" \| "trimmed")` | `i64` counters (atomic add) |
@@ -53,6 +54,10 @@
 //! | `("usage_day", day, user, key, model, field)` | `i64` counter (atomic add): requests, tokens, cost of one day |
 //! | `("spend", period, holder kind, holder id)` | `i64` micro-dollars spent in a budget period (atomic add) |
 //! | `("rate", minute, holder kind, holder id, "requests" \| "tokens")` | `i64` counter of one minute (atomic add) |
+//! | `("project", org, id)` | [`Project`] |
+//! | `("chat", project, id)` / `("user_chat", user, chat)` | [`Chat`] / [`ChatRef`]: a user's chats, for their deletion |
+//! | `("chat_message", chat, id)` | [`ChatMessage`] |
+//! | `("purge", id)` | [`Purge`]: a deleted project or chat whose records are being removed a page at a time |
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
@@ -83,6 +88,7 @@ use crate::model::vaults::{
     Certificate, CertificateRef, ClientRef, PendingSync, RefreshToken, ServiceClient, SigningKey,
     SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
 };
+use crate::model::work::{Chat, ChatMessage, ChatRef, Project, Purge};
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
@@ -192,6 +198,56 @@ pub fn auth_challenges() -> KeyRange {
     KeyRange::subspace(&Subspace::from("auth_challenge"))
 }
 
+/// `("project", org, id) = Project`
+pub fn project(org: crate::Id, id: crate::Id) -> Key<Project> {
+    Key::new(pack(&("project", org.0, id.0)))
+}
+
+/// All of `("project", org, *)`, oldest first.
+pub fn projects(org: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("project").subspace(&(org.0,)))
+}
+
+/// `("chat", project, id) = Chat`
+pub fn chat(project: crate::Id, id: crate::Id) -> Key<Chat> {
+    Key::new(pack(&("chat", project.0, id.0)))
+}
+
+/// All of `("chat", project, *)`, oldest first.
+pub fn chats(project: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("chat").subspace(&(project.0,)))
+}
+
+/// `("user_chat", user, chat) = ChatRef`
+pub fn user_chat(user: crate::Id, chat: crate::Id) -> Key<ChatRef> {
+    Key::new(pack(&("user_chat", user.0, chat.0)))
+}
+
+/// All of `("user_chat", user, *)`.
+pub fn user_chats(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("user_chat").subspace(&(user.0,)))
+}
+
+/// `("chat_message", chat, id) = ChatMessage`
+pub fn chat_message(chat: crate::Id, id: crate::Id) -> Key<ChatMessage> {
+    Key::new(pack(&("chat_message", chat.0, id.0)))
+}
+
+/// All of `("chat_message", chat, *)`, oldest first.
+pub fn chat_messages(chat: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("chat_message").subspace(&(chat.0,)))
+}
+
+/// `("purge", id) = Purge`
+pub fn purge(id: crate::Id) -> Key<Purge> {
+    Key::new(pack(&("purge", id.0)))
+}
+
+/// All of `("purge", *)`.
+pub fn purges() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("purge"))
+}
+
 /// `("user_by_username", username) = UserRef`
 pub fn user_by_username(username: &Username) -> Key<UserRef> {
     Key::new(pack(&(USER_BY_USERNAME, username.as_str())))
@@ -271,6 +327,11 @@ pub fn email_token(token_hash: &[u8]) -> Key<EmailToken> {
 /// `("system", "bootstrap_admin") = BootstrapRecord`
 pub fn bootstrap() -> Key<BootstrapRecord> {
     Key::new(pack(&(SYSTEM, "bootstrap_admin")))
+}
+
+/// `("system", "migration", name) = Setting`: a data migration that has run.
+pub fn migration(name: &str) -> Key<Setting> {
+    Key::new(pack(&(SYSTEM, "migration", name)))
 }
 
 /// All change records. The value type is [`ChangeRecord`](crate::codec::ChangeRecord).
@@ -716,6 +777,16 @@ mod tests {
             b"\x02passkey_credential\x00\x01\x07\x00"
         );
         assert_eq!(totp(crate::Id(1)).as_bytes(), b"\x02totp\x00\x15\x01");
+        assert_eq!(
+            chat_message(crate::Id(1), crate::Id(2)).as_bytes(),
+            b"\x02chat_message\x00\x15\x01\x15\x02"
+        );
+        assert!(!chats(crate::Id(1)).contains(chat_message(crate::Id(1), crate::Id(2)).as_bytes()));
+        assert_eq!(
+            project(crate::Id(1), crate::Id(2)).as_bytes(),
+            b"\x02project\x00\x15\x01\x15\x02"
+        );
+        assert_eq!(purge(crate::Id(3)).as_bytes(), b"\x02purge\x00\x15\x03");
         assert_eq!(
             auth_challenge(&[7]).as_bytes(),
             b"\x02auth_challenge\x00\x01\x07\x00"

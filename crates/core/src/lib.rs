@@ -29,6 +29,7 @@ pub mod tenancy;
 mod testing;
 pub mod usage;
 pub mod vaults;
+pub mod work;
 
 pub use crate::env::Env;
 pub use crate::error::{Error, ErrorCode, Result};

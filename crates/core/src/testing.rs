@@ -8,7 +8,7 @@ use gatehouse_storage::{Store, TxError};
 use crate::env::{ManualClock, SeededRandom};
 use crate::id::Snowflake;
 use crate::model::accounts::{Role, User, UserStatus};
-use crate::{Env, Error, keyspace};
+use crate::{Env, Error, Id, keyspace};
 
 /// An environment with a manual clock at a fixed start, for worker `worker`.
 pub fn env(worker: u16, seed: u64) -> (Env, Arc<ManualClock>) {
@@ -43,7 +43,9 @@ pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User 
         created_at: now,
         updated_at: now,
     };
-    let org = roles.contains(&Role::User).then(|| env.ids.next_id());
+    let org = roles
+        .contains(&Role::User)
+        .then(|| (env.ids.next_id(), env.ids.next_id()));
     store
         .run(|tx| {
             let user = &user;
@@ -61,4 +63,26 @@ pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User 
         .await
         .unwrap();
     user
+}
+
+/// The personal organization of `user_id`.
+pub async fn personal_org(store: &Store, user_id: Id) -> Id {
+    store
+        .run(|tx| async move {
+            for entry in crate::codec::read_all::<crate::model::tenancy::UserOrgRef>(
+                &tx,
+                &keyspace::user_orgs(user_id),
+            )
+            .await?
+            {
+                if let Some(org) = keyspace::org(entry.org_id).get(&tx).await?
+                    && org.personal
+                {
+                    return Ok(org.id);
+                }
+            }
+            Err(TxError::Abort(Error::not_found("no personal organization")))
+        })
+        .await
+        .unwrap()
 }

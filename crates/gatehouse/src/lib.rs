@@ -74,6 +74,18 @@ impl Gatehouse {
                 None => tracing::info!(email = %created.admin.email, "created the first admin"),
             }
         }
+        // Accounts made before projects existed get their default project.
+        let made = services
+            .work
+            .ensure_default_projects()
+            .await
+            .context("giving personal organizations their default project")?;
+        if made > 0 {
+            tracing::info!(
+                projects = made,
+                "created default projects for existing accounts"
+            );
+        }
         tracing::info!(
             installation_id = %installation.id,
             engine = engine.as_str(),

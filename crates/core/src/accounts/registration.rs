@@ -37,14 +37,14 @@ impl AccountService {
         let personal_org = user
             .roles
             .contains(&Role::User)
-            .then(|| self.env.ids.next_id());
+            .then(|| (self.env.ids.next_id(), self.env.ids.next_id()));
         let describe = &describe;
         self.store
             .run(|tx| {
                 let (user, email_key, username) = (&user, &email_key, &new.username);
                 async move {
-                    if let Some(org_id) = personal_org {
-                        crate::tenancy::create_personal_org(&tx, org_id, user, now).await?;
+                    if let Some(ids) = personal_org {
+                        crate::tenancy::create_personal_org(&tx, ids, user, now).await?;
                     }
                     let by_email = keyspace::user_by_email(email_key);
                     if by_email.get(&tx).await?.is_some() {

@@ -19,3 +19,4 @@ pub mod tenancy;
 pub mod throttle;
 pub mod usage;
 pub mod vaults;
+pub mod work;

@@ -45,6 +45,7 @@ pub struct Services {
     pub usage: Arc<UsageService>,
     pub vaults: Arc<VaultService>,
     pub tokens: Arc<TokenService>,
+    pub work: Arc<crate::work::WorkService>,
 }
 
 /// What vaults and tokens need from the deployment.
@@ -116,6 +117,11 @@ impl Services {
                 audit.clone(),
                 catalog.keys,
                 catalog.lister,
+            )),
+            work: Arc::new(crate::work::WorkService::new(
+                store.clone(),
+                env.clone(),
+                audit.clone(),
             )),
             tenancy: Arc::new(TenancyService::new(
                 store.clone(),

@@ -165,6 +165,7 @@ async fn delete_team_records(
 /// Deletes an organization with everything in it.
 async fn delete_org_records(tx: &Tx, org_id: Id, now: DateTime<Utc>) -> Result<(), TxError<Error>> {
     crate::vaults::delete_org_vaults(tx, org_id, now).await?;
+    crate::work::purge::remove_org_projects(tx, org_id).await?;
     for team in read_all::<Team>(tx, &keyspace::teams(org_id)).await? {
         delete_team_records(tx, &team, now).await?;
     }
@@ -191,7 +192,7 @@ async fn delete_org_records(tx: &Tx, org_id: Id, now: DateTime<Utc>) -> Result<(
 /// Creates a user's personal organization inside the transaction that creates the user.
 pub(crate) async fn create_personal_org(
     tx: &Tx,
-    org_id: Id,
+    (org_id, project_id): (Id, Id),
     user: &User,
     now: DateTime<Utc>,
 ) -> Result<(), TxError<Error>> {
@@ -215,6 +216,7 @@ pub(crate) async fn create_personal_org(
     };
     claim_slug(tx, &org.slug, org_id).await?;
     keyspace::org(org_id).put(tx, &org).await?;
+    crate::work::create_default_project(tx, org_id, project_id, now).await?;
     put_membership(
         tx,
         &Membership {
@@ -356,6 +358,7 @@ pub(crate) async fn remove_user_everywhere(
     now: DateTime<Utc>,
 ) -> Result<Vec<Id>, TxError<Error>> {
     let mut deleted = Vec::new();
+    crate::work::purge::remove_user_chats(tx, user_id).await?;
     for entry in read_all::<UserOrgRef>(tx, &keyspace::user_orgs(user_id)).await? {
         let Some(org) = keyspace::org(entry.org_id).get(tx).await? else {
             continue;

@@ -1,0 +1,438 @@
+//! Chats and their messages: start, list, read, change (rename, star, share,
+//! model, system prompt, parameters), delete; messages listed a page at a
+//! time, appended by the playground, context files, and the export.
+
+use gatehouse_storage::RangeOptions;
+
+use super::*;
+use crate::codec::decode_values;
+use crate::model::work::{ChatMessage, ChatRef, MessageRole};
+use crate::page::{Page, PageRequest};
+
+/// The most text one message or context file holds.
+pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
+
+/// Sampling parameters a chat may keep, sent with every call.
+const PARAMETERS: [&str; 7] = [
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+];
+
+/// A new chat.
+#[derive(Debug, Clone, Default)]
+pub struct ChatSpec {
+    pub name: Option<String>,
+    pub model: String,
+    pub system_prompt: Option<String>,
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    pub shared: bool,
+}
+
+/// Changes to a chat; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct ChatChange {
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub is_starred: Option<bool>,
+    pub shared: Option<bool>,
+    /// `Some(None)` removes it.
+    pub system_prompt: Option<Option<String>>,
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub role: MessageRole,
+    pub content: String,
+    pub content_raw: serde_json::Value,
+    pub model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+    pub is_context_file: bool,
+    pub partial: bool,
+    pub request_id: Option<Id>,
+}
+
+impl NewMessage {
+    /// A plain text message.
+    pub fn text(role: MessageRole, content: String) -> Self {
+        NewMessage {
+            content_raw: serde_json::json!({"role": role.as_str(), "content": content}),
+            role,
+            content,
+            model: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+            is_context_file: false,
+            partial: false,
+            request_id: None,
+        }
+    }
+}
+
+fn check_model(model: &str) -> Result<String> {
+    let model = model.trim();
+    if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
+        return Err(Error::invalid_input(
+            "model names are 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(model.to_string())
+}
+
+fn check_text(text: &str, what: &str) -> Result<()> {
+    if text.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid_input(format!(
+            "{what} is longer than {MAX_CONTENT_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_parameters(
+    parameters: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    if let Some(unknown) = parameters
+        .keys()
+        .find(|k| !PARAMETERS.contains(&k.as_str()))
+    {
+        return Err(Error::invalid_input(format!(
+            "`{unknown}` is not a chat parameter (one of {})",
+            PARAMETERS.join(", ")
+        )));
+    }
+    if serde_json::to_vec(parameters).map_or(0, |b| b.len()) > 4096 {
+        return Err(Error::invalid_input("parameters are at most 4 KiB"));
+    }
+    Ok(parameters.clone())
+}
+
+fn no_chat() -> TxError<Error> {
+    TxError::Abort(Error::not_found("chat"))
+}
+
+/// The chat, if the caller may read it; with the caller's access.
+async fn readable_chat(
+    tx: &Tx,
+    actor: &User,
+    org_id: Id,
+    project_id: Id,
+    chat_id: Id,
+) -> Result<(OrgAccess, Chat), TxError<Error>> {
+    let access = load_access(tx, actor, org_id).await?;
+    project_in(tx, org_id, project_id).await?;
+    let chat = keyspace::chat(project_id, chat_id)
+        .get(tx)
+        .await?
+        .filter(|c| c.org_id == org_id && may_read(&access, actor, c))
+        .ok_or_else(no_chat)?;
+    Ok((access, chat))
+}
+
+/// The chat, if the caller is its owner and may still write in the
+/// organization (a member, the organization not suspended).
+async fn own_chat(
+    tx: &Tx,
+    actor: &User,
+    org_id: Id,
+    project_id: Id,
+    chat_id: Id,
+) -> Result<Chat, TxError<Error>> {
+    let (access, chat) = readable_chat(tx, actor, org_id, project_id, chat_id).await?;
+    if chat.owner_id != actor.id {
+        return abort(Error::permission_denied(
+            "only the chat's owner writes to it",
+        ));
+    }
+    ensure_may_write(&access)?;
+    Ok(chat)
+}
+
+fn ensure_may_write(access: &OrgAccess) -> Result<(), TxError<Error>> {
+    use crate::model::tenancy::OrgStatus;
+    if access.role.is_none() {
+        return abort(Error::permission_denied("read-only admins change nothing"));
+    }
+    if access.org.status == OrgStatus::Suspended {
+        return abort(Error::permission_denied(
+            "this organization is suspended; a platform admin can resume it",
+        ));
+    }
+    Ok(())
+}
+
+impl WorkService {
+    /// Starts a chat in a project (any member).
+    pub async fn create_chat(
+        &self,
+        actor: &User,
+        org_id: Id,
+        project_id: Id,
+        spec: ChatSpec,
+        client: &ClientInfo,
+    ) -> Result<Chat> {
+        let model = check_model(&spec.model)?;
+        let name = crate::common::parse_name(spec.name.as_deref().unwrap_or(&model), "chat")?;
+        if let Some(prompt) = &spec.system_prompt {
+            check_text(prompt, "the system prompt")?;
+        }
+        let now = self.env.clock.now();
+        let chat = Chat {
+            id: self.env.ids.next_id(),
+            org_id,
+            project_id,
+            owner_id: actor.id,
+            name,
+            model,
+            is_starred: false,
+            is_user_default: false,
+            shared: spec.shared,
+            system_prompt: spec.system_prompt.filter(|p| !p.trim().is_empty()),
+            parameters: check_parameters(&spec.parameters)?,
+            created_at: now,
+            updated_at: now,
+        };
+        self.audited(
+            |tx| {
+                let chat = &chat;
+                async move {
+                    let access = load_access(&tx, actor, org_id).await?;
+                    ensure_may_write(&access)?;
+                    project_in(&tx, org_id, project_id).await?;
+                    keyspace::chat(project_id, chat.id).put(&tx, chat).await?;
+                    let at = ChatRef { org_id, project_id };
+                    keyspace::user_chat(actor.id, chat.id).put(&tx, &at).await
+                }
+            },
+            |_| {
+                let details = serde_json::json!({"project_id": project_id, "model": chat.model});
+                let target = ("chat", chat.id);
+                self.event(actor, client, "chats.create", org_id, target, details)
+            },
+        )
+        .await?;
+        Ok(chat)
+    }
+
+    /// The chats of a project the caller may read.
+    pub async fn list_chats(&self, actor: &User, org_id: Id, project_id: Id) -> Result<Vec<Chat>> {
+        Ok(self
+            .store
+            .run(|tx| async move {
+                let access = load_access(&tx, actor, org_id).await?;
+                project_in(&tx, org_id, project_id).await?;
+                let chats = read_all::<Chat>(&tx, &keyspace::chats(project_id)).await?;
+                Ok::<_, TxError<Error>>(
+                    chats
+                        .into_iter()
+                        .filter(|c| may_read(&access, actor, c))
+                        .collect(),
+                )
+            })
+            .await?)
+    }
+
+    pub async fn get_chat(
+        &self,
+        actor: &User,
+        org_id: Id,
+        project_id: Id,
+        chat_id: Id,
+    ) -> Result<Chat> {
+        Ok(self
+            .store
+            .run(|tx| async move {
+                let (_, chat) = readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                Ok::<_, TxError<Error>>(chat)
+            })
+            .await?)
+    }
+
+    /// Changes a chat (its owner).
+    pub async fn update_chat(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        change: ChatChange,
+        client: &ClientInfo,
+    ) -> Result<Chat> {
+        let name = change
+            .name
+            .as_deref()
+            .map(|n| crate::common::parse_name(n, "chat"))
+            .transpose()?;
+        let model = change.model.as_deref().map(check_model).transpose()?;
+        if let Some(Some(prompt)) = &change.system_prompt {
+            check_text(prompt, "the system prompt")?;
+        }
+        let parameters = change
+            .parameters
+            .as_ref()
+            .map(check_parameters)
+            .transpose()?;
+        let now = self.env.clock.now();
+        self.audited(
+            |tx| {
+                let (name, model, change, parameters) = (&name, &model, &change, &parameters);
+                async move {
+                    let mut chat = own_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                    if let Some(name) = name {
+                        chat.name = name.clone();
+                    }
+                    if let Some(model) = model {
+                        chat.model = model.clone();
+                    }
+                    if let Some(starred) = change.is_starred {
+                        chat.is_starred = starred;
+                    }
+                    if let Some(shared) = change.shared {
+                        chat.shared = shared;
+                    }
+                    if let Some(prompt) = &change.system_prompt {
+                        chat.system_prompt = prompt.clone().filter(|p| !p.trim().is_empty());
+                    }
+                    if let Some(parameters) = parameters {
+                        chat.parameters = parameters.clone();
+                    }
+                    chat.updated_at = now;
+                    keyspace::chat(project_id, chat_id).put(&tx, &chat).await?;
+                    Ok(chat)
+                }
+            },
+            |_| {
+                let target = ("chat", chat_id);
+                let details = serde_json::json!({"project_id": project_id});
+                self.event(actor, client, "chats.update", org_id, target, details)
+            },
+        )
+        .await
+    }
+
+    /// Deletes a chat (its owner, or the organization's owners and admins):
+    /// gone at once, its messages follow a page at a time.
+    pub async fn delete_chat(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        client: &ClientInfo,
+    ) -> Result<()> {
+        self.audited(
+            |tx| async move {
+                let (access, chat) = readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                if chat.owner_id != actor.id {
+                    access.require(OrgAction::ManageProjects)?;
+                } else {
+                    ensure_may_write(&access)?;
+                }
+                purge::remove_chat(&tx, &chat).await
+            },
+            |_| {
+                let target = ("chat", chat_id);
+                let details = serde_json::json!({"project_id": project_id});
+                self.event(actor, client, "chats.delete", org_id, target, details)
+            },
+        )
+        .await?;
+        self.run_purges().await?;
+        Ok(())
+    }
+
+    /// A page of a chat's messages, oldest first.
+    pub async fn list_messages(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        page: &PageRequest,
+    ) -> Result<Page<ChatMessage>> {
+        let after: Option<u64> = page.after_key()?;
+        let limit = page.limit;
+        let items = self
+            .store
+            .run(|tx| async move {
+                readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                let mut range = keyspace::chat_messages(chat_id);
+                if let Some(after) = after {
+                    range.begin = gatehouse_storage::key_after(
+                        keyspace::chat_message(chat_id, Id(after)).as_bytes(),
+                    );
+                }
+                let found = tx.get_range(&range, RangeOptions::limit(limit + 1)).await?;
+                decode_values::<ChatMessage>(&found.entries).map_err(TxError::Abort)
+            })
+            .await?;
+        Ok(Page::from_lookahead(items, limit, |m| m.id.0))
+    }
+
+    /// Every message of a chat the caller may read, oldest first, for the
+    /// model's context and the export: at most `limit`.
+    pub async fn chat_history(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        limit: usize,
+    ) -> Result<(Chat, Vec<ChatMessage>)> {
+        Ok(self
+            .store
+            .run(|tx| async move {
+                let (_, chat) = readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                let found = tx
+                    .get_range(
+                        &keyspace::chat_messages(chat_id),
+                        RangeOptions::limit(limit),
+                    )
+                    .await?;
+                let messages = decode_values(&found.entries).map_err(TxError::Abort)?;
+                Ok::<_, TxError<Error>>((chat, messages))
+            })
+            .await?)
+    }
+
+    /// Appends a message to a chat of the caller's own; the stored message.
+    pub async fn append_message(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        new: NewMessage,
+    ) -> Result<ChatMessage> {
+        check_text(&new.content, "a message")?;
+        let message = ChatMessage {
+            id: self.env.ids.next_id(),
+            chat_id,
+            role: new.role,
+            content: new.content,
+            content_raw: new.content_raw,
+            model: new.model,
+            prompt_tokens: new.prompt_tokens,
+            completion_tokens: new.completion_tokens,
+            cost_micros: new.cost_micros,
+            is_context_file: new.is_context_file,
+            is_tool_message: new.role == MessageRole::Tool,
+            partial: new.partial,
+            request_id: new.request_id,
+            created_at: self.env.clock.now(),
+        };
+        let now = message.created_at;
+        self.store
+            .run(|tx| {
+                let message = &message;
+                async move {
+                    let mut chat = own_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                    keyspace::chat_message(chat_id, message.id)
+                        .put(&tx, message)
+                        .await?;
+                    chat.updated_at = now;
+                    keyspace::chat(project_id, chat_id).put(&tx, &chat).await
+                }
+            })
+            .await?;
+        Ok(message)
+    }
+}

@@ -1,0 +1,406 @@
+//! Tests of projects, chats and messages on the memory engine.
+
+use gatehouse_storage::memory::MemoryEngine;
+
+use super::*;
+use crate::ErrorCode;
+use crate::model::accounts::Role;
+use crate::model::tenancy::OrgRole;
+use crate::model::work::MessageRole;
+use crate::page::PageRequest;
+use crate::tenancy::TenancyService;
+
+struct World {
+    work: WorkService,
+    tenancy: TenancyService,
+    store: Store,
+    env: Env,
+    client: ClientInfo,
+}
+
+fn world() -> World {
+    let (env, _clock) = crate::testing::env(1, 7);
+    let store = Store::new(Arc::new(MemoryEngine::new()));
+    let audit = Arc::new(AuditLog::new(store.clone(), env.clone()));
+    World {
+        work: WorkService::new(store.clone(), env.clone(), audit.clone()),
+        tenancy: TenancyService::new(store.clone(), env.clone(), audit),
+        store,
+        env,
+        client: ClientInfo::default(),
+    }
+}
+
+impl World {
+    async fn user(&self, name: &str) -> User {
+        crate::testing::user(&self.store, &self.env, name, &[Role::User]).await
+    }
+
+    /// An organization with an owner and a member (added directly).
+    async fn org(&self) -> (Id, User, User) {
+        let owner = self.user("owner").await;
+        let member = self.user("member").await;
+        let org = self
+            .tenancy
+            .create_org(&owner, "Acme", &self.client)
+            .await
+            .unwrap();
+        let membership = crate::model::tenancy::Membership {
+            org_id: org.id,
+            user_id: member.id,
+            role: OrgRole::Member,
+            joined_at: self.env.clock.now(),
+            sso_provider: None,
+        };
+        self.store
+            .run(|tx| {
+                let m = &membership;
+                async move {
+                    keyspace::org_member(m.org_id, m.user_id)
+                        .put(&tx, m)
+                        .await?;
+                    let at = crate::model::tenancy::UserOrgRef { org_id: m.org_id };
+                    keyspace::user_org(m.user_id, m.org_id).put(&tx, &at).await
+                }
+            })
+            .await
+            .unwrap();
+        (org.id, owner, member)
+    }
+}
+
+fn spec(model: &str) -> ChatSpec {
+    ChatSpec {
+        model: model.into(),
+        ..ChatSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn every_account_has_a_default_project_in_its_personal_organization() {
+    let w = world();
+    let ada = w.user("ada").await;
+    let personal = crate::testing::personal_org(&w.store, ada.id).await;
+    let projects = w.work.list_projects(&ada, personal).await.unwrap();
+    assert_eq!(projects.len(), 1);
+    assert!(projects[0].is_user_default);
+    assert_eq!(projects[0].name, DEFAULT_PROJECT);
+    // Not deletable by itself; the migration finds nothing to do.
+    let err = w
+        .work
+        .delete_project(&ada, personal, projects[0].id, &w.client)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    assert_eq!(w.work.ensure_default_projects().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_migration_gives_older_personal_organizations_their_default_project_once() {
+    let w = world();
+    let ada = w.user("ada").await;
+    let personal = crate::testing::personal_org(&w.store, ada.id).await;
+    let project = w.work.list_projects(&ada, personal).await.unwrap()[0].clone();
+    // As before projects existed.
+    w.store
+        .run(|tx| async move { keyspace::project(personal, project.id).clear(&tx).await })
+        .await
+        .unwrap();
+    assert_eq!(w.work.ensure_default_projects().await.unwrap(), 1);
+    assert_eq!(w.work.list_projects(&ada, personal).await.unwrap().len(), 1);
+    assert_eq!(w.work.ensure_default_projects().await.unwrap(), 0, "once");
+}
+
+#[tokio::test]
+async fn chats_are_their_owners_shared_ones_every_members_and_outsiders_see_nothing() {
+    let w = world();
+    let (org, owner, member) = w.org().await;
+    let outsider = w.user("outsider").await;
+    let c = &w.client;
+    // Members read projects but only owners and admins make them.
+    let err = w
+        .work
+        .create_project(&member, org, "Research", c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let project = w
+        .work
+        .create_project(&owner, org, "Research", c)
+        .await
+        .unwrap();
+    assert_eq!(w.work.list_projects(&member, org).await.unwrap().len(), 1);
+    let err = w.work.list_projects(&outsider, org).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+
+    let private = w
+        .work
+        .create_chat(&member, org, project.id, spec("llama"), c)
+        .await
+        .unwrap();
+    let mut shared_spec = spec("llama");
+    shared_spec.shared = true;
+    let shared = w
+        .work
+        .create_chat(&owner, org, project.id, shared_spec, c)
+        .await
+        .unwrap();
+    let ids = |chats: Vec<Chat>| chats.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    // The member sees their own and the shared one; the owner (who manages
+    // projects) sees both; an outsider nothing.
+    let mine = ids(w.work.list_chats(&member, org, project.id).await.unwrap());
+    assert_eq!(mine, vec![private.id, shared.id]);
+    assert_eq!(
+        ids(w.work.list_chats(&owner, org, project.id).await.unwrap()).len(),
+        2
+    );
+    let at = (org, project.id, shared.id);
+    let err = w
+        .work
+        .get_chat(&outsider, org, project.id, shared.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    // Only the owner writes: a member reading a shared chat cannot post to it.
+    let message = NewMessage::text(MessageRole::User, "hello".into());
+    let err = w
+        .work
+        .append_message(&member, at, message.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let star = ChatChange {
+        is_starred: Some(true),
+        ..ChatChange::default()
+    };
+    assert!(
+        w.work
+            .update_chat(&member, at, star.clone(), c)
+            .await
+            .is_err()
+    );
+    assert!(
+        w.work
+            .update_chat(&owner, at, star, c)
+            .await
+            .unwrap()
+            .is_starred
+    );
+    // The organization's owner deletes the member's private chat.
+    let theirs = (org, project.id, private.id);
+    w.work.delete_chat(&owner, theirs, c).await.unwrap();
+    let err = w
+        .work
+        .get_chat(&member, org, project.id, private.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn messages_page_in_order_and_bad_input_changes_nothing() {
+    let w = world();
+    let ada = w.user("ada").await;
+    let org = crate::testing::personal_org(&w.store, ada.id).await;
+    let project = w.work.list_projects(&ada, org).await.unwrap()[0].clone();
+    let chat = w
+        .work
+        .create_chat(&ada, org, project.id, spec("llama"), &w.client)
+        .await
+        .unwrap();
+    let at = (org, project.id, chat.id);
+    for i in 0..5 {
+        let m = NewMessage::text(MessageRole::User, format!("message {i}"));
+        w.work.append_message(&ada, at, m).await.unwrap();
+    }
+    let first = w
+        .work
+        .list_messages(&ada, at, &PageRequest::first(3))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    let next = PageRequest::new(Some(3), first.next_cursor.clone()).unwrap();
+    let second = w.work.list_messages(&ada, at, &next).await.unwrap();
+    let texts: Vec<_> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|m| m.content.clone())
+        .collect();
+    assert_eq!(
+        texts,
+        (0..5).map(|i| format!("message {i}")).collect::<Vec<_>>()
+    );
+    assert!(second.next_cursor.is_none());
+    // Too long, unknown parameters, no model: refused.
+    let long = NewMessage::text(MessageRole::User, "x".repeat(MAX_CONTENT_BYTES + 1));
+    assert_eq!(
+        w.work
+            .append_message(&ada, at, long)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    let mut odd = spec("llama");
+    odd.parameters
+        .insert("logit_bias".into(), serde_json::json!({}));
+    assert!(
+        w.work
+            .create_chat(&ada, org, project.id, odd, &w.client)
+            .await
+            .is_err()
+    );
+    assert!(
+        w.work
+            .create_chat(&ada, org, project.id, spec(" "), &w.client)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        w.work
+            .list_chats(&ada, org, project.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_project_with_ten_thousand_messages_is_deleted_a_page_at_a_time() {
+    let w = world();
+    let (org, owner, member) = w.org().await;
+    let c = &w.client;
+    let project = w.work.create_project(&owner, org, "Big", c).await.unwrap();
+    let chat = w
+        .work
+        .create_chat(&member, org, project.id, spec("llama"), c)
+        .await
+        .unwrap();
+    // Ten thousand messages, written straight to the store in batches.
+    for batch in 0..20 {
+        let messages: Vec<_> = (0..500)
+            .map(|i| crate::model::work::ChatMessage {
+                id: Id(1_000_000 + batch * 500 + i),
+                chat_id: chat.id,
+                role: MessageRole::User,
+                content: "a message of some length ".repeat(20),
+                content_raw: serde_json::Value::Null,
+                model: None,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cost_micros: 0,
+                is_context_file: false,
+                is_tool_message: false,
+                partial: false,
+                request_id: None,
+                created_at: w.env.clock.now(),
+            })
+            .collect();
+        w.store
+            .run(|tx| {
+                let messages = &messages;
+                async move {
+                    for m in messages {
+                        keyspace::chat_message(m.chat_id, m.id).put(&tx, m).await?;
+                    }
+                    Ok::<_, TxError<Error>>(())
+                }
+            })
+            .await
+            .unwrap();
+    }
+    w.work
+        .delete_project(&owner, org, project.id, c)
+        .await
+        .unwrap();
+    let left = w
+        .store
+        .run(|tx| async move {
+            let messages = tx
+                .get_range(&keyspace::chat_messages(chat.id), Default::default())
+                .await?;
+            let chats = tx
+                .get_range(&keyspace::chats(project.id), Default::default())
+                .await?;
+            let purges = tx
+                .get_range(&keyspace::purges(), Default::default())
+                .await?;
+            let index = tx
+                .get_range(&keyspace::user_chats(member.id), Default::default())
+                .await?;
+            Ok::<_, TxError<Error>>(
+                messages.entries.len()
+                    + chats.entries.len()
+                    + purges.entries.len()
+                    + index.entries.len(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "every chat, message, index entry and marker is gone"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_organization_or_a_user_takes_their_projects_and_chats() {
+    let w = world();
+    let (org, owner, member) = w.org().await;
+    let c = &w.client;
+    let project = w
+        .work
+        .create_project(&owner, org, "Research", c)
+        .await
+        .unwrap();
+    let chat = w
+        .work
+        .create_chat(&member, org, project.id, spec("llama"), c)
+        .await
+        .unwrap();
+    let at = (org, project.id, chat.id);
+    w.work
+        .append_message(
+            &member,
+            at,
+            NewMessage::text(MessageRole::User, "hi".into()),
+        )
+        .await
+        .unwrap();
+    // The member's own chats go with the member.
+    w.store
+        .run(|tx| async move {
+            crate::tenancy::remove_user_everywhere(&tx, member.id, chrono::Utc::now())
+                .await
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
+    w.work.run_purges().await.unwrap();
+    assert!(
+        w.work
+            .list_chats(&owner, org, project.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The organization takes its projects.
+    w.tenancy.delete_org(&owner, org, c).await.unwrap();
+    assert!(w.work.run_purges().await.is_ok());
+    let left = w
+        .store
+        .run(|tx| async move {
+            let projects = tx
+                .get_range(&keyspace::projects(org), Default::default())
+                .await?;
+            let messages = tx
+                .get_range(&keyspace::chat_messages(chat.id), Default::default())
+                .await?;
+            Ok::<_, TxError<Error>>(projects.entries.len() + messages.entries.len())
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
