@@ -30,6 +30,7 @@ use crate::rest;
         (name = "clients", description = "Service clients and their Ed25519 certificates"),
         (name = "tokens", description = "Vault tokens: RFC 7523 client assertions, rotating refresh tokens, JWKS"),
         (name = "gateway", description = "OpenAI- and Anthropic-compatible inference, with a Gatehouse API key"),
+        (name = "work", description = "Projects, chats and their messages"),
         (name = "records", description = "Audit log, usage statistics and request logs"),
     )
 )]

@@ -134,6 +134,7 @@ fn signed_in_at(auth: &Authenticated) -> Option<DateTime<Utc>> {
         (status = 400, description = "Wrong password, or too many passkeys", body = ErrorBody),
         (status = 403, description = "No recent sign-in (accounts without a password), or an API key", body = ErrorBody),
         (status = 404, description = "Passkeys are off on this server", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords; see `Retry-After`", body = ErrorBody),
     ))]
 pub async fn start_registration(
     State(state): State<AppState>,
@@ -335,6 +336,7 @@ pub struct SecondStep {
         (status = 200, description = "The secret, its otpauth URI and QR code", body = TotpEnrolment),
         (status = 400, description = "Wrong password", body = ErrorBody),
         (status = 409, description = "An app is set up already", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords; see `Retry-After`", body = ErrorBody),
     ))]
 pub async fn enrol_totp(
     State(state): State<AppState>,
@@ -389,6 +391,7 @@ pub async fn confirm_totp(
         (status = 204, description = "Off"),
         (status = 400, description = "Wrong password", body = ErrorBody),
         (status = 403, description = "Admins must keep a second factor", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords; see `Retry-After`", body = ErrorBody),
     ))]
 pub async fn disable_totp(
     State(state): State<AppState>,

@@ -18,6 +18,7 @@ pub(crate) mod teams;
 pub(crate) mod usage;
 pub(crate) mod users;
 pub(crate) mod vaults;
+pub(crate) mod work;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +89,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(auth::routes())
         .merge(sso::routes())
         .merge(factors::routes())
+        .merge(work::routes())
         .merge(users::routes())
         .merge(orgs::routes())
         .merge(teams::routes())
