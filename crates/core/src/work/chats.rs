@@ -159,7 +159,9 @@ async fn own_chat(
 fn ensure_may_write(access: &OrgAccess) -> Result<(), TxError<Error>> {
     use crate::model::tenancy::OrgStatus;
     if access.role.is_none() {
-        return abort(Error::permission_denied("read-only admins change nothing"));
+        return abort(Error::permission_denied(
+            "only the organization's members start and write chats",
+        ));
     }
     if access.org.status == OrgStatus::Suspended {
         return abort(Error::permission_denied(
@@ -395,12 +397,14 @@ impl WorkService {
             .await?)
     }
 
-    /// Appends a message to a chat of the caller's own; the stored message.
+    /// Appends a message to a chat of the caller's own, audited in the same
+    /// transaction; the stored message.
     pub async fn append_message(
         &self,
         actor: &User,
         (org_id, project_id, chat_id): (Id, Id, Id),
         new: NewMessage,
+        client: &ClientInfo,
     ) -> Result<ChatMessage> {
         check_text(&new.content, "a message")?;
         let message = ChatMessage {
@@ -420,8 +424,8 @@ impl WorkService {
             created_at: self.env.clock.now(),
         };
         let now = message.created_at;
-        self.store
-            .run(|tx| {
+        self.audited(
+            |tx| {
                 let message = &message;
                 async move {
                     let mut chat = own_chat(&tx, actor, org_id, project_id, chat_id).await?;
@@ -431,8 +435,22 @@ impl WorkService {
                     chat.updated_at = now;
                     keyspace::chat(project_id, chat_id).put(&tx, &chat).await
                 }
-            })
-            .await?;
+            },
+            |_| {
+                let action = if message.is_context_file {
+                    "chats.files.add"
+                } else {
+                    "chats.messages.add"
+                };
+                let details = serde_json::json!({
+                    "message_id": message.id,
+                    "role": message.role.as_str(),
+                    "request_id": message.request_id,
+                });
+                self.event(actor, client, action, org_id, ("chat", chat_id), details)
+            },
+        )
+        .await?;
         Ok(message)
     }
 }

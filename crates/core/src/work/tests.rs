@@ -165,7 +165,7 @@ async fn chats_are_their_owners_shared_ones_every_members_and_outsiders_see_noth
     let message = NewMessage::text(MessageRole::User, "hello".into());
     let err = w
         .work
-        .append_message(&member, at, message.clone())
+        .append_message(&member, at, message.clone(), &w.client)
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::PermissionDenied);
@@ -211,7 +211,7 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
     let at = (org, project.id, chat.id);
     for i in 0..5 {
         let m = NewMessage::text(MessageRole::User, format!("message {i}"));
-        w.work.append_message(&ada, at, m).await.unwrap();
+        w.work.append_message(&ada, at, m, &w.client).await.unwrap();
     }
     let first = w
         .work
@@ -236,7 +236,7 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
     let long = NewMessage::text(MessageRole::User, "x".repeat(MAX_CONTENT_BYTES + 1));
     assert_eq!(
         w.work
-            .append_message(&ada, at, long)
+            .append_message(&ada, at, long, &w.client)
             .await
             .unwrap_err()
             .code(),
@@ -366,6 +366,7 @@ async fn deleting_an_organization_or_a_user_takes_their_projects_and_chats() {
             &member,
             at,
             NewMessage::text(MessageRole::User, "hi".into()),
+            c,
         )
         .await
         .unwrap();

@@ -158,6 +158,28 @@ async fn second_of_everything(world: &World, f: &Fixture) {
         .add_email(admin.id, "admin-second@example.com", &c)
         .await
         .unwrap();
+    // A second project, a second chat, and two messages.
+    let work = &s.work;
+    work.create_project(owner, f.org, "Second project", &c)
+        .await
+        .unwrap();
+    let member = world.user("org_member");
+    let spec = gatehouse_core::work::ChatSpec {
+        model: "gpt-4o".into(),
+        ..Default::default()
+    };
+    work.create_chat(member, f.org, f.project, spec, &c)
+        .await
+        .unwrap();
+    for text in ["first", "second"] {
+        let message = gatehouse_core::work::NewMessage::text(
+            gatehouse_core::model::work::MessageRole::User,
+            text.into(),
+        );
+        work.append_message(member, (f.org, f.project, f.chat), message, &c)
+            .await
+            .unwrap();
+    }
     // Two passkeys.
     for name in ["laptop", "phone"] {
         crate::factors::passkey_for(s, admin.id, name).await;
@@ -217,6 +239,18 @@ async fn every_list_walks_one_item_at_a_time_to_its_end() {
         ("/api/v1/audit-events", "/api/v1/audit-events?".into()),
         ("/api/v1/auth/emails", "/api/v1/auth/emails?".into()),
         ("/api/v1/auth/passkeys", "/api/v1/auth/passkeys?".into()),
+        (
+            "/api/v1/organizations/{org}/projects",
+            "/api/v1/organizations/{org}/projects?".into(),
+        ),
+        (
+            "/api/v1/organizations/{org}/projects/{project}/chats",
+            "/api/v1/organizations/{org}/projects/{project}/chats?".into(),
+        ),
+        (
+            "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages",
+            "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages?".into(),
+        ),
         (
             "/api/v1/auth/sso/providers",
             "/api/v1/auth/sso/providers?".into(),

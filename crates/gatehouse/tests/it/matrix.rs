@@ -266,6 +266,33 @@ pub fn rows() -> Vec<Row> {
         row!(POST "/api/v1/invitations/accept", Some(r#"{"token": "{invitation_token}"}"#), SIGNED_IN(403)),
         row!(POST "/api/v1/invitations/decline", Some(r#"{"token": "{invitation_token}"}"#), [204; 10]),
         // Teams.
+        // Projects (owners and admins manage them), and chats: `{chat}` is
+        // `org_member`'s own; only its owner writes to it, the
+        // organization's owners and admins (and platform readers) read it.
+        row!(GET "/api/v1/organizations/{org}/projects", None,            [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/projects", Some(r#"{"name": "P {n}"}"#),
+                                                                          [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/projects/{project}", None,  [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PATCH "/api/v1/organizations/{org}/projects/{project}", Some(r#"{"name": "Renamed"}"#),
+                                                                          [401, 404, 200, 403, 404, 404, 200, 200, 403, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/projects/{project}", None,
+                                                                          [401, 404, 204, 403, 404, 404, 204, 204, 403, 404]),
+        row!(GET "/api/v1/organizations/{org}/projects/{project}/chats", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/projects/{project}/chats", Some(r#"{"model": "gpt-4o"}"#),
+                                                                          [401, 404, 403, 403, 404, 404, 201, 201, 201, 404]),
+        row!(GET "/api/v1/organizations/{org}/projects/{project}/chats/{chat}", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(PATCH "/api/v1/organizations/{org}/projects/{project}/chats/{chat}", Some(r#"{"is_starred": true}"#),
+                                                                          [401, 404, 403, 403, 404, 404, 403, 403, 200, 404]),
+        row!(DELETE "/api/v1/organizations/{org}/projects/{project}/chats/{chat}", None,
+                                                                          [401, 404, 204, 403, 404, 404, 204, 204, 204, 404]),
+        row!(GET "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        row!(POST "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/files", Some(r#"{"name": "notes.txt", "content": "context"}"#),
+                                                                          [401, 404, 403, 403, 404, 404, 403, 403, 201, 404]),
+        row!(GET "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/export", None,
+                                                                          [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
         row!(GET "/api/v1/organizations/{org}/teams", None,               [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
         row!(POST "/api/v1/organizations/{org}/teams", Some(r#"{"name": "Team {n}"}"#),
                                                                           [401, 404, 201, 403, 404, 404, 201, 201, 403, 404]),
@@ -346,6 +373,9 @@ pub struct Fixture {
     pub vault: Id,
     pub client: Id,
     pub kid: String,
+    pub project: Id,
+    /// `org_member`'s own chat in `project`.
+    pub chat: Id,
 }
 
 impl World {
@@ -658,7 +688,24 @@ impl World {
             .unwrap()
             .0
             .kid;
+        let work = &self.app.services.work;
+        let project = work
+            .create_project(owner, org, "Fixture project", &c)
+            .await
+            .unwrap()
+            .id;
+        let chat_spec = gatehouse_core::work::ChatSpec {
+            model: "gpt-4o".into(),
+            ..Default::default()
+        };
+        let chat = work
+            .create_chat(self.user("org_member"), org, project, chat_spec, &c)
+            .await
+            .unwrap()
+            .id;
         Fixture {
+            project,
+            chat,
             vault,
             client,
             kid,
@@ -718,6 +765,8 @@ impl World {
             .replace("{invitation}", &f.invitation.to_string())
             .replace("{me}", &me.map(|u| u.id.to_string()).unwrap_or_default())
             .replace("{provider}", "nowhere")
+            .replace("{project}", &f.project.to_string())
+            .replace("{chat}", &f.chat.to_string())
             .replace("{n}", &(1_000_000 + n).to_string())
     }
 

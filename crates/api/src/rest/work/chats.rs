@@ -75,10 +75,16 @@ impl From<Chat> for ChatOut {
 #[serde(deny_unknown_fields)]
 pub struct NewChatBody {
     /// The model's name if left out.
-    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 100)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
     /// A model's public name or an alias you may use.
-    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 200)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 200
+    )]
     pub model: String,
     #[schema(max_length = 262144)]
     pub system_prompt: Option<String>,
@@ -93,9 +99,15 @@ pub struct NewChatBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatPatch {
-    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 100)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
-    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 200)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 200
+    )]
     pub model: Option<String>,
     pub is_starred: Option<bool>,
     pub shared: Option<bool>,
@@ -159,7 +171,10 @@ impl From<ChatMessage> for MessageOut {
 #[serde(deny_unknown_fields)]
 pub struct ContextFile {
     /// The file's name, shown to the model.
-    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 100)]
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 100
+    )]
     pub name: String,
     /// Its text, at most 256 KiB.
     #[schema(max_length = 262144)]
@@ -316,7 +331,12 @@ pub async fn update(
     let chat = state
         .services
         .work
-        .update_chat(&auth.user, chat_path(&org, &project, &chat)?, change, &client)
+        .update_chat(
+            &auth.user,
+            chat_path(&org, &project, &chat)?,
+            change,
+            &client,
+        )
         .await?;
     Ok(Json(chat.into()))
 }
@@ -393,6 +413,7 @@ pub async fn messages(
     ))]
 pub async fn add_file(
     State(state): State<AppState>,
+    Client(client): Client,
     auth: Authenticated,
     Path((org, project, chat)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<ContextFile>,
@@ -408,7 +429,12 @@ pub async fn add_file(
     let message = state
         .services
         .work
-        .append_message(&auth.user, chat_path(&org, &project, &chat)?, message)
+        .append_message(
+            &auth.user,
+            chat_path(&org, &project, &chat)?,
+            message,
+            &client,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(message.into())))
 }
@@ -443,7 +469,10 @@ pub async fn export(
         let filename = format!("attachment; filename=\"chat-{}.md\"", chat.id);
         return Ok((
             [
-                (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_TYPE,
+                    "text/markdown; charset=utf-8".to_string(),
+                ),
                 (header::CONTENT_DISPOSITION, filename),
             ],
             markdown,
