@@ -109,6 +109,19 @@ fn decide<'a>(
     let grant = index
         .check_key(key, &model_name)
         .map_err(|d| GatewayError::denial(shape, d))?;
+    decided(api, grant, request, model_name, stream, body)
+}
+
+/// Step 4 for an allowed call: its endpoint, and whether it is translated.
+fn decided<'a>(
+    api: Api,
+    grant: Grant,
+    request: RawObject<'a>,
+    model_name: String,
+    stream: bool,
+    body: &'a [u8],
+) -> Result<Decided<'a>, GatewayError> {
+    let shape = api.shape();
     let endpoint = grant
         .endpoint
         .clone()
@@ -487,6 +500,48 @@ pub(super) async fn forward(
     let started = Instant::now();
     let (key, body) = read_body(&gateway, api, &headers, body).await?;
     let decided = decide(&gateway, api, &key, &body)?;
+    run(gateway, api, &headers, decided, &body, started, None).await
+}
+
+/// A playground call (SPEC §4 for a signed-in user, without a key): `grant`
+/// is the user's ([`check_user`](gatehouse_core::keys::index::AccessIndex::check_user)),
+/// `body` a streamed chat completion. From admission on, it is any call; its
+/// request log says `playground` and has the ID `request_id`.
+pub(crate) async fn playground(
+    gateway: Arc<Gateway>,
+    grant: Grant,
+    body: Vec<u8>,
+    request_id: gatehouse_core::Id,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let api = Api::ChatCompletions;
+    let malformed =
+        |message: String| GatewayError::new(api.shape(), StatusCode::BAD_REQUEST, message);
+    let request = RawObject::parse(&body).map_err(|e| malformed(e.to_string()))?;
+    let model_name = request.string("model").unwrap_or_default();
+    let decided = decided(api, grant, request, model_name, true, &body)?;
+    run(
+        gateway,
+        api,
+        &HeaderMap::new(),
+        decided,
+        &body,
+        started,
+        Some(request_id),
+    )
+    .await
+}
+
+/// Steps 5 on: admission, the upstream call, the answer, the settlement.
+async fn run(
+    gateway: Arc<Gateway>,
+    api: Api,
+    headers: &HeaderMap,
+    decided: Decided<'_>,
+    body: &[u8],
+    started: Instant,
+    playground: Option<gatehouse_core::Id>,
+) -> Result<Response, GatewayError> {
     let ticket = admit(&gateway, api, &decided, body.len())?;
     let upstream_api = match decided.translation {
         Some(Translation::ChatOverMessages) => Api::Messages,
@@ -510,13 +565,14 @@ pub(super) async fn forward(
         ticket: Some(ticket),
         request_body: grant
             .capture_bodies
-            .then(|| captured_text(&body, body.len())),
+            .then(|| captured_text(body, body.len())),
         grant,
         api,
         stream,
         started,
         request_bytes: body.len(),
         done: false,
+        playground,
     };
     let misconfigured = |settlement: Settlement| {
         let e = GatewayError::new(
@@ -534,7 +590,7 @@ pub(super) async fn forward(
             return Err(misconfigured(settlement));
         }
     };
-    let Ok(outbound) = build_headers(&gateway, &endpoint, &headers).await else {
+    let Ok(outbound) = build_headers(&gateway, &endpoint, headers).await else {
         return Err(misconfigured(settlement));
     };
     let call = Admitted {

@@ -43,6 +43,15 @@ impl GatewayError {
         }
     }
 
+    /// The HTTP status it answers with.
+    pub(crate) fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(super) fn denial(shape: ApiFlavour, denial: Denial) -> Self {
         let status = StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::FORBIDDEN);
         let mut e = GatewayError::new(shape, status, denial.message());

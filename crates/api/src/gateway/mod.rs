@@ -12,6 +12,7 @@
 //! except loading an endpoint's credential once after it changes.
 
 mod call;
+pub(crate) use call::playground;
 mod error;
 mod settle;
 mod stream;

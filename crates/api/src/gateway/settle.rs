@@ -24,6 +24,8 @@ pub(super) struct Settlement {
     pub(super) request_body: Option<String>,
     /// Settled already (a call is settled exactly once).
     pub(super) done: bool,
+    /// A playground call: logged as `playground`, under this request ID.
+    pub(super) playground: Option<gatehouse_core::Id>,
 }
 
 impl Drop for Settlement {
@@ -69,7 +71,10 @@ impl Settlement {
             self.ticket.take(),
             CallOutcome {
                 grant: &self.grant,
-                api: self.api.name(),
+                api: match self.playground {
+                    Some(_) => "playground",
+                    None => self.api.name(),
+                },
                 stream: self.stream,
                 status,
                 latency_ms: self.started.elapsed().as_millis() as u64,
@@ -79,6 +84,7 @@ impl Settlement {
                 error,
                 request_body: self.request_body.take(),
                 response_body,
+                request_id: self.playground,
             },
         );
     }

@@ -127,6 +127,10 @@ pub struct WorkingKey {
     owner: Arc<Owner>,
 }
 
+/// The key of a playground call: none (request logs show `0`, and `api`
+/// `playground`).
+pub const PLAYGROUND: Id = Id(0);
+
 /// What an allowed request may do: who it is, which model, and its limits.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -537,6 +541,39 @@ impl AccessIndex {
         })
     }
 
+    /// SPEC §4 steps 1-3 for a signed-in user instead of a key (the
+    /// playground): the user may use models, the name resolves to an enabled
+    /// model, and the user may use it (subscriptions, team allow-lists). The
+    /// grant carries the user's own and their teams' limits and budgets, and
+    /// [`PLAYGROUND`] as its key. A user the index does not follow yet (no
+    /// key) is read once and followed from then on.
+    pub async fn check_user(&self, user_id: Id, model_name: &str) -> Result<Grant, Denial> {
+        if !self.owners.contains_key(&user_id) && self.refresh_owner(user_id).await.is_err() {
+            return Err(Denial::OwnerInactive);
+        }
+        let owner = self
+            .owners
+            .get(&user_id)
+            .map(|o| o.clone())
+            .filter(|o| o.may_use_models)
+            .ok_or(Denial::OwnerInactive)?;
+        let catalog = self.catalog.read().clone();
+        let model = resolve(&catalog, user_id, model_name).ok_or(Denial::UnknownModel)?;
+        owner_may_use(&owner, &model)?;
+        Ok(Grant {
+            key_id: PLAYGROUND,
+            owner_id: user_id,
+            endpoint: catalog.endpoints.get(&model.endpoint_id).cloned(),
+            model,
+            rpm_limit: None,
+            tpm_limit: None,
+            budget: None,
+            user_limits: owner.limits,
+            team_budgets: owner.team_budgets.clone(),
+            capture_bodies: false,
+        })
+    }
+
     /// The enabled models `presented` may call (for `GET /v1/models`).
     pub fn models_for(&self, presented: &str) -> Result<Vec<Arc<Model>>, Denial> {
         let (key, owner) = self.key_and_owner(presented)?;
@@ -580,6 +617,15 @@ impl AccessIndex {
 /// SPEC §4 steps 3 and 4: subscription for restricted models, the owner's
 /// teams' allow-lists, the key's own allow-list.
 fn may_use(key: &ApiKey, owner: &Owner, model: &Model) -> Result<(), Denial> {
+    owner_may_use(owner, model)?;
+    if !key.allowed_models.is_empty() && !key.allowed_models.contains(&model.name) {
+        return Err(Denial::KeyNotAllowed);
+    }
+    Ok(())
+}
+
+/// SPEC §4 step 3 without a key: subscriptions and team allow-lists.
+fn owner_may_use(owner: &Owner, model: &Model) -> Result<(), Denial> {
     if model.restricted && !owner.subscribed.contains(&model.id) {
         return Err(Denial::SubscriptionRequired);
     }
@@ -589,9 +635,6 @@ fn may_use(key: &ApiKey, owner: &Owner, model: &Model) -> Result<(), Denial> {
         .is_some_and(|a| !a.contains(&model.name))
     {
         return Err(Denial::TeamNotAllowed);
-    }
-    if !key.allowed_models.is_empty() && !key.allowed_models.contains(&model.name) {
-        return Err(Denial::KeyNotAllowed);
     }
     Ok(())
 }

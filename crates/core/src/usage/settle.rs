@@ -52,6 +52,9 @@ pub struct CallOutcome<'a> {
     /// Kept only when the grant captures bodies.
     pub request_body: Option<String>,
     pub response_body: Option<String>,
+    /// The request log's ID when the caller chose it (the playground keeps
+    /// it with the answer); otherwise a new one.
+    pub request_id: Option<crate::Id>,
 }
 
 impl UsageService {
@@ -77,7 +80,7 @@ impl UsageService {
         let capture = call.grant.capture_bodies;
         let env = self.env();
         self.record(RequestLog {
-            id: env.ids.next_id(),
+            id: call.request_id.unwrap_or_else(|| env.ids.next_id()),
             at: env.clock.now(),
             key_id: call.grant.key_id,
             user_id: call.grant.owner_id,

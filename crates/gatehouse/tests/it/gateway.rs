@@ -157,13 +157,13 @@ async fn upstream(seen: Seen) -> String {
     format!("http://{addr}")
 }
 
-struct World {
-    app: TestApp,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
     seen: Seen,
-    admin: User,
-    ada: User,
+    pub(crate) admin: User,
+    pub(crate) ada: User,
     bob: User,
-    c: ClientInfo,
+    pub(crate) c: ClientInfo,
 }
 
 /// Input $1 and output $2 per million tokens, so 10 + 20 tokens cost $0.00005.
@@ -177,7 +177,7 @@ fn config() -> gatehouse::config::Config {
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         World::with(config()).await
     }
 
@@ -343,8 +343,17 @@ impl World {
         )
     }
 
+    /// The bodies the upstream received, in order.
+    pub(crate) fn seen_bodies(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .iter()
+            .map(|(_, _, body)| body.clone())
+            .collect()
+    }
+
     /// Writes buffered usage now (the server does it every second).
-    async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         self.app.services.usage.flush().await.unwrap();
     }
 
@@ -360,7 +369,7 @@ impl World {
         logs["items"].as_array().unwrap().clone()
     }
 
-    async fn token(&self, email: &str) -> String {
+    pub(crate) async fn token(&self, email: &str) -> String {
         self.app.bearer(email).await
     }
 }

@@ -23,6 +23,7 @@ mod lists;
 mod matrix;
 mod openapi;
 mod ops;
+mod playground;
 mod process;
 mod readme;
 mod restart;

@@ -289,6 +289,9 @@ pub fn rows() -> Vec<Row> {
                                                                           [401, 404, 204, 403, 404, 404, 204, 204, 204, 404]),
         row!(GET "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages", None,
                                                                           [401, 404, 200, 200, 404, 404, 200, 200, 200, 404]),
+        // The playground: the fixture chat's model does not exist (404 for its owner).
+        row!(POST "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages", Some(r#"{"content": "hi"}"#),
+                                                                          [401, 404, 403, 403, 404, 404, 403, 403, 404, 404]),
         row!(POST "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/files", Some(r#"{"name": "notes.txt", "content": "context"}"#),
                                                                           [401, 404, 403, 403, 404, 404, 403, 403, 201, 404]),
         row!(GET "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/export", None,

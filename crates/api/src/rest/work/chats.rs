@@ -202,7 +202,7 @@ pub struct ChatExport {
     pub messages: Vec<MessageOut>,
 }
 
-fn chat_path(org: &str, project: &str, chat: &str) -> Result<(Id, Id, Id), ApiError> {
+pub(super) fn chat_path(org: &str, project: &str, chat: &str) -> Result<(Id, Id, Id), ApiError> {
     Ok((id(org)?, id(project)?, id(chat)?))
 }
 

@@ -4,6 +4,7 @@
 //! their messages.
 
 mod chats;
+mod playground;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -197,4 +198,5 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(read, rename, delete))
         .merge(chats::routes())
+        .routes(routes!(playground::send))
 }
