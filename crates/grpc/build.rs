@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gatehouse/v1/keys.proto",
         "gatehouse/v1/vaults.proto",
         "gatehouse/v1/policy.proto",
+        "gatehouse/v1/work.proto",
     ]
     .map(|p| proto_root.join(p));
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("gatehouse_descriptor.bin");

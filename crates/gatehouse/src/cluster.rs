@@ -155,12 +155,29 @@ pub fn jobs(
             })
         }),
     };
+    let work = services.work.clone();
+    let purge = Job {
+        name: "purge",
+        every: Duration::from_secs(60),
+        run: Arc::new(move |_token| {
+            let work = work.clone();
+            Box::pin(async move {
+                // Deleted projects' and chats' records, a page per
+                // transaction: what deletions and stopped instances left.
+                work.run_purges()
+                    .await
+                    .map(|n| format!("removed {n} records of deleted projects and chats"))
+                    .map_err(|e| e.to_string())
+            })
+        }),
+    };
     let mut jobs = vec![
         email,
         retention,
         signing_keys,
         login_throttle,
         idempotent_writes,
+        purge,
         Job {
             name: "change_feed_trim",
             every: Duration::from_secs(60),

@@ -217,3 +217,55 @@ async fn the_playground_refuses_what_the_gateway_refuses_and_stores_nothing() {
     let (status, events, _) = send(&w, &token, &chat, "Hi").await;
     assert_eq!(status, 429, "{events:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_answer_leaves_a_partial_answer_and_a_settled_call() {
+    let w = World::new().await;
+    let token = w.token("ada@example.com").await;
+    let at = ada_project(&w, &token).await;
+    let chat = new_chat(&w, &token, &at, "gpt").await;
+    let response = w
+        .app
+        .client
+        .post(w.app.url(&format!("{chat}/messages")))
+        .header("authorization", &token)
+        .json(&json!({"content": "Hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Read until the first chunk of the answer, then go away.
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("Hel") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(stream);
+    let auth = Some(("authorization", token.as_str()));
+    let path = format!("{chat}/messages");
+    let mut items = Vec::new();
+    for _ in 0..50 {
+        let (_, messages) = w.app.call(Method::GET, &path, auth, None).await;
+        items = messages["items"].as_array().unwrap().clone();
+        if items.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[1]["partial"], true, "{items:?}");
+    assert_eq!(items[1]["content"], "Hel");
+    // The call was settled with what passed (estimated: the usage chunk
+    // never came), and logged under the answer's request ID.
+    w.flush().await;
+    let (_, logs) = w
+        .app
+        .call(Method::GET, "/api/v1/request-logs", auth, None)
+        .await;
+    let log = &logs["items"][0];
+    assert_eq!(log["api"], "playground", "{logs}");
+    assert_eq!(log["tokens_estimated"], true, "{logs}");
+    assert_eq!(log["id"], items[1]["request_id"]);
+}

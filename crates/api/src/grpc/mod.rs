@@ -35,6 +35,8 @@ use tonic_health::server::HealthReporter;
 
 use crate::ApiError;
 
+mod work;
+
 /// `gatehouse.v1.SystemService`.
 pub struct SystemGrpc {
     services: Services,
@@ -508,13 +510,14 @@ impl VaultService for VaultGrpc {
 }
 
 /// The gRPC services Gatehouse serves, as reflection names them.
-pub const SERVED: [&str; 6] = [
+pub const SERVED: [&str; 7] = [
     "grpc.health.v1.Health",
     "gatehouse.v1.SystemService",
     "gatehouse.v1.AuthService",
     "gatehouse.v1.DirectoryService",
     "gatehouse.v1.KeyService",
     "gatehouse.v1.VaultService",
+    "gatehouse.v1.WorkService",
 ];
 
 pub fn routes(
@@ -546,6 +549,14 @@ pub fn routes(
         .add_service(DirectoryServiceServer::new(DirectoryGrpc {
             services: services.clone(),
         }))
+        .add_service(
+            gatehouse_grpc::v1::work_service_server::WorkServiceServer::new(work::WorkGrpc {
+                directory: DirectoryGrpc {
+                    services: services.clone(),
+                },
+                services: services.clone(),
+            }),
+        )
         .add_service(VaultServiceServer::new(VaultGrpc {
             directory: DirectoryGrpc {
                 services: services.clone(),
@@ -571,6 +582,7 @@ pub async fn report_health(services: Services, reporter: HealthReporter, stop: C
         "gatehouse.v1.DirectoryService",
         "gatehouse.v1.KeyService",
         "gatehouse.v1.VaultService",
+        "gatehouse.v1.WorkService",
     ];
     loop {
         let status = match services.system.check_ready().await {
