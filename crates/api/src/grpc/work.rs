@@ -110,7 +110,7 @@ impl WorkService for WorkGrpc {
             .list_chats(&caller, org, project)
             .await
             .map_err(ApiError)?;
-        chats.sort_by(|a, b| b.id.cmp(&a.id));
+        chats.sort_by_key(|c| std::cmp::Reverse(c.id));
         Ok(Response::new(ListChatsResponse {
             chats: chats.into_iter().map(chat).collect(),
         }))
