@@ -95,9 +95,11 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 }
 
 /// Path and query parameters that carry an ID: digits, as IDs print.
-const ID_PARAMETERS: [&str; 10] = [
+const ID_PARAMETERS: [&str; 12] = [
     "id",
     "org",
+    "project",
+    "chat",
     "team",
     "vault",
     "client",

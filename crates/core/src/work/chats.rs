@@ -109,8 +109,8 @@ fn check_parameters(
             PARAMETERS.join(", ")
         )));
     }
-    if serde_json::to_vec(parameters).map_or(0, |b| b.len()) > 4096 {
-        return Err(Error::invalid_input("parameters are at most 4 KiB"));
+    if serde_json::to_vec(parameters).map_or(0, |b| b.len()) > 16 * 1024 {
+        return Err(Error::invalid_input("parameters are at most 16 KiB"));
     }
     Ok(parameters.clone())
 }

@@ -71,6 +71,49 @@ impl From<Chat> for ChatOut {
     }
 }
 
+/// Sampling parameters sent with every call of the chat.
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChatParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -2, maximum = 2)]
+    pub presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -2, maximum = 2)]
+    pub frequency_penalty: Option<f64>,
+    /// Up to four sequences that end the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 4)]
+    pub stop: Option<Vec<StopSequence>>,
+}
+
+/// A sequence that ends the answer: 1 to 200 characters.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(pattern = "^[\\s\\S]{1,200}$")]
+pub struct StopSequence(pub String);
+
+impl ChatParameters {
+    fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewChatBody {
@@ -86,12 +129,9 @@ pub struct NewChatBody {
         max_length = 200
     )]
     pub model: String,
-    #[schema(max_length = 262144)]
+    #[schema(max_length = 65536)]
     pub system_prompt: Option<String>,
-    /// `temperature`, `top_p`, `max_tokens`, `max_completion_tokens`,
-    /// `presence_penalty`, `frequency_penalty`, `stop`.
-    #[schema(value_type = Option<Object>)]
-    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    pub parameters: Option<ChatParameters>,
     #[serde(default)]
     pub shared: bool,
 }
@@ -113,10 +153,10 @@ pub struct ChatPatch {
     pub shared: Option<bool>,
     /// `null` removes it.
     #[serde(default, deserialize_with = "super::super::catalog::some")]
-    #[schema(max_length = 262144)]
+    #[schema(max_length = 65536)]
     pub system_prompt: Option<Option<String>>,
-    #[schema(value_type = Option<Object>)]
-    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Replaces the parameters (`{}` clears them).
+    pub parameters: Option<ChatParameters>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -176,8 +216,8 @@ pub struct ContextFile {
         max_length = 100
     )]
     pub name: String,
-    /// Its text, at most 256 KiB.
-    #[schema(max_length = 262144)]
+    /// Its text: at most 65 536 characters (256 KiB).
+    #[schema(max_length = 65536)]
     pub content: String,
 }
 
@@ -231,7 +271,7 @@ pub async fn create(
         name: body.name,
         model: body.model,
         system_prompt: body.system_prompt,
-        parameters: body.parameters.unwrap_or_default(),
+        parameters: body.parameters.unwrap_or_default().into_map(),
         shared: body.shared,
     };
     let chat = state
@@ -326,7 +366,7 @@ pub async fn update(
         is_starred: body.is_starred,
         shared: body.shared,
         system_prompt: body.system_prompt,
-        parameters: body.parameters,
+        parameters: body.parameters.map(ChatParameters::into_map),
     };
     let chat = state
         .services

@@ -43,8 +43,8 @@ const HISTORY_LIMIT: usize = 1000;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// Your message, at most 256 KiB.
-    #[schema(max_length = 262144)]
+    /// Your message: at most 65 536 characters (256 KiB).
+    #[schema(max_length = 65536)]
     pub content: String,
 }
 
