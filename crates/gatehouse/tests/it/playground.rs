@@ -161,6 +161,17 @@ async fn a_message_streams_the_answer_and_both_are_stored_and_counted() {
     assert_eq!(log["api"], "playground", "{logs}");
     assert_eq!(log["user_id"], w.ada.id.to_string());
     assert_eq!(log["id"], stored["request_id"], "{log} {stored}");
+    let (_, usage) = w
+        .app
+        .call(Method::GET, "/api/v1/usage?group_by=model", auth, None)
+        .await;
+    let row = &usage["items"][0];
+    assert_eq!(
+        (row["group"].as_str(), row["requests"].as_u64()),
+        (Some("gpt"), Some(1)),
+        "{usage}"
+    );
+    assert_eq!(row["prompt_tokens"], 10, "{usage}");
     // A second message carries the first exchange as history.
     send(&w, &token, &chat, "And again").await;
     let sent = &w.seen_bodies()[1];
