@@ -45,6 +45,15 @@ pub struct ChatChange {
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// Which messages [`WorkService::chat_history`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    /// The newest ones (a model's context) rather than the first (an export).
+    pub newest: bool,
+    pub limit: usize,
+    pub max_bytes: usize,
+}
+
 /// A message to append.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -373,28 +382,50 @@ impl WorkService {
         Ok(Page::from_lookahead(items, limit, |m| m.id.0))
     }
 
-    /// Every message of a chat the caller may read, oldest first, for the
-    /// model's context and the export: at most `limit`.
+    /// The messages of a chat the caller may read, oldest first, for the
+    /// model's context and the export: the newest ones (`newest`) or the
+    /// first ones, at most `limit` of them and about `max_bytes` of text (the
+    /// message that crosses it is the last), read a page at a time.
     pub async fn chat_history(
         &self,
         actor: &User,
         (org_id, project_id, chat_id): (Id, Id, Id),
-        limit: usize,
+        window: History,
     ) -> Result<(Chat, Vec<ChatMessage>)> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                let (_, chat) = readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
-                let found = tx
-                    .get_range(
-                        &keyspace::chat_messages(chat_id),
-                        RangeOptions::limit(limit),
-                    )
-                    .await?;
-                let messages = decode_values(&found.entries).map_err(TxError::Abort)?;
-                Ok::<_, TxError<Error>>((chat, messages))
-            })
-            .await?)
+        const PAGE: usize = 100;
+        let chat = self.get_chat(actor, org_id, project_id, chat_id).await?;
+        let mut messages: Vec<ChatMessage> = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = Some(keyspace::chat_messages(chat_id));
+        while let Some(range) = next.take() {
+            let options = RangeOptions::limit(PAGE);
+            let options = if window.newest {
+                options.reversed()
+            } else {
+                options
+            };
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move { Ok::<_, TxError<Error>>(tx.get_range(range, options).await?) }
+                })
+                .await?;
+            for message in decode_values::<ChatMessage>(&page.entries)? {
+                bytes += message.content.len();
+                messages.push(message);
+                if messages.len() >= window.limit || bytes >= window.max_bytes {
+                    break;
+                }
+            }
+            if messages.len() < window.limit && bytes < window.max_bytes {
+                next = page.next;
+            }
+        }
+        if window.newest {
+            messages.reverse();
+        }
+        Ok((chat, messages))
     }
 
     /// Appends a message to a chat of the caller's own, audited in the same

@@ -232,6 +232,26 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
         (0..5).map(|i| format!("message {i}")).collect::<Vec<_>>()
     );
     assert!(second.next_cursor.is_none());
+    // The model's context: the newest, in order, within a count and a size.
+    let newest = History {
+        newest: true,
+        limit: 2,
+        max_bytes: 1 << 20,
+    };
+    let (_, context) = w.work.chat_history(&ada, at, newest).await.unwrap();
+    let texts: Vec<_> = context.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["message 3", "message 4"]);
+    let small = History {
+        newest: false,
+        limit: 100,
+        max_bytes: 15,
+    };
+    let (_, first) = w.work.chat_history(&ada, at, small).await.unwrap();
+    assert_eq!(
+        first.len(),
+        2,
+        "the message that crosses the size is the last"
+    );
     // Too long, unknown parameters, no model: refused.
     let long = NewMessage::text(MessageRole::User, "x".repeat(MAX_CONTENT_BYTES + 1));
     assert_eq!(

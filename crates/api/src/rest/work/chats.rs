@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
 use gatehouse_core::model::work::{Chat, ChatMessage, MessageRole};
-use gatehouse_core::work::{ChatChange, ChatSpec, NewMessage};
+use gatehouse_core::work::{ChatChange, ChatSpec, History, NewMessage};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -22,8 +22,12 @@ use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
 use crate::extract::{ApiJson, ApiQuery};
 
-/// The most messages an export holds.
-const EXPORT_LIMIT: usize = 10_000;
+/// What an export holds: the first 10 000 messages, at most about 32 MiB of text.
+const EXPORT: History = History {
+    newest: false,
+    limit: 10_000,
+    max_bytes: 32 << 20,
+};
 
 #[derive(Serialize, ToSchema)]
 pub struct ChatOut {
@@ -479,7 +483,8 @@ pub async fn add_file(
     Ok((StatusCode::CREATED, Json(message.into())))
 }
 
-/// Export a chat and its messages as JSON or Markdown (at most 10 000 messages).
+/// Export a chat and its messages as JSON or Markdown (the first 10 000
+/// messages, at most about 32 MiB of text).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/export", tag = "work",
     security(("bearer" = [])),
     params(
@@ -502,7 +507,7 @@ pub async fn export(
     let (chat, messages) = state
         .services
         .work
-        .chat_history(&auth.user, at, EXPORT_LIMIT)
+        .chat_history(&auth.user, at, EXPORT)
         .await?;
     if query.format == Some(ExportFormat::Markdown) {
         let markdown = markdown(&chat, &messages);

@@ -23,7 +23,7 @@ use gatehouse_core::model::accounts::User;
 use gatehouse_core::model::catalog::Model;
 use gatehouse_core::model::sessions::ClientInfo;
 use gatehouse_core::model::work::{ChatMessage, MessageRole};
-use gatehouse_core::work::{NewMessage, WorkService};
+use gatehouse_core::work::{History, NewMessage, WorkService};
 use gatehouse_core::{Error, ErrorCode, Id};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,8 +37,13 @@ use crate::error::ErrorBody;
 use crate::extract::ApiJson;
 use crate::sse::DataLines;
 
-/// The most earlier messages sent to the model with a new one.
-const HISTORY_LIMIT: usize = 1000;
+/// What is sent to the model with a new message: the newest 1000 earlier
+/// messages, at most about 4 MiB of text.
+const CONTEXT: History = History {
+    newest: true,
+    limit: 1000,
+    max_bytes: 4 << 20,
+};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +87,7 @@ pub async fn send(
             "a message is at most 256 KiB",
         )));
     }
-    let (chat, history) = work.chat_history(&auth.user, at, HISTORY_LIMIT).await?;
+    let (chat, history) = work.chat_history(&auth.user, at, CONTEXT).await?;
     if chat.owner_id != auth.user.id {
         return Err(ApiError(Error::permission_denied(
             "only the chat's owner writes to it",
