@@ -14,8 +14,23 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use webauthn_rs::prelude::DiscoverableAuthentication;
+
 use super::*;
-use crate::model::factors::{ChallengePurpose, PasskeyOwner, PasskeyRecord};
+use crate::model::factors::{Challenge, ChallengePurpose, PasskeyOwner, PasskeyRecord};
+
+/// What a passkey sign-in's challenge ID carries, sealed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SignInTicket {
+    state: DiscoverableAuthentication,
+    kind: Option<SessionKind>,
+    expires_at_ms: i64,
+}
+
+/// What the sealed ticket is bound to.
+const TICKET_CONTEXT: &str = "passkey sign-in";
 
 /// At most this many passkeys per account.
 pub const MAX_PASSKEYS: usize = 10;
@@ -67,6 +82,25 @@ fn refused(reason: &str) -> Error {
 }
 
 impl AccountService {
+    /// The ticket a challenge ID seals, if it is one of ours and not expired.
+    fn open_ticket(&self, challenge_id: &str) -> Result<SignInTicket> {
+        let unknown = super::challenges::unknown_challenge;
+        let sealed = URL_SAFE_NO_PAD
+            .decode(challenge_id.trim())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<crate::crypto::Sealed>(&bytes).ok())
+            .ok_or_else(unknown)?;
+        let plain = self
+            .keys
+            .open(&sealed, TICKET_CONTEXT)
+            .map_err(|_| unknown())?;
+        let ticket: SignInTicket = serde_json::from_slice(&plain).map_err(|_| unknown())?;
+        if ticket.expires_at_ms <= self.env.clock.now_millis() {
+            return Err(unknown());
+        }
+        Ok(ticket)
+    }
+
     fn relying_party(&self) -> Result<&Webauthn> {
         self.passkeys.as_ref().map(|rp| &rp.0).ok_or_else(|| {
             Error::new(
@@ -277,9 +311,20 @@ impl AccountService {
         // For a "sign in with a passkey" button; a page that offers passkeys
         // in its username field's autofill sets `mediation` itself.
         options.mediation = None;
-        let challenge_id = self
-            .start_challenge(ChallengePurpose::PasskeySignIn { state, kind })
-            .await?;
+        // Nothing is stored for a start anyone may make: the state travels
+        // sealed in the challenge ID, and only a sign-in that succeeds
+        // leaves a record (so that its ID works once).
+        let ticket = SignInTicket {
+            state,
+            kind,
+            expires_at_ms: self.env.clock.now_millis() + super::challenges::CHALLENGE_TTL_MS,
+        };
+        let plain = serde_json::to_vec(&ticket).map_err(Error::internal)?;
+        let sealed = self
+            .keys
+            .seal(self.env.random.as_ref(), &plain, TICKET_CONTEXT)?;
+        let sealed = serde_json::to_vec(&sealed).map_err(Error::internal)?;
+        let challenge_id = URL_SAFE_NO_PAD.encode(sealed);
         Ok(Ceremony {
             challenge_id,
             options,
@@ -295,10 +340,12 @@ impl AccountService {
         client: &ClientInfo,
     ) -> Result<(User, Grant)> {
         let rp = self.relying_party()?;
-        let (state, kind) = match self.take_challenge(challenge_id).await? {
-            ChallengePurpose::PasskeySignIn { state, kind } => (state, kind),
-            _ => return Err(super::challenges::unknown_challenge()),
-        };
+        let SignInTicket {
+            state,
+            kind,
+            expires_at_ms,
+        } = self.open_ticket(challenge_id)?;
+        let spent = token_hash(challenge_id);
         let credential_id = credential.get_credential_id().to_vec();
         let fail = |reason: &'static str, user: Option<Id>| async move {
             let actor = match user {
@@ -352,27 +399,37 @@ impl AccountService {
         record.last_used_at = Some(self.env.clock.now());
         record.sign_count = record.sign_count.max(result.counter());
         let (count, name) = (result.counter(), record.name.clone());
-        let updated = self
+        let refused = self
             .store
             .run(|tx| {
-                let record = &record;
+                let (record, spent) = (&record, &spent);
                 async move {
                     let key = keyspace::passkey(user_id, record.id);
                     let Some(stored) = key.get(&tx).await? else {
-                        return Ok(false);
+                        return Ok(Some("unknown_credential"));
                     };
                     // Two sign-ins with one assertion each: the later count wins,
                     // and a count that is not above the stored one loses.
                     if count > 0 && stored.sign_count >= count {
-                        return Ok(false);
+                        return Ok(Some("sign_count_regression"));
                     }
+                    // The challenge works once.
+                    let used = keyspace::auth_challenge(spent);
+                    if used.get(&tx).await?.is_some() {
+                        return Ok(Some("challenge_reused"));
+                    }
+                    let marker = Challenge {
+                        purpose: ChallengePurpose::Spent,
+                        expires_at_ms,
+                    };
+                    used.put(&tx, &marker).await?;
                     key.put(&tx, record).await?;
-                    Ok::<_, TxError<Error>>(true)
+                    Ok::<_, TxError<Error>>(None)
                 }
             })
             .await?;
-        if !updated {
-            return Err(fail("sign_count_regression", Some(user_id)).await);
+        if let Some(reason) = refused {
+            return Err(fail(reason, Some(user_id)).await);
         }
         self.audit(
             Actor::User { id: user_id },

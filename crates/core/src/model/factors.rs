@@ -92,10 +92,13 @@ pub enum ChallengePurpose {
         state: PasskeyRegistration,
     },
     /// A sign-in with a passkey alone; `kind` is how it is handed back (none: a JWT).
+    /// (Written by earlier versions; starts are now sealed into the challenge ID.)
     PasskeySignIn {
         state: DiscoverableAuthentication,
         kind: Option<SessionKind>,
     },
+    /// A passkey sign-in's challenge that has been used: it does not work again.
+    Spent,
     /// A password sign-in that still needs its second factor.
     SecondFactor {
         user_id: Id,
@@ -111,6 +114,7 @@ impl std::fmt::Debug for Challenge {
             ChallengePurpose::PasskeyRegistration { .. } => "passkey_registration",
             ChallengePurpose::PasskeySignIn { .. } => "passkey_sign_in",
             ChallengePurpose::SecondFactor { .. } => "second_factor",
+            ChallengePurpose::Spent => "spent",
         };
         f.debug_struct("Challenge")
             .field("purpose", &purpose)

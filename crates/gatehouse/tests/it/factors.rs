@@ -169,6 +169,29 @@ async fn a_passkey_signs_in_alone_and_a_cloned_one_is_refused() {
         assert_eq!(me["id"], ada.id.to_string());
     }
 
+    // A challenge works once: the same answer sent again is refused.
+    let (_, body) = post(&app, "/api/v1/auth/passkeys/login/start", None, json!({})).await;
+    let mut options: RequestChallengeResponse =
+        serde_json::from_value(body["options"].clone()).unwrap();
+    options.public_key.allow_credentials = vec![AllowCredentials {
+        type_: "public-key".into(),
+        id: credential.clone().into(),
+        transports: None,
+    }];
+    let assertion = token
+        .perform_auth(origin(), options.public_key, 60_000)
+        .unwrap();
+    let finish = json!({"challenge_id": body["challenge_id"], "credential": assertion});
+    let finish_path = "/api/v1/auth/passkeys/login/finish";
+    let (status, _) = post(&app, finish_path, None, finish.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&app, finish_path, None, finish).await;
+    assert_eq!(status, 401, "a replayed answer");
+    let (status, _) = post(&app, finish_path, None, json!({"challenge_id": "forged", "credential": {"id": "x", "rawId": "eA", "response": {"authenticatorData": "", "clientDataJSON": "", "signature": ""}, "type": "public-key"}})).await;
+    assert!(
+        status == 401 || status == 400,
+        "a forged challenge: {status}"
+    );
     // The copy signs with a count below the one seen: refused, and audited.
     let mut clone = SoftToken::from_cbor(&copy).unwrap();
     let (status, body) = passkey_sign_in(&app, &mut clone, &credential).await;
