@@ -188,6 +188,11 @@ pub fn totp(user: crate::Id) -> Key<TotpFactor> {
     Key::new(pack(&("totp", user.0)))
 }
 
+/// All of `("totp", *)`, for re-sealing.
+pub fn totps() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("totp"))
+}
+
 /// `("auth_challenge", sha256(token)) = Challenge`
 pub fn auth_challenge(token_hash: &[u8]) -> Key<Challenge> {
     Key::new(pack(&("auth_challenge", token_hash)))

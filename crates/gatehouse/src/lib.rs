@@ -324,7 +324,8 @@ pub async fn rotate_encryption_key(config: &Config) -> anyhow::Result<usize> {
         Ok::<_, gatehouse_core::Error>(
             services.catalog.reseal_all().await?
                 + services.vaults.reseal_all().await?
-                + services.tokens.reseal_all().await?,
+                + services.tokens.reseal_all().await?
+                + services.accounts.reseal_totp().await?,
         )
     }
     .await;

@@ -111,6 +111,61 @@ impl AccountService {
         self.mfa_required_for_admins && user.is_platform_admin()
     }
 
+    /// Re-seals every TOTP secret not sealed with the current key
+    /// (`gatehouse rotate-encryption-key`), one user per transaction; how many.
+    pub async fn reseal_totp(&self) -> Result<usize> {
+        let mut users = Vec::new();
+        let mut next = Some(keyspace::totps());
+        while let Some(range) = next {
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        Ok::<_, TxError<Error>>(
+                            tx.get_range(range, gatehouse_storage::RangeOptions::limit(500))
+                                .await?,
+                        )
+                    }
+                })
+                .await?;
+            for (key, _) in &page.entries {
+                let (_, user): (String, u64) = gatehouse_storage::tuple::unpack(key)
+                    .map_err(|e| Error::internal(format!("totp key: {e}")))?;
+                users.push(Id(user));
+            }
+            next = page.next;
+        }
+        let mut resealed = 0;
+        for user_id in users {
+            let (keys, random) = (&self.keys, self.env.random.as_ref());
+            let context = Self::totp_context(user_id);
+            let changed = self
+                .store
+                .run(|tx| {
+                    let context = &context;
+                    async move {
+                        let key = keyspace::totp(user_id);
+                        let Some(mut factor) = key.get(&tx).await? else {
+                            return Ok(false);
+                        };
+                        let Some(sealed) = keys
+                            .reseal(random, &factor.secret, context)
+                            .map_err(TxError::Abort)?
+                        else {
+                            return Ok(false);
+                        };
+                        factor.secret = sealed;
+                        key.put(&tx, &factor).await?;
+                        Ok::<_, TxError<Error>>(true)
+                    }
+                })
+                .await?;
+            resealed += usize::from(changed);
+        }
+        Ok(resealed)
+    }
+
     /// Starts a TOTP enrolment (after re-authentication): a new secret, not
     /// in use until [`confirm_totp`](Self::confirm_totp) sees a first code.
     pub async fn enrol_totp(

@@ -1751,3 +1751,36 @@ async fn an_admin_without_a_second_factor_is_told_to_enrol_when_one_is_required(
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::PermissionDenied);
 }
+
+#[tokio::test]
+async fn rotating_the_encryption_key_reseals_totp_secrets_and_codes_still_work() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let s = service_with_clock(clock.clone());
+    let c = ClientInfo::default();
+    let ada = ada(&s).await;
+    let (secret, _) = enrolled(&s, &clock, &ada).await;
+    assert_eq!(
+        s.reseal_totp().await.unwrap(),
+        0,
+        "sealed with the current key"
+    );
+    // The same store, a new current key and the old one as previous.
+    let rotated = AccountService {
+        keys: Arc::new(crate::crypto::KeyRing::new(&[5; 32], &[vec![4; 32]]).unwrap()),
+        ..s
+    };
+    assert_eq!(rotated.reseal_totp().await.unwrap(), 1);
+    assert_eq!(rotated.reseal_totp().await.unwrap(), 0);
+    // Only the new key now: the app's codes still sign in.
+    let only_new = AccountService {
+        keys: Arc::new(crate::crypto::KeyRing::new(&[5; 32], &[]).unwrap()),
+        ..rotated
+    };
+    clock.advance(30_000);
+    let token = second_step_token(&only_new).await;
+    let code = app_code(&secret, clock.now_millis());
+    only_new
+        .finish_second_factor(&token, &code, &c)
+        .await
+        .unwrap();
+}
