@@ -262,7 +262,7 @@ impl AccountService {
                     factor.last_step = step;
                     factor.recovery_codes = hashes.clone();
                     keyspace::totp(user_id).put(&tx, &factor).await?;
-                    set_totp_enabled(&tx, user_id, true).await
+                    change_user(&tx, user_id, |u| u.totp_enabled = true).await
                 }
             },
             |_| {
@@ -300,7 +300,7 @@ impl AccountService {
         self.audited(
             |tx| async move {
                 keyspace::totp(user_id).clear(&tx).await?;
-                set_totp_enabled(&tx, user_id, false).await
+                change_user(&tx, user_id, |u| u.totp_enabled = false).await
             },
             |_| {
                 self.event(
@@ -478,17 +478,4 @@ impl AccountService {
             .await
             .map_err(Error::from)
     }
-}
-
-async fn set_totp_enabled(
-    tx: &Tx,
-    user_id: Id,
-    enabled: bool,
-) -> std::result::Result<(), TxError<Error>> {
-    let key = keyspace::user(user_id);
-    if let Some(mut user) = key.get(tx).await? {
-        user.totp_enabled = enabled;
-        key.put(tx, &user).await?;
-    }
-    Ok(())
 }

@@ -106,6 +106,21 @@ pub struct Introspection {
     pub kind: &'static str,
 }
 
+/// Changes the stored account inside `tx` (nothing when it is gone): for
+/// fields other operations keep in step with their own records.
+async fn change_user(
+    tx: &Tx,
+    user_id: Id,
+    change: impl FnOnce(&mut User),
+) -> Result<(), TxError<Error>> {
+    let key = keyspace::user(user_id);
+    if let Some(mut user) = key.get(tx).await? {
+        change(&mut user);
+        key.put(tx, &user).await?;
+    }
+    Ok(())
+}
+
 /// Deletes a session and its entry in the user's session list.
 async fn end_session(
     tx: &gatehouse_storage::Tx,

@@ -207,7 +207,7 @@ impl AccountService {
                     keyspace::passkey(user_id, record.id)
                         .put(&tx, record)
                         .await?;
-                    bump_passkeys(&tx, user_id, 1).await
+                    change_user(&tx, user_id, |u| u.passkey_count += 1).await
                 }
             },
             |_| {
@@ -283,7 +283,10 @@ impl AccountService {
                 keyspace::passkey_credential(record.credential.cred_id())
                     .clear(&tx)
                     .await?;
-                bump_passkeys(&tx, user_id, -1).await
+                change_user(&tx, user_id, |u| {
+                    u.passkey_count = u.passkey_count.saturating_sub(1)
+                })
+                .await
             },
             |_| {
                 self.event(
@@ -446,14 +449,4 @@ impl AccountService {
 
 fn no_such_passkey() -> TxError<Error> {
     TxError::Abort(Error::new(ErrorCode::NotFound, "no such passkey"))
-}
-
-/// Moves the account's passkey count by `by`.
-async fn bump_passkeys(tx: &Tx, user_id: Id, by: i64) -> std::result::Result<(), TxError<Error>> {
-    let key = keyspace::user(user_id);
-    if let Some(mut user) = key.get(tx).await? {
-        user.passkey_count = (i64::from(user.passkey_count) + by).max(0) as u32;
-        key.put(tx, &user).await?;
-    }
-    Ok(())
 }

@@ -302,12 +302,10 @@ impl AccountService {
 
 /// Moves the user's token epoch on, which ends every JWT issued before.
 async fn end_tokens(tx: &Tx, user_id: Id) -> std::result::Result<(), TxError<Error>> {
-    let key = keyspace::user(user_id);
-    if let Some(mut user) = key.get(tx).await? {
-        user.token_epoch = user.token_epoch.saturating_add(1);
-        key.put(tx, &user).await?;
-    }
-    Ok(())
+    change_user(tx, user_id, |u| {
+        u.token_epoch = u.token_epoch.saturating_add(1)
+    })
+    .await
 }
 
 /// Ends every JWT and every session of the user except the session `keep`,
@@ -317,7 +315,10 @@ pub(super) async fn end_sessions(
     user_id: Id,
     keep: Option<Id>,
 ) -> std::result::Result<usize, TxError<Error>> {
-    end_tokens(tx, user_id).await?;
+    change_user(tx, user_id, |u| {
+        u.token_epoch = u.token_epoch.saturating_add(1)
+    })
+    .await?;
     let refs = tx
         .get_range(
             &keyspace::sessions_of(user_id),

@@ -110,6 +110,21 @@ pub struct ChatMessage {
     pub created_at: DateTime<Utc>,
 }
 
+impl ChatMessage {
+    /// The message as a model gets it: as stored (a context file without
+    /// its `name`), or its role and text.
+    pub fn for_model(&self) -> serde_json::Value {
+        match &self.content_raw {
+            serde_json::Value::Object(raw) if raw.contains_key("role") => {
+                let mut raw = raw.clone();
+                raw.remove("name");
+                serde_json::Value::Object(raw)
+            }
+            _ => serde_json::json!({"role": self.role.as_str(), "content": self.content}),
+        }
+    }
+}
+
 impl Record for ChatMessage {
     const VERSION: u8 = 1;
     const NAME: &'static str = "chat message";

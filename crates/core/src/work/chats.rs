@@ -428,6 +428,42 @@ impl WorkService {
         Ok((chat, messages))
     }
 
+    /// The next turn of a chat of the caller's own: the chat, and the
+    /// chat-completion request its model gets for `content` — the system
+    /// prompt, the history `window` allows, the new message, the chat's
+    /// parameters, streamed with a final usage chunk. Nothing is stored.
+    pub async fn next_turn(
+        &self,
+        actor: &User,
+        at: (Id, Id, Id),
+        content: &str,
+        window: History,
+    ) -> Result<(Chat, serde_json::Value)> {
+        check_text(content, "a message")?;
+        let (chat, history) = self.chat_history(actor, at, window).await?;
+        if chat.owner_id != actor.id {
+            return Err(Error::permission_denied(
+                "only the chat's owner writes to it",
+            ));
+        }
+        let mut messages = Vec::with_capacity(history.len() + 2);
+        if let Some(prompt) = &chat.system_prompt {
+            messages.push(serde_json::json!({"role": "system", "content": prompt}));
+        }
+        messages.extend(history.iter().map(ChatMessage::for_model));
+        messages.push(serde_json::json!({"role": "user", "content": content}));
+        let mut request = serde_json::json!({
+            "model": chat.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        for (name, value) in &chat.parameters {
+            request[name] = value.clone();
+        }
+        Ok((chat, request))
+    }
+
     /// Appends a message to a chat of the caller's own, audited in the same
     /// transaction; the stored message.
     pub async fn append_message(

@@ -82,17 +82,9 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     let at = chat_path(&org, &project, &chat)?;
     let work = state.services.work.clone();
-    if body.content.len() > gatehouse_core::work::MAX_CONTENT_BYTES {
-        return Err(ApiError(Error::invalid_input(
-            "a message is at most 256 KiB",
-        )));
-    }
-    let (chat, history) = work.chat_history(&auth.user, at, CONTEXT).await?;
-    if chat.owner_id != auth.user.id {
-        return Err(ApiError(Error::permission_denied(
-            "only the chat's owner writes to it",
-        )));
-    }
+    let (chat, request) = work
+        .next_turn(&auth.user, at, &body.content, CONTEXT)
+        .await?;
     // The gateway's decision, for the user instead of a key.
     let grant = state
         .services
@@ -102,21 +94,6 @@ pub async fn send(
         .await
         .map_err(|d| ApiError(Error::new(code_of(d.status()), d.message())))?;
     let model = grant.model.clone();
-    let mut messages = Vec::with_capacity(history.len() + 2);
-    if let Some(prompt) = &chat.system_prompt {
-        messages.push(json!({"role": "system", "content": prompt}));
-    }
-    messages.extend(history.iter().map(to_model));
-    messages.push(json!({"role": "user", "content": body.content}));
-    let mut request = json!({
-        "model": chat.model,
-        "messages": messages,
-        "stream": true,
-        "stream_options": {"include_usage": true},
-    });
-    for (name, value) in &chat.parameters {
-        request[name] = value.clone();
-    }
     let request_id = state.services.usage.env().ids.next_id();
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError(Error::internal(e)))?;
     let answer = crate::gateway::playground(state.gateway.clone(), grant, payload, request_id)
@@ -281,18 +258,6 @@ fn stream(first: Bytes, answer: Answer, upstream: Body) -> Response {
 fn event(name: &str, message: &ChatMessage) -> Bytes {
     let json = serde_json::to_string(&MessageOut::from(message.clone())).unwrap_or_default();
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
-}
-
-/// A stored message as the model API has it.
-fn to_model(message: &ChatMessage) -> Value {
-    match &message.content_raw {
-        Value::Object(raw) if raw.contains_key("role") => {
-            let mut raw = raw.clone();
-            raw.remove("name");
-            Value::Object(raw)
-        }
-        _ => json!({"role": message.role.as_str(), "content": message.content}),
-    }
 }
 
 fn code_of(status: u16) -> ErrorCode {
