@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gatehouse/v1/vaults.proto",
         "gatehouse/v1/policy.proto",
         "gatehouse/v1/work.proto",
+        "gatehouse/v1/records.proto",
     ]
     .map(|p| proto_root.join(p));
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("gatehouse_descriptor.bin");

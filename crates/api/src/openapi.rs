@@ -95,7 +95,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 }
 
 /// Path and query parameters that carry an ID: digits, as IDs print.
-const ID_PARAMETERS: [&str; 12] = [
+const ID_PARAMETERS: [&str; 13] = [
     "id",
     "org",
     "project",
@@ -108,6 +108,7 @@ const ID_PARAMETERS: [&str; 12] = [
     "key",
     "actor",
     "organization_id",
+    "organization",
 ];
 
 /// What every operation of a kind can answer, written once here rather than

@@ -35,6 +35,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::ApiError;
 
+mod records;
 mod work;
 
 /// `gatehouse.v1.SystemService`.
@@ -510,7 +511,7 @@ impl VaultService for VaultGrpc {
 }
 
 /// The gRPC services Gatehouse serves, as reflection names them.
-pub const SERVED: [&str; 7] = [
+pub const SERVED: [&str; 8] = [
     "grpc.health.v1.Health",
     "gatehouse.v1.SystemService",
     "gatehouse.v1.AuthService",
@@ -518,6 +519,7 @@ pub const SERVED: [&str; 7] = [
     "gatehouse.v1.KeyService",
     "gatehouse.v1.VaultService",
     "gatehouse.v1.WorkService",
+    "gatehouse.v1.RecordsService",
 ];
 
 pub fn routes(
@@ -557,6 +559,17 @@ pub fn routes(
                 services: services.clone(),
             }),
         )
+        .add_service(
+            gatehouse_grpc::v1::records_service_server::RecordsServiceServer::new(
+                records::RecordsGrpc {
+                    directory: DirectoryGrpc {
+                        services: services.clone(),
+                    },
+                    services: services.clone(),
+                    stop: stop.clone(),
+                },
+            ),
+        )
         .add_service(VaultServiceServer::new(VaultGrpc {
             directory: DirectoryGrpc {
                 services: services.clone(),
@@ -583,6 +596,7 @@ pub async fn report_health(services: Services, reporter: HealthReporter, stop: C
         "gatehouse.v1.KeyService",
         "gatehouse.v1.VaultService",
         "gatehouse.v1.WorkService",
+        "gatehouse.v1.RecordsService",
     ];
     loop {
         let status = match services.system.check_ready().await {

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod clients;
 pub mod docs;
+pub(crate) mod export;
 pub(crate) mod factors;
 pub(crate) mod keys;
 pub(crate) mod names;

@@ -2,7 +2,7 @@
 //! each call's record.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,19 +15,22 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::export::{Format, csv_field};
 use super::orgs::id;
 use super::page::{List, Order};
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
 use crate::extract::ApiQuery;
-use gatehouse_core::page::Page;
 
-/// Which statistics: the CSV export's parameters.
+/// Which statistics: the export's parameters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageFilter {
+    /// `csv` (default) or `ndjson`.
+    #[param(value_type = Option<super::export::Format>)]
+    pub format: Option<super::export::Format>,
     /// First day (UTC), `YYYY-MM-DD`; default: 30 days ago.
     #[param(value_type = Option<String>, format = Date)]
     pub from: Option<NaiveDate>,
@@ -127,6 +130,7 @@ pub async fn stats(
 ) -> Result<Json<List<UsageRow>>, ApiError> {
     let page = super::page::request(query.limit, query.cursor)?;
     let filter = UsageFilter {
+        format: None,
         from: query.from,
         to: query.to,
         group_by: query.group_by,
@@ -139,11 +143,13 @@ pub async fn stats(
     })?))
 }
 
-/// The same statistics as CSV (`group,requests,prompt_tokens,completion_tokens,cost_usd`).
+/// The same statistics as CSV (`group,requests,prompt_tokens,completion_tokens,cost_usd`)
+/// or NDJSON (one row a line). Rollups only: (days × groups) rows at most.
 #[utoipa::path(get, path = "/api/v1/usage/export", tag = "records",
     security(("bearer" = [])), params(UsageFilter),
     responses(
-        (status = 200, description = "CSV", content_type = "text/csv", body = String),
+        (status = 200, description = "CSV (`text/csv`) or NDJSON (`application/x-ndjson`)",
+            content_type = "text/csv", body = String),
         (status = 403, description = "Others' usage without being a platform reader", body = ErrorBody),
     ))]
 pub async fn export(
@@ -151,31 +157,36 @@ pub async fn export(
     auth: Authenticated,
     ApiQuery(query): ApiQuery<UsageFilter>,
 ) -> Result<Response, ApiError> {
+    let format = query.format.unwrap_or_default();
     let rows = rows(&state, &auth, query).await?;
-    let mut csv = String::from("group,requests,prompt_tokens,completion_tokens,cost_usd\n");
+    let mut out = match format {
+        Format::Csv => String::from("group,requests,prompt_tokens,completion_tokens,cost_usd\n"),
+        Format::Ndjson => String::new(),
+    };
     for r in rows {
-        let group = if r.group.contains([',', '"', '\n']) {
-            format!("\"{}\"", r.group.replace('"', "\"\""))
-        } else {
-            r.group
-        };
-        csv.push_str(&format!(
-            "{group},{},{},{},{:.6}\n",
-            r.requests,
-            r.prompt_tokens,
-            r.completion_tokens,
-            r.cost_micros as f64 / 1e6
-        ));
+        match format {
+            Format::Csv => out.push_str(&format!(
+                "{},{},{},{},{:.6}\n",
+                csv_field(&r.group),
+                r.requests,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cost_micros as f64 / 1e6
+            )),
+            Format::Ndjson => {
+                let row = serde_json::to_string(&UsageRow::from(r))
+                    .map_err(|e| ApiError(gatehouse_core::Error::internal(e)))?;
+                out.push_str(&row);
+                out.push('\n');
+            }
+        }
     }
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"usage.csv\"",
-            ),
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, format.disposition("usage")),
         ],
-        csv,
+        out,
     )
         .into_response())
 }
@@ -190,16 +201,26 @@ pub struct LogsQuery {
     /// RFC 3339: logs at or before this time.
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<DateTime<Utc>>,
+    /// One user's logs (platform readers and `request_viewer`; others: yourself).
     pub user: Option<String>,
+    /// One API key's logs.
     pub key: Option<String>,
+    /// The logs of calls made for one organization.
+    pub organization: Option<String>,
+    /// One model's logs (its public name).
     pub model: Option<String>,
     /// Only answers with this HTTP status.
     #[param(minimum = 100, maximum = 599)]
     pub status: Option<u16>,
+    /// Only answers of this status class: `2` for 2xx … `5` for 5xx.
+    #[param(minimum = 1, maximum = 5)]
+    pub status_class: Option<u16>,
     /// Items in the page: 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page. A page may hold fewer items
+    /// than `limit` (even none) and still have a next one: each page
+    /// examines a bounded number of index entries.
     #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
@@ -213,6 +234,10 @@ pub struct RequestLogOut {
     pub key_id: Id,
     #[schema(value_type = String)]
     pub user_id: Id,
+    /// The organization the call was made for (the key's; the chat's in the
+    /// playground), if any.
+    #[schema(value_type = Option<String>)]
+    pub organization_id: Option<Id>,
     pub model: String,
     pub api: String,
     pub stream: bool,
@@ -224,7 +249,11 @@ pub struct RequestLogOut {
     /// The upstream reported no usage; the gateway estimated it.
     pub tokens_estimated: bool,
     pub error: Option<String>,
-    /// Only when captured, and only for `request_viewer` holders and the caller.
+    /// The bodies were captured (the key's organization turned capture on):
+    /// `GET /api/v1/request-logs/{id}` shows them to whoever may read them.
+    pub captured: bool,
+    /// Only in `GET /api/v1/request-logs/{id}`, when captured, and only for
+    /// `request_viewer` holders and the caller; `null` in lists.
     pub request_body: Option<String>,
     pub response_body: Option<String>,
 }
@@ -236,6 +265,7 @@ impl From<RequestLog> for RequestLogOut {
             at: l.at,
             key_id: l.key_id,
             user_id: l.user_id,
+            organization_id: l.org_id,
             model: l.model,
             api: l.api,
             stream: l.stream,
@@ -246,42 +276,71 @@ impl From<RequestLog> for RequestLogOut {
             cost_usd: l.cost_micros as f64 / 1e6,
             tokens_estimated: l.tokens_estimated,
             error: l.error,
+            captured: l.captured,
             request_body: l.request_body,
             response_body: l.response_body,
         }
     }
 }
 
-/// Request logs, newest first: your own; everyone's for platform readers and
-/// `request_viewer` holders. Bodies only for `request_viewer` and the caller.
+impl LogsQuery {
+    /// The core query for a page before `before` of size `limit`.
+    fn query(self, before: Option<Id>, limit: usize) -> Result<LogQuery, ApiError> {
+        Ok(LogQuery {
+            from: self.from,
+            to: self.to,
+            user: self.user.as_deref().map(id).transpose()?,
+            key: self.key.as_deref().map(id).transpose()?,
+            org: self.organization.as_deref().map(id).transpose()?,
+            model: self.model,
+            status: self.status,
+            status_class: self.status_class,
+            before,
+            limit,
+        })
+    }
+}
+
+/// Request logs, newest first, without bodies: your own; everyone's for
+/// platform readers and `request_viewer` holders. Each filter walks its own
+/// index, so a page costs the same however many logs there are.
 #[utoipa::path(get, path = "/api/v1/request-logs", tag = "records",
     security(("bearer" = [])), params(LogsQuery),
     responses(
         (status = 200, description = "A page of request logs, newest first", body = List<RequestLogOut>),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
         (status = 403, description = "Others' logs without the role", body = ErrorBody),
     ))]
 pub async fn logs(
     State(state): State<AppState>,
     auth: Authenticated,
-    ApiQuery(q): ApiQuery<LogsQuery>,
+    ApiQuery(mut q): ApiQuery<LogsQuery>,
 ) -> Result<Json<List<RequestLogOut>>, ApiError> {
-    let page = super::page::request(q.limit, q.cursor)?;
-    let query = LogQuery {
-        from: q.from,
-        to: q.to,
-        user: q.user.as_deref().map(id).transpose()?,
-        key: q.key.as_deref().map(id).transpose()?,
-        model: q.model,
-        status: q.status,
-        before: page.after_key().map_err(ApiError)?,
-        limit: page.limit + 1,
-    };
-    let logs = state.services.usage.logs(&auth.user, &query).await?;
-    Ok(Json(List::of(Page::from_lookahead(
-        logs,
-        page.limit,
-        |l| l.id,
-    ))))
+    let page = super::page::request(q.limit.take(), q.cursor.take())?;
+    let query = q.query(page.after_key().map_err(ApiError)?, page.limit)?;
+    let found = state.services.usage.logs(&auth.user, &query).await?;
+    Ok(Json(List {
+        items: found.items.into_iter().map(Into::into).collect(),
+        next_cursor: found.next.map(|id| id.to_string()),
+    }))
+}
+
+/// One request log, with its captured bodies for `request_viewer` holders
+/// and the user who made the call. Another user's log is not found unless
+/// you read everyone's.
+#[utoipa::path(get, path = "/api/v1/request-logs/{id}", tag = "records",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Request log ID")),
+    responses(
+        (status = 200, description = "The request log", body = RequestLogOut),
+        (status = 404, description = "No such log, or not yours to read", body = ErrorBody),
+    ))]
+pub async fn log(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(log_id): Path<String>,
+) -> Result<Json<RequestLogOut>, ApiError> {
+    let log = state.services.usage.log(&auth.user, id(&log_id)?).await?;
+    Ok(Json(log.into()))
 }
 
 /// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
@@ -291,4 +350,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats))
         .routes(routes!(export))
         .routes(routes!(logs))
+        .routes(routes!(log))
+        .routes(routes!(super::export::logs))
 }

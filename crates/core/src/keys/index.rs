@@ -136,6 +136,9 @@ pub const PLAYGROUND: Id = Id(0);
 pub struct Grant {
     pub key_id: Id,
     pub owner_id: Id,
+    /// The organization the call is made for (the key's; the playground's
+    /// chat's), which its request log is filed under.
+    pub org_id: Option<Id>,
     pub model: Arc<Model>,
     /// The model's endpoint (`None` if it was deleted under the model).
     pub endpoint: Option<Arc<Endpoint>>,
@@ -528,6 +531,7 @@ impl AccessIndex {
         Ok(Grant {
             key_id: key.id,
             owner_id: key.owner_id,
+            org_id: key.org_id,
             endpoint: catalog.endpoints.get(&model.endpoint_id).cloned(),
             model,
             rpm_limit: key.rpm_limit,
@@ -563,6 +567,7 @@ impl AccessIndex {
         Ok(Grant {
             key_id: PLAYGROUND,
             owner_id: user_id,
+            org_id: None,
             endpoint: catalog.endpoints.get(&model.endpoint_id).cloned(),
             model,
             rpm_limit: None,

@@ -1,4 +1,5 @@
-//! Request logs as stored: one record per gateway call.
+//! Request logs as stored: one record per gateway call, and its captured
+//! bodies apart from it (read only when a permitted viewer opens the log).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,10 @@ pub struct RequestLog {
     pub at: DateTime<Utc>,
     pub key_id: Id,
     pub user_id: Id,
+    /// The organization the call was made for: the key's, or the chat's in
+    /// the playground (logs of earlier releases have none).
+    #[serde(default)]
+    pub org_id: Option<Id>,
     pub model_id: Id,
     pub model: String,
     pub endpoint_id: Id,
@@ -28,13 +33,32 @@ pub struct RequestLog {
     /// The upstream sent no usage: the gateway counted (roughly) itself.
     pub tokens_estimated: bool,
     pub error: Option<String>,
-    /// Only when body capture is on for the key's organization.
+    /// Bodies were captured: stored apart, under [`LogBodies`].
+    #[serde(default)]
+    pub captured: bool,
+    /// Only when body capture is on for the key's organization; never in
+    /// the stored log (earlier releases kept them inline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
 }
 
 impl Record for RequestLog {
     const VERSION: u8 = 1;
     const NAME: &'static str = "request log";
+    const CHANGE_FEED: bool = false;
+}
+
+/// A request log's captured bodies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBodies {
+    pub request: Option<String>,
+    pub response: Option<String>,
+}
+
+impl Record for LogBodies {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "request log bodies";
     const CHANGE_FEED: bool = false;
 }

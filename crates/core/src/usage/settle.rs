@@ -84,6 +84,7 @@ impl UsageService {
             at: env.clock.now(),
             key_id: call.grant.key_id,
             user_id: call.grant.owner_id,
+            org_id: call.grant.org_id,
             model_id: model.id,
             model: model.name.clone(),
             endpoint_id: model.endpoint_id,
@@ -96,6 +97,7 @@ impl UsageService {
             cost_micros: cost,
             tokens_estimated: estimated,
             error: call.error,
+            captured: false,
             request_body: call.request_body.filter(|_| capture),
             response_body: call.response_body.filter(|_| capture),
         });

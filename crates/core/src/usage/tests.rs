@@ -33,6 +33,7 @@ impl World {
             at: self.env.clock.now(),
             key_id: Id(77),
             user_id: user,
+            org_id: None,
             model_id: Id(5),
             model: model.into(),
             endpoint_id: Id(6),
@@ -45,6 +46,7 @@ impl World {
             cost_micros: (tokens.0 + 2 * tokens.1) as i64,
             tokens_estimated: false,
             error: None,
+            captured: false,
             request_body: Some("{\"messages\": []}".into()),
             response_body: Some("{\"choices\": []}".into()),
         }
@@ -190,20 +192,34 @@ async fn bodies_are_shown_to_request_viewers_and_the_caller_only() {
         limit: 50,
         ..LogQuery::default()
     };
-    let own = w.usage.logs(&ada, &query).await.unwrap();
+    let own = w.usage.logs(&ada, &query).await.unwrap().items;
     assert_eq!(own.len(), 1);
     assert!(
-        own[0].request_body.is_some(),
+        own[0].captured && own[0].request_body.is_none(),
+        "lists carry no bodies"
+    );
+    let opened = w.usage.log(&ada, own[0].id).await.unwrap();
+    assert!(
+        opened.request_body.is_some(),
         "the caller sees their bodies"
     );
-    let for_admin = w.usage.logs(&admin, &query).await.unwrap();
+    let for_admin = w.usage.logs(&admin, &query).await.unwrap().items;
     assert_eq!(for_admin.len(), 2);
-    assert!(
-        for_admin.iter().all(|l| l.request_body.is_none()),
-        "admins see metadata only"
+    for log in &for_admin {
+        let opened = w.usage.log(&admin, log.id).await.unwrap();
+        assert!(
+            opened.captured && opened.request_body.is_none(),
+            "admins see metadata only"
+        );
+        let opened = w.usage.log(&viewer, log.id).await.unwrap();
+        assert!(opened.response_body.is_some(), "request viewers see bodies");
+    }
+    let bobs = for_admin.iter().find(|l| l.user_id == bob.id).unwrap();
+    assert_eq!(
+        w.usage.log(&ada, bobs.id).await.unwrap_err().code(),
+        crate::ErrorCode::NotFound,
+        "another user's log is not there for ada"
     );
-    let for_viewer = w.usage.logs(&viewer, &query).await.unwrap();
-    assert!(for_viewer.iter().all(|l| l.response_body.is_some()));
     let others = LogQuery {
         user: Some(bob.id),
         ..query.clone()
@@ -217,7 +233,24 @@ async fn bodies_are_shown_to_request_viewers_and_the_caller_only() {
     w.usage.record(w.log(ada.id, "a", (1, 1)));
     w.usage.flush().await.unwrap();
     assert_eq!(w.usage.trim_logs(30).await.unwrap(), 2);
-    assert_eq!(w.usage.logs(&admin, &query).await.unwrap().len(), 1);
+    assert_eq!(w.usage.logs(&admin, &query).await.unwrap().items.len(), 1);
+    assert_eq!(
+        w.usage.log(&admin, bobs.id).await.unwrap_err().code(),
+        crate::ErrorCode::NotFound
+    );
+    let bob_query = LogQuery {
+        user: Some(bob.id),
+        ..query.clone()
+    };
+    assert!(
+        w.usage
+            .logs(&admin, &bob_query)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the trimmed log's index entries went with it"
+    );
 }
 
 #[tokio::test]
@@ -243,4 +276,188 @@ async fn the_buffer_is_bounded_in_bytes_as_well_as_in_logs() {
     assert_eq!(w.usage.pending_bytes(), 0);
     w.usage.record(heavy());
     assert_eq!(w.usage.pending(), 1);
+}
+
+/// A few thousand logs with random users, keys, organizations, models,
+/// statuses and times, each query paged to its end: the pages hold exactly
+/// what a brute-force filter over all logs does, newest first, each once —
+/// also when the scan budget cuts pages short.
+#[tokio::test]
+async fn every_filter_combination_pages_through_exactly_what_a_full_scan_finds() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let base = world();
+    let w = World {
+        usage: UsageService::new(
+            base.store.clone(),
+            base.env.clone(),
+            Arc::new(Ledger::new()),
+        )
+        .with_scan_budget(150),
+        ..base
+    };
+    let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
+    let mut rng = StdRng::seed_from_u64(20);
+    let models = ["a", "b", "c", "gpt-4o"];
+    let statuses = [200, 200, 200, 201, 400, 404, 429, 500, 502];
+    let mut all = Vec::new();
+    for _ in 0..3000 {
+        w.clock.advance(rng.random_range(0..40_000));
+        let user = Id(rng.random_range(1..=6));
+        let log = RequestLog {
+            key_id: Id(user.0 * 10 + rng.random_range(0..3)),
+            org_id: [None, Some(Id(100)), Some(Id(101))][rng.random_range(0..3)],
+            status: statuses[rng.random_range(0..statuses.len())],
+            ..w.log(user, models[rng.random_range(0..models.len())], (1, 1))
+        };
+        all.push(log.clone());
+        w.usage.record(log);
+    }
+    w.usage.flush().await.unwrap();
+    all.reverse();
+    let (first, last) = (all.last().unwrap().at, all[0].at);
+    let span = (last - first).num_milliseconds();
+    for round in 0..150 {
+        let pick = |rng: &mut StdRng| rng.random_bool(0.4);
+        let mut query = LogQuery {
+            user: pick(&mut rng).then(|| Id(rng.random_range(1..=7))),
+            key: pick(&mut rng).then(|| Id(rng.random_range(10..=62))),
+            org: pick(&mut rng).then(|| Id(rng.random_range(100..=102))),
+            model: pick(&mut rng).then(|| models[rng.random_range(0..models.len())].to_string()),
+            status: rng
+                .random_bool(0.2)
+                .then(|| statuses[rng.random_range(0..statuses.len())]),
+            status_class: rng.random_bool(0.2).then(|| rng.random_range(2..=5)),
+            limit: rng.random_range(1..=120),
+            ..LogQuery::default()
+        };
+        if pick(&mut rng) {
+            let from = first + chrono::Duration::milliseconds(rng.random_range(0..span));
+            query.from = Some(from);
+            query.to = Some(from + chrono::Duration::milliseconds(rng.random_range(0..span / 3)));
+        }
+        let expected: Vec<Id> = all
+            .iter()
+            .filter(|l| {
+                query.user.is_none_or(|u| l.user_id == u)
+                    && query.key.is_none_or(|k| l.key_id == k)
+                    && query.org.is_none_or(|o| l.org_id == Some(o))
+                    && query.model.as_deref().is_none_or(|m| l.model == m)
+                    && query.status.is_none_or(|s| l.status == s)
+                    && query.status_class.is_none_or(|c| l.status / 100 == c)
+                    && query.from.is_none_or(|f| l.at >= f)
+                    && query.to.is_none_or(|t| l.at <= t)
+            })
+            .map(|l| l.id)
+            .collect();
+        let mut seen = Vec::new();
+        for pages in 0.. {
+            assert!(pages < 1000, "round {round}: paging does not end");
+            let page = w.usage.logs(&admin, &query).await.unwrap();
+            assert!(page.items.len() <= query.limit);
+            seen.extend(page.items.iter().map(|l| l.id));
+            match page.next {
+                Some(next) => query.before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "round {round}: {query:?}");
+    }
+}
+
+#[tokio::test]
+async fn logs_and_rollups_of_earlier_releases_move_into_the_indexed_layout() {
+    let w = world();
+    let ada = crate::testing::user(&w.store, &w.env, "ada", &[Role::User]).await;
+    let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
+    // As an earlier release stored them: bodies inline, no index entries,
+    // and rollups by (day, user, key, model).
+    let old: Vec<RequestLog> = (0..1200).map(|_| w.log(ada.id, "a", (3, 4))).collect();
+    let day = w.env.clock.now().format("%Y-%m-%d").to_string();
+    w.store
+        .run(|tx| {
+            let (old, day) = (&old, &day);
+            async move {
+                for log in old {
+                    keyspace::request_log(log.id).put(&tx, log).await?;
+                }
+                for (field, value) in [("requests", 1200), ("prompt_tokens", 3600)] {
+                    tx.atomic_add(&keyspace::usage_day(day, ada.id, Id(77), "a", field), value)?;
+                }
+                Ok::<_, TxError<Error>>(())
+            }
+        })
+        .await
+        .unwrap();
+    let mine = LogQuery {
+        user: Some(ada.id),
+        limit: 500,
+        ..LogQuery::default()
+    };
+    assert!(
+        w.usage.logs(&admin, &mine).await.unwrap().items.is_empty(),
+        "not indexed yet"
+    );
+    // Listed without bodies even before the move.
+    let listed = w
+        .usage
+        .logs(
+            &admin,
+            &LogQuery {
+                limit: 5,
+                ..LogQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .items
+            .iter()
+            .all(|l| l.captured && l.request_body.is_none())
+    );
+
+    assert_eq!(w.usage.index_old_logs().await.unwrap(), 1200);
+    assert_eq!(w.usage.index_old_logs().await.unwrap(), 0, "once");
+    let mut count = 0;
+    let mut query = mine.clone();
+    loop {
+        let page = w.usage.logs(&admin, &query).await.unwrap();
+        count += page.items.len();
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(count, 1200);
+    let opened = w.usage.log(&ada, old[7].id).await.unwrap();
+    assert_eq!(
+        opened.request_body, old[7].request_body,
+        "bodies moved apart, still there"
+    );
+
+    assert_eq!(w.usage.move_old_rollups().await.unwrap(), 2);
+    assert_eq!(w.usage.move_old_rollups().await.unwrap(), 0, "moved once");
+    let today = w.env.clock.now().date_naive();
+    for (viewer, all, group_by) in [
+        (&ada, false, GroupBy::Day),
+        (&ada, false, GroupBy::Model),
+        (&admin, true, GroupBy::Key),
+        (&admin, true, GroupBy::User),
+    ] {
+        let query = StatsQuery {
+            from: today,
+            to: today,
+            user: (!all).then_some(ada.id),
+            all,
+            group_by,
+        };
+        let rows = w.usage.stats(viewer, &query).await.unwrap();
+        assert_eq!(rows.len(), 1, "{group_by:?}");
+        assert_eq!(
+            (rows[0].requests, rows[0].prompt_tokens),
+            (1200, 3600),
+            "{group_by:?}"
+        );
+    }
 }

@@ -162,7 +162,7 @@ pub(crate) struct World {
     seen: Seen,
     pub(crate) admin: User,
     pub(crate) ada: User,
-    bob: User,
+    pub(crate) bob: User,
     pub(crate) c: ClientInfo,
 }
 
@@ -284,7 +284,7 @@ impl World {
         }
     }
 
-    async fn key(&self, user: &User, spec: NewKey) -> (String, String) {
+    pub(crate) async fn key(&self, user: &User, spec: NewKey) -> (String, String) {
         let (key, plaintext) = self
             .app
             .services
@@ -295,7 +295,7 @@ impl World {
         (key.id.to_string(), plaintext)
     }
 
-    async fn chat(&self, key: &str, body: Value) -> (u16, HeaderMap, Value) {
+    pub(crate) async fn chat(&self, key: &str, body: Value) -> (u16, HeaderMap, Value) {
         self.post("/v1/chat/completions", key, body).await
     }
 
@@ -384,7 +384,7 @@ fn ids(models: &Value) -> Vec<&str> {
         .collect()
 }
 
-fn chat_body(model: &str) -> Value {
+pub(crate) fn chat_body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100})
 }
 

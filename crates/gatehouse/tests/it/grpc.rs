@@ -175,7 +175,7 @@ async fn introspection_tells_active_tokens_from_the_rest() {
 }
 
 /// A request with the caller's bearer token in its metadata.
-fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()

@@ -205,6 +205,7 @@ async fn second_of_everything(world: &World, f: &Fixture) {
             at: now,
             key_id: f.key,
             user_id: admin.id,
+            org_id: None,
             model_id: f.model,
             model: model.to_string(),
             endpoint_id: f.endpoint,
@@ -217,6 +218,7 @@ async fn second_of_everything(world: &World, f: &Fixture) {
             cost_micros: 1,
             tokens_estimated: false,
             error: None,
+            captured: false,
             request_body: None,
             response_body: None,
         });

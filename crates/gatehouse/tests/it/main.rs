@@ -26,6 +26,7 @@ mod ops;
 mod playground;
 mod process;
 mod readme;
+mod records;
 mod restart;
 mod secrets;
 mod smtp;

@@ -226,6 +226,9 @@ pub fn rows() -> Vec<Row> {
         row!(GET "/api/v1/usage", None,                                   [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
         row!(GET "/api/v1/usage/export", None,                            [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
         row!(GET "/api/v1/request-logs", None,                            [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        row!(GET "/api/v1/request-logs/export", None,                     [401, 200, 200, 200, 200, 403, 200, 200, 200, 200]),
+        // `{log}` is `user`'s call: its maker and those who read everyone's.
+        row!(GET "/api/v1/request-logs/{log}", None,                      [401, 200, 200, 200, 200, 404, 404, 404, 404, 404]),
         // The gateway takes API keys only: sessions and JWTs are not keys.
         row!(POST "/v1/chat/completions", Some(r#"{"model": "model-{n}", "messages": []}"#), [401; 10]),
         row!(POST "/v1/embeddings", Some(r#"{"model": "model-{n}", "input": "x"}"#), [401; 10]),
@@ -379,6 +382,8 @@ pub struct Fixture {
     pub project: Id,
     /// `org_member`'s own chat in `project`.
     pub chat: Id,
+    /// A request log of `user`'s.
+    pub log: Id,
 }
 
 impl World {
@@ -706,7 +711,35 @@ impl World {
             .await
             .unwrap()
             .id;
+        let log = self.app.services.usage.env().ids.next_id();
+        self.app
+            .services
+            .usage
+            .record(gatehouse_core::usage::RequestLog {
+                id: log,
+                at: self.app.services.usage.env().clock.now(),
+                key_id: key,
+                user_id: user.id,
+                org_id: None,
+                model_id: model,
+                model: "fixture".into(),
+                endpoint_id: endpoint,
+                api: "chat.completions".into(),
+                stream: false,
+                status: 200,
+                latency_ms: 1,
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                cost_micros: 1,
+                tokens_estimated: false,
+                error: None,
+                captured: false,
+                request_body: None,
+                response_body: None,
+            });
+        self.app.services.usage.flush().await.unwrap();
         Fixture {
+            log,
             project,
             chat,
             vault,
@@ -770,6 +803,7 @@ impl World {
             .replace("{provider}", "nowhere")
             .replace("{project}", &f.project.to_string())
             .replace("{chat}", &f.chat.to_string())
+            .replace("{log}", &f.log.to_string())
             .replace("{n}", &(1_000_000 + n).to_string())
     }
 
@@ -837,6 +871,7 @@ fn route_of(row: &Row) -> (Method, String) {
         .replace("sessions/{n}", "sessions/{id}")
         .replace("passkeys/{n}", "passkeys/{id}")
         .replace("{invitation}", "{id}")
+        .replace("{log}", "{id}")
         .replace("nobody-{n}@example.com", "{email}");
     let path = [
         "{org_credential}",

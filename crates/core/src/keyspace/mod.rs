@@ -50,8 +50,12 @@
 //! | `("subscription", id)` / `("subscription_by_user", user, model)` | [`Subscription`] / [`IdRef`] |
 //! | `("api_key", id)` / `("api_key_by_hash", sha256(key))` / `("api_key_by_owner", user, id)` | [`ApiKey`] / [`IdRef`] |
 //! | `("api_key_last_used", id)` | [`LastUsed`] |
-//! | `("request_log", id)` | [`RequestLog`] |
-//! | `("usage_day", day, user, key, model, field)` | `i64` counter (atomic add): requests, tokens, cost of one day |
+//! | `("request_log", id)` | [`RequestLog`](crate::model::usage::RequestLog), without its captured bodies |
+//! | `("request_body", id)` | [`LogBodies`](crate::model::usage::LogBodies): a request log's captured bodies |
+//! | `("request_log_by", "user" \| "key" \| "org" \| "model" \| "status", value, id)` | packed `(user, key, org, status, model)`: the log's filter fields, so a query filters on the index alone |
+//! | `("usage_all", dimension, day, group, field)` | `i64` counter (atomic add): everyone's calls of one day by `day` (group `""`), `model`, `key`, `user` or `org` |
+//! | `("usage_user", user, dimension, day, group, field)` | `i64` counter (atomic add): one user's calls of one day by `day`, `model` or `key` |
+//! | `("usage_day", day, user, key, model, field)` | `i64` counter: the rollups before per-dimension ones, moved into them at start, then gone |
 //! | `("spend", period, holder kind, holder id)` | `i64` micro-dollars spent in a budget period (atomic add) |
 //! | `("rate", minute, holder kind, holder id, "requests" \| "tokens")` | `i64` counter of one minute (atomic add) |
 //! | `("project", org, id)` | [`Project`] |
@@ -61,6 +65,9 @@
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
+
+mod records;
+pub use records::*;
 
 use crate::codec::Key;
 pub use crate::codec::{change_count, change_prefix};
@@ -83,7 +90,6 @@ use crate::model::tenancy::{
     UserOrgRef, UserTeamRef,
 };
 use crate::model::throttle::Failures;
-use crate::model::usage::RequestLog;
 use crate::model::vaults::{
     Certificate, CertificateRef, ClientRef, PendingSync, RefreshToken, ServiceClient, SigningKey,
     SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
@@ -99,7 +105,6 @@ pub const USER_BY_USERNAME: &str = "user_by_username";
 pub const SESSION: &str = "session";
 pub const SESSION_BY_USER: &str = "session_by_user";
 pub const CLUSTER: &str = "cluster";
-pub const USAGE_DAY: &str = "usage_day";
 pub const SPEND: &str = "spend";
 pub const RATE: &str = "rate";
 
@@ -566,16 +571,6 @@ pub fn api_key_last_used(id: crate::Id) -> Key<LastUsed> {
     Key::new(pack(&("api_key_last_used", id.0)))
 }
 
-/// `("request_log", id) = RequestLog`
-pub fn request_log(id: crate::Id) -> Key<RequestLog> {
-    Key::new(pack(&("request_log", id.0)))
-}
-
-/// All request logs, oldest first.
-pub fn request_logs() -> KeyRange {
-    KeyRange::subspace(&Subspace::from("request_log"))
-}
-
 /// `("vault", org, id) = Vault`
 pub fn vault(org: crate::Id, id: crate::Id) -> Key<Vault> {
     Key::new(pack(&("vault", org.0, id.0)))
@@ -672,21 +667,6 @@ pub fn refresh_token(hash: &[u8]) -> Key<RefreshToken> {
 /// `("token_family", id) = TokenFamily`
 pub fn token_family(id: crate::Id) -> Key<TokenFamily> {
     Key::new(pack(&("token_family", id.0)))
-}
-
-/// `("usage_day", day, user, key, model, field)`: an `i64` counter of one
-/// day's `requests`, `prompt_tokens`, `completion_tokens` or `cost_micros`.
-pub fn usage_day(day: &str, user: crate::Id, key: crate::Id, model: &str, field: &str) -> Vec<u8> {
-    pack(&(USAGE_DAY, day, user.0, key.0, model, field))
-}
-
-/// All of `("usage_day", day, *)`, or of `("usage_day", day, user, *)`.
-pub fn usage_of_day(day: &str, user: Option<crate::Id>) -> KeyRange {
-    let day = Subspace::from(USAGE_DAY).subspace(&(day,));
-    match user {
-        Some(user) => KeyRange::subspace(&day.subspace(&(user.0,))),
-        None => KeyRange::subspace(&day),
-    }
 }
 
 /// `("spend", period, holder kind, holder id)`: an `i64` counter of micro-dollars.
@@ -819,25 +799,6 @@ mod tests {
         assert!(!models().contains(model_by_name("m").as_bytes()));
         assert!(!api_keys().contains(api_key_last_used(a).as_bytes()));
         assert_eq!(api_key(b).as_bytes(), b"\x02api_key\x00\x15\x02");
-        assert_eq!(
-            usage_day("2026-11-28", a, b, "m", "requests"),
-            b"\x02usage_day\x00\x022026-11-28\x00\x15\x01\x15\x02\x02m\x00\x02requests\x00"
-                .to_vec()
-        );
-        assert!(usage_of_day("2026-11-28", Some(a)).contains(&usage_day(
-            "2026-11-28",
-            a,
-            b,
-            "m",
-            "requests"
-        )));
-        assert!(!usage_of_day("2026-11-28", Some(b)).contains(&usage_day(
-            "2026-11-28",
-            a,
-            b,
-            "m",
-            "requests"
-        )));
         assert_eq!(
             spend("d2026-11-28", "key", b),
             b"\x02spend\x00\x02d2026-11-28\x00\x02key\x00\x15\x02".to_vec()

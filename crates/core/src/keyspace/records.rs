@@ -1,0 +1,211 @@
+//! The records' subspaces: request logs, their indexes and captured bodies,
+//! and the usage rollups statistics are read from.
+//!
+//! A request log is stored once under its ID (time order) and indexed under
+//! each field the API filters by, each index key ending in the log's ID so
+//! that a time window is a key range of the index too. An index entry's
+//! value repeats the log's filter fields, so a query with several filters
+//! walks one index and decides on the entries alone, reading only the logs
+//! it returns.
+//!
+//! Rollups are kept per dimension, day first within one, so that statistics
+//! over `from..=to` grouped by that dimension are one contiguous range of
+//! (days × groups × 4) counters, whatever the history's length.
+
+use gatehouse_storage::KeyRange;
+use gatehouse_storage::tuple::{Subspace, pack};
+
+use crate::Id;
+use crate::codec::Key;
+use crate::model::usage::{LogBodies, RequestLog};
+
+pub const REQUEST_LOG: &str = "request_log";
+pub const REQUEST_BODY: &str = "request_body";
+pub const REQUEST_LOG_BY: &str = "request_log_by";
+pub const USAGE_ALL: &str = "usage_all";
+pub const USAGE_USER: &str = "usage_user";
+/// The rollups of earlier releases, moved into the per-dimension ones.
+pub const USAGE_DAY: &str = "usage_day";
+
+/// `("request_log", id) = RequestLog`, without its bodies.
+pub fn request_log(id: Id) -> Key<RequestLog> {
+    Key::new(pack(&(REQUEST_LOG, id.0)))
+}
+
+/// All request logs, oldest first.
+pub fn request_logs() -> KeyRange {
+    KeyRange::subspace(&Subspace::from(REQUEST_LOG))
+}
+
+/// `("request_body", id) = LogBodies`
+pub fn request_body(id: Id) -> Key<LogBodies> {
+    Key::new(pack(&(REQUEST_BODY, id.0)))
+}
+
+/// All captured bodies.
+pub fn request_bodies() -> KeyRange {
+    KeyRange::subspace(&Subspace::from(REQUEST_BODY))
+}
+
+/// One index of request logs: the logs of a user, a key, an organization, a
+/// model, or a status class (`2` for 2xx, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogIndex<'a> {
+    User(Id),
+    Key(Id),
+    Org(Id),
+    Model(&'a str),
+    StatusClass(u16),
+}
+
+impl LogIndex<'_> {
+    /// `("request_log_by", kind, value)`: the subspace of this index's entries.
+    fn subspace(&self) -> Subspace {
+        let by = Subspace::from(REQUEST_LOG_BY);
+        match *self {
+            LogIndex::User(id) => by.subspace(&("user", id.0)),
+            LogIndex::Key(id) => by.subspace(&("key", id.0)),
+            LogIndex::Org(id) => by.subspace(&("org", id.0)),
+            LogIndex::Model(name) => by.subspace(&("model", name)),
+            LogIndex::StatusClass(class) => by.subspace(&("status", u64::from(class))),
+        }
+    }
+
+    /// `("request_log_by", kind, value, id)`: the entry of log `id`.
+    pub fn entry(&self, id: Id) -> Vec<u8> {
+        self.subspace().pack(&(id.0,))
+    }
+
+    /// Every entry of this index.
+    pub fn range(&self) -> KeyRange {
+        KeyRange::subspace(&self.subspace())
+    }
+
+    /// The log ID an entry of this index ends in.
+    pub fn id_of(&self, key: &[u8]) -> Option<Id> {
+        self.subspace()
+            .unpack::<(u64,)>(key)
+            .ok()
+            .map(|(id,)| Id(id))
+    }
+}
+
+/// `("usage_all", dimension, day, group, field)`: an `i64` counter.
+pub fn usage_all(dimension: &str, day: &str, group: &str, field: &str) -> Vec<u8> {
+    pack(&(USAGE_ALL, dimension, day, group, field))
+}
+
+/// Every counter of `("usage_all", dimension, day)` for days `from..=to`
+/// (`YYYY-MM-DD`, so text order is day order).
+pub fn usage_all_days(dimension: &str, from: &str, to: &str) -> KeyRange {
+    let dimension = Subspace::from(USAGE_ALL).subspace(&(dimension,));
+    days(&dimension, from, to)
+}
+
+/// `("usage_user", user, dimension, day, group, field)`: an `i64` counter.
+pub fn usage_user(user: Id, dimension: &str, day: &str, group: &str, field: &str) -> Vec<u8> {
+    pack(&(USAGE_USER, user.0, dimension, day, group, field))
+}
+
+/// Every counter of `("usage_user", user, dimension, day)` for days `from..=to`.
+pub fn usage_user_days(user: Id, dimension: &str, from: &str, to: &str) -> KeyRange {
+    let dimension = Subspace::from(USAGE_USER).subspace(&(user.0, dimension));
+    days(&dimension, from, to)
+}
+
+fn days(dimension: &Subspace, from: &str, to: &str) -> KeyRange {
+    KeyRange::new(
+        dimension.pack(&(from,)),
+        KeyRange::subspace(&dimension.subspace(&(to,))).end,
+    )
+}
+
+/// `("usage_day", day, user, key, model, field)`: a counter of an earlier
+/// release (tests write them to check their move).
+pub fn usage_day(day: &str, user: Id, key: Id, model: &str, field: &str) -> Vec<u8> {
+    pack(&(USAGE_DAY, day, user.0, key.0, model, field))
+}
+
+/// Every `("usage_day", …)` counter left.
+pub fn usage_days() -> KeyRange {
+    KeyRange::subspace(&Subspace::from(USAGE_DAY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes() {
+        let (a, b) = (Id(1), Id(2));
+        assert_eq!(request_log(b).as_bytes(), b"\x02request_log\x00\x15\x02");
+        assert_eq!(request_body(b).as_bytes(), b"\x02request_body\x00\x15\x02");
+        assert_eq!(
+            LogIndex::User(a).entry(b),
+            b"\x02request_log_by\x00\x02user\x00\x15\x01\x15\x02"
+        );
+        assert_eq!(
+            LogIndex::Key(a).entry(b),
+            b"\x02request_log_by\x00\x02key\x00\x15\x01\x15\x02"
+        );
+        assert_eq!(
+            LogIndex::Org(a).entry(b),
+            b"\x02request_log_by\x00\x02org\x00\x15\x01\x15\x02"
+        );
+        assert_eq!(
+            LogIndex::Model("m").entry(b),
+            b"\x02request_log_by\x00\x02model\x00\x02m\x00\x15\x02"
+        );
+        assert_eq!(
+            LogIndex::StatusClass(4).entry(b),
+            b"\x02request_log_by\x00\x02status\x00\x15\x04\x15\x02"
+        );
+        assert_eq!(
+            LogIndex::Model("m").id_of(&LogIndex::Model("m").entry(b)),
+            Some(b)
+        );
+        assert_eq!(
+            LogIndex::Model("m").id_of(&LogIndex::Model("n").entry(b)),
+            None
+        );
+        assert!(
+            !LogIndex::Model("m")
+                .range()
+                .contains(&LogIndex::Model("mm").entry(b))
+        );
+        assert_eq!(
+            usage_all("model", "2026-11-28", "m", "requests"),
+            b"\x02usage_all\x00\x02model\x00\x022026-11-28\x00\x02m\x00\x02requests\x00"
+        );
+        assert_eq!(
+            usage_user(a, "day", "2026-11-28", "", "cost_micros"),
+            b"\x02usage_user\x00\x15\x01\x02day\x00\x022026-11-28\x00\x02\x00\x02cost_micros\x00"
+        );
+        assert_eq!(
+            usage_day("2026-11-28", a, b, "m", "requests"),
+            b"\x02usage_day\x00\x022026-11-28\x00\x15\x01\x15\x02\x02m\x00\x02requests\x00"
+        );
+        assert!(usage_days().contains(&usage_day("2026-11-28", a, b, "m", "requests")));
+    }
+
+    #[test]
+    fn a_days_range_holds_exactly_its_days() {
+        let range = usage_all_days("model", "2026-11-02", "2026-11-03");
+        for (day, inside) in [
+            ("2026-11-01", false),
+            ("2026-11-02", true),
+            ("2026-11-03", true),
+            ("2026-11-04", false),
+        ] {
+            assert_eq!(
+                range.contains(&usage_all("model", day, "m", "requests")),
+                inside,
+                "{day}"
+            );
+            assert!(!range.contains(&usage_all("key", day, "m", "requests")));
+        }
+        let mine = usage_user_days(Id(7), "day", "2026-11-02", "2026-11-02");
+        assert!(mine.contains(&usage_user(Id(7), "day", "2026-11-02", "", "requests")));
+        assert!(!mine.contains(&usage_user(Id(8), "day", "2026-11-02", "", "requests")));
+    }
+}

@@ -1,0 +1,279 @@
+//! Usage statistics, read from rollups only.
+//!
+//! Each flush adds its logs to per-day counters (atomic adds, so writers
+//! never conflict) in every dimension the API groups by: everyone's by day,
+//! model, key, user and organization, and each user's own by day, model and
+//! key. A statistics query reads one dimension's counters for its days —
+//! (days × groups × 4) values however long the history — and never a log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use gatehouse_storage::tuple::unpack;
+use gatehouse_storage::{KeyRange, RangeOptions, TxError, decode_counter};
+use serde::{Deserialize, Serialize};
+
+use super::UsageService;
+use crate::keyspace;
+use crate::model::accounts::User;
+use crate::model::usage::RequestLog;
+use crate::{Error, Id, Result};
+
+/// The counters of a rollup row.
+const FIELDS: [&str; 4] = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_micros",
+];
+
+/// Counters read per storage round trip.
+const READ_PAGE: usize = 10_000;
+
+/// The most days one statistics query covers.
+pub const MAX_STATS_DAYS: i64 = 366;
+
+/// How statistics are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Day,
+    Model,
+    Key,
+    User,
+}
+
+/// One row of statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsRow {
+    pub group: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+/// Which statistics: days `from..=to` (UTC), optionally one user's.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// `None`: the caller's own, unless `all`.
+    pub user: Option<Id>,
+    /// Everyone's (platform readers).
+    pub all: bool,
+    pub group_by: GroupBy,
+}
+
+/// A count as the storage counters' `i64`, at most `i64::MAX`.
+pub(super) fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Whose counters: everyone's, or one user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    All,
+    User(Id),
+}
+
+/// One rollup row: whose, which dimension, which day, which group.
+type RowKey = (Scope, &'static str, NaiveDate, String);
+
+/// Adds one call's counters to the row of each dimension it counts in.
+fn add(
+    sums: &mut HashMap<RowKey, [i64; 4]>,
+    day: NaiveDate,
+    row: (Id, Id, &str, Option<Id>),
+    values: [i64; 4],
+) {
+    let (user, key, model, org) = row;
+    let mut rows = vec![
+        (Scope::All, "day", String::new()),
+        (Scope::All, "model", model.to_string()),
+        (Scope::All, "key", key.to_string()),
+        (Scope::All, "user", user.to_string()),
+        (Scope::User(user), "day", String::new()),
+        (Scope::User(user), "model", model.to_string()),
+        (Scope::User(user), "key", key.to_string()),
+    ];
+    if let Some(org) = org {
+        rows.push((Scope::All, "org", org.to_string()));
+    }
+    for (scope, dimension, group) in rows {
+        let sum = sums.entry((scope, dimension, day, group)).or_default();
+        for (total, value) in sum.iter_mut().zip(values) {
+            *total = total.saturating_add(value);
+        }
+    }
+}
+
+/// The counter additions of summed rows.
+fn counters(sums: HashMap<RowKey, [i64; 4]>) -> Vec<(Vec<u8>, i64)> {
+    let mut adds = Vec::with_capacity(sums.len() * FIELDS.len());
+    for ((scope, dimension, day, group), values) in sums {
+        let day = day.format("%Y-%m-%d").to_string();
+        for (field, value) in FIELDS.iter().zip(values) {
+            let key = match scope {
+                Scope::All => keyspace::usage_all(dimension, &day, &group, field),
+                Scope::User(user) => keyspace::usage_user(user, dimension, &day, &group, field),
+            };
+            adds.push((key, value));
+        }
+    }
+    adds
+}
+
+/// The rollup additions of some logs: calls that fall in the same row add
+/// up before they are written.
+pub(super) fn rollups_of(logs: &[RequestLog]) -> Vec<(Vec<u8>, i64)> {
+    let mut sums = HashMap::new();
+    for log in logs {
+        let values = [
+            1,
+            saturating_i64(log.prompt_tokens),
+            saturating_i64(log.completion_tokens),
+            log.cost_micros,
+        ];
+        let row = (log.user_id, log.key_id, log.model.as_str(), log.org_id);
+        add(&mut sums, log.at.date_naive(), row, values);
+    }
+    counters(sums)
+}
+
+impl UsageService {
+    /// Usage statistics, grouped. Users read their own; platform readers
+    /// anyone's (`user`) or everyone's (`all`).
+    pub async fn stats(&self, viewer: &User, query: &StatsQuery) -> Result<Vec<StatsRow>> {
+        let reader = viewer.is_platform_reader();
+        if (query.all || query.user.is_some_and(|u| u != viewer.id)) && !reader {
+            return Err(Error::permission_denied(
+                "only platform admins read others' usage",
+            ));
+        }
+        if viewer.is_provider_account() {
+            return Err(Error::permission_denied("provider accounts have no usage"));
+        }
+        let days = (query.to - query.from).num_days();
+        if !(0..MAX_STATS_DAYS).contains(&days) {
+            return Err(Error::invalid_input(format!(
+                "from..to covers 1 to {MAX_STATS_DAYS} days"
+            )));
+        }
+        let (from, to) = (
+            query.from.format("%Y-%m-%d").to_string(),
+            query.to.format("%Y-%m-%d").to_string(),
+        );
+        let user = (!query.all).then(|| query.user.unwrap_or(viewer.id));
+        let dimension = match query.group_by {
+            GroupBy::Day => "day",
+            GroupBy::Model => "model",
+            GroupBy::Key => "key",
+            // One user's rows by user: their daily totals, summed.
+            GroupBy::User if user.is_some() => "day",
+            GroupBy::User => "user",
+        };
+        let range = match user {
+            Some(user) => keyspace::usage_user_days(user, dimension, &from, &to),
+            None => keyspace::usage_all_days(dimension, &from, &to),
+        };
+        let mut rows: BTreeMap<String, StatsRow> = BTreeMap::new();
+        let mut next = Some(range);
+        while let Some(range) = next {
+            let page = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        Ok::<_, TxError<Error>>(
+                            tx.get_range(range, RangeOptions::limit(READ_PAGE)).await?,
+                        )
+                    }
+                })
+                .await?;
+            for (key, value) in &page.entries {
+                let parsed = match user {
+                    Some(_) => unpack::<(String, u64, String, String, String, String)>(key)
+                        .map(|(_, _, _, day, group, field)| (day, group, field)),
+                    None => unpack::<(String, String, String, String, String)>(key)
+                        .map(|(_, _, day, group, field)| (day, group, field)),
+                };
+                let Ok((day, group, field)) = parsed else {
+                    continue;
+                };
+                let group = match (query.group_by, user) {
+                    (GroupBy::Day, _) => day,
+                    (GroupBy::User, Some(user)) => user.to_string(),
+                    _ => group,
+                };
+                let row = rows.entry(group.clone()).or_insert_with(|| StatsRow {
+                    group,
+                    ..StatsRow::default()
+                });
+                let value = decode_counter(value);
+                match field.as_str() {
+                    "requests" => row.requests += value,
+                    "prompt_tokens" => row.prompt_tokens += value,
+                    "completion_tokens" => row.completion_tokens += value,
+                    "cost_micros" => row.cost_micros += value,
+                    _ => {}
+                }
+            }
+            next = page.next;
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// Moves the rollups of earlier releases (`("usage_day", day, user, key,
+    /// model, field)`) into the per-dimension ones, a page per transaction:
+    /// each page is added and cleared together, so a move cut short resumes
+    /// without counting twice. Returns how many counters moved.
+    pub async fn move_old_rollups(&self) -> Result<usize> {
+        let mut moved = 0;
+        loop {
+            let gone = self
+                .store
+                .run(|tx| async move {
+                    let page = tx
+                        .get_range(&keyspace::usage_days(), RangeOptions::limit(2_000))
+                        .await?;
+                    let mut sums = HashMap::new();
+                    for (key, value) in &page.entries {
+                        let Ok((_, day, user, key_id, model, field)) =
+                            unpack::<(String, String, u64, u64, String, String)>(key)
+                        else {
+                            continue;
+                        };
+                        let (Ok(day), Some(i)) = (
+                            NaiveDate::parse_from_str(&day, "%Y-%m-%d"),
+                            FIELDS.iter().position(|f| *f == field),
+                        ) else {
+                            continue;
+                        };
+                        let mut values = [0; 4];
+                        values[i] = decode_counter(value);
+                        add(&mut sums, day, (Id(user), Id(key_id), &model, None), values);
+                    }
+                    for (key, delta) in counters(sums) {
+                        if delta != 0 {
+                            tx.atomic_add(&key, delta)?;
+                        }
+                    }
+                    if let Some((last, _)) = page.entries.last() {
+                        let range = keyspace::usage_days();
+                        tx.clear_range(&KeyRange::new(
+                            range.begin,
+                            gatehouse_storage::key_after(last),
+                        ))?;
+                    }
+                    Ok::<_, TxError<Error>>(page.entries.len())
+                })
+                .await?;
+            moved += gone;
+            if gone == 0 {
+                return Ok(moved);
+            }
+            crate::blocking::yield_now().await;
+        }
+    }
+}
