@@ -1,14 +1,20 @@
 //! The audit log: who did what, to what, from where, and how it ended. Events
 //! carry no secrets: callers put only identifiers and outcomes in them, and
 //! [`redact`] blanks any detail whose name looks secret.
+//!
+//! Each event is entered in indexes by the user who acted, its organization,
+//! its target and its action's area, in the transaction that writes it, so
+//! a filtered list reads only the events it returns ([`crate::timeline`]).
 
 use chrono::{DateTime, Utc};
+use gatehouse_storage::tuple::{pack, unpack};
 use gatehouse_storage::{KeyRange, Store, Tx, TxError};
 
+use crate::keyspace::AuditIndex;
 use crate::model::accounts::{Role, User};
 pub use crate::model::audit::{Actor, AuditEvent, Outcome};
 use crate::model::sessions::ClientInfo;
-use crate::{Env, Error, ErrorCode, Id, Result, keyspace};
+use crate::{Env, Error, ErrorCode, Id, Result, codec, keyspace, timeline};
 
 /// Names of details that are never stored.
 const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "key", "hash", "credential"];
@@ -155,7 +161,7 @@ impl AuditLog {
         if let Some(request) = &event.request {
             crate::idempotency::mark_applied(tx, request, event).await?;
         }
-        keyspace::audit_event(event.id).put(tx, event).await
+        put_event(tx, event).await
     }
 
     /// Runs the change `f` in a transaction of `store` and stages the event
@@ -190,7 +196,7 @@ impl AuditLog {
             .store
             .run(|tx| {
                 let event = &event;
-                async move { keyspace::audit_event(event.id).put(&tx, event).await }
+                async move { put_event(&tx, event).await }
             })
             .await;
         if let Err(e) = result {
@@ -198,25 +204,55 @@ impl AuditLog {
         }
     }
 
-    /// Deletes events older than `days`; returns how many (at most 10 000 a call).
+    /// Deletes events older than `days` with their index entries, a page
+    /// per transaction; returns how many.
     pub async fn trim(&self, days: u64) -> Result<usize> {
-        let cutoff = self.env.clock.now_millis() - days as i64 * 86_400_000;
+        let days = i64::try_from(days).unwrap_or(i64::MAX / 86_400_000);
+        let cutoff = self.env.clock.now_millis() - days.saturating_mul(86_400_000);
         let end = keyspace::audit_event(Id::first_at(cutoff))
             .as_bytes()
             .to_vec();
         let range = KeyRange::new(keyspace::audit_events().begin, end);
-        crate::codec::trim_range(&self.store, &range).await
+        timeline::trim(&self.store, &range, |tx, event: &AuditEvent| {
+            for index in indexes_of(event) {
+                tx.clear(&index.entries().entry(event.id))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Enters the events stored before their indexes existed; resumable,
+    /// and nothing to do once done. Returns how many were entered.
+    pub async fn index_old_events(&self) -> Result<usize> {
+        let now = self.env.clock.now();
+        let until = Id::first_at(now.timestamp_millis() + 60_000);
+        timeline::reindex(
+            &self.store,
+            ("audit_index", "audit"),
+            (until, now),
+            |event: &AuditEvent, rows| {
+                let value = entry_value(event);
+                for index in indexes_of(event) {
+                    rows.push((index.entries().entry(event.id), value.clone()));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Newest first, for platform admins (`admin`, `admin_readonly`), those
-    /// matching `filter`; `before` is the last ID of the previous page.
+    /// matching `filter`; `before` is the last ID of the previous page. A
+    /// page examines a bounded number of entries: it may come back short
+    /// with a cursor (the ID to continue before) when few events match.
     pub async fn list(
         &self,
         viewer: &User,
         filter: &AuditFilter,
         before: Option<Id>,
         limit: usize,
-    ) -> Result<Vec<AuditEvent>> {
+    ) -> Result<(Vec<AuditEvent>, Option<Id>)> {
         if !viewer
             .roles
             .iter()
@@ -227,23 +263,136 @@ impl AuditLog {
                 "only platform admins can read the audit log",
             ));
         }
-        let limit = limit.clamp(1, MAX_PAGE);
-        let all = keyspace::audit_events();
-        let begin = match filter.from {
-            Some(from) => keyspace::audit_event(Id::first_at(from.timestamp_millis()))
-                .as_bytes()
-                .to_vec(),
-            None => all.begin.clone(),
+        let limit = limit.clamp(1, crate::page::MAX_LIMIT);
+        let bounds = (
+            filter.from.map(|f| Id::first_at(f.timestamp_millis())),
+            before,
+        );
+        let (mut events, mut next) = match filter.index() {
+            Some(index) => {
+                let entries = index.entries();
+                let found = timeline::walk_newest(
+                    &self.store,
+                    timeline::id_range(entries.range(), |id| entries.entry(id), bounds),
+                    |key| entries.id_of(key),
+                    |value| decode_entry(value).is_some_and(|e| filter.matches_entry(&e)),
+                    limit,
+                    timeline::SCAN_BUDGET,
+                )
+                .await?;
+                let ids: Vec<Id> = found.entries.iter().map(|(id, _)| *id).collect();
+                let events = self
+                    .store
+                    .run(|tx| {
+                        let ids = &ids;
+                        async move {
+                            let mut events = Vec::with_capacity(ids.len());
+                            for id in ids {
+                                if let Some(event) = keyspace::audit_event(*id).get(&tx).await? {
+                                    events.push(event);
+                                }
+                            }
+                            Ok::<_, TxError<Error>>(events)
+                        }
+                    })
+                    .await?;
+                (events, found.next)
+            }
+            None => {
+                let key_of = |id| keyspace::audit_event(id).as_bytes().to_vec();
+                let found = timeline::walk_newest(
+                    &self.store,
+                    timeline::id_range(keyspace::audit_events(), key_of, bounds),
+                    |key| unpack::<(String, u64)>(key).ok().map(|(_, id)| Id(id)),
+                    |value| codec::decode::<AuditEvent>(value).is_ok_and(|e| filter.matches(&e)),
+                    limit,
+                    timeline::SCAN_BUDGET,
+                )
+                .await?;
+                let events = found
+                    .entries
+                    .iter()
+                    .map(|(_, value)| codec::decode::<AuditEvent>(value))
+                    .collect::<Result<Vec<_>>>()?;
+                (events, found.next)
+            }
         };
-        let end = match before {
-            Some(id) => keyspace::audit_event(id).as_bytes().to_vec(),
-            None => all.end.clone(),
-        };
-        crate::codec::find_in_range(&self.store, begin, end, true, limit, |e: &AuditEvent| {
-            filter.matches(e)
-        })
-        .await
+        if events.len() > limit {
+            events.truncate(limit);
+            next = events.last().map(|e| e.id);
+        }
+        Ok((events, next))
     }
+}
+
+/// Writes `event` with its index entries.
+async fn put_event(tx: &Tx, event: &AuditEvent) -> Result<(), TxError<Error>> {
+    let value = entry_value(event);
+    for index in indexes_of(event) {
+        tx.set(&index.entries().entry(event.id), &value)?;
+    }
+    keyspace::audit_event(event.id).put(tx, event).await
+}
+
+/// The user who acted, if a user did.
+fn actor_user(event: &AuditEvent) -> Option<Id> {
+    match event.actor {
+        Actor::User { id } => Some(id),
+        _ => None,
+    }
+}
+
+/// The indexes an event is entered in.
+fn indexes_of(event: &AuditEvent) -> impl Iterator<Item = AuditIndex<'_>> {
+    let target = match (&event.target_type, &event.target_id) {
+        (Some(kind), Some(id)) => Some(AuditIndex::Target(kind, id)),
+        _ => None,
+    };
+    [
+        actor_user(event).map(AuditIndex::Actor),
+        event.organization_id.map(AuditIndex::Org),
+        target,
+        Some(AuditIndex::Area(area(&event.action))),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// `keys` of `keys.create`.
+fn area(action: &str) -> &str {
+    action.split_once('.').map_or(action, |(area, _)| area)
+}
+
+/// An entry's value: the event's filter fields (`0` and `""`: none).
+fn entry_value(event: &AuditEvent) -> Vec<u8> {
+    pack(&(
+        actor_user(event).map_or(0, |a| a.0),
+        event.organization_id.map_or(0, |o| o.0),
+        event.target_type.as_deref().unwrap_or(""),
+        event.target_id.as_deref().unwrap_or(""),
+        event.action.as_str(),
+    ))
+}
+
+/// An event's filter fields, as its index entries hold them.
+struct Entry {
+    actor: u64,
+    org: u64,
+    target_type: String,
+    target_id: String,
+    action: String,
+}
+
+fn decode_entry(value: &[u8]) -> Option<Entry> {
+    let (actor, org, target_type, target_id, action) =
+        unpack::<(u64, u64, String, String, String)>(value).ok()?;
+    Some(Entry {
+        actor,
+        org,
+        target_type,
+        target_id,
+        action,
+    })
 }
 
 /// Which audit events to list; every field narrows.
@@ -261,30 +410,180 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    fn matches(&self, e: &AuditEvent) -> bool {
+    /// The narrowest index the filter names, or `None`: walk the events.
+    fn index(&self) -> Option<AuditIndex<'_>> {
+        if let (Some(kind), Some(id)) = (&self.target_type, &self.target_id) {
+            return Some(AuditIndex::Target(kind, id));
+        }
+        if let Some(actor) = self.actor {
+            return Some(AuditIndex::Actor(actor));
+        }
+        if let Some(org) = self.organization {
+            return Some(AuditIndex::Org(org));
+        }
+        // An action prefix with a dot names its area; one without may span several.
+        let action = self.action.as_deref()?;
+        action
+            .split_once('.')
+            .map(|(area, _)| AuditIndex::Area(area))
+    }
+
+    fn matches_entry(&self, e: &Entry) -> bool {
         self.action
             .as_deref()
             .is_none_or(|a| e.action.starts_with(a))
-            && self
-                .actor
-                .is_none_or(|id| matches!(e.actor, Actor::User { id: actor } if actor == id))
-            && self
-                .organization
-                .is_none_or(|o| e.organization_id == Some(o))
+            && self.actor.is_none_or(|id| e.actor == id.0)
+            && self.organization.is_none_or(|o| e.org == o.0)
             && self
                 .target_type
                 .as_deref()
-                .is_none_or(|t| e.target_type.as_deref() == Some(t))
-            && self
-                .target_id
-                .as_deref()
-                .is_none_or(|t| e.target_id.as_deref() == Some(t))
+                .is_none_or(|t| e.target_type == t)
+            && self.target_id.as_deref().is_none_or(|t| e.target_id == t)
+    }
+
+    fn matches(&self, e: &AuditEvent) -> bool {
+        self.matches_entry(&Entry {
+            actor: actor_user(e).map_or(0, |a| a.0),
+            org: e.organization_id.map_or(0, |o| o.0),
+            target_type: e.target_type.clone().unwrap_or_default(),
+            target_id: e.target_id.clone().unwrap_or_default(),
+            action: e.action.clone(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A few thousand random events, each filter combination paged to its
+    /// end: exactly what a brute-force filter finds, newest first, once each;
+    /// and events stored before the indexes existed are entered once.
+    #[tokio::test]
+    async fn filtered_pages_hold_exactly_what_a_full_scan_finds() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let (env, clock) = crate::testing::env(2, 9);
+        let store = Store::new(std::sync::Arc::new(
+            gatehouse_storage::memory::MemoryEngine::new(),
+        ));
+        let audit = AuditLog::new(store.clone(), env.clone());
+        let admin = crate::testing::user(&store, &env, "admin", &[Role::User, Role::Admin]).await;
+        let mut rng = StdRng::seed_from_u64(4);
+        let actions = [
+            "keys.create",
+            "keys.revoke",
+            "auth.login",
+            "auth.logout",
+            "orgs.update",
+        ];
+        let mut all = Vec::new();
+        for n in 0..2_500 {
+            clock.advance(rng.random_range(0..5_000));
+            let actor = match rng.random_range(0..4) {
+                0 => Actor::System,
+                _ => Actor::User {
+                    id: Id(rng.random_range(1..=5)),
+                },
+            };
+            let target = rng
+                .random_bool(0.7)
+                .then(|| ["user", "api_key"][rng.random_range(0..2)]);
+            let event = AuditEvent {
+                id: env.ids.next_id(),
+                at: env.clock.now(),
+                actor,
+                action: actions[rng.random_range(0..actions.len())].into(),
+                outcome: Outcome::Success,
+                target_type: target.map(String::from),
+                target_id: target.map(|_| rng.random_range(1..=4).to_string()),
+                organization_id: rng
+                    .random_bool(0.5)
+                    .then(|| Id(rng.random_range(100..=102))),
+                ip: None,
+                user_agent: None,
+                details: serde_json::Value::Null,
+                request: None,
+            };
+            if n < 300 {
+                // As an earlier release stored them: no index entries.
+                store
+                    .run(|tx| {
+                        let event = &event;
+                        async move { keyspace::audit_event(event.id).put(&tx, event).await }
+                    })
+                    .await
+                    .unwrap();
+            } else {
+                audit.write(event.clone()).await;
+            }
+            all.push(event);
+        }
+        assert_eq!(audit.index_old_events().await.unwrap(), 2_500);
+        assert_eq!(audit.index_old_events().await.unwrap(), 0, "once");
+        all.reverse();
+        for round in 0..120 {
+            let pick = |rng: &mut StdRng| rng.random_bool(0.35);
+            let filter = AuditFilter {
+                action: pick(&mut rng).then(|| {
+                    ["keys.", "auth.login", "k", "orgs.update", "auth."][rng.random_range(0..5)]
+                        .into()
+                }),
+                actor: pick(&mut rng).then(|| Id(rng.random_range(1..=6))),
+                organization: pick(&mut rng).then(|| Id(rng.random_range(100..=103))),
+                target_type: pick(&mut rng)
+                    .then(|| ["user", "api_key"][rng.random_range(0..2)].into()),
+                target_id: pick(&mut rng).then(|| rng.random_range(1..=4).to_string()),
+                from: pick(&mut rng).then(|| all[rng.random_range(0..all.len())].at),
+            };
+            let expected: Vec<Id> = all
+                .iter()
+                .filter(|e| filter.matches(e) && filter.from.is_none_or(|f| e.at >= f))
+                .map(|e| e.id)
+                .collect();
+            let limit = rng.random_range(1..=80);
+            let (mut seen, mut before) = (Vec::new(), None);
+            loop {
+                let (events, next) = audit.list(&admin, &filter, before, limit).await.unwrap();
+                assert!(events.len() <= limit);
+                seen.extend(events.iter().map(|e| e.id));
+                match next {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "round {round}: {filter:?}");
+        }
+        // Retention takes events with their entries.
+        clock.advance(400 * 86_400_000);
+        assert_eq!(audit.trim(1).await.unwrap(), 2_500);
+        let by_actor = AuditFilter {
+            actor: Some(Id(1)),
+            ..AuditFilter::default()
+        };
+        assert!(
+            audit
+                .list(&admin, &by_actor, None, 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        let left = store
+            .run(|tx| async move {
+                let range =
+                    KeyRange::subspace(&gatehouse_storage::tuple::Subspace::from("audit_by"));
+                Ok::<_, TxError<Error>>(
+                    tx.get_range(&range, Default::default())
+                        .await?
+                        .entries
+                        .len(),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "no entry outlives its event");
+    }
 
     #[test]
     fn secrets_are_redacted_at_any_depth() {

@@ -27,6 +27,7 @@ pub mod services;
 pub mod tenancy;
 #[cfg(test)]
 mod testing;
+pub mod timeline;
 pub mod usage;
 pub mod vaults;
 pub mod work;

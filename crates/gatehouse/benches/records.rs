@@ -117,7 +117,9 @@ async fn load(services: &Services, total: u64, start_ms: i64) -> f64 {
     while i < total {
         let end = (i + BATCH as u64).min(total);
         for n in i..end {
-            services.usage.record(log(n, total, heavy, start_ms, &mut rng));
+            services
+                .usage
+                .record(log(n, total, heavy, start_ms, &mut rng));
         }
         while services.usage.pending() > 0 {
             services.usage.flush().await.unwrap();
@@ -151,7 +153,11 @@ async fn measure(
         let url = format!("{base}{}", path(n));
         let started = Instant::now();
         let response = client.get(&url).bearer_auth(token).send().await.unwrap();
-        assert!(response.status().is_success(), "{url}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
         let body: serde_json::Value = response.json().await.unwrap();
         samples.push(started.elapsed());
         items += body["items"].as_array().map_or(0, Vec::len);
@@ -227,7 +233,10 @@ async fn main() {
     let rate = load(&services, total, start_ms).await;
     println!("bulk load through record + flush: {rate:.0} logs/s");
 
-    println!("{:<44} {:>9} {:>9} {:>7}", "query (200 each)", "p50 ms", "p99 ms", "items");
+    println!(
+        "{:<44} {:>9} {:>9} {:>7}",
+        "query (200 each)", "p50 ms", "p99 ms", "items"
+    );
     let mut rng = StdRng::seed_from_u64(11);
     let logs = "/api/v1/request-logs?limit=50";
     let light = measure(&client, &base, &token, |_| format!("{logs}&user={LIGHT}")).await;
@@ -243,7 +252,10 @@ async fn main() {
     let mut rng = StdRng::seed_from_u64(12);
     let key = measure(&client, &base, &token, |_| {
         let user = 3 + rng.random_range(0..USERS - 2);
-        format!("{logs}&key={}", user * KEYS_PER_USER + rng.random_range(0..KEYS_PER_USER))
+        format!(
+            "{logs}&key={}",
+            user * KEYS_PER_USER + rng.random_range(0..KEYS_PER_USER)
+        )
     })
     .await;
     print("logs of a key", &key);
@@ -270,7 +282,9 @@ async fn main() {
     })
     .await;
     print("a busy user's 500s (scan budget)", &rare);
-    let today = chrono::DateTime::from_timestamp_millis(now).unwrap().date_naive();
+    let today = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap()
+        .date_naive();
     let from = today - chrono::Days::new(29);
     for group in ["day", "model", "user"] {
         let stats = measure(&client, &base, &token, |_| {

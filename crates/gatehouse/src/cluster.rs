@@ -171,20 +171,22 @@ pub fn jobs(
             })
         }),
     };
-    let records = services.usage.clone();
+    let records = (services.usage.clone(), services.audit.clone());
     let records_layout = Job {
         name: "records_layout",
         every: Duration::from_secs(60),
         run: Arc::new(move |_token| {
-            let usage = records.clone();
+            let (usage, audit) = records.clone();
             Box::pin(async move {
                 // What earlier releases stored: logs with bodies inline and no
-                // index entries, rollups by (day, user, key, model). Resumes
-                // where it stopped; nothing to do once moved.
+                // index entries, rollups by (day, user, key, model), audit
+                // events without index entries. Resumes where it stopped;
+                // nothing to do once moved.
                 let logs = usage.index_old_logs().await.map_err(|e| e.to_string())?;
                 let counters = usage.move_old_rollups().await.map_err(|e| e.to_string())?;
+                let events = audit.index_old_events().await.map_err(|e| e.to_string())?;
                 Ok(format!(
-                    "indexed {logs} request logs of earlier releases, moved {counters} rollup counters"
+                    "indexed {logs} request logs and {events} audit events of earlier releases, moved {counters} rollup counters"
                 ))
             })
         }),

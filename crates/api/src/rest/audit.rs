@@ -16,7 +16,6 @@ use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
 use crate::extract::ApiQuery;
-use gatehouse_core::page::Page;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -25,7 +24,9 @@ pub struct AuditQuery {
     /// Items in the page: 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page. A page may hold fewer items
+    /// than `limit` (even none) and still have a next one: each page
+    /// examines a bounded number of events.
     #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
     /// Actions starting with this, e.g. `keys.` or `auth.login`.
@@ -119,16 +120,15 @@ pub async fn list(
         target_id: query.target_id,
         from: query.from,
     };
-    let events = state
+    let (events, next) = state
         .services
         .audit
-        .list(&auth.user, &filter, before, page.limit + 1)
+        .list(&auth.user, &filter, before, page.limit)
         .await?;
-    Ok(Json(List::of(Page::from_lookahead(
-        events,
-        page.limit,
-        |e| e.id,
-    ))))
+    Ok(Json(List {
+        items: events.into_iter().map(Into::into).collect(),
+        next_cursor: next.map(|id| id.to_string()),
+    }))
 }
 
 /// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to

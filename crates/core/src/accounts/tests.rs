@@ -668,7 +668,8 @@ async fn sign_in_events_are_audited_without_secrets() {
         .audit
         .list(&admin, &Default::default(), None, 50)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let summary: Vec<(&str, crate::audit::Outcome)> = events
         .iter()
         .map(|e| (e.action.as_str(), e.outcome))
@@ -703,7 +704,8 @@ async fn sign_in_events_are_audited_without_secrets() {
         .audit
         .list(&admin, &Default::default(), Some(events[1].id), 50)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(older.len(), 2);
 }
 

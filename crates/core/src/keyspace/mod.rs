@@ -21,6 +21,7 @@
 //! | `("session_by_user", user id, session id)` | [`SessionRef`](crate::model::sessions::SessionRef) |
 //! | `("login_failures", "account" \| "ip" \| "device", subject)` | [`Failures`](crate::model::throttle::Failures) |
 //! | `("audit", id)` | [`AuditEvent`](crate::model::audit::AuditEvent) |
+//! | `("audit_by", "actor" \| "org" \| "target" \| "area", value…, id)` | packed `(actor user, org, target type, target id, action)`: the event's filter fields |
 //! | `("outbox", id)` | [`OutboxMessage`](crate::model::email::OutboxMessage) |
 //! | `("idempotency", sha256(credential, Idempotency-Key))` | [`IdempotentWrite`](crate::model::idempotency::IdempotentWrite): a write that may be retried, for 24 hours |
 //! | `("email_token", sha256(token))` | [`EmailToken`](crate::model::accounts::EmailToken) |

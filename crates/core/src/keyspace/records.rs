@@ -1,5 +1,5 @@
 //! The records' subspaces: request logs, their indexes and captured bodies,
-//! and the usage rollups statistics are read from.
+//! the usage rollups statistics are read from, and the audit log's indexes.
 //!
 //! A request log is stored once under its ID (time order) and indexed under
 //! each field the API filters by, each index key ending in the log's ID so
@@ -22,6 +22,7 @@ use crate::model::usage::{LogBodies, RequestLog};
 pub const REQUEST_LOG: &str = "request_log";
 pub const REQUEST_BODY: &str = "request_body";
 pub const REQUEST_LOG_BY: &str = "request_log_by";
+pub const AUDIT_BY: &str = "audit_by";
 pub const USAGE_ALL: &str = "usage_all";
 pub const USAGE_USER: &str = "usage_user";
 /// The rollups of earlier releases, moved into the per-dimension ones.
@@ -59,34 +60,61 @@ pub enum LogIndex<'a> {
 }
 
 impl LogIndex<'_> {
-    /// `("request_log_by", kind, value)`: the subspace of this index's entries.
-    fn subspace(&self) -> Subspace {
+    /// `("request_log_by", kind, value, *)`: this index's entries.
+    pub fn entries(&self) -> Entries {
         let by = Subspace::from(REQUEST_LOG_BY);
-        match *self {
+        Entries(match *self {
             LogIndex::User(id) => by.subspace(&("user", id.0)),
             LogIndex::Key(id) => by.subspace(&("key", id.0)),
             LogIndex::Org(id) => by.subspace(&("org", id.0)),
             LogIndex::Model(name) => by.subspace(&("model", name)),
             LogIndex::StatusClass(class) => by.subspace(&("status", u64::from(class))),
-        }
+        })
     }
+}
 
-    /// `("request_log_by", kind, value, id)`: the entry of log `id`.
+/// One index of audit events: by the user who acted, the organization it
+/// happened in, what it was done to, or its action's area (`keys` of
+/// `keys.create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditIndex<'a> {
+    Actor(Id),
+    Org(Id),
+    Target(&'a str, &'a str),
+    Area(&'a str),
+}
+
+impl AuditIndex<'_> {
+    /// `("audit_by", kind, value…, *)`: this index's entries.
+    pub fn entries(&self) -> Entries {
+        let by = Subspace::from(AUDIT_BY);
+        Entries(match *self {
+            AuditIndex::Actor(id) => by.subspace(&("actor", id.0)),
+            AuditIndex::Org(id) => by.subspace(&("org", id.0)),
+            AuditIndex::Target(kind, id) => by.subspace(&("target", kind, id)),
+            AuditIndex::Area(area) => by.subspace(&("area", area)),
+        })
+    }
+}
+
+/// The entries of one index: keys that end in the ID of the record they
+/// stand for, so that a time window is a key range of the index too.
+pub struct Entries(Subspace);
+
+impl Entries {
+    /// The entry of record `id`.
     pub fn entry(&self, id: Id) -> Vec<u8> {
-        self.subspace().pack(&(id.0,))
+        self.0.pack(&(id.0,))
     }
 
-    /// Every entry of this index.
+    /// Every entry.
     pub fn range(&self) -> KeyRange {
-        KeyRange::subspace(&self.subspace())
+        KeyRange::subspace(&self.0)
     }
 
-    /// The log ID an entry of this index ends in.
+    /// The record ID an entry ends in (`None`: not an entry of this index).
     pub fn id_of(&self, key: &[u8]) -> Option<Id> {
-        self.subspace()
-            .unpack::<(u64,)>(key)
-            .ok()
-            .map(|(id,)| Id(id))
+        self.0.unpack::<(u64,)>(key).ok().map(|(id,)| Id(id))
     }
 }
 
@@ -141,37 +169,48 @@ mod tests {
         assert_eq!(request_log(b).as_bytes(), b"\x02request_log\x00\x15\x02");
         assert_eq!(request_body(b).as_bytes(), b"\x02request_body\x00\x15\x02");
         assert_eq!(
-            LogIndex::User(a).entry(b),
+            LogIndex::User(a).entries().entry(b),
             b"\x02request_log_by\x00\x02user\x00\x15\x01\x15\x02"
         );
         assert_eq!(
-            LogIndex::Key(a).entry(b),
+            LogIndex::Key(a).entries().entry(b),
             b"\x02request_log_by\x00\x02key\x00\x15\x01\x15\x02"
         );
         assert_eq!(
-            LogIndex::Org(a).entry(b),
+            LogIndex::Org(a).entries().entry(b),
             b"\x02request_log_by\x00\x02org\x00\x15\x01\x15\x02"
         );
         assert_eq!(
-            LogIndex::Model("m").entry(b),
+            LogIndex::Model("m").entries().entry(b),
             b"\x02request_log_by\x00\x02model\x00\x02m\x00\x15\x02"
         );
         assert_eq!(
-            LogIndex::StatusClass(4).entry(b),
+            LogIndex::StatusClass(4).entries().entry(b),
             b"\x02request_log_by\x00\x02status\x00\x15\x04\x15\x02"
         );
+        let (m, n, mm) = (
+            LogIndex::Model("m").entries(),
+            LogIndex::Model("n").entries(),
+            LogIndex::Model("mm").entries(),
+        );
+        assert_eq!(m.id_of(&m.entry(b)), Some(b));
+        assert_eq!(m.id_of(&n.entry(b)), None);
+        assert!(!m.range().contains(&mm.entry(b)));
         assert_eq!(
-            LogIndex::Model("m").id_of(&LogIndex::Model("m").entry(b)),
-            Some(b)
+            AuditIndex::Actor(a).entries().entry(b),
+            b"\x02audit_by\x00\x02actor\x00\x15\x01\x15\x02"
         );
         assert_eq!(
-            LogIndex::Model("m").id_of(&LogIndex::Model("n").entry(b)),
-            None
+            AuditIndex::Org(a).entries().entry(b),
+            b"\x02audit_by\x00\x02org\x00\x15\x01\x15\x02"
         );
-        assert!(
-            !LogIndex::Model("m")
-                .range()
-                .contains(&LogIndex::Model("mm").entry(b))
+        assert_eq!(
+            AuditIndex::Target("user", "7").entries().entry(b),
+            b"\x02audit_by\x00\x02target\x00\x02user\x00\x027\x00\x15\x02"
+        );
+        assert_eq!(
+            AuditIndex::Area("keys").entries().entry(b),
+            b"\x02audit_by\x00\x02area\x00\x02keys\x00\x15\x02"
         );
         assert_eq!(
             usage_all("model", "2026-11-28", "m", "requests"),

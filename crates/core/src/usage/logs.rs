@@ -3,11 +3,9 @@
 //! A log is written with its captured bodies apart (`("request_body", id)`)
 //! and one entry in each index it belongs to (user, key, organization,
 //! model, status class; see [`keyspace::LogIndex`]), all in the flush's
-//! transaction. An entry's value repeats the log's filter fields, so a query
-//! walks the narrowest index its filters name, decides on the entries alone,
-//! and then reads just the logs it returns. A walk examines at most
-//! [`SCAN_BUDGET`] entries per page: a rare combination (a busy user's rare
-//! status) answers a short page with a cursor instead of an unbounded scan.
+//! transaction. Lists walk the narrowest index their filters name and read
+//! only the logs they return ([`timeline`] says how, for audit events too):
+//! a user's own logs cost the same however many other users there are.
 //!
 //! Retention deletes a log with its bodies and entries, a page per
 //! transaction, so the gateway's batch writes are never held behind it.
@@ -16,18 +14,14 @@ use gatehouse_storage::tuple::{pack, unpack};
 use gatehouse_storage::{KeyRange, RangeOptions, TxError};
 
 use super::UsageService;
-use crate::codec;
 use crate::keyspace::{self, LogIndex};
 use crate::model::accounts::{Role, User};
 use crate::model::usage::{LogBodies, RequestLog};
 use crate::{Error, Id, Result};
+use crate::{codec, timeline};
 
-/// Index entries a page examines at most.
-pub const SCAN_BUDGET: usize = 20_000;
-/// Entries (or logs) read per storage round trip.
+/// Logs a warehouse feed reads per storage round trip, at most.
 const READ_PAGE: usize = 1_000;
-/// Logs deleted per transaction by retention.
-const TRIM_PAGE: usize = 500;
 
 /// Filters for request logs; `before` pages backwards by ID.
 #[derive(Debug, Clone, Default)]
@@ -221,7 +215,7 @@ pub(super) fn rows_of(log: &RequestLog, rows: &mut Vec<(Vec<u8>, Vec<u8>)>) -> R
     }
     let value = entry_value(log);
     for index in indexes_of(log) {
-        rows.push((index.entry(log.id), value.clone()));
+        rows.push((index.entries().entry(log.id), value.clone()));
     }
     Ok(())
 }
@@ -272,18 +266,47 @@ impl UsageService {
             class: query.status_class,
         };
         let limit = query.limit.clamp(1, crate::page::MAX_LIMIT);
-        let (lower, upper) = id_bounds(query);
-        if lower.is_some_and(|l| upper.is_some_and(|u| l >= u)) {
+        let bounds = id_bounds(query);
+        if bounds.0.is_some_and(|l| bounds.1.is_some_and(|u| l >= u)) {
             return Ok(LogPage::default());
         }
-        let (ids, mut next) = match filter.index() {
+        let (mut items, mut next) = match filter.index() {
             Some(index) => {
-                self.walk_index(&index, &filter, (lower, upper), limit)
-                    .await?
+                let entries = index.entries();
+                let found = timeline::walk_newest(
+                    &self.store,
+                    timeline::id_range(entries.range(), |id| entries.entry(id), bounds),
+                    |key| entries.id_of(key),
+                    |value| decode_entry(value).is_some_and(|e| filter.matches(&e)),
+                    limit,
+                    self.scan_budget,
+                )
+                .await?;
+                let ids: Vec<Id> = found.entries.iter().map(|(id, _)| *id).collect();
+                (self.read_logs(&ids).await?, found.next)
             }
-            None => self.walk_logs((lower, upper), limit).await?,
+            None => {
+                // No filter: the logs themselves, newest first.
+                let all = keyspace::request_logs();
+                let key_of = |id| keyspace::request_log(id).as_bytes().to_vec();
+                let found = timeline::walk_newest(
+                    &self.store,
+                    timeline::id_range(all, key_of, bounds),
+                    |key| unpack::<(String, u64)>(key).ok().map(|(_, id)| Id(id)),
+                    |_| true,
+                    limit,
+                    self.scan_budget,
+                )
+                .await?;
+                let mut logs = Vec::with_capacity(found.entries.len());
+                for (_, value) in &found.entries {
+                    let mut log: RequestLog = codec::decode(value)?;
+                    without_bodies(&mut log);
+                    logs.push(log);
+                }
+                (logs, found.next)
+            }
         };
-        let mut items = self.read_logs(&ids).await?;
         if items.len() > limit {
             items.truncate(limit);
             next = items.last().map(|l| l.id);
@@ -355,86 +378,6 @@ impl UsageService {
         Ok(logs)
     }
 
-    /// The IDs of up to `limit + 1` entries of `index` within `bounds` that
-    /// `filter` accepts, newest first, examining at most the scan budget's
-    /// entries; with the ID to continue before when the budget ran out first.
-    async fn walk_index(
-        &self,
-        index: &LogIndex<'_>,
-        filter: &Filter<'_>,
-        (lower, upper): (Option<Id>, Option<Id>),
-        limit: usize,
-    ) -> Result<(Vec<Id>, Option<Id>)> {
-        let all = index.range();
-        let mut range = Some(KeyRange::new(
-            lower.map_or(all.begin, |id| index.entry(id)),
-            upper.map_or(all.end, |id| index.entry(id)),
-        ));
-        let (mut ids, mut scanned, mut last) = (Vec::new(), 0, None);
-        while let Some(current) = range.take() {
-            if current.is_empty() {
-                break;
-            }
-            let options = RangeOptions::limit(READ_PAGE.min(self.scan_budget - scanned)).reversed();
-            let page = self
-                .store
-                .run(|tx| {
-                    let current = &current;
-                    async move { Ok::<_, TxError<Error>>(tx.get_range(current, options).await?) }
-                })
-                .await?;
-            for (key, value) in &page.entries {
-                scanned += 1;
-                let Some(id) = index.id_of(key) else { continue };
-                last = Some(id);
-                if decode_entry(value).is_some_and(|e| filter.matches(&e)) {
-                    ids.push(id);
-                    if ids.len() > limit {
-                        return Ok((ids, None));
-                    }
-                }
-            }
-            range = page.next;
-            if scanned >= self.scan_budget {
-                // More may be left: the next page starts before the last entry examined.
-                return Ok((ids, range.and(last)));
-            }
-        }
-        Ok((ids, None))
-    }
-
-    /// The IDs of the newest `limit + 1` logs within `bounds`.
-    async fn walk_logs(
-        &self,
-        (lower, upper): (Option<Id>, Option<Id>),
-        limit: usize,
-    ) -> Result<(Vec<Id>, Option<Id>)> {
-        let all = keyspace::request_logs();
-        let range = KeyRange::new(
-            lower.map_or(all.begin, |id| {
-                keyspace::request_log(id).as_bytes().to_vec()
-            }),
-            upper.map_or(all.end, |id| keyspace::request_log(id).as_bytes().to_vec()),
-        );
-        if range.is_empty() {
-            return Ok((Vec::new(), None));
-        }
-        let options = RangeOptions::limit(limit + 1).reversed();
-        let page = self
-            .store
-            .run(|tx| {
-                let range = &range;
-                async move { Ok::<_, TxError<Error>>(tx.get_range(range, options).await?) }
-            })
-            .await?;
-        let ids = page
-            .entries
-            .iter()
-            .filter_map(|(key, _)| unpack::<(String, u64)>(key).ok().map(|(_, id)| Id(id)))
-            .collect();
-        Ok((ids, None))
-    }
-
     /// The logs of `ids` that still exist, in that order, without bodies.
     async fn read_logs(&self, ids: &[Id]) -> Result<Vec<RequestLog>> {
         let logs = self
@@ -464,34 +407,14 @@ impl UsageService {
                 .as_bytes()
                 .to_vec(),
         );
-        let mut trimmed = 0;
-        loop {
-            let gone = self
-                .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        let page = tx.get_range(range, RangeOptions::limit(TRIM_PAGE)).await?;
-                        for (key, value) in &page.entries {
-                            tx.clear(key)?;
-                            // A log that does not decode still goes; its entries cannot be named.
-                            if let Ok(log) = codec::decode::<RequestLog>(value) {
-                                tx.clear(keyspace::request_body(log.id).as_bytes())?;
-                                for index in indexes_of(&log) {
-                                    tx.clear(&index.entry(log.id))?;
-                                }
-                            }
-                        }
-                        Ok::<_, TxError<Error>>(page.entries.len())
-                    }
-                })
-                .await?;
-            trimmed += gone;
-            if gone < TRIM_PAGE {
-                return Ok(trimmed);
+        timeline::trim(&self.store, &range, |tx, log: &RequestLog| {
+            tx.clear(keyspace::request_body(log.id).as_bytes())?;
+            for index in indexes_of(log) {
+                tx.clear(&index.entries().entry(log.id))?;
             }
-            crate::blocking::yield_now().await;
-        }
+            Ok(())
+        })
+        .await
     }
 
     /// Gives logs stored by earlier releases (bodies inline, no index
@@ -499,62 +422,16 @@ impl UsageService {
     /// the last run stopped (its progress is kept under a migration marker).
     /// Returns how many logs were moved.
     pub async fn index_old_logs(&self) -> Result<usize> {
-        const MIGRATION: &str = "request_log_index";
-        let started = self.env.clock.now();
-        let mut moved = 0;
-        loop {
-            let step = self
-                .store
-                .run(|tx| async move {
-                    let marker = keyspace::migration(MIGRATION).get(&tx).await?;
-                    let progress = marker.as_ref().map(|m| &m.value);
-                    if progress.is_some_and(|p| p["done"] == true) {
-                        return Ok(None);
-                    }
-                    // Logs from here on were written in the current layout.
-                    let until = progress
-                        .and_then(|p| p["until"].as_u64())
-                        .unwrap_or(Id::first_at(started.timestamp_millis() + 60_000).0);
-                    let after = progress.and_then(|p| p["after"].as_u64());
-                    let begin = after.map_or(keyspace::request_logs().begin, |a| {
-                        gatehouse_storage::key_after(keyspace::request_log(Id(a)).as_bytes())
-                    });
-                    let range =
-                        KeyRange::new(begin, keyspace::request_log(Id(until)).as_bytes().to_vec());
-                    let page = tx.get_range(&range, RangeOptions::limit(TRIM_PAGE)).await?;
-                    let mut rows = Vec::new();
-                    for (_, value) in &page.entries {
-                        if let Ok(log) = codec::decode::<RequestLog>(value) {
-                            rows_of(&log, &mut rows).map_err(TxError::Abort)?;
-                        }
-                    }
-                    for (key, value) in &rows {
-                        tx.set(key, value)?;
-                    }
-                    let last = page
-                        .entries
-                        .last()
-                        .and_then(|(key, _)| unpack::<(String, u64)>(key).ok())
-                        .map(|(_, id)| id);
-                    let marker = crate::model::system::Setting {
-                        name: MIGRATION.to_string(),
-                        value: serde_json::json!({
-                            "until": until,
-                            "after": last.or(after),
-                            "done": page.next.is_none(),
-                        }),
-                        updated_at: started,
-                    };
-                    keyspace::migration(MIGRATION).put(&tx, &marker).await?;
-                    Ok::<_, TxError<Error>>(Some(page.entries.len()))
-                })
-                .await?;
-            match step {
-                Some(n) => moved += n,
-                None => return Ok(moved),
-            }
-            crate::blocking::yield_now().await;
-        }
+        let now = self.env.clock.now();
+        // Logs from a minute on were written by this release.
+        let until = Id::first_at(now.timestamp_millis() + 60_000);
+        timeline::reindex(
+            &self.store,
+            ("request_log_index", keyspace::REQUEST_LOG),
+            (until, now),
+            rows_of,
+        )
+        .await
     }
 }
 

@@ -23,7 +23,7 @@ use gatehouse_storage::{RangeOptions, Store, TxError, decode_counter};
 use parking_lot::Mutex;
 
 use self::ledger::{Holder, Ledger};
-pub use self::logs::{LogPage, LogQuery, SCAN_BUDGET};
+pub use self::logs::{LogPage, LogQuery};
 use self::rollups::saturating_i64;
 pub use self::rollups::{GroupBy, MAX_STATS_DAYS, StatsQuery, StatsRow};
 pub use self::settle::{
@@ -31,6 +31,7 @@ pub use self::settle::{
 };
 use crate::model::keys::BudgetPeriod;
 pub use crate::model::usage::{LogBodies, RequestLog};
+use crate::timeline::SCAN_BUDGET;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// Request logs written per transaction, at most.

@@ -770,7 +770,8 @@ impl World {
             .audit
             .list(admin, &Default::default(), None, 1)
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         events.first().map(|e| e.id)
     }
 
