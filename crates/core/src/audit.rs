@@ -229,7 +229,10 @@ impl AuditLog {
         let until = Id::first_at(now.timestamp_millis() + 60_000);
         timeline::reindex(
             &self.store,
-            ("audit_index", "audit"),
+            "audit_index",
+            (keyspace::audit_events(), |id| {
+                keyspace::audit_event(id).as_bytes().to_vec()
+            }),
             (until, now),
             |event: &AuditEvent, rows| {
                 let value = entry_value(event);

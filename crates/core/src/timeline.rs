@@ -22,8 +22,11 @@ use crate::{Error, Id, Result, keyspace};
 pub const SCAN_BUDGET: usize = 20_000;
 /// Entries read per storage round trip.
 const READ_PAGE: usize = 1_000;
-/// Records deleted, or entered in their indexes, per transaction.
+/// Records entered in their indexes per transaction.
 const WRITE_PAGE: usize = 500;
+/// Records deleted per transaction (each a handful of small keys to clear:
+/// a few hundred kilobytes a transaction; fewer, larger commits trim faster).
+const TRIM_PAGE: usize = 2_000;
 
 /// What a walk found: the kept entries' record IDs and values, newest first,
 /// and where the next page starts (before that ID) when the budget ran out
@@ -101,7 +104,7 @@ pub fn id_range(
     )
 }
 
-/// Deletes the records of `range` (oldest first), a page per transaction,
+/// Deletes the records of `range` (oldest first), [`TRIM_PAGE`] per transaction,
 /// with what `clear` clears for each (its entries); returns how many.
 pub async fn trim<T: Record>(
     store: &Store,
@@ -113,7 +116,7 @@ pub async fn trim<T: Record>(
     loop {
         let gone = store
             .run(|tx| async move {
-                let page = tx.get_range(range, RangeOptions::limit(WRITE_PAGE)).await?;
+                let page = tx.get_range(range, RangeOptions::limit(TRIM_PAGE)).await?;
                 for (key, value) in &page.entries {
                     tx.clear(key)?;
                     // A record that does not decode still goes; its entries cannot be named.
@@ -125,31 +128,27 @@ pub async fn trim<T: Record>(
             })
             .await?;
         trimmed += gone;
-        if gone < WRITE_PAGE {
+        if gone < TRIM_PAGE {
             return Ok(trimmed);
         }
         crate::blocking::yield_now().await;
     }
 }
 
-/// The key of record `id` in `subspace`: `(subspace, id)`.
-fn record_key(subspace: &str, id: Id) -> Vec<u8> {
-    gatehouse_storage::tuple::pack(&(subspace, id.0))
-}
-
-/// Rewrites the records of `subspace` (stored under `(subspace, id)`) made
-/// before `until` with the writes `rows` makes of each (their current
+/// Rewrites the records of `all` (stored under keys `key_of` makes of their
+/// IDs, `(subspace, id)`) made before `until` with the writes `rows` makes of each (their current
 /// layout and index entries), a page per transaction, keeping its progress
 /// under the migration marker `name` in the same transaction: a run cut
 /// short resumes where it stopped, and a finished one does nothing.
 /// Returns how many records were rewritten.
 pub async fn reindex<T: Record>(
     store: &Store,
-    (name, subspace): (&'static str, &'static str),
+    name: &'static str,
+    (all, key_of): (KeyRange, impl Fn(Id) -> Vec<u8>),
     (until, now): (Id, chrono::DateTime<chrono::Utc>),
     rows: impl Fn(&T, &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>,
 ) -> Result<usize> {
-    let rows = &rows;
+    let (rows, all, key_of) = (&rows, &all, &key_of);
     let mut moved = 0;
     loop {
         let step = store
@@ -164,11 +163,10 @@ pub async fn reindex<T: Record>(
                     .and_then(|p| p["until"].as_u64())
                     .unwrap_or(until.0);
                 let after = progress.and_then(|p| p["after"].as_u64());
-                let all = KeyRange::subspace(&gatehouse_storage::tuple::Subspace::from(subspace));
-                let begin = after.map_or(all.begin, |a| {
-                    gatehouse_storage::key_after(&record_key(subspace, Id(a)))
+                let begin = after.map_or(all.begin.clone(), |a| {
+                    gatehouse_storage::key_after(&key_of(Id(a)))
                 });
-                let range = KeyRange::new(begin, record_key(subspace, Id(until)));
+                let range = KeyRange::new(begin, key_of(Id(until)));
                 let page = tx
                     .get_range(&range, RangeOptions::limit(WRITE_PAGE))
                     .await?;

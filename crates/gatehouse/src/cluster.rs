@@ -155,18 +155,20 @@ pub fn jobs(
             })
         }),
     };
-    let work = services.work.clone();
+    let removals = services.clone();
     let purge = Job {
         name: "purge",
         every: Duration::from_secs(60),
         run: Arc::new(move |_token| {
-            let work = work.clone();
+            let services = removals.clone();
             Box::pin(async move {
-                // Deleted projects' and chats' records, a page per
-                // transaction: what deletions and stopped instances left.
-                work.run_purges()
+                // Deleted organizations', accounts', projects' and chats'
+                // records, a page per transaction: what deletions and stopped
+                // instances left.
+                services
+                    .finish_removals()
                     .await
-                    .map(|n| format!("removed {n} records of deleted projects and chats"))
+                    .map(|n| format!("removed {n} records of deleted organizations, accounts, projects and chats"))
                     .map_err(|e| e.to_string())
             })
         }),

@@ -255,6 +255,8 @@ pub async fn delete(
         .tenancy
         .delete_org(&auth.user, id(&org)?, &client)
         .await?;
+    // Gone from view already; what hangs off it goes in the background.
+    super::system::finish_removals(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 

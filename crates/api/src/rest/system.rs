@@ -11,8 +11,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::page::{List, Order, PageQuery};
 use crate::ApiError;
+use crate::auth::Authenticated;
 use crate::error::ErrorBody;
+use crate::extract::ApiQuery;
+use gatehouse_core::model::tenancy::{Removal, RemovalKind};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SystemInfo {
@@ -47,8 +51,71 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, Api
     Ok(Json(installation.into()))
 }
 
+/// Finishes deletions in the background: an organization or account is gone
+/// from view when its `DELETE` answers; its records follow a page per
+/// transaction (the leader's `purge` job picks up whatever this leaves).
+pub(crate) fn finish_removals(state: &AppState) {
+    let services = state.services.clone();
+    tokio::spawn(async move {
+        if let Err(e) = services.finish_removals().await {
+            tracing::warn!(error = %e, "removing deleted records stopped; the purge job will resume it");
+        }
+    });
+}
+
+/// An organization or account being removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovalView {
+    /// The organization's or user's ID.
+    #[schema(value_type = String)]
+    pub id: gatehouse_core::Id,
+    /// `organization` or `user`.
+    #[schema(value_type = String)]
+    pub kind: RemovalKind,
+    /// The organization's name or the account's email.
+    pub name: String,
+    pub started_at: DateTime<Utc>,
+    /// Records removed so far.
+    pub removed: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Removal> for RemovalView {
+    fn from(r: Removal) -> Self {
+        RemovalView {
+            id: r.id,
+            kind: r.kind,
+            name: r.name,
+            started_at: r.started_at,
+            removed: r.removed,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Deleted organizations and accounts whose records are still being removed,
+/// with how many have gone (platform `admin`, `admin_readonly`). Empty when
+/// every deletion has finished.
+#[utoipa::path(get, path = "/api/v1/system/removals", tag = "system",
+    security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, description = "Removals in progress, by ID", body = List<RemovalView>),
+        (status = 403, description = "Not a platform admin", body = ErrorBody),
+    ))]
+pub async fn removals(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<List<RemovalView>>, ApiError> {
+    let page = query.request()?;
+    let found = state.services.tenancy.removals(&auth.user).await?;
+    Ok(Json(List::paged(found, &page, Order::Ascending, |r| r.id)?))
+}
+
 /// This module's routes: each handler's `#[utoipa::path]` gives its method and path, to
 /// the router and the OpenAPI document alike.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(info))
+    OpenApiRouter::new()
+        .routes(routes!(info))
+        .routes(routes!(removals))
 }

@@ -164,6 +164,8 @@ pub async fn delete(
         .accounts
         .delete_user(&auth.user, id, &client)
         .await?;
+    // Gone from view already; what hangs off it goes in the background.
+    super::system::finish_removals(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 

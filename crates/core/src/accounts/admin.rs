@@ -101,8 +101,10 @@ impl AccountService {
     }
 
     /// Deletes an account (platform admins, not their own): its sessions,
-    /// addresses, memberships and personal organization go with it. A user who
-    /// alone owns another organization is a `conflict` until ownership moves.
+    /// addresses, memberships, chats and personal organization go with it —
+    /// the account and its personal organization at once, the rest a page per
+    /// transaction (`TenancyService::run_removals`). A user who alone owns
+    /// another organization is a `conflict` until ownership moves.
     pub async fn delete_user(&self, actor: &User, user_id: Id, client: &ClientInfo) -> Result<()> {
         if actor.id != user_id && !actor.is_platform_reader() {
             return Err(Error::not_found("user"));
@@ -117,6 +119,8 @@ impl AccountService {
                 "you cannot delete your own account",
             ));
         }
+        // Read a page at a time: an account may belong to very many organizations.
+        crate::tenancy::check_user_removable(&self.store, user_id).await?;
         let now = self.env.clock.now();
         let (user, orgs) = self
             .store
@@ -131,15 +135,11 @@ impl AccountService {
                 let Some(user) = keyspace::user(user_id).get(&tx).await? else {
                     return Err(TxError::Abort(Error::not_found("user")));
                 };
-                let orgs = crate::tenancy::remove_user_everywhere(&tx, user_id, now).await?;
+                // Gone from view now (no sign-in, no session, no token works
+                // without the account); sessions, memberships and chats
+                // follow a page at a time.
+                let orgs = crate::tenancy::start_user_removal(&tx, &user, now).await?;
                 let all = gatehouse_storage::RangeOptions::default();
-                let refs = tx.get_range(&keyspace::sessions_of(user_id), all).await?;
-                for r in crate::codec::decode_values::<SessionRef>(&refs.entries)
-                    .map_err(TxError::Abort)?
-                {
-                    keyspace::session(&r.token_hash).clear(&tx).await?;
-                }
-                tx.clear_range(&keyspace::sessions_of(user_id))?;
                 let emails = tx.get_range(&keyspace::user_emails(user_id), all).await?;
                 for e in crate::codec::decode_values::<UserEmail>(&emails.entries)
                     .map_err(TxError::Abort)?

@@ -316,7 +316,10 @@ impl AccessIndex {
                 let mut lists = Vec::new();
                 let mut team_budgets = Vec::new();
                 for entry in read_all::<UserTeamRef>(&tx, &keyspace::user_teams(user_id)).await? {
+                    // A team of an organization being removed counts no more.
+                    let org = keyspace::org(entry.org_id).get(&tx).await?;
                     if let Some(team) = keyspace::team(entry.org_id, entry.team_id).get(&tx).await?
+                        && org.is_some()
                     {
                         if let Some(budget) = team.budget {
                             team_budgets.push((team.id, budget));

@@ -63,6 +63,7 @@
 //! | `("chat", project, id)` / `("user_chat", user, chat)` | [`Chat`] / [`ChatRef`]: a user's chats, for their deletion |
 //! | `("chat_message", chat, id)` | [`ChatMessage`] |
 //! | `("purge", id)` | [`Purge`]: a deleted project or chat whose records are being removed a page at a time |
+//! | `("removal", id)` | [`Removal`](crate::model::tenancy::Removal): a deleted organization or account whose records are being removed a page at a time |
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
@@ -691,6 +692,16 @@ pub fn rates_before(minute: i64) -> KeyRange {
     KeyRange::new(pack(&(RATE,)), pack(&(RATE, minute)))
 }
 
+/// `("removal", id) = Removal`: an organization or account being removed.
+pub fn removal(id: crate::Id) -> Key<crate::model::tenancy::Removal> {
+    Key::new(pack(&("removal", id.0)))
+}
+
+/// Every removal in progress.
+pub fn removals() -> KeyRange {
+    KeyRange::subspace(&Subspace::from("removal"))
+}
+
 /// Every client certificate, of every client.
 pub fn all_certificates() -> KeyRange {
     KeyRange::subspace(&Subspace::from("certificate"))
@@ -800,6 +811,8 @@ mod tests {
         assert!(!models().contains(model_by_name("m").as_bytes()));
         assert!(!api_keys().contains(api_key_last_used(a).as_bytes()));
         assert_eq!(api_key(b).as_bytes(), b"\x02api_key\x00\x15\x02");
+        assert_eq!(removal(b).as_bytes(), b"\x02removal\x00\x15\x02");
+        assert!(removals().contains(removal(a).as_bytes()));
         assert_eq!(
             spend("d2026-11-28", "key", b),
             b"\x02spend\x00\x02d2026-11-28\x00\x02key\x00\x15\x02".to_vec()

@@ -260,6 +260,35 @@ impl Record for OrgRef {
     const NAME: &'static str = "organization name index entry";
 }
 
+/// What a [`Removal`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalKind {
+    Organization,
+    User,
+}
+
+/// An organization or account deleted from view at once, whose records the
+/// `purge` job removes a page per transaction; its progress for operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removal {
+    /// The organization's or user's ID.
+    pub id: Id,
+    pub kind: RemovalKind,
+    /// The organization's name, or the account's email.
+    pub name: String,
+    pub started_at: DateTime<Utc>,
+    /// Records removed so far.
+    pub removed: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for Removal {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "removal";
+    const CHANGE_FEED: bool = false;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

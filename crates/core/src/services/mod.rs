@@ -146,4 +146,12 @@ impl Services {
             cluster,
         }
     }
+
+    /// Finishes what deletions left: organizations and accounts being removed
+    /// (`TenancyService::run_removals`), then the projects and chats they and
+    /// others handed on (`WorkService::run_purges`). How many records went.
+    pub async fn finish_removals(&self) -> crate::Result<usize> {
+        let removed = self.tenancy.run_removals().await?;
+        Ok(removed + self.work.run_purges().await?)
+    }
 }

@@ -4,16 +4,19 @@
 //!
 //! Every operation inside an organization first works out the caller's
 //! [`OrgAccess`](crate::access::OrgAccess) in the same transaction as its
-//! reads and writes ([`crate::access`] holds that rule). Removing a member, a
-//! team or an organization takes its vault grants, vaults and clients with it
-//! in the same transaction ([`crate::vaults::forget_subject`],
-//! [`crate::vaults::delete_org_vaults`]); deleting an account calls
-//! [`remove_user_everywhere`] from the account's own transaction.
+//! reads and writes ([`crate::access`] holds that rule). Removing a member or
+//! a team takes its vault grants with it in the same transaction
+//! ([`crate::vaults::forget_subject`]); deleting an organization or an
+//! account removes it from view at once and its records a page per
+//! transaction (`removal`).
 
 mod invitations;
 mod members;
 mod organizations;
+mod removal;
 mod teams;
+
+pub(crate) use self::removal::{check_user_removable, start_org_removal, start_user_removal};
 
 use crate::model::tenancy as model;
 
@@ -160,33 +163,6 @@ async fn delete_team_records(
     }
     keyspace::team_by_id(team.id).clear(tx).await?;
     keyspace::team(team.org_id, team.id).clear(tx).await
-}
-
-/// Deletes an organization with everything in it.
-async fn delete_org_records(tx: &Tx, org_id: Id, now: DateTime<Utc>) -> Result<(), TxError<Error>> {
-    crate::vaults::delete_org_vaults(tx, org_id, now).await?;
-    crate::work::purge::remove_org_projects(tx, org_id).await?;
-    for team in read_all::<Team>(tx, &keyspace::teams(org_id)).await? {
-        delete_team_records(tx, &team, now).await?;
-    }
-    for member in read_all::<Membership>(tx, &keyspace::org_members(org_id)).await? {
-        keyspace::org_member(org_id, member.user_id)
-            .clear(tx)
-            .await?;
-        keyspace::user_org(member.user_id, org_id).clear(tx).await?;
-    }
-    for invitation in read_all::<Invitation>(tx, &keyspace::invitations(org_id)).await? {
-        keyspace::invitation_by_token(&invitation.token_hash)
-            .clear(tx)
-            .await?;
-        keyspace::invitation(org_id, invitation.id)
-            .clear(tx)
-            .await?;
-    }
-    if let Some(org) = keyspace::org(org_id).get(tx).await? {
-        keyspace::org_by_slug(&org.slug).clear(tx).await?;
-    }
-    keyspace::org(org_id).clear(tx).await
 }
 
 /// Creates a user's personal organization inside the transaction that creates the user.
@@ -346,41 +322,6 @@ async fn claim_slug(tx: &Tx, slug: &str, org_id: Id) -> Result<(), TxError<Error
         Some(_) => Ok(()),
         None => key.put(tx, &OrgRef { org_id }).await,
     }
-}
-
-/// Takes a user out of every organization and team, inside the transaction
-/// that deletes the account. A personal organization the user alone owns is
-/// deleted with them; any other organization they alone own is a `conflict`
-/// (ownership must be transferred first). Returns the deleted organizations.
-pub(crate) async fn remove_user_everywhere(
-    tx: &Tx,
-    user_id: Id,
-    now: DateTime<Utc>,
-) -> Result<Vec<Id>, TxError<Error>> {
-    let mut deleted = Vec::new();
-    crate::work::purge::remove_user_chats(tx, user_id).await?;
-    for entry in read_all::<UserOrgRef>(tx, &keyspace::user_orgs(user_id)).await? {
-        let Some(org) = keyspace::org(entry.org_id).get(tx).await? else {
-            continue;
-        };
-        let role = keyspace::org_member(org.id, user_id)
-            .get(tx)
-            .await?
-            .map(|m| m.role);
-        let last_owner = role == Some(OrgRole::Owner) && owner_count(tx, org.id).await? == 1;
-        if last_owner && org.personal {
-            delete_org_records(tx, org.id, now).await?;
-            deleted.push(org.id);
-        } else if last_owner {
-            return abort(Error::conflict(format!(
-                "this user is the last owner of organization {} ({}); transfer its ownership or delete it first",
-                org.name, org.id
-            )));
-        } else {
-            remove_membership(tx, org.id, user_id, now).await?;
-        }
-    }
-    Ok(deleted)
 }
 
 pub struct TenancyService {

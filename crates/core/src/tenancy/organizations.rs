@@ -178,8 +178,10 @@ impl TenancyService {
         Ok(org)
     }
 
-    /// Deletes an organization with its members, invitations and teams
-    /// (owners, platform admins). A personal organization goes only with its user.
+    /// Deletes an organization with its members, invitations, teams, vaults,
+    /// clients and projects (owners, platform admins): it is gone from view
+    /// when this returns; its records follow a page per transaction
+    /// ([`Self::run_removals`]). A personal organization goes only with its user.
     pub async fn delete_org(&self, actor: &User, org_id: Id, client: &ClientInfo) -> Result<()> {
         let now = self.env.clock.now();
         self.audited(
@@ -191,7 +193,8 @@ impl TenancyService {
                         "a personal organization is deleted only with its user",
                     ));
                 }
-                delete_org_records(&tx, org_id, now).await?;
+                // Gone from view now; its records go a page at a time.
+                start_org_removal(&tx, &access.org, now).await?;
                 Ok(access.org)
             },
             |org| {
@@ -265,7 +268,9 @@ impl TenancyService {
                     let member = keyspace::team_member(entry.team_id, user_id)
                         .get(&tx)
                         .await?;
-                    if let (Some(team), Some(member)) = (team, member) {
+                    // A team of an organization being removed is no longer held.
+                    let org = keyspace::org(entry.org_id).get(&tx).await?;
+                    if let (Some(team), Some(member), Some(_)) = (team, member, org) {
                         teams.push((team, member.role));
                     }
                 }

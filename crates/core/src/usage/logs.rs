@@ -427,7 +427,10 @@ impl UsageService {
         let until = Id::first_at(now.timestamp_millis() + 60_000);
         timeline::reindex(
             &self.store,
-            ("request_log_index", keyspace::REQUEST_LOG),
+            "request_log_index",
+            (keyspace::request_logs(), |id| {
+                keyspace::request_log(id).as_bytes().to_vec()
+            }),
             (until, now),
             rows_of,
         )

@@ -35,10 +35,16 @@ use crate::timeline::SCAN_BUDGET;
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// Request logs written per transaction, at most.
-const FLUSH_BATCH: usize = 2000;
-/// About this many bytes of request logs per transaction, at most (engines
-/// refuse transactions over 10 MB).
-const FLUSH_BATCH_BYTES: usize = 2_000_000;
+/// The embedded engine's cost of a commit grows with the index and rollup
+/// pages it dirties, which depend on how many users, keys and models a batch
+/// touches, not on how many logs it holds: larger batches write far fewer
+/// pages per log (measured in docs/performance.md, "Records at scale").
+const FLUSH_BATCH: usize = 5000;
+/// About this many bytes of request logs per transaction, at most.
+const FLUSH_BATCH_BYTES: usize = 5_000_000;
+/// Most bytes one flush transaction writes, rollups included (engines refuse
+/// transactions over 10 MB): a batch over it is halved until it fits.
+const FLUSH_TX_BYTES: usize = 8_000_000;
 
 /// Roughly how many bytes a log takes stored, with its rollup writes.
 fn log_size(log: &RequestLog) -> usize {
@@ -46,6 +52,25 @@ fn log_size(log: &RequestLog) -> usize {
         + log.response_body.as_ref().map_or(0, String::len)
         + log.error.as_ref().map_or(0, String::len)
 }
+
+/// The writes of a batch of logs: their rows, their rollup additions, and
+/// how many bytes the two write.
+async fn encode_batch(logs: &[RequestLog]) -> Result<Rows> {
+    let mut rows = Vec::with_capacity(logs.len() * 7);
+    for (i, log) in logs.iter().enumerate() {
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            crate::blocking::yield_now().await;
+        }
+        logs::rows_of(log, &mut rows)?;
+    }
+    let rollups = rollups::rollups_of(logs);
+    let bytes = rows.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + rollups.iter().map(|(k, _)| k.len() + 8).sum::<usize>();
+    Ok((rows, rollups, bytes))
+}
+
+/// Rows to set, counters to add, and their size in bytes.
+type Rows = (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, i64)>, usize);
 
 /// Request logs encoded between yields to the scheduler during a flush.
 const YIELD_EVERY: usize = 128;
@@ -193,14 +218,13 @@ impl UsageService {
             // Encoded once, outside the transaction (which may run again on a
             // conflict), yielding now and then so that a large flush never
             // holds a worker thread that requests are waiting for.
-            let mut rows = Vec::with_capacity((end - start) * 6);
-            for (i, log) in logs[start..end].iter().enumerate() {
-                if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                    crate::blocking::yield_now().await;
+            let (rows, rollups) = loop {
+                let (rows, rollups, bytes) = encode_batch(&logs[start..end]).await?;
+                if bytes <= FLUSH_TX_BYTES || end - start == 1 {
+                    break (rows, rollups);
                 }
-                logs::rows_of(log, &mut rows)?;
-            }
-            let rollups = rollups::rollups_of(&logs[start..end]);
+                end = start + (end - start) / 2;
+            };
             let result = self
                 .store
                 .run(|tx| {

@@ -190,24 +190,50 @@ pub(crate) async fn forget_subject(
     Ok(())
 }
 
-/// Deletes the vaults, grants, service clients and certificates of an
-/// organization being deleted, in its transaction; the policy engine learns
-/// of each deleted vault through the sync outbox.
-pub(crate) async fn delete_org_vaults(
+/// One page of the removal of a deleted organization's vaults and service
+/// clients: up to `page` grants of its first vault (the vault itself, its
+/// deletion queued for the policy engine, once none are left), else its
+/// first client with its certificates. How many records went; 0: none left.
+pub(crate) async fn remove_org_vaults_page(
     tx: &Tx,
     org_id: Id,
+    page: usize,
     now: DateTime<Utc>,
-) -> Result<(), TxError<Error>> {
-    for vault in read_all::<Vault>(tx, &keyspace::vaults(org_id)).await? {
+) -> Result<usize, TxError<Error>> {
+    use gatehouse_storage::RangeOptions;
+    let first = tx
+        .get_range(&keyspace::vaults(org_id), RangeOptions::limit(1))
+        .await?;
+    if let Some((_, value)) = first.entries.first() {
+        let vault: Vault = crate::codec::decode(value).map_err(TxError::Abort)?;
+        let grants = tx
+            .get_range(&keyspace::vault_grants(vault.id), RangeOptions::limit(page))
+            .await?;
+        if !grants.entries.is_empty() {
+            for grant in crate::codec::decode_values::<VaultGrant>(&grants.entries)
+                .map_err(TxError::Abort)?
+            {
+                keyspace::vault_grant(vault.id, grant.subject_type, grant.subject_id)
+                    .clear(tx)
+                    .await?;
+            }
+            return Ok(grants.entries.len());
+        }
         clear_vault(tx, org_id, vault.id).await?;
         if vault.sync.status != SyncStatus::NotConfigured {
             queue_sync(tx, org_id, vault.id, now).await?;
         }
+        return Ok(1);
     }
-    for client in read_all::<ServiceClient>(tx, &keyspace::service_clients(org_id)).await? {
+    let first = tx
+        .get_range(&keyspace::service_clients(org_id), RangeOptions::limit(1))
+        .await?;
+    if let Some((_, value)) = first.entries.first() {
+        let client: ServiceClient = crate::codec::decode(value).map_err(TxError::Abort)?;
         clear_client(tx, org_id, client.id).await?;
+        return Ok(1);
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Deletes a vault's record, index entry and grants.

@@ -35,18 +35,15 @@ pub(crate) async fn remove_chat(tx: &Tx, chat: &Chat) -> Result<(), TxError<Erro
     keyspace::purge(chat.id).put(tx, &purge).await
 }
 
-/// Removes every project of an organization being deleted, in its transaction.
-pub(crate) async fn remove_org_projects(tx: &Tx, org_id: Id) -> Result<(), TxError<Error>> {
-    for project in read_all::<Project>(tx, &keyspace::projects(org_id)).await? {
-        remove_project(tx, &project).await?;
-    }
-    Ok(())
-}
-
-/// Removes every chat of a user being deleted, in the account's transaction.
-pub(crate) async fn remove_user_chats(tx: &Tx, user_id: Id) -> Result<(), TxError<Error>> {
+/// Removes up to `limit` chats of a user being deleted, each from view with
+/// its purge marker; how many (0: none were left).
+pub(crate) async fn remove_user_chats(
+    tx: &Tx,
+    user_id: Id,
+    limit: usize,
+) -> Result<usize, TxError<Error>> {
     let entries = tx
-        .get_range(&keyspace::user_chats(user_id), RangeOptions::default())
+        .get_range(&keyspace::user_chats(user_id), RangeOptions::limit(limit))
         .await?;
     for (key, value) in &entries.entries {
         let at: crate::model::work::ChatRef =
@@ -58,7 +55,7 @@ pub(crate) async fn remove_user_chats(tx: &Tx, user_id: Id) -> Result<(), TxErro
             None => tx.clear(key)?,
         }
     }
-    Ok(())
+    Ok(entries.entries.len())
 }
 
 impl WorkService {

@@ -392,13 +392,17 @@ async fn deleting_an_organization_or_a_user_takes_their_projects_and_chats() {
         .unwrap();
     // The member's own chats go with the member.
     w.store
-        .run(|tx| async move {
-            crate::tenancy::remove_user_everywhere(&tx, member.id, chrono::Utc::now())
-                .await
-                .map(|_| ())
+        .run(|tx| {
+            let member = &member;
+            async move {
+                crate::tenancy::start_user_removal(&tx, member, chrono::Utc::now())
+                    .await
+                    .map(|_| ())
+            }
         })
         .await
         .unwrap();
+    w.tenancy.run_removals().await.unwrap();
     w.work.run_purges().await.unwrap();
     assert!(
         w.work
@@ -409,6 +413,7 @@ async fn deleting_an_organization_or_a_user_takes_their_projects_and_chats() {
     );
     // The organization takes its projects.
     w.tenancy.delete_org(&owner, org, c).await.unwrap();
+    w.tenancy.run_removals().await.unwrap();
     assert!(w.work.run_purges().await.is_ok());
     let left = w
         .store

@@ -125,6 +125,8 @@ pub fn rows() -> Vec<Row> {
         row!(GET "/docs/assets/scalar-1.76.0.js", None, ALL_200),
         row!(GET "/openapi.json", None, ALL_200),
         row!(GET "/api/v1/system", None, ALL_200),
+        // Deletions still removing records: platform readers.
+        row!(GET "/api/v1/system/removals", None,                         [401, 403, 200, 200, 403, 403, 403, 403, 403, 403]),
         // Account self-service: anyone signed in, for their own account.
         row!(POST "/api/v1/auth/register", Some(r#"{"email": "reg-{n}@example.com", "password": "correct horse battery staple"}"#), [202; 10]),
         row!(POST "/api/v1/auth/login", Some(r#"{"login": "user@example.com", "password": "correct horse battery staple"}"#), ALL_200),
