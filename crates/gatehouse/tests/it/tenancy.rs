@@ -546,3 +546,86 @@ async fn access_ends_on_the_next_request() {
     assert_eq!(status, 404);
     w.app.stop().await;
 }
+
+/// Deleting an organization or an account answers at once and hides it at
+/// once; what hangs off it goes in the background, visible to platform
+/// admins until it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_answer_at_once_and_finish_in_the_background() {
+    let w = World::new().await;
+    let f = w.fixture(true).await;
+    let s = &w.app.services;
+    let member = w.user("org_member").id;
+    // The member has a team in the organization and a chat in its project.
+    assert!(
+        !s.tenancy
+            .memberships(member)
+            .await
+            .unwrap()
+            .organizations
+            .is_empty()
+    );
+    let path = format!("/api/v1/organizations/{}", f.org);
+    let (status, body) = w.as_actor("org_owner", Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = w.as_actor("org_owner", Method::GET, &path, None).await;
+    assert_eq!(status, 404, "gone from view when the DELETE answers");
+    let m = s.tenancy.memberships(member).await.unwrap();
+    assert!(m.organizations.iter().all(|(o, _)| o.id != f.org));
+    assert!(m.teams.iter().all(|(t, _)| t.org_id != f.org));
+    // An account goes the same way.
+    let victim = f.victim.unwrap();
+    let path = format!("/api/v1/users/{victim}");
+    let (status, body) = w.as_actor("admin", Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = w.as_actor("admin", Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+    // The background finishes both; until then the list says how far.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, removals) = w
+            .as_actor("admin", Method::GET, "/api/v1/system/removals", None)
+            .await;
+        assert_eq!(status, 200, "{removals}");
+        if removals["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        let item = &removals["items"][0];
+        assert!(
+            item["kind"] == "organization" || item["kind"] == "user",
+            "{item}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still removing: {removals}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left = s
+        .store
+        .run(|tx| async move {
+            let mut left = 0;
+            for range in [
+                gatehouse_core::keyspace::org_members(f.org),
+                gatehouse_core::keyspace::teams(f.org),
+                gatehouse_core::keyspace::team_members(f.team),
+                gatehouse_core::keyspace::vaults(f.org),
+                gatehouse_core::keyspace::projects(f.org),
+                gatehouse_core::keyspace::invitations(f.org),
+                gatehouse_core::keyspace::user_orgs(victim),
+            ] {
+                left += tx
+                    .get_range(&range, Default::default())
+                    .await?
+                    .entries
+                    .len();
+            }
+            Ok::<_, gatehouse_storage::TxError<gatehouse_core::Error>>(left)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "every record of the organization and the account went"
+    );
+}
