@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_storage::tuple::{pack, unpack};
-use gatehouse_storage::{KeyRange, Store, Tx, TxError};
+use gatehouse_storage::{Store, Tx, TxError};
 
 use crate::keyspace::AuditIndex;
 use crate::model::accounts::{Role, User};
@@ -207,33 +207,28 @@ impl AuditLog {
     /// Deletes events older than `days` with their index entries, a page
     /// per transaction; returns how many.
     pub async fn trim(&self, days: u64) -> Result<usize> {
-        let days = i64::try_from(days).unwrap_or(i64::MAX / 86_400_000);
-        let cutoff = self.env.clock.now_millis() - days.saturating_mul(86_400_000);
-        let end = keyspace::audit_event(Id::first_at(cutoff))
-            .as_bytes()
-            .to_vec();
-        let range = KeyRange::new(keyspace::audit_events().begin, end);
-        timeline::trim(&self.store, &range, |tx, event: &AuditEvent| {
-            for index in indexes_of(event) {
-                tx.clear(&index.entries().entry(event.id))?;
-            }
-            Ok(())
-        })
+        timeline::trim(
+            &self.store,
+            (keyspace::audit_events(), event_key),
+            (self.env.clock.now_millis(), days),
+            |tx, event: &AuditEvent| {
+                for index in indexes_of(event) {
+                    tx.clear(&index.entries().entry(event.id))?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
     /// Enters the events stored before their indexes existed; resumable,
     /// and nothing to do once done. Returns how many were entered.
     pub async fn index_old_events(&self) -> Result<usize> {
-        let now = self.env.clock.now();
-        let until = Id::first_at(now.timestamp_millis() + 60_000);
         timeline::reindex(
             &self.store,
             "audit_index",
-            (keyspace::audit_events(), |id| {
-                keyspace::audit_event(id).as_bytes().to_vec()
-            }),
-            (until, now),
+            (keyspace::audit_events(), event_key),
+            self.env.clock.now(),
             |event: &AuditEvent, rows| {
                 let value = entry_value(event);
                 for index in indexes_of(event) {
@@ -302,10 +297,9 @@ impl AuditLog {
                 (events, found.next)
             }
             None => {
-                let key_of = |id| keyspace::audit_event(id).as_bytes().to_vec();
                 let found = timeline::walk_newest(
                     &self.store,
-                    timeline::id_range(keyspace::audit_events(), key_of, bounds),
+                    timeline::id_range(keyspace::audit_events(), event_key, bounds),
                     |key| unpack::<(String, u64)>(key).ok().map(|(_, id)| Id(id)),
                     |value| codec::decode::<AuditEvent>(value).is_ok_and(|e| filter.matches(&e)),
                     limit,
@@ -326,6 +320,11 @@ impl AuditLog {
         }
         Ok((events, next))
     }
+}
+
+/// The key of event `id`.
+fn event_key(id: Id) -> Vec<u8> {
+    keyspace::audit_event(id).as_bytes().to_vec()
 }
 
 /// Writes `event` with its index entries.
@@ -574,8 +573,9 @@ mod tests {
         );
         let left = store
             .run(|tx| async move {
-                let range =
-                    KeyRange::subspace(&gatehouse_storage::tuple::Subspace::from("audit_by"));
+                let range = gatehouse_storage::KeyRange::subspace(
+                    &gatehouse_storage::tuple::Subspace::from("audit_by"),
+                );
                 Ok::<_, TxError<Error>>(
                     tx.get_range(&range, Default::default())
                         .await?

@@ -104,13 +104,19 @@ pub fn id_range(
     )
 }
 
-/// Deletes the records of `range` (oldest first), [`TRIM_PAGE`] per transaction,
-/// with what `clear` clears for each (its entries); returns how many.
+/// Deletes the records of `all` (stored under keys `key_of` makes of their
+/// IDs) older than `days` before `now_ms`, oldest first, [`TRIM_PAGE`] per
+/// transaction, with what `clear` clears for each (its entries); returns
+/// how many.
 pub async fn trim<T: Record>(
     store: &Store,
-    range: &KeyRange,
+    (all, key_of): (KeyRange, impl Fn(Id) -> Vec<u8>),
+    (now_ms, days): (i64, u64),
     clear: impl Fn(&Tx, &T) -> Result<(), TxError<Error>>,
 ) -> Result<usize> {
+    let days = i64::try_from(days).unwrap_or(i64::MAX / 86_400_000);
+    let cutoff = now_ms - days.saturating_mul(86_400_000);
+    let range = &KeyRange::new(all.begin, key_of(Id::first_at(cutoff)));
     let clear = &clear;
     let mut trimmed = 0;
     loop {
@@ -136,8 +142,9 @@ pub async fn trim<T: Record>(
 }
 
 /// Rewrites the records of `all` (stored under keys `key_of` makes of their
-/// IDs, `(subspace, id)`) made before `until` with the writes `rows` makes of each (their current
-/// layout and index entries), a page per transaction, keeping its progress
+/// IDs, `(subspace, id)`) made before a minute after `now` (later ones were
+/// written by this release) with the writes `rows` makes of each (their
+/// current layout and index entries), a page per transaction, keeping its progress
 /// under the migration marker `name` in the same transaction: a run cut
 /// short resumes where it stopped, and a finished one does nothing.
 /// Returns how many records were rewritten.
@@ -145,9 +152,10 @@ pub async fn reindex<T: Record>(
     store: &Store,
     name: &'static str,
     (all, key_of): (KeyRange, impl Fn(Id) -> Vec<u8>),
-    (until, now): (Id, chrono::DateTime<chrono::Utc>),
+    now: chrono::DateTime<chrono::Utc>,
     rows: impl Fn(&T, &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>,
 ) -> Result<usize> {
+    let until = Id::first_at(now.timestamp_millis() + 60_000);
     let (rows, all, key_of) = (&rows, &all, &key_of);
     let mut moved = 0;
     loop {

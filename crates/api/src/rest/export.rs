@@ -17,8 +17,7 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::orgs::id;
-use super::usage::RequestLogOut;
+use super::usage::{LogsQuery, RequestLogOut};
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
@@ -150,18 +149,19 @@ pub async fn logs(
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let format = q.format.unwrap_or_default();
-    let query = LogQuery {
+    let filters = LogsQuery {
         from: q.from,
         to: q.to,
-        user: q.user.as_deref().map(id).transpose()?,
-        key: q.key.as_deref().map(id).transpose()?,
-        org: q.organization.as_deref().map(id).transpose()?,
+        user: q.user,
+        key: q.key,
+        organization: q.organization,
         model: q.model,
         status: q.status,
         status_class: q.status_class,
-        before: None,
-        limit: EXPORT_PAGE,
+        limit: None,
+        cursor: None,
     };
+    let query = filters.query(None, EXPORT_PAGE)?;
     let usage = state.services.usage.clone();
     let first = usage.logs(&auth.user, &query).await?;
     let head = match format {

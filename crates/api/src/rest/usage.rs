@@ -285,7 +285,7 @@ impl From<RequestLog> for RequestLogOut {
 
 impl LogsQuery {
     /// The core query for a page before `before` of size `limit`.
-    fn query(self, before: Option<Id>, limit: usize) -> Result<LogQuery, ApiError> {
+    pub(crate) fn query(self, before: Option<Id>, limit: usize) -> Result<LogQuery, ApiError> {
         Ok(LogQuery {
             from: self.from,
             to: self.to,

@@ -288,10 +288,9 @@ impl UsageService {
             None => {
                 // No filter: the logs themselves, newest first.
                 let all = keyspace::request_logs();
-                let key_of = |id| keyspace::request_log(id).as_bytes().to_vec();
                 let found = timeline::walk_newest(
                     &self.store,
-                    timeline::id_range(all, key_of, bounds),
+                    timeline::id_range(all, log_key, bounds),
                     |key| unpack::<(String, u64)>(key).ok().map(|(_, id)| Id(id)),
                     |_| true,
                     limit,
@@ -399,21 +398,18 @@ impl UsageService {
     /// Deletes the request logs older than `days`, with their bodies and
     /// index entries, [`TRIM_PAGE`] per transaction; returns how many.
     pub async fn trim_logs(&self, days: u64) -> Result<usize> {
-        let days = i64::try_from(days).unwrap_or(i64::MAX / 86_400_000);
-        let cutoff = self.env.clock.now_millis() - days.saturating_mul(86_400_000);
-        let range = KeyRange::new(
-            keyspace::request_logs().begin,
-            keyspace::request_log(Id::first_at(cutoff))
-                .as_bytes()
-                .to_vec(),
-        );
-        timeline::trim(&self.store, &range, |tx, log: &RequestLog| {
-            tx.clear(keyspace::request_body(log.id).as_bytes())?;
-            for index in indexes_of(log) {
-                tx.clear(&index.entries().entry(log.id))?;
-            }
-            Ok(())
-        })
+        timeline::trim(
+            &self.store,
+            (keyspace::request_logs(), log_key),
+            (self.env.clock.now_millis(), days),
+            |tx, log: &RequestLog| {
+                tx.clear(keyspace::request_body(log.id).as_bytes())?;
+                for index in indexes_of(log) {
+                    tx.clear(&index.entries().entry(log.id))?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -422,20 +418,20 @@ impl UsageService {
     /// the last run stopped (its progress is kept under a migration marker).
     /// Returns how many logs were moved.
     pub async fn index_old_logs(&self) -> Result<usize> {
-        let now = self.env.clock.now();
-        // Logs from a minute on were written by this release.
-        let until = Id::first_at(now.timestamp_millis() + 60_000);
         timeline::reindex(
             &self.store,
             "request_log_index",
-            (keyspace::request_logs(), |id| {
-                keyspace::request_log(id).as_bytes().to_vec()
-            }),
-            (until, now),
+            (keyspace::request_logs(), log_key),
+            self.env.clock.now(),
             rows_of,
         )
         .await
     }
+}
+
+/// The key of log `id`.
+fn log_key(id: Id) -> Vec<u8> {
+    keyspace::request_log(id).as_bytes().to_vec()
 }
 
 /// A log as lists show it: bodies that an earlier release stored inline

@@ -308,3 +308,34 @@ pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     let text = response.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_default()
 }
+
+/// A request log as the gateway writes it: `user`'s successful call to
+/// `model`, at the time its ID says; change what a test needs with `..`.
+pub fn request_log(
+    id: gatehouse_core::Id,
+    user: gatehouse_core::Id,
+    model: &str,
+) -> gatehouse_core::usage::RequestLog {
+    gatehouse_core::usage::RequestLog {
+        id,
+        at: chrono::DateTime::from_timestamp_millis(id.timestamp_millis()).unwrap_or_default(),
+        key_id: gatehouse_core::Id(9),
+        user_id: user,
+        org_id: None,
+        model_id: gatehouse_core::Id(1),
+        model: model.into(),
+        endpoint_id: gatehouse_core::Id(1),
+        api: "chat.completions".into(),
+        stream: false,
+        status: 200,
+        latency_ms: 1,
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        cost_micros: 1,
+        tokens_estimated: false,
+        error: None,
+        captured: false,
+        request_body: None,
+        response_body: None,
+    }
+}

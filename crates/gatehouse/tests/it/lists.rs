@@ -233,26 +233,11 @@ async fn second_of_everything(world: &World, f: &Fixture) {
     let first = Id::first_at(now.timestamp_millis()).0;
     for (i, model) in ["model-a", "model-b", "model-b"].iter().enumerate() {
         s.usage.record(RequestLog {
-            id: Id(first + i as u64),
             at: now,
             key_id: f.key,
-            user_id: admin.id,
-            org_id: None,
             model_id: f.model,
-            model: model.to_string(),
             endpoint_id: f.endpoint,
-            api: "chat.completions".into(),
-            stream: false,
-            status: 200,
-            latency_ms: 1,
-            prompt_tokens: 1,
-            completion_tokens: 1,
-            cost_micros: 1,
-            tokens_estimated: false,
-            error: None,
-            captured: false,
-            request_body: None,
-            response_body: None,
+            ..crate::helpers::request_log(Id(first + i as u64), admin.id, model)
         });
     }
     s.usage.flush().await.unwrap();

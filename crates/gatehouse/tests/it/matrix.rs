@@ -718,26 +718,10 @@ impl World {
             .services
             .usage
             .record(gatehouse_core::usage::RequestLog {
-                id: log,
-                at: self.app.services.usage.env().clock.now(),
                 key_id: key,
-                user_id: user.id,
-                org_id: None,
                 model_id: model,
-                model: "fixture".into(),
                 endpoint_id: endpoint,
-                api: "chat.completions".into(),
-                stream: false,
-                status: 200,
-                latency_ms: 1,
-                prompt_tokens: 1,
-                completion_tokens: 1,
-                cost_micros: 1,
-                tokens_estimated: false,
-                error: None,
-                captured: false,
-                request_body: None,
-                response_body: None,
+                ..crate::helpers::request_log(log, user.id, "fixture")
             });
         self.app.services.usage.flush().await.unwrap();
         Fixture {

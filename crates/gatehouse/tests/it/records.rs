@@ -118,26 +118,11 @@ async fn exports_stream_every_log_of_a_range_in_csv_and_ndjson() {
     // spreadsheet would run and an error holding a separator.
     for i in 0..1_203u64 {
         s.usage.record(RequestLog {
-            id: Id(first + i),
             at: now,
-            key_id: Id(9),
-            user_id: w.ada.id,
-            org_id: None,
-            model_id: Id(1),
             model: if i == 7 { "=cmd".into() } else { "gpt".into() },
-            endpoint_id: Id(1),
-            api: "chat.completions".into(),
-            stream: false,
             status: if i % 2 == 0 { 200 } else { 502 },
-            latency_ms: 1,
-            prompt_tokens: 1,
-            completion_tokens: 1,
-            cost_micros: 1,
-            tokens_estimated: false,
             error: (i % 2 == 1).then(|| "upstream said \"no\", twice".into()),
-            captured: false,
-            request_body: None,
-            response_body: None,
+            ..crate::helpers::request_log(Id(first + i), w.ada.id, "gpt")
         });
     }
     w.flush().await;
@@ -200,29 +185,11 @@ async fn exports_stream_every_log_of_a_range_in_csv_and_ndjson() {
     w.app.stop().await;
 }
 
-/// A log of `user`'s with ID `id`, as the gateway would write it.
+/// A log of `user`'s with ID `id`, for organization 3.
 fn log_at(id: Id, user: Id) -> RequestLog {
     RequestLog {
-        id,
-        at: chrono::DateTime::from_timestamp_millis(id.timestamp_millis()).unwrap(),
-        key_id: Id(9),
-        user_id: user,
         org_id: Some(Id(3)),
-        model_id: Id(1),
-        model: "gpt".into(),
-        endpoint_id: Id(1),
-        api: "chat.completions".into(),
-        stream: false,
-        status: 200,
-        latency_ms: 1,
-        prompt_tokens: 1,
-        completion_tokens: 1,
-        cost_micros: 1,
-        tokens_estimated: false,
-        error: None,
-        captured: false,
-        request_body: None,
-        response_body: None,
+        ..crate::helpers::request_log(id, user, "gpt")
     }
 }
 

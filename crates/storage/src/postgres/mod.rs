@@ -107,6 +107,41 @@ impl PostgresEngine {
     }
 }
 
+/// Keys per batched statement, at most.
+const BATCH_KEYS: usize = 1_000;
+/// Bytes of keys and values per batched upsert, at most.
+const BATCH_BYTES: usize = 4_000_000;
+
+/// Writes `pairs` (distinct keys) with as few `INSERT … SELECT FROM UNNEST`
+/// statements as [`BATCH_KEYS`] and [`BATCH_BYTES`] allow.
+async fn upsert(client: &Object, pairs: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO gatehouse_kv (key, value)
+             SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .await
+        .map_err(map_error)?;
+    let mut rest = pairs;
+    while !rest.is_empty() {
+        let (mut n, mut bytes) = (0, 0);
+        while n < rest.len() && n < BATCH_KEYS && (n == 0 || bytes < BATCH_BYTES) {
+            bytes += rest[n].0.len() + rest[n].1.len();
+            n += 1;
+        }
+        let (batch, tail) = rest.split_at(n);
+        let keys: Vec<&[u8]> = batch.iter().map(|(k, _)| *k).collect();
+        let values: Vec<&[u8]> = batch.iter().map(|(_, v)| *v).collect();
+        client
+            .execute(&statement, &[&keys, &values])
+            .await
+            .map_err(map_error)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
 /// Serialization failures and deadlocks mean "run the transaction again";
 /// anything else means the database is not usable right now.
 fn map_error(e: tokio_postgres::Error) -> StorageError {
@@ -150,23 +185,16 @@ struct PgTransaction {
 }
 
 impl PgTransaction {
-    /// Sends buffered writes to the server, inside the transaction.
+    /// Sends buffered writes to the server, inside the transaction: cleared
+    /// ranges first, then the per-key operations a batch per statement
+    /// (deletes by `= ANY`, upserts from `UNNEST`, additions as one read of
+    /// their current values and one upsert), so a transaction of thousands of
+    /// writes costs a handful of round trips instead of one per write.
     async fn flush(&self, client: &Object) -> Result<(), StorageError> {
         let writes = std::mem::take(&mut *self.pending.lock());
         if writes.is_empty() {
             return Ok(());
         }
-        let upsert = client
-            .prepare_cached(
-                "INSERT INTO gatehouse_kv (key, value) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            )
-            .await
-            .map_err(map_error)?;
-        let delete = client
-            .prepare_cached("DELETE FROM gatehouse_kv WHERE key = $1")
-            .await
-            .map_err(map_error)?;
         for range in &writes.cleared {
             client
                 .execute(
@@ -176,18 +204,42 @@ impl PgTransaction {
                 .await
                 .map_err(map_error)?;
         }
+        let (mut sets, mut deletes, mut adds) = (Vec::new(), Vec::new(), Vec::new());
         for (key, op) in &writes.ops {
             match op {
-                Op::Set(value) => client.execute(&upsert, &[key, value]).await,
-                Op::Clear => client.execute(&delete, &[key]).await,
-                Op::Add(delta) => {
-                    // PostgreSQL has no conflict-free add: read, add, write.
-                    let current = self.read(client, key).await?;
-                    let value = add_le(current.as_deref(), *delta);
-                    client.execute(&upsert, &[key, &value]).await
-                }
+                Op::Set(value) => sets.push((key.as_slice(), value.as_slice())),
+                Op::Clear => deletes.push(key.as_slice()),
+                Op::Add(delta) => adds.push((key.as_slice(), *delta)),
             }
-            .map_err(map_error)?;
+        }
+        for batch in deletes.chunks(BATCH_KEYS) {
+            client
+                .execute("DELETE FROM gatehouse_kv WHERE key = ANY($1)", &[&batch])
+                .await
+                .map_err(map_error)?;
+        }
+        upsert(client, &sets).await?;
+        for batch in adds.chunks(BATCH_KEYS) {
+            let keys: Vec<&[u8]> = batch.iter().map(|(k, _)| *k).collect();
+            let rows = client
+                .query(
+                    "SELECT key, value FROM gatehouse_kv WHERE key = ANY($1)",
+                    &[&keys],
+                )
+                .await
+                .map_err(map_error)?;
+            let current: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+                rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+            let values: Vec<Vec<u8>> = batch
+                .iter()
+                .map(|(key, delta)| add_le(current.get(*key).map(Vec::as_slice), *delta))
+                .collect();
+            let pairs: Vec<(&[u8], &[u8])> = keys
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| (*k, v.as_slice()))
+                .collect();
+            upsert(client, &pairs).await?;
         }
         Ok(())
     }
