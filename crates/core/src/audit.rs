@@ -226,7 +226,7 @@ impl AuditLog {
     pub async fn index_old_events(&self) -> Result<usize> {
         timeline::reindex(
             &self.store,
-            "audit_index",
+            timeline::AUDIT_INDEX,
             (keyspace::audit_events(), event_key),
             self.env.clock.now(),
             |event: &AuditEvent, rows| {

@@ -18,6 +18,29 @@ use gatehouse_storage::{KeyRange, RangeOptions, Store, Tx, TxError};
 use crate::codec::{self, Record};
 use crate::{Error, Id, Result, keyspace};
 
+/// The re-indexing migrations of request logs and of audit events.
+pub const LOG_INDEX: &str = "request_log_index";
+pub const AUDIT_INDEX: &str = "audit_index";
+
+/// Marks the re-indexing migrations done, in the transaction that creates a
+/// store: a new store has nothing an earlier release wrote (without this,
+/// the first minute's records, or a backfill of past ones, would be
+/// re-indexed for nothing).
+pub async fn mark_indexed(
+    tx: &Tx,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), TxError<Error>> {
+    for name in [LOG_INDEX, AUDIT_INDEX] {
+        let marker = crate::model::system::Setting {
+            name: name.to_string(),
+            value: serde_json::json!({"done": true, "new_store": true}),
+            updated_at: now,
+        };
+        keyspace::migration(name).put(tx, &marker).await?;
+    }
+    Ok(())
+}
+
 /// Index entries (or records) a page examines at most.
 pub const SCAN_BUDGET: usize = 20_000;
 /// Entries read per storage round trip.

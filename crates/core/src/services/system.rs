@@ -45,6 +45,7 @@ impl SystemService {
                         return Ok(existing);
                     }
                     key.put(&tx, fresh).await?;
+                    crate::timeline::mark_indexed(&tx, fresh.created_at).await?;
                     Ok(fresh.clone())
                 }
             })
@@ -147,6 +148,16 @@ mod tests {
         assert_eq!(first, second);
         assert_eq!(first.id.worker_id(), 3);
         assert_eq!(s.installation().await.unwrap(), first);
+        // A new store has no records of earlier releases to re-index.
+        for name in [crate::timeline::LOG_INDEX, crate::timeline::AUDIT_INDEX] {
+            let marker = s
+                .store
+                .run(|tx| async move { keyspace::migration(name).get(&tx).await })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(marker.value["done"], true, "{name}");
+        }
     }
 
     #[tokio::test]

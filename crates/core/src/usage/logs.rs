@@ -420,7 +420,7 @@ impl UsageService {
     pub async fn index_old_logs(&self) -> Result<usize> {
         timeline::reindex(
             &self.store,
-            "request_log_index",
+            timeline::LOG_INDEX,
             (keyspace::request_logs(), log_key),
             self.env.clock.now(),
             rows_of,
