@@ -110,8 +110,8 @@ mirror!(
     HealthStatus = gatehouse_core::catalog::health::HealthStatus { Unknown, Healthy, Degraded, Unhealthy }
 );
 mirror!(
-    /// How usage statistics are grouped.
-    GroupBy = gatehouse_core::usage::GroupBy { Day, Model, Key, User }
+    /// How usage statistics are grouped (`organization`: everyone's only).
+    GroupBy = gatehouse_core::usage::GroupBy { Day, Model, Key, User, Organization }
 );
 
 /// A model's name as the gateway matches it: 1 to 200 characters, no spaces.

@@ -37,7 +37,7 @@ pub struct UsageFilter {
     /// Last day (UTC), `YYYY-MM-DD`; default: today.
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
-    /// `day` (default), `model`, `key` or `user`.
+    /// `day` (default), `model`, `key`, `user`, or `organization` (with `all=true`).
     #[param(value_type = Option<crate::rest::names::GroupBy>)]
     pub group_by: Option<GroupBy>,
     /// One user's usage (platform `admin`, `admin_readonly`; others: yourself).
@@ -59,7 +59,7 @@ pub struct UsageQuery {
     /// Last day (UTC), `YYYY-MM-DD`; default: today.
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
-    /// `day` (default), `model`, `key` or `user`.
+    /// `day` (default), `model`, `key`, `user`, or `organization` (with `all=true`).
     #[param(value_type = Option<crate::rest::names::GroupBy>)]
     pub group_by: Option<GroupBy>,
     /// One user's usage (platform `admin`, `admin_readonly`; others: yourself).
@@ -77,7 +77,7 @@ pub struct UsageQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct UsageRow {
-    /// The day, model, key ID or user ID.
+    /// The day, model, key ID, user ID or organization ID.
     pub group: String,
     pub requests: i64,
     pub prompt_tokens: i64,

@@ -42,6 +42,9 @@ pub enum GroupBy {
     Model,
     Key,
     User,
+    /// The organization calls were made for (everyone's usage only; calls
+    /// for no organization are not in it).
+    Organization,
 }
 
 /// One row of statistics.
@@ -173,6 +176,12 @@ impl UsageService {
             // One user's rows by user: their daily totals, summed.
             GroupBy::User if user.is_some() => "day",
             GroupBy::User => "user",
+            GroupBy::Organization if user.is_none() => "org",
+            GroupBy::Organization => {
+                return Err(Error::invalid_input(
+                    "group_by=organization reads everyone's usage: add all=true (platform admins)",
+                ));
+            }
         };
         let range = match user {
             Some(user) => keyspace::usage_user_days(user, dimension, &from, &to),

@@ -461,3 +461,48 @@ async fn logs_and_rollups_of_earlier_releases_move_into_the_indexed_layout() {
         );
     }
 }
+
+#[tokio::test]
+async fn everyone_s_usage_groups_by_organization_and_a_user_s_own_does_not() {
+    let w = world();
+    let ada = crate::testing::user(&w.store, &w.env, "ada", &[Role::User]).await;
+    let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
+    for (org, tokens) in [
+        (Some(Id(100)), (10, 1)),
+        (Some(Id(100)), (20, 2)),
+        (Some(Id(101)), (5, 5)),
+        (None, (1, 1)),
+    ] {
+        w.usage.record(RequestLog {
+            org_id: org,
+            ..w.log(ada.id, "a", tokens)
+        });
+    }
+    w.usage.flush().await.unwrap();
+    let today = w.env.clock.now().date_naive();
+    let query = StatsQuery {
+        from: today,
+        to: today,
+        user: None,
+        all: true,
+        group_by: GroupBy::Organization,
+    };
+    let rows = w.usage.stats(&admin, &query).await.unwrap();
+    let rows: Vec<(&str, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.group.as_str(), r.requests, r.prompt_tokens))
+        .collect();
+    assert_eq!(
+        rows,
+        [("100", 2, 30), ("101", 1, 5)],
+        "calls for no organization are in no row"
+    );
+    let own = StatsQuery {
+        all: false,
+        ..query
+    };
+    assert_eq!(
+        w.usage.stats(&ada, &own).await.unwrap_err().code(),
+        crate::ErrorCode::InvalidInput
+    );
+}
