@@ -7,7 +7,9 @@
 //! `GATEHOUSE_BENCH_LOGS` sets how many logs (default 1 000 000),
 //! `GATEHOUSE_BENCH_ENGINE` `embedded` (default) or `postgres` (a throwaway
 //! server from the machine's PostgreSQL binaries), `GATEHOUSE_BENCH_DIR`
-//! where the embedded store goes (default: a temporary directory).
+//! where the embedded store goes (default: a temporary directory),
+//! `GATEHOUSE_BENCH_CACHE_MB` the embedded engine's page cache (default: the
+//! server's default, `storage.cache_mb`).
 //!
 //! The data: 1 000 users with 5 keys each, 50 models, 100 organizations,
 //! spread over the last 30 days; 1 % of calls with captured bodies (1 KiB
@@ -200,6 +202,7 @@ async fn main() {
         Err(_) => tempfile::tempdir().unwrap(),
     };
     let mut config = common::embedded_config(dir.path().join("data"));
+    config.storage.cache_mb = setting("GATEHOUSE_BENCH_CACHE_MB", config.storage.cache_mb);
     let mut database = None;
     if engine == "postgres" {
         let server = gatehouse_storage::postgres::testing::TestPostgres::shared()
@@ -229,7 +232,10 @@ async fn main() {
 
     let now = services.usage.env().clock.now_millis();
     let start_ms = now - DAYS * 86_400_000;
-    println!("{total} request logs on {engine}");
+    println!(
+        "{total} request logs on {engine} (page cache {} MB when embedded)",
+        config.storage.cache_mb
+    );
     let rate = load(&services, total, start_ms).await;
     println!("bulk load through record + flush: {rate:.0} logs/s");
 
