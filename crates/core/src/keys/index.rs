@@ -552,9 +552,15 @@ impl AccessIndex {
     /// playground): the user may use models, the name resolves to an enabled
     /// model, and the user may use it (subscriptions, team allow-lists). The
     /// grant carries the user's own and their teams' limits and budgets, and
-    /// [`PLAYGROUND`] as its key. A user the index does not follow yet (no
+    /// [`PLAYGROUND`] as its key; its calls are filed under `org_id` (the chat's
+    /// organization). A user the index does not follow yet (no
     /// key) is read once and followed from then on.
-    pub async fn check_user(&self, user_id: Id, model_name: &str) -> Result<Grant, Denial> {
+    pub async fn check_user(
+        &self,
+        user_id: Id,
+        model_name: &str,
+        org_id: Id,
+    ) -> Result<Grant, Denial> {
         if !self.owners.contains_key(&user_id) && self.refresh_owner(user_id).await.is_err() {
             return Err(Denial::OwnerInactive);
         }
@@ -570,7 +576,7 @@ impl AccessIndex {
         Ok(Grant {
             key_id: PLAYGROUND,
             owner_id: user_id,
-            org_id: None,
+            org_id: Some(org_id),
             endpoint: catalog.endpoints.get(&model.endpoint_id).cloned(),
             model,
             rpm_limit: None,

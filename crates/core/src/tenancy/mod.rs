@@ -127,12 +127,7 @@ async fn remove_membership(
     keyspace::user_org(user_id, org_id).clear(tx).await?;
     for entry in read_all::<UserTeamRef>(tx, &keyspace::user_teams(user_id)).await? {
         if entry.org_id == org_id {
-            keyspace::team_member(entry.team_id, user_id)
-                .clear(tx)
-                .await?;
-            keyspace::user_team(user_id, entry.team_id)
-                .clear(tx)
-                .await?;
+            clear_team_membership(tx, entry.team_id, user_id).await?;
         }
     }
     Ok(())
@@ -146,6 +141,16 @@ async fn owner_count(tx: &Tx, org_id: Id) -> Result<usize, TxError<Error>> {
         .count())
 }
 
+/// Takes `user_id` out of `team_id`: the membership and its entry under the user.
+pub(crate) async fn clear_team_membership(
+    tx: &Tx,
+    team_id: Id,
+    user_id: Id,
+) -> Result<(), TxError<Error>> {
+    keyspace::team_member(team_id, user_id).clear(tx).await?;
+    keyspace::user_team(user_id, team_id).clear(tx).await
+}
+
 /// Deletes a team with its memberships.
 async fn delete_team_records(
     tx: &Tx,
@@ -154,12 +159,7 @@ async fn delete_team_records(
 ) -> Result<(), TxError<Error>> {
     crate::vaults::forget_subject(tx, team.org_id, SubjectKind::Team, team.id, now).await?;
     for member in read_all::<TeamMember>(tx, &keyspace::team_members(team.id)).await? {
-        keyspace::team_member(team.id, member.user_id)
-            .clear(tx)
-            .await?;
-        keyspace::user_team(member.user_id, team.id)
-            .clear(tx)
-            .await?;
+        clear_team_membership(tx, team.id, member.user_id).await?;
     }
     keyspace::team_by_id(team.id).clear(tx).await?;
     keyspace::team(team.org_id, team.id).clear(tx).await

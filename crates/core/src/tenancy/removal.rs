@@ -15,7 +15,7 @@
 use chrono::{DateTime, Utc};
 use gatehouse_storage::{RangeOptions, Store, Tx, TxError};
 
-use super::TenancyService;
+use super::{TenancyService, clear_team_membership};
 use crate::codec::decode_values;
 use crate::model::accounts::User;
 use crate::model::sessions::SessionRef;
@@ -173,12 +173,7 @@ async fn org_page(tx: &Tx, org_id: Id, now: DateTime<Utc>) -> Result<usize, TxEr
             .get_range(&keyspace::team_members(team.id), RangeOptions::limit(PAGE))
             .await?;
         for member in decode_values::<TeamMember>(&members.entries).map_err(TxError::Abort)? {
-            keyspace::team_member(team.id, member.user_id)
-                .clear(tx)
-                .await?;
-            keyspace::user_team(member.user_id, team.id)
-                .clear(tx)
-                .await?;
+            clear_team_membership(tx, team.id, member.user_id).await?;
         }
         if members.entries.is_empty() {
             keyspace::team_by_id(team.id).clear(tx).await?;
@@ -232,12 +227,7 @@ async fn user_page(tx: &Tx, user_id: Id, now: DateTime<Utc>) -> Result<usize, Tx
         .await?;
     if !teams.entries.is_empty() {
         for entry in decode_values::<UserTeamRef>(&teams.entries).map_err(TxError::Abort)? {
-            keyspace::team_member(entry.team_id, user_id)
-                .clear(tx)
-                .await?;
-            keyspace::user_team(user_id, entry.team_id)
-                .clear(tx)
-                .await?;
+            clear_team_membership(tx, entry.team_id, user_id).await?;
         }
         return Ok(teams.entries.len());
     }

@@ -86,14 +86,13 @@ pub async fn send(
         .next_turn(&auth.user, at, &body.content, CONTEXT)
         .await?;
     // The gateway's decision, for the user instead of a key.
-    let mut grant = state
+    let grant = state
         .services
         .keys
         .index()
-        .check_user(auth.user.id, &chat.model)
+        .check_user(auth.user.id, &chat.model, chat.org_id)
         .await
         .map_err(|d| ApiError(Error::new(code_of(d.status()), d.message())))?;
-    grant.org_id = Some(chat.org_id);
     let model = grant.model.clone();
     let request_id = state.services.usage.env().ids.next_id();
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError(Error::internal(e)))?;
