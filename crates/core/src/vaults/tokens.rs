@@ -538,6 +538,11 @@ impl TokenService {
                     if cert_ref.client_id != client_id {
                         return refused("the assertion's kid belongs to another client");
                     }
+                    // An organization being removed takes its clients' certificates
+                    // with it a page at a time: they stop signing in at once.
+                    if keyspace::org(cert_ref.org_id).get(&tx).await?.is_none() {
+                        return refused("the assertion's kid names no certificate");
+                    }
                     let Some(cert) = keyspace::certificate(client_id, kid).get(&tx).await? else {
                         return refused("the assertion's kid names no certificate");
                     };
