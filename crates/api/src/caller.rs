@@ -19,6 +19,12 @@ pub fn device_proof(headers: &HeaderMap) -> Option<&str> {
     cookie(headers, DEVICE_COOKIE)
 }
 
+/// The browser session cookie `headers` present, if any (the console reads
+/// nothing else).
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
+}
+
 /// The credential `headers` present, if any.
 pub fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {

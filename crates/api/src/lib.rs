@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod caller;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod gateway;

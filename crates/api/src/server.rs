@@ -34,6 +34,8 @@ pub struct ServerSettings {
     pub connections: ConnectionLimits,
     /// Single sign-on providers.
     pub sso: crate::sso::SsoSettings,
+    /// Where the web console is served.
+    pub console: crate::console::ConsoleSettings,
 }
 
 /// A bound, not yet running server.
@@ -74,6 +76,7 @@ impl Application {
                 secure_cookies: settings.secure_cookies,
             },
             settings.sso.clone(),
+            &settings.console,
         );
         let stop = CancellationToken::new();
         let (grpc_routes, health) =

@@ -52,6 +52,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub vaults: VaultsConfig,
     pub log: LogConfig,
+    pub console: ConsoleConfig,
     /// Endpoints, models and global aliases declared as code, applied at start.
     pub catalog: CatalogConfig,
 }
@@ -615,6 +616,14 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The web console's path prefix: empty (the console at `/`) or like
+    /// `/console`.
+    pub base_path: String,
+}
+
 /// Flags that override files and environment.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -906,6 +915,9 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(field_error("log.level", e));
         }
+        if let Err(e) = gatehouse_api::console::ConsoleSettings::new(&self.console.base_path) {
+            return Err(field_error("console.base_path", e));
+        }
         Ok(())
     }
 
@@ -944,6 +956,8 @@ impl Config {
                 .cookie_secure
                 .unwrap_or(self.mode == Mode::Production),
             sso: self.auth.sso.settings()?,
+            console: gatehouse_api::console::ConsoleSettings::new(&self.console.base_path)
+                .map_err(anyhow::Error::msg)?,
         })
     }
 }

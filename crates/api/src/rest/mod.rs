@@ -67,6 +67,8 @@ pub struct AppStateInner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) secure_cookies: bool,
     pub(crate) sso: Arc<crate::sso::Sso>,
+    /// The web console's path prefix (empty: `/`).
+    pub(crate) console_base: String,
 }
 
 /// Settings of the REST interface.
@@ -110,8 +112,9 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
 /// not operations.
 const UNDOCUMENTED: [&str; 4] = ["/docs", "/admin/docs", docs::SCRIPT_PATH, "/openapi.json"];
 
-/// The routes of the REST interface, with the documentation pages.
-fn route_table() -> Router<AppState> {
+/// The routes of the REST interface, with the documentation pages, the
+/// gateway's routes without their `/v1` prefix (SPEC §5) and the console.
+fn route_table(console_base: &str) -> Router<AppState> {
     let (router, _) = documented().split_for_parts();
     let spec = crate::openapi::spec();
     router
@@ -119,7 +122,16 @@ fn route_table() -> Router<AppState> {
         .route(UNDOCUMENTED[1], routing::get(docs::page))
         .route(UNDOCUMENTED[2], routing::get(docs::script))
         .route(UNDOCUMENTED[3], routing::get(Json(spec)))
+        .route(UNPREFIXED[0], routing::post(gateway::chat_completions))
+        .route(UNPREFIXED[1], routing::post(gateway::embeddings))
+        .route(UNPREFIXED[2], routing::post(gateway::messages))
+        .route(UNPREFIXED[3], routing::get(gateway::models))
+        .merge(crate::console::routes(console_base))
 }
+
+/// The gateway's routes as OpenAI's and Anthropic's SDKs also call them,
+/// without `/v1` (a base URL given without it).
+pub const UNPREFIXED: [&str; 4] = ["/chat/completions", "/embeddings", "/messages", "/models"];
 
 impl axum::extract::FromRef<AppState> for Arc<crate::gateway::Gateway> {
     fn from_ref(state: &AppState) -> Self {
@@ -152,7 +164,12 @@ pub fn routes() -> Vec<(Method, String)> {
 }
 
 /// Builds the REST router with all its middleware.
-pub fn router(services: Services, limits: RestOptions, sso: crate::sso::SsoSettings) -> Router {
+pub fn router(
+    services: Services,
+    limits: RestOptions,
+    sso: crate::sso::SsoSettings,
+    console: &crate::console::ConsoleSettings,
+) -> Router {
     let metrics = Metrics::new();
     let state = AppState(Arc::new(AppStateInner {
         gateway: crate::gateway::Gateway::new(
@@ -166,10 +183,11 @@ pub fn router(services: Services, limits: RestOptions, sso: crate::sso::SsoSetti
         metrics: metrics.clone(),
         secure_cookies: limits.secure_cookies,
         sso: Arc::new(crate::sso::Sso::new(sso)),
+        console_base: console.base_path.clone(),
     }));
     let index = state.services.keys.index().clone();
     let idempotency = state.services.idempotency.clone();
-    let routes = route_table().with_state(state);
+    let routes = route_table(&console.base_path).with_state(state);
     layered(routes, limits, metrics, Some((index, idempotency)))
 }
 
@@ -240,7 +258,8 @@ async fn around_every_request(
         method = %method,
         route = %route,
     );
-    let gateway = request.uri().path().starts_with("/v1/");
+    let path = request.uri().path();
+    let gateway = path.starts_with("/v1/") || UNPREFIXED.contains(&path);
     let write = !method.is_safe() && request.uri().path().starts_with("/api/");
     let started = Instant::now();
     let handled = async {

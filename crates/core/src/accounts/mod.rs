@@ -316,6 +316,11 @@ impl AccountService {
         })
     }
 
+    /// Whether anyone may register (`auth.registration_enabled`).
+    pub fn registration_enabled(&self) -> bool {
+        self.registration_enabled
+    }
+
     pub fn token_ttl_secs(&self) -> i64 {
         self.tokens.ttl_secs()
     }

@@ -588,6 +588,31 @@ impl AccessIndex {
         })
     }
 
+    /// The enabled models `user_id` may call in person (the playground's and
+    /// the console's list), by name; none for an inactive owner.
+    pub async fn models_for_user(&self, user_id: Id) -> Vec<Arc<Model>> {
+        if !self.owners.contains_key(&user_id) && self.refresh_owner(user_id).await.is_err() {
+            return Vec::new();
+        }
+        let Some(owner) = self
+            .owners
+            .get(&user_id)
+            .map(|o| o.clone())
+            .filter(|o| o.may_use_models)
+        else {
+            return Vec::new();
+        };
+        let catalog = self.catalog.read().clone();
+        let mut models: Vec<_> = catalog
+            .by_name
+            .values()
+            .filter(|m| m.enabled && owner_may_use(&owner, m).is_ok())
+            .cloned()
+            .collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        models
+    }
+
     /// The enabled models `presented` may call (for `GET /v1/models`).
     pub fn models_for(&self, presented: &str) -> Result<Vec<Arc<Model>>, Denial> {
         let (key, owner) = self.key_and_owner(presented)?;

@@ -1,0 +1,189 @@
+//! The playground: projects and their chats, and a chat with any model the
+//! person may use, the answer streaming in as the model writes it (through
+//! `POST …/chats/{chat}/messages`, read by the console's script).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use gatehouse_core::page::PageRequest;
+
+use super::{Nav, OrPage, PageResult, Viewer, page_id, render, when};
+use crate::rest::AppState;
+
+/// The most organizations and projects the chat list walks.
+const MAX_ORGS: usize = 50;
+const MAX_PROJECTS: usize = 50;
+/// The newest messages a chat page shows.
+const MESSAGES: usize = 500;
+
+pub(crate) struct ChatLink {
+    pub href: String,
+    pub name: String,
+    pub model: String,
+    pub starred: bool,
+    pub current: bool,
+}
+
+pub(crate) struct ProjectChats {
+    pub org: String,
+    pub name: String,
+    /// `{org}/projects/{project}`: where new chats go.
+    pub path: String,
+    pub chats: Vec<ChatLink>,
+}
+
+/// Every project the person can open, with their chats.
+async fn projects(
+    state: &AppState,
+    viewer: &Viewer,
+    current: Option<gatehouse_core::Id>,
+) -> Result<Vec<ProjectChats>, super::PageError> {
+    let work = &state.services.work;
+    let mut found = Vec::new();
+    let orgs = state
+        .services
+        .tenancy
+        .orgs_of(viewer.user.id)
+        .await
+        .or_page(viewer)?;
+    for (org, _) in orgs.into_iter().take(MAX_ORGS) {
+        let projects = work.list_projects(&viewer.user, org.id).await.or_page(viewer)?;
+        for project in projects.into_iter().take(MAX_PROJECTS) {
+            let mut chats = work
+                .list_chats(&viewer.user, org.id, project.id)
+                .await
+                .or_page(viewer)?;
+            chats.sort_by(|a, b| b.is_starred.cmp(&a.is_starred).then(b.id.cmp(&a.id)));
+            found.push(ProjectChats {
+                org: org.name.clone(),
+                name: project.name,
+                path: format!("{}/projects/{}", org.id, project.id),
+                chats: chats
+                    .into_iter()
+                    .map(|c| ChatLink {
+                        href: format!("{}/playground/{}/{}/{}", viewer.base, c.org_id, c.project_id, c.id),
+                        name: c.name,
+                        model: c.model,
+                        starred: c.is_starred,
+                        current: Some(c.id) == current,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+async fn model_names(state: &AppState, viewer: &Viewer) -> Vec<String> {
+    state
+        .services
+        .keys
+        .index()
+        .models_for_user(viewer.user.id)
+        .await
+        .iter()
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "console/playground.html")]
+struct Playground {
+    nav: Nav,
+    projects: Vec<ProjectChats>,
+    models: Vec<String>,
+}
+
+pub(crate) async fn playground(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    Ok(render(Playground {
+        nav: viewer.nav("playground"),
+        projects: projects(&state, &viewer, None).await?,
+        models: model_names(&state, &viewer).await,
+    }))
+}
+
+pub(crate) struct MessageView {
+    pub role: &'static str,
+    pub content: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/chat.html")]
+struct ChatPage {
+    nav: Nav,
+    projects: Vec<ProjectChats>,
+    models: Vec<String>,
+    /// `/api/v1/organizations/{org}/projects/{project}/chats/{chat}`.
+    api: String,
+    name: String,
+    model: String,
+    starred: bool,
+    mine: bool,
+    system_prompt: String,
+    temperature: String,
+    max_tokens: String,
+    messages: Vec<MessageView>,
+}
+
+pub(crate) async fn chat(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((org, project, chat)): Path<(String, String, String)>,
+) -> PageResult {
+    let (org, project, chat) = (
+        page_id(&viewer, &org)?,
+        page_id(&viewer, &project)?,
+        page_id(&viewer, &chat)?,
+    );
+    let work = &state.services.work;
+    let found = work
+        .get_chat(&viewer.user, org, project, chat)
+        .await
+        .or_page(&viewer)?;
+    let page = work
+        .list_messages(
+            &viewer.user,
+            (org, project, chat),
+            &PageRequest {
+                limit: MESSAGES,
+                after: None,
+            },
+        )
+        .await
+        .or_page(&viewer)?;
+    let messages = page
+        .items
+        .into_iter()
+        .map(|m| MessageView {
+            role: m.role.as_str(),
+            detail: match (&m.model, m.completion_tokens) {
+                (Some(model), tokens) if tokens > 0 => {
+                    format!("{model} · {} tokens · {}", tokens + m.prompt_tokens, when(&m.created_at))
+                }
+                _ => when(&m.created_at),
+            },
+            content: m.content,
+        })
+        .collect();
+    let parameter = |name: &str| {
+        found
+            .parameters
+            .get(name)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    Ok(render(ChatPage {
+        nav: viewer.nav("playground"),
+        projects: projects(&state, &viewer, Some(chat)).await?,
+        models: model_names(&state, &viewer).await,
+        api: format!("/api/v1/organizations/{org}/projects/{project}/chats/{chat}"),
+        temperature: parameter("temperature"),
+        max_tokens: parameter("max_tokens"),
+        mine: found.owner_id == viewer.user.id,
+        name: found.name,
+        model: found.model,
+        starred: found.is_starred,
+        system_prompt: found.system_prompt.unwrap_or_default(),
+        messages,
+    }))
+}
