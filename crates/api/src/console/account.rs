@@ -92,7 +92,13 @@ pub(crate) async fn page(
         .await
         .or_page(&viewer)?
         .into_iter()
-        .map(|i| (i.provider, i.email.unwrap_or(i.subject), when(&i.last_sign_in_at)))
+        .map(|i| {
+            (
+                i.provider,
+                i.email.unwrap_or(i.subject),
+                when(&i.last_sign_in_at),
+            )
+        })
         .collect();
     let mut nav = viewer.nav("account");
     let enrol = query.enrol.is_some() && state.services.accounts.ensure_may_act(user).is_err();

@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use super::catalog::api_name;
 use super::home::{charts, every_day};
-use super::{Nav, OrPage, PageError, PageResult, Viewer, count, dollars, page_id, render, when, when_opt};
+use super::{
+    Nav, OrPage, PageError, PageResult, Viewer, count, dollars, page_id, render, when, when_opt,
+};
 use crate::rest::AppState;
 
 /// Rows a list page shows.
@@ -404,7 +406,10 @@ pub(crate) async fn log(
         ("ID", l.id.to_string()),
         ("Time", when(&l.at)),
         ("Model", l.model.clone()),
-        ("API", format!("{}{}", l.api, if l.stream { " (streamed)" } else { "" })),
+        (
+            "API",
+            format!("{}{}", l.api, if l.stream { " (streamed)" } else { "" }),
+        ),
         ("Status", l.status.to_string()),
         ("Latency", format!("{} ms", l.latency_ms)),
         ("Prompt tokens", count(l.prompt_tokens as i64)),
@@ -412,7 +417,10 @@ pub(crate) async fn log(
         ("Cost", dollars(l.cost_micros)),
         ("User", l.user_id.to_string()),
         ("Key", l.key_id.to_string()),
-        ("Organization", l.org_id.map(|o| o.to_string()).unwrap_or_default()),
+        (
+            "Organization",
+            l.org_id.map(|o| o.to_string()).unwrap_or_default(),
+        ),
         ("Endpoint", l.endpoint_id.to_string()),
         ("Error", l.error.clone().unwrap_or_default()),
     ];
@@ -567,9 +575,13 @@ pub(crate) async fn system(State(state): State<AppState>, viewer: Viewer) -> Pag
         .all()
         .into_iter()
         .filter_map(|(id, h)| {
-            names
-                .get(&id)
-                .map(|name| (name.clone(), api_name(&h.status), when_opt(&h.last_success_at)))
+            names.get(&id).map(|name| {
+                (
+                    name.clone(),
+                    api_name(&h.status),
+                    when_opt(&h.last_success_at),
+                )
+            })
         })
         .collect();
     endpoints.sort();

@@ -81,7 +81,10 @@ pub(crate) async fn models(State(state): State<AppState>, viewer: Viewer) -> Pag
         .into_iter()
         .map(|m| ModelRow {
             id: m.id.to_string(),
-            endpoint: endpoint_names.get(&m.endpoint_id).cloned().unwrap_or_default(),
+            endpoint: endpoint_names
+                .get(&m.endpoint_id)
+                .cloned()
+                .unwrap_or_default(),
             upstream: m.upstream_name.clone(),
             context: m
                 .context_length
@@ -137,9 +140,13 @@ pub(crate) async fn aliases(State(state): State<AppState>, viewer: Viewer) -> Pa
         .into_iter()
         .map(|a| AliasRow {
             id: a.id.to_string(),
-            model: names.get(&a.model_id).cloned().unwrap_or_else(|| a.model_id.to_string()),
+            model: names
+                .get(&a.model_id)
+                .cloned()
+                .unwrap_or_else(|| a.model_id.to_string()),
             global: a.owner_id.is_none(),
-            removable: a.owner_id == Some(user.id) || (a.owner_id.is_none() && user.is_platform_admin()),
+            removable: a.owner_id == Some(user.id)
+                || (a.owner_id.is_none() && user.is_platform_admin()),
             alias: a.alias,
         })
         .collect();
@@ -183,7 +190,10 @@ pub(crate) async fn subscriptions(State(state): State<AppState>, viewer: Viewer)
         .into_iter()
         .map(|m| (m.id, m.name))
         .collect();
-    let mut found = catalog.list_subscriptions(user, all, None).await.or_page(&viewer)?;
+    let mut found = catalog
+        .list_subscriptions(user, all, None)
+        .await
+        .or_page(&viewer)?;
     // Pending first, then newest.
     found.sort_by(|a, b| {
         (b.status == SubscriptionStatus::Pending)
@@ -203,7 +213,10 @@ pub(crate) async fn subscriptions(State(state): State<AppState>, viewer: Viewer)
         subscriptions.push(SubscriptionRow {
             id: s.id.to_string(),
             user: who,
-            model: models.get(&s.model_id).cloned().unwrap_or_else(|| s.model_id.to_string()),
+            model: models
+                .get(&s.model_id)
+                .cloned()
+                .unwrap_or_else(|| s.model_id.to_string()),
             status: api_name(&s.status),
             requested: when(&s.requested_at),
             decided: when_opt(&s.decided_at),

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Redirect};
 use chrono::{Days, NaiveDate};
 use gatehouse_core::model::keys::{Budget, BudgetPeriod};
 use gatehouse_core::page::PageRequest;
-use gatehouse_core::usage::{GroupBy, StatsQuery, StatsRow};
 use gatehouse_core::usage::ledger::{Holder, period_key};
+use gatehouse_core::usage::{GroupBy, StatsQuery, StatsRow};
 
 use super::chart::Chart;
 use super::{Nav, OrPage, PageResult, Viewer, count, dollars, render, when, when_opt};
@@ -69,7 +69,11 @@ pub(crate) struct UsableModel {
 
 /// Per-million-token prices, as catalogues show them.
 pub(crate) fn prices(input: f64, output: f64) -> String {
-    format!("${:.2} in / ${:.2} out per 1M tokens", input * 1e6, output * 1e6)
+    format!(
+        "${:.2} in / ${:.2} out per 1M tokens",
+        input * 1e6,
+        output * 1e6
+    )
 }
 
 /// The days `from..=to` with their rows (zeros for days without calls).
@@ -111,7 +115,13 @@ pub(crate) fn charts(days: &[StatsRow]) -> Vec<Chart> {
         .collect();
     let requests: Vec<_> = days
         .iter()
-        .map(|r| (short(r), r.requests as f64, format!("{} requests", count(r.requests))))
+        .map(|r| {
+            (
+                short(r),
+                r.requests as f64,
+                format!("{} requests", count(r.requests)),
+            )
+        })
         .collect();
     vec![
         Chart::bars("Tokens per day", &tokens),
@@ -146,7 +156,11 @@ pub(crate) fn origin(state: &AppState, headers: &HeaderMap) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost:3000");
-    let scheme = if state.secure_cookies { "https" } else { "http" };
+    let scheme = if state.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
     format!("{scheme}://{host}")
 }
 
@@ -156,7 +170,10 @@ pub(crate) async fn page(
     viewer: Viewer,
 ) -> PageResult {
     let user = &viewer.user;
-    if !user.roles.contains(&gatehouse_core::model::accounts::Role::User) {
+    if !user
+        .roles
+        .contains(&gatehouse_core::model::accounts::Role::User)
+    {
         // Provider accounts: their credentials are all they have.
         return Ok(Redirect::to(&format!("{}/account", viewer.base)).into_response());
     }
@@ -169,17 +186,34 @@ pub(crate) async fn page(
         all: false,
         group_by: GroupBy::Day,
     };
-    let rows = state.services.usage.stats(user, &query).await.or_page(&viewer)?;
+    let rows = state
+        .services
+        .usage
+        .stats(user, &query)
+        .await
+        .or_page(&viewer)?;
     let days = every_day(from, today, &rows);
     let total = |f: fn(&StatsRow) -> i64| days.iter().map(f).sum::<i64>();
     let mut budgets = Vec::new();
     if let Some(budget) = user.limits.budget {
-        budgets.push(budget_view(&state, Holder::User(user.id), "Your account".into(), budget));
+        budgets.push(budget_view(
+            &state,
+            Holder::User(user.id),
+            "Your account".into(),
+            budget,
+        ));
     }
     let keys = state
         .services
         .keys
-        .list(user, false, &PageRequest { limit: 500, after: None })
+        .list(
+            user,
+            false,
+            &PageRequest {
+                limit: 500,
+                after: None,
+            },
+        )
         .await
         .or_page(&viewer)?;
     let now = state.services.usage.env().clock.now().timestamp_millis();
@@ -256,7 +290,14 @@ pub(crate) async fn keys(
     let listed = state
         .services
         .keys
-        .list(user, false, &PageRequest { limit: 500, after: None })
+        .list(
+            user,
+            false,
+            &PageRequest {
+                limit: 500,
+                after: None,
+            },
+        )
         .await
         .or_page(&viewer)?;
     let now = state.services.usage.env().clock.now().timestamp_millis();
@@ -290,14 +331,23 @@ pub(crate) async fn keys(
                 models: if key.allowed_models.is_empty() {
                     "all you may use".to_string()
                 } else {
-                    key.allowed_models.iter().cloned().collect::<Vec<_>>().join(", ")
+                    key.allowed_models
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
                 limits,
                 budget: key.budget.map_or_else(
                     || "—".to_string(),
                     |b| format!("${:.2} {}", b.max_usd, period_name(b.period)),
                 ),
-                scopes: key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                scopes: key
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 created: when(&key.created_at),
                 expires: when_opt(&key.expires_at),
                 last_used: when_opt(&view.last_used_at),

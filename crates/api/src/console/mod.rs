@@ -23,12 +23,12 @@ mod sign_in;
 mod work;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use gatehouse_core::model::accounts::{Role, User};
 use gatehouse_core::services::Credential;
 use gatehouse_core::{Error, ErrorCode, Id};
@@ -94,7 +94,11 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub(crate) fn routes(base: &str) -> Router<AppState> {
     let at = |path: &str| {
         let full = format!("{base}{path}");
-        if full.is_empty() { "/".to_string() } else { full }
+        if full.is_empty() {
+            "/".to_string()
+        } else {
+            full
+        }
     };
     let mut router = Router::new()
         .route(&at("/"), get(home::page))
@@ -233,7 +237,11 @@ impl Nav {
 
     /// `aria-current` for the section's link.
     pub fn current(&self, section: &str) -> &'static str {
-        if self.section == section { "page" } else { "false" }
+        if self.section == section {
+            "page"
+        } else {
+            "false"
+        }
     }
 }
 
@@ -269,7 +277,11 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(token) = crate::caller::session_cookie(&parts.headers) else {
             return Err(to_sign_in());
         };
-        let Ok(caller) = state.services.caller(Credential::SessionCookie(token)).await else {
+        let Ok(caller) = state
+            .services
+            .caller(Credential::SessionCookie(token))
+            .await
+        else {
             return Err(to_sign_in());
         };
         let user = caller.user;
@@ -295,7 +307,11 @@ pub(crate) fn render(page: impl Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "console template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be drawn").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be drawn",
+            )
+                .into_response()
         }
     }
 }
@@ -412,7 +428,10 @@ mod tests {
     fn base_paths_are_checked_and_normalised() {
         assert_eq!(ConsoleSettings::new("").unwrap().base_path, "");
         assert_eq!(ConsoleSettings::new("/").unwrap().base_path, "");
-        assert_eq!(ConsoleSettings::new("/console/").unwrap().base_path, "/console");
+        assert_eq!(
+            ConsoleSettings::new("/console/").unwrap().base_path,
+            "/console"
+        );
         assert_eq!(ConsoleSettings::new("/a/b-c").unwrap().base_path, "/a/b-c");
         for bad in ["console", "/a//b", "/a b", "/<x>", "/a?b"] {
             assert!(ConsoleSettings::new(bad).is_err(), "{bad}");

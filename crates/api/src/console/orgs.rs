@@ -162,11 +162,20 @@ pub(crate) async fn organization(
         .into_iter()
         .map(|t| TeamRow {
             id: t.id.to_string(),
-            permissions: t.permissions.iter().map(api_name).collect::<Vec<_>>().join(", "),
+            permissions: t
+                .permissions
+                .iter()
+                .map(api_name)
+                .collect::<Vec<_>>()
+                .join(", "),
             models: if t.allowed_models.is_empty() {
                 "all".to_string()
             } else {
-                t.allowed_models.iter().cloned().collect::<Vec<_>>().join(", ")
+                t.allowed_models
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
             name: t.name,
         })
@@ -184,7 +193,14 @@ pub(crate) async fn organization(
             .await
             .or_page(&viewer)?
             .into_iter()
-            .map(|g| format!("{} {}: {}", api_name(&g.subject_type), g.subject_id, g.role.as_str()))
+            .map(|g| {
+                format!(
+                    "{} {}: {}",
+                    api_name(&g.subject_type),
+                    g.subject_id,
+                    g.role.as_str()
+                )
+            })
             .collect();
         vaults.push(VaultRow {
             id: vault.id.to_string(),

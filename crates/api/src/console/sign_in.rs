@@ -67,7 +67,8 @@ pub(crate) async fn sign_in(
     {
         return Redirect::to(&next).into_response();
     }
-    let redirect = serde_urlencoded::to_string([("redirect_to", next.as_str())]).unwrap_or_default();
+    let redirect =
+        serde_urlencoded::to_string([("redirect_to", next.as_str())]).unwrap_or_default();
     let providers = state
         .sso
         .providers()
@@ -107,7 +108,10 @@ struct Reset {
     token: Option<String>,
 }
 
-pub(crate) async fn reset(State(state): State<AppState>, Query(landing): Query<Landing>) -> Response {
+pub(crate) async fn reset(
+    State(state): State<AppState>,
+    Query(landing): Query<Landing>,
+) -> Response {
     render(Reset {
         nav: Nav::anonymous(&state.console_base),
         token: landing.token.filter(|t| !t.is_empty() && t.len() <= 512),
@@ -124,13 +128,13 @@ struct Verify {
 /// The landing page of an email's verification link: the address is
 /// confirmed by a button (a `POST`), never by merely opening the link, so a
 /// mail scanner following links confirms nothing.
-pub(crate) async fn verify(State(state): State<AppState>, Query(landing): Query<Landing>) -> Response {
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    Query(landing): Query<Landing>,
+) -> Response {
     render(Verify {
         nav: Nav::anonymous(&state.console_base),
-        token: landing
-            .token
-            .filter(|t| t.len() <= 512)
-            .unwrap_or_default(),
+        token: landing.token.filter(|t| t.len() <= 512).unwrap_or_default(),
     })
 }
 
@@ -143,10 +147,17 @@ struct Password {
 
 /// The forced password change of an account with a generated password (the
 /// first admin), reachable before anything else.
-pub(crate) async fn password(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+pub(crate) async fn password(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let base = &state.console_base;
     let caller = match crate::caller::session_cookie(&headers) {
-        Some(token) => state.services.caller(Credential::SessionCookie(token)).await.ok(),
+        Some(token) => state
+            .services
+            .caller(Credential::SessionCookie(token))
+            .await
+            .ok(),
         None => None,
     };
     let Some(caller) = caller else {
@@ -171,7 +182,13 @@ mod tests {
     fn sign_in_only_leads_back_into_this_server() {
         assert_eq!(local_path("", Some("/keys?x=1")), "/keys?x=1");
         assert_eq!(local_path("/c", Some("/c/keys")), "/c/keys");
-        for outside in ["https://evil.example/", "//evil.example", "/\\evil", "javascript:alert(1)", "keys"] {
+        for outside in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil",
+            "javascript:alert(1)",
+            "keys",
+        ] {
             assert_eq!(local_path("", Some(outside)), "/", "{outside}");
         }
         assert_eq!(local_path("/c", None), "/c/");

@@ -46,7 +46,10 @@ async fn projects(
         .await
         .or_page(viewer)?;
     for (org, _) in orgs.into_iter().take(MAX_ORGS) {
-        let projects = work.list_projects(&viewer.user, org.id).await.or_page(viewer)?;
+        let projects = work
+            .list_projects(&viewer.user, org.id)
+            .await
+            .or_page(viewer)?;
         for project in projects.into_iter().take(MAX_PROJECTS) {
             let mut chats = work
                 .list_chats(&viewer.user, org.id, project.id)
@@ -60,7 +63,10 @@ async fn projects(
                 chats: chats
                     .into_iter()
                     .map(|c| ChatLink {
-                        href: format!("{}/playground/{}/{}/{}", viewer.base, c.org_id, c.project_id, c.id),
+                        href: format!(
+                            "{}/playground/{}/{}/{}",
+                            viewer.base, c.org_id, c.project_id, c.id
+                        ),
                         name: c.name,
                         model: c.model,
                         starred: c.is_starred,
@@ -158,7 +164,11 @@ pub(crate) async fn chat(
             role: m.role.as_str(),
             detail: match (&m.model, m.completion_tokens) {
                 (Some(model), tokens) if tokens > 0 => {
-                    format!("{model} · {} tokens · {}", tokens + m.prompt_tokens, when(&m.created_at))
+                    format!(
+                        "{model} · {} tokens · {}",
+                        tokens + m.prompt_tokens,
+                        when(&m.created_at)
+                    )
                 }
                 _ => when(&m.created_at),
             },

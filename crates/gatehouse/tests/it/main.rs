@@ -10,6 +10,7 @@ mod catalog_as_code;
 mod cli;
 mod cluster;
 mod connections;
+mod console;
 mod contract;
 mod deploy;
 mod docs;
