@@ -71,7 +71,7 @@ pub(crate) async fn page(
             current: Some(s.id) == viewer.session,
         })
         .collect();
-    sessions.sort_by(|a, b| b.current.cmp(&a.current));
+    sessions.sort_by_key(|s| !s.current);
     let passkeys = accounts
         .list_passkeys(user.id)
         .await

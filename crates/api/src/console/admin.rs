@@ -31,7 +31,7 @@ fn given(value: &Option<String>) -> Option<&str> {
 fn refused(viewer: &Viewer) -> PageError {
     PageError {
         error: Error::not_found("page"),
-        nav: viewer.nav(""),
+        nav: Box::new(viewer.nav("")),
     }
 }
 
@@ -39,7 +39,7 @@ fn refused(viewer: &Viewer) -> PageError {
 fn bad(viewer: &Viewer, what: &str) -> PageError {
     PageError {
         error: Error::invalid_input(format!("{what} is not valid")),
-        nav: viewer.nav("admin"),
+        nav: Box::new(viewer.nav("admin")),
     }
 }
 

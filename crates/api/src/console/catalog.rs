@@ -256,7 +256,7 @@ fn admin_only(viewer: &Viewer) -> Result<(), PageError> {
     } else {
         Err(PageError {
             error: Error::not_found("page"),
-            nav: viewer.nav(""),
+            nav: Box::new(viewer.nav("")),
         })
     }
 }

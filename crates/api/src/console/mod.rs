@@ -328,7 +328,7 @@ pub(crate) struct ErrorPage {
 /// A page handler's failure: drawn with the signed-in frame when there is one.
 pub(crate) struct PageError {
     pub error: Error,
-    pub nav: Nav,
+    pub nav: Box<Nav>,
 }
 
 impl IntoResponse for PageError {
@@ -350,7 +350,7 @@ impl IntoResponse for PageError {
             self.error.message().to_string()
         };
         let mut response = render(ErrorPage {
-            nav: self.nav,
+            nav: *self.nav,
             title: title.to_string(),
             message,
         });
@@ -371,7 +371,7 @@ impl<T> OrPage<T> for gatehouse_core::Result<T> {
     fn or_page(self, viewer: &Viewer) -> Result<T, PageError> {
         self.map_err(|error| PageError {
             error,
-            nav: viewer.nav(""),
+            nav: Box::new(viewer.nav("")),
         })
     }
 }
@@ -380,8 +380,14 @@ impl<T> OrPage<T> for gatehouse_core::Result<T> {
 pub(crate) fn page_id(viewer: &Viewer, raw: &str) -> Result<Id, PageError> {
     raw.parse::<Id>().map_err(|_| PageError {
         error: Error::new(ErrorCode::NotFound, "no such page"),
-        nav: viewer.nav(""),
+        nav: Box::new(viewer.nav("")),
     })
+}
+
+/// Whether two names are the same: for templates, which compare `&&str`
+/// with `String`.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    a == b
 }
 
 /// Dates and times as the console shows them: UTC, to the minute.
@@ -412,7 +418,7 @@ pub(crate) fn count(n: i64) -> String {
         out.push('-');
     }
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

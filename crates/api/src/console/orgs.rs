@@ -9,7 +9,7 @@ use gatehouse_core::access::OrgAction;
 use gatehouse_core::model::tenancy::OrgRole;
 
 use super::catalog::api_name;
-use super::{Nav, OrPage, PageResult, Viewer, page_id, render, when, when_opt};
+use super::{Nav, OrPage, PageResult, Viewer, page_id, render, when};
 use crate::rest::AppState;
 
 /// The most vaults and clients whose grants and certificates a page reads.
@@ -121,7 +121,6 @@ pub(crate) async fn organization(
     let org_id = page_id(&viewer, &org)?;
     let user = &viewer.user;
     let tenancy = &state.services.tenancy;
-    let vaults_service = &state.services.vaults;
     let access = tenancy.access(user, org_id).await.or_page(&viewer)?;
     let members = tenancy
         .list_members(user, org_id)
@@ -180,56 +179,8 @@ pub(crate) async fn organization(
             name: t.name,
         })
         .collect();
-    let mut vaults = Vec::new();
-    for vault in vaults_service
-        .list_vaults(user, org_id)
-        .await
-        .or_page(&viewer)?
-        .into_iter()
-        .take(DETAILED)
-    {
-        let grants = vaults_service
-            .list_grants(user, org_id, vault.id)
-            .await
-            .or_page(&viewer)?
-            .into_iter()
-            .map(|g| {
-                format!(
-                    "{} {}: {}",
-                    api_name(&g.subject_type),
-                    g.subject_id,
-                    g.role.as_str()
-                )
-            })
-            .collect();
-        vaults.push(VaultRow {
-            id: vault.id.to_string(),
-            sync: api_name(&vault.sync.status),
-            name: vault.name,
-            grants,
-        });
-    }
-    let mut clients = Vec::new();
-    for client in vaults_service
-        .list_clients(user, org_id)
-        .await
-        .or_page(&viewer)?
-        .into_iter()
-        .take(DETAILED)
-    {
-        let certificates = vaults_service
-            .list_certificates(user, org_id, client.id)
-            .await
-            .or_page(&viewer)?
-            .into_iter()
-            .map(|c| (c.kid, when_opt(&Some(c.created_at)), c.revoked_at.is_none()))
-            .collect();
-        clients.push(ClientRow {
-            id: client.id.to_string(),
-            name: client.name,
-            certificates,
-        });
-    }
+    let vaults = vault_rows(&state, &viewer, org_id).await?;
+    let clients = client_rows(&state, &viewer, org_id).await?;
     let org = &access.org;
     Ok(render(OrgPage {
         nav: viewer.nav("organizations"),
@@ -255,4 +206,77 @@ pub(crate) async fn organization(
             .map(|r| r.as_str())
             .collect(),
     }))
+}
+
+/// The organization's vaults with their grants (the first [`DETAILED`]).
+async fn vault_rows(
+    state: &AppState,
+    viewer: &Viewer,
+    org_id: gatehouse_core::Id,
+) -> Result<Vec<VaultRow>, super::PageError> {
+    let vaults_service = &state.services.vaults;
+    let user = &viewer.user;
+    let mut vaults = Vec::new();
+    for vault in vaults_service
+        .list_vaults(user, org_id)
+        .await
+        .or_page(viewer)?
+        .into_iter()
+        .take(DETAILED)
+    {
+        let grants = vaults_service
+            .list_grants(user, org_id, vault.id)
+            .await
+            .or_page(viewer)?
+            .into_iter()
+            .map(|g| {
+                format!(
+                    "{} {}: {}",
+                    api_name(&g.subject_type),
+                    g.subject_id,
+                    g.role.as_str()
+                )
+            })
+            .collect();
+        vaults.push(VaultRow {
+            id: vault.id.to_string(),
+            sync: api_name(&vault.sync.status),
+            name: vault.name,
+            grants,
+        });
+    }
+    Ok(vaults)
+}
+
+/// The organization's service clients with their certificates (the first
+/// [`DETAILED`]).
+async fn client_rows(
+    state: &AppState,
+    viewer: &Viewer,
+    org_id: gatehouse_core::Id,
+) -> Result<Vec<ClientRow>, super::PageError> {
+    let vaults_service = &state.services.vaults;
+    let user = &viewer.user;
+    let mut clients = Vec::new();
+    for client in vaults_service
+        .list_clients(user, org_id)
+        .await
+        .or_page(viewer)?
+        .into_iter()
+        .take(DETAILED)
+    {
+        let certificates = vaults_service
+            .list_certificates(user, org_id, client.id)
+            .await
+            .or_page(viewer)?
+            .into_iter()
+            .map(|c| (c.kid, when(&c.created_at), c.revoked_at.is_none()))
+            .collect();
+        clients.push(ClientRow {
+            id: client.id.to_string(),
+            name: client.name,
+            certificates,
+        });
+    }
+    Ok(clients)
 }

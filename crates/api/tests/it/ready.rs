@@ -77,6 +77,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
             secure_cookies: false,
         },
         Default::default(),
+        &Default::default(),
     );
 
     let health = app
