@@ -359,7 +359,12 @@ pub(crate) async fn logs(
             tokens: count((l.prompt_tokens + l.completion_tokens) as i64),
             cost: dollars(l.cost_micros),
             user: l.user_id.to_string(),
-            key: l.key_id.to_string(),
+            // Playground calls have no key.
+            key: if l.key_id == gatehouse_core::keys::index::PLAYGROUND {
+                String::new()
+            } else {
+                l.key_id.to_string()
+            },
             captured: l.captured,
             model: l.model,
         })
