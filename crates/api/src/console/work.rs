@@ -31,12 +31,13 @@ pub(crate) struct ProjectChats {
     pub chats: Vec<ChatLink>,
 }
 
-/// Every project the person can open, with their chats.
+/// Every project the person can open, with their chats, and the
+/// organizations new projects can go to.
 async fn projects(
     state: &AppState,
     viewer: &Viewer,
     current: Option<gatehouse_core::Id>,
-) -> Result<Vec<ProjectChats>, super::PageError> {
+) -> Result<(Vec<ProjectChats>, Vec<(String, String)>), super::PageError> {
     let work = &state.services.work;
     let mut found = Vec::new();
     let orgs = state
@@ -45,6 +46,10 @@ async fn projects(
         .orgs_of(viewer.user.id)
         .await
         .or_page(viewer)?;
+    let names = orgs
+        .iter()
+        .map(|(org, _)| (org.id.to_string(), org.name.clone()))
+        .collect();
     for (org, _) in orgs.into_iter().take(MAX_ORGS) {
         let projects = work
             .list_projects(&viewer.user, org.id)
@@ -76,7 +81,7 @@ async fn projects(
             });
         }
     }
-    Ok(found)
+    Ok((found, names))
 }
 
 async fn model_names(state: &AppState, viewer: &Viewer) -> Vec<String> {
@@ -96,13 +101,16 @@ async fn model_names(state: &AppState, viewer: &Viewer) -> Vec<String> {
 struct Playground {
     nav: Nav,
     projects: Vec<ProjectChats>,
+    orgs: Vec<(String, String)>,
     models: Vec<String>,
 }
 
 pub(crate) async fn playground(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let (projects, orgs) = projects(&state, &viewer, None).await?;
     Ok(render(Playground {
         nav: viewer.nav("playground"),
-        projects: projects(&state, &viewer, None).await?,
+        projects,
+        orgs,
         models: model_names(&state, &viewer).await,
     }))
 }
@@ -118,6 +126,7 @@ pub(crate) struct MessageView {
 struct ChatPage {
     nav: Nav,
     projects: Vec<ProjectChats>,
+    orgs: Vec<(String, String)>,
     models: Vec<String>,
     /// `/api/v1/organizations/{org}/projects/{project}/chats/{chat}`.
     api: String,
@@ -182,9 +191,11 @@ pub(crate) async fn chat(
             .map(|v| v.to_string())
             .unwrap_or_default()
     };
+    let (projects, orgs) = projects(&state, &viewer, Some(chat)).await?;
     Ok(render(ChatPage {
         nav: viewer.nav("playground"),
-        projects: projects(&state, &viewer, Some(chat)).await?,
+        projects,
+        orgs,
         models: model_names(&state, &viewer).await,
         api: format!("/api/v1/organizations/{org}/projects/{project}/chats/{chat}"),
         temperature: parameter("temperature"),

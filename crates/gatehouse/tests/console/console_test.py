@@ -20,7 +20,10 @@ CHROMIUM / CHROMEDRIVER (default /usr/bin/...).
 """
 
 import base64
+import hashlib
+import hmac
 import json
+import struct
 import os
 import sys
 import time
@@ -128,6 +131,15 @@ def accept_confirm(driver):
         driver.switch_to.alert.accept()
     except (TimeoutException, NoAlertPresentException):
         pass
+
+
+def totp(secret, at):
+    """RFC 6238 with SHA-1, six digits, 30-second steps, for `at` (seconds)."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int(at) // 30), hashlib.sha1).digest()
+    offset = mac[-1] & 15
+    number = (struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000
+    return f"{number:06d}"
 
 
 def collect_requests(driver):
@@ -334,6 +346,10 @@ def person_chats_in_the_playground(person):
     texts = [e.text for e in person.find_elements(By.CSS_SELECTOR, "li.message .content")]
     assert texts == ["Tell me about compilers.", final], texts
     go(person, "/playground")
+    find(person, "#new-project").find_element(By.XPATH, "..").find_element(By.TAG_NAME, "summary").click()
+    fill(person, "#project-name", "Research notes")
+    submit_and_reload(person, "#new-project")
+    assert "Research notes" in find(person, ".chats").text, find(person, ".chats").text
     check_page(person, "playground")
 
 
@@ -454,6 +470,56 @@ def person_adds_a_passkey_and_signs_in_with_it(person):
     assert "Grace Hopper" in find(person, ".who").text
 
 
+def person_turns_on_an_authenticator_app(person):
+    go(person, "/account")
+    fill(person, "#totp-pw", PERSON_PASSWORD)
+    find(person, "#totp-start [type=submit]").click()
+    wait(person, lambda d: find(d, "[data-totp-secret]").text, "the authenticator secret")
+    secret = find(person, "[data-totp-secret]").text
+    assert find(person, "[data-totp-qr]").get_attribute("src").startswith("data:image/svg+xml;base64,")
+    fill(person, "#totp-code", totp(secret, time.time()))
+    find(person, "#totp-confirm [type=submit]").click()
+    wait(person, lambda d: len(find(d, "[data-recovery-codes]").text.split()) == 10, "the recovery codes")
+    check_page(person, "account-recovery-codes")
+    find(person, "[data-sign-out]").click()
+    wait(person, lambda d: "/sign-in" in d.current_url, "signing out")
+    # Password, then the app's code (the next step's: the current one is spent).
+    fill(person, "#login", PERSON_EMAIL)
+    fill(person, "#password", PERSON_PASSWORD)
+    find(person, "#sign-in [type=submit]").click()
+    wait(person, lambda d: find(d, "#second-factor").is_displayed(), "the second-factor step")
+    check_page(person, "sign-in-second-factor")
+    fill(person, "#code", totp(secret, time.time() + 30))
+    find(person, "#second-factor [type=submit]").click()
+    wait(person, lambda d: d.current_url.rstrip("/") == BASE, "home after the second factor")
+    go(person, "/account")
+    assert "On." in find(person, "section[aria-labelledby=totp-title]").text
+
+
+def admin_creates_someone_who_sets_their_password(admin):
+    go(admin, "/admin/users")
+    find(admin, "#create-user").find_element(By.XPATH, "..").find_element(By.TAG_NAME, "summary").click()
+    fill(admin, "#new-email", "ken@example.com")
+    fill(admin, "#new-name", "Ken")
+    find(admin, "#create-user [type=submit]").click()
+    wait(admin, lambda d: len(find(d, "#new-secret").text) >= 12, "the generated password")
+    generated = find(admin, "#new-secret").text
+    driver = browser("newcomer")
+    try:
+        sign_in(driver, "ken@example.com", generated)
+        wait(driver, lambda d: "/password" in d.current_url, "the forced password change")
+        check_page(driver, "password")
+        fill(driver, "#current-password", generated)
+        fill(driver, "#new-password", "kens own long passphrase")
+        find(driver, "#change-password [type=submit]").click()
+        wait(driver, lambda d: d.current_url.rstrip("/") == BASE, "home after the change")
+        assert "Welcome, Ken" in find(driver, "h1").text
+        collect_requests(driver)
+        return driver.requests
+    finally:
+        driver.quit()
+
+
 def someone_signs_in_through_sso():
     if not SSO_LOGIN:
         log("sso: skipped (no provider)")
@@ -489,6 +555,7 @@ def main(upstream):
         log("step: admin sets up models")
         admin_sets_up_models(admin, upstream)
         log("step: person registers and makes a key")
+        newcomer_requests = []
         key = person_registers_and_makes_a_key(person)
         log("step: the key works with the openai SDK")
         key_works_with_the_openai_sdk(key)
@@ -503,6 +570,10 @@ def main(upstream):
         person_works_with_organizations(person)
         log("step: passkey")
         person_adds_a_passkey_and_signs_in_with_it(person)
+        log("step: authenticator app")
+        person_turns_on_an_authenticator_app(person)
+        log("step: a created account changes its generated password")
+        newcomer_requests = admin_creates_someone_who_sets_their_password(admin)
         log("step: single sign-on")
         someone_signs_in_through_sso()
         collect_requests(admin)
@@ -523,7 +594,8 @@ def main(upstream):
         person.quit()
     # Requests that left the browser (http, https, ws): all to Gatehouse. The
     # browser's own pages (chrome://, its first new tab) are not the web.
-    network = [u for d in (admin, person) for u in d.requests if u.split(":", 1)[0] in ("http", "https", "ws", "wss")]
+    requests = admin.requests + person.requests + newcomer_requests
+    network = [u for u in requests if u.split(":", 1)[0] in ("http", "https", "ws", "wss")]
     assert network, "the network log was read"
     elsewhere = sorted({u for u in network if not u.startswith(BASE + "/")})
     report = {
