@@ -708,18 +708,30 @@ impl Config {
         }
     }
 
+    /// Gatehouse's address as people reach it: `auth.sso.public_url`, else
+    /// `tokens.issuer`.
+    pub fn public_url(&self) -> &str {
+        self.auth
+            .sso
+            .public_url
+            .as_deref()
+            .unwrap_or(&self.tokens.issuer)
+    }
+
+    /// The web console's address, for links in emails.
+    pub fn console_url(&self) -> String {
+        let base = gatehouse_api::console::ConsoleSettings::new(&self.console.base_path)
+            .map(|c| c.base_path)
+            .unwrap_or_default();
+        format!("{}{base}", self.public_url().trim_end_matches('/'))
+    }
+
     /// Where passkeys are bound (`None`: off): `auth.passkeys`, its origins
     /// defaulting to Gatehouse's public URL.
     pub fn relying_party(
         &self,
     ) -> Result<Option<gatehouse_core::accounts::passkeys::RelyingParty>, String> {
-        let public = self
-            .auth
-            .sso
-            .public_url
-            .as_deref()
-            .unwrap_or(&self.tokens.issuer);
-        self.auth.passkeys.relying_party(public)
+        self.auth.passkeys.relying_party(self.public_url())
     }
 
     /// Checks what types alone cannot.

@@ -277,6 +277,7 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Opened> {
             },
             mfa_required_for_admins: config.auth.mfa.required_for_admins,
             passkeys: config.relying_party().map_err(anyhow::Error::msg)?,
+            console_url: Some(config.console_url()),
         },
         CatalogSettings {
             keys: Arc::new(

@@ -108,6 +108,7 @@ pub(crate) fn routes(base: &str) -> Router<AppState> {
         .route(&at("/reset"), get(sign_in::reset))
         .route(&at("/verify"), get(sign_in::verify))
         .route(&at("/password"), get(sign_in::password))
+        .route(&at("/invitation"), get(sign_in::invitation))
         .route(&at("/keys"), get(home::keys))
         .route(&at("/playground"), get(work::playground))
         .route(&at("/playground/{org}/{project}/{chat}"), get(work::chat))

@@ -174,6 +174,46 @@ pub(crate) async fn password(
     render(Password { nav, forced })
 }
 
+#[derive(Template)]
+#[template(path = "console/invitation.html")]
+struct InvitationPage {
+    nav: Nav,
+    token: String,
+    /// `?next=` back to this page, for signing in first.
+    back: String,
+}
+
+/// The landing page of an invitation email: accept (signed in) or decline.
+pub(crate) async fn invitation(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(landing): Query<Landing>,
+) -> Response {
+    let base = &state.console_base;
+    let token = landing.token.filter(|t| t.len() <= 512).unwrap_or_default();
+    let caller = match crate::caller::session_cookie(&headers) {
+        Some(session) => state
+            .services
+            .caller(Credential::SessionCookie(session))
+            .await
+            .ok(),
+        None => None,
+    };
+    let nav = match &caller {
+        Some(caller) => Nav::of(base, &caller.user, "organizations"),
+        None => Nav::anonymous(base),
+    };
+    let here = format!(
+        "{base}/invitation?{}",
+        serde_urlencoded::to_string([("token", token.as_str())]).unwrap_or_default()
+    );
+    render(InvitationPage {
+        nav,
+        back: serde_urlencoded::to_string([("next", here.as_str())]).unwrap_or_default(),
+        token,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::local_path;

@@ -55,6 +55,7 @@ async fn ready_is_503_with_the_error_shape_when_storage_is_down() {
         sessions: Default::default(),
         mfa_required_for_admins: false,
         passkeys: None,
+        console_url: None,
     };
     let app = router(
         Services::new(

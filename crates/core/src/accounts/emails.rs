@@ -20,21 +20,30 @@ impl AccountService {
         purpose: TokenPurpose,
     ) -> Result<()> {
         let token = self.env.random.token();
+        // The console's page for the token, when the console's address is known.
+        let link = |page: &str| {
+            self.console_url
+                .as_ref()
+                .map(|base| format!("Open {base}/{page}?token={token}\nor use the token:\n\n"))
+                .unwrap_or_default()
+        };
         let (ttl, subject, body) = match purpose {
             TokenPurpose::VerifyEmail => (
                 VERIFY_TTL_MS,
                 "Verify your email address",
                 format!(
-                    "Hello {},\n\nconfirm this address for your Gatehouse account with this token (valid 24 hours):\n\ntoken: {token}\n\n(POST /api/v1/auth/emails/verify with {{\"token\": \"...\"}})\n",
-                    user.display_name
+                    "Hello {},\n\nconfirm this address for your Gatehouse account (valid 24 hours).\n\n{}token: {token}\n\n(POST /api/v1/auth/emails/verify with {{\"token\": \"...\"}})\n",
+                    user.display_name,
+                    link("verify"),
                 ),
             ),
             TokenPurpose::ResetPassword => (
                 RESET_TTL_MS,
                 "Reset your password",
                 format!(
-                    "Hello {},\n\nsomeone asked to reset the password of your Gatehouse account. If it was you, use this token within an hour:\n\ntoken: {token}\n\n(POST /api/v1/auth/reset/confirm with {{\"token\": \"...\", \"new_password\": \"...\"}})\nIf it was not you, ignore this email.\n",
-                    user.display_name
+                    "Hello {},\n\nsomeone asked to reset the password of your Gatehouse account. If it was you, set a new one within an hour.\n\n{}token: {token}\n\n(POST /api/v1/auth/reset/confirm with {{\"token\": \"...\", \"new_password\": \"...\"}})\nIf it was not you, ignore this email.\n",
+                    user.display_name,
+                    link("reset"),
                 ),
             ),
         };

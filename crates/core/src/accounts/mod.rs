@@ -76,6 +76,9 @@ pub struct AccountSettings {
     pub mfa_required_for_admins: bool,
     /// Where passkeys are bound; `None`: passkeys are off.
     pub passkeys: Option<passkeys::RelyingParty>,
+    /// The web console's address (`https://host[/base]`), for the links in
+    /// emails; `None`: emails carry the token alone.
+    pub console_url: Option<String>,
 }
 
 /// An account an admin creates.
@@ -232,6 +235,7 @@ pub struct AccountService {
     sessions: SessionPolicy,
     mfa_required_for_admins: bool,
     passkeys: Option<passkeys::RelyingParty>,
+    console_url: Option<String>,
     /// Seals TOTP secrets.
     keys: Arc<KeyRing>,
 }
@@ -278,6 +282,9 @@ impl AccountService {
             sessions: settings.sessions,
             mfa_required_for_admins: settings.mfa_required_for_admins,
             passkeys: settings.passkeys,
+            console_url: settings
+                .console_url
+                .map(|url| url.trim_end_matches('/').to_string()),
             keys,
         }
     }

@@ -38,6 +38,7 @@ fn service_with(
         sessions: SessionPolicy::default(),
         mfa_required_for_admins: false,
         passkeys: None,
+        console_url: None,
     };
     adjust(&mut settings);
     AccountService::new(

@@ -86,6 +86,7 @@ impl Services {
             env.clock.clone(),
             &catalog.key_prefix,
         ));
+        let console_url = accounts.console_url.clone();
         Services {
             vaults: Arc::new(VaultService::new(
                 store.clone(),
@@ -123,11 +124,10 @@ impl Services {
                 env.clone(),
                 audit.clone(),
             )),
-            tenancy: Arc::new(TenancyService::new(
-                store.clone(),
-                env.clone(),
-                audit.clone(),
-            )),
+            tenancy: Arc::new(
+                TenancyService::new(store.clone(), env.clone(), audit.clone())
+                    .with_console_url(console_url),
+            ),
             outbox: Arc::new(Outbox::new(store.clone(), env.clone())),
             idempotency: Arc::new(Idempotency::new(store.clone(), env.clone())),
             keys: Arc::new(KeyService::new(

@@ -30,6 +30,7 @@ impl TenancyService {
             expires_at: now + chrono::Duration::days(INVITATION_TTL_DAYS),
         };
         let env = &self.env;
+        let console_url = self.console_url.as_deref();
         self
             .audited(
                 |tx| {
@@ -80,8 +81,11 @@ impl TenancyService {
                             },
                         )
                         .await?;
+                    let link = console_url
+                        .map(|base| format!("Open {base}/invitation?token={token}\nor use the token:\n\n"))
+                        .unwrap_or_default();
                     let body = format!(
-                        "Hello,\n\n{} invited you to join the organization {} on Gatehouse as {}.\nThe invitation is valid for {INVITATION_TTL_DAYS} days:\n\ntoken: {token}\n\n(sign in, then POST /api/v1/invitations/accept with {{\"token\": \"...\"}}; POST /api/v1/invitations/decline to decline)\n",
+                        "Hello,\n\n{} invited you to join the organization {} on Gatehouse as {}.\nThe invitation is valid for {INVITATION_TTL_DAYS} days.\n\n{link}token: {token}\n\n(sign in, then POST /api/v1/invitations/accept with {{\"token\": \"...\"}}; POST /api/v1/invitations/decline to decline)\n",
                         actor.display_name,
                         access.org.name,
                         role.as_str()

@@ -328,6 +328,8 @@ pub struct TenancyService {
     store: Store,
     env: Env,
     audit: Arc<AuditLog>,
+    /// The web console's address, for the link in invitation emails.
+    console_url: Option<String>,
 }
 
 /// The audit record of one successful write.
@@ -349,7 +351,18 @@ fn require_user_role(user: &User) -> Result<()> {
 
 impl TenancyService {
     pub fn new(store: Store, env: Env, audit: Arc<AuditLog>) -> Self {
-        TenancyService { store, env, audit }
+        TenancyService {
+            store,
+            env,
+            audit,
+            console_url: None,
+        }
+    }
+
+    /// Invitation emails link to the console at `url` (`https://host[/base]`).
+    pub fn with_console_url(mut self, url: Option<String>) -> Self {
+        self.console_url = url.map(|u| u.trim_end_matches('/').to_string());
+        self
     }
 
     /// The audit event of a change, to stage in its transaction.

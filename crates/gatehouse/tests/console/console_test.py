@@ -273,7 +273,12 @@ def admin_sets_up_models(admin, upstream):
 
 def person_registers_and_makes_a_key(person):
     # The pages emails lead to, signed out.
-    for path, name in [("/reset", "reset"), ("/reset?token=abc", "reset-confirm"), ("/verify?token=abc", "verify")]:
+    for path, name in [
+        ("/reset", "reset"),
+        ("/reset?token=abc", "reset-confirm"),
+        ("/verify?token=abc", "verify"),
+        ("/invitation?token=abc", "invitation"),
+    ]:
         go(person, path)
         check_page(person, name)
     go(person, "/sign-in")
@@ -370,6 +375,12 @@ def person_sees_usage_and_asks_for_a_model(person):
     check_page(person, "models")
     go(person, "/catalog/subscriptions")
     check_page(person, "subscriptions-own")
+    go(person, "/catalog/aliases")
+    check_page(person, "aliases-own")
+    # What a person may not open: a page that says so, not the admin's.
+    go(person, "/admin/users")
+    assert find(person, "h1").text == "Not found", find(person, "h1").text
+    check_page(person, "not-found")
 
 
 def admin_approves_and_reads_logs(admin):

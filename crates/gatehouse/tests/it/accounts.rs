@@ -555,6 +555,12 @@ async fn the_whole_account_journey_with_real_smtp() {
     assert_eq!(status, 202);
     let mail = sink.nth_message_to("ada@example.com", 2).await;
     assert!(mail.contains("Subject: Reset your password"), "{mail}");
+    // A link to the console's page for the token (at `tokens.issuer`).
+    let link = format!(
+        "Open http://localhost:3000/reset?token={}",
+        crate::smtp::token_in(&mail)
+    );
+    assert!(crate::smtp::unquoted(&mail).contains(&link), "{mail}");
     let (status, _) = post(
         &app,
         "/api/v1/auth/reset/confirm",

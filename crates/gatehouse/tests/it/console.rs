@@ -417,3 +417,79 @@ async fn people_use_the_console_end_to_end_in_a_real_browser() {
     drop(provider);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invitation_email_leads_to_the_console_page_that_accepts_it() {
+    let app = spawn_app(admin_config()).await;
+    let admin = app.first_admin().await;
+    app.create_user(&admin, "ada").await;
+    let bearer = app.bearer("admin@example.com").await;
+    let auth = Some(("authorization", bearer.as_str()));
+    let (status, org) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/organizations",
+            auth,
+            Some(json!({"name": "Lab"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{org}");
+    let org = org["id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/organizations/{org}/invitations"),
+            auth,
+            Some(json!({"email": "ada@example.com", "role": "member"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let pending = app.services.outbox.pending().await.unwrap();
+    let mail = pending
+        .iter()
+        .rev()
+        .find(|m| m.to == "ada@example.com")
+        .expect("the invitation email");
+    let token = mail
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let link = format!("http://localhost:3000/invitation?token={token}");
+    assert!(mail.body.contains(&format!("Open {link}")), "{}", mail.body);
+    // Signed out: sign in first, and come back here.
+    let browser = plain_browser();
+    let page_url = app.url(&format!("/invitation?token={token}"));
+    let (status, _, html) = page(&browser, &page_url).await;
+    assert_eq!(status, 200);
+    let back =
+        serde_urlencoded::to_string([("next", format!("/invitation?token={token}"))]).unwrap();
+    assert!(
+        html.contains(&format!("/sign-in?{}", back.replace('&', "&amp;"))),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="decline""#) && !html.contains(r#"id="accept""#));
+    // Signed in: the button that accepts, with the token.
+    session(&app, &browser, "ada@example.com").await;
+    let (_, _, html) = page(&browser, &page_url).await;
+    assert!(html.contains(r#"id="accept""#), "{html}");
+    assert!(
+        html.contains(&format!(r#"name="token" value="{token}""#)),
+        "{html}"
+    );
+    // What the button sends, as the browser sends it.
+    let response = browser
+        .post(app.url("/api/v1/invitations/accept"))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, _, orgs) = page(&browser, &app.url("/organizations")).await;
+    assert!(
+        orgs.contains(&format!("/organizations/{org}\">Lab</a>")),
+        "{orgs}"
+    );
+    app.stop().await;
+}

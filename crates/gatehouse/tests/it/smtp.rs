@@ -108,3 +108,29 @@ pub fn token_in(data: &str) -> String {
         .unwrap_or_else(|| panic!("no token in {data}"))
         .to_string()
 }
+
+/// `data` with quoted-printable undone (soft line breaks joined, `=XX`
+/// bytes restored), as a mail client shows it.
+pub fn unquoted(data: &str) -> String {
+    let joined = data.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
