@@ -95,8 +95,11 @@
 
   function showError(element, message) {
     var slot = errorSlot(element);
-    if (slot) { slot.textContent = message; slot.hidden = false; }
-    else window.alert(message);
+    if (!slot) { window.alert(message); return; }
+    slot.textContent = message;
+    slot.hidden = false;
+    // The page's own slot is at the top: bring it into view.
+    if (slot.hasAttribute("data-page-error")) slot.scrollIntoView({ block: "nearest" });
   }
 
   function clearError(element) {

@@ -68,15 +68,11 @@ pub(crate) async fn models(State(state): State<AppState>, viewer: Viewer) -> Pag
         .into_iter()
         .map(|s| (s.model_id, s.status))
         .collect();
-    let usable: std::collections::HashSet<String> = state
-        .services
-        .keys
-        .index()
-        .models_for_user(user.id)
-        .await
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
+    let usable: std::collections::HashSet<String> =
+        super::home::usable_model_names(&state, user.id)
+            .await
+            .into_iter()
+            .collect();
     let mut rows: Vec<ModelRow> = models
         .into_iter()
         .map(|m| ModelRow {

@@ -203,21 +203,8 @@ pub(crate) async fn page(
             budget,
         ));
     }
-    let keys = state
-        .services
-        .keys
-        .list(
-            user,
-            false,
-            &PageRequest {
-                limit: 500,
-                after: None,
-            },
-        )
-        .await
-        .or_page(&viewer)?;
-    let now = state.services.usage.env().clock.now().timestamp_millis();
-    for view in &keys.items {
+    let (keys, now) = own_keys(&state, &viewer).await?;
+    for view in &keys {
         let key = &view.key;
         if let Some(budget) = key.budget
             && key.unusable_at(now).is_none()
@@ -254,6 +241,39 @@ pub(crate) async fn page(
     }))
 }
 
+/// The viewer's keys (their first 500, newest first) and the time now, in
+/// milliseconds, to tell which still work.
+async fn own_keys(
+    state: &AppState,
+    viewer: &Viewer,
+) -> Result<(Vec<gatehouse_core::keys::KeyView>, i64), super::PageError> {
+    let page = PageRequest {
+        limit: 500,
+        after: None,
+    };
+    let keys = state
+        .services
+        .keys
+        .list(&viewer.user, false, &page)
+        .await
+        .or_page(viewer)?;
+    let now = state.services.usage.env().clock.now().timestamp_millis();
+    Ok((keys.items, now))
+}
+
+/// The names of the models `user` may call now, in order.
+pub(crate) async fn usable_model_names(state: &AppState, user: gatehouse_core::Id) -> Vec<String> {
+    state
+        .services
+        .keys
+        .index()
+        .models_for_user(user)
+        .await
+        .iter()
+        .map(|m| m.name.clone())
+        .collect()
+}
+
 /// A key as the keys page lists it.
 pub(crate) struct KeyRow {
     pub id: String,
@@ -287,22 +307,8 @@ pub(crate) async fn keys(
     viewer: Viewer,
 ) -> PageResult {
     let user = &viewer.user;
-    let listed = state
-        .services
-        .keys
-        .list(
-            user,
-            false,
-            &PageRequest {
-                limit: 500,
-                after: None,
-            },
-        )
-        .await
-        .or_page(&viewer)?;
-    let now = state.services.usage.env().clock.now().timestamp_millis();
+    let (listed, now) = own_keys(&state, &viewer).await?;
     let keys = listed
-        .items
         .into_iter()
         .map(|view| {
             let key = view.key;
@@ -356,15 +362,7 @@ pub(crate) async fn keys(
             }
         })
         .collect();
-    let models = state
-        .services
-        .keys
-        .index()
-        .models_for_user(user.id)
-        .await
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
+    let models = usable_model_names(&state, user.id).await;
     let organizations = state
         .services
         .tenancy

@@ -84,18 +84,6 @@ async fn projects(
     Ok((found, names))
 }
 
-async fn model_names(state: &AppState, viewer: &Viewer) -> Vec<String> {
-    state
-        .services
-        .keys
-        .index()
-        .models_for_user(viewer.user.id)
-        .await
-        .iter()
-        .map(|m| m.name.clone())
-        .collect()
-}
-
 #[derive(Template)]
 #[template(path = "console/playground.html")]
 struct Playground {
@@ -111,7 +99,7 @@ pub(crate) async fn playground(State(state): State<AppState>, viewer: Viewer) ->
         nav: viewer.nav("playground"),
         projects,
         orgs,
-        models: model_names(&state, &viewer).await,
+        models: super::home::usable_model_names(&state, viewer.user.id).await,
     }))
 }
 
@@ -196,7 +184,7 @@ pub(crate) async fn chat(
         nav: viewer.nav("playground"),
         projects,
         orgs,
-        models: model_names(&state, &viewer).await,
+        models: super::home::usable_model_names(&state, viewer.user.id).await,
         api: format!("/api/v1/organizations/{org}/projects/{project}/chats/{chat}"),
         temperature: parameter("temperature"),
         max_tokens: parameter("max_tokens"),

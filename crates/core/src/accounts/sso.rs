@@ -203,14 +203,19 @@ impl AccountService {
             })
             .await?;
         if let Some(identity) = linked {
-            let user = self.get_user(identity.user_id).await?;
-            if user.status != UserStatus::Active {
-                return Err(Error::new(
-                    ErrorCode::Unauthenticated,
-                    "this account is disabled",
-                ));
+            match self.get_user(identity.user_id).await {
+                Ok(user) if user.status != UserStatus::Active => {
+                    return Err(Error::new(
+                        ErrorCode::Unauthenticated,
+                        "this account is disabled",
+                    ));
+                }
+                Ok(user) => return Ok(user),
+                // The account was deleted and its removal has not reached the
+                // identity yet: the person signs in as someone new.
+                Err(e) if e.code() == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
             }
-            return Ok(user);
         }
         let Some(email) = profile.email.as_deref() else {
             return Err(Error::new(
@@ -309,9 +314,12 @@ impl AccountService {
                         if existing.user_id == identity.user_id {
                             return Ok(());
                         }
-                        return Err(TxError::Abort(Error::conflict(
-                            "this identity was just linked to another account",
-                        )));
+                        // A deleted account's link is no one's.
+                        if keyspace::user(existing.user_id).get(&tx).await?.is_some() {
+                            return Err(TxError::Abort(Error::conflict(
+                                "this identity was just linked to another account",
+                            )));
+                        }
                     }
                     key.put(&tx, identity).await?;
                     keyspace::user_sso(identity.user_id, &identity.provider, &identity.subject)

@@ -515,6 +515,11 @@ pub fn alias_global(alias: &str) -> Key<IdRef> {
     Key::new(pack(&("alias_global", alias)))
 }
 
+/// All of `("alias_user", user, *)`: one user's own aliases.
+pub fn aliases_of(user: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("alias_user").subspace(&(user.0,)))
+}
+
 /// `("alias_user", user, alias) = IdRef`
 pub fn alias_user(user: crate::Id, alias: &str) -> Key<IdRef> {
     Key::new(pack(&("alias_user", user.0, alias)))

@@ -248,7 +248,81 @@ async fn user_page(tx: &Tx, user_id: Id, now: DateTime<Utc>) -> Result<usize, Tx
         }
         return Ok(orgs.entries.len());
     }
+    let signed = remove_ways_in(tx, user_id).await?;
+    if signed > 0 {
+        return Ok(signed);
+    }
     crate::work::purge::remove_user_chats(tx, user_id, SMALL_PAGE).await
+}
+
+/// A page of what a deleted account used to get in or to call models: its
+/// single sign-on identities (so the person can sign in afresh), passkeys and
+/// second factor, API keys with their hash index, subscriptions and own
+/// aliases. How many went (0: none left).
+async fn remove_ways_in(tx: &Tx, user_id: Id) -> Result<usize, TxError<Error>> {
+    use crate::model::accounts::SsoIdentity;
+    use crate::model::catalog::IdRef;
+    use crate::model::factors::PasskeyRecord;
+    let page = RangeOptions::limit(SMALL_PAGE);
+    let identities = tx.get_range(&keyspace::user_ssos(user_id), page).await?;
+    if !identities.entries.is_empty() {
+        for identity in decode_values::<SsoIdentity>(&identities.entries).map_err(TxError::Abort)? {
+            let linked = keyspace::sso_identity(&identity.provider, &identity.subject);
+            // Cleared only while it still names this account.
+            if linked.get(tx).await?.is_some_and(|l| l.user_id == user_id) {
+                linked.clear(tx).await?;
+            }
+            keyspace::user_sso(user_id, &identity.provider, &identity.subject)
+                .clear(tx)
+                .await?;
+        }
+        return Ok(identities.entries.len());
+    }
+    let passkeys = tx.get_range(&keyspace::passkeys_of(user_id), page).await?;
+    if !passkeys.entries.is_empty() {
+        for record in decode_values::<PasskeyRecord>(&passkeys.entries).map_err(TxError::Abort)? {
+            keyspace::passkey_credential(record.credential.cred_id())
+                .clear(tx)
+                .await?;
+            keyspace::passkey(user_id, record.id).clear(tx).await?;
+        }
+        return Ok(passkeys.entries.len());
+    }
+    let totp = keyspace::totp(user_id);
+    if totp.get(tx).await?.is_some() {
+        totp.clear(tx).await?;
+        return Ok(1);
+    }
+    let keys = tx.get_range(&keyspace::api_keys_of(user_id), page).await?;
+    if !keys.entries.is_empty() {
+        for entry in decode_values::<IdRef>(&keys.entries).map_err(TxError::Abort)? {
+            if let Some(key) = keyspace::api_key(entry.id).get(tx).await? {
+                keyspace::api_key_by_hash(&key.hash).clear(tx).await?;
+            }
+            keyspace::api_key(entry.id).clear(tx).await?;
+            keyspace::api_key_last_used(entry.id).clear(tx).await?;
+            keyspace::api_key_of(user_id, entry.id).clear(tx).await?;
+        }
+        return Ok(keys.entries.len());
+    }
+    let subscriptions = tx
+        .get_range(&keyspace::subscriptions_of(user_id), page)
+        .await?;
+    if !subscriptions.entries.is_empty() {
+        for (key, value) in &subscriptions.entries {
+            let entry: IdRef = crate::codec::decode(value).map_err(TxError::Abort)?;
+            keyspace::subscription(entry.id).clear(tx).await?;
+            tx.clear(key)?;
+        }
+        return Ok(subscriptions.entries.len());
+    }
+    let aliases = tx.get_range(&keyspace::aliases_of(user_id), page).await?;
+    for (key, value) in &aliases.entries {
+        let entry: IdRef = crate::codec::decode(value).map_err(TxError::Abort)?;
+        keyspace::alias(entry.id).clear(tx).await?;
+        tx.clear(key)?;
+    }
+    Ok(aliases.entries.len())
 }
 
 impl TenancyService {

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -59,20 +58,9 @@ async fn upstream() -> String {
                 "usage": {"prompt_tokens": 20, "completion_tokens": 7}})
         ));
         events.push("data: [DONE]\n\n".to_string());
-        let stream = futures_util::stream::unfold((events, 0usize), |(events, i)| async move {
-            if i >= events.len() {
-                return None;
-            }
-            if i > 0 {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            let item = Ok::<_, std::io::Error>(axum::body::Bytes::from(events[i].clone()));
-            Some((item, (events, i + 1)))
-        });
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from_stream(stream))
-            .unwrap()
+        crate::helpers::sse(events, |i| {
+            Duration::from_millis(if i > 0 { 300 } else { 0 })
+        })
     }
     let router = axum::Router::new()
         .route("/v1/models", get(models))

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::catalog::{EndpointSpec, ModelSpec, NewCredential};
@@ -125,20 +124,9 @@ async fn upstream(seen: Seen) -> String {
 
     /// Server-sent events: the first at once, the rest after a pause.
     fn sse(events: Vec<String>) -> Response {
-        let stream = futures_util::stream::unfold((events, 0usize), |(events, i)| async move {
-            if i >= events.len() {
-                return None;
-            }
-            if i == 1 {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            let item = Ok::<_, std::io::Error>(axum::body::Bytes::from(events[i].clone()));
-            Some((item, (events, i + 1)))
-        });
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from_stream(stream))
-            .unwrap()
+        crate::helpers::sse(events, |i| {
+            Duration::from_millis(if i == 1 { 1500 } else { 0 })
+        })
     }
 
     let mut router = axum::Router::new();

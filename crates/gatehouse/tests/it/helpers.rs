@@ -339,3 +339,21 @@ pub fn request_log(
         response_body: None,
     }
 }
+
+/// A stand-in upstream's `text/event-stream` answer: event `i` is sent after
+/// waiting `pause(i)`.
+pub fn sse(events: Vec<String>, pause: fn(usize) -> Duration) -> axum::response::Response {
+    let stream = futures_util::stream::unfold((events, 0usize), move |(events, i)| async move {
+        let event = events.get(i)?.clone();
+        let wait = pause(i);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let item = Ok::<_, std::io::Error>(axum::body::Bytes::from(event));
+        Some((item, (events, i + 1)))
+    });
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .expect("an event-stream answer")
+}

@@ -716,3 +716,38 @@ async fn call_with(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+#[tokio::test]
+async fn a_deleted_account_leaves_its_identity_free_for_a_new_one() {
+    let Some((app, _provider)) = world(&accounts(&[]), |_, _| {}).await else {
+        return;
+    };
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let first = me(&app, body["token"].as_str().unwrap()).await;
+    let admin = app.bearer("admin@example.com").await;
+    let path = format!("/api/v1/users/{}", first["id"].as_str().unwrap());
+    let (status, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &path,
+            Some(("authorization", &admin)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    // At once, before the removal has reached the identity: a new account.
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let second = me(&app, body["token"].as_str().unwrap()).await;
+    assert_eq!(second["email"], "alice@example.com");
+    assert_ne!(second["id"], first["id"]);
+    // The removal finishing leaves the new link alone.
+    app.services.finish_removals().await.unwrap();
+    let (status, body) = sign_in(&app, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        me(&app, body["token"].as_str().unwrap()).await["id"],
+        second["id"]
+    );
+}

@@ -573,8 +573,19 @@ async fn deletions_answer_at_once_and_finish_in_the_background() {
     let m = s.tenancy.memberships(member).await.unwrap();
     assert!(m.organizations.iter().all(|(o, _)| o.id != f.org));
     assert!(m.teams.iter().all(|(t, _)| t.org_id != f.org));
-    // An account goes the same way.
+    // An account goes the same way, with the keys it held.
     let victim = f.victim.unwrap();
+    let victim_user = s.accounts.get_user(victim).await.unwrap();
+    let (key, _) = s
+        .keys
+        .create(
+            &victim_user,
+            gatehouse_core::keys::NewKey::default(),
+            None,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
     let path = format!("/api/v1/users/{victim}");
     let (status, body) = w.as_actor("admin", Method::DELETE, &path, None).await;
     assert_eq!(status, 204, "{body}");
@@ -601,6 +612,7 @@ async fn deletions_answer_at_once_and_finish_in_the_background() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let (key_id, key_hash) = (key.id, &key.hash);
     let left = s
         .store
         .run(|tx| async move {
@@ -613,12 +625,28 @@ async fn deletions_answer_at_once_and_finish_in_the_background() {
                 gatehouse_core::keyspace::projects(f.org),
                 gatehouse_core::keyspace::invitations(f.org),
                 gatehouse_core::keyspace::user_orgs(victim),
+                gatehouse_core::keyspace::api_keys_of(victim),
+                gatehouse_core::keyspace::passkeys_of(victim),
+                gatehouse_core::keyspace::user_ssos(victim),
+                gatehouse_core::keyspace::subscriptions_of(victim),
+                gatehouse_core::keyspace::aliases_of(victim),
             ] {
                 left += tx
                     .get_range(&range, Default::default())
                     .await?
                     .entries
                     .len();
+            }
+            if gatehouse_core::keyspace::api_key_by_hash(key_hash)
+                .get(&tx)
+                .await?
+                .is_some()
+                || gatehouse_core::keyspace::api_key(key_id)
+                    .get(&tx)
+                    .await?
+                    .is_some()
+            {
+                left += 1;
             }
             Ok::<_, gatehouse_storage::TxError<gatehouse_core::Error>>(left)
         })
