@@ -554,6 +554,7 @@ struct System {
     worker: String,
     leader: bool,
     shared: bool,
+    instances: Vec<(String, bool, bool, String)>,
     jobs: Vec<JobRow>,
     endpoints: Vec<(String, String, String)>,
     removals: Vec<(String, String, u64)>,
@@ -566,6 +567,21 @@ pub(crate) async fn system(State(state): State<AppState>, viewer: Viewer) -> Pag
     let services = &state.services;
     let installation = services.system.installation().await.or_page(&viewer)?;
     let status = services.cluster.status();
+    let instances = services
+        .cluster
+        .instances()
+        .await
+        .or_page(&viewer)?
+        .into_iter()
+        .map(|i| {
+            (
+                i.instance_id,
+                i.this,
+                i.leader,
+                when_opt(&i.lease_expires_at),
+            )
+        })
+        .collect();
     let names: std::collections::HashMap<Id, String> = services
         .catalog
         .list_endpoints(&viewer.user)
@@ -606,6 +622,7 @@ pub(crate) async fn system(State(state): State<AppState>, viewer: Viewer) -> Pag
         worker: status.worker_id.map(|w| w.to_string()).unwrap_or_default(),
         leader: status.leader,
         shared: services.cluster.is_shared(),
+        instances,
         jobs: status
             .jobs
             .into_iter()

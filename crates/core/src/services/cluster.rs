@@ -40,6 +40,19 @@ pub struct NodeStatus {
     pub jobs: Vec<JobStatus>,
 }
 
+/// An instance as the cluster's leases show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceView {
+    pub instance_id: String,
+    /// Holds the leader lease.
+    pub leader: bool,
+    /// This instance is the one answering.
+    pub this: bool,
+    /// When its worker-ID lease runs out unless renewed (none on a store of
+    /// its own).
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
 pub struct ClusterService {
     store: Store,
     clock: Arc<dyn Clock>,
@@ -286,6 +299,48 @@ impl ClusterService {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// The live instances: those holding an unexpired worker-ID lease (on a
+    /// shared store), or this one alone.
+    pub async fn instances(&self) -> Result<Vec<InstanceView>> {
+        let status = self.status();
+        if !self.is_shared() {
+            return Ok(vec![InstanceView {
+                instance_id: status.instance_id,
+                leader: status.leader,
+                this: true,
+                lease_expires_at: None,
+            }]);
+        }
+        let now = self.clock.now_millis();
+        let (leases, leader) = self
+            .store
+            .run(|tx| async move {
+                let leases = crate::codec::read_all::<crate::model::cluster::WorkerLease>(
+                    &tx,
+                    &keyspace::worker_leases(),
+                )
+                .await?;
+                let leader = keyspace::leader_lease().get(&tx).await?;
+                Ok::<_, TxError<Error>>((leases, leader))
+            })
+            .await?;
+        let leader = leader
+            .filter(|l| l.expires_at_ms > now)
+            .map(|l| l.instance_id);
+        let mut found: Vec<InstanceView> = leases
+            .into_iter()
+            .filter(|l| l.expires_at_ms > now)
+            .map(|l| InstanceView {
+                leader: leader.as_deref() == Some(l.instance_id.as_str()),
+                this: l.instance_id == status.instance_id,
+                lease_expires_at: DateTime::from_timestamp_millis(l.expires_at_ms),
+                instance_id: l.instance_id,
+            })
+            .collect();
+        found.sort_by(|a, b| b.this.cmp(&a.this).then(a.instance_id.cmp(&b.instance_id)));
+        Ok(found)
     }
 
     /// Records the outcome of a background job run, for `/ready` and `/metrics`.

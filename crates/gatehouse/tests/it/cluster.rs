@@ -183,6 +183,21 @@ async fn a_follower_on_another_instance_sees_writes_in_order() {
         writer.services.cluster.status().worker_id,
         reader.services.cluster.status().worker_id
     );
+    // Each sees both, and knows which one it is (the console's system page).
+    let seen = reader.services.cluster.instances().await.unwrap();
+    let ids: std::collections::BTreeSet<_> = seen.iter().map(|i| i.instance_id.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            writer.services.cluster.instance_id(),
+            reader.services.cluster.instance_id()
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    );
+    assert!(seen[0].this && seen[0].instance_id == reader.services.cluster.instance_id());
+    assert!(seen.iter().filter(|i| i.leader).count() <= 1);
 
     let start = reader.services.changes.head().await.unwrap();
     let names: Vec<String> = (0..20).map(|i| format!("flag.{i:02}")).collect();

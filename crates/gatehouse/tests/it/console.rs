@@ -222,6 +222,15 @@ async fn what_a_role_may_not_use_is_neither_shown_nor_served() {
     );
     let (status, _, _) = page(&admin_browser, &app.url("/admin/users?role=emperor")).await;
     assert_eq!(status, 400, "a filter that does not parse says so");
+    let (status, _, system) = page(&admin_browser, &app.url("/admin/system")).await;
+    assert_eq!(status, 200);
+    let instance = app.services.cluster.instance_id();
+    assert!(
+        system.contains(&format!(
+            "<code>{instance}</code> <span class=\"badge active\">this one</span>"
+        )),
+        "{system}"
+    );
     app.stop().await;
 }
 
