@@ -338,6 +338,32 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A page of the records in `range`, in key order, after the key `after`:
+/// at most `limit`, and whether more follow. For lists too long to read
+/// whole in one answer (an organization's members, a team's, invitations).
+pub async fn read_page_after<T: Record>(
+    tx: &Tx,
+    range: &gatehouse_storage::KeyRange,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<T>, bool), TxError<Error>> {
+    let begin = match after {
+        Some(key) => gatehouse_storage::key_after(key),
+        None => range.begin.clone(),
+    };
+    if begin >= range.end {
+        return Ok((Vec::new(), false));
+    }
+    let rest = gatehouse_storage::KeyRange::new(begin, range.end.clone());
+    let page = tx
+        .get_range(&rest, gatehouse_storage::RangeOptions::limit(limit + 1))
+        .await?;
+    let mut values = decode_values::<T>(&page.entries).map_err(TxError::Abort)?;
+    let more = values.len() > limit;
+    values.truncate(limit);
+    Ok((values, more))
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

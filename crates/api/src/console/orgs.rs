@@ -15,6 +15,13 @@ use crate::rest::AppState;
 /// The most vaults and clients whose grants and certificates a page reads.
 const DETAILED: usize = 100;
 
+/// The members and invitations a page shows: the first 500 (the API pages
+/// through the rest).
+const SHOWN: gatehouse_core::page::PageRequest = gatehouse_core::page::PageRequest {
+    limit: 500,
+    after: None,
+};
+
 pub(crate) struct OrgRow {
     pub id: String,
     pub name: String,
@@ -123,9 +130,10 @@ pub(crate) async fn organization(
     let tenancy = &state.services.tenancy;
     let access = tenancy.access(user, org_id).await.or_page(&viewer)?;
     let members = tenancy
-        .list_members(user, org_id)
+        .list_members(user, org_id, &SHOWN)
         .await
         .or_page(&viewer)?
+        .items
         .into_iter()
         .map(|m| MemberRow {
             id: m.membership.user_id.to_string(),
@@ -139,9 +147,10 @@ pub(crate) async fn organization(
     let may_invite = access.allows(OrgAction::Invite);
     let invitations = if may_invite || access.platform_reader() {
         tenancy
-            .list_invitations(user, org_id)
+            .list_invitations(user, org_id, &SHOWN)
             .await
             .or_page(&viewer)?
+            .items
             .into_iter()
             .map(|i| InvitationRow {
                 id: i.id.to_string(),

@@ -377,11 +377,9 @@ pub async fn members(
     let members = state
         .services
         .tenancy
-        .list_members(&auth.user, id(&org)?)
+        .list_members(&auth.user, id(&org)?, &page)
         .await?;
-    Ok(Json(List::paged(members, &page, Order::Ascending, |m| {
-        m.membership.user_id
-    })?))
+    Ok(Json(List::of(members)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -575,9 +573,9 @@ pub async fn invitations(
     let list = state
         .services
         .tenancy
-        .list_invitations(&auth.user, id(&org)?)
+        .list_invitations(&auth.user, id(&org)?, &page)
         .await?;
-    Ok(Json(List::paged(list, &page, Order::Ascending, |i| i.id)?))
+    Ok(Json(List::of(list)))
 }
 
 /// Revoke a pending invitation.

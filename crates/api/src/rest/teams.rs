@@ -302,11 +302,9 @@ pub async fn members(
     let members = state
         .services
         .tenancy
-        .list_team_members(&auth.user, id(&org)?, id(&team)?)
+        .list_team_members(&auth.user, id(&org)?, id(&team)?, &page)
         .await?;
-    Ok(Json(List::paged(members, &page, Order::Ascending, |m| {
-        m.user_id
-    })?))
+    Ok(Json(List::of(members)))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -115,23 +115,41 @@ impl TenancyService {
         Ok(SentInvitation { invitation, token })
     }
 
-    /// An organization's invitations, oldest first (those who may invite).
-    pub async fn list_invitations(&self, actor: &User, org_id: Id) -> Result<Vec<Invitation>> {
+    /// A page of an organization's invitations, oldest first (those who may
+    /// invite), read from storage after the cursor.
+    pub async fn list_invitations(
+        &self,
+        actor: &User,
+        org_id: Id,
+        page: &PageRequest,
+    ) -> Result<Page<Invitation>> {
         let now = self.env.clock.now();
-        let mut invitations = self
+        let after: Option<Id> = page.after_key()?;
+        let limit = page.limit;
+        let (mut items, more) = self
             .store
             .run(|tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 if !access.allows(OrgAction::Invite) && !access.platform_reader {
                     access.require(OrgAction::Invite)?;
                 }
-                read_all::<Invitation>(&tx, &keyspace::invitations(org_id)).await
+                let after = after.map(|id| keyspace::invitation(org_id, id));
+                crate::codec::read_page_after::<Invitation>(
+                    &tx,
+                    &keyspace::invitations(org_id),
+                    after.as_ref().map(|k| k.as_bytes()),
+                    limit,
+                )
+                .await
             })
             .await?;
-        for i in &mut invitations {
+        for i in &mut items {
             i.status = i.status_at(now);
         }
-        Ok(invitations)
+        let next_cursor = more
+            .then(|| items.last().map(|i| i.id.to_string()))
+            .flatten();
+        Ok(Page { items, next_cursor })
     }
 
     /// Revokes a pending invitation.

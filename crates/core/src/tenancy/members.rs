@@ -4,22 +4,42 @@
 use super::*;
 
 impl TenancyService {
-    pub async fn list_members(&self, actor: &User, org_id: Id) -> Result<Vec<MemberView>> {
+    /// A page of an organization's members, in user-ID order, read from
+    /// storage after the cursor (organizations can be very large).
+    pub async fn list_members(
+        &self,
+        actor: &User,
+        org_id: Id,
+        page: &PageRequest,
+    ) -> Result<Page<MemberView>> {
+        let after: Option<Id> = page.after_key()?;
+        let limit = page.limit;
         Ok(self
             .store
             .run(|tx| async move {
                 load_access(&tx, actor, org_id).await?;
-                let mut members = Vec::new();
-                for m in read_all::<Membership>(&tx, &keyspace::org_members(org_id)).await? {
+                let after = after.map(|user| keyspace::org_member(org_id, user));
+                let (memberships, more) = crate::codec::read_page_after::<Membership>(
+                    &tx,
+                    &keyspace::org_members(org_id),
+                    after.as_ref().map(|k| k.as_bytes()),
+                    limit,
+                )
+                .await?;
+                let next_cursor = more
+                    .then(|| memberships.last().map(|m| m.user_id.to_string()))
+                    .flatten();
+                let mut items = Vec::with_capacity(memberships.len());
+                for m in memberships {
                     if let Some(user) = keyspace::user(m.user_id).get(&tx).await? {
-                        members.push(MemberView {
+                        items.push(MemberView {
                             membership: m,
                             email: user.email,
                             display_name: user.display_name,
                         });
                     }
                 }
-                Ok::<_, TxError<Error>>(members)
+                Ok::<_, TxError<Error>>(Page { items, next_cursor })
             })
             .await?)
     }

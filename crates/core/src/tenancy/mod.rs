@@ -38,6 +38,7 @@ use crate::common::token_hash;
 use crate::model::accounts::{Email, User};
 use crate::model::sessions::ClientInfo;
 use crate::model::vaults::SubjectKind;
+use crate::page::{Page, PageRequest};
 use crate::{Env, Error, Id, Result, keyspace};
 
 /// How long an invitation can be accepted.

@@ -215,7 +215,10 @@ impl TenancyService {
         actor: &User,
         org_id: Id,
         team_id: Id,
-    ) -> Result<Vec<TeamMember>> {
+        page: &PageRequest,
+    ) -> Result<Page<TeamMember>> {
+        let after: Option<Id> = page.after_key()?;
+        let limit = page.limit;
         Ok(self
             .store
             .run(|tx| async move {
@@ -223,7 +226,18 @@ impl TenancyService {
                 if keyspace::team(org_id, team_id).get(&tx).await?.is_none() {
                     return abort(Error::not_found("team"));
                 }
-                read_all::<TeamMember>(&tx, &keyspace::team_members(team_id)).await
+                let after = after.map(|user| keyspace::team_member(team_id, user));
+                let (items, more) = crate::codec::read_page_after::<TeamMember>(
+                    &tx,
+                    &keyspace::team_members(team_id),
+                    after.as_ref().map(|k| k.as_bytes()),
+                    limit,
+                )
+                .await?;
+                let next_cursor = more
+                    .then(|| items.last().map(|m| m.user_id.to_string()))
+                    .flatten();
+                Ok(Page { items, next_cursor })
             })
             .await?)
     }

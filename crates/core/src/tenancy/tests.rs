@@ -326,9 +326,10 @@ async fn invitations_are_mailed_accepted_once_and_only_by_their_addressee() {
     );
     let statuses: Vec<_> = w
         .tenancy
-        .list_invitations(&owner, org)
+        .list_invitations(&owner, org, &crate::page::PageRequest::default())
         .await
         .unwrap()
+        .items
         .into_iter()
         .filter(|i| i.email == eve.email)
         .map(|i| i.status)
@@ -380,9 +381,10 @@ async fn the_last_owner_stays_and_ownership_moves_by_transfer() {
         .unwrap();
     let roles: BTreeSet<_> = w
         .tenancy
-        .list_members(&member, org)
+        .list_members(&member, org, &crate::page::PageRequest::default())
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|m| (m.display_name, m.membership.role))
         .collect();
@@ -453,9 +455,10 @@ async fn nobody_raises_their_own_organization_role() {
         .unwrap();
     let roles: Vec<_> = w
         .tenancy
-        .list_members(&owner, org)
+        .list_members(&owner, org, &crate::page::PageRequest::default())
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|m| m.membership.role)
         .collect();
@@ -672,7 +675,10 @@ async fn outsiders_see_nothing_and_change_nothing() {
     let o = &outsider;
     let results = [
         code(t.access(o, org).await),
-        code(t.list_members(o, org).await),
+        code(
+            t.list_members(o, org, &crate::page::PageRequest::default())
+                .await,
+        ),
         code(t.update_org(o, org, rename("Pwned"), c).await),
         code(t.delete_org(o, org, c).await),
         code(t.set_org_status(o, org, OrgStatus::Suspended, c).await),
@@ -683,13 +689,19 @@ async fn outsiders_see_nothing_and_change_nothing() {
         code(t.remove_member(o, org, member.id, c).await),
         code(t.transfer_ownership(o, org, o.id, c).await),
         code(t.invite(o, org, &o.email, OrgRole::Owner, c).await),
-        code(t.list_invitations(o, org).await),
+        code(
+            t.list_invitations(o, org, &crate::page::PageRequest::default())
+                .await,
+        ),
         code(t.list_teams(o, org).await),
         code(t.get_team(o, org, team.id).await),
         code(t.create_team(o, org, named("Mine"), c).await),
         code(t.update_team(o, org, team.id, TeamSpec::default(), c).await),
         code(t.delete_team(o, org, team.id, c).await),
-        code(t.list_team_members(o, org, team.id).await),
+        code(
+            t.list_team_members(o, org, team.id, &crate::page::PageRequest::default())
+                .await,
+        ),
         code(
             t.put_team_member(o, org, team.id, o.id, TeamRole::Manager, c)
                 .await,
@@ -701,7 +713,14 @@ async fn outsiders_see_nothing_and_change_nothing() {
         "{results:?}"
     );
     assert_eq!(t.get_team(&owner, org, team.id).await.unwrap().name, "T");
-    assert_eq!(t.list_members(&owner, org).await.unwrap().len(), 3);
+    assert_eq!(
+        t.list_members(&owner, org, &crate::page::PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
     assert!(
         !t.check_permission(o, "organization.read", Resource::Organization(org))
             .await
@@ -765,7 +784,12 @@ async fn suspended_organizations_are_read_only_until_resumed() {
         .unwrap();
     // Read-only admins read it and change nothing.
     assert_eq!(
-        w.tenancy.list_members(&readonly, org).await.unwrap().len(),
+        w.tenancy
+            .list_members(&readonly, org, &crate::page::PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
         3
     );
     assert_eq!(
@@ -804,7 +828,15 @@ async fn a_deleted_user_leaves_everything_but_not_an_orphaned_organization() {
             .organizations
             .is_empty()
     );
-    assert_eq!(w.tenancy.list_members(&owner, org).await.unwrap().len(), 2);
+    assert_eq!(
+        w.tenancy
+            .list_members(&owner, org, &crate::page::PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -883,6 +915,27 @@ async fn a_huge_organization_is_removed_a_page_per_transaction() {
             .await
             .unwrap();
     }
+    // Lists of that size are read a page at a time, from the cursor on.
+    let page = |cursor: Option<String>| crate::page::PageRequest::new(Some(500), cursor).unwrap();
+    let first = w
+        .tenancy
+        .list_team_members(&owner, org, team, &page(None))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 500);
+    let second = w
+        .tenancy
+        .list_team_members(&owner, org, team, &page(first.next_cursor.clone()))
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 500);
+    assert!(second.items[0].user_id > first.items[499].user_id);
+    let members = w
+        .tenancy
+        .list_members(&owner, org, &page(None))
+        .await
+        .unwrap();
+    assert!(members.next_cursor.is_some() && members.items.len() <= 500);
     w.tenancy.delete_org(&owner, org, &w.client).await.unwrap();
     // Gone from view at once, for its members too.
     assert_eq!(
