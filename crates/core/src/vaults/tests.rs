@@ -139,6 +139,26 @@ async fn losing_the_grant_or_the_membership_stops_refresh() {
 }
 
 #[tokio::test]
+async fn a_deleted_organization_stops_refresh_before_its_vaults_are_removed() {
+    let w = world();
+    w.tokens.ensure_signing_key().await.unwrap();
+    let (user, org, vault) = w.granted().await;
+    let tokens = w.tokens.user_token(&user, org, vault, &w.c).await.unwrap();
+    // What a deletion does at once: the organization's record goes; its
+    // vaults and grants follow a page at a time, later.
+    w.store
+        .run(|tx| async move { keyspace::org(org).clear(&tx).await })
+        .await
+        .unwrap();
+    let e = w
+        .tokens
+        .refresh(&tokens.refresh_token, &w.c)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotFound);
+}
+
+#[tokio::test]
 async fn retired_signing_keys_stay_published_for_a_day_and_rotation_follows_the_schedule() {
     let w = world();
     w.tokens.ensure_signing_key().await.unwrap();

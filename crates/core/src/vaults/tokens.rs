@@ -639,13 +639,21 @@ impl TokenService {
                     let Some(vault) = super::find_vault(&tx, record.vault_id).await? else {
                         return Ok(Step::Refused(Error::not_found("vault")));
                     };
+                    // A deleted organization is gone at once, though its
+                    // vaults and clients are removed a page at a time.
+                    if keyspace::org(vault.org_id).get(&tx).await?.is_none() {
+                        return Ok(Step::Refused(Error::not_found("vault")));
+                    }
                     let role = super::effective_role(&tx, &vault, record.holder).await?;
                     let active = match record.holder {
                         Holder::User(id) => keyspace::user(id)
                             .get(&tx)
                             .await?
                             .is_some_and(|u| u.is_active()),
-                        Holder::Client(_) => true,
+                        Holder::Client(id) => keyspace::service_client(vault.org_id, id)
+                            .get(&tx)
+                            .await?
+                            .is_some(),
                     };
                     let Some(role) = role.filter(|_| active) else {
                         return Ok(Step::Refused(Error::permission_denied(

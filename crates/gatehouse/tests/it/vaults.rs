@@ -938,9 +938,11 @@ async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_
     let after = after["items"].as_array().unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0]["subject_type"], "client");
-    // The organization goes: its client's certificate no longer signs in.
-    let (status, _) = w.exchange(&w.assertion(w.claims())).await;
+    // The organization goes: its client's certificate no longer signs in,
+    // and a refresh token it held no longer renews.
+    let (status, tokens) = w.exchange(&w.assertion(w.claims())).await;
     assert_eq!(status, 200);
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
         .call(
@@ -957,5 +959,11 @@ async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_
         body["error"]["message"].as_str().unwrap().contains("kid"),
         "{body}"
     );
+    let (status, body) = w.refresh(&refresh_token).await;
+    assert!(
+        status == 404 || status == 401 || status == 400,
+        "{status} {body}"
+    );
+    assert!(body["access_token"].is_null(), "{body}");
     w.app.stop().await;
 }
