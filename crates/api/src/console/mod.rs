@@ -170,20 +170,35 @@ fn home_path(base: &str) -> String {
     }
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, kind, body)) => (
-            [
-                (header::CONTENT_TYPE, *kind),
-                // Revalidated each time: a new release must not be hidden
-                // behind an old cached script.
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+/// An asset, with an `ETag` so that revalidating it costs a `304`.
+async fn asset(Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
+    let Some((_, kind, body)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let etag = etag(body);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    // Revalidated each time: a new release must not be hidden behind an old
+    // cached script.
+    let cache = [
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+        (header::ETAG, etag),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
+    (cache, [(header::CONTENT_TYPE, *kind)], *body).into_response()
+}
+
+/// A strong validator of an embedded asset: FNV-1a of its bytes (the assets
+/// are a few kilobytes, embedded, and change only with a release).
+fn etag(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("\"{hash:016x}\"")
 }
 
 /// What every page's frame needs: who is signed in, and what they may see.

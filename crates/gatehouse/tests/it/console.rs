@@ -144,7 +144,16 @@ async fn pages_send_strangers_to_sign_in_and_back_and_carry_a_strict_policy() {
         response.headers()["content-type"],
         "text/javascript; charset=utf-8"
     );
+    let etag = response.headers()["etag"].clone();
     assert!(response.text().await.unwrap().contains("data-api"));
+    // Revalidating costs a 304, not the script again.
+    let again = browser
+        .get(app.url("/static/console.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
     let (status, _, _) = page(&browser, &app.url("/static/../Cargo.toml")).await;
     assert!(status == 404 || status == 400, "{status}");
     let (status, _, _) = page(&browser, &app.url("/static/nope.js")).await;
