@@ -499,3 +499,62 @@ async fn an_invitation_email_leads_to_the_console_page_that_accepts_it() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_held_back_are_sent_to_the_page_that_frees_them() {
+    let mut config = admin_config();
+    config.auth.mfa.required_for_admins = true;
+    let app = spawn_app(config).await;
+    let admin = plain_browser();
+    session(&app, &admin, "admin@example.com").await;
+    // An admin without a second factor: enrol one first.
+    for path in ["/", "/admin/users", "/keys"] {
+        let (status, headers, _) = page(&admin, &app.url(path)).await;
+        assert_eq!(
+            (status, headers["location"].to_str().unwrap()),
+            (303, "/account?enrol=1"),
+            "{path}"
+        );
+    }
+    let (status, _, html) = page(&admin, &app.url("/account?enrol=1")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("needs a second factor"), "{html}");
+    assert!(html.contains(r#"id="totp-start""#) && html.contains(r#"id="add-passkey""#));
+    assert!(
+        !html.contains("/admin/users"),
+        "nothing else is offered yet"
+    );
+    // A generated password: change it first.
+    let root = app.first_admin().await;
+    let new = gatehouse_core::accounts::AdminNewUser {
+        email: "new@example.com",
+        password: None,
+        username: None,
+        display_name: None,
+        provider: false,
+    };
+    let (_, generated) = app
+        .services
+        .accounts
+        .admin_create_user(&root, new, &Default::default())
+        .await
+        .unwrap();
+    let generated = generated.expect("a generated password");
+    let newcomer = plain_browser();
+    let response = newcomer
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"login": "new@example.com", "password": &generated, "mode": "session"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, headers, _) = page(&newcomer, &app.url("/keys")).await;
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (303, "/password")
+    );
+    let (status, _, html) = page(&newcomer, &app.url("/password")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("was generated"), "{html}");
+    app.stop().await;
+}
