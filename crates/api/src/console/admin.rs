@@ -51,6 +51,8 @@ fn id_filter(viewer: &Viewer, raw: &Option<String>, what: &str) -> Result<Option
 
 pub(crate) struct UserRow {
     pub id: String,
+    /// The viewer: not disabled or deleted from here.
+    pub me: bool,
     pub email: String,
     pub name: String,
     pub roles: Vec<&'static str>,
@@ -127,6 +129,7 @@ pub(crate) async fn users(
         .take(PAGE)
         .map(|u| UserRow {
             id: u.id.to_string(),
+            me: u.id == viewer.user.id,
             roles: u.roles.iter().map(|r| r.as_str()).collect(),
             active: u.is_active(),
             created: when(&u.created_at),
