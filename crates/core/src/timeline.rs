@@ -21,6 +21,9 @@ use crate::{Error, Id, Result, keyspace};
 /// The re-indexing migrations of request logs and of audit events.
 pub const LOG_INDEX: &str = "request_log_index";
 pub const AUDIT_INDEX: &str = "audit_index";
+/// The marker of everyone's weekly usage rows by user: `{"since":
+/// "YYYY-MM-DD"}`, the Monday from which they are complete.
+pub const USAGE_WEEKS: &str = "usage_weeks";
 
 /// Marks the re-indexing migrations done, in the transaction that creates a
 /// store: a new store has nothing an earlier release wrote (without this,
@@ -38,6 +41,13 @@ pub async fn mark_indexed(
         };
         keyspace::migration(name).put(tx, &marker).await?;
     }
+    // Weekly usage rows are complete from the start on a new store.
+    let weeks = crate::model::system::Setting {
+        name: USAGE_WEEKS.to_string(),
+        value: serde_json::json!({"since": "0001-01-01", "new_store": true}),
+        updated_at: now,
+    };
+    keyspace::migration(USAGE_WEEKS).put(tx, &weeks).await?;
     Ok(())
 }
 

@@ -187,8 +187,17 @@ pub fn jobs(
                 let logs = usage.index_old_logs().await.map_err(|e| e.to_string())?;
                 let counters = usage.move_old_rollups().await.map_err(|e| e.to_string())?;
                 let events = audit.index_old_events().await.map_err(|e| e.to_string())?;
+                let weeks = usage
+                    .start_weekly_rollups()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(format!(
-                    "indexed {logs} request logs and {events} audit events of earlier releases, moved {counters} rollup counters"
+                    "indexed {logs} request logs and {events} audit events of earlier releases, moved {counters} rollup counters{}",
+                    if weeks {
+                        ", started weekly usage rows"
+                    } else {
+                        ""
+                    }
                 ))
             })
         }),

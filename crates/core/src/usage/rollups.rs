@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use gatehouse_storage::tuple::unpack;
 use gatehouse_storage::{KeyRange, RangeOptions, TxError, decode_counter};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,53 @@ const READ_PAGE: usize = 50_000;
 
 /// The most days one statistics query covers.
 pub const MAX_STATS_DAYS: i64 = 366;
+
+/// Everyone's usage by user, per week: `("usage_all", "user_week", monday,
+/// user, field)`. Statistics by user for everyone read whole weeks from it
+/// and only the days around them from the daily rows — about 3× fewer
+/// counters for 30 days, 6× for a year (the costliest query: its size grows
+/// with the number of users).
+pub(super) const USER_WEEK: &str = "user_week";
+
+/// The marker that says from which Monday on the weekly rows are complete.
+const WEEKS: &str = crate::timeline::USAGE_WEEKS;
+
+/// The Monday of `day`'s week.
+fn week_of(day: NaiveDate) -> NaiveDate {
+    day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()))
+}
+
+/// A run of days, first and last (for weeks: their Mondays).
+pub(super) type Days = (NaiveDate, NaiveDate);
+
+/// Days `from..=to` as the whole weeks (first and last Monday) that start on
+/// or after `since`, and the runs of days outside them.
+pub(super) fn weeks_and_days(
+    from: NaiveDate,
+    to: NaiveDate,
+    since: Option<NaiveDate>,
+) -> (Option<Days>, Vec<Days>) {
+    let whole = since.and_then(|since| {
+        let start = from.max(since);
+        let first = week_of(start + chrono::Days::new(6));
+        let last = week_of(to + chrono::Days::new(1)) - chrono::Days::new(7);
+        (first <= last).then_some((first, last))
+    });
+    match whole {
+        None => (None, vec![(from, to)]),
+        Some((first, last)) => {
+            let mut days = Vec::new();
+            if from < first {
+                days.push((from, first - chrono::Days::new(1)));
+            }
+            let after = last + chrono::Days::new(7);
+            if after <= to {
+                days.push((after, to));
+            }
+            (Some((first, last)), days)
+        }
+    }
+}
 
 /// How statistics are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -93,18 +140,19 @@ fn add(
 ) {
     let (user, key, model, org) = row;
     let mut rows = vec![
-        (Scope::All, "day", String::new()),
-        (Scope::All, "model", model.to_string()),
-        (Scope::All, "key", key.to_string()),
-        (Scope::All, "user", user.to_string()),
-        (Scope::User(user), "day", String::new()),
-        (Scope::User(user), "model", model.to_string()),
-        (Scope::User(user), "key", key.to_string()),
+        (Scope::All, "day", day, String::new()),
+        (Scope::All, "model", day, model.to_string()),
+        (Scope::All, "key", day, key.to_string()),
+        (Scope::All, "user", day, user.to_string()),
+        (Scope::All, USER_WEEK, week_of(day), user.to_string()),
+        (Scope::User(user), "day", day, String::new()),
+        (Scope::User(user), "model", day, model.to_string()),
+        (Scope::User(user), "key", day, key.to_string()),
     ];
     if let Some(org) = org {
-        rows.push((Scope::All, "org", org.to_string()));
+        rows.push((Scope::All, "org", day, org.to_string()));
     }
-    for (scope, dimension, group) in rows {
+    for (scope, dimension, day, group) in rows {
         let sum = sums.entry((scope, dimension, day, group)).or_default();
         for (total, value) in sum.iter_mut().zip(values) {
             *total = total.saturating_add(value);
@@ -183,23 +231,71 @@ impl UsageService {
                 ));
             }
         };
-        let range = match user {
-            Some(user) => keyspace::usage_user_days(user, dimension, &from, &to),
-            None => keyspace::usage_all_days(dimension, &from, &to),
-        };
-        // Every key of the range starts with its dimension's prefix: what
-        // follows is `(day, group, field)`.
-        let prefix = match user {
+        // What to read: ranges of one dimension's counters, each with the
+        // length of its prefix (what follows is `(day, group, field)`).
+        let text = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+        let reads: Vec<(KeyRange, usize)> = match user {
             Some(user) => {
-                keyspace::usage_user_days(user, dimension, "", "")
+                let prefix = keyspace::usage_user_days(user, dimension, "", "")
                     .begin
                     .len()
-                    - 2
+                    - 2;
+                vec![(
+                    keyspace::usage_user_days(user, dimension, &from, &to),
+                    prefix,
+                )]
             }
-            None => keyspace::usage_all_days(dimension, "", "").begin.len() - 2,
+            None if dimension == "user" => {
+                // Whole weeks from the weekly rows, the days around them
+                // from the daily ones.
+                let since = self.weeks_since().await?;
+                let (weeks, days) = weeks_and_days(query.from, query.to, since);
+                let daily = keyspace::usage_all_days("user", "", "").begin.len() - 2;
+                let weekly = keyspace::usage_all_days(USER_WEEK, "", "").begin.len() - 2;
+                let mut reads: Vec<(KeyRange, usize)> = days
+                    .into_iter()
+                    .map(|(a, b)| (keyspace::usage_all_days("user", &text(a), &text(b)), daily))
+                    .collect();
+                if let Some((first, last)) = weeks {
+                    reads.push((
+                        keyspace::usage_all_days(USER_WEEK, &text(first), &text(last)),
+                        weekly,
+                    ));
+                }
+                reads
+            }
+            None => {
+                let prefix = keyspace::usage_all_days(dimension, "", "").begin.len() - 2;
+                vec![(keyspace::usage_all_days(dimension, &from, &to), prefix)]
+            }
         };
         let own_group = user.map(|u| u.to_string()).unwrap_or_default();
         let mut rows: BTreeMap<String, StatsRow> = BTreeMap::new();
+        for (range, prefix) in reads {
+            self.add_counters(
+                range,
+                prefix,
+                query.group_by,
+                &own_group,
+                user.is_some(),
+                &mut rows,
+            )
+            .await?;
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// Adds the counters of `range` (keys `prefix ++ (day, group, field)`)
+    /// into the rows they group into.
+    async fn add_counters(
+        &self,
+        range: KeyRange,
+        prefix: usize,
+        group_by: GroupBy,
+        own_group: &str,
+        one_user: bool,
+        rows: &mut BTreeMap<String, StatsRow>,
+    ) -> Result<()> {
         let mut next = Some(range);
         while let Some(range) = next {
             let page = self
@@ -221,9 +317,9 @@ impl UsageService {
                 let Ok((day, group, field)) = unpack::<(Cow<str>, Cow<str>, Cow<str>)>(rest) else {
                     continue;
                 };
-                let group = match (query.group_by, user) {
+                let group = match (group_by, one_user) {
                     (GroupBy::Day, _) => day,
-                    (GroupBy::User, Some(_)) => Cow::Borrowed(own_group.as_str()),
+                    (GroupBy::User, true) => Cow::Borrowed(own_group),
                     _ => group,
                 };
                 let row = match rows.get_mut(group.as_ref()) {
@@ -244,7 +340,45 @@ impl UsageService {
             }
             next = page.next;
         }
-        Ok(rows.into_values().collect())
+        Ok(())
+    }
+
+    /// From which Monday on everyone's weekly rows by user are complete
+    /// (`None`: not yet: a store upgraded this week).
+    async fn weeks_since(&self) -> Result<Option<NaiveDate>> {
+        let marker = self
+            .store
+            .run(|tx| async move { keyspace::migration(WEEKS).get(&tx).await })
+            .await?;
+        Ok(marker.and_then(|m| {
+            m.value["since"]
+                .as_str()
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        }))
+    }
+
+    /// On a store of an earlier release, starts the weekly rows: they are
+    /// complete from the first Monday after now (the days before are read
+    /// from the daily rows, as before). Once; `true` when it set the mark.
+    pub async fn start_weekly_rollups(&self) -> Result<bool> {
+        let now = self.env().clock.now();
+        let since = week_of(now.date_naive()) + chrono::Days::new(7);
+        Ok(self
+            .store
+            .run(|tx| async move {
+                let key = keyspace::migration(WEEKS);
+                if key.get(&tx).await?.is_some() {
+                    return Ok::<_, TxError<Error>>(false);
+                }
+                let marker = crate::model::system::Setting {
+                    name: WEEKS.to_string(),
+                    value: serde_json::json!({"since": since.format("%Y-%m-%d").to_string()}),
+                    updated_at: now,
+                };
+                key.put(&tx, &marker).await?;
+                Ok(true)
+            })
+            .await?)
     }
 
     /// Moves the rollups of earlier releases (`("usage_day", day, user, key,

@@ -506,3 +506,122 @@ async fn everyone_s_usage_groups_by_organization_and_a_user_s_own_does_not() {
         crate::ErrorCode::InvalidInput
     );
 }
+
+/// Everyone's usage by user reads whole weeks from the weekly rows and the
+/// days around them from the daily ones; weeks before the weekly rows were
+/// started (a store of an earlier release, whose logs wrote none) come from
+/// the daily rows. Random ranges over four months give exactly the sums of
+/// the logs themselves.
+#[tokio::test]
+async fn usage_by_user_sums_weeks_and_days_exactly_as_the_logs_do() {
+    use std::collections::BTreeMap;
+
+    use rand::rngs::StdRng;
+
+    use super::rollups::USER_WEEK;
+    use rand::{Rng, SeedableRng};
+    let w = world();
+    let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut all = Vec::new();
+    let record = |w: &World, rng: &mut StdRng, n: usize, all: &mut Vec<RequestLog>| {
+        for _ in 0..n {
+            w.clock.advance(rng.random_range(0..(36 * 3600 * 1000)));
+            let user = Id(rng.random_range(1..=8));
+            let tokens = (rng.random_range(0..500), rng.random_range(0..500));
+            let log = w.log(user, "m", tokens);
+            all.push(log.clone());
+            w.usage.record(log);
+        }
+    };
+    // An earlier release: daily rows only.
+    record(&w, &mut rng, 80, &mut all);
+    w.usage.flush().await.unwrap();
+    w.store
+        .run(|tx| async move {
+            tx.clear_range(&keyspace::usage_all_days(USER_WEEK, "", "9999-12-31"))?;
+            Ok::<_, TxError<Error>>(())
+        })
+        .await
+        .unwrap();
+    assert!(w.usage.start_weekly_rollups().await.unwrap());
+    assert!(!w.usage.start_weekly_rollups().await.unwrap(), "once");
+    record(&w, &mut rng, 80, &mut all);
+    w.usage.flush().await.unwrap();
+    let first = all[0].at.date_naive();
+    let span = (all.last().unwrap().at.date_naive() - first).num_days();
+    for round in 0..200 {
+        let from = first + chrono::Days::new(rng.random_range(0..=span) as u64);
+        let to = from + chrono::Days::new(rng.random_range(0..=60));
+        let query = StatsQuery {
+            from,
+            to,
+            user: None,
+            all: true,
+            group_by: GroupBy::User,
+        };
+        let mut expected: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
+        for log in all
+            .iter()
+            .filter(|l| (from..=to).contains(&l.at.date_naive()))
+        {
+            let row = expected.entry(log.user_id.to_string()).or_default();
+            row.0 += 1;
+            row.1 += log.prompt_tokens as i64;
+            row.2 += log.completion_tokens as i64;
+            row.3 += log.cost_micros;
+        }
+        let got: BTreeMap<String, (i64, i64, i64, i64)> = w
+            .usage
+            .stats(&admin, &query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let sums = (
+                    r.requests,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cost_micros,
+                );
+                (r.group, sums)
+            })
+            .collect();
+        assert_eq!(got, expected, "round {round}: {from}..={to}");
+    }
+}
+
+#[test]
+fn a_range_splits_into_whole_weeks_and_the_days_around_them() {
+    use chrono::NaiveDate;
+
+    use super::rollups::weeks_and_days;
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    // 2026-11-02 is a Monday.
+    let (weeks, days) = weeks_and_days(d("2026-11-04"), d("2026-11-26"), Some(d("0001-01-01")));
+    assert_eq!(weeks, Some((d("2026-11-09"), d("2026-11-16"))));
+    assert_eq!(
+        days,
+        [
+            (d("2026-11-04"), d("2026-11-08")),
+            (d("2026-11-23"), d("2026-11-26"))
+        ]
+    );
+    let (weeks, days) = weeks_and_days(d("2026-11-02"), d("2026-11-15"), Some(d("0001-01-01")));
+    assert_eq!(
+        (weeks, days),
+        (Some((d("2026-11-02"), d("2026-11-09"))), vec![])
+    );
+    // Weeks before `since` come from days.
+    let (weeks, days) = weeks_and_days(d("2026-11-02"), d("2026-11-22"), Some(d("2026-11-16")));
+    assert_eq!(weeks, Some((d("2026-11-16"), d("2026-11-16"))));
+    assert_eq!(days, [(d("2026-11-02"), d("2026-11-15"))]);
+    assert_eq!(
+        weeks_and_days(d("2026-11-03"), d("2026-11-08"), Some(d("0001-01-01"))),
+        (None, vec![(d("2026-11-03"), d("2026-11-08"))])
+    );
+    assert_eq!(
+        weeks_and_days(d("2026-11-02"), d("2026-11-30"), None),
+        (None, vec![(d("2026-11-02"), d("2026-11-30"))])
+    );
+}
