@@ -128,32 +128,50 @@ enum Scope {
     User(Id),
 }
 
+/// A row's group, borrowed from the logs: formatted once per row when the
+/// counters are written, not once per call (the flush runs on the gateway's
+/// runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Group<'a> {
+    None,
+    Id(Id),
+    Name(&'a str),
+}
+
+impl Group<'_> {
+    fn text(self) -> String {
+        match self {
+            Group::None => String::new(),
+            Group::Id(id) => id.to_string(),
+            Group::Name(name) => name.to_string(),
+        }
+    }
+}
+
 /// One rollup row: whose, which dimension, which day, which group.
-type RowKey = (Scope, &'static str, NaiveDate, String);
+type RowKey<'a> = (Scope, &'static str, NaiveDate, Group<'a>);
 
 /// Adds one call's counters to the row of each dimension it counts in.
-fn add(
-    sums: &mut HashMap<RowKey, [i64; 4]>,
+fn add<'a>(
+    sums: &mut HashMap<RowKey<'a>, [i64; 4]>,
     day: NaiveDate,
-    row: (Id, Id, &str, Option<Id>),
+    row: (Id, Id, &'a str, Option<Id>),
     values: [i64; 4],
 ) {
     let (user, key, model, org) = row;
-    let mut rows = vec![
-        (Scope::All, "day", day, String::new()),
-        (Scope::All, "model", day, model.to_string()),
-        (Scope::All, "key", day, key.to_string()),
-        (Scope::All, "user", day, user.to_string()),
-        (Scope::All, USER_WEEK, week_of(day), user.to_string()),
-        (Scope::User(user), "day", day, String::new()),
-        (Scope::User(user), "model", day, model.to_string()),
-        (Scope::User(user), "key", day, key.to_string()),
+    let rows = [
+        (Scope::All, "day", day, Group::None),
+        (Scope::All, "model", day, Group::Name(model)),
+        (Scope::All, "key", day, Group::Id(key)),
+        (Scope::All, "user", day, Group::Id(user)),
+        (Scope::All, USER_WEEK, week_of(day), Group::Id(user)),
+        (Scope::User(user), "day", day, Group::None),
+        (Scope::User(user), "model", day, Group::Name(model)),
+        (Scope::User(user), "key", day, Group::Id(key)),
     ];
-    if let Some(org) = org {
-        rows.push((Scope::All, "org", day, org.to_string()));
-    }
-    for (scope, dimension, day, group) in rows {
-        let sum = sums.entry((scope, dimension, day, group)).or_default();
+    let org = org.map(|org| (Scope::All, "org", day, Group::Id(org)));
+    for row in rows.into_iter().chain(org) {
+        let sum = sums.entry(row).or_default();
         for (total, value) in sum.iter_mut().zip(values) {
             *total = total.saturating_add(value);
         }
@@ -161,10 +179,11 @@ fn add(
 }
 
 /// The counter additions of summed rows.
-fn counters(sums: HashMap<RowKey, [i64; 4]>) -> Vec<(Vec<u8>, i64)> {
+fn counters(sums: HashMap<RowKey<'_>, [i64; 4]>) -> Vec<(Vec<u8>, i64)> {
     let mut adds = Vec::with_capacity(sums.len() * FIELDS.len());
     for ((scope, dimension, day, group), values) in sums {
         let day = day.format("%Y-%m-%d").to_string();
+        let group = group.text();
         for (field, value) in FIELDS.iter().zip(values) {
             let key = match scope {
                 Scope::All => keyspace::usage_all(dimension, &day, &group, field),
@@ -394,7 +413,7 @@ impl UsageService {
                     let page = tx
                         .get_range(&keyspace::usage_days(), RangeOptions::limit(2_000))
                         .await?;
-                    let mut sums = HashMap::new();
+                    let mut parsed = Vec::with_capacity(page.entries.len());
                     for (key, value) in &page.entries {
                         let Ok((_, day, user, key_id, model, field)) =
                             unpack::<(String, String, u64, u64, String, String)>(key)
@@ -409,7 +428,16 @@ impl UsageService {
                         };
                         let mut values = [0; 4];
                         values[i] = decode_counter(value);
-                        add(&mut sums, day, (Id(user), Id(key_id), &model, None), values);
+                        parsed.push((day, Id(user), Id(key_id), model, values));
+                    }
+                    let mut sums = HashMap::new();
+                    for (day, user, key_id, model, values) in &parsed {
+                        add(
+                            &mut sums,
+                            *day,
+                            (*user, *key_id, model.as_str(), None),
+                            *values,
+                        );
                     }
                     for (key, delta) in counters(sums) {
                         if delta != 0 {
