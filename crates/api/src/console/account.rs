@@ -100,14 +100,13 @@ pub(crate) async fn page(
             )
         })
         .collect();
-    let mut nav = viewer.nav("account");
     let enrol = query.enrol.is_some() && state.services.accounts.ensure_may_act(user).is_err();
-    if enrol {
-        // Nothing else opens until a second factor is enrolled.
-        nav.may_use_models = false;
-        nav.reader = false;
-        nav.request_viewer = false;
-    }
+    // Nothing else opens until a second factor is enrolled.
+    let nav = if enrol {
+        viewer.nav("account").held_back()
+    } else {
+        viewer.nav("account")
+    };
     Ok(render(Account {
         nav,
         enrol,

@@ -28,6 +28,16 @@ fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// The filters that were given, as query parameters for the next page's link.
+fn given_filters<'a, const N: usize>(
+    filters: [(&'a str, &Option<String>); N],
+) -> Vec<(&'a str, String)> {
+    filters
+        .into_iter()
+        .filter_map(|(name, value)| given(value).map(|v| (name, v.to_string())))
+        .collect()
+}
+
 fn refused(viewer: &Viewer) -> PageError {
     PageError {
         error: Error::not_found("page"),
@@ -328,16 +338,13 @@ pub(crate) async fn logs(
         .logs(&viewer.user, &query)
         .await
         .or_page(&viewer)?;
-    let mut filters: Vec<(&str, String)> = [
+    let mut filters = given_filters([
         ("user", &search.user),
         ("key", &search.key),
         ("organization", &search.organization),
         ("model", &search.model),
         ("status", &search.status),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| given(value).map(|v| (name, v.to_string())))
-    .collect();
+    ]);
     let export = {
         let mut params = vec![("format", "csv".to_string())];
         params.extend(filters.iter().cloned());
@@ -496,15 +503,12 @@ pub(crate) async fn audit(
         .await
         .or_page(&viewer)?;
     let next = next.map(|before| {
-        let mut params: Vec<(&str, String)> = [
+        let mut params = given_filters([
             ("action", &search.action),
             ("actor", &search.actor),
             ("organization", &search.organization),
             ("target", &search.target),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| given(value).map(|v| (name, v.to_string())))
-        .collect();
+        ]);
         params.push(("before", before.to_string()));
         serde_urlencoded::to_string(&params).unwrap_or_default()
     });

@@ -172,10 +172,14 @@ fn home_path(base: &str) -> String {
 
 /// An asset, with an `ETag` so that revalidating it costs a `304`.
 async fn asset(Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
-    let Some((_, kind, body)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+    let found = ASSETS
+        .iter()
+        .zip(ETAGS.iter())
+        .find(|((name, _, _), _)| *name == file);
+    let Some(((_, kind, body), etag)) = found else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    let etag = etag(body);
+    let etag = etag.clone();
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -191,6 +195,10 @@ async fn asset(Path(file): Path<String>, headers: axum::http::HeaderMap) -> Resp
     }
     (cache, [(header::CONTENT_TYPE, *kind)], *body).into_response()
 }
+
+/// The assets' validators, in [`ASSETS`]' order, computed once.
+static ETAGS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| ASSETS.iter().map(|(_, _, body)| etag(body)).collect());
 
 /// A strong validator of an embedded asset: FNV-1a of its bytes (the assets
 /// are a few kilobytes, embedded, and change only with a release).
@@ -251,6 +259,15 @@ impl Nav {
         }
     }
 
+    /// The frame of an account held back (a password to change, a second
+    /// factor to enrol): no links that would only bounce back.
+    pub fn held_back(mut self) -> Self {
+        self.may_use_models = false;
+        self.reader = false;
+        self.request_viewer = false;
+        self
+    }
+
     /// `aria-current` for the section's link.
     pub fn current(&self, section: &str) -> &'static str {
         if self.section == section {
@@ -290,14 +307,7 @@ impl FromRequestParts<AppState> for Viewer {
             let next = serde_urlencoded::to_string([("next", here.as_str())]).unwrap_or_default();
             Redirect::to(&format!("{base}/sign-in?{next}")).into_response()
         };
-        let Some(token) = crate::caller::session_cookie(&parts.headers) else {
-            return Err(to_sign_in());
-        };
-        let Ok(caller) = state
-            .services
-            .caller(Credential::SessionCookie(token))
-            .await
-        else {
+        let Some(caller) = browser_caller(state, &parts.headers).await else {
             return Err(to_sign_in());
         };
         let user = caller.user;
@@ -315,6 +325,20 @@ impl FromRequestParts<AppState> for Viewer {
             base,
         })
     }
+}
+
+/// Who the browser's session cookie names, if it names anyone (pages read
+/// nothing but the cookie).
+pub(crate) async fn browser_caller(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Option<gatehouse_core::services::Caller> {
+    let token = crate::caller::session_cookie(headers)?;
+    state
+        .services
+        .caller(Credential::SessionCookie(token))
+        .await
+        .ok()
 }
 
 /// A page, rendered; a template that cannot render is a bug, answered 500.

@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use gatehouse_core::services::Credential;
 use serde::Deserialize;
 
 use super::{Nav, render};
@@ -58,13 +57,7 @@ pub(crate) async fn sign_in(
     let base = &state.console_base;
     let next = local_path(base, landing.next.as_deref());
     // Already signed in: straight on.
-    if let Some(token) = crate::caller::session_cookie(&headers)
-        && state
-            .services
-            .caller(Credential::SessionCookie(token))
-            .await
-            .is_ok()
-    {
+    if super::browser_caller(&state, &headers).await.is_some() {
         return Redirect::to(&next).into_response();
     }
     let redirect =
@@ -152,25 +145,13 @@ pub(crate) async fn password(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let base = &state.console_base;
-    let caller = match crate::caller::session_cookie(&headers) {
-        Some(token) => state
-            .services
-            .caller(Credential::SessionCookie(token))
-            .await
-            .ok(),
-        None => None,
-    };
-    let Some(caller) = caller else {
+    let Some(caller) = super::browser_caller(&state, &headers).await else {
         return Redirect::to(&format!("{base}/sign-in")).into_response();
     };
-    let mut nav = Nav::of(base, &caller.user, "account");
     let forced = caller.user.must_change_password;
-    if forced {
-        // Nothing else works yet: no links that would only bounce back.
-        nav.may_use_models = false;
-        nav.reader = false;
-        nav.request_viewer = false;
-    }
+    let nav = Nav::of(base, &caller.user, "account");
+    // Nothing else works yet: no links that would only bounce back.
+    let nav = if forced { nav.held_back() } else { nav };
     render(Password { nav, forced })
 }
 
@@ -191,15 +172,7 @@ pub(crate) async fn invitation(
 ) -> Response {
     let base = &state.console_base;
     let token = landing.token.filter(|t| t.len() <= 512).unwrap_or_default();
-    let caller = match crate::caller::session_cookie(&headers) {
-        Some(session) => state
-            .services
-            .caller(Credential::SessionCookie(session))
-            .await
-            .ok(),
-        None => None,
-    };
-    let nav = match &caller {
+    let nav = match &super::browser_caller(&state, &headers).await {
         Some(caller) => Nav::of(base, &caller.user, "organizations"),
         None => Nav::anonymous(base),
     };
