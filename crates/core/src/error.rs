@@ -196,6 +196,7 @@ impl From<StorageError> for Error {
             | StorageError::ValueTooLarge { .. }
             | StorageError::TransactionTooLarge { .. }
             | StorageError::InvalidRange
+            | StorageError::InvalidAdd(_)
             | StorageError::Corrupt(_)
             | StorageError::AlreadyCommitted => ErrorCode::Internal,
         };

@@ -41,10 +41,13 @@ pub trait EngineTransaction: Send + Sync {
     fn set(&self, key: &[u8], value: &[u8]);
     fn clear(&self, key: &[u8]);
     fn clear_range(&self, range: &KeyRange);
-    /// Adds `delta` to the little-endian signed 64-bit integer stored at `key`
-    /// (absent counts as zero) without making the key part of the read set, so
-    /// concurrent adders do not conflict.
-    fn atomic_add(&self, key: &[u8], delta: i64);
+    /// Adds `deltas[i]` to the little-endian signed 64-bit integer at bytes
+    /// `8i..8i+8` of the value at `key` (absent counts as zero; the result has
+    /// `deltas.len()` lanes, as FoundationDB's `ADD` takes the operand's
+    /// length) without making the key part of the read set, so concurrent
+    /// adders do not conflict. [`crate::Tx::atomic_add_lanes`] checks the
+    /// deltas first.
+    fn atomic_add(&self, key: &[u8], deltas: &[i64]);
     /// Writes `prefix ++ stamp ++ suffix = value`, where `stamp` is a 10-byte
     /// versionstamp the engine assigns at commit. Stamps grow in commit order
     /// across all transactions, and are equal within one transaction. The key

@@ -26,6 +26,9 @@ pub enum StorageError {
     ValueTooLarge { size: usize, limit: usize },
     #[error("transaction writes {size} bytes, over the limit of {limit} bytes")]
     TransactionTooLarge { size: usize, limit: usize },
+    /// An atomic addition the engines cannot all apply exactly.
+    #[error("invalid atomic addition: {0}")]
+    InvalidAdd(String),
     /// A range whose begin is after its end.
     #[error("invalid key range: begin is after end")]
     InvalidRange,

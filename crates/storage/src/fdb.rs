@@ -176,8 +176,12 @@ impl EngineTransaction for FdbTransaction {
         self.with(|t| t.clear_range(&range.begin, &range.end));
     }
 
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.with(|t| t.atomic_op(key, &delta.to_le_bytes(), MutationType::Add));
+    fn atomic_add(&self, key: &[u8], deltas: &[i64]) {
+        // One little-endian integer of all the lanes: the same as adding lane
+        // by lane while no lane carries into the next, which
+        // `Tx::atomic_add_lanes` ensures (non-negative deltas of several lanes).
+        let operand: Vec<u8> = deltas.iter().flat_map(|d| d.to_le_bytes()).collect();
+        self.with(|t| t.atomic_op(key, &operand, MutationType::Add));
     }
 
     fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]) {

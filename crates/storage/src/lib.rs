@@ -213,7 +213,33 @@ impl Tx {
     pub fn atomic_add(&self, key: &[u8], delta: i64) -> Result<(), StorageError> {
         check_key(key)?;
         self.account(key.len() + 8)?;
-        self.inner.engine_tx.atomic_add(key, delta);
+        self.inner.engine_tx.atomic_add(key, &[delta]);
+        Ok(())
+    }
+
+    /// Adds `deltas[i]` to lane `i` of the value at `key` — its bytes
+    /// `8i..8i+8`, a little-endian `i64` — without a read conflict: several
+    /// counters of one row in one key, one write instead of one per counter.
+    /// The value becomes `deltas.len()` lanes (missing ones count as zero);
+    /// read it with [`decode_lanes`]. With more than one lane the deltas must
+    /// not be negative (FoundationDB adds the lanes as one integer, which is
+    /// exact only while no lane borrows from the next), and a lane is exact
+    /// until it passes `i64::MAX`.
+    pub fn atomic_add_lanes(&self, key: &[u8], deltas: &[i64]) -> Result<(), StorageError> {
+        check_key(key)?;
+        if deltas.is_empty() || deltas.len() > MAX_LANES {
+            return Err(StorageError::InvalidAdd(format!(
+                "{} lanes (1 to {MAX_LANES})",
+                deltas.len()
+            )));
+        }
+        if deltas.len() > 1 && deltas.iter().any(|d| *d < 0) {
+            return Err(StorageError::InvalidAdd(
+                "a negative delta in an addition of several lanes".into(),
+            ));
+        }
+        self.account(key.len() + 8 * deltas.len())?;
+        self.inner.engine_tx.atomic_add(key, deltas);
         Ok(())
     }
 
@@ -277,5 +303,14 @@ fn check_key(key: &[u8]) -> Result<(), StorageError> {
 
 /// Decodes a value written by [`Tx::atomic_add`].
 pub fn decode_counter(bytes: &[u8]) -> i64 {
-    i64::from_le_bytes(occ::add_le(Some(bytes), 0).try_into().unwrap_or([0; 8]))
+    occ::lane(bytes, 0)
+}
+
+/// Most lanes one [`Tx::atomic_add_lanes`] adds to.
+pub const MAX_LANES: usize = 16;
+
+/// Decodes the first `N` lanes of a value written by [`Tx::atomic_add_lanes`]
+/// (missing lanes read as zero).
+pub fn decode_lanes<const N: usize>(bytes: &[u8]) -> [i64; N] {
+    std::array::from_fn(|i| occ::lane(bytes, i))
 }

@@ -26,7 +26,64 @@ pub(crate) enum Op {
     Set(Vec<u8>),
     Clear,
     /// Add to whatever value is committed when this transaction commits.
-    Add(i64),
+    Add(Addition),
+}
+
+/// Additions to the little-endian `i64` lanes of one key's value, pending
+/// until commit, with FoundationDB's `ADD` rule for lengths: the result has
+/// as many lanes as the last addition; a shorter stored value is
+/// zero-extended, a longer one truncated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Addition {
+    /// How many lanes of the committed value survive (an addition of fewer
+    /// lanes truncates what came before it).
+    keep: usize,
+    /// What to add to each lane of the result.
+    deltas: Box<[i64]>,
+}
+
+impl Addition {
+    pub fn new(deltas: &[i64]) -> Self {
+        Addition {
+            keep: deltas.len(),
+            deltas: deltas.into(),
+        }
+    }
+
+    /// This addition followed by one of `deltas`.
+    pub fn then(&self, deltas: &[i64]) -> Self {
+        let sum = deltas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| self.deltas.get(i).map_or(*d, |e| e.wrapping_add(*d)))
+            .collect();
+        Addition {
+            keep: self.keep.min(deltas.len()),
+            deltas: sum,
+        }
+    }
+
+    /// The value after the additions to `current` (absent: zero).
+    pub fn apply(&self, current: Option<&[u8]>) -> Vec<u8> {
+        let current = current.unwrap_or_default();
+        let mut out = Vec::with_capacity(self.deltas.len() * 8);
+        for (i, delta) in self.deltas.iter().enumerate() {
+            let base = if i < self.keep { lane(current, i) } else { 0 };
+            out.extend_from_slice(&base.wrapping_add(*delta).to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Lane `i` of a stored value: its bytes `8i..8i+8` as a little-endian `i64`,
+/// zero-extended where the value is shorter.
+pub(crate) fn lane(value: &[u8], i: usize) -> i64 {
+    let mut bytes = [0u8; 8];
+    if let Some(rest) = value.get(i * 8..) {
+        let n = rest.len().min(8);
+        bytes[..n].copy_from_slice(&rest[..n]);
+    }
+    i64::from_le_bytes(bytes)
 }
 
 /// A versionstamped write: key prefix, key suffix, value.
@@ -46,8 +103,8 @@ pub(crate) struct WriteBuffer {
 pub(crate) enum Lookup<'a> {
     /// The buffer decides the value on its own.
     Known(Option<&'a [u8]>),
-    /// The committed value plus this delta.
-    AddToBase(i64),
+    /// The committed value with these additions.
+    AddToBase(&'a Addition),
     /// The buffer has nothing to say: read the snapshot.
     Base,
 }
@@ -101,13 +158,13 @@ impl WriteBuffer {
         self.cleared.push(range.clone());
     }
 
-    pub fn add(&mut self, key: &[u8], delta: i64) {
+    pub fn add(&mut self, key: &[u8], deltas: &[i64]) {
         let op = match self.ops.get(key) {
-            Some(Op::Set(v)) => Op::Set(add_le(Some(v), delta)),
-            Some(Op::Clear) => Op::Set(add_le(None, delta)),
-            Some(Op::Add(d)) => Op::Add(d.wrapping_add(delta)),
-            None if self.in_cleared(key) => Op::Set(add_le(None, delta)),
-            None => Op::Add(delta),
+            Some(Op::Set(v)) => Op::Set(Addition::new(deltas).apply(Some(v))),
+            Some(Op::Clear) => Op::Set(Addition::new(deltas).apply(None)),
+            Some(Op::Add(a)) => Op::Add(a.then(deltas)),
+            None if self.in_cleared(key) => Op::Set(Addition::new(deltas).apply(None)),
+            None => Op::Add(Addition::new(deltas)),
         };
         self.ops.insert(key.to_vec(), op);
     }
@@ -116,7 +173,7 @@ impl WriteBuffer {
         match self.ops.get(key) {
             Some(Op::Set(v)) => Lookup::Known(Some(v)),
             Some(Op::Clear) => Lookup::Known(None),
-            Some(Op::Add(d)) => Lookup::AddToBase(*d),
+            Some(Op::Add(a)) => Lookup::AddToBase(a),
             None if self.in_cleared(key) => Lookup::Known(None),
             None => Lookup::Base,
         }
@@ -131,9 +188,9 @@ impl WriteBuffer {
             match op {
                 Op::Set(v) => target.set(key, v)?,
                 Op::Clear => target.clear(key)?,
-                Op::Add(d) => {
+                Op::Add(a) => {
                     let current = target.get(key)?;
-                    target.set(key, &add_le(current.as_deref(), *d))?;
+                    target.set(key, &a.apply(current.as_deref()))?;
                 }
             }
         }
@@ -160,16 +217,9 @@ pub(crate) trait ApplyTarget {
 
 /// FoundationDB's `ADD` mutation with an 8-byte operand: the stored value is read
 /// as a little-endian integer, zero-extended or truncated to 8 bytes.
-pub(crate) fn add_le(current: Option<&[u8]>, delta: i64) -> Vec<u8> {
-    let mut bytes = [0u8; 8];
-    if let Some(current) = current {
-        let n = current.len().min(8);
-        bytes[..n].copy_from_slice(&current[..n]);
-    }
-    i64::from_le_bytes(bytes)
-        .wrapping_add(delta)
-        .to_le_bytes()
-        .to_vec()
+#[cfg(test)]
+fn add_le(current: Option<&[u8]>, delta: i64) -> Vec<u8> {
+    Addition::new(&[delta]).apply(current)
 }
 
 /// An immutable view of the committed data at one version.
@@ -388,7 +438,7 @@ impl<S: Snapshot, C: Committer> EngineTransaction for OccTransaction<S, C> {
         state.reads.push(KeyRange::single(key));
         match state.buffer.lookup(key) {
             Lookup::Known(v) => Ok(v.map(<[u8]>::to_vec)),
-            Lookup::AddToBase(d) => Ok(Some(add_le(self.snapshot.get(key)?.as_deref(), d))),
+            Lookup::AddToBase(a) => Ok(Some(a.apply(self.snapshot.get(key)?.as_deref()))),
             Lookup::Base => self.snapshot.get(key),
         }
     }
@@ -419,8 +469,8 @@ impl<S: Snapshot, C: Committer> EngineTransaction for OccTransaction<S, C> {
         self.state.lock().buffer.clear_range(range);
     }
 
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.state.lock().buffer.add(key, delta);
+    fn atomic_add(&self, key: &[u8], deltas: &[i64]) {
+        self.state.lock().buffer.add(key, deltas);
     }
 
     fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]) {
@@ -474,7 +524,7 @@ fn merged_range(
     let emit_local = |op: &Op, key: &[u8], base: Option<&[u8]>, out: &mut Vec<_>| match op {
         Op::Set(v) => out.push((key.to_vec(), v.clone())),
         Op::Clear => {}
-        Op::Add(d) => out.push((key.to_vec(), add_le(base, *d))),
+        Op::Add(a) => out.push((key.to_vec(), a.apply(base))),
     };
 
     snapshot.scan(range, reverse, &mut |key, value| {
@@ -534,10 +584,47 @@ mod tests {
     }
 
     #[test]
+    fn additions_of_several_lanes_follow_the_last_ones_length() {
+        let value = |lanes: &[i64]| {
+            lanes
+                .iter()
+                .flat_map(|l| l.to_le_bytes())
+                .collect::<Vec<_>>()
+        };
+        let base = value(&[10, 20, 30]);
+        assert_eq!(Addition::new(&[1, 2]).apply(None), value(&[1, 2]));
+        // Longer than the value: zero-extended; shorter: truncated.
+        assert_eq!(
+            Addition::new(&[1, 2, 3, 4]).apply(Some(&base)),
+            value(&[11, 22, 33, 4])
+        );
+        assert_eq!(Addition::new(&[1]).apply(Some(&base)), value(&[11]));
+        // Buffered additions combine into what applying them one by one gives,
+        // whatever their lengths.
+        let sequences: [&[&[i64]]; 4] = [
+            &[&[1, 2, 3], &[4, 5, 6]],
+            &[&[1, 2, 3], &[4]],
+            &[&[1], &[4, 5, 6]],
+            &[&[1, 2, 3], &[4], &[5, 6, 7, 8]],
+        ];
+        for sequence in sequences {
+            let mut one_by_one = base.clone();
+            for deltas in sequence {
+                one_by_one = Addition::new(deltas).apply(Some(&one_by_one));
+            }
+            let mut combined = Addition::new(sequence[0]);
+            for deltas in &sequence[1..] {
+                combined = combined.then(deltas);
+            }
+            assert_eq!(combined.apply(Some(&base)), one_by_one, "{sequence:?}");
+        }
+    }
+
+    #[test]
     fn buffer_add_after_clear_range_starts_from_zero() {
         let mut b = WriteBuffer::default();
         b.clear_range(&KeyRange::new(b"a".to_vec(), b"z".to_vec()));
-        b.add(b"k", 3);
+        b.add(b"k", &[3]);
         assert!(matches!(b.lookup(b"k"), Lookup::Known(Some(v)) if v == 3i64.to_le_bytes()));
         assert!(matches!(b.lookup(b"m"), Lookup::Known(None)));
         assert!(matches!(b.lookup(b"zz"), Lookup::Base));

@@ -14,7 +14,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::engine::{EngineTransaction, KvEngine};
-use crate::occ::{Op, StampedWrite, WriteBuffer, add_le};
+use crate::occ::{Op, StampedWrite, WriteBuffer};
 use crate::range::{KeyValue, overfetch};
 use crate::{KeyRange, RangeOptions, RangePage, StorageError};
 
@@ -209,7 +209,7 @@ impl PgTransaction {
             match op {
                 Op::Set(value) => sets.push((key.as_slice(), value.as_slice())),
                 Op::Clear => deletes.push(key.as_slice()),
-                Op::Add(delta) => adds.push((key.as_slice(), *delta)),
+                Op::Add(addition) => adds.push((key.as_slice(), addition)),
             }
         }
         for batch in deletes.chunks(BATCH_KEYS) {
@@ -232,7 +232,7 @@ impl PgTransaction {
                 rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
             let values: Vec<Vec<u8>> = batch
                 .iter()
-                .map(|(key, delta)| add_le(current.get(*key).map(Vec::as_slice), *delta))
+                .map(|(key, addition)| addition.apply(current.get(*key).map(Vec::as_slice)))
                 .collect();
             let pairs: Vec<(&[u8], &[u8])> = keys
                 .iter()
@@ -330,8 +330,8 @@ impl EngineTransaction for PgTransaction {
         self.pending.lock().clear_range(range);
     }
 
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.pending.lock().add(key, delta);
+    fn atomic_add(&self, key: &[u8], deltas: &[i64]) {
+        self.pending.lock().add(key, deltas);
     }
 
     fn set_versionstamped_key(&self, prefix: &[u8], suffix: &[u8], value: &[u8]) {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gatehouse_storage::limits::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
-use gatehouse_storage::{KeyRange, RangeOptions, StorageError, Store, Tx, TxError, decode_counter};
+use gatehouse_storage::{
+    KeyRange, RangeOptions, StorageError, Store, Tx, TxError, decode_counter, decode_lanes,
+};
 
 /// A store and whatever must live as long as it (a temporary directory).
 pub struct Harness {
@@ -285,6 +287,83 @@ pub async fn atomic_add(h: Harness) {
         get(s, b"counter").await.map(|v| decode_counter(&v)),
         Some(213)
     );
+}
+
+pub async fn atomic_add_lanes(h: Harness) {
+    let s = &h.store;
+    // Two transactions, the second adding twice to the same key (buffered).
+    s.run(|tx| async move { R::Ok(tx.atomic_add_lanes(b"row", &[1, 100, 20, 7])?) })
+        .await
+        .unwrap();
+    s.run(|tx| async move {
+        tx.atomic_add_lanes(b"row", &[1, 50, 0, 3])?;
+        tx.atomic_add_lanes(b"row", &[1, 0, 5, 0])?;
+        // A transaction reads its own pending additions.
+        let seen = tx.get(b"row").await?.map(|v| decode_lanes::<4>(&v));
+        assert_eq!(seen, Some([3, 150, 25, 10]));
+        R::Ok(())
+    })
+    .await
+    .unwrap();
+    let row = get(s, b"row").await.unwrap();
+    assert_eq!(row.len(), 32);
+    assert_eq!(decode_lanes::<4>(&row), [3, 150, 25, 10]);
+    // A lane stays apart from the next even when it grows past 32 bits.
+    s.run(|tx| async move { R::Ok(tx.atomic_add_lanes(b"row", &[u32::MAX.into(), 0, 0, 1])?) })
+        .await
+        .unwrap();
+    assert_eq!(
+        get(s, b"row").await.map(|v| decode_lanes::<4>(&v)),
+        Some([3 + i64::from(u32::MAX), 150, 25, 11])
+    );
+    // Range reads see them too, and a one-lane counter reads as its lane 0.
+    s.run(|tx| async move { R::Ok(tx.atomic_add(b"row2", 9)?) })
+        .await
+        .unwrap();
+    let page = s
+        .run(|tx| async move {
+            R::Ok(
+                tx.get_range(&KeyRange::new(k("row"), k("row3")), RangeOptions::default())
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    let lanes: Vec<[i64; 2]> = page.entries.iter().map(|(_, v)| decode_lanes(v)).collect();
+    assert_eq!(lanes, vec![[3 + i64::from(u32::MAX), 150], [9, 0]]);
+
+    // Concurrent adders never conflict and lose nothing.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    s.run(|tx| async move { R::Ok(tx.atomic_add_lanes(b"many", &[1, 2, 3])?) })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        get(s, b"many").await.map(|v| decode_lanes::<3>(&v)),
+        Some([80, 160, 240])
+    );
+
+    // What not every engine can add exactly is refused, and writes nothing.
+    for deltas in [&[][..], &[1, -1], &[0; 17]] {
+        let refused = s
+            .run(|tx| async move { R::Ok(tx.atomic_add_lanes(b"bad", deltas)?) })
+            .await;
+        assert!(
+            matches!(refused, Err(TxError::Storage(StorageError::InvalidAdd(_)))),
+            "{deltas:?}: {refused:?}"
+        );
+    }
+    assert_eq!(get(s, b"bad").await, None);
 }
 
 pub async fn size_limits(h: Harness) {
@@ -591,6 +670,7 @@ macro_rules! conformance_suite {
             case!(range_reads_merge_buffered_writes);
             case!(clear_range_is_half_open);
             case!(atomic_add);
+            case!(atomic_add_lanes);
             case!(size_limits);
             case!(abort_discards_writes);
             case!(no_lost_updates);
