@@ -24,6 +24,8 @@ pub const AUDIT_INDEX: &str = "audit_index";
 /// The marker of everyone's weekly usage rows by user: `{"since":
 /// "YYYY-MM-DD"}`, the Monday from which they are complete.
 pub const USAGE_WEEKS: &str = "usage_weeks";
+/// The fold of one-counter-per-field usage rollups into rows of lanes.
+pub const USAGE_LANES: &str = "usage_lanes";
 
 /// Marks the re-indexing migrations done, in the transaction that creates a
 /// store: a new store has nothing an earlier release wrote (without this,
@@ -33,7 +35,7 @@ pub async fn mark_indexed(
     tx: &Tx,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), TxError<Error>> {
-    for name in [LOG_INDEX, AUDIT_INDEX] {
+    for name in [LOG_INDEX, AUDIT_INDEX, USAGE_LANES] {
         let marker = crate::model::system::Setting {
             name: name.to_string(),
             value: serde_json::json!({"done": true, "new_store": true}),

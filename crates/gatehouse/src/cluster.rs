@@ -181,11 +181,15 @@ pub fn jobs(
             let (usage, audit) = records.clone();
             Box::pin(async move {
                 // What earlier releases stored: logs with bodies inline and no
-                // index entries, rollups by (day, user, key, model), audit
-                // events without index entries. Resumes where it stopped;
-                // nothing to do once moved.
+                // index entries, rollups by (day, user, key, model), rollups
+                // of one counter per field, audit events without index
+                // entries. Resumes where it stopped; nothing to do once moved.
                 let logs = usage.index_old_logs().await.map_err(|e| e.to_string())?;
-                let counters = usage.move_old_rollups().await.map_err(|e| e.to_string())?;
+                let counters = usage.move_old_rollups().await.map_err(|e| e.to_string())?
+                    + usage
+                        .fold_rollup_fields()
+                        .await
+                        .map_err(|e| e.to_string())?;
                 let events = audit.index_old_events().await.map_err(|e| e.to_string())?;
                 let weeks = usage
                     .start_weekly_rollups()

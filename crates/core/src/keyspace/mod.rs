@@ -54,8 +54,9 @@
 //! | `("request_log", id)` | [`RequestLog`](crate::model::usage::RequestLog), without its captured bodies |
 //! | `("request_body", id)` | [`LogBodies`](crate::model::usage::LogBodies): a request log's captured bodies |
 //! | `("request_log_by", "user" \| "key" \| "org" \| "model" \| "status", value, id)` | packed `(user, key, org, status, model)`: the log's filter fields, so a query filters on the index alone |
-//! | `("usage_all", dimension, day, group, field)` | `i64` counter (atomic add): everyone's calls of one day by `day` (group `""`), `model`, `key`, `user` or `org` |
-//! | `("usage_user", user, dimension, day, group, field)` | `i64` counter (atomic add): one user's calls of one day by `day`, `model` or `key` |
+//! | `("usage_all", dimension, day, group)` | rollup row: four `i64` lanes (requests, prompt tokens, completion tokens, cost µ$; atomic add): everyone's calls of one day by `day` (group `""`), `model`, `key`, `user` or `org`, and of one week by `user_week` |
+//! | `("usage_user", user, dimension, day, group)` | rollup row (lanes as above): one user's calls of one day by `day`, `model` or `key` |
+//! | `("usage_all" \| "usage_user", …, group, field)` | `i64` counter: rollups of earlier releases, one key per field; read alongside the rows until the `records_layout` job folds them in |
 //! | `("usage_day", day, user, key, model, field)` | `i64` counter: the rollups before per-dimension ones, moved into them at start, then gone |
 //! | `("spend", period, holder kind, holder id)` | `i64` micro-dollars spent in a budget period (atomic add) |
 //! | `("rate", minute, holder kind, holder id, "requests" \| "tokens")` | `i64` counter of one minute (atomic add) |

@@ -10,7 +10,10 @@
 //!
 //! Rollups are kept per dimension, day first within one, so that statistics
 //! over `from..=to` grouped by that dimension are one contiguous range of
-//! (days × groups × 4) counters, whatever the history's length.
+//! (days × groups) rows, whatever the history's length. A row is one value
+//! of four `i64` lanes ([`ROLLUP_LANES`]); releases before rows of lanes
+//! wrote one counter per field (`…, group, field`), which readers still sum
+//! until the `records_layout` job has folded them into rows.
 
 use gatehouse_storage::KeyRange;
 use gatehouse_storage::tuple::{Subspace, pack};
@@ -118,8 +121,23 @@ impl Entries {
     }
 }
 
-/// `("usage_all", dimension, day, group, field)`: an `i64` counter.
-pub fn usage_all(dimension: &str, day: &str, group: &str, field: &str) -> Vec<u8> {
+/// The lanes of a rollup row, in order.
+pub const ROLLUP_LANES: [&str; 4] = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_micros",
+];
+
+/// `("usage_all", dimension, day, group)`: a rollup row, the four
+/// [`ROLLUP_LANES`] as `i64` lanes (atomic adds).
+pub fn usage_all_row(dimension: &str, day: &str, group: &str) -> Vec<u8> {
+    pack(&(USAGE_ALL, dimension, day, group))
+}
+
+/// `("usage_all", dimension, day, group, field)`: one `i64` counter, as
+/// releases before rows of lanes wrote them (folded into rows).
+pub fn usage_all_field(dimension: &str, day: &str, group: &str, field: &str) -> Vec<u8> {
     pack(&(USAGE_ALL, dimension, day, group, field))
 }
 
@@ -130,9 +148,55 @@ pub fn usage_all_days(dimension: &str, from: &str, to: &str) -> KeyRange {
     days(&dimension, from, to)
 }
 
-/// `("usage_user", user, dimension, day, group, field)`: an `i64` counter.
-pub fn usage_user(user: Id, dimension: &str, day: &str, group: &str, field: &str) -> Vec<u8> {
+/// `("usage_user", user, dimension, day, group)`: one user's rollup row,
+/// lanes as in [`usage_all_row`].
+pub fn usage_user_row(user: Id, dimension: &str, day: &str, group: &str) -> Vec<u8> {
+    pack(&(USAGE_USER, user.0, dimension, day, group))
+}
+
+/// `("usage_user", user, dimension, day, group, field)`: one `i64` counter,
+/// as releases before rows of lanes wrote them (folded into rows).
+pub fn usage_user_field(user: Id, dimension: &str, day: &str, group: &str, field: &str) -> Vec<u8> {
     pack(&(USAGE_USER, user.0, dimension, day, group, field))
+}
+
+/// Every rollup row and counter, everyone's then each user's (with the
+/// `usage_day` subspace between them, which the fold leaves alone).
+pub fn usage_rollups() -> KeyRange {
+    KeyRange::new(
+        KeyRange::subspace(&Subspace::from(USAGE_ALL)).begin,
+        KeyRange::subspace(&Subspace::from(USAGE_USER)).end,
+    )
+}
+
+/// Where a rollup key stands: `Some((user, dimension, day, group, field))`
+/// (`user` `None` for everyone's, `field` `None` for a row of lanes);
+/// `None` for a key outside the rollups.
+pub type RollupKey<'a> = (
+    Option<Id>,
+    std::borrow::Cow<'a, str>,
+    std::borrow::Cow<'a, str>,
+    std::borrow::Cow<'a, str>,
+    Option<std::borrow::Cow<'a, str>>,
+);
+
+/// Reads a key of [`usage_rollups`].
+pub fn parse_rollup(key: &[u8]) -> Option<RollupKey<'_>> {
+    use std::borrow::Cow;
+    let all = Subspace::from(USAGE_ALL);
+    let user = Subspace::from(USAGE_USER);
+    if let Ok((d, day, g)) = all.unpack::<(Cow<str>, Cow<str>, Cow<str>)>(key) {
+        return Some((None, d, day, g, None));
+    }
+    if let Ok((d, day, g, f)) = all.unpack::<(Cow<str>, Cow<str>, Cow<str>, Cow<str>)>(key) {
+        return Some((None, d, day, g, Some(f)));
+    }
+    if let Ok((u, d, day, g)) = user.unpack::<(u64, Cow<str>, Cow<str>, Cow<str>)>(key) {
+        return Some((Some(Id(u)), d, day, g, None));
+    }
+    user.unpack::<(u64, Cow<str>, Cow<str>, Cow<str>, Cow<str>)>(key)
+        .ok()
+        .map(|(u, d, day, g, f)| (Some(Id(u)), d, day, g, Some(f)))
 }
 
 /// Every counter of `("usage_user", user, dimension, day)` for days `from..=to`.
@@ -213,11 +277,19 @@ mod tests {
             b"\x02audit_by\x00\x02area\x00\x02keys\x00\x15\x02"
         );
         assert_eq!(
-            usage_all("model", "2026-11-28", "m", "requests"),
+            usage_all_row("model", "2026-11-28", "m"),
+            b"\x02usage_all\x00\x02model\x00\x022026-11-28\x00\x02m\x00"
+        );
+        assert_eq!(
+            usage_user_row(a, "day", "2026-11-28", ""),
+            b"\x02usage_user\x00\x15\x01\x02day\x00\x022026-11-28\x00\x02\x00"
+        );
+        assert_eq!(
+            usage_all_field("model", "2026-11-28", "m", "requests"),
             b"\x02usage_all\x00\x02model\x00\x022026-11-28\x00\x02m\x00\x02requests\x00"
         );
         assert_eq!(
-            usage_user(a, "day", "2026-11-28", "", "cost_micros"),
+            usage_user_field(a, "day", "2026-11-28", "", "cost_micros"),
             b"\x02usage_user\x00\x15\x01\x02day\x00\x022026-11-28\x00\x02\x00\x02cost_micros\x00"
         );
         assert_eq!(
@@ -237,14 +309,71 @@ mod tests {
             ("2026-11-04", false),
         ] {
             assert_eq!(
-                range.contains(&usage_all("model", day, "m", "requests")),
+                range.contains(&usage_all_row("model", day, "m")),
                 inside,
                 "{day}"
             );
-            assert!(!range.contains(&usage_all("key", day, "m", "requests")));
+            assert_eq!(
+                range.contains(&usage_all_field("model", day, "m", "requests")),
+                inside,
+                "{day}"
+            );
+            assert!(!range.contains(&usage_all_row("key", day, "m")));
         }
         let mine = usage_user_days(Id(7), "day", "2026-11-02", "2026-11-02");
-        assert!(mine.contains(&usage_user(Id(7), "day", "2026-11-02", "", "requests")));
-        assert!(!mine.contains(&usage_user(Id(8), "day", "2026-11-02", "", "requests")));
+        assert!(mine.contains(&usage_user_row(Id(7), "day", "2026-11-02", "")));
+        assert!(mine.contains(&usage_user_field(
+            Id(7),
+            "day",
+            "2026-11-02",
+            "",
+            "requests"
+        )));
+        assert!(!mine.contains(&usage_user_row(Id(8), "day", "2026-11-02", "")));
+    }
+
+    #[test]
+    fn rollup_keys_of_both_layouts_read_back_and_nothing_else_does() {
+        use std::borrow::Cow;
+        let rollups = usage_rollups();
+        let cow = Cow::Borrowed;
+        let cases = [
+            (
+                usage_all_row("model", "2026-11-02", "m"),
+                (None, "model", "m", None),
+            ),
+            (
+                usage_all_field("model", "2026-11-02", "m", "requests"),
+                (None, "model", "m", Some("requests")),
+            ),
+            (
+                usage_user_row(Id(7), "key", "2026-11-02", "9"),
+                (Some(Id(7)), "key", "9", None),
+            ),
+            (
+                usage_user_field(Id(7), "key", "2026-11-02", "9", "cost_micros"),
+                (Some(Id(7)), "key", "9", Some("cost_micros")),
+            ),
+        ];
+        for (key, (user, dimension, group, field)) in cases {
+            assert!(rollups.contains(&key));
+            assert_eq!(
+                parse_rollup(&key),
+                Some((
+                    user,
+                    cow(dimension),
+                    cow("2026-11-02"),
+                    cow(group),
+                    field.map(cow)
+                ))
+            );
+        }
+        let old = usage_day("2026-11-02", Id(1), Id(2), "m", "requests");
+        assert!(
+            rollups.contains(&old),
+            "between the two: the fold must skip it"
+        );
+        assert_eq!(parse_rollup(&old), None);
+        assert_eq!(parse_rollup(&request_log(Id(1)).as_bytes().to_vec()), None);
     }
 }

@@ -65,12 +65,16 @@ async fn encode_batch(logs: &[RequestLog]) -> Result<Rows> {
     }
     let rollups = rollups::rollups_of(logs);
     let bytes = rows.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-        + rollups.iter().map(|(k, _)| k.len() + 8).sum::<usize>();
+        + rollups.iter().map(|(k, _)| k.len() + 32).sum::<usize>();
     Ok((rows, rollups, bytes))
 }
 
-/// Rows to set, counters to add, and their size in bytes.
-type Rows = (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, i64)>, usize);
+/// Rows to set, rollup rows to add to, and their size in bytes.
+type Rows = (
+    Vec<(Vec<u8>, Vec<u8>)>,
+    Vec<(Vec<u8>, rollups::Lanes)>,
+    usize,
+);
 
 /// Request logs encoded between yields to the scheduler during a flush.
 const YIELD_EVERY: usize = 128;
@@ -233,8 +237,8 @@ impl UsageService {
                         for (key, bytes) in rows {
                             tx.set(key, bytes)?;
                         }
-                        for (key, value) in rollups {
-                            tx.atomic_add(key, *value)?;
+                        for (key, lanes) in rollups {
+                            tx.atomic_add_lanes(key, lanes)?;
                         }
                         Ok::<_, TxError<Error>>(())
                     }

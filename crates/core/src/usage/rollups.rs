@@ -1,17 +1,22 @@
 //! Usage statistics, read from rollups only.
 //!
-//! Each flush adds its logs to per-day counters (atomic adds, so writers
-//! never conflict) in every dimension the API groups by: everyone's by day,
-//! model, key, user and organization, and each user's own by day, model and
-//! key. A statistics query reads one dimension's counters for its days —
-//! (days × groups × 4) values however long the history — and never a log.
+//! Each flush adds its logs to per-day rows (atomic adds, so writers never
+//! conflict) in every dimension the API groups by: everyone's by day, model,
+//! key, user and organization, and each user's own by day, model and key. A
+//! row is one value of four `i64` lanes (requests, prompt and completion
+//! tokens, cost): one write per row, not one per counter — the rollups were
+//! most of the write path's cost as four keys a row (docs/performance.md,
+//! "Rollup rows of lanes"). A statistics query reads one dimension's rows for
+//! its days — (days × groups) values however long the history — and never a
+//! log. Rows of earlier releases, one counter per field, are read alongside
+//! until [`UsageService::fold_rollup_fields`] has folded them into rows.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 use gatehouse_storage::tuple::unpack;
-use gatehouse_storage::{KeyRange, RangeOptions, TxError, decode_counter};
+use gatehouse_storage::{KeyRange, RangeOptions, TxError, decode_counter, decode_lanes};
 use serde::{Deserialize, Serialize};
 
 use super::UsageService;
@@ -20,15 +25,13 @@ use crate::model::accounts::User;
 use crate::model::usage::RequestLog;
 use crate::{Error, Id, Result};
 
-/// The counters of a rollup row.
-const FIELDS: [&str; 4] = [
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_micros",
-];
+/// The counters of a rollup row: its lanes.
+const FIELDS: [&str; 4] = keyspace::ROLLUP_LANES;
 
-/// Counters read per storage round trip.
+/// A rollup row's counters, in [`FIELDS`] order.
+pub(super) type Lanes = [i64; 4];
+
+/// Rows (or counters of earlier releases) read per storage round trip.
 const READ_PAGE: usize = 50_000;
 
 /// The most days one statistics query covers.
@@ -43,6 +46,13 @@ pub(super) const USER_WEEK: &str = "user_week";
 
 /// The marker that says from which Monday on the weekly rows are complete.
 const WEEKS: &str = crate::timeline::USAGE_WEEKS;
+
+/// The marker of the fold of one-counter-per-field rollups into rows:
+/// `{"after": hex key}` while under way, `{"done": true}` at the end.
+const LANES: &str = crate::timeline::USAGE_LANES;
+
+/// Counters of earlier releases folded into rows per transaction.
+const FOLD_PAGE: usize = 2_000;
 
 /// The Monday of `day`'s week.
 fn week_of(day: NaiveDate) -> NaiveDate {
@@ -153,10 +163,10 @@ type RowKey<'a> = (Scope, &'static str, NaiveDate, Group<'a>);
 
 /// Adds one call's counters to the row of each dimension it counts in.
 fn add<'a>(
-    sums: &mut HashMap<RowKey<'a>, [i64; 4]>,
+    sums: &mut HashMap<RowKey<'a>, Lanes>,
     day: NaiveDate,
     row: (Id, Id, &'a str, Option<Id>),
-    values: [i64; 4],
+    values: Lanes,
 ) {
     let (user, key, model, org) = row;
     let rows = [
@@ -178,33 +188,32 @@ fn add<'a>(
     }
 }
 
-/// The counter additions of summed rows.
-fn counters(sums: HashMap<RowKey<'_>, [i64; 4]>) -> Vec<(Vec<u8>, i64)> {
-    let mut adds = Vec::with_capacity(sums.len() * FIELDS.len());
-    for ((scope, dimension, day, group), values) in sums {
-        let day = day.format("%Y-%m-%d").to_string();
-        let group = group.text();
-        for (field, value) in FIELDS.iter().zip(values) {
+/// The row additions of summed rows.
+fn counters(sums: HashMap<RowKey<'_>, Lanes>) -> Vec<(Vec<u8>, Lanes)> {
+    sums.into_iter()
+        .map(|((scope, dimension, day, group), values)| {
+            let (day, group) = (day.format("%Y-%m-%d").to_string(), group.text());
             let key = match scope {
-                Scope::All => keyspace::usage_all(dimension, &day, &group, field),
-                Scope::User(user) => keyspace::usage_user(user, dimension, &day, &group, field),
+                Scope::All => keyspace::usage_all_row(dimension, &day, &group),
+                Scope::User(user) => keyspace::usage_user_row(user, dimension, &day, &group),
             };
-            adds.push((key, value));
-        }
-    }
-    adds
+            (key, values)
+        })
+        .collect()
 }
 
 /// The rollup additions of some logs: calls that fall in the same row add
 /// up before they are written.
-pub(super) fn rollups_of(logs: &[RequestLog]) -> Vec<(Vec<u8>, i64)> {
+pub(super) fn rollups_of(logs: &[RequestLog]) -> Vec<(Vec<u8>, Lanes)> {
     let mut sums = HashMap::new();
     for log in logs {
+        // Lanes of one row add up as one integer on FoundationDB: they take
+        // no negative value (a cost never is one).
         let values = [
             1,
             saturating_i64(log.prompt_tokens),
             saturating_i64(log.completion_tokens),
-            log.cost_micros,
+            log.cost_micros.max(0),
         ];
         let row = (log.user_id, log.key_id, log.model.as_str(), log.org_id);
         add(&mut sums, log.at.date_naive(), row, values);
@@ -304,8 +313,9 @@ impl UsageService {
         Ok(rows.into_values().collect())
     }
 
-    /// Adds the counters of `range` (keys `prefix ++ (day, group, field)`)
-    /// into the rows they group into.
+    /// Adds the rows of `range` (keys `prefix ++ (day, group)`, and the
+    /// counters of earlier releases, `prefix ++ (day, group, field)`) into
+    /// the rows they group into.
     async fn add_counters(
         &self,
         range: KeyRange,
@@ -333,8 +343,12 @@ impl UsageService {
                 let Some(rest) = key.get(prefix..) else {
                     continue;
                 };
-                let Ok((day, group, field)) = unpack::<(Cow<str>, Cow<str>, Cow<str>)>(rest) else {
-                    continue;
+                let (day, group, field) = match unpack::<(Cow<str>, Cow<str>)>(rest) {
+                    Ok((day, group)) => (day, group, None),
+                    Err(_) => match unpack::<(Cow<str>, Cow<str>, Cow<str>)>(rest) {
+                        Ok((day, group, field)) => (day, group, Some(field)),
+                        Err(_) => continue,
+                    },
                 };
                 let group = match (group_by, one_user) {
                     (GroupBy::Day, _) => day,
@@ -348,14 +362,20 @@ impl UsageService {
                         ..StatsRow::default()
                     }),
                 };
-                let value = decode_counter(value);
-                match field.as_ref() {
-                    "requests" => row.requests += value,
-                    "prompt_tokens" => row.prompt_tokens += value,
-                    "completion_tokens" => row.completion_tokens += value,
-                    "cost_micros" => row.cost_micros += value,
-                    _ => {}
-                }
+                let lanes = match field {
+                    None => decode_lanes::<4>(value),
+                    Some(field) => {
+                        let mut lanes = [0; 4];
+                        if let Some(i) = FIELDS.iter().position(|f| *f == field) {
+                            lanes[i] = decode_counter(value);
+                        }
+                        lanes
+                    }
+                };
+                row.requests = row.requests.saturating_add(lanes[0]);
+                row.prompt_tokens = row.prompt_tokens.saturating_add(lanes[1]);
+                row.completion_tokens = row.completion_tokens.saturating_add(lanes[2]);
+                row.cost_micros = row.cost_micros.saturating_add(lanes[3]);
             }
             next = page.next;
         }
@@ -439,10 +459,8 @@ impl UsageService {
                             *values,
                         );
                     }
-                    for (key, delta) in counters(sums) {
-                        if delta != 0 {
-                            tx.atomic_add(&key, delta)?;
-                        }
+                    for (key, lanes) in counters(sums) {
+                        tx.atomic_add_lanes(&key, &lanes.map(|n| n.max(0)))?;
                     }
                     if let Some((last, _)) = page.entries.last() {
                         let range = keyspace::usage_days();
@@ -460,5 +478,88 @@ impl UsageService {
             }
             crate::blocking::yield_now().await;
         }
+    }
+
+    /// Folds the rollup counters of earlier releases (one key per field) into
+    /// rows of lanes, a page per transaction: a page's counters are added to
+    /// their rows and cleared together, and where the fold stands is saved in
+    /// the same transaction, so a fold cut short resumes without counting
+    /// twice. Statistics read both layouts meanwhile. Returns how many
+    /// counters were folded; nothing to do once done.
+    pub async fn fold_rollup_fields(&self) -> Result<usize> {
+        let mut folded = 0;
+        loop {
+            let (count, done) = self.fold_rollup_page(FOLD_PAGE).await?;
+            folded += count;
+            if done {
+                return Ok(folded);
+            }
+            crate::blocking::yield_now().await;
+        }
+    }
+
+    /// Folds the next `page_size` keys of the rollups; `(counters folded,
+    /// whether the fold is done)`.
+    pub(super) async fn fold_rollup_page(&self, page_size: usize) -> Result<(usize, bool)> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let now = self.env.clock.now();
+        Ok(self
+            .store
+            .run(|tx| async move {
+                let marker = keyspace::migration(LANES);
+                let at = marker.get(&tx).await?;
+                if at.as_ref().is_some_and(|m| m.value["done"] == true) {
+                    return Ok::<_, TxError<Error>>((0, true));
+                }
+                let rollups = keyspace::usage_rollups();
+                let begin = at
+                    .as_ref()
+                    .and_then(|m| m.value["after"].as_str())
+                    .and_then(|after| B64.decode(after).ok())
+                    .map_or(rollups.begin, |after| gatehouse_storage::key_after(&after));
+                let page = tx
+                    .get_range(
+                        &KeyRange::new(begin, rollups.end),
+                        RangeOptions::limit(page_size),
+                    )
+                    .await?;
+                let mut rows: HashMap<Vec<u8>, Lanes> = HashMap::new();
+                let mut count = 0;
+                for (key, value) in &page.entries {
+                    let Some((user, dimension, day, group, Some(field))) =
+                        keyspace::parse_rollup(key)
+                    else {
+                        continue;
+                    };
+                    let Some(lane) = FIELDS.iter().position(|f| *f == field) else {
+                        continue;
+                    };
+                    let row = match user {
+                        None => keyspace::usage_all_row(&dimension, &day, &group),
+                        Some(user) => keyspace::usage_user_row(user, &dimension, &day, &group),
+                    };
+                    let sum = &mut rows.entry(row).or_default()[lane];
+                    *sum = sum.saturating_add(decode_counter(value).max(0));
+                    tx.clear(key)?;
+                    count += 1;
+                }
+                for (row, lanes) in &rows {
+                    tx.atomic_add_lanes(row, lanes)?;
+                }
+                let done = page.next.is_none();
+                let value = match page.entries.last() {
+                    Some((last, _)) if !done => serde_json::json!({"after": B64.encode(last)}),
+                    _ => serde_json::json!({"done": true}),
+                };
+                let setting = crate::model::system::Setting {
+                    name: LANES.to_string(),
+                    value,
+                    updated_at: now,
+                };
+                marker.put(&tx, &setting).await?;
+                Ok((count, done))
+            })
+            .await?)
     }
 }

@@ -625,3 +625,144 @@ fn a_range_splits_into_whole_weeks_and_the_days_around_them() {
         (None, vec![(d("2026-11-02"), d("2026-11-30"))])
     );
 }
+
+#[tokio::test]
+async fn rollup_counters_of_earlier_releases_fold_into_rows_and_count_once() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let w = world();
+    // The same calls, rolled up by this release alone: the reference.
+    let reference = world();
+    let ada = crate::testing::user(&w.store, &w.env, "ada", &[Role::User]).await;
+    let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut calls = |n: usize| -> Vec<RequestLog> {
+        (0..n)
+            .map(|_| {
+                w.clock.advance(rng.random_range(0..(9 * 3600 * 1000)));
+                let user = if rng.random_bool(0.5) {
+                    ada.id
+                } else {
+                    Id(rng.random_range(1..=5))
+                };
+                let model = ["m1", "m2", "m3"][rng.random_range(0..3)];
+                let mut log = w.log(
+                    user,
+                    model,
+                    (rng.random_range(0..900), rng.random_range(0..90)),
+                );
+                log.key_id = Id(rng.random_range(70..74));
+                log.org_id = rng.random_bool(0.7).then(|| Id(rng.random_range(500..503)));
+                log
+            })
+            .collect()
+    };
+    // What an earlier release wrote: one counter per field of each row.
+    let old = calls(150);
+    let rows = super::rollups::rollups_of(&old);
+    w.store
+        .run(|tx| {
+            let rows = &rows;
+            async move {
+                for (row, lanes) in rows {
+                    let (user, dimension, day, group, field) = keyspace::parse_rollup(row).unwrap();
+                    assert_eq!(field, None);
+                    for (field, value) in keyspace::ROLLUP_LANES.iter().zip(lanes) {
+                        let key = match user {
+                            None => keyspace::usage_all_field(&dimension, &day, &group, field),
+                            Some(u) => {
+                                keyspace::usage_user_field(u, &dimension, &day, &group, field)
+                            }
+                        };
+                        tx.atomic_add(&key, *value)?;
+                    }
+                }
+                Ok::<_, TxError<Error>>(())
+            }
+        })
+        .await
+        .unwrap();
+    // Then this release's rows, for calls on the same days and later.
+    w.clock.set(old[0].at.timestamp_millis());
+    let new = calls(150);
+    for log in old.iter().chain(&new) {
+        reference.usage.record(log.clone());
+    }
+    for log in &new {
+        w.usage.record(log.clone());
+    }
+    w.usage.flush().await.unwrap();
+    reference.usage.flush().await.unwrap();
+
+    let (from, to) = (
+        old[0].at.date_naive(),
+        new.iter()
+            .chain(&old)
+            .map(|l| l.at.date_naive())
+            .max()
+            .unwrap(),
+    );
+    let same = |stage: &'static str| {
+        let (w, reference, ada, admin) = (&w, &reference, &ada, &admin);
+        async move {
+            for (viewer, all, group_by) in [
+                (admin, true, GroupBy::Day),
+                (admin, true, GroupBy::Model),
+                (admin, true, GroupBy::Key),
+                (admin, true, GroupBy::User),
+                (admin, true, GroupBy::Organization),
+                (ada, false, GroupBy::Day),
+                (ada, false, GroupBy::Model),
+                (ada, false, GroupBy::Key),
+                (ada, false, GroupBy::User),
+            ] {
+                let query = StatsQuery {
+                    from,
+                    to,
+                    user: None,
+                    all,
+                    group_by,
+                };
+                let got = w.usage.stats(viewer, &query).await.unwrap();
+                let want = reference.usage.stats(viewer, &query).await.unwrap();
+                assert!(!want.is_empty());
+                assert_eq!(got, want, "{stage}: {group_by:?} all={all}");
+            }
+        }
+    };
+    let old_counters = || async {
+        let page = w
+            .store
+            .run(|tx| async move {
+                Ok::<_, TxError<Error>>(
+                    tx.get_range(&keyspace::usage_rollups(), RangeOptions::default())
+                        .await?,
+                )
+            })
+            .await
+            .unwrap();
+        page.entries
+            .iter()
+            .filter(|(k, _)| matches!(keyspace::parse_rollup(k), Some((.., Some(_)))))
+            .count()
+    };
+    let before = old_counters().await;
+    assert_eq!(before, rows.len() * 4);
+    same("both layouts side by side").await;
+    // Part of the way: still exact.
+    let mut folded = 0;
+    for _ in 0..5 {
+        let (count, done) = w.usage.fold_rollup_page(97).await.unwrap();
+        assert!(!done);
+        folded += count;
+    }
+    assert!(folded > 0 && old_counters().await == before - folded);
+    same("half folded").await;
+    // To the end, once.
+    folded += w.usage.fold_rollup_fields().await.unwrap();
+    assert_eq!(folded, before);
+    assert_eq!(old_counters().await, 0);
+    assert_eq!(w.usage.fold_rollup_fields().await.unwrap(), 0, "once");
+    same("folded").await;
+}
