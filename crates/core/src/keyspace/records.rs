@@ -374,6 +374,6 @@ mod tests {
             "between the two: the fold must skip it"
         );
         assert_eq!(parse_rollup(&old), None);
-        assert_eq!(parse_rollup(&request_log(Id(1)).as_bytes().to_vec()), None);
+        assert_eq!(parse_rollup(request_log(Id(1)).as_bytes()), None);
     }
 }
