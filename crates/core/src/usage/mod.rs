@@ -38,19 +38,61 @@ use crate::{Env, Error, Id, Result, keyspace};
 /// The embedded engine's cost of a commit grows with the index and rollup
 /// pages it dirties, which depend on how many users, keys and models a batch
 /// touches, not on how many logs it holds: larger batches write far fewer
-/// pages per log (measured in docs/performance.md, "Records at scale").
-const FLUSH_BATCH: usize = 5000;
-/// About this many bytes of request logs per transaction, at most.
-const FLUSH_BATCH_BYTES: usize = 5_000_000;
+/// pages per log (measured in docs/performance.md, "Records at scale"). So a
+/// batch is as large as a transaction may be ([`FLUSH_TX_BYTES`]).
+const FLUSH_BATCH: usize = 20_000;
 /// Most bytes one flush transaction writes, rollups included (engines refuse
-/// transactions over 10 MB): a batch over it is halved until it fits.
+/// transactions over 10 MB): a batch is cut to about this by its logs'
+/// estimated size, and cut again in proportion if its encoding is over it.
 const FLUSH_TX_BYTES: usize = 8_000_000;
 
-/// Roughly how many bytes a log takes stored, with its rollup writes.
+/// Roughly how many bytes a log takes in memory.
 fn log_size(log: &RequestLog) -> usize {
     600 + log.request_body.as_ref().map_or(0, String::len)
         + log.response_body.as_ref().map_or(0, String::len)
         + log.error.as_ref().map_or(0, String::len)
+}
+
+/// Roughly how many bytes writing a log takes: the record, five index
+/// entries and its share of the rollup rows (about 1.2 kB measured, without
+/// bodies).
+fn stored_size(log: &RequestLog) -> usize {
+    log_size(log) + 600
+}
+
+/// The logs from `start` that one flush transaction takes: up to
+/// [`FLUSH_BATCH`] and about [`FLUSH_TX_BYTES`] by their estimated size.
+fn batch_end(logs: &[RequestLog], start: usize) -> usize {
+    let mut end = start;
+    let mut bytes = 0;
+    while end < logs.len() && end - start < FLUSH_BATCH && bytes < FLUSH_TX_BYTES {
+        bytes += stored_size(&logs[end]);
+        end += 1;
+    }
+    end
+}
+
+/// The batch `logs[start..end]` encoded within [`FLUSH_TX_BYTES`]: cut in
+/// proportion while its encoding is over (a single log always fits: its
+/// bodies are cut to a stored value's size). Returns the end it kept.
+async fn encode_fitting(
+    logs: &[RequestLog],
+    start: usize,
+    mut end: usize,
+) -> Result<(
+    usize,
+    Vec<(Vec<u8>, Vec<u8>)>,
+    Vec<(Vec<u8>, rollups::Lanes)>,
+)> {
+    loop {
+        let (rows, rollups, bytes) = encode_batch(&logs[start..end]).await?;
+        let n = end - start;
+        if bytes <= FLUSH_TX_BYTES || n == 1 {
+            return Ok((end, rows, rollups));
+        }
+        let fits = (n as u128 * FLUSH_TX_BYTES as u128 * 9 / 10 / bytes as u128) as usize;
+        end = start + fits.clamp(1, n - 1);
+    }
 }
 
 /// The writes of a batch of logs: their rows, their rollup additions, and
@@ -199,6 +241,26 @@ impl UsageService {
         Ok(())
     }
 
+    /// One flush transaction: a batch's rows and rollup additions.
+    async fn write_batch(
+        &self,
+        rows: &[(Vec<u8>, Vec<u8>)],
+        rollups: &[(Vec<u8>, rollups::Lanes)],
+    ) -> Result<()> {
+        Ok(self
+            .store
+            .run(|tx| async move {
+                for (key, bytes) in rows {
+                    tx.set(key, bytes)?;
+                }
+                for (key, lanes) in rollups {
+                    tx.atomic_add_lanes(key, lanes)?;
+                }
+                Ok::<_, TxError<Error>>(())
+            })
+            .await?)
+    }
+
     /// Writes what was buffered and brings the ledger in line with the other
     /// instances. Returns how many request logs were written.
     pub async fn flush(&self) -> Result<usize> {
@@ -210,48 +272,34 @@ impl UsageService {
         };
         let written = logs.len();
         // Few, large transactions (each commit is a durable write), each well
-        // inside the engines' transaction size limit.
+        // inside the engines' transaction size limit. Each batch is encoded
+        // outside its transaction (which may run again on a conflict), while
+        // the one before it commits: the commit's work is on a blocking
+        // thread, the encoding here, yielding now and then so that a large
+        // flush never holds a worker thread that requests are waiting for.
+        let mut next = match logs.is_empty() {
+            true => None,
+            false => Some(encode_fitting(&logs, 0, batch_end(&logs, 0)).await?),
+        };
         let mut start = 0;
-        while start < logs.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < logs.len() && end - start < FLUSH_BATCH && bytes < FLUSH_BATCH_BYTES {
-                bytes += log_size(&logs[end]);
-                end += 1;
-            }
-            // Encoded once, outside the transaction (which may run again on a
-            // conflict), yielding now and then so that a large flush never
-            // holds a worker thread that requests are waiting for.
-            let (rows, rollups) = loop {
-                let (rows, rollups, bytes) = encode_batch(&logs[start..end]).await?;
-                if bytes <= FLUSH_TX_BYTES || end - start == 1 {
-                    break (rows, rollups);
+        while let Some((end, rows, rollups)) = next.take() {
+            let following = async {
+                match end < logs.len() {
+                    true => Some(encode_fitting(&logs, end, batch_end(&logs, end)).await),
+                    false => None,
                 }
-                end = start + (end - start) / 2;
             };
-            let result = self
-                .store
-                .run(|tx| {
-                    let (rows, rollups) = (&rows, &rollups);
-                    async move {
-                        for (key, bytes) in rows {
-                            tx.set(key, bytes)?;
-                        }
-                        for (key, lanes) in rollups {
-                            tx.atomic_add_lanes(key, lanes)?;
-                        }
-                        Ok::<_, TxError<Error>>(())
-                    }
-                })
-                .await;
+            let (result, following) =
+                futures_util::join!(self.write_batch(&rows, &rollups), following);
             if let Err(e) = result {
                 // Put back what was not written; the next flush retries.
                 let mut buffer = self.buffer.lock();
                 buffer.bytes += logs[start..].iter().map(log_size).sum::<usize>();
                 buffer.logs.extend(logs.drain(start..));
-                return Err(e.into());
+                return Err(e);
             }
             start = end;
+            next = following.transpose()?;
         }
         logs.clear();
         // A second's worth of a busy gateway is kept across quiet spells;

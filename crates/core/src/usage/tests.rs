@@ -766,3 +766,64 @@ async fn rollup_counters_of_earlier_releases_fold_into_rows_and_count_once() {
     assert_eq!(w.usage.fold_rollup_fields().await.unwrap(), 0, "once");
     same("folded").await;
 }
+
+#[tokio::test]
+async fn a_flush_larger_than_a_transaction_is_written_in_several() {
+    let w = world();
+    let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
+    // Captured bodies (counted in the size estimate), then long model names
+    // (not in it: each log's index entries and rollup rows repeat the name,
+    // about 15 kB a log, so the encoded batch is over and is cut again).
+    let bodies = |w: &World| {
+        let mut log = w.log(admin.id, "m", (1, 1));
+        log.request_body = Some("q".repeat(60_000));
+        log.response_body = Some("a".repeat(30_000));
+        log
+    };
+    let long = "x".repeat(1_900);
+    for round in 0..2 {
+        for i in 0..1_000 {
+            let log = match round {
+                0 if i < 150 => bodies(&w),
+                0 => continue,
+                _ => w.log(admin.id, &format!("{long}{}", i % 7), (1, 1)),
+            };
+            w.usage.record(log);
+        }
+        let pending = w.usage.pending();
+        // Each transaction is refused over 10 MB: all written means each fit.
+        assert_eq!(w.usage.flush().await.unwrap(), pending, "round {round}");
+        assert_eq!(w.usage.pending(), 0);
+    }
+    let mut seen = 0;
+    let mut query = LogQuery {
+        user: Some(admin.id),
+        limit: 500,
+        ..LogQuery::default()
+    };
+    loop {
+        let page = w.usage.logs(&admin, &query).await.unwrap();
+        seen += page.items.len();
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 1_150);
+    let today = w.env.clock.now().date_naive();
+    let stats = w
+        .usage
+        .stats(
+            &admin,
+            &StatsQuery {
+                from: today,
+                to: today,
+                user: None,
+                all: false,
+                group_by: GroupBy::Day,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats[0].requests, 1_150);
+}
