@@ -79,16 +79,12 @@ async fn encode_fitting(
     logs: &[RequestLog],
     start: usize,
     mut end: usize,
-) -> Result<(
-    usize,
-    Vec<(Vec<u8>, Vec<u8>)>,
-    Vec<(Vec<u8>, rollups::Lanes)>,
-)> {
+) -> Result<(usize, Rows)> {
     loop {
-        let (rows, rollups, bytes) = encode_batch(&logs[start..end]).await?;
-        let n = end - start;
+        let rows = encode_batch(&logs[start..end]).await?;
+        let (n, bytes) = (end - start, rows.2);
         if bytes <= FLUSH_TX_BYTES || n == 1 {
-            return Ok((end, rows, rollups));
+            return Ok((end, rows));
         }
         let fits = (n as u128 * FLUSH_TX_BYTES as u128 * 9 / 10 / bytes as u128) as usize;
         end = start + fits.clamp(1, n - 1);
@@ -277,16 +273,18 @@ impl UsageService {
         // the one before it commits: the commit's work is on a blocking
         // thread, the encoding here, yielding now and then so that a large
         // flush never holds a worker thread that requests are waiting for.
-        let mut next = match logs.is_empty() {
-            true => None,
-            false => Some(encode_fitting(&logs, 0, batch_end(&logs, 0)).await?),
+        let mut next = if logs.is_empty() {
+            None
+        } else {
+            Some(encode_fitting(&logs, 0, batch_end(&logs, 0)).await?)
         };
         let mut start = 0;
-        while let Some((end, rows, rollups)) = next.take() {
+        while let Some((end, (rows, rollups, _))) = next.take() {
             let following = async {
-                match end < logs.len() {
-                    true => Some(encode_fitting(&logs, end, batch_end(&logs, end)).await),
-                    false => None,
+                if end < logs.len() {
+                    Some(encode_fitting(&logs, end, batch_end(&logs, end)).await)
+                } else {
+                    None
                 }
             };
             let (result, following) =

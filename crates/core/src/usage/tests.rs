@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gatehouse_storage::memory::MemoryEngine;
 
 use super::*;
-use crate::model::accounts::Role;
+use crate::model::accounts::{Role, User};
 
 struct World {
     usage: UsageService,
@@ -49,6 +49,19 @@ impl World {
             captured: false,
             request_body: Some("{\"messages\": []}".into()),
             response_body: Some("{\"choices\": []}".into()),
+        }
+    }
+}
+
+/// How many logs `viewer` sees following `query`'s pages to the end.
+async fn every_page(w: &World, viewer: &User, mut query: LogQuery) -> usize {
+    let mut count = 0;
+    loop {
+        let page = w.usage.logs(viewer, &query).await.unwrap();
+        count += page.items.len();
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => return count,
         }
     }
 }
@@ -419,17 +432,7 @@ async fn logs_and_rollups_of_earlier_releases_move_into_the_indexed_layout() {
 
     assert_eq!(w.usage.index_old_logs().await.unwrap(), 1200);
     assert_eq!(w.usage.index_old_logs().await.unwrap(), 0, "once");
-    let mut count = 0;
-    let mut query = mine.clone();
-    loop {
-        let page = w.usage.logs(&admin, &query).await.unwrap();
-        count += page.items.len();
-        match page.next {
-            Some(next) => query.before = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(count, 1200);
+    assert_eq!(every_page(&w, &admin, mine.clone()).await, 1200);
     let opened = w.usage.log(&ada, old[7].id).await.unwrap();
     assert_eq!(
         opened.request_body, old[7].request_body,
@@ -795,21 +798,12 @@ async fn a_flush_larger_than_a_transaction_is_written_in_several() {
         assert_eq!(w.usage.flush().await.unwrap(), pending, "round {round}");
         assert_eq!(w.usage.pending(), 0);
     }
-    let mut seen = 0;
-    let mut query = LogQuery {
+    let mine = LogQuery {
         user: Some(admin.id),
         limit: 500,
         ..LogQuery::default()
     };
-    loop {
-        let page = w.usage.logs(&admin, &query).await.unwrap();
-        seen += page.items.len();
-        match page.next {
-            Some(next) => query.before = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(seen, 1_150);
+    assert_eq!(every_page(&w, &admin, mine).await, 1_150);
     let today = w.env.clock.now().date_naive();
     let stats = w
         .usage

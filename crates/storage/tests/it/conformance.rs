@@ -255,6 +255,28 @@ pub async fn clear_range_is_half_open(h: Harness) {
     );
 }
 
+/// `tasks` tasks at once, each running `add` in `times` transactions of its own.
+async fn add_concurrently(
+    s: &Store,
+    tasks: usize,
+    times: usize,
+    add: fn(&Tx) -> Result<(), StorageError>,
+) {
+    let tasks: Vec<_> = (0..tasks)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..times {
+                    s.run(|tx| async move { R::Ok(add(&tx)?) }).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 pub async fn atomic_add(h: Harness) {
     let s = &h.store;
     for delta in [5, -2, 10] {
@@ -268,21 +290,7 @@ pub async fn atomic_add(h: Harness) {
     );
 
     // Concurrent adders never conflict and lose nothing.
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                for _ in 0..25 {
-                    s.run(|tx| async move { R::Ok(tx.atomic_add(b"counter", 1)?) })
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    add_concurrently(s, 8, 25, |tx| tx.atomic_add(b"counter", 1)).await;
     assert_eq!(
         get(s, b"counter").await.map(|v| decode_counter(&v)),
         Some(213)
@@ -333,21 +341,7 @@ pub async fn atomic_add_lanes(h: Harness) {
     assert_eq!(lanes, vec![[3 + i64::from(u32::MAX), 150], [9, 0]]);
 
     // Concurrent adders never conflict and lose nothing.
-    let tasks: Vec<_> = (0..4)
-        .map(|_| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                for _ in 0..20 {
-                    s.run(|tx| async move { R::Ok(tx.atomic_add_lanes(b"many", &[1, 2, 3])?) })
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    add_concurrently(s, 4, 20, |tx| tx.atomic_add_lanes(b"many", &[1, 2, 3])).await;
     assert_eq!(
         get(s, b"many").await.map(|v| decode_lanes::<3>(&v)),
         Some([80, 160, 240])
