@@ -65,7 +65,25 @@ impl PostgresEngine {
             .map_err(|e| StorageError::Unavailable(format!("PostgreSQL pool: {e}")))?;
         let engine = PostgresEngine { pool };
         engine.migrate().await?;
+        engine.check_predicate_locks().await?;
         Ok(engine)
+    }
+
+    /// Warns when the server gives SERIALIZABLE little room to track reads:
+    /// past half of `max_pred_locks_per_transaction` pages of one table it
+    /// locks the whole table, and the usage flush and retention then cancel
+    /// each other (measured in docs/performance.md; advice in storage.md).
+    async fn check_predicate_locks(&self) -> Result<(), StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SHOW max_pred_locks_per_transaction", &[])
+            .await
+            .map_err(map_error)?;
+        let value: String = row.get(0);
+        if let Some(advice) = predicate_lock_advice(&value) {
+            tracing::warn!("{advice}");
+        }
+        Ok(())
     }
 
     async fn client(&self) -> Result<Object, StorageError> {
@@ -286,6 +304,23 @@ impl PgTransaction {
     }
 }
 
+/// Room for predicate locks that keeps writers and retention apart under
+/// load (docs/storage.md).
+const ADVISED_PRED_LOCKS: i64 = 1024;
+
+/// What to tell an operator about the server's
+/// `max_pred_locks_per_transaction`, if anything.
+fn predicate_lock_advice(setting: &str) -> Option<String> {
+    let value: i64 = setting.trim().parse().ok()?;
+    (value < ADVISED_PRED_LOCKS).then(|| {
+        format!(
+            "PostgreSQL's max_pred_locks_per_transaction is {value}: under load the usage writer and \
+             retention cancel each other's SERIALIZABLE transactions and retry; set it to 4096 \
+             (see docs/storage.md, \"Predicate locks\")"
+        )
+    })
+}
+
 #[async_trait]
 impl EngineTransaction for PgTransaction {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -357,3 +392,22 @@ impl EngineTransaction for PgTransaction {
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::predicate_lock_advice;
+
+    #[test]
+    fn little_room_for_predicate_locks_is_pointed_out() {
+        let advice = predicate_lock_advice("64").unwrap_or_default();
+        assert!(
+            advice.contains("is 64") && advice.contains("4096"),
+            "{advice}"
+        );
+        assert!(predicate_lock_advice("256").is_some());
+        assert_eq!(predicate_lock_advice("4096"), None);
+        assert_eq!(predicate_lock_advice("1024"), None);
+        // A value the server would never show says nothing.
+        assert_eq!(predicate_lock_advice("lots"), None);
+    }
+}
