@@ -102,11 +102,8 @@ pub(crate) async fn page(
         .collect();
     let enrol = query.enrol.is_some() && state.services.accounts.ensure_may_act(user).is_err();
     // Nothing else opens until a second factor is enrolled.
-    let nav = if enrol {
-        viewer.nav("account").held_back()
-    } else {
-        viewer.nav("account")
-    };
+    let nav = viewer.nav("account");
+    let nav = if enrol { nav.held_back() } else { nav };
     Ok(render(Account {
         nav,
         enrol,

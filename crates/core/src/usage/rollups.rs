@@ -48,11 +48,27 @@ pub(super) const USER_WEEK: &str = "user_week";
 const WEEKS: &str = crate::timeline::USAGE_WEEKS;
 
 /// The marker of the fold of one-counter-per-field rollups into rows:
-/// `{"after": hex key}` while under way, `{"done": true}` at the end.
+/// `{"after": base64url of the last key folded}` while under way,
+/// `{"done": true}` at the end.
 const LANES: &str = crate::timeline::USAGE_LANES;
 
 /// Counters of earlier releases folded into rows per transaction.
 const FOLD_PAGE: usize = 2_000;
+
+/// A stored rollup value as lanes: a row's four, or (`field` given) the one
+/// counter of an earlier release in its field's lane (an unknown field: none).
+fn lanes_of(field: Option<&str>, value: &[u8]) -> Lanes {
+    match field {
+        None => decode_lanes(value),
+        Some(field) => {
+            let mut lanes = [0; 4];
+            if let Some(i) = FIELDS.iter().position(|f| *f == field) {
+                lanes[i] = decode_counter(value);
+            }
+            lanes
+        }
+    }
+}
 
 /// The Monday of `day`'s week.
 fn week_of(day: NaiveDate) -> NaiveDate {
@@ -259,67 +275,45 @@ impl UsageService {
                 ));
             }
         };
-        // What to read: ranges of one dimension's counters, each with the
-        // length of its prefix (what follows is `(day, group, field)`).
+        // What to read: ranges of one dimension's rows.
         let text = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
-        let reads: Vec<(KeyRange, usize)> = match user {
-            Some(user) => {
-                let prefix = keyspace::usage_user_days(user, dimension, "", "")
-                    .begin
-                    .len()
-                    - 2;
-                vec![(
-                    keyspace::usage_user_days(user, dimension, &from, &to),
-                    prefix,
-                )]
-            }
+        let reads: Vec<KeyRange> = match user {
+            Some(user) => vec![keyspace::usage_user_days(user, dimension, &from, &to)],
             None if dimension == "user" => {
                 // Whole weeks from the weekly rows, the days around them
                 // from the daily ones.
                 let since = self.weeks_since().await?;
                 let (weeks, days) = weeks_and_days(query.from, query.to, since);
-                let daily = keyspace::usage_all_days("user", "", "").begin.len() - 2;
-                let weekly = keyspace::usage_all_days(USER_WEEK, "", "").begin.len() - 2;
-                let mut reads: Vec<(KeyRange, usize)> = days
+                let mut reads: Vec<KeyRange> = days
                     .into_iter()
-                    .map(|(a, b)| (keyspace::usage_all_days("user", &text(a), &text(b)), daily))
+                    .map(|(a, b)| keyspace::usage_all_days("user", &text(a), &text(b)))
                     .collect();
                 if let Some((first, last)) = weeks {
-                    reads.push((
-                        keyspace::usage_all_days(USER_WEEK, &text(first), &text(last)),
-                        weekly,
+                    reads.push(keyspace::usage_all_days(
+                        USER_WEEK,
+                        &text(first),
+                        &text(last),
                     ));
                 }
                 reads
             }
-            None => {
-                let prefix = keyspace::usage_all_days(dimension, "", "").begin.len() - 2;
-                vec![(keyspace::usage_all_days(dimension, &from, &to), prefix)]
-            }
+            None => vec![keyspace::usage_all_days(dimension, &from, &to)],
         };
         let own_group = user.map(|u| u.to_string()).unwrap_or_default();
         let mut rows: BTreeMap<String, StatsRow> = BTreeMap::new();
-        for (range, prefix) in reads {
-            self.add_counters(
-                range,
-                prefix,
-                query.group_by,
-                &own_group,
-                user.is_some(),
-                &mut rows,
-            )
-            .await?;
+        for range in reads {
+            self.add_counters(range, query.group_by, &own_group, user.is_some(), &mut rows)
+                .await?;
         }
         Ok(rows.into_values().collect())
     }
 
-    /// Adds the rows of `range` (keys `prefix ++ (day, group)`, and the
-    /// counters of earlier releases, `prefix ++ (day, group, field)`) into
-    /// the rows they group into.
+    /// Adds the rows of `range` (and the one-field counters of earlier
+    /// releases, [`keyspace::parse_rollup`] reads both) into the rows they
+    /// group into.
     async fn add_counters(
         &self,
         range: KeyRange,
-        prefix: usize,
         group_by: GroupBy,
         own_group: &str,
         one_user: bool,
@@ -340,15 +334,8 @@ impl UsageService {
                 .await?;
             for (key, value) in &page.entries {
                 // Borrowed, not copied: a year by user is millions of counters.
-                let Some(rest) = key.get(prefix..) else {
+                let Some((_, _, day, group, field)) = keyspace::parse_rollup(key) else {
                     continue;
-                };
-                let (day, group, field) = match unpack::<(Cow<str>, Cow<str>)>(rest) {
-                    Ok((day, group)) => (day, group, None),
-                    Err(_) => match unpack::<(Cow<str>, Cow<str>, Cow<str>)>(rest) {
-                        Ok((day, group, field)) => (day, group, Some(field)),
-                        Err(_) => continue,
-                    },
                 };
                 let group = match (group_by, one_user) {
                     (GroupBy::Day, _) => day,
@@ -362,16 +349,7 @@ impl UsageService {
                         ..StatsRow::default()
                     }),
                 };
-                let lanes = match field {
-                    None => decode_lanes::<4>(value),
-                    Some(field) => {
-                        let mut lanes = [0; 4];
-                        if let Some(i) = FIELDS.iter().position(|f| *f == field) {
-                            lanes[i] = decode_counter(value);
-                        }
-                        lanes
-                    }
-                };
+                let lanes = lanes_of(field.as_deref(), value);
                 row.requests = row.requests.saturating_add(lanes[0]);
                 row.prompt_tokens = row.prompt_tokens.saturating_add(lanes[1]);
                 row.completion_tokens = row.completion_tokens.saturating_add(lanes[2]);
@@ -532,15 +510,17 @@ impl UsageService {
                     else {
                         continue;
                     };
-                    let Some(lane) = FIELDS.iter().position(|f| *f == field) else {
+                    if !FIELDS.contains(&field.as_ref()) {
                         continue;
-                    };
+                    }
                     let row = match user {
                         None => keyspace::usage_all_row(&dimension, &day, &group),
                         Some(user) => keyspace::usage_user_row(user, &dimension, &day, &group),
                     };
-                    let sum = &mut rows.entry(row).or_default()[lane];
-                    *sum = sum.saturating_add(decode_counter(value).max(0));
+                    let sum = rows.entry(row).or_default();
+                    for (total, n) in sum.iter_mut().zip(lanes_of(Some(&field), value)) {
+                        *total = total.saturating_add(n.max(0));
+                    }
                     tx.clear(key)?;
                     count += 1;
                 }
