@@ -17,6 +17,14 @@ pub trait KvEngine: Send + Sync + 'static {
         false
     }
 
+    /// Whether commits handed over at the same time are written together
+    /// (the embedded engine's group commit: one write of the pages they
+    /// share, one fsync). Elsewhere concurrent transactions only contend, so
+    /// a writer with several large transactions commits them one by one.
+    fn commits_in_groups(&self) -> bool {
+        false
+    }
+
     /// Starts one transaction attempt.
     async fn begin(&self) -> Result<Box<dyn EngineTransaction>, StorageError>;
 }

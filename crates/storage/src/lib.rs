@@ -62,6 +62,12 @@ impl Store {
         self.engine.is_shared()
     }
 
+    /// Whether transactions committed at the same time are written as one
+    /// group ([`KvEngine::commits_in_groups`]).
+    pub fn commits_in_groups(&self) -> bool {
+        self.engine.commits_in_groups()
+    }
+
     /// Runs `f` in a serializable transaction and commits it, retrying the whole
     /// closure on conflicts.
     ///

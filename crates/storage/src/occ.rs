@@ -9,6 +9,7 @@
 //! makes the history serializable: no lost updates and no write skew.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,24 @@ pub(crate) enum Lookup<'a> {
 impl WriteBuffer {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.cleared.is_empty() && self.stamped.is_empty()
+    }
+
+    /// Whether this buffer writes a key in any of `reads`: how a commit is
+    /// validated against the ones before it in the same group commit, which
+    /// its snapshot cannot have seen.
+    pub fn overlaps(&self, reads: &[KeyRange]) -> bool {
+        reads.iter().any(|read| {
+            !read.is_empty()
+                && (self
+                    .ops
+                    .range::<[u8], _>((
+                        Bound::Included(read.begin.as_slice()),
+                        Bound::Excluded(read.end.as_slice()),
+                    ))
+                    .next()
+                    .is_some()
+                    || self.cleared.iter().any(|c| c.intersects(read)))
+        })
     }
 
     pub fn set_versionstamped(&mut self, prefix: &[u8], suffix: &[u8], value: &[u8]) {

@@ -107,6 +107,52 @@ async fn encode_batch(logs: &[RequestLog]) -> Result<Rows> {
     Ok((rows, rollups, bytes))
 }
 
+/// One flush transaction's writes: the logs it holds (their place in the
+/// flushed buffer), their rows, and their rollup additions.
+struct Batch {
+    logs: std::ops::Range<usize>,
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    rollups: Vec<(Vec<u8>, rollups::Lanes)>,
+}
+
+/// Holds each of a group's transactions, once filled, until all of them
+/// are: then they commit at the same moment, which an engine that groups
+/// commits writes as one. Open for good once opened (a retried transaction
+/// passes at once).
+struct Gate {
+    /// How many have yet to arrive, and what opens the gate (taken when it
+    /// opens).
+    waiting: Mutex<(usize, Option<futures_channel::oneshot::Sender<()>>)>,
+    opened: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
+}
+
+impl Gate {
+    fn new(members: usize) -> Self {
+        use futures_util::FutureExt;
+        let (opener, opened) = futures_channel::oneshot::channel();
+        Gate {
+            waiting: Mutex::new((members, Some(opener))),
+            opened: opened.shared(),
+        }
+    }
+
+    async fn pass(&self) {
+        {
+            let mut waiting = self.waiting.lock();
+            waiting.0 = waiting.0.saturating_sub(1);
+            // The last to arrive opens it; a retry finds it open.
+            if waiting.0 == 0 {
+                if let Some(opener) = waiting.1.take() {
+                    let _ = opener.send(());
+                }
+                return;
+            }
+        }
+        // The opener is kept until it opens the gate, so this ends then.
+        let _ = self.opened.clone().await;
+    }
+}
+
 /// Rows to set, rollup rows to add to, and their size in bytes.
 type Rows = (
     Vec<(Vec<u8>, Vec<u8>)>,
@@ -138,7 +184,14 @@ pub struct UsageService {
     spare: Mutex<Vec<RequestLog>>,
     /// Index entries a request-log page examines at most ([`SCAN_BUDGET`]).
     scan_budget: usize,
+    /// Flush transactions committed together: several where the engine
+    /// writes concurrent commits as one group, else one at a time.
+    group_size: usize,
 }
+
+/// Flush transactions committed as one group, at most, where the engine
+/// groups commits: a busy second's flush (20 000 logs) is three of them.
+const FLUSH_GROUP: usize = 4;
 
 /// Request logs waiting for the next flush, and about how much memory they
 /// hold ([`log_size`]: captured bodies make some logs half a megabyte).
@@ -159,12 +212,17 @@ const KEPT_BUFFER: usize = 16_384;
 impl UsageService {
     pub fn new(store: Store, env: Env, ledger: Arc<Ledger>) -> Self {
         UsageService {
-            store,
             env,
             ledger,
             buffer: Mutex::new(Buffer::default()),
             spare: Mutex::new(Vec::new()),
             scan_budget: SCAN_BUDGET,
+            group_size: if store.commits_in_groups() {
+                FLUSH_GROUP
+            } else {
+                1
+            },
+            store,
         }
     }
 
@@ -237,24 +295,66 @@ impl UsageService {
         Ok(())
     }
 
-    /// One flush transaction: a batch's rows and rollup additions.
-    async fn write_batch(
-        &self,
-        rows: &[(Vec<u8>, Vec<u8>)],
-        rollups: &[(Vec<u8>, rollups::Lanes)],
-    ) -> Result<()> {
+    /// One flush transaction: a batch's rows and rollup additions. Once
+    /// filled it waits at `gate` for the group's other transactions, so that
+    /// they reach the engine together.
+    async fn write_batch(&self, batch: &Batch, gate: &Gate) -> Result<()> {
         Ok(self
             .store
             .run(|tx| async move {
-                for (key, bytes) in rows {
-                    tx.set(key, bytes)?;
-                }
-                for (key, lanes) in rollups {
-                    tx.atomic_add_lanes(key, lanes)?;
-                }
+                let filled = (|| {
+                    for (key, bytes) in &batch.rows {
+                        tx.set(key, bytes)?;
+                    }
+                    for (key, lanes) in &batch.rollups {
+                        tx.atomic_add_lanes(key, lanes)?;
+                    }
+                    Ok::<_, gatehouse_storage::StorageError>(())
+                })();
+                // Passed even by a transaction that failed to fill, so that
+                // the others never wait for it.
+                gate.pass().await;
+                filled?;
                 Ok::<_, TxError<Error>>(())
             })
             .await?)
+    }
+
+    /// Writes a group of batches, committed together where the engine
+    /// groups commits; on failure puts the logs of every batch that was not
+    /// written back in the buffer and returns the first error.
+    async fn write_group(&self, logs: &[RequestLog], group: &[Batch]) -> Result<()> {
+        let gate = Gate::new(group.len());
+        let results =
+            futures_util::future::join_all(group.iter().map(|b| self.write_batch(b, &gate))).await;
+        let mut first_error = None;
+        for (batch, result) in group.iter().zip(results) {
+            if let Err(e) = result {
+                let unwritten = &logs[batch.logs.clone()];
+                let mut buffer = self.buffer.lock();
+                buffer.bytes += unwritten.iter().map(log_size).sum::<usize>();
+                buffer.logs.extend(unwritten.iter().cloned());
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The next group of batches from `start`: [`Self::group_size`] batches
+    /// at most.
+    async fn encode_group(&self, logs: &[RequestLog], mut start: usize) -> Result<Vec<Batch>> {
+        let mut group = Vec::new();
+        while start < logs.len() && group.len() < self.group_size {
+            let (end, (rows, rollups, _)) =
+                encode_fitting(logs, start, batch_end(logs, start)).await?;
+            group.push(Batch {
+                logs: start..end,
+                rows,
+                rollups,
+            });
+            start = end;
+        }
+        Ok(group)
     }
 
     /// Writes what was buffered and brings the ledger in line with the other
@@ -268,36 +368,27 @@ impl UsageService {
         };
         let written = logs.len();
         // Few, large transactions (each commit is a durable write), each well
-        // inside the engines' transaction size limit. Each batch is encoded
-        // outside its transaction (which may run again on a conflict), while
-        // the one before it commits: the commit's work is on a blocking
-        // thread, the encoding here, yielding now and then so that a large
-        // flush never holds a worker thread that requests are waiting for.
-        let mut next = if logs.is_empty() {
-            None
-        } else {
-            Some(encode_fitting(&logs, 0, batch_end(&logs, 0)).await?)
-        };
-        let mut start = 0;
-        while let Some((end, (rows, rollups, _))) = next.take() {
-            let following = async {
-                if end < logs.len() {
-                    Some(encode_fitting(&logs, end, batch_end(&logs, end)).await)
-                } else {
-                    None
-                }
-            };
-            let (result, following) =
-                futures_util::join!(self.write_batch(&rows, &rollups), following);
+        // inside the engines' transaction size limit, committed a group at a
+        // time. Each group is encoded outside its transactions (which may run
+        // again on a conflict), while the one before it commits: the commit's
+        // work is on a blocking thread, the encoding here, yielding now and
+        // then so that a large flush never holds a worker thread that requests
+        // are waiting for.
+        let mut next = self.encode_group(&logs, 0).await?;
+        while !next.is_empty() {
+            let end = next.last().map_or(logs.len(), |b| b.logs.end);
+            let (result, following) = futures_util::join!(
+                self.write_group(&logs, &next),
+                self.encode_group(&logs, end)
+            );
             if let Err(e) = result {
-                // Put back what was not written; the next flush retries.
+                // Put back what was not reached; the next flush retries.
                 let mut buffer = self.buffer.lock();
-                buffer.bytes += logs[start..].iter().map(log_size).sum::<usize>();
-                buffer.logs.extend(logs.drain(start..));
+                buffer.bytes += logs[end..].iter().map(log_size).sum::<usize>();
+                buffer.logs.extend(logs.drain(end..));
                 return Err(e);
             }
-            start = end;
-            next = following.transpose()?;
+            next = following?;
         }
         logs.clear();
         // A second's worth of a busy gateway is kept across quiet spells;

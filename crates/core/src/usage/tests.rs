@@ -16,8 +16,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_on(Store::new(Arc::new(MemoryEngine::new())))
+}
+
+fn world_on(store: Store) -> World {
     let (env, clock) = crate::testing::env(6, 3);
-    let store = Store::new(Arc::new(MemoryEngine::new()));
     World {
         usage: UsageService::new(store.clone(), env.clone(), Arc::new(Ledger::new())),
         store,
@@ -772,7 +775,21 @@ async fn rollup_counters_of_earlier_releases_fold_into_rows_and_count_once() {
 
 #[tokio::test]
 async fn a_flush_larger_than_a_transaction_is_written_in_several() {
-    let w = world();
+    flush_larger_than_a_transaction(world()).await;
+}
+
+/// The same on the embedded engine, where the flush's transactions are
+/// committed together as one group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_in_several_transactions_commits_them_as_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = gatehouse_storage::embedded::EmbeddedEngine::open(dir.path()).unwrap();
+    let store = Store::new(Arc::new(engine));
+    assert!(store.commits_in_groups());
+    flush_larger_than_a_transaction(world_on(store)).await;
+}
+
+async fn flush_larger_than_a_transaction(w: World) {
     let admin = crate::testing::user(&w.store, &w.env, "admin", &[Role::User, Role::Admin]).await;
     // Captured bodies (counted in the size estimate), then long model names
     // (not in it: each log's index entries and rollup rows repeat the name,
