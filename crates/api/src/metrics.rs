@@ -37,6 +37,8 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     endpoint_up: Family<EndpointLabels, Gauge>,
     endpoint_failures: Family<EndpointLabels, Gauge>,
+    usage_pending: Gauge,
+    usage_dropped: Counter,
 }
 
 impl Metrics {
@@ -71,7 +73,21 @@ impl Metrics {
             "The endpoint's failures in a row, as this instance saw them",
             endpoint_failures.clone(),
         );
+        let usage_pending = Gauge::default();
+        registry.register(
+            "usage_logs_pending",
+            "Request logs waiting for the next usage flush (about a second's worth when the writer keeps up)",
+            usage_pending.clone(),
+        );
+        let usage_dropped = Counter::default();
+        registry.register(
+            "usage_logs_dropped",
+            "Request logs dropped because the usage buffer was full (storage down or slower than the calls)",
+            usage_dropped.clone(),
+        );
         Arc::new(Metrics {
+            usage_pending,
+            usage_dropped,
             registry,
             requests,
             latency,
@@ -98,6 +114,15 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::from(health.consecutive_failures));
         }
+    }
+
+    /// Reads the usage writer's backlog into the metrics (called before
+    /// rendering): logs waiting, and the total dropped since the start.
+    pub fn set_usage(&self, pending: usize, dropped: u64) {
+        self.usage_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        let counted = self.usage_dropped.get();
+        self.usage_dropped.inc_by(dropped.saturating_sub(counted));
     }
 
     /// The Prometheus text exposition of every metric.

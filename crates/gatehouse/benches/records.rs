@@ -9,7 +9,9 @@
 //! server from the machine's PostgreSQL binaries), `GATEHOUSE_BENCH_DIR`
 //! where the embedded store goes (default: a temporary directory),
 //! `GATEHOUSE_BENCH_CACHE_MB` the embedded engine's page cache (default: the
-//! server's default, `storage.cache_mb`).
+//! server's default, `storage.cache_mb`). `GATEHOUSE_BENCH_RATE` (calls a
+//! second) offers the logs at that rate to the server's own writer instead
+//! of flushing them as fast as it can, and reports the backlog.
 //!
 //! The data: 1 000 users with 5 keys each, 50 models, 100 organizations,
 //! spread over the last 30 days; 1 % of calls with captured bodies (1 KiB
@@ -135,6 +137,59 @@ async fn load(services: &Services, total: u64, start_ms: i64) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Offers `total` logs at `rate` a second, as a gateway's calls would
+/// arrive, to the server's own writer (`write_usage`, flushing every
+/// second); reports each million how many waited for a flush at most. The
+/// writer keeps up when that stays about a second's worth; a writer that
+/// falls behind lets it grow to the buffer's limit, then drops logs.
+/// Returns logs per second written, counted once the buffer is empty.
+async fn offer(services: &Services, total: u64, start_ms: i64, rate: u64) -> f64 {
+    const TICK: Duration = Duration::from_millis(10);
+    let per_tick = (rate * TICK.as_millis() as u64 / 1000).max(1);
+    let heavy = if total >= 1_000_000 {
+        100_000
+    } else {
+        total / 10
+    };
+    let mut rng = StdRng::seed_from_u64(10);
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut i, mut most_waiting, mut most_overall) = (0, 0, 0);
+    while i < total {
+        ticks.tick().await;
+        let end = (i + per_tick).min(total);
+        for n in i..end {
+            services
+                .usage
+                .record(log(n, total, heavy, start_ms, &mut rng));
+        }
+        most_waiting = most_waiting.max(services.usage.pending());
+        let million = end / 1_000_000 > i / 1_000_000;
+        i = end;
+        if million || i == total {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "  offered {i} in {secs:.0} s ({:.0}/s); most waiting for a flush: {most_waiting}",
+                i as f64 / secs
+            );
+            most_overall = most_overall.max(most_waiting);
+            most_waiting = 0;
+        }
+    }
+    while services.usage.pending() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The last flush took the buffer: wait for it to be written.
+    let written = services.usage.flush().await.unwrap();
+    assert_eq!(written, 0, "the writer had emptied the buffer");
+    println!(
+        "most logs waiting for a flush: {most_overall}; dropped on a full buffer: {}",
+        services.usage.dropped()
+    );
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 struct Latency {
     p50: Duration,
     p99: Duration,
@@ -218,8 +273,12 @@ async fn main() {
     config.auth.key_encryption_secret = Some(Secret(
         "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into(),
     ));
-    // The bench flushes itself; the server's own writer only idles.
-    config.usage.flush_ms = 3_600_000;
+    // The bench flushes itself and the server's own writer only idles;
+    // offering calls at a rate, the server's writer does the flushing.
+    let offered: Option<u64> = std::env::var("GATEHOUSE_BENCH_RATE")
+        .ok()
+        .map(|r| r.parse().expect("GATEHOUSE_BENCH_RATE: calls a second"));
+    config.usage.flush_ms = if offered.is_some() { 1_000 } else { 3_600_000 };
     let (server, services, admin) = common::open(&config).await;
     let base = format!("http://{}", server.http_addr().unwrap());
     tokio::spawn(server.run_until_stopped(std::future::pending()));
@@ -236,8 +295,16 @@ async fn main() {
         "{total} request logs on {engine} (page cache {} MB when embedded)",
         config.storage.cache_mb
     );
-    let rate = load(&services, total, start_ms).await;
-    println!("bulk load through record + flush: {rate:.0} logs/s");
+    match offered {
+        Some(offered) => {
+            let rate = offer(&services, total, start_ms, offered).await;
+            println!("offered {offered} calls/s to the server's writer: {rate:.0} logs/s written");
+        }
+        None => {
+            let rate = load(&services, total, start_ms).await;
+            println!("bulk load through record + flush: {rate:.0} logs/s");
+        }
+    }
 
     println!(
         "{:<44} {:>9} {:>9} {:>7}",

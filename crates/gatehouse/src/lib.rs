@@ -376,14 +376,18 @@ async fn follow_keys(services: Services, poll: Duration, flush: Duration, stop: 
 
 /// Writes buffered request logs, rollups and budget spend, and reads the
 /// other instances' spend back, every `every`, until `stop`; then once more.
+/// Flushes start `every` apart, and one that took longer is followed at
+/// once: under a backlog the writer runs without pause (with larger, so
+/// cheaper per log, flushes) instead of idling a whole period after each.
 async fn write_usage(services: Services, every: Duration, stop: CancellationToken) {
     loop {
+        let started = tokio::time::Instant::now();
         if let Err(e) = services.usage.flush().await {
             tracing::warn!(error = %e, pending = services.usage.pending(), "could not write usage; retrying");
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep_until(started + every) => {}
         }
     }
     if let Err(e) = services.usage.flush().await {

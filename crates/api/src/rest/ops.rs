@@ -129,6 +129,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state
         .metrics
         .set_endpoint_health(state.services.catalog.health());
+    let usage = &state.services.usage;
+    state.metrics.set_usage(usage.pending(), usage.dropped());
     (
         [(
             header::CONTENT_TYPE,

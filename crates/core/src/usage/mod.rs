@@ -184,6 +184,8 @@ pub struct UsageService {
     spare: Mutex<Vec<RequestLog>>,
     /// Index entries a request-log page examines at most ([`SCAN_BUDGET`]).
     scan_budget: usize,
+    /// Request logs dropped on a full buffer ([`Self::dropped`]).
+    dropped: std::sync::atomic::AtomicU64,
     /// Flush transactions committed together: several where the engine
     /// writes concurrent commits as one group, else one at a time.
     group_size: usize,
@@ -191,7 +193,7 @@ pub struct UsageService {
 
 /// Flush transactions committed as one group, at most, where the engine
 /// groups commits: a busy second's flush (20 000 logs) is three of them.
-const FLUSH_GROUP: usize = 4;
+const FLUSH_GROUP: usize = 8;
 
 /// Request logs waiting for the next flush, and about how much memory they
 /// hold ([`log_size`]: captured bodies make some logs half a megabyte).
@@ -217,6 +219,7 @@ impl UsageService {
             buffer: Mutex::new(Buffer::default()),
             spare: Mutex::new(Vec::new()),
             scan_budget: SCAN_BUDGET,
+            dropped: std::sync::atomic::AtomicU64::new(0),
             group_size: if store.commits_in_groups() {
                 FLUSH_GROUP
             } else {
@@ -247,6 +250,8 @@ impl UsageService {
         let size = log_size(&log);
         let mut buffer = self.buffer.lock();
         if buffer.logs.len() >= MAX_BUFFER || buffer.bytes.saturating_add(size) > MAX_BUFFER_BYTES {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(request = %log.id, "usage buffer full: request log dropped");
             return;
         }
@@ -257,6 +262,12 @@ impl UsageService {
     /// How many records wait for the next flush.
     pub fn pending(&self) -> usize {
         self.buffer.lock().logs.len()
+    }
+
+    /// How many request logs were dropped since the start because the
+    /// buffer was full (storage down, or slower than the calls).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// About how many bytes the records waiting for the next flush hold.

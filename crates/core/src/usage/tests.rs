@@ -285,6 +285,7 @@ async fn the_buffer_is_bounded_in_bytes_as_well_as_in_logs() {
     }
     let kept = w.usage.pending();
     assert!(kept < 200, "{kept} kept");
+    assert_eq!(w.usage.dropped(), 200 - kept as u64);
     assert!(w.usage.pending_bytes() <= MAX_BUFFER_BYTES);
     assert!(w.usage.pending_bytes() > MAX_BUFFER_BYTES - 2 * log_size(&heavy()));
     // A flush empties it, and logs are taken again.

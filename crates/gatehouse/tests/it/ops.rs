@@ -47,6 +47,11 @@ async fn health_ready_metrics_and_docs_answer() {
         text.contains("gatehouse_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    assert!(text.contains("\ngatehouse_usage_logs_pending "), "{text}");
+    assert!(
+        text.contains("\ngatehouse_usage_logs_dropped_total 0\n"),
+        "{text}"
+    );
 
     // The documentation works offline: the page and everything it names
     // come from Gatehouse, and its policy allows nothing from elsewhere.
