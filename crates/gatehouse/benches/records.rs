@@ -107,14 +107,19 @@ fn log(i: u64, total: u64, heavy: u64, start_ms: i64, rng: &mut StdRng) -> Reque
     }
 }
 
-/// Loads `total` logs a batch at a time, as the gateway's flushes do;
-/// returns logs per second.
-async fn load(services: &Services, total: u64, start_ms: i64) -> f64 {
-    let heavy = if total >= 1_000_000 {
+/// How many of `total` calls the heavy user made.
+fn heavy_calls(total: u64) -> u64 {
+    if total >= 1_000_000 {
         100_000
     } else {
         total / 10
-    };
+    }
+}
+
+/// Loads `total` logs a batch at a time, as the gateway's flushes do;
+/// returns logs per second.
+async fn load(services: &Services, total: u64, start_ms: i64) -> f64 {
+    let heavy = heavy_calls(total);
     let mut rng = StdRng::seed_from_u64(10);
     let started = Instant::now();
     let mut i = 0;
@@ -146,11 +151,7 @@ async fn load(services: &Services, total: u64, start_ms: i64) -> f64 {
 async fn offer(services: &Services, total: u64, start_ms: i64, rate: u64) -> f64 {
     const TICK: Duration = Duration::from_millis(10);
     let per_tick = (rate * TICK.as_millis() as u64 / 1000).max(1);
-    let heavy = if total >= 1_000_000 {
-        100_000
-    } else {
-        total / 10
-    };
+    let heavy = heavy_calls(total);
     let mut rng = StdRng::seed_from_u64(10);
     let started = Instant::now();
     let mut ticks = tokio::time::interval(TICK);

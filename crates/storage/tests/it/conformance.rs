@@ -639,81 +639,80 @@ pub async fn versionstamped_keys_follow_commit_order(h: Harness) {
     assert_eq!(order, vec![k("inner"), k("outer")]);
 }
 
+/// Runs `n` transactions at once, each `body(i, tx)` and then (on its
+/// first attempt) waiting for all the others to get that far, so that they
+/// reach their commits at the same moment. Returns how many attempts ran.
+async fn at_one_moment<F, Fut>(s: &Store, n: usize, body: F) -> usize
+where
+    F: Fn(usize, Tx) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R<()>> + Send + 'static,
+{
+    let body = Arc::new(body);
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (s, body) = (s.clone(), body.clone());
+            let (barrier, attempts) = (barrier.clone(), attempts.clone());
+            tokio::spawn(async move {
+                let first = std::sync::atomic::AtomicBool::new(true);
+                s.run(|tx| {
+                    let (body, barrier, attempts, first) = (&body, &barrier, &attempts, &first);
+                    async move {
+                        attempts.fetch_add(1, Ordering::SeqCst);
+                        body(i, tx).await?;
+                        if first.swap(false, Ordering::SeqCst) {
+                            barrier.wait().await;
+                        }
+                        R::Ok(())
+                    }
+                })
+                .await
+                .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    attempts.load(Ordering::SeqCst)
+}
+
 /// Transactions that reach their commit at the same moment (which the
 /// embedded engine writes as one group): a read-modify-write among them
 /// still sees every other's update, and blind writes all land.
 pub async fn commits_at_the_same_moment(h: Harness) {
     const N: usize = 6;
     let s = &h.store;
-    let barrier = Arc::new(tokio::sync::Barrier::new(N));
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..N)
-        .map(|i| {
-            let (s, barrier, attempts) = (s.clone(), barrier.clone(), attempts.clone());
-            tokio::spawn(async move {
-                let first = std::sync::atomic::AtomicBool::new(true);
-                s.run(|tx| {
-                    let (barrier, attempts, first) = (&barrier, &attempts, &first);
-                    async move {
-                        attempts.fetch_add(1, Ordering::SeqCst);
-                        let n = tx
-                            .get(b"same/count")
-                            .await?
-                            .map_or(0, |v| decode_counter(&v));
-                        tx.set(b"same/count", &(n + 1).to_le_bytes())?;
-                        tx.set(format!("same/{i}").as_bytes(), b"written")?;
-                        tx.set_versionstamped_key(b"same-vs/", b"", &[i as u8])?;
-                        if first.swap(false, Ordering::SeqCst) {
-                            barrier.wait().await;
-                        }
-                        R::Ok(())
-                    }
-                })
-                .await
-                .unwrap();
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let attempts = at_one_moment(s, N, |i, tx| async move {
+        let n = tx
+            .get(b"same/count")
+            .await?
+            .map_or(0, |v| decode_counter(&v));
+        tx.set(b"same/count", &(n + 1).to_le_bytes())?;
+        tx.set(format!("same/{i}").as_bytes(), b"written")?;
+        tx.set_versionstamped_key(b"same-vs/", b"", &[i as u8])?;
+        R::Ok(())
+    })
+    .await;
     assert_eq!(
         get(s, b"same/count").await.map(|v| decode_counter(&v)),
         Some(N as i64)
     );
     // All read 0 first: one of them commits that, every other reads again.
-    assert!(attempts.load(Ordering::SeqCst) >= 2 * N - 1);
+    assert!(attempts >= 2 * N - 1, "{attempts} attempts");
     let written = keys(s, &KeyRange::prefix(b"same/"), RangeOptions::default()).await;
     assert_eq!(written.len(), N + 1);
     let stamped = keys(s, &KeyRange::prefix(b"same-vs/"), RangeOptions::default()).await;
     assert_eq!(stamped.len(), N);
 
     // Blind writers at the same moment: additions to one counter all count.
-    let barrier = Arc::new(tokio::sync::Barrier::new(N));
-    let tasks: Vec<_> = (0..N)
-        .map(|i| {
-            let (s, barrier) = (s.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let first = std::sync::atomic::AtomicBool::new(true);
-                s.run(|tx| {
-                    let (barrier, first) = (&barrier, &first);
-                    async move {
-                        tx.atomic_add(b"blind/sum", i as i64 + 1)?;
-                        tx.set(format!("blind/{i}").as_bytes(), b"written")?;
-                        if first.swap(false, Ordering::SeqCst) {
-                            barrier.wait().await;
-                        }
-                        R::Ok(())
-                    }
-                })
-                .await
-                .unwrap();
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    at_one_moment(s, N, |i, tx| async move {
+        tx.atomic_add(b"blind/sum", i as i64 + 1)?;
+        tx.set(format!("blind/{i}").as_bytes(), b"written")?;
+        R::Ok(())
+    })
+    .await;
     assert_eq!(
         get(s, b"blind/sum").await.map(|v| decode_counter(&v)),
         Some((N * (N + 1) / 2) as i64)
