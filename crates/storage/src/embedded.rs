@@ -218,8 +218,8 @@ impl Inner {
     /// flush's 10 MB batches touch mostly the same index and rollup pages,
     /// so a group writes each of those pages once instead of once a batch.
     fn commit_group(&self, log: &mut CommitLog, group: Vec<Queued>) {
-        let mut accepted: Vec<Queued> = Vec::with_capacity(group.len());
-        let mut versions = Vec::with_capacity(group.len());
+        // The commits applied so far, each with its version.
+        let mut accepted: Vec<(u64, Queued)> = Vec::with_capacity(group.len());
         let written = (|| {
             let write = self.db.begin_write().map_err(unavailable)?;
             {
@@ -231,17 +231,7 @@ impl Inner {
                 let mut data = write.open_table(DATA).map_err(unavailable)?;
                 let mut queue = group.into_iter();
                 while let Some(mut queued) = queue.next() {
-                    let valid = log
-                        .validate(queued.start_version, &queued.reads)
-                        .and_then(|()| {
-                            let earlier = accepted.iter().any(|a| a.writes.overlaps(&queued.reads));
-                            if earlier {
-                                Err(StorageError::Conflict)
-                            } else {
-                                Ok(())
-                            }
-                        });
-                    if let Err(e) = valid {
+                    if let Err(e) = validate(log, &accepted, &queued) {
                         let _ = queued.done.send(Err(e));
                         continue;
                     }
@@ -253,35 +243,51 @@ impl Inner {
                         }
                         return Err(e);
                     }
-                    versions.push(version);
-                    accepted.push(queued);
+                    accepted.push((version, queued));
                 }
                 if accepted.is_empty() {
-                    return Ok(false);
+                    // Every member was answered; the redb transaction is dropped.
+                    return Ok(());
                 }
                 meta.insert(VERSION_KEY, version).map_err(unavailable)?;
             }
             write.commit().map_err(unavailable)?;
             self.groups.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, StorageError>(true)
+            Ok::<_, StorageError>(())
         })();
         match written {
-            Ok(true) => {
-                for (queued, version) in accepted.into_iter().zip(versions) {
+            Ok(()) => {
+                for (version, queued) in accepted {
                     log.record(version, &queued.writes);
                     let _ = queued.done.send(Ok(()));
                 }
             }
-            Ok(false) => {}
             // Nothing of the group was written (an unfinished redb
             // transaction is dropped): every member fails alike.
             Err(e) => {
-                for queued in accepted {
+                for (_, queued) in accepted {
                     let _ = queued.done.send(Err(e.clone()));
                 }
             }
         }
     }
+}
+
+/// A queued commit's validation: against the commits after its snapshot in
+/// the log, and against the group's members applied before it.
+fn validate(
+    log: &CommitLog,
+    earlier: &[(u64, Queued)],
+    queued: &Queued,
+) -> Result<(), StorageError> {
+    log.validate(queued.start_version, &queued.reads)?;
+    if earlier
+        .iter()
+        .any(|(_, e)| e.writes.overlaps(&queued.reads))
+    {
+        return Err(StorageError::Conflict);
+    }
+    Ok(())
 }
 
 type RangeItem<'a> = Result<

@@ -74,17 +74,17 @@ fn batch_end(logs: &[RequestLog], start: usize) -> usize {
 
 /// The batch `logs[start..end]` encoded within [`FLUSH_TX_BYTES`]: cut in
 /// proportion while its encoding is over (a single log always fits: its
-/// bodies are cut to a stored value's size). Returns the end it kept.
-async fn encode_fitting(
-    logs: &[RequestLog],
-    start: usize,
-    mut end: usize,
-) -> Result<(usize, Rows)> {
+/// bodies are cut to a stored value's size).
+async fn encode_fitting(logs: &[RequestLog], start: usize, mut end: usize) -> Result<Batch> {
     loop {
-        let rows = encode_batch(&logs[start..end]).await?;
-        let (n, bytes) = (end - start, rows.2);
+        let (rows, rollups, bytes) = encode_batch(&logs[start..end]).await?;
+        let n = end - start;
         if bytes <= FLUSH_TX_BYTES || n == 1 {
-            return Ok((end, rows));
+            return Ok(Batch {
+                logs: start..end,
+                rows,
+                rollups,
+            });
         }
         let fits = (n as u128 * FLUSH_TX_BYTES as u128 * 9 / 10 / bytes as u128) as usize;
         end = start + fits.clamp(1, n - 1);
@@ -341,14 +341,20 @@ impl UsageService {
         let mut first_error = None;
         for (batch, result) in group.iter().zip(results) {
             if let Err(e) = result {
-                let unwritten = &logs[batch.logs.clone()];
-                let mut buffer = self.buffer.lock();
-                buffer.bytes += unwritten.iter().map(log_size).sum::<usize>();
-                buffer.logs.extend(unwritten.iter().cloned());
+                self.put_back(logs[batch.logs.clone()].iter().cloned());
                 first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Returns logs that were not written to the buffer, for the next flush.
+    fn put_back(&self, logs: impl Iterator<Item = RequestLog>) {
+        let mut buffer = self.buffer.lock();
+        for log in logs {
+            buffer.bytes += log_size(&log);
+            buffer.logs.push(log);
+        }
     }
 
     /// The next group of batches from `start`: [`Self::group_size`] batches
@@ -356,14 +362,9 @@ impl UsageService {
     async fn encode_group(&self, logs: &[RequestLog], mut start: usize) -> Result<Vec<Batch>> {
         let mut group = Vec::new();
         while start < logs.len() && group.len() < self.group_size {
-            let (end, (rows, rollups, _)) =
-                encode_fitting(logs, start, batch_end(logs, start)).await?;
-            group.push(Batch {
-                logs: start..end,
-                rows,
-                rollups,
-            });
-            start = end;
+            let batch = encode_fitting(logs, start, batch_end(logs, start)).await?;
+            start = batch.logs.end;
+            group.push(batch);
         }
         Ok(group)
     }
@@ -394,9 +395,7 @@ impl UsageService {
             );
             if let Err(e) = result {
                 // Put back what was not reached; the next flush retries.
-                let mut buffer = self.buffer.lock();
-                buffer.bytes += logs[end..].iter().map(log_size).sum::<usize>();
-                buffer.logs.extend(logs.drain(end..));
+                self.put_back(logs.drain(end..));
                 return Err(e);
             }
             next = following?;
