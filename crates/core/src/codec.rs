@@ -17,6 +17,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// Declares that a type is stored, at format version 1: `record!(Team, "team");`
+/// (its writes go to the change feed) or `record!(Lease, "lease", no_feed);`
+/// (high-churn bookkeeping that does not). A type with an older format to
+/// upgrade from implements [`Record`] by hand.
+macro_rules! record {
+    ($ty:ty, $name:literal) => {
+        impl $crate::codec::Record for $ty {
+            const VERSION: u8 = 1;
+            const NAME: &'static str = $name;
+        }
+    };
+    ($ty:ty, $name:literal, no_feed) => {
+        impl $crate::codec::Record for $ty {
+            const VERSION: u8 = 1;
+            const NAME: &'static str = $name;
+            const CHANGE_FEED: bool = false;
+        }
+    };
+}
+pub(crate) use record;
+
 /// A value stored under a typed key.
 pub trait Record: Serialize + DeserializeOwned {
     /// The format version written with new values.
@@ -285,11 +306,7 @@ pub struct ChangeRecord {
     pub kind: ChangeKind,
 }
 
-impl Record for ChangeRecord {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "change";
-    const CHANGE_FEED: bool = false;
-}
+record!(ChangeRecord, "change", no_feed);
 
 impl ChangeRecord {
     /// The stored key the change is about (`None` if the record is damaged).

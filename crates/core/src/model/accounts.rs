@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 use crate::{Error, Id, Result};
 
 /// Platform roles (SPEC §2). Effective permissions are the union.
@@ -83,10 +83,7 @@ pub struct UsageLimits {
     pub budget: Option<crate::model::keys::Budget>,
 }
 
-impl Record for User {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "user";
-}
+record!(User, "user");
 
 impl User {
     pub fn is_active(&self) -> bool {
@@ -179,10 +176,7 @@ pub struct BootstrapRecord {
     pub admin_id: Id,
 }
 
-impl Record for BootstrapRecord {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "bootstrap record";
-}
+record!(BootstrapRecord, "bootstrap record");
 
 /// An index entry pointing at a user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,10 +184,7 @@ pub struct UserRef {
     pub id: Id,
 }
 
-impl Record for UserRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "user index entry";
-}
+record!(UserRef, "user index entry");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -212,11 +203,7 @@ pub struct EmailToken {
     pub expires_at_ms: i64,
 }
 
-impl Record for EmailToken {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "email token";
-    const CHANGE_FEED: bool = false;
-}
+record!(EmailToken, "email token", no_feed);
 
 /// A user's address other than the primary one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,10 +213,7 @@ pub struct UserEmail {
     pub added_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl Record for UserEmail {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "email address";
-}
+record!(UserEmail, "email address");
 
 #[cfg(test)]
 mod tests {
@@ -283,11 +267,7 @@ pub struct SsoIdentity {
     pub last_sign_in_at: DateTime<Utc>,
 }
 
-impl Record for SsoIdentity {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "SSO identity";
-    const CHANGE_FEED: bool = true;
-}
+record!(SsoIdentity, "SSO identity");
 
 /// A single sign-on in progress: what the callback must find, single use,
 /// stored under the SHA-256 of its `state` for a few minutes.
@@ -316,8 +296,4 @@ impl std::fmt::Debug for SsoFlow {
     }
 }
 
-impl Record for SsoFlow {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "SSO flow";
-    const CHANGE_FEED: bool = false;
-}
+record!(SsoFlow, "SSO flow", no_feed);

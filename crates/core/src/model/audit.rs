@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,8 +55,4 @@ pub struct AuditEvent {
     pub request: Option<crate::model::idempotency::RequestMark>,
 }
 
-impl Record for AuditEvent {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "audit event";
-    const CHANGE_FEED: bool = false;
-}
+record!(AuditEvent, "audit event", no_feed);

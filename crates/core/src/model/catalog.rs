@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 use crate::crypto::Sealed;
 use crate::{Error, Id, Result};
 
@@ -57,10 +57,7 @@ pub struct Credential {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Credential {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "credential";
-}
+record!(Credential, "credential");
 
 impl Credential {
     /// The associated data its secret is sealed with.
@@ -82,10 +79,7 @@ pub struct IdRef {
     pub id: Id,
 }
 
-impl Record for IdRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "index entry";
-}
+record!(IdRef, "index entry");
 
 /// The API an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,10 +110,7 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Endpoint {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "inference endpoint";
-}
+record!(Endpoint, "inference endpoint");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
@@ -142,10 +133,7 @@ pub struct Model {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Model {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "model";
-}
+record!(Model, "model");
 
 impl Model {
     /// What `prompt` input and `completion` output tokens cost, in
@@ -169,10 +157,7 @@ pub struct Alias {
     pub created_at: DateTime<Utc>,
 }
 
-impl Record for Alias {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "model alias";
-}
+record!(Alias, "model alias");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,10 +180,7 @@ pub struct Subscription {
     pub reason: Option<String>,
 }
 
-impl Record for Subscription {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "subscription";
-}
+record!(Subscription, "subscription");
 
 /// A model or alias name: 1 to 200 characters without whitespace or control
 /// characters (so it fits a URL path and a JSON field unchanged).

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 
 /// Who holds a worker ID, and until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,11 +11,7 @@ pub struct WorkerLease {
     pub expires_at_ms: i64,
 }
 
-impl Record for WorkerLease {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "worker lease";
-    const CHANGE_FEED: bool = false;
-}
+record!(WorkerLease, "worker lease", no_feed);
 
 /// Who leads, with which fencing token, and until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,8 +23,4 @@ pub struct LeaderLease {
     pub expires_at_ms: i64,
 }
 
-impl Record for LeaderLease {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "leader lease";
-    const CHANGE_FEED: bool = false;
-}
+record!(LeaderLease, "leader lease", no_feed);

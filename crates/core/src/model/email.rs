@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,8 +26,4 @@ pub struct OutboxMessage {
     pub last_error: Option<String>,
 }
 
-impl Record for OutboxMessage {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "outbox message";
-    const CHANGE_FEED: bool = false;
-}
+record!(OutboxMessage, "outbox message", no_feed);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, PasskeyRegistration};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 use crate::crypto::Sealed;
 use crate::model::sessions::SessionKind;
 
@@ -29,10 +29,7 @@ pub struct PasskeyRecord {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-impl Record for PasskeyRecord {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "passkey";
-}
+record!(PasskeyRecord, "passkey");
 
 /// Whose a credential ID is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +38,7 @@ pub struct PasskeyOwner {
     pub passkey_id: Id,
 }
 
-impl Record for PasskeyOwner {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "passkey owner";
-}
+record!(PasskeyOwner, "passkey owner");
 
 /// A user's TOTP second factor (RFC 6238: SHA-1, 6 digits, 30 seconds).
 #[derive(Clone, Serialize, Deserialize)]
@@ -70,10 +64,7 @@ impl std::fmt::Debug for TotpFactor {
     }
 }
 
-impl Record for TotpFactor {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "TOTP factor";
-}
+record!(TotpFactor, "TOTP factor");
 
 /// A step of a sign-in or enrolment waiting for its second half, stored under
 /// the SHA-256 of the token handed to the client, for a few minutes.
@@ -123,8 +114,4 @@ impl std::fmt::Debug for Challenge {
     }
 }
 
-impl Record for Challenge {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "sign-in challenge";
-    const CHANGE_FEED: bool = false;
-}
+record!(Challenge, "sign-in challenge", no_feed);

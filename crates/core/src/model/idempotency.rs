@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 use crate::crypto::Sealed;
 
 /// Names the record of one (credential, Idempotency-Key) pair: carried by the
@@ -47,8 +47,4 @@ pub enum WriteState {
     },
 }
 
-impl Record for IdempotentWrite {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "idempotent write";
-    const CHANGE_FEED: bool = false;
-}
+record!(IdempotentWrite, "idempotent write", no_feed);

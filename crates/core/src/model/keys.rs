@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 use crate::{Error, Id, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,10 +85,7 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
 }
 
-impl Record for ApiKey {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "API key";
-}
+record!(ApiKey, "API key");
 
 impl ApiKey {
     /// Whether the key may use the management API.
@@ -159,11 +156,7 @@ pub struct LastUsed {
     pub at: DateTime<Utc>,
 }
 
-impl Record for LastUsed {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "API key last use";
-    const CHANGE_FEED: bool = false;
-}
+record!(LastUsed, "API key last use", no_feed);
 
 /// Checks a budget's amount.
 pub fn check_budget(budget: &Budget) -> Result<()> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,12 +30,8 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
-impl Record for Session {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "session";
-    // Touched on use: too frequent for the feed, and only read by token.
-    const CHANGE_FEED: bool = false;
-}
+// Touched on use: too frequent for the feed, and only read by token.
+record!(Session, "session", no_feed);
 
 /// Points from a user's session list to the session's key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,11 +40,7 @@ pub struct SessionRef {
     pub token_hash: Vec<u8>,
 }
 
-impl Record for SessionRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "session index entry";
-    const CHANGE_FEED: bool = false;
-}
+record!(SessionRef, "session index entry", no_feed);
 
 /// How long sessions last.
 #[derive(Debug, Clone, Copy)]

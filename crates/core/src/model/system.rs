@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 use crate::{Error, Id, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,10 +14,7 @@ pub struct Installation {
     pub created_by_version: String,
 }
 
-impl Record for Installation {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "installation";
-}
+record!(Installation, "installation");
 
 /// A named system setting holding any JSON value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,10 +24,7 @@ pub struct Setting {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Setting {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "setting";
-}
+record!(Setting, "setting");
 
 /// A valid setting name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq)]

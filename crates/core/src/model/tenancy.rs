@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,10 +35,7 @@ pub struct Organization {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Organization {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "organization";
-}
+record!(Organization, "organization");
 
 /// Organization roles, ordered: `Member < Admin < Owner`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -73,10 +70,7 @@ pub struct Membership {
     pub sso_provider: Option<String>,
 }
 
-impl Record for Membership {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "organization membership";
-}
+record!(Membership, "organization membership");
 
 /// `("user_org", user, org)`: the index from a user to their organizations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,10 +78,7 @@ pub struct UserOrgRef {
     pub org_id: Id,
 }
 
-impl Record for UserOrgRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "organization index entry";
-}
+record!(UserOrgRef, "organization index entry");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,10 +106,7 @@ pub struct Invitation {
     pub expires_at: DateTime<Utc>,
 }
 
-impl Record for Invitation {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "invitation";
-}
+record!(Invitation, "invitation");
 
 impl Invitation {
     /// The status as of `now`: a pending invitation past its expiry is expired.
@@ -138,11 +126,7 @@ pub struct InvitationRef {
     pub id: Id,
 }
 
-impl Record for InvitationRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "invitation index entry";
-    const CHANGE_FEED: bool = false;
-}
+record!(InvitationRef, "invitation index entry", no_feed);
 
 /// What a team's managers may do in the organization on its behalf (Clay's
 /// and InferaDB's delegated permissions).
@@ -195,10 +179,7 @@ pub struct Team {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Team {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "team";
-}
+record!(Team, "team");
 
 /// `("team_by_id", team)`: which organization a team is in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,10 +187,7 @@ pub struct TeamRef {
     pub org_id: Id,
 }
 
-impl Record for TeamRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "team index entry";
-}
+record!(TeamRef, "team index entry");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -232,10 +210,7 @@ pub struct TeamMember {
     pub sso_provider: Option<String>,
 }
 
-impl Record for TeamMember {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "team membership";
-}
+record!(TeamMember, "team membership");
 
 /// `("user_team", user, team)`: the index from a user to their teams.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,10 +219,7 @@ pub struct UserTeamRef {
     pub team_id: Id,
 }
 
-impl Record for UserTeamRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "team index entry";
-}
+record!(UserTeamRef, "team index entry");
 
 /// `("org_by_slug", slug)`: organization names are unique by their slug.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,10 +227,7 @@ pub struct OrgRef {
     pub org_id: Id,
 }
 
-impl Record for OrgRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "organization name index entry";
-}
+record!(OrgRef, "organization name index entry");
 
 /// What a [`Removal`] removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,11 +252,7 @@ pub struct Removal {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Removal {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "removal";
-    const CHANGE_FEED: bool = false;
-}
+record!(Removal, "removal", no_feed);
 
 #[cfg(test)]
 mod tests {

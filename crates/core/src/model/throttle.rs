@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 
 pub const WINDOW_MS: i64 = 3_600_000;
 pub const MAX_DELAY_MS: i64 = 15 * 60 * 1000;
@@ -23,11 +23,7 @@ pub struct Failures {
     pub last_ms: i64,
 }
 
-impl Record for Failures {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "sign-in failures";
-    const CHANGE_FEED: bool = false;
-}
+record!(Failures, "sign-in failures", no_feed);
 
 impl Failures {
     /// How long (ms) the next attempt must still wait, if at all.

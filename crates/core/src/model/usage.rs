@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 use crate::common::Micros;
 
 /// One gateway call.
@@ -44,11 +44,7 @@ pub struct RequestLog {
     pub response_body: Option<String>,
 }
 
-impl Record for RequestLog {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "request log";
-    const CHANGE_FEED: bool = false;
-}
+record!(RequestLog, "request log", no_feed);
 
 /// A request log's captured bodies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,8 +53,4 @@ pub struct LogBodies {
     pub response: Option<String>,
 }
 
-impl Record for LogBodies {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "request log bodies";
-    const CHANGE_FEED: bool = false;
-}
+record!(LogBodies, "request log bodies", no_feed);

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::record;
 use crate::crypto::Sealed;
 use crate::{Error, Id, Result};
 
@@ -24,10 +24,7 @@ pub struct Vault {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Vault {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "vault";
-}
+record!(Vault, "vault");
 
 /// Where a vault's grants stand with the downstream policy engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,10 +52,7 @@ pub struct VaultRef {
     pub org_id: Id,
 }
 
-impl Record for VaultRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "vault reference";
-}
+record!(VaultRef, "vault reference");
 
 /// `("vault_sync", vault)`: the outbox of vault sync, one per vault. Each
 /// change raises `generation`; the vault is due while the engine has not
@@ -78,11 +72,7 @@ pub struct PendingSync {
     pub last_error: Option<String>,
 }
 
-impl Record for PendingSync {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "pending vault sync";
-    const CHANGE_FEED: bool = false;
-}
+record!(PendingSync, "pending vault sync", no_feed);
 
 /// A role in a vault; each includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -156,10 +146,7 @@ pub struct VaultGrant {
     pub created_at: DateTime<Utc>,
 }
 
-impl Record for VaultGrant {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "vault grant";
-}
+record!(VaultGrant, "vault grant");
 
 /// A service client: an internal service that authenticates with its own
 /// Ed25519 keys and gets vault tokens.
@@ -173,10 +160,7 @@ pub struct ServiceClient {
     pub created_at: DateTime<Utc>,
 }
 
-impl Record for ServiceClient {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "service client";
-}
+record!(ServiceClient, "service client");
 
 /// `("client_by_id", client)`: which organization a client is in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,10 +168,7 @@ pub struct ClientRef {
     pub org_id: Id,
 }
 
-impl Record for ClientRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "client reference";
-}
+record!(ClientRef, "client reference");
 
 /// One of a client's public keys. Assertions name it by `kid`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,10 +191,7 @@ impl Certificate {
     }
 }
 
-impl Record for Certificate {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "certificate";
-}
+record!(Certificate, "certificate");
 
 /// `("certificate_by_kid", kid)`: whose key a `kid` is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,10 +200,7 @@ pub struct CertificateRef {
     pub org_id: Id,
 }
 
-impl Record for CertificateRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "certificate reference";
-}
+record!(CertificateRef, "certificate reference");
 
 /// One of Gatehouse's own signing keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,10 +222,7 @@ impl SigningKey {
     }
 }
 
-impl Record for SigningKey {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "signing key";
-}
+record!(SigningKey, "signing key");
 
 /// `("assertion_jti", client, jti)`: an assertion ID already used, kept
 /// until the assertion would have expired anyway.
@@ -259,11 +231,7 @@ pub struct SpentAssertion {
     pub expires_at: DateTime<Utc>,
 }
 
-impl Record for SpentAssertion {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "spent assertion";
-    const CHANGE_FEED: bool = false;
-}
+record!(SpentAssertion, "spent assertion", no_feed);
 
 /// Who a token was issued to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,11 +269,7 @@ pub struct RefreshToken {
     pub spent_at: Option<DateTime<Utc>>,
 }
 
-impl Record for RefreshToken {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "refresh token";
-    const CHANGE_FEED: bool = false;
-}
+record!(RefreshToken, "refresh token", no_feed);
 
 /// `("token_family", id)`: every refresh token from one sign-in or assertion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,8 +282,4 @@ pub struct TokenFamily {
     pub revoked_reason: Option<String>,
 }
 
-impl Record for TokenFamily {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "token family";
-    const CHANGE_FEED: bool = false;
-}
+record!(TokenFamily, "token family", no_feed);

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::codec::Record;
+use crate::codec::record;
 
 /// A project: where an organization's chats live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,10 +19,7 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Project {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "project";
-}
+record!(Project, "project");
 
 /// A conversation with one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,10 +44,7 @@ pub struct Chat {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for Chat {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "chat";
-}
+record!(Chat, "chat");
 
 /// Where a user's chat is, for deleting the user's chats with the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,10 +53,7 @@ pub struct ChatRef {
     pub project_id: Id,
 }
 
-impl Record for ChatRef {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "chat reference";
-}
+record!(ChatRef, "chat reference");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,12 +116,8 @@ impl ChatMessage {
     }
 }
 
-impl Record for ChatMessage {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "chat message";
-    // Messages are many and read only through their chat: no change feed.
-    const CHANGE_FEED: bool = false;
-}
+// Messages are many and read only through their chat: no change feed.
+record!(ChatMessage, "chat message", no_feed);
 
 /// Work that outlives one transaction: a project or chat whose records are
 /// being deleted a page at a time. Written in the transaction that removes
@@ -144,8 +131,4 @@ pub enum Purge {
     Chat { chat_id: Id },
 }
 
-impl Record for Purge {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "purge";
-    const CHANGE_FEED: bool = false;
-}
+record!(Purge, "purge", no_feed);
