@@ -77,12 +77,7 @@ impl ChangeFeed {
     pub async fn head(&self) -> Result<Option<ChangeCursor>> {
         let page = self
             .store
-            .run(|tx| async move {
-                Ok::<_, TxError<Error>>(
-                    tx.get_range(&keyspace::changes(), RangeOptions::limit(1).reversed())
-                        .await?,
-                )
-            })
+            .read_range(&keyspace::changes(), RangeOptions::limit(1).reversed())
             .await?;
         Ok(Self::decode(page.entries)?.pop().map(|c| c.cursor))
     }
@@ -107,12 +102,7 @@ impl ChangeFeed {
         };
         let page = self
             .store
-            .run(|tx| {
-                let range = &range;
-                async move {
-                    Ok::<_, TxError<Error>>(tx.get_range(range, RangeOptions::limit(limit)).await?)
-                }
-            })
+            .read_range(&range, RangeOptions::limit(limit))
             .await?;
         Self::decode(page.entries)
     }

@@ -101,12 +101,7 @@ pub async fn read_page<T: Record>(
     limit: usize,
 ) -> crate::Result<(Vec<T>, Option<gatehouse_storage::KeyRange>)> {
     let page = store
-        .run(|tx| async move {
-            Ok::<_, TxError<Error>>(
-                tx.get_range(range, gatehouse_storage::RangeOptions::limit(limit))
-                    .await?,
-            )
-        })
+        .read_range(range, gatehouse_storage::RangeOptions::limit(limit))
         .await?;
     Ok((decode_values(&page.entries)?, page.next))
 }
@@ -135,12 +130,7 @@ pub async fn find_in_range<T: Record>(
         } else {
             options
         };
-        let page = store
-            .run(|tx| {
-                let range = &range;
-                async move { Ok::<_, TxError<Error>>(tx.get_range(range, options).await?) }
-            })
-            .await?;
+        let page = store.read_range(&range, options).await?;
         for record in decode_values::<T>(&page.entries)? {
             if found.len() < limit && keep(&record) {
                 found.push(record);

@@ -99,12 +99,7 @@ impl Outbox {
         let now = self.env.clock.now_millis();
         let page = self
             .store
-            .run(|tx| async move {
-                Ok::<_, TxError<Error>>(
-                    tx.get_range(&keyspace::outbox(), RangeOptions::limit(BATCH))
-                        .await?,
-                )
-            })
+            .read_range(&keyspace::outbox(), RangeOptions::limit(BATCH))
             .await?;
         let due: Vec<OutboxMessage> = crate::codec::decode_values::<OutboxMessage>(&page.entries)?
             .into_iter()
@@ -162,15 +157,10 @@ impl Outbox {
     pub async fn pending(&self) -> Result<Vec<OutboxMessage>> {
         let page = self
             .store
-            .run(|tx| async move {
-                Ok::<_, TxError<Error>>(
-                    tx.get_range(
-                        &keyspace::outbox(),
-                        RangeOptions::limit(Self::STATUS_WINDOW),
-                    )
-                    .await?,
-                )
-            })
+            .read_range(
+                &keyspace::outbox(),
+                RangeOptions::limit(Self::STATUS_WINDOW),
+            )
             .await?;
         crate::codec::decode_values(&page.entries)
     }

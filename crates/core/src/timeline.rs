@@ -91,12 +91,7 @@ pub async fn walk_newest(
             break;
         }
         let options = RangeOptions::limit(READ_PAGE.min(budget - scanned)).reversed();
-        let page = store
-            .run(|tx| {
-                let current = &current;
-                async move { Ok::<_, TxError<Error>>(tx.get_range(current, options).await?) }
-            })
-            .await?;
+        let page = store.read_range(&current, options).await?;
         for (key, value) in page.entries {
             scanned += 1;
             let Some(id) = id_of(&key) else { continue };

@@ -97,6 +97,24 @@ impl Store {
         }
     }
 
+    /// Reads one page of `range` in a transaction of its own, retried like
+    /// [`run`](Self::run): for a read that needs nothing else from its
+    /// transaction.
+    pub async fn read_range(
+        &self,
+        range: &KeyRange,
+        options: RangeOptions,
+    ) -> Result<RangePage, StorageError> {
+        let read = self.run(|tx| async move {
+            Ok::<_, TxError<std::convert::Infallible>>(tx.get_range(range, options).await?)
+        });
+        match read.await {
+            Ok(page) => Ok(page),
+            Err(TxError::Storage(e)) => Err(e),
+            Err(TxError::Abort(never)) => match never {},
+        }
+    }
+
     async fn attempt<T, E, F, Fut>(&self, f: &F) -> Result<T, TxError<E>>
     where
         F: Fn(Tx) -> Fut,

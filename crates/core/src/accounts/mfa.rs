@@ -119,15 +119,7 @@ impl AccountService {
         while let Some(range) = next {
             let page = self
                 .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        Ok::<_, TxError<Error>>(
-                            tx.get_range(range, gatehouse_storage::RangeOptions::limit(500))
-                                .await?,
-                        )
-                    }
-                })
+                .read_range(&range, gatehouse_storage::RangeOptions::limit(500))
                 .await?;
             for (key, _) in &page.entries {
                 let (_, user): (String, u64) = gatehouse_storage::tuple::unpack(key)

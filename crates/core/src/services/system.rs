@@ -4,7 +4,7 @@
 //! identifies that store for its whole life (operators use it to tell which
 //! data directory or database an instance is serving).
 
-use gatehouse_storage::{RangeOptions, Store, TxError};
+use gatehouse_storage::{RangeOptions, Store};
 
 pub use crate::model::system::{Installation, Setting, SettingName};
 use crate::{Env, Error, Result, keyspace};
@@ -104,12 +104,7 @@ impl SystemService {
     pub async fn list_settings(&self) -> Result<Vec<Setting>> {
         let page = self
             .store
-            .run(|tx| async move {
-                Ok::<_, TxError<Error>>(
-                    tx.get_range(&keyspace::settings(), RangeOptions::limit(MAX_SETTINGS))
-                        .await?,
-                )
-            })
+            .read_range(&keyspace::settings(), RangeOptions::limit(MAX_SETTINGS))
             .await?;
         crate::codec::decode_values(&page.entries)
     }

@@ -107,12 +107,7 @@ impl TenancyService {
         let limit = limit.clamp(1, crate::page::MAX_LIMIT + 1);
         let page = self
             .store
-            .run(|tx| {
-                let range = &range;
-                async move {
-                    Ok::<_, TxError<Error>>(tx.get_range(range, RangeOptions::limit(limit)).await?)
-                }
-            })
+            .read_range(&range, RangeOptions::limit(limit))
             .await?;
         decode_values(&page.entries)
     }

@@ -365,13 +365,7 @@ impl UsageService {
             return Ok(Vec::new());
         }
         let options = RangeOptions::limit(limit.clamp(1, READ_PAGE));
-        let page = self
-            .store
-            .run(|tx| {
-                let range = &range;
-                async move { Ok::<_, TxError<Error>>(tx.get_range(range, options).await?) }
-            })
-            .await?;
+        let page = self.store.read_range(&range, options).await?;
         let mut logs = codec::decode_values::<RequestLog>(&page.entries)?;
         logs.iter_mut().for_each(without_bodies);
         Ok(logs)

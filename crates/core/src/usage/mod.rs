@@ -287,12 +287,7 @@ impl UsageService {
             let range = keyspace::spend_in(&period);
             let page = self
                 .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        Ok::<_, TxError<Error>>(tx.get_range(range, RangeOptions::default()).await?)
-                    }
-                })
+                .read_range(&range, RangeOptions::default())
                 .await?;
             for (key, value) in page.entries {
                 if let Ok((_, period, kind, id)) = unpack::<(String, String, String, u64)>(&key)

@@ -323,14 +323,7 @@ impl UsageService {
         while let Some(range) = next {
             let page = self
                 .store
-                .run(|tx| {
-                    let range = &range;
-                    async move {
-                        Ok::<_, TxError<Error>>(
-                            tx.get_range(range, RangeOptions::limit(READ_PAGE)).await?,
-                        )
-                    }
-                })
+                .read_range(&range, RangeOptions::limit(READ_PAGE))
                 .await?;
             for (key, value) in &page.entries {
                 // Borrowed, not copied: a year by user is millions of counters.

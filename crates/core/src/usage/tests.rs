@@ -741,12 +741,7 @@ async fn rollup_counters_of_earlier_releases_fold_into_rows_and_count_once() {
     let old_counters = || async {
         let page = w
             .store
-            .run(|tx| async move {
-                Ok::<_, TxError<Error>>(
-                    tx.get_range(&keyspace::usage_rollups(), RangeOptions::default())
-                        .await?,
-                )
-            })
+            .read_range(&keyspace::usage_rollups(), RangeOptions::default())
             .await
             .unwrap();
         page.entries

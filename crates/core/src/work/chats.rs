@@ -404,13 +404,7 @@ impl WorkService {
             } else {
                 options
             };
-            let page = self
-                .store
-                .run(|tx| {
-                    let range = &range;
-                    async move { Ok::<_, TxError<Error>>(tx.get_range(range, options).await?) }
-                })
-                .await?;
+            let page = self.store.read_range(&range, options).await?;
             for message in decode_values::<ChatMessage>(&page.entries)? {
                 bytes += message.content.len();
                 messages.push(message);
