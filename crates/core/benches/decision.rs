@@ -18,7 +18,7 @@ use gatehouse_core::env::{Clock, OsRandom, SystemClock};
 use gatehouse_core::id::Snowflake;
 use gatehouse_core::keys::index::AccessIndex;
 use gatehouse_core::keys::{KeyService, NewKey};
-use gatehouse_core::model::accounts::{Role, User, UserStatus};
+use gatehouse_core::model::accounts::{Role, User};
 use gatehouse_core::model::sessions::ClientInfo;
 use gatehouse_core::{Env, keyspace};
 use gatehouse_storage::memory::MemoryEngine;
@@ -57,24 +57,13 @@ async fn main() {
     );
     let c = ClientInfo::default();
     let now = env.clock.now();
-    let admin = User {
-        id: env.ids.next_id(),
-        email: "admin@example.com".into(),
-        username: None,
-        display_name: "admin".into(),
-        password_hash: None,
-        roles: [Role::User, Role::Admin].into(),
-        status: UserStatus::Active,
-        email_verified: true,
-        must_change_password: false,
-        token_epoch: 0,
-        sso_roles: Default::default(),
-        totp_enabled: false,
-        passkey_count: 0,
-        limits: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
+    let admin = User::new(
+        env.ids.next_id(),
+        "admin@example.com".into(),
+        "admin".into(),
+        [Role::User, Role::Admin].into(),
+        now,
+    );
     store
         .run(|tx| {
             let admin = &admin;

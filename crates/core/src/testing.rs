@@ -7,7 +7,7 @@ use gatehouse_storage::{Store, TxError};
 
 use crate::env::{ManualClock, SeededRandom};
 use crate::id::Snowflake;
-use crate::model::accounts::{Role, User, UserStatus};
+use crate::model::accounts::{Role, User};
 use crate::{Env, Error, Id, keyspace};
 
 /// An environment with a manual clock at a fixed start, for worker `worker`.
@@ -25,24 +25,13 @@ pub fn env(worker: u16, seed: u64) -> (Env, Arc<ManualClock>) {
 /// personal organization when it holds `user` (as registration makes one).
 pub async fn user(store: &Store, env: &Env, name: &str, roles: &[Role]) -> User {
     let now = env.clock.now();
-    let user = User {
-        id: env.ids.next_id(),
-        email: format!("{name}@example.com"),
-        username: None,
-        display_name: name.to_string(),
-        password_hash: None,
-        roles: roles.iter().copied().collect(),
-        status: UserStatus::Active,
-        email_verified: true,
-        must_change_password: false,
-        token_epoch: 0,
-        sso_roles: Default::default(),
-        totp_enabled: false,
-        passkey_count: 0,
-        limits: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
+    let user = User::new(
+        env.ids.next_id(),
+        format!("{name}@example.com"),
+        name.to_string(),
+        roles.iter().copied().collect(),
+        now,
+    );
     let org = roles
         .contains(&Role::User)
         .then(|| (env.ids.next_id(), env.ids.next_id()));
@@ -85,4 +74,24 @@ pub async fn personal_org(store: &Store, user_id: Id) -> Id {
         })
         .await
         .unwrap()
+}
+
+/// The token in the newest outbox message to `to` (a verification, reset or
+/// invitation email: each carries a `token: …` line).
+pub async fn mailed_token(store: &Store, env: &Env, to: &str) -> String {
+    let outbox = crate::email::Outbox::new(store.clone(), env.clone());
+    let message = outbox
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|m| m.to == to)
+        .expect("a message to this address");
+    message
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("a token line")
+        .to_string()
 }

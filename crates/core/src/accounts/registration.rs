@@ -15,22 +15,17 @@ impl AccountService {
     ) -> Result<User> {
         let now = self.env.clock.now();
         let user = User {
-            id: self.env.ids.next_id(),
-            email: new.email.as_str().to_string(),
             username: new.username.as_ref().map(|u| u.as_str().to_string()),
-            display_name: new.display_name,
             password_hash: new.password_hash,
-            roles: new.roles,
-            status: UserStatus::Active,
             email_verified: new.email_verified,
             must_change_password: new.must_change_password,
-            token_epoch: 0,
-            sso_roles: Default::default(),
-            totp_enabled: false,
-            passkey_count: 0,
-            limits: Default::default(),
-            created_at: now,
-            updated_at: now,
+            ..User::new(
+                self.env.ids.next_id(),
+                new.email.as_str().to_string(),
+                new.display_name,
+                new.roles,
+                now,
+            )
         };
         let email_key = new.email.key();
         // Every account that holds `user` gets a personal organization with it.

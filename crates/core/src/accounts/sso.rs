@@ -486,24 +486,15 @@ mod tests {
     use super::*;
 
     fn user(roles: &[Role], sso: &[Role]) -> User {
-        let now = chrono::Utc::now();
         User {
-            id: Id(1),
-            email: "a@example.com".into(),
-            username: None,
-            display_name: "a".into(),
-            password_hash: None,
-            roles: roles.iter().copied().collect(),
-            status: UserStatus::Active,
-            email_verified: true,
-            must_change_password: false,
-            limits: Default::default(),
-            token_epoch: 0,
             sso_roles: sso.iter().copied().collect(),
-            totp_enabled: false,
-            passkey_count: 0,
-            created_at: now,
-            updated_at: now,
+            ..User::new(
+                Id(1),
+                "a@example.com".into(),
+                "a".into(),
+                roles.iter().copied().collect(),
+                chrono::Utc::now(),
+            )
         }
     }
 

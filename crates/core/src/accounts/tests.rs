@@ -712,21 +712,7 @@ async fn sign_in_events_are_audited_without_secrets() {
 
 /// The token in the newest outbox message to `to`.
 async fn token_sent_to(s: &AccountService, to: &str) -> String {
-    let outbox = crate::email::Outbox::new(s.store.clone(), s.env.clone());
-    let message = outbox
-        .pending()
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .find(|m| m.to == to)
-        .expect("a message to this address");
-    message
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("token: "))
-        .expect("a token line")
-        .to_string()
+    crate::testing::mailed_token(&s.store, &s.env, to).await
 }
 
 #[tokio::test]

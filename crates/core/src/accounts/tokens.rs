@@ -113,26 +113,18 @@ mod tests {
 
     use super::*;
     use crate::env::ManualClock;
-    use crate::model::accounts::{Role, UserStatus};
+    use crate::model::accounts::Role;
 
     fn user() -> User {
         User {
-            id: Id(42),
-            email: "a@b.c".into(),
             username: Some("ada".into()),
-            display_name: "Ada".into(),
-            password_hash: None,
-            roles: BTreeSet::from([Role::User]),
-            status: UserStatus::Active,
-            email_verified: true,
-            must_change_password: false,
-            token_epoch: 0,
-            sso_roles: Default::default(),
-            totp_enabled: false,
-            passkey_count: 0,
-            limits: Default::default(),
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
+            ..User::new(
+                Id(42),
+                "a@b.c".into(),
+                "Ada".into(),
+                BTreeSet::from([Role::User]),
+                DateTime::UNIX_EPOCH,
+            )
         }
     }
 

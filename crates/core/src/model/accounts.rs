@@ -86,6 +86,35 @@ pub struct UsageLimits {
 record!(User, "user");
 
 impl User {
+    /// A new active account with no password, no second factor, no limits
+    /// and its email taken as verified; callers change what differs.
+    pub fn new(
+        id: Id,
+        email: String,
+        display_name: String,
+        roles: BTreeSet<Role>,
+        now: DateTime<Utc>,
+    ) -> User {
+        User {
+            id,
+            email,
+            username: None,
+            display_name,
+            password_hash: None,
+            roles,
+            status: UserStatus::Active,
+            email_verified: true,
+            must_change_password: false,
+            limits: UsageLimits::default(),
+            token_epoch: 0,
+            sso_roles: BTreeSet::new(),
+            totp_enabled: false,
+            passkey_count: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.status == UserStatus::Active
     }

@@ -39,21 +39,7 @@ impl World {
 
     /// The invitation token mailed to `to`, from the outbox.
     async fn mailed_token(&self, to: &str) -> String {
-        let outbox = crate::email::Outbox::new(self.store.clone(), self.env.clone());
-        let message = outbox
-            .pending()
-            .await
-            .unwrap()
-            .into_iter()
-            .rev()
-            .find(|m| m.to == to)
-            .expect("an invitation email");
-        message
-            .body
-            .lines()
-            .find_map(|l| l.strip_prefix("token: "))
-            .expect("a token line")
-            .to_string()
+        crate::testing::mailed_token(&self.store, &self.env, to).await
     }
 
     /// Invites `who` into `org` as `role` (by `by`) and accepts.
