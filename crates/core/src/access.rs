@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use gatehouse_storage::{Tx, TxError};
+use gatehouse_storage::{Store, Tx, TxError};
 
 use crate::codec::read_all;
 use crate::model::accounts::User;
@@ -119,6 +119,23 @@ impl OrgAccess {
     pub fn platform_reader(&self) -> bool {
         self.platform_reader
     }
+}
+
+/// Runs `read` in a transaction of its own once `user` is seen to see
+/// `org_id` (`not_found` otherwise, before anything else is read): the shape
+/// of every "read a thing of an organization" call.
+pub async fn read_in_org<T, F, Fut>(store: &Store, user: &User, org_id: Id, read: F) -> Result<T>
+where
+    F: Fn(Tx) -> Fut,
+    Fut: std::future::Future<Output = Result<T, TxError<Error>>>,
+{
+    let read = &read;
+    Ok(store
+        .run(|tx| async move {
+            load_access(&tx, user, org_id).await?;
+            read(tx).await
+        })
+        .await?)
 }
 
 /// The caller's access to `org_id`, or `not_found` for those who may not see it.

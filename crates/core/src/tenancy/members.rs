@@ -14,34 +14,31 @@ impl TenancyService {
     ) -> Result<Page<MemberView>> {
         let after: Option<Id> = page.after_key()?;
         let limit = page.limit;
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                let after = after.map(|user| keyspace::org_member(org_id, user));
-                let (memberships, more) = crate::codec::read_page_after::<Membership>(
-                    &tx,
-                    &keyspace::org_members(org_id),
-                    after.as_ref().map(|k| k.as_bytes()),
-                    limit,
-                )
-                .await?;
-                let next_cursor = more
-                    .then(|| memberships.last().map(|m| m.user_id.to_string()))
-                    .flatten();
-                let mut items = Vec::with_capacity(memberships.len());
-                for m in memberships {
-                    if let Some(user) = keyspace::user(m.user_id).get(&tx).await? {
-                        items.push(MemberView {
-                            membership: m,
-                            email: user.email,
-                            display_name: user.display_name,
-                        });
-                    }
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            let after = after.map(|user| keyspace::org_member(org_id, user));
+            let (memberships, more) = crate::codec::read_page_after::<Membership>(
+                &tx,
+                &keyspace::org_members(org_id),
+                after.as_ref().map(|k| k.as_bytes()),
+                limit,
+            )
+            .await?;
+            let next_cursor = more
+                .then(|| memberships.last().map(|m| m.user_id.to_string()))
+                .flatten();
+            let mut items = Vec::with_capacity(memberships.len());
+            for m in memberships {
+                if let Some(user) = keyspace::user(m.user_id).get(&tx).await? {
+                    items.push(MemberView {
+                        membership: m,
+                        email: user.email,
+                        display_name: user.display_name,
+                    });
                 }
-                Ok::<_, TxError<Error>>(Page { items, next_cursor })
-            })
-            .await?)
+            }
+            Ok::<_, TxError<Error>>(Page { items, next_cursor })
+        })
+        .await
     }
 
     /// Changes a member's role. Owners and admins manage members, but only an

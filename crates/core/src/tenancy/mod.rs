@@ -30,7 +30,7 @@ use self::model::{
     Invitation, InvitationRef, InvitationStatus, Membership, OrgRef, OrgRole, OrgStatus,
     Organization, Team, TeamMember, TeamPermission, TeamRef, TeamRole, UserOrgRef, UserTeamRef,
 };
-use crate::access::{OrgAccess, OrgAction, load_access};
+use crate::access::{OrgAccess, OrgAction, load_access, read_in_org};
 use crate::audit::{Actor, AuditLog, Audited, NewEvent, Outcome};
 use crate::codec::{abort, decode_values, read_all};
 use crate::common::parse_description;

@@ -66,26 +66,20 @@ impl TenancyService {
     }
 
     pub async fn list_teams(&self, actor: &User, org_id: Id) -> Result<Vec<Team>> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                read_all::<Team>(&tx, &keyspace::teams(org_id)).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            read_all::<Team>(&tx, &keyspace::teams(org_id)).await
+        })
+        .await
     }
 
     pub async fn get_team(&self, actor: &User, org_id: Id, team_id: Id) -> Result<Team> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                keyspace::team(org_id, team_id)
-                    .get(&tx)
-                    .await?
-                    .ok_or_else(|| TxError::Abort(Error::not_found("team")))
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            keyspace::team(org_id, team_id)
+                .get(&tx)
+                .await?
+                .ok_or_else(|| TxError::Abort(Error::not_found("team")))
+        })
+        .await
     }
 
     /// Changes a team: name and description with `manage_teams`, permissions
@@ -219,27 +213,24 @@ impl TenancyService {
     ) -> Result<Page<TeamMember>> {
         let after: Option<Id> = page.after_key()?;
         let limit = page.limit;
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                if keyspace::team(org_id, team_id).get(&tx).await?.is_none() {
-                    return abort(Error::not_found("team"));
-                }
-                let after = after.map(|user| keyspace::team_member(team_id, user));
-                let (items, more) = crate::codec::read_page_after::<TeamMember>(
-                    &tx,
-                    &keyspace::team_members(team_id),
-                    after.as_ref().map(|k| k.as_bytes()),
-                    limit,
-                )
-                .await?;
-                let next_cursor = more
-                    .then(|| items.last().map(|m| m.user_id.to_string()))
-                    .flatten();
-                Ok(Page { items, next_cursor })
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            if keyspace::team(org_id, team_id).get(&tx).await?.is_none() {
+                return abort(Error::not_found("team"));
+            }
+            let after = after.map(|user| keyspace::team_member(team_id, user));
+            let (items, more) = crate::codec::read_page_after::<TeamMember>(
+                &tx,
+                &keyspace::team_members(team_id),
+                after.as_ref().map(|k| k.as_bytes()),
+                limit,
+            )
+            .await?;
+            let next_cursor = more
+                .then(|| items.last().map(|m| m.user_id.to_string()))
+                .flatten();
+            Ok(Page { items, next_cursor })
+        })
+        .await
     }
 
     /// Adds a member of the organization to a team, or changes their team

@@ -52,23 +52,17 @@ impl VaultService {
     }
 
     pub async fn list_clients(&self, actor: &User, org_id: Id) -> Result<Vec<ServiceClient>> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                read_all::<ServiceClient>(&tx, &keyspace::service_clients(org_id)).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            read_all::<ServiceClient>(&tx, &keyspace::service_clients(org_id)).await
+        })
+        .await
     }
 
     pub async fn get_client(&self, actor: &User, org_id: Id, id: Id) -> Result<ServiceClient> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                get_client(&tx, org_id, id).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            get_client(&tx, org_id, id).await
+        })
+        .await
     }
 
     /// Deletes a client with its certificates and vault grants: its assertions
@@ -197,14 +191,11 @@ impl VaultService {
         org_id: Id,
         client_id: Id,
     ) -> Result<Vec<Certificate>> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                get_client(&tx, org_id, client_id).await?;
-                read_all::<Certificate>(&tx, &keyspace::certificates(client_id)).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            get_client(&tx, org_id, client_id).await?;
+            read_all::<Certificate>(&tx, &keyspace::certificates(client_id)).await
+        })
+        .await
     }
 
     /// Revokes a certificate: assertions signed with it are refused from now on.

@@ -25,7 +25,7 @@ use self::model::{
     Certificate, CertificateRef, ClientRef, PendingSync, ServiceClient, SubjectKind, SyncState,
     SyncStatus, Vault, VaultGrant, VaultRef, VaultRole,
 };
-use crate::access::{OrgAction, load_access};
+use crate::access::{OrgAction, load_access, read_in_org};
 use crate::audit::{AuditLog, Audited, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::common::{parse_description, parse_name};
@@ -388,23 +388,17 @@ impl VaultService {
     }
 
     pub async fn list_vaults(&self, actor: &User, org_id: Id) -> Result<Vec<Vault>> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                read_all::<Vault>(&tx, &keyspace::vaults(org_id)).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            read_all::<Vault>(&tx, &keyspace::vaults(org_id)).await
+        })
+        .await
     }
 
     pub async fn get_vault(&self, actor: &User, org_id: Id, id: Id) -> Result<Vault> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                get_vault(&tx, org_id, id).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            get_vault(&tx, org_id, id).await
+        })
+        .await
     }
 
     pub async fn update_vault(
@@ -505,14 +499,11 @@ impl VaultService {
         org_id: Id,
         vault: Id,
     ) -> Result<Vec<VaultGrant>> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                get_vault(&tx, org_id, vault).await?;
-                read_all::<VaultGrant>(&tx, &keyspace::vault_grants(vault)).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            get_vault(&tx, org_id, vault).await?;
+            read_all::<VaultGrant>(&tx, &keyspace::vault_grants(vault)).await
+        })
+        .await
     }
 
     /// Gives `subject` `role` in the vault, replacing any role it had.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use gatehouse_storage::{Store, Tx, TxError};
 
-use crate::access::{OrgAccess, OrgAction, load_access};
+use crate::access::{OrgAccess, OrgAction, load_access, read_in_org};
 use crate::audit::{AuditLog, Audited, NewEvent};
 use crate::codec::{abort, read_all};
 use crate::model::accounts::User;
@@ -208,23 +208,17 @@ impl WorkService {
 
     /// The organization's projects (anyone who sees the organization).
     pub async fn list_projects(&self, actor: &User, org_id: Id) -> Result<Vec<Project>> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                read_all::<Project>(&tx, &keyspace::projects(org_id)).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            read_all::<Project>(&tx, &keyspace::projects(org_id)).await
+        })
+        .await
     }
 
     pub async fn get_project(&self, actor: &User, org_id: Id, project_id: Id) -> Result<Project> {
-        Ok(self
-            .store
-            .run(|tx| async move {
-                load_access(&tx, actor, org_id).await?;
-                project_in(&tx, org_id, project_id).await
-            })
-            .await?)
+        read_in_org(&self.store, actor, org_id, |tx| async move {
+            project_in(&tx, org_id, project_id).await
+        })
+        .await
     }
 
     /// Renames a project (owners and admins).
