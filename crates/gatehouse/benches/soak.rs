@@ -71,13 +71,7 @@ async fn prepare(data: &Path, upstream: &str, keys: usize) -> Vec<String> {
     let mut made = Vec::with_capacity(keys);
     for account in 0..keys.div_ceil(KEYS_PER_USER) {
         let email = format!("soak{account}@example.com");
-        let new = AdminNewUser {
-            email: &email,
-            password: Some(PASSWORD),
-            username: None,
-            display_name: None,
-            provider: false,
-        };
+        let new = AdminNewUser::new(&email, Some(PASSWORD));
         let (user, _) = services
             .accounts
             .admin_create_user(&admin, new, &c)

@@ -93,6 +93,20 @@ pub struct AdminNewUser<'a> {
     pub provider: bool,
 }
 
+impl<'a> AdminNewUser<'a> {
+    /// A user account with `email` and `password` (`None`: generated), no
+    /// username or display name of its own.
+    pub fn new(email: &'a str, password: Option<&'a str>) -> Self {
+        AdminNewUser {
+            email,
+            password,
+            username: None,
+            display_name: None,
+            provider: false,
+        }
+    }
+}
+
 /// The first admin, when this start created it.
 pub struct Bootstrapped {
     pub admin: User,

@@ -1170,13 +1170,7 @@ async fn two_admins_demoting_each_other_leave_one_admin() {
         let mut admins = Vec::new();
         for who in ["a", "b"] {
             let email = format!("{who}{round}@example.com");
-            let new = AdminNewUser {
-                email: &email,
-                password: Some(PASSWORD),
-                username: None,
-                display_name: None,
-                provider: false,
-            };
+            let new = AdminNewUser::new(&email, Some(PASSWORD));
             let (user, _) = s.admin_create_user(&root, new, &c).await.unwrap();
             let change = UserChange {
                 roles: Some(admin_roles.clone()),

@@ -3,14 +3,11 @@
 //! left alone when unchanged, corrected when the file changes.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, json_of, spawn_process};
+use crate::helpers::{PASSWORD, json_of, serve, spawn_process};
 use crate::matrix::models_upstream;
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn config(upstream: &str, price: &str) -> String {
     format!(
@@ -172,18 +169,9 @@ fn a_key_variable_that_is_not_set_stops_the_start_and_says_which() {
         config("http://127.0.0.1:9", "0.0000002"),
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args([
-            "serve",
-            "--ephemeral",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("GATEHOUSE__LOG__FORMAT", "plain")
+    let output = serve(dir.path(), &[])
+        .arg("--ephemeral")
         .env_remove("CATALOG_TEST_VLLM_KEY")
-        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(!output.status.success());

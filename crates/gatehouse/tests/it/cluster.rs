@@ -8,7 +8,7 @@ use gatehouse_core::services::system::SettingName;
 use gatehouse_storage::postgres::testing::TestPostgres;
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, json_of, spawn_app, spawn_process, test_config};
+use crate::helpers::{ServerProcess, json_of, serve, spawn_app, spawn_process, test_config};
 
 const LEASE_SECS: u64 = 3;
 
@@ -270,18 +270,7 @@ async fn a_configured_worker_id_is_honoured_or_refused() {
     let node = ready(&reqwest::Client::new(), &holder).await;
     assert_eq!(node["node"]["worker_id"], 5);
 
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let refused = serve(dir.path(), &envs).output().unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     let last = stderr.lines().last().unwrap_or_default();

@@ -526,13 +526,7 @@ async fn accounts_held_back_are_sent_to_the_page_that_frees_them() {
     );
     // A generated password: change it first.
     let root = app.first_admin().await;
-    let new = gatehouse_core::accounts::AdminNewUser {
-        email: "new@example.com",
-        password: None,
-        username: None,
-        display_name: None,
-        provider: false,
-    };
+    let new = gatehouse_core::accounts::AdminNewUser::new("new@example.com", None);
     let (_, generated) = app
         .services
         .accounts

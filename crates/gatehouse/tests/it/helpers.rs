@@ -122,13 +122,7 @@ impl TestApp {
     /// The account `name@example.com` with [`PASSWORD`], created by `admin`.
     pub async fn create_user(&self, admin: &User, name: &str) -> User {
         let email = format!("{name}@example.com");
-        let new = AdminNewUser {
-            email: &email,
-            password: Some(PASSWORD),
-            username: None,
-            display_name: None,
-            provider: false,
-        };
+        let new = AdminNewUser::new(&email, Some(PASSWORD));
         self.services
             .accounts
             .admin_create_user(admin, new, &ClientInfo::default())
@@ -198,21 +192,30 @@ pub struct ServerProcess {
     startup: Vec<String>,
 }
 
-/// Starts `gatehouse serve` on ephemeral loopback ports with `envs` and `args`,
-/// and waits for its `serving` log line.
-pub fn spawn_process(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> ServerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
+/// The built `gatehouse` binary with `args`, run in `dir` with plain log
+/// lines and `envs`.
+pub fn gatehouse(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
         .args(args)
         .env("GATEHOUSE__LOG__FORMAT", "plain")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
+        .current_dir(dir);
+    command
+}
+
+/// `gatehouse serve` on ephemeral loopback ports.
+pub fn serve(dir: &Path, envs: &[(&str, String)]) -> Command {
+    let mut command = gatehouse(dir, envs, &["serve", "--http-addr", "127.0.0.1:0"]);
+    command.args(["--grpc-addr", "127.0.0.1:0"]);
+    command
+}
+
+/// Starts `gatehouse serve` on ephemeral loopback ports with `envs` and `args`,
+/// and waits for its `serving` log line.
+pub fn spawn_process(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> ServerProcess {
+    let mut child = serve(dir, envs)
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start gatehouse");

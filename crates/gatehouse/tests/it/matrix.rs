@@ -550,13 +550,7 @@ impl World {
             .unwrap();
         let victim = if victim {
             let email = format!("victim-{n}@example.com");
-            let new = AdminNewUser {
-                email: &email,
-                password: Some(PASSWORD),
-                username: None,
-                display_name: None,
-                provider: false,
-            };
+            let new = AdminNewUser::new(&email, Some(PASSWORD));
             let admin = self.user("admin");
             let (user, _) = self
                 .app

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{json_of, spawn_process};
+use crate::helpers::{gatehouse, json_of, spawn_process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -263,11 +263,7 @@ async fn rotating_the_encryption_key_loses_no_secret() {
         "GATEHOUSE__AUTH__PREVIOUS_KEY_ENCRYPTION_SECRETS",
         format!("[{OLD}]"),
     ));
-    let output = Command::new(BIN)
-        .arg("rotate-encryption-key")
-        .env("GATEHOUSE__LOG__FORMAT", "plain")
-        .envs(rotate_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir.path())
+    let output = gatehouse(dir.path(), &rotate_env, &["rotate-encryption-key"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -333,11 +329,7 @@ async fn rotate_signing_key_command_publishes_the_new_key_beside_the_old() {
     let before = json_of(client.get(first.url("/.well-known/jwks.json"))).await;
     // While the server runs, the embedded store is its alone: the command
     // says to stop it first, and changes nothing.
-    let busy = Command::new(BIN)
-        .arg("rotate-signing-key")
-        .env("GATEHOUSE__LOG__FORMAT", "plain")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir.path())
+    let busy = gatehouse(dir.path(), &env, &["rotate-signing-key"])
         .output()
         .unwrap();
     assert!(!busy.status.success());
@@ -347,11 +339,7 @@ async fn rotate_signing_key_command_publishes_the_new_key_beside_the_old() {
     let before = kids(before);
     assert_eq!(before.len(), 1, "the first start made one key");
 
-    let output = Command::new(BIN)
-        .arg("rotate-signing-key")
-        .env("GATEHOUSE__LOG__FORMAT", "plain")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir.path())
+    let output = gatehouse(dir.path(), &env, &["rotate-signing-key"])
         .output()
         .unwrap();
     assert!(

@@ -587,13 +587,10 @@ async fn a_domain_that_requires_single_sign_on_refuses_passwords() {
         .accounts
         .admin_create_user(
             &admin,
-            gatehouse_core::accounts::AdminNewUser {
-                email: "carol@corp.example",
-                password: Some(crate::helpers::PASSWORD),
-                username: None,
-                display_name: None,
-                provider: false,
-            },
+            gatehouse_core::accounts::AdminNewUser::new(
+                "carol@corp.example",
+                Some(crate::helpers::PASSWORD),
+            ),
             &Default::default(),
         )
         .await
