@@ -190,16 +190,6 @@ async fn the_first_start_creates_exactly_one_admin() {
     app.stop().await;
 }
 
-async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    auth: (&str, &str),
-    body: Option<Value>,
-) -> (u16, Value) {
-    app.call(method, path, Some(auth), body).await
-}
-
 #[tokio::test]
 async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     let app = spawn_app(test_config(None)).await;
@@ -232,7 +222,7 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     assert_eq!(web_session["kind"], "web");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
     let cookie = ("cookie", cookie.as_str());
-    let (status, me) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", cookie, None).await;
+    let (status, me) = app.get("/api/v1/auth/me", Some(cookie)).await;
     assert_eq!(
         (status, me["email"].as_str()),
         (200, Some("ada@example.com"))
@@ -248,14 +238,7 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     assert_eq!(status, 200);
     let cli_auth = format!("Bearer {}", cli["token"].as_str().unwrap());
     let bearer = ("authorization", cli_auth.as_str());
-    let (status, sessions) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/auth/sessions",
-        bearer,
-        None,
-    )
-    .await;
+    let (status, sessions) = app.get("/api/v1/auth/sessions", Some(bearer)).await;
     assert_eq!(status, 200);
     assert_eq!(sessions["items"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -290,29 +273,22 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     assert_eq!(status, 200);
     let jwt_auth = format!("Bearer {}", login["token"].as_str().unwrap());
     let jwt = ("authorization", jwt_auth.as_str());
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", jwt, None).await;
+    let (status, _) = app.get("/api/v1/auth/me", Some(jwt)).await;
     assert_eq!(status, 200);
 
     // Changing the password from the CLI session ends the browser session
     // and every JWT.
     let change = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
-    let (status, _) = call(
-        &app,
-        reqwest::Method::PUT,
-        "/api/v1/auth/password",
-        bearer,
-        Some(change),
-    )
-    .await;
+    let (status, _) = app.put("/api/v1/auth/password", Some(bearer), change).await;
     assert_eq!(status, 204);
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", cookie, None).await;
+    let (status, _) = app.get("/api/v1/auth/me", Some(cookie)).await;
     assert_eq!(status, 401);
-    let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", jwt, None).await;
+    let (status, body) = app.get("/api/v1/auth/me", Some(jwt)).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("unauthenticated"))
     );
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", bearer, None).await;
+    let (status, _) = app.get("/api/v1/auth/me", Some(bearer)).await;
     assert_eq!(status, 200);
     let old = post(
         &app,
@@ -332,41 +308,20 @@ async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     assert_eq!(status, 200);
     let jwt_auth = format!("Bearer {}", login["token"].as_str().unwrap());
     let jwt = ("authorization", jwt_auth.as_str());
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/auth/logout",
-        jwt,
-        None,
-    )
-    .await;
+    let (status, _) = app.post("/api/v1/auth/logout", Some(jwt), None).await;
     assert_eq!(status, 204);
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", jwt, None).await;
+    let (status, _) = app.get("/api/v1/auth/me", Some(jwt)).await;
     assert_eq!(status, 401);
 
     // Someone else's (or no) session cannot be ended; logout ends our own.
-    let (status, body) = call(
-        &app,
-        reqwest::Method::DELETE,
-        "/api/v1/auth/sessions/123",
-        bearer,
-        None,
-    )
-    .await;
+    let (status, body) = app.delete("/api/v1/auth/sessions/123", Some(bearer)).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/auth/logout",
-        bearer,
-        None,
-    )
-    .await;
+    let (status, _) = app.post("/api/v1/auth/logout", Some(bearer), None).await;
     assert_eq!(status, 204);
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/auth/me", bearer, None).await;
+    let (status, _) = app.get("/api/v1/auth/me", Some(bearer)).await;
     assert_eq!(status, 401);
     app.stop().await;
 }
@@ -469,7 +424,6 @@ async fn the_whole_account_journey_with_real_smtp() {
     config.email.outbox_interval_secs = 0;
     config.cluster.lease_secs = 3;
     let app = spawn_app(config).await;
-    let get = reqwest::Method::GET;
 
     // Register; the verification email arrives over SMTP.
     let (status, _) = post(
@@ -507,35 +461,24 @@ async fn the_whole_account_journey_with_real_smtp() {
     )
     .await;
     let cli = format!("Bearer {}", cli["token"].as_str().unwrap());
-    let (status, me) = call(
-        &app,
-        get.clone(),
-        "/api/v1/auth/me",
-        ("authorization", &jwt),
-        None,
-    )
-    .await;
+    let (status, me) = app
+        .get("/api/v1/auth/me", Some(("authorization", &jwt)))
+        .await;
     assert_eq!((status, me["email_verified"].as_bool()), (200, Some(true)));
 
     // Change the password with the JWT: the CLI session ends.
     let change = json!({"current_password": PASSWORD, "new_password": "second good passphrase"});
-    let (status, _) = call(
-        &app,
-        reqwest::Method::PUT,
-        "/api/v1/auth/password",
-        ("authorization", &jwt),
-        Some(change),
-    )
-    .await;
+    let (status, _) = app
+        .put(
+            "/api/v1/auth/password",
+            Some(("authorization", &jwt)),
+            change,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &app,
-        get.clone(),
-        "/api/v1/auth/me",
-        ("authorization", &cli),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .get("/api/v1/auth/me", Some(("authorization", &cli)))
+        .await;
     assert_eq!(status, 401);
 
     // Reset the password by email; a new session, then log out.
@@ -582,23 +525,17 @@ async fn the_whole_account_journey_with_real_smtp() {
     )
     .await;
     let session = format!("Bearer {}", session["token"].as_str().unwrap());
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/auth/logout",
-        ("authorization", &session),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(("authorization", &session)),
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &app,
-        get,
-        "/api/v1/auth/me",
-        ("authorization", &session),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .get("/api/v1/auth/me", Some(("authorization", &session)))
+        .await;
     assert_eq!(status, 401);
     app.stop().await;
 }
@@ -620,23 +557,15 @@ async fn email_addresses_are_managed_by_their_owner() {
     .await;
     let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
     let auth = ("authorization", bearer.as_str());
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/auth/emails",
-        auth,
-        Some(json!({"email": "ada@work.example"})),
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/emails",
+            Some(auth),
+            json!({"email": "ada@work.example"}),
+        )
+        .await;
     assert_eq!(status, 202);
-    let (status, list) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/auth/emails",
-        auth,
-        None,
-    )
-    .await;
+    let (status, list) = app.get("/api/v1/auth/emails", Some(auth)).await;
     assert_eq!(status, 200);
     assert_eq!(
         list,
@@ -645,44 +574,26 @@ async fn email_addresses_are_managed_by_their_owner() {
             {"email": "ada@work.example", "primary": false, "verified": false}
         ], "next_cursor": null})
     );
-    let (status, body) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/auth/emails/ada@work.example/primary",
-        auth,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/emails/ada@work.example/primary",
+            Some(auth),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_input"))
     );
-    let (status, _) = call(
-        &app,
-        reqwest::Method::DELETE,
-        "/api/v1/auth/emails/ada@example.com",
-        auth,
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete("/api/v1/auth/emails/ada@example.com", Some(auth))
+        .await;
     assert_eq!(status, 400, "the primary stays");
-    let (status, _) = call(
-        &app,
-        reqwest::Method::DELETE,
-        "/api/v1/auth/emails/ada@work.example",
-        auth,
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete("/api/v1/auth/emails/ada@work.example", Some(auth))
+        .await;
     assert_eq!(status, 204);
-    let (_, list) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/auth/emails",
-        auth,
-        None,
-    )
-    .await;
+    let (_, list) = app.get("/api/v1/auth/emails", Some(auth)).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
@@ -700,26 +611,24 @@ async fn admins_create_accounts_users_cannot() {
     )
     .await;
     let admin = format!("Bearer {}", admin["token"].as_str().unwrap());
-    let (status, created) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/users",
-        ("authorization", &admin),
-        Some(json!({"email": "prov@example.com", "provider": true})),
-    )
-    .await;
+    let (status, created) = app
+        .post(
+            "/api/v1/users",
+            Some(("authorization", &admin)),
+            json!({"email": "prov@example.com", "provider": true}),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(created["user"]["roles"], json!(["provider"]));
     assert_eq!(created["user"]["must_change_password"], true);
     let generated = created["generated_password"].as_str().unwrap().to_string();
-    let (status, again) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/users",
-        ("authorization", &admin),
-        Some(json!({"email": "PROV@example.com"})),
-    )
-    .await;
+    let (status, again) = app
+        .post(
+            "/api/v1/users",
+            Some(("authorization", &admin)),
+            json!({"email": "PROV@example.com"}),
+        )
+        .await;
     assert_eq!(
         (status, again["error"]["code"].as_str()),
         (409, Some("conflict"))
@@ -733,14 +642,13 @@ async fn admins_create_accounts_users_cannot() {
     .await;
     let provider = format!("Bearer {}", provider["token"].as_str().unwrap());
     let change = json!({"current_password": generated, "new_password": "provider passphrase"});
-    let (status, _) = call(
-        &app,
-        reqwest::Method::PUT,
-        "/api/v1/auth/password",
-        ("authorization", &provider),
-        Some(change),
-    )
-    .await;
+    let (status, _) = app
+        .put(
+            "/api/v1/auth/password",
+            Some(("authorization", &provider)),
+            change,
+        )
+        .await;
     assert_eq!(status, 204);
     let (_, provider) = post(
         &app,
@@ -749,55 +657,38 @@ async fn admins_create_accounts_users_cannot() {
     )
     .await;
     let provider = format!("Bearer {}", provider["token"].as_str().unwrap());
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/users",
-        ("authorization", &provider),
-        Some(json!({"email": "eve@example.com"})),
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/users",
+            Some(("authorization", &provider)),
+            json!({"email": "eve@example.com"}),
+        )
+        .await;
     assert_eq!(status, 403);
 
     // Disabling the provider ends its access at once.
     let id = created["user"]["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/users/{id}");
     let disable = json!({"status": "disabled"});
-    let (status, _) = call(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        ("authorization", &provider),
-        Some(disable.clone()),
-    )
-    .await;
+    let (status, _) = app
+        .patch(&path, Some(("authorization", &provider)), disable.clone())
+        .await;
     assert_eq!(status, 403, "only admins");
-    let (status, updated) = call(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        ("authorization", &admin),
-        Some(disable),
-    )
-    .await;
+    let (status, updated) = app
+        .patch(&path, Some(("authorization", &admin)), disable)
+        .await;
     assert_eq!(status, 200, "{updated}");
-    let (status, _) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/auth/me",
-        ("authorization", &provider),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .get("/api/v1/auth/me", Some(("authorization", &provider)))
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = call(
-        &app,
-        reqwest::Method::PATCH,
-        "/api/v1/users/999",
-        ("authorization", &admin),
-        Some(json!({"status": "active"})),
-    )
-    .await;
+    let (status, _) = app
+        .patch(
+            "/api/v1/users/999",
+            Some(("authorization", &admin)),
+            json!({"status": "active"}),
+        )
+        .await;
     assert_eq!(status, 404);
     app.stop().await;
 }
@@ -830,87 +721,58 @@ async fn users_are_listed_by_admins_and_read_by_themselves() {
     };
     let admin = token("root@example.com", "first admin password").await;
     let ada = token("ada", PASSWORD).await;
-    let get = reqwest::Method::GET;
 
-    let (status, page) = call(
-        &app,
-        get.clone(),
-        "/api/v1/users?limit=2",
-        ("authorization", &admin),
-        None,
-    )
-    .await;
+    let (status, page) = app
+        .get("/api/v1/users?limit=2", Some(("authorization", &admin)))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
-    let (_, rest) = call(
-        &app,
-        get.clone(),
-        &format!("/api/v1/users?cursor={cursor}"),
-        ("authorization", &admin),
-        None,
-    )
-    .await;
+    let (_, rest) = app
+        .get(
+            &format!("/api/v1/users?cursor={cursor}"),
+            Some(("authorization", &admin)),
+        )
+        .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert!(rest["next_cursor"].is_null());
-    let (_, admins) = call(
-        &app,
-        get.clone(),
-        "/api/v1/users?role=admin",
-        ("authorization", &admin),
-        None,
-    )
-    .await;
+    let (_, admins) = app
+        .get("/api/v1/users?role=admin", Some(("authorization", &admin)))
+        .await;
     assert_eq!(admins["items"][0]["email"], "root@example.com");
-    let (status, body) = call(
-        &app,
-        get.clone(),
-        "/api/v1/users?role=emperor",
-        ("authorization", &admin),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .get(
+            "/api/v1/users?role=emperor",
+            Some(("authorization", &admin)),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_input"))
     );
 
-    let (status, _) = call(
-        &app,
-        get.clone(),
-        "/api/v1/users",
-        ("authorization", &ada),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .get("/api/v1/users", Some(("authorization", &ada)))
+        .await;
     assert_eq!(status, 403);
-    let (_, me) = call(
-        &app,
-        get.clone(),
-        "/api/v1/auth/me",
-        ("authorization", &ada),
-        None,
-    )
-    .await;
+    let (_, me) = app
+        .get("/api/v1/auth/me", Some(("authorization", &ada)))
+        .await;
     let ada_id = me["id"].as_str().unwrap();
-    let (status, own) = call(
-        &app,
-        get.clone(),
-        &format!("/api/v1/users/{ada_id}"),
-        ("authorization", &ada),
-        None,
-    )
-    .await;
+    let (status, own) = app
+        .get(
+            &format!("/api/v1/users/{ada_id}"),
+            Some(("authorization", &ada)),
+        )
+        .await;
     assert_eq!((status, own["username"].as_str()), (200, Some("ada")));
     let bob_id = rest["items"][0]["id"].as_str().unwrap();
-    let (status, _) = call(
-        &app,
-        get,
-        &format!("/api/v1/users/{bob_id}"),
-        ("authorization", &ada),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/users/{bob_id}"),
+            Some(("authorization", &ada)),
+        )
+        .await;
     assert_eq!(
         status, 404,
         "another user's account is invisible, not forbidden"

@@ -265,7 +265,7 @@ async fn the_console_moves_under_its_base_path_and_the_gateway_answers_without_v
     let (status, _, _) = page(&browser, &app.url("/sign-in")).await;
     assert_eq!(status, 404, "nothing of the console outside its path");
     // `/models` is the gateway's, as SDKs given a base URL without /v1 call it.
-    let (status, body) = app.call(reqwest::Method::GET, "/models", None, None).await;
+    let (status, body) = app.get("/models", None).await;
     assert_eq!(status, 401, "{body}");
     assert!(
         body["error"]["message"].is_string(),
@@ -432,21 +432,15 @@ async fn an_invitation_email_leads_to_the_console_page_that_accepts_it() {
     let bearer = app.bearer("admin@example.com").await;
     let auth = Some(("authorization", bearer.as_str()));
     let (status, org) = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/organizations",
-            auth,
-            Some(json!({"name": "Lab"})),
-        )
+        .post("/api/v1/organizations", auth, json!({"name": "Lab"}))
         .await;
     assert_eq!(status, 201, "{org}");
     let org = org["id"].as_str().unwrap().to_string();
     let (status, _) = app
-        .call(
-            reqwest::Method::POST,
+        .post(
             &format!("/api/v1/organizations/{org}/invitations"),
             auth,
-            Some(json!({"email": "ada@example.com", "role": "member"})),
+            json!({"email": "ada@example.com", "role": "member"}),
         )
         .await;
     assert_eq!(status, 201);

@@ -3,7 +3,6 @@
 //! sign count and can be copied) plays the browser's authenticator, and the
 //! test computes app codes with `totp-rs` from the enrolment's secret.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::AuthenticatorBackend;
 use webauthn_authenticator_rs::prelude::{
@@ -23,7 +22,7 @@ fn origin() -> Url {
 
 async fn post(app: &TestApp, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
     let header = bearer.map(|b| ("authorization", b));
-    app.call(Method::POST, path, header, Some(body)).await
+    app.post(path, header, body).await
 }
 
 /// Registers a passkey on `token` for the holder of `bearer`; its credential ID.
@@ -107,9 +106,7 @@ pub async fn passkey_for(
 
 async fn audited(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
     let path = format!("/api/v1/audit-events?action={action}");
-    let (status, body) = app
-        .call(Method::GET, &path, Some(("authorization", admin)), None)
-        .await;
+    let (status, body) = app.get(&path, Some(("authorization", admin))).await;
     assert_eq!(status, 200, "{body}");
     body["items"].as_array().unwrap().clone()
 }
@@ -126,45 +123,27 @@ async fn a_passkey_signs_in_alone_and_a_cloned_one_is_refused() {
     let copy = token.to_cbor().unwrap();
 
     let auth = Some(("authorization", bearer.as_str()));
-    let (_, listed) = app
-        .call(Method::GET, "/api/v1/auth/passkeys", auth, None)
-        .await;
+    let (_, listed) = app.get("/api/v1/auth/passkeys", auth).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     let id = listed["items"][0]["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/auth/passkeys/{id}");
-    let (status, renamed) = app
-        .call(
-            Method::PATCH,
-            &path,
-            auth,
-            Some(json!({"name": "work laptop"})),
-        )
-        .await;
+    let (status, renamed) = app.patch(&path, auth, json!({"name": "work laptop"})).await;
     assert_eq!(
         (status, renamed["name"].as_str()),
         (200, Some("work laptop"))
     );
-    let (_, methods) = app
-        .call(Method::GET, "/api/v1/auth/methods", auth, None)
-        .await;
+    let (_, methods) = app.get("/api/v1/auth/methods", auth).await;
     assert_eq!(methods["passkeys"], 1, "{methods}");
 
     // Signed out, the passkey alone signs in (twice: the count goes up).
-    let (status, _) = app
-        .call(Method::POST, "/api/v1/auth/logout", auth, None)
-        .await;
+    let (status, _) = app.post("/api/v1/auth/logout", auth, None).await;
     assert_eq!(status, 204);
     for _ in 0..2 {
         let (status, body) = passkey_sign_in(&app, &mut token, &credential).await;
         assert_eq!(status, 200, "{body}");
         let jwt = format!("Bearer {}", body["token"].as_str().unwrap());
         let (_, me) = app
-            .call(
-                Method::GET,
-                "/api/v1/auth/me",
-                Some(("authorization", &jwt)),
-                None,
-            )
+            .get("/api/v1/auth/me", Some(("authorization", &jwt)))
             .await;
         assert_eq!(me["id"], ada.id.to_string());
     }
@@ -207,7 +186,7 @@ async fn a_passkey_signs_in_alone_and_a_cloned_one_is_refused() {
     // Deleted, it is an unknown credential.
     let bearer = app.bearer("ada@example.com").await;
     let auth = Some(("authorization", bearer.as_str()));
-    let (status, _) = app.call(Method::DELETE, &path, auth, None).await;
+    let (status, _) = app.delete(&path, auth).await;
     assert_eq!(status, 204);
     let (status, _) = passkey_sign_in(&app, &mut token, &credential).await;
     assert_eq!(status, 401);
@@ -337,9 +316,7 @@ async fn password_and_totp_sign_in_and_a_recovery_code_works_once() {
     let (status, _) = post(&app, "/api/v1/auth/login/mfa", None, again).await;
     assert_eq!(status, 401, "a used recovery code fails");
     let auth = Some(("authorization", jwt.as_str()));
-    let (_, methods) = app
-        .call(Method::GET, "/api/v1/auth/methods", auth, None)
-        .await;
+    let (_, methods) = app.get("/api/v1/auth/methods", auth).await;
     assert_eq!(
         (
             methods["totp"].as_bool(),
@@ -359,27 +336,20 @@ async fn an_admin_without_a_second_factor_is_told_to_enrol_when_one_is_required(
     app.create_user(&admin, "ada").await;
     let bearer = app.bearer("admin@example.com").await;
     let auth = Some(("authorization", bearer.as_str()));
-    let (status, body) = app.call(Method::GET, "/api/v1/users", auth, None).await;
+    let (status, body) = app.get("/api/v1/users", auth).await;
     assert_eq!(status, 403, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("/api/v1/auth/mfa/totp"), "{body}");
-    let (_, methods) = app
-        .call(Method::GET, "/api/v1/auth/methods", auth, None)
-        .await;
+    let (_, methods) = app.get("/api/v1/auth/methods", auth).await;
     assert_eq!(methods["second_factor_required"], true, "{methods}");
     // Users without admin are not asked.
     let user = app.bearer("ada@example.com").await;
     let (status, _) = app
-        .call(
-            Method::GET,
-            "/api/v1/api-keys",
-            Some(("authorization", &user)),
-            None,
-        )
+        .get("/api/v1/api-keys", Some(("authorization", &user)))
         .await;
     assert_eq!(status, 200);
     enrol(&app, &bearer).await;
-    let (status, body) = app.call(Method::GET, "/api/v1/users", auth, None).await;
+    let (status, body) = app.get("/api/v1/users", auth).await;
     assert_eq!(status, 200, "enrolled, the admin may act: {body}");
     app.stop().await;
 }

@@ -14,7 +14,6 @@ use gatehouse_core::model::catalog::{ApiFlavour, CredentialKind};
 use gatehouse_core::model::keys::{Budget, BudgetPeriod};
 use gatehouse_core::model::sessions::ClientInfo;
 use parking_lot::Mutex;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, admin_config, spawn_app};
@@ -350,10 +349,7 @@ impl World {
         self.flush().await;
         let ada = self.token("ada@example.com").await;
         let path = format!("/api/v1/request-logs{query}");
-        let (_, logs) = self
-            .app
-            .call(Method::GET, &path, Some(("authorization", &ada)), None)
-            .await;
+        let (_, logs) = self.app.get(&path, Some(("authorization", &ada))).await;
         logs["items"].as_array().unwrap().clone()
     }
 
@@ -467,11 +463,9 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
     );
     let (_, stats) = w
         .app
-        .call(
-            Method::GET,
+        .get(
             "/api/v1/usage?group_by=model",
             Some(("authorization", &ada)),
-            None,
         )
         .await;
     let gpt = stats["items"]
@@ -487,38 +481,23 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
     let bob = w.token("bob@example.com").await;
     let (_, bobs) = w
         .app
-        .call(
-            Method::GET,
-            "/api/v1/request-logs",
-            Some(("authorization", &bob)),
-            None,
-        )
+        .get("/api/v1/request-logs", Some(("authorization", &bob)))
         .await;
     assert!(bobs["items"].as_array().unwrap().is_empty());
     let (_, bob_stats) = w
         .app
-        .call(
-            Method::GET,
-            "/api/v1/usage",
-            Some(("authorization", &bob)),
-            None,
-        )
+        .get("/api/v1/usage", Some(("authorization", &bob)))
         .await;
     assert!(bob_stats["items"].as_array().unwrap().is_empty());
     let others = format!("/api/v1/usage?user={}", w.ada.id);
-    let (status, _) = w
-        .app
-        .call(Method::GET, &others, Some(("authorization", &bob)), None)
-        .await;
+    let (status, _) = w.app.get(&others, Some(("authorization", &bob))).await;
     assert_eq!(status, 403);
     let admin = w.token("admin@example.com").await;
     let (status, all) = w
         .app
-        .call(
-            Method::GET,
+        .get(
             "/api/v1/usage?all=true&group_by=user",
             Some(("authorization", &admin)),
-            None,
         )
         .await;
     assert_eq!(status, 200);
@@ -716,10 +695,7 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
     w.flush().await;
     let ada = w.token("ada@example.com").await;
     let path = format!("/api/v1/request-logs?key={key_id}&status=200&limit=500");
-    let (_, logs) = w
-        .app
-        .call(Method::GET, &path, Some(("authorization", &ada)), None)
-        .await;
+    let (_, logs) = w.app.get(&path, Some(("authorization", &ada))).await;
     let spent: f64 = logs["items"]
         .as_array()
         .unwrap()
@@ -972,12 +948,7 @@ async fn endpoint_health_comes_from_calls_and_probes() {
         let (app, admin) = (&w.app, &admin);
         async move {
             let (status, list) = app
-                .call(
-                    Method::GET,
-                    "/api/v1/endpoints",
-                    Some(("authorization", admin)),
-                    None,
-                )
+                .get("/api/v1/endpoints", Some(("authorization", admin)))
                 .await;
             assert_eq!(status, 200);
             list["items"]

@@ -165,6 +165,57 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or_default())
     }
 
+    /// `GET path` with an optional header, as [`call`](Self::call).
+    pub async fn get<'a>(
+        &self,
+        path: &str,
+        header: Option<(&'a str, &'a str)>,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, header, None).await
+    }
+
+    /// `DELETE path` with an optional header, as [`call`](Self::call).
+    pub async fn delete<'a>(
+        &self,
+        path: &str,
+        header: Option<(&'a str, &'a str)>,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::DELETE, path, header, None).await
+    }
+
+    /// `POST path` with an optional header and JSON body, as [`call`](Self::call).
+    pub async fn post<'a>(
+        &self,
+        path: &str,
+        header: Option<(&'a str, &'a str)>,
+        body: impl Into<Option<serde_json::Value>>,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, header, body.into())
+            .await
+    }
+
+    /// `PATCH path` with an optional header and JSON body, as [`call`](Self::call).
+    pub async fn patch<'a>(
+        &self,
+        path: &str,
+        header: Option<(&'a str, &'a str)>,
+        body: impl Into<Option<serde_json::Value>>,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PATCH, path, header, body.into())
+            .await
+    }
+
+    /// `PUT path` with an optional header and JSON body, as [`call`](Self::call).
+    pub async fn put<'a>(
+        &self,
+        path: &str,
+        header: Option<(&'a str, &'a str)>,
+        body: impl Into<Option<serde_json::Value>>,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PUT, path, header, body.into())
+            .await
+    }
+
     /// Stops the server gracefully and waits until it has released the store.
     pub async fn stop(self) {
         let TestApp {

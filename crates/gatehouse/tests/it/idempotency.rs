@@ -3,7 +3,6 @@
 //! a reused key with another request is refused, parallel retries make one
 //! thing, and sign-in routes are left alone.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app, test_config, with_first_admin};
@@ -37,11 +36,10 @@ async fn post(
 async fn ada(app: &TestApp) -> String {
     let admin = app.bearer("admin@example.com").await;
     let (status, _) = app
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/users",
             Some(("authorization", &admin)),
-            Some(json!({"email": "ada@example.com", "password": PASSWORD})),
+            json!({"email": "ada@example.com", "password": PASSWORD}),
         )
         .await;
     assert_eq!(status, 201);
@@ -49,9 +47,7 @@ async fn ada(app: &TestApp) -> String {
 }
 
 async fn count(app: &TestApp, auth: &str, path: &str) -> usize {
-    let (status, list) = app
-        .call(Method::GET, path, Some(("authorization", auth)), None)
-        .await;
+    let (status, list) = app.get(path, Some(("authorization", auth))).await;
     assert_eq!(status, 200, "{list}");
     list["items"].as_array().expect("a list").len()
 }
@@ -122,11 +118,10 @@ async fn a_retried_create_is_answered_again_and_made_once() {
     // Another credential of the same account does not see the answer: it
     // makes its own.
     let (status, cli) = app
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/auth/login",
             None,
-            Some(json!({"login": "ada@example.com", "password": PASSWORD, "mode": "cli"})),
+            json!({"login": "ada@example.com", "password": PASSWORD, "mode": "cli"}),
         )
         .await;
     assert_eq!(status, 200);

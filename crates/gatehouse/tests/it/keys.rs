@@ -15,16 +15,6 @@ use serde_json::{Value, json};
 use crate::helpers::{PASSWORD, TestApp, spawn_app, test_config, with_first_admin};
 use crate::matrix::models_upstream;
 
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    auth: Option<(&str, &str)>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    app.call(method, path, auth, body).await
-}
-
 async fn login(app: &TestApp, email: &str) -> String {
     app.bearer(email).await
 }
@@ -32,32 +22,29 @@ async fn login(app: &TestApp, email: &str) -> String {
 /// An admin token, a user token, and a model the user may call.
 async fn setup(app: &TestApp) -> (String, String) {
     let admin = login(app, "admin@example.com").await;
-    let (status, _) = call(
-        app,
-        Method::POST,
-        "/api/v1/users",
-        Some(("authorization", &admin)),
-        Some(json!({"email": "ada@example.com", "password": PASSWORD})),
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/users",
+            Some(("authorization", &admin)),
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 201);
     let ada = login(app, "ada@example.com").await;
-    let (_, endpoint) = call(
-        app,
-        Method::POST,
-        "/api/v1/endpoints",
-        Some(("authorization", &admin)),
-        Some(json!({"name": "local", "base_url": "http://127.0.0.1:9"})),
-    )
-    .await;
-    let (status, _) = call(
-        app,
-        Method::POST,
-        "/api/v1/models",
-        Some(("authorization", &admin)),
-        Some(json!({"name": "small", "endpoint_id": endpoint["id"]})),
-    )
-    .await;
+    let (_, endpoint) = app
+        .post(
+            "/api/v1/endpoints",
+            Some(("authorization", &admin)),
+            json!({"name": "local", "base_url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/models",
+            Some(("authorization", &admin)),
+            json!({"name": "small", "endpoint_id": endpoint["id"]}),
+        )
+        .await;
     assert_eq!(status, 201);
     (admin, ada)
 }
@@ -68,13 +55,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     with_first_admin(&mut config);
     let app = spawn_app(config).await;
     let (_, ada) = setup(&app).await;
-    let (status, created) = call(
-        &app,
-        Method::POST,
-        "/api/v1/api-keys",
-        Some(("authorization", &ada)),
-        Some(json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60, "scopes": ["gateway", "management"]})),
-    )
+    let (status, created) = app.post("/api/v1/api-keys", Some(("authorization", &ada)), json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60, "scopes": ["gateway", "management"]}))
     .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["scopes"], json!(["gateway", "management"]));
@@ -83,14 +64,9 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     assert!(key.starts_with("ak_") && key.len() == 35);
     assert_eq!(created["display_prefix"], &key[..7]);
     // Never again: not in the list, not in the key's own record.
-    let (_, list) = call(
-        &app,
-        Method::GET,
-        "/api/v1/api-keys",
-        Some(("authorization", &ada)),
-        None,
-    )
-    .await;
+    let (_, list) = app
+        .get("/api/v1/api-keys", Some(("authorization", &ada)))
+        .await;
     assert!(!list.to_string().contains(&key));
     assert_eq!(list["items"][0]["label"], "laptop");
     // With the management scope both headers work on the management API, as
@@ -99,57 +75,34 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
         ("x-api-key", key.clone()),
         ("authorization", format!("Bearer {key}")),
     ] {
-        let (status, me) = call(
-            &app,
-            Method::GET,
-            "/api/v1/auth/me",
-            Some((auth.0, &auth.1)),
-            None,
-        )
-        .await;
+        let (status, me) = app.get("/api/v1/auth/me", Some((auth.0, &auth.1))).await;
         assert_eq!(
             (status, me["email"].as_str()),
             (200, Some("ada@example.com"))
         );
     }
     // A key revokes only keys it created, so not itself; its owner does.
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{id}"),
-        Some(("x-api-key", &key)),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete(&format!("/api/v1/api-keys/{id}"), Some(("x-api-key", &key)))
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{id}"),
-        Some(("authorization", &ada)),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/api-keys/{id}"),
+            Some(("authorization", &ada)),
+        )
+        .await;
     assert_eq!(status, 204);
     // Revoked: the very next request fails.
-    let (status, body) = call(
-        &app,
-        Method::GET,
-        "/api/v1/auth/me",
-        Some(("x-api-key", &key)),
-        None,
-    )
-    .await;
+    let (status, body) = app.get("/api/v1/auth/me", Some(("x-api-key", &key))).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "unauthenticated");
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        "/api/v1/auth/me",
-        Some(("x-api-key", "ak_thisisnotakeyatallbutlooksclose1")),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .get(
+            "/api/v1/auth/me",
+            Some(("x-api-key", "ak_thisisnotakeyatallbutlooksclose1")),
+        )
+        .await;
     assert_eq!(status, 401);
     app.stop().await;
 }
@@ -161,15 +114,13 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
     let app = spawn_app(config).await;
     let admin = login(&app, "admin@example.com").await;
     let upstream = models_upstream().await;
-    let (status, endpoint) = call(
-        &app,
-        Method::POST,
-        "/api/v1/endpoints",
-        Some(("authorization", &admin)),
-        // The form OpenAI clients and LiteLLM take: with `/v1`.
-        Some(json!({"name": "vllm", "base_url": format!("{upstream}/v1/")})),
-    )
-    .await;
+    let (status, endpoint) = app
+        .post(
+            "/api/v1/endpoints",
+            Some(("authorization", &admin)), // The form OpenAI clients and LiteLLM take: with `/v1`.
+            Some(json!({"name": "vllm", "base_url": format!("{upstream}/v1/")})),
+        )
+        .await;
     assert_eq!(status, 201, "{endpoint}");
     assert_eq!(endpoint["base_url"], upstream.as_str());
     assert_eq!(endpoint["api_base_url"], format!("{upstream}/v1"));
@@ -178,12 +129,12 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
         endpoint["id"].as_str().unwrap()
     );
     let auth = Some(("authorization", admin.as_str()));
-    let (status, first) = call(&app, Method::POST, &sync, auth, None).await;
+    let (status, first) = app.post(&sync, auth, None).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["added"], json!(["llama-3-8b", "mistral-7b"]));
-    let (_, again) = call(&app, Method::POST, &sync, auth, None).await;
+    let (_, again) = app.post(&sync, auth, None).await;
     assert_eq!(again, json!({"added": [], "updated": [], "unchanged": 2}));
-    let (_, models) = call(&app, Method::GET, "/api/v1/models", auth, None).await;
+    let (_, models) = app.get("/api/v1/models", auth).await;
     let llama = models["items"]
         .as_array()
         .unwrap()
@@ -194,16 +145,15 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
     assert_eq!(llama["provider"], "meta");
     assert_eq!(llama["enabled"], false, "synced models wait for an admin");
     // An endpoint that does not answer is a clear 503.
-    let (_, dead) = call(
-        &app,
-        Method::POST,
-        "/api/v1/endpoints",
-        auth,
-        Some(json!({"name": "dead", "base_url": "http://127.0.0.1:9", "connect_timeout_ms": 500})),
-    )
-    .await;
+    let (_, dead) = app
+        .post(
+            "/api/v1/endpoints",
+            auth,
+            json!({"name": "dead", "base_url": "http://127.0.0.1:9", "connect_timeout_ms": 500}),
+        )
+        .await;
     let path = format!("/api/v1/endpoints/{}/sync", dead["id"].as_str().unwrap());
-    let (status, body) = call(&app, Method::POST, &path, auth, None).await;
+    let (status, body) = app.post(&path, auth, None).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     // It says which URL answered what.
@@ -225,27 +175,25 @@ async fn no_plaintext_key_or_secret_is_stored() {
     let mut secrets = Vec::new();
     for (i, kind) in ["openai", "anthropic", "generic"].iter().enumerate() {
         let secret = format!("sk-very-secret-credential-value-{i}");
-        let (status, body) = call(
-            &app,
-            Method::POST,
-            "/api/v1/credentials",
-            Some(("authorization", &admin)),
-            Some(json!({"name": format!("c{i}"), "kind": kind, "secret": {"api_key": secret}})),
-        )
-        .await;
+        let (status, body) = app
+            .post(
+                "/api/v1/credentials",
+                Some(("authorization", &admin)),
+                json!({"name": format!("c{i}"), "kind": kind, "secret": {"api_key": secret}}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         assert!(!body.to_string().contains(&secret), "never returned");
         secrets.push(secret);
     }
     for i in 0..3 {
-        let (_, created) = call(
-            &app,
-            Method::POST,
-            "/api/v1/api-keys",
-            Some(("authorization", &ada)),
-            Some(json!({"label": format!("k{i}")})),
-        )
-        .await;
+        let (_, created) = app
+            .post(
+                "/api/v1/api-keys",
+                Some(("authorization", &ada)),
+                json!({"label": format!("k{i}")}),
+            )
+            .await;
         secrets.push(created["key"].as_str().unwrap().to_string());
     }
     // A client key pair Gatehouse keeps, and a vault refresh token.
@@ -366,14 +314,13 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     with_first_admin(&mut config);
     let app = spawn_app(config).await;
     let (admin, ada) = setup(&app).await;
-    let (_, created) = call(
-        &app,
-        Method::POST,
-        "/api/v1/api-keys",
-        Some(("authorization", &ada)),
-        Some(json!({"tpm_limit": 1000, "budget": {"max_usd": 5.0, "period": "month"}})),
-    )
-    .await;
+    let (_, created) = app
+        .post(
+            "/api/v1/api-keys",
+            Some(("authorization", &ada)),
+            json!({"tpm_limit": 1000, "budget": {"max_usd": 5.0, "period": "month"}}),
+        )
+        .await;
     let key = created["key"].as_str().unwrap().to_string();
     let mut client = KeyServiceClient::connect(format!("http://{}", app.grpc))
         .await
@@ -418,14 +365,12 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
         .insert("authorization", admin.parse().unwrap());
     let mut stream = client.watch_changes(request).await.unwrap().into_inner();
     let id = created["id"].as_str().unwrap();
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{id}"),
-        Some(("authorization", &ada)),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/api-keys/{id}"),
+            Some(("authorization", &ada)),
+        )
+        .await;
     assert_eq!(status, 204);
     let event = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
@@ -437,14 +382,13 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
         ("api_key", "put")
     );
     // Resuming from that event's cursor yields what came after it.
-    let (_, later) = call(
-        &app,
-        Method::POST,
-        "/api/v1/api-keys",
-        Some(("authorization", &ada)),
-        Some(json!({"label": "later"})),
-    )
-    .await;
+    let (_, later) = app
+        .post(
+            "/api/v1/api-keys",
+            Some(("authorization", &ada)),
+            json!({"label": "later"}),
+        )
+        .await;
     let mut resume = tonic::Request::new(WatchChangesRequest {
         cursor: event.cursor.clone(),
     });
@@ -497,14 +441,9 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
     let first = spawn_app(config()).await;
     let second = spawn_app(config()).await;
     let (_, ada) = setup(&first).await;
-    let (_, created) = call(
-        &first,
-        Method::POST,
-        "/api/v1/api-keys",
-        Some(("authorization", &ada)),
-        Some(json!({})),
-    )
-    .await;
+    let (_, created) = first
+        .post("/api/v1/api-keys", Some(("authorization", &ada)), json!({}))
+        .await;
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
     let index = second.services.keys.index().clone();
@@ -517,14 +456,12 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, _) = call(
-        &first,
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{id}"),
-        Some(("authorization", &ada)),
-        None,
-    )
-    .await;
+    let (status, _) = first
+        .delete(
+            &format!("/api/v1/api-keys/{id}"),
+            Some(("authorization", &ada)),
+        )
+        .await;
     assert_eq!(status, 204);
     let revoked_at = Instant::now();
     assert!(
@@ -543,14 +480,9 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
         revoked_at.elapsed().as_millis()
     );
     // Through the other instance's API as well.
-    let (status, _) = call(
-        &second,
-        Method::GET,
-        "/api/v1/auth/me",
-        Some(("x-api-key", &key)),
-        None,
-    )
-    .await;
+    let (status, _) = second
+        .get("/api/v1/auth/me", Some(("x-api-key", &key)))
+        .await;
     assert_eq!(status, 401);
     first.stop().await;
     second.stop().await;
@@ -559,14 +491,7 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
 /// Creates a key with `ada`'s credential `auth` (a header pair); the status
 /// and the answer.
 async fn create_key(app: &TestApp, auth: (&str, &str), body: Value) -> (u16, Value) {
-    call(
-        app,
-        Method::POST,
-        "/api/v1/api-keys",
-        Some(auth),
-        Some(body),
-    )
-    .await
+    app.post("/api/v1/api-keys", Some(auth), body).await
 }
 
 #[tokio::test]
@@ -586,14 +511,14 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
         (Method::POST, "/api/v1/api-keys"),
         (Method::GET, "/api/v1/organizations"),
     ] {
-        let (status, body) = call(
-            &app,
-            method.clone(),
-            path,
-            Some(("x-api-key", &plain)),
-            Some(json!({})),
-        )
-        .await;
+        let (status, body) = app
+            .call(
+                method.clone(),
+                path,
+                Some(("x-api-key", &plain)),
+                Some(json!({})),
+            )
+            .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (403, Some("permission_denied")),
@@ -641,23 +566,16 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
     let child_key = child["key"].as_str().unwrap().to_string();
     let child_id = child["id"].as_str().unwrap().to_string();
     // The child (gateway only) cannot revoke its parent; the parent revokes the child.
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{parent_id}"),
-        Some(("x-api-key", &child_key)),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/api-keys/{parent_id}"),
+            Some(("x-api-key", &child_key)),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{child_id}"),
-        Some(as_parent),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .delete(&format!("/api/v1/api-keys/{child_id}"), Some(as_parent))
+        .await;
     assert_eq!(status, 204);
 
     // Never the account's own security, whatever its scopes.
@@ -675,7 +593,9 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
         ),
         (Method::POST, "/api/v1/auth/logout", json!({})),
     ] {
-        let (status, body) = call(&app, method.clone(), path, Some(as_parent), Some(body)).await;
+        let (status, body) = app
+            .call(method.clone(), path, Some(as_parent), Some(body))
+            .await;
         assert_eq!(status, 403, "{method} {path}: {body}");
     }
     // The password still works.
@@ -691,11 +611,10 @@ async fn integers_sent_as_integral_floats_are_accepted() {
     let admin = app.bearer("admin@example.com").await;
     let auth = Some(("authorization", admin.as_str()));
     let (status, created) = app
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/api-keys",
             auth,
-            Some(json!({"label": "floats", "rpm_limit": 60.0})),
+            json!({"label": "floats", "rpm_limit": 60.0}),
         )
         .await;
     assert_eq!(status, 201, "{created}");
@@ -705,24 +624,12 @@ async fn integers_sent_as_integral_floats_are_accepted() {
         created["id"].as_str().unwrap()
     );
     let (status, body) = app
-        .call(
-            Method::POST,
-            &rotate,
-            auth,
-            Some(json!({"grace_secs": 55190.0})),
-        )
+        .post(&rotate, auth, json!({"grace_secs": 55190.0}))
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["rpm_limit"], 60);
     // A fraction is still not an integer.
-    let (status, body) = app
-        .call(
-            Method::POST,
-            &rotate,
-            auth,
-            Some(json!({"grace_secs": 1.5})),
-        )
-        .await;
+    let (status, body) = app.post(&rotate, auth, json!({"grace_secs": 1.5})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("malformed_body"))

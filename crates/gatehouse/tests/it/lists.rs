@@ -13,7 +13,6 @@ use gatehouse_core::model::usage::RequestLog;
 use gatehouse_core::model::vaults::{SubjectKind, VaultRole};
 use gatehouse_core::tenancy::TeamSpec;
 use gatehouse_core::vaults::VaultSpec;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::matrix::{Fixture, World};
@@ -59,12 +58,7 @@ fn identity(item: &Value) -> String {
 async fn page(world: &World, token: &str, path: &str) -> (u16, Value) {
     let (status, body) = world
         .app
-        .call(
-            Method::GET,
-            path,
-            Some(("authorization", &format!("Bearer {token}"))),
-            None,
-        )
+        .get(path, Some(("authorization", &format!("Bearer {token}"))))
         .await;
     (status, body)
 }

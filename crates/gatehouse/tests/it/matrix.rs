@@ -805,11 +805,10 @@ impl World {
             (Some(_), Some(user)) if logout => {
                 let (status, session) = self
                     .app
-                    .call(
-                        Method::POST,
+                    .post(
                         "/api/v1/auth/login",
                         None,
-                        Some(json!({"login": user.email, "password": PASSWORD, "mode": "cli"})),
+                        json!({"login": user.email, "password": PASSWORD, "mode": "cli"}),
                     )
                     .await;
                 assert_eq!(status, 200, "{session}");

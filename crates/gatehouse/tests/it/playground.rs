@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::gateway::World;
@@ -15,13 +14,10 @@ use crate::gateway::World;
 /// Ada's default project in her personal organization: (org, project).
 async fn ada_project(w: &World, token: &str) -> (String, String) {
     let auth = Some(("authorization", token));
-    let (_, orgs) = w
-        .app
-        .call(Method::GET, "/api/v1/organizations", auth, None)
-        .await;
+    let (_, orgs) = w.app.get("/api/v1/organizations", auth).await;
     let org = orgs["items"][0]["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/organizations/{org}/projects");
-    let (_, projects) = w.app.call(Method::GET, &path, auth, None).await;
+    let (_, projects) = w.app.get(&path, auth).await;
     assert_eq!(projects["items"][0]["is_user_default"], true, "{projects}");
     let project = projects["items"][0]["id"].as_str().unwrap().to_string();
     (org, project)
@@ -33,12 +29,7 @@ async fn new_chat(w: &World, token: &str, at: &(String, String), model: &str) ->
         json!({"model": model, "system_prompt": "Be brief.", "parameters": {"temperature": 0.2}});
     let (status, chat) = w
         .app
-        .call(
-            Method::POST,
-            &path,
-            Some(("authorization", token)),
-            Some(body),
-        )
+        .post(&path, Some(("authorization", token)), body)
         .await;
     assert_eq!(status, 201, "{chat}");
     format!("{path}/{}", chat["id"].as_str().unwrap())
@@ -137,10 +128,7 @@ async fn a_message_streams_the_answer_and_both_are_stored_and_counted() {
     assert_eq!(stored["partial"], false);
     // Both messages are kept, in order.
     let auth = Some(("authorization", token.as_str()));
-    let (_, messages) = w
-        .app
-        .call(Method::GET, &format!("{chat}/messages"), auth, None)
-        .await;
+    let (_, messages) = w.app.get(&format!("{chat}/messages"), auth).await;
     let items = messages["items"].as_array().unwrap();
     let roles: Vec<_> = items.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant"]);
@@ -153,18 +141,12 @@ async fn a_message_streams_the_answer_and_both_are_stored_and_counted() {
     assert_eq!(sent["temperature"], 0.2);
     // Usage and request logs show the call as Ada's, from the playground.
     w.flush().await;
-    let (_, logs) = w
-        .app
-        .call(Method::GET, "/api/v1/request-logs", auth, None)
-        .await;
+    let (_, logs) = w.app.get("/api/v1/request-logs", auth).await;
     let log = &logs["items"][0];
     assert_eq!(log["api"], "playground", "{logs}");
     assert_eq!(log["user_id"], w.ada.id.to_string());
     assert_eq!(log["id"], stored["request_id"], "{log} {stored}");
-    let (_, usage) = w
-        .app
-        .call(Method::GET, "/api/v1/usage?group_by=model", auth, None)
-        .await;
+    let (_, usage) = w.app.get("/api/v1/usage?group_by=model", auth).await;
     let row = &usage["items"][0];
     assert_eq!(
         (row["group"].as_str(), row["requests"].as_u64()),
@@ -202,10 +184,7 @@ async fn the_playground_refuses_what_the_gateway_refuses_and_stores_nothing() {
     )
     .await;
     assert_eq!(status, 404);
-    let (_, messages) = w
-        .app
-        .call(Method::GET, &format!("{chat}/messages"), auth, None)
-        .await;
+    let (_, messages) = w.app.get(&format!("{chat}/messages"), auth).await;
     assert!(
         messages["items"].as_array().unwrap().is_empty(),
         "{messages}"
@@ -216,11 +195,10 @@ async fn the_playground_refuses_what_the_gateway_refuses_and_stores_nothing() {
     let path = format!("/api/v1/users/{}", w.ada.id);
     let (status, body) = w
         .app
-        .call(
-            Method::PATCH,
+        .patch(
             &path,
             Some(("authorization", &admin)),
-            Some(json!({"limits": limits})),
+            json!({"limits": limits}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -258,7 +236,7 @@ async fn a_client_that_leaves_mid_answer_leaves_a_partial_answer_and_a_settled_c
     let path = format!("{chat}/messages");
     let mut items = Vec::new();
     for _ in 0..50 {
-        let (_, messages) = w.app.call(Method::GET, &path, auth, None).await;
+        let (_, messages) = w.app.get(&path, auth).await;
         items = messages["items"].as_array().unwrap().clone();
         if items.len() == 2 {
             break;
@@ -271,10 +249,7 @@ async fn a_client_that_leaves_mid_answer_leaves_a_partial_answer_and_a_settled_c
     // The call was settled with what passed (estimated: the usage chunk
     // never came), and logged under the answer's request ID.
     w.flush().await;
-    let (_, logs) = w
-        .app
-        .call(Method::GET, "/api/v1/request-logs", auth, None)
-        .await;
+    let (_, logs) = w.app.get("/api/v1/request-logs", auth).await;
     let log = &logs["items"][0];
     assert_eq!(log["api"], "playground", "{logs}");
     assert_eq!(log["tokens_estimated"], true, "{logs}");

@@ -7,7 +7,6 @@ use gatehouse_core::keys::NewKey;
 use gatehouse_core::model::accounts::Role;
 use gatehouse_core::tenancy::OrgChange;
 use gatehouse_core::usage::RequestLog;
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::gateway::{World, chat_body};
@@ -63,8 +62,7 @@ async fn captured_bodies_are_read_one_log_at_a_time_by_those_who_may() {
         let app = &w.app;
         async move {
             let (name, value) = auth(&token);
-            app.call(Method::GET, &path, Some((name, &value)), None)
-                .await
+            app.get(&path, Some((name, &value))).await
         }
     };
     let path = format!("/api/v1/request-logs?organization={org}");
@@ -173,11 +171,9 @@ async fn exports_stream_every_log_of_a_range_in_csv_and_ndjson() {
     let bob = w.token("bob@example.com").await;
     let (status, body) = w
         .app
-        .call(
-            Method::GET,
+        .get(
             &format!("/api/v1/request-logs/export?user={}", w.ada.id),
             Some(("authorization", &bob)),
-            None,
         )
         .await;
     assert_eq!(status, 403, "{body}");

@@ -596,11 +596,10 @@ async fn a_domain_that_requires_single_sign_on_refuses_passwords() {
         .await
         .unwrap();
     let (status, body) = app
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/auth/login",
             None,
-            Some(json!({"login": "carol@corp.example", "password": crate::helpers::PASSWORD})),
+            json!({"login": "carol@corp.example", "password": crate::helpers::PASSWORD}),
         )
         .await;
     assert_eq!(status, 403, "{body}");
@@ -614,11 +613,10 @@ async fn a_domain_that_requires_single_sign_on_refuses_passwords() {
     // A wrong password is still the plain 401: the domain's rule tells nothing
     // to whoever does not hold the password.
     let (status, _) = app
-        .call(
-            reqwest::Method::POST,
+        .post(
             "/api/v1/auth/login",
             None,
-            Some(json!({"login": "carol@corp.example", "password": "not the password at all"})),
+            json!({"login": "carol@corp.example", "password": "not the password at all"}),
         )
         .await;
     assert_eq!(status, 401);
@@ -724,14 +722,7 @@ async fn a_deleted_account_leaves_its_identity_free_for_a_new_one() {
     let first = me(&app, body["token"].as_str().unwrap()).await;
     let admin = app.bearer("admin@example.com").await;
     let path = format!("/api/v1/users/{}", first["id"].as_str().unwrap());
-    let (status, _) = app
-        .call(
-            reqwest::Method::DELETE,
-            &path,
-            Some(("authorization", &admin)),
-            None,
-        )
-        .await;
+    let (status, _) = app.delete(&path, Some(("authorization", &admin))).await;
     assert_eq!(status, 204);
     // At once, before the removal has reached the identity: a new account.
     let (status, body) = sign_in(&app, "alice").await;

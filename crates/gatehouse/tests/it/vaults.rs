@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use gatehouse_core::model::sessions::ClientInfo;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, admin_config, spawn_app};
@@ -55,11 +54,10 @@ impl World {
         let owner = sign_in(&app, "owner@example.com").await;
         let member = sign_in(&app, "member@example.com").await;
         let (_, org) = app
-            .call(
-                Method::POST,
+            .post(
                 "/api/v1/organizations",
                 Some(("authorization", &owner)),
-                Some(json!({"name": "Acme"})),
+                json!({"name": "Acme"}),
             )
             .await;
         let org = org["id"].as_str().unwrap().to_string();
@@ -92,32 +90,29 @@ impl World {
             .await
             .unwrap();
         let (status, vault) = app
-            .call(
-                Method::POST,
+            .post(
                 &format!("/api/v1/organizations/{org}/vaults"),
                 Some(("authorization", &owner)),
-                Some(json!({"name": "Secrets"})),
+                json!({"name": "Secrets"}),
             )
             .await;
         assert_eq!(status, 201, "{vault}");
         assert_eq!(vault["sync_status"], "not_configured");
         let vault = vault["id"].as_str().unwrap().to_string();
         let (status, client) = app
-            .call(
-                Method::POST,
+            .post(
                 &format!("/api/v1/organizations/{org}/clients"),
                 Some(("authorization", &owner)),
-                Some(json!({"name": "billing-service"})),
+                json!({"name": "billing-service"}),
             )
             .await;
         assert_eq!(status, 201, "{client}");
         let client = client["id"].as_str().unwrap().to_string();
         let (status, cert) = app
-            .call(
-                Method::POST,
+            .post(
                 &format!("/api/v1/organizations/{org}/clients/{client}/certificates"),
                 Some(("authorization", &owner)),
-                Some(json!({})),
+                json!({}),
             )
             .await;
         assert_eq!(status, 201, "{cert}");
@@ -127,11 +122,9 @@ impl World {
         let kid = cert["kid"].as_str().unwrap().to_string();
         // The private key is shown once: listing shows only public keys.
         let (_, certs) = app
-            .call(
-                Method::GET,
+            .get(
                 &format!("/api/v1/organizations/{org}/clients/{client}/certificates"),
                 Some(("authorization", &owner)),
-                None,
             )
             .await;
         assert!(certs["items"][0].get("private_key").is_none());
@@ -168,14 +161,13 @@ impl World {
     async fn grant(&self, subject_type: &str, subject_id: &str, role: &str) {
         let (status, body) = self
             .app
-            .call(
-                Method::PUT,
+            .put(
                 &format!(
                     "/api/v1/organizations/{}/vaults/{}/grants",
                     self.org, self.vault
                 ),
                 Some(("authorization", &self.owner)),
-                Some(json!({"subject_type": subject_type, "subject_id": subject_id, "role": role})),
+                json!({"subject_type": subject_type, "subject_id": subject_id, "role": role}),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -285,11 +277,9 @@ async fn a_client_gets_a_vault_token_verifiable_with_only_the_jwks_and_refresh_r
     assert_eq!(status, 401, "the family is revoked");
     let (_, events) = w
         .app
-        .call(
-            Method::GET,
+        .get(
             "/api/v1/audit-events",
             Some(("authorization", &sign_in(&w.app, "admin@example.com").await)),
-            None,
         )
         .await;
     let revoked = events["items"]
@@ -365,14 +355,13 @@ async fn bad_assertions_are_refused() {
     // Signed by another key under this kid.
     let (_, other) = w
         .app
-        .call(
-            Method::POST,
+        .post(
             &format!(
                 "/api/v1/organizations/{}/clients/{}/certificates",
                 w.org, w.client
             ),
             Some(("authorization", &w.owner)),
-            Some(json!({})),
+            json!({}),
         )
         .await;
     let mut header = Header::new(Algorithm::EdDSA);
@@ -395,14 +384,12 @@ async fn bad_assertions_are_refused() {
     // A revoked certificate.
     let (status, _) = w
         .app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!(
                 "/api/v1/organizations/{}/clients/{}/certificates/{}",
                 w.org, w.client, w.kid
             ),
             Some(("authorization", &w.owner)),
-            None,
         )
         .await;
     assert_eq!(status, 200);
@@ -456,59 +443,42 @@ async fn users_get_tokens_for_vaults_they_or_their_teams_are_granted() {
     let path = format!("/api/v1/organizations/{}/vaults/{}/token", w.org, w.vault);
     let (status, body) = w
         .app
-        .call(
-            Method::POST,
-            &path,
-            Some(("authorization", &w.member)),
-            None,
-        )
+        .post(&path, Some(("authorization", &w.member)), None)
         .await;
     assert_eq!(status, 403, "no grant: {body}");
     // Through a team: reader; their own grant: writer; the highest counts.
     let (_, team) = w
         .app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/organizations/{}/teams", w.org),
             Some(("authorization", &w.owner)),
-            Some(json!({"name": "Readers"})),
+            json!({"name": "Readers"}),
         )
         .await;
     let team = team["id"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
-        .call(
-            Method::PUT,
+        .put(
             &format!(
                 "/api/v1/organizations/{}/teams/{team}/members/{}",
                 w.org, w.member_id
             ),
             Some(("authorization", &w.owner)),
-            Some(json!({"role": "member"})),
+            json!({"role": "member"}),
         )
         .await;
     assert_eq!(status, 200);
     w.grant("team", &team, "manager").await;
     let (status, tokens) = w
         .app
-        .call(
-            Method::POST,
-            &path,
-            Some(("authorization", &w.member)),
-            None,
-        )
+        .post(&path, Some(("authorization", &w.member)), None)
         .await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["role"], "manager");
     w.grant("user", &w.member_id, "reader").await;
     let (_, tokens) = w
         .app
-        .call(
-            Method::POST,
-            &path,
-            Some(("authorization", &w.member)),
-            None,
-        )
+        .post(&path, Some(("authorization", &w.member)), None)
         .await;
     assert_eq!(
         tokens["role"], "manager",
@@ -523,14 +493,12 @@ async fn users_get_tokens_for_vaults_they_or_their_teams_are_granted() {
     // Removing the team grant takes effect at the next refresh.
     let (status, _) = w
         .app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!(
                 "/api/v1/organizations/{}/vaults/{}/grants/team/{team}",
                 w.org, w.vault
             ),
             Some(("authorization", &w.owner)),
-            None,
         )
         .await;
     assert_eq!(status, 204);
@@ -689,49 +657,43 @@ async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() 
     let app = spawn_app(config).await;
     let admin = sign_in(&app, "admin@example.com").await;
     let (_, org) = app
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/organizations",
             Some(("authorization", &admin)),
-            Some(json!({"name": "Synced"})),
+            json!({"name": "Synced"}),
         )
         .await;
     let org = org["id"].as_str().unwrap().to_string();
     let (_, vault) = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/organizations/{org}/vaults"),
             Some(("authorization", &admin)),
-            Some(json!({"name": "Policies"})),
+            json!({"name": "Policies"}),
         )
         .await;
     assert_eq!(vault["sync_status"], "pending");
     let vault = vault["id"].as_str().unwrap().to_string();
     let (_, client) = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/organizations/{org}/clients"),
             Some(("authorization", &admin)),
-            Some(json!({"name": "svc"})),
+            json!({"name": "svc"}),
         )
         .await;
     let client = client["id"].as_str().unwrap().to_string();
     let (status, _) = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/organizations/{org}/vaults/{vault}/grants"),
             Some(("authorization", &admin)),
-            Some(json!({"subject_type": "client", "subject_id": client, "role": "writer"})),
+            json!({"subject_type": "client", "subject_id": client, "role": "writer"}),
         )
         .await;
     assert_eq!(status, 200);
     let status_of = || async {
         let (_, v) = app
-            .call(
-                Method::GET,
+            .get(
                 &format!("/api/v1/organizations/{org}/vaults/{vault}"),
                 Some(("authorization", &admin)),
-                None,
             )
             .await;
         (
@@ -765,11 +727,9 @@ async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() 
     // The engine refuses: the vault shows why, and the change is retried.
     engine.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let (status, _) = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/organizations/{org}/vaults/{vault}/grants/client/{client}"),
             Some(("authorization", &admin)),
-            None,
         )
         .await;
     assert_eq!(status, 204);
@@ -792,66 +752,60 @@ async fn managers_of_a_team_with_manage_vaults_manage_vaults() {
     let vaults = format!("/api/v1/organizations/{}/vaults", w.org);
     let (status, _) = w
         .app
-        .call(
-            Method::POST,
+        .post(
             &vaults,
             Some(("authorization", &w.member)),
-            Some(json!({"name": "Mine"})),
+            json!({"name": "Mine"}),
         )
         .await;
     assert_eq!(status, 403, "a plain member may not");
     let (_, team) = w
         .app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/organizations/{}/teams", w.org),
             Some(("authorization", &w.owner)),
-            Some(json!({"name": "Vault keepers", "permissions": ["manage_vaults"]})),
+            json!({"name": "Vault keepers", "permissions": ["manage_vaults"]}),
         )
         .await;
     let team = team["id"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
-        .call(
-            Method::PUT,
+        .put(
             &format!(
                 "/api/v1/organizations/{}/teams/{team}/members/{}",
                 w.org, w.member_id
             ),
             Some(("authorization", &w.owner)),
-            Some(json!({"role": "manager"})),
+            json!({"role": "manager"}),
         )
         .await;
     assert_eq!(status, 200);
     let (status, vault) = w
         .app
-        .call(
-            Method::POST,
+        .post(
             &vaults,
             Some(("authorization", &w.member)),
-            Some(json!({"name": "Mine"})),
+            json!({"name": "Mine"}),
         )
         .await;
     assert_eq!(status, 201, "{vault}");
     let id = vault["id"].as_str().unwrap();
     let (status, _) = w
         .app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("{vaults}/{id}"),
             Some(("authorization", &w.member)),
-            Some(json!({"name": "Ours"})),
+            json!({"name": "Ours"}),
         )
         .await;
     assert_eq!(status, 200);
     // Names are unique in the organization; bad input changes nothing.
     let (status, body) = w
         .app
-        .call(
-            Method::POST,
+        .post(
             &vaults,
             Some(("authorization", &w.owner)),
-            Some(json!({"name": "ours"})),
+            json!({"name": "ours"}),
         )
         .await;
     assert_eq!(status, 409, "{body}");
@@ -862,35 +816,21 @@ async fn managers_of_a_team_with_manage_vaults_manage_vaults() {
     ] {
         let (status, body) = w
             .app
-            .call(
-                Method::POST,
-                &vaults,
-                Some(("authorization", &w.owner)),
-                Some(bad),
-            )
+            .post(&vaults, Some(("authorization", &w.owner)), bad)
             .await;
         assert_eq!(status, 400, "{body}");
         assert!(body["error"]["code"].is_string());
     }
     let (status, body) = w
         .app
-        .call(
-            Method::PUT,
+        .put(
             &format!("{vaults}/{id}/grants"),
             Some(("authorization", &w.owner)),
-            Some(json!({"subject_type": "robot", "subject_id": "1", "role": "admin"})),
+            json!({"subject_type": "robot", "subject_id": "1", "role": "admin"}),
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let (_, list) = w
-        .app
-        .call(
-            Method::GET,
-            &vaults,
-            Some(("authorization", &w.member)),
-            None,
-        )
-        .await;
+    let (_, list) = w.app.get(&vaults, Some(("authorization", &w.member))).await;
     assert_eq!(
         list["items"].as_array().unwrap().len(),
         2,
@@ -905,36 +845,18 @@ async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_
     w.grant("user", &w.member_id, "writer").await;
     w.grant("client", &w.client, "reader").await;
     let grants = format!("/api/v1/organizations/{}/vaults/{}/grants", w.org, w.vault);
-    let (_, before) = w
-        .app
-        .call(
-            Method::GET,
-            &grants,
-            Some(("authorization", &w.owner)),
-            None,
-        )
-        .await;
+    let (_, before) = w.app.get(&grants, Some(("authorization", &w.owner))).await;
     assert_eq!(before["items"].as_array().unwrap().len(), 2);
     // The member leaves: their grant goes with them.
     let (status, _) = w
         .app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/organizations/{}/members/{}", w.org, w.member_id),
             Some(("authorization", &w.member)),
-            None,
         )
         .await;
     assert_eq!(status, 204);
-    let (_, after) = w
-        .app
-        .call(
-            Method::GET,
-            &grants,
-            Some(("authorization", &w.owner)),
-            None,
-        )
-        .await;
+    let (_, after) = w.app.get(&grants, Some(("authorization", &w.owner))).await;
     let after = after["items"].as_array().unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0]["subject_type"], "client");
@@ -945,11 +867,9 @@ async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/organizations/{}", w.org),
             Some(("authorization", &w.owner)),
-            None,
         )
         .await;
     assert_eq!(status, 204);
