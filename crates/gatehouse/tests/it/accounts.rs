@@ -20,6 +20,12 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Registers `email` with [`PASSWORD`].
+async fn register(app: &TestApp, email: &str) -> (u16, Value) {
+    let body = json!({"email": email, "password": PASSWORD});
+    post(app, "/api/v1/auth/register", body).await
+}
+
 async fn me(app: &TestApp, token: &str) -> (u16, Value, Option<String>) {
     let response = app
         .client
@@ -77,12 +83,7 @@ async fn register_sign_in_and_read_me() {
 #[tokio::test]
 async fn failures_reveal_nothing_and_use_the_error_shape() {
     let app = spawn_app(test_config(None)).await;
-    post(
-        &app,
-        "/api/v1/auth/register",
-        json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await;
+    register(&app, "ada@example.com").await;
     let wrong = post(
         &app,
         "/api/v1/auth/login",
@@ -137,12 +138,7 @@ async fn self_registration_can_be_turned_off() {
     let mut config = test_config(None);
     config.auth.registration_enabled = false;
     let app = spawn_app(config).await;
-    let (status, body) = post(
-        &app,
-        "/api/v1/auth/register",
-        json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await;
+    let (status, body) = register(&app, "ada@example.com").await;
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "permission_denied");
     app.stop().await;
@@ -193,12 +189,7 @@ async fn the_first_start_creates_exactly_one_admin() {
 #[tokio::test]
 async fn sessions_by_cookie_and_bearer_password_change_and_logout() {
     let app = spawn_app(test_config(None)).await;
-    post(
-        &app,
-        "/api/v1/auth/register",
-        json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await;
+    register(&app, "ada@example.com").await;
 
     // A browser session: an HttpOnly, SameSite cookie.
     let response = app
@@ -352,12 +343,7 @@ async fn admins_read_the_audit_log_and_users_cannot() {
     config.bootstrap.admin_email = "root@example.com".into();
     config.bootstrap.admin_password = Some(Secret("first admin password".into()));
     let app = spawn_app(config).await;
-    post(
-        &app,
-        "/api/v1/auth/register",
-        json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await;
+    register(&app, "ada@example.com").await;
     post(
         &app,
         "/api/v1/auth/login",
@@ -543,12 +529,7 @@ async fn the_whole_account_journey_with_real_smtp() {
 #[tokio::test]
 async fn email_addresses_are_managed_by_their_owner() {
     let app = spawn_app(test_config(None)).await;
-    post(
-        &app,
-        "/api/v1/auth/register",
-        json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await;
+    register(&app, "ada@example.com").await;
     let (_, token) = post(
         &app,
         "/api/v1/auth/login",
