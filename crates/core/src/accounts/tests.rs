@@ -87,15 +87,7 @@ async fn register_then_login_by_email_or_username() {
 #[tokio::test]
 async fn failed_sign_ins_are_indistinguishable() {
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let unknown = s
         .login("nobody@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -117,15 +109,7 @@ async fn failed_sign_ins_are_indistinguishable() {
 #[tokio::test]
 async fn registration_reveals_nothing_and_changes_nothing_for_a_taken_email() {
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     // Same answer, and the first password still works.
     s.register(
         "ADA@example.com",
@@ -208,15 +192,7 @@ async fn the_first_admin_is_created_once() {
 async fn old_hashes_are_upgraded_at_sign_in() {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let (user, _) = s
         .login("ada@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -257,24 +233,8 @@ async fn old_hashes_are_upgraded_at_sign_in() {
 #[tokio::test]
 async fn disabling_ends_sessions_at_once() {
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
-    let (user, _, token) = s
-        .login_session(
-            "ada@example.com",
-            PASSWORD,
-            SessionKind::Web,
-            ClientInfo::default(),
-        )
-        .await
-        .unwrap();
+    register(&s, "ada@example.com").await;
+    let (user, _, token) = sign_in(&s, "ada@example.com", SessionKind::Web).await;
     s.disable_user(user.id).await.unwrap();
     assert!(s.authenticate_session(&token).await.is_err());
     assert!(s.list_sessions(user.id).await.unwrap().is_empty());
@@ -310,15 +270,7 @@ async fn a_generated_password_must_be_changed_before_acting() {
 #[tokio::test]
 async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let (user, token) = s
         .login("ada@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -350,24 +302,8 @@ async fn disabled_accounts_cannot_sign_in_or_use_tokens() {
 async fn sessions_expire_when_idle_or_old() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
-    let (_, session, token) = s
-        .login_session(
-            "ada@example.com",
-            PASSWORD,
-            SessionKind::Web,
-            ClientInfo::default(),
-        )
-        .await
-        .unwrap();
+    register(&s, "ada@example.com").await;
+    let (_, session, token) = sign_in(&s, "ada@example.com", SessionKind::Web).await;
     assert_eq!(token.len(), 43, "256 bits, base64url");
     assert_eq!(
         s.authenticate_session(&token).await.unwrap().1.id,
@@ -387,15 +323,7 @@ async fn sessions_expire_when_idle_or_old() {
     );
 
     // The absolute limit (7 days) ends even a busy session.
-    let (_, _, busy) = s
-        .login_session(
-            "ada@example.com",
-            PASSWORD,
-            SessionKind::Cli,
-            ClientInfo::default(),
-        )
-        .await
-        .unwrap();
+    let (_, _, busy) = sign_in(&s, "ada@example.com", SessionKind::Cli).await;
     for _ in 0..(7 * 24) {
         clock.advance(3_600_000);
         let _ = s.authenticate_session(&busy).await;
@@ -407,26 +335,10 @@ async fn sessions_expire_when_idle_or_old() {
 #[tokio::test]
 async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        let (user, session, token) = s
-            .login_session(
-                "ada@example.com",
-                PASSWORD,
-                SessionKind::Web,
-                ClientInfo::default(),
-            )
-            .await
-            .unwrap();
+        let (user, session, token) = sign_in(&s, "ada@example.com", SessionKind::Web).await;
         tokens.push((user.id, session.id, token));
     }
     let user_id = tokens[0].0;
@@ -450,15 +362,7 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
     assert!(s.authenticate_session(&tokens[1].2).await.is_err());
 
     // A fourth session; changing the password from the third keeps only it.
-    let (_, _, other) = s
-        .login_session(
-            "ada@example.com",
-            PASSWORD,
-            SessionKind::Cli,
-            ClientInfo::default(),
-        )
-        .await
-        .unwrap();
+    let (_, _, other) = sign_in(&s, "ada@example.com", SessionKind::Cli).await;
     assert_eq!(
         s.change_password(
             user_id,
@@ -503,15 +407,7 @@ async fn sessions_are_listed_revoked_and_ended_by_a_password_change() {
 async fn failed_sign_ins_slow_down_and_the_window_forgives() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let s = service_with_clock(clock.clone());
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let client = ClientInfo {
         ip: Some("192.0.2.7".into()),
         user_agent: None,
@@ -710,6 +606,18 @@ async fn sign_in_events_are_audited_without_secrets() {
     assert_eq!(older.len(), 2);
 }
 
+/// Registers `email` with [`PASSWORD`].
+async fn register(s: &AccountService, email: &str) {
+    let c = ClientInfo::default();
+    s.register(email, PASSWORD, None, None, &c).await.unwrap();
+}
+
+/// Signs `login` in with [`PASSWORD`] for a session of `kind`.
+async fn sign_in(s: &AccountService, login: &str, kind: SessionKind) -> (User, Session, String) {
+    let c = ClientInfo::default();
+    s.login_session(login, PASSWORD, kind, c).await.unwrap()
+}
+
 /// The token in the newest outbox message to `to`.
 async fn token_sent_to(s: &AccountService, to: &str) -> String {
     crate::testing::mailed_token(&s.store, &s.env, to).await
@@ -718,15 +626,7 @@ async fn token_sent_to(s: &AccountService, to: &str) -> String {
 #[tokio::test]
 async fn email_verification_tokens_work_once() {
     let s = service();
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let (user, _) = s
         .login("ada@example.com", PASSWORD, &ClientInfo::default())
         .await
@@ -746,15 +646,7 @@ async fn email_verification_tokens_work_once() {
         "single use"
     );
     // A taken email sends nothing new.
-    s.register(
-        "ada@example.com",
-        PASSWORD,
-        None,
-        None,
-        &ClientInfo::default(),
-    )
-    .await
-    .unwrap();
+    register(&s, "ada@example.com").await;
     let outbox = crate::email::Outbox::new(s.store.clone(), s.env.clone());
     assert_eq!(outbox.pending().await.unwrap().len(), 1);
 }
