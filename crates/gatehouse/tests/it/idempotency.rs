@@ -34,15 +34,7 @@ async fn post(
 }
 
 async fn ada(app: &TestApp) -> String {
-    let admin = app.bearer("admin@example.com").await;
-    let (status, _) = app
-        .post(
-            "/api/v1/users",
-            Some(("authorization", &admin)),
-            json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    app.create_user(&app.first_admin().await, "ada").await;
     app.bearer("ada@example.com").await
 }
 

@@ -21,15 +21,8 @@ async fn login(app: &TestApp, email: &str) -> String {
 
 /// An admin token, a user token, and a model the user may call.
 async fn setup(app: &TestApp) -> (String, String) {
+    app.create_user(&app.first_admin().await, "ada").await;
     let admin = login(app, "admin@example.com").await;
-    let (status, _) = app
-        .post(
-            "/api/v1/users",
-            Some(("authorization", &admin)),
-            json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 201);
     let ada = login(app, "ada@example.com").await;
     let (_, endpoint) = app
         .post(
@@ -55,8 +48,15 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     with_first_admin(&mut config);
     let app = spawn_app(config).await;
     let (_, ada) = setup(&app).await;
-    let (status, created) = app.post("/api/v1/api-keys", Some(("authorization", &ada)), json!({"label": "laptop", "allowed_models": ["small"], "rpm_limit": 60, "scopes": ["gateway", "management"]}))
-    .await;
+    let body = json!({
+        "label": "laptop",
+        "allowed_models": ["small"],
+        "rpm_limit": 60,
+        "scopes": ["gateway", "management"],
+    });
+    let (status, created) = app
+        .post("/api/v1/api-keys", Some(("authorization", &ada)), body)
+        .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["scopes"], json!(["gateway", "management"]));
     let key = created["key"].as_str().unwrap().to_string();
@@ -117,8 +117,9 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
     let (status, endpoint) = app
         .post(
             "/api/v1/endpoints",
-            Some(("authorization", &admin)), // The form OpenAI clients and LiteLLM take: with `/v1`.
-            Some(json!({"name": "vllm", "base_url": format!("{upstream}/v1/")})),
+            Some(("authorization", &admin)),
+            // The form OpenAI clients and LiteLLM take: with `/v1`.
+            json!({"name": "vllm", "base_url": format!("{upstream}/v1/")}),
         )
         .await;
     assert_eq!(status, 201, "{endpoint}");
