@@ -129,6 +129,15 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("invalid path: {}", rejection.body_text()),
+        )
+    }
+}
+
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::new(

@@ -68,6 +68,12 @@ fn integral_floats_as_integers(value: &mut Value) {
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// `axum::extract::Path`, but a segment that does not decode (bytes that are
+/// not UTF-8) becomes an `invalid_input` error in our shape.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,11 @@
 //! authenticator-app second factor and linked single sign-on identities.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::catalog::api_name;
-use super::{Nav, OrPage, PageResult, Viewer, render, when, when_opt};
+use super::{Nav, OrPage, PageQuery, PageResult, Viewer, render, when, when_opt};
 use crate::rest::AppState;
 
 pub(crate) struct SessionRow {
@@ -45,7 +45,7 @@ struct Account {
 pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(query): Query<AccountQuery>,
+    PageQuery(query): PageQuery<AccountQuery>,
 ) -> PageResult {
     let accounts = &state.services.accounts;
     let user = &viewer.user;

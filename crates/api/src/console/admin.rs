@@ -4,7 +4,8 @@
 //! reads and links without a script.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use chrono::{Days, NaiveDate};
 use gatehouse_core::accounts::UserFilter;
 use gatehouse_core::audit::AuditFilter;
@@ -16,7 +17,8 @@ use serde::Deserialize;
 use super::catalog::api_name;
 use super::home::{charts, every_day};
 use super::{
-    Nav, OrPage, PageError, PageResult, Viewer, count, dollars, page_id, render, when, when_opt,
+    Nav, OrPage, PageError, PageQuery, PageResult, Viewer, count, dollars, page_id, page_path,
+    render, when, when_opt,
 };
 use crate::rest::AppState;
 
@@ -101,7 +103,7 @@ const ROLES: [Role; 5] = [
 pub(crate) async fn users(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(search): Query<UserSearch>,
+    PageQuery(search): PageQuery<UserSearch>,
 ) -> PageResult {
     if !viewer.user.is_platform_reader() {
         return Err(refused(&viewer));
@@ -189,7 +191,7 @@ struct Usage {
 pub(crate) async fn usage(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(search): Query<UsageSearch>,
+    PageQuery(search): PageQuery<UsageSearch>,
 ) -> PageResult {
     if !viewer.user.is_platform_reader() {
         return Err(refused(&viewer));
@@ -312,7 +314,7 @@ fn may_read_logs(viewer: &Viewer) -> bool {
 pub(crate) async fn logs(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(search): Query<LogSearch>,
+    PageQuery(search): PageQuery<LogSearch>,
 ) -> PageResult {
     if !may_read_logs(&viewer) {
         return Err(refused(&viewer));
@@ -405,12 +407,12 @@ struct LogDetail {
 pub(crate) async fn log(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> PageResult {
     if !may_read_logs(&viewer) {
         return Err(refused(&viewer));
     }
-    let id = page_id(&viewer, &id)?;
+    let id = page_id(&viewer, &page_path(&viewer, id)?)?;
     let l = state
         .services
         .usage
@@ -482,7 +484,7 @@ struct Audit {
 pub(crate) async fn audit(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(search): Query<AuditSearch>,
+    PageQuery(search): PageQuery<AuditSearch>,
 ) -> PageResult {
     if !viewer.user.is_platform_reader() {
         return Err(refused(&viewer));

@@ -24,6 +24,7 @@ mod work;
 
 use askama::Template;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -171,7 +172,11 @@ fn home_path(base: &str) -> String {
 }
 
 /// An asset, with an `ETag` so that revalidating it costs a `304`.
-async fn asset(Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
+async fn asset(
+    file: Result<Path<String>, PathRejection>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let file = file.map(|Path(file)| file).unwrap_or_default();
     let found = ASSETS
         .iter()
         .zip(ETAGS.iter())
@@ -290,6 +295,25 @@ pub(crate) struct Viewer {
 impl Viewer {
     pub fn nav(&self, section: &'static str) -> Nav {
         Nav::of(&self.base, &self.user, section)
+    }
+}
+
+/// `Query`, but a query string that does not read (a field given twice) is
+/// a 400 page, not a line of plain text.
+pub(crate) struct PageQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequestParts<AppState> for PageQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(query)) => Ok(PageQuery(query)),
+            Err(rejection) => Err(PageError {
+                error: Error::new(ErrorCode::InvalidInput, rejection.body_text()),
+                nav: Box::new(Nav::anonymous(&state.console_base)),
+            }
+            .into_response()),
+        }
     }
 }
 
@@ -418,10 +442,24 @@ impl<T> OrPage<T> for gatehouse_core::Result<T> {
 
 /// A path segment or query value read as an ID, or a 404 page.
 pub(crate) fn page_id(viewer: &Viewer, raw: &str) -> Result<Id, PageError> {
-    raw.parse::<Id>().map_err(|_| PageError {
+    raw.parse::<Id>().map_err(|_| no_such_page(viewer))
+}
+
+/// A page's path segments, or a 404 page when one does not decode (bytes
+/// that are not UTF-8): no page has such an address.
+pub(crate) fn page_path<T>(
+    viewer: &Viewer,
+    path: Result<Path<T>, PathRejection>,
+) -> Result<T, PageError> {
+    path.map(|Path(segments)| segments)
+        .map_err(|_| no_such_page(viewer))
+}
+
+fn no_such_page(viewer: &Viewer) -> PageError {
+    PageError {
         error: Error::new(ErrorCode::NotFound, "no such page"),
         nav: Box::new(viewer.nav("")),
-    })
+    }
 }
 
 /// Whether two names are the same: for templates, which compare `&&str`

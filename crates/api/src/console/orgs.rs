@@ -4,12 +4,13 @@
 //! their access allows it; the API refuses it anyway.
 
 use askama::Template;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use gatehouse_core::access::OrgAction;
 use gatehouse_core::model::tenancy::OrgRole;
 
 use super::catalog::api_name;
-use super::{Nav, OrPage, PageResult, Viewer, page_id, render, when};
+use super::{Nav, OrPage, PageResult, Viewer, page_id, page_path, render, when};
 use crate::rest::AppState;
 
 /// The most vaults and clients whose grants and certificates a page reads.
@@ -123,9 +124,9 @@ struct OrgPage {
 pub(crate) async fn organization(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(org): Path<String>,
+    org: Result<Path<String>, PathRejection>,
 ) -> PageResult {
-    let org_id = page_id(&viewer, &org)?;
+    let org_id = page_id(&viewer, &page_path(&viewer, org)?)?;
     let user = &viewer.user;
     let tenancy = &state.services.tenancy;
     let access = tenancy.access(user, org_id).await.or_page(&viewer)?;

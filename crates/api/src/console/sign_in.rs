@@ -3,11 +3,11 @@
 //! password reset, email verification and the forced password change.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Nav, render};
+use super::{Nav, PageQuery, render};
 use crate::rest::AppState;
 
 #[derive(Deserialize, Default)]
@@ -52,7 +52,7 @@ struct SignIn {
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Query(landing): Query<Landing>,
+    PageQuery(landing): PageQuery<Landing>,
 ) -> Response {
     let base = &state.console_base;
     let next = local_path(base, landing.next.as_deref());
@@ -103,7 +103,7 @@ struct Reset {
 
 pub(crate) async fn reset(
     State(state): State<AppState>,
-    Query(landing): Query<Landing>,
+    PageQuery(landing): PageQuery<Landing>,
 ) -> Response {
     render(Reset {
         nav: Nav::anonymous(&state.console_base),
@@ -123,7 +123,7 @@ struct Verify {
 /// mail scanner following links confirms nothing.
 pub(crate) async fn verify(
     State(state): State<AppState>,
-    Query(landing): Query<Landing>,
+    PageQuery(landing): PageQuery<Landing>,
 ) -> Response {
     render(Verify {
         nav: Nav::anonymous(&state.console_base),
@@ -168,7 +168,7 @@ struct InvitationPage {
 pub(crate) async fn invitation(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Query(landing): Query<Landing>,
+    PageQuery(landing): PageQuery<Landing>,
 ) -> Response {
     let base = &state.console_base;
     let token = landing.token.filter(|t| t.len() <= 512).unwrap_or_default();

@@ -3,10 +3,11 @@
 //! `POST …/chats/{chat}/messages`, read by the console's script).
 
 use askama::Template;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use gatehouse_core::page::PageRequest;
 
-use super::{Nav, OrPage, PageResult, Viewer, page_id, render, when};
+use super::{Nav, OrPage, PageResult, Viewer, page_id, page_path, render, when};
 use crate::rest::AppState;
 
 /// The most organizations and projects the chat list walks.
@@ -131,8 +132,9 @@ struct ChatPage {
 pub(crate) async fn chat(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> PageResult {
+    let (org, project, chat) = page_path(&viewer, path)?;
     let (org, project, chat) = (
         page_id(&viewer, &org)?,
         page_id(&viewer, &project)?,

@@ -2,7 +2,7 @@
 
 use super::page::{List, Order, PageQuery, TextPageQuery};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ use crate::ApiError;
 use crate::auth::{Client, InPerson, SESSION_COOKIE, SignedIn};
 use crate::caller::DEVICE_COOKIE;
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -429,7 +429,7 @@ pub async fn revoke_session(
     State(state): State<AppState>,
     Client(client): Client,
     InPerson(auth): InPerson,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
     state
@@ -611,7 +611,7 @@ pub async fn remove_email(
     State(state): State<AppState>,
     Client(client): Client,
     InPerson(auth): InPerson,
-    Path(email): Path<String>,
+    ApiPath(email): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -634,7 +634,7 @@ pub async fn make_primary(
     State(state): State<AppState>,
     Client(client): Client,
     InPerson(auth): InPerson,
-    Path(email): Path<String>,
+    ApiPath(email): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

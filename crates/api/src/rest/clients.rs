@@ -3,7 +3,7 @@
 //! services sign their token requests with.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
@@ -23,7 +23,7 @@ use super::vaults::NewVaultBody;
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct ClientOut {
@@ -106,7 +106,7 @@ pub async fn create_client(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<NewVaultBody>,
 ) -> Result<(StatusCode, Json<ClientOut>), ApiError> {
     let created = state
@@ -128,7 +128,7 @@ pub async fn create_client(
 pub async fn list_clients(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<ClientOut>>, ApiError> {
     let page = page.request()?;
@@ -156,7 +156,7 @@ pub async fn list_clients(
 pub async fn read_client(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
+    ApiPath((org, client_id)): ApiPath<(String, String)>,
 ) -> Result<Json<ClientOut>, ApiError> {
     let found = state
         .services
@@ -182,7 +182,7 @@ pub async fn delete_client(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
+    ApiPath((org, client_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -207,7 +207,7 @@ pub async fn delete_client(
 pub async fn list_certificates(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
+    ApiPath((org, client_id)): ApiPath<(String, String)>,
     ApiQuery(page): ApiQuery<TextPageQuery>,
 ) -> Result<Json<List<CertificateOut>>, ApiError> {
     let page = page.request()?;
@@ -239,7 +239,7 @@ pub async fn add_certificate(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, client_id)): Path<(String, String)>,
+    ApiPath((org, client_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<CertificateBody>,
 ) -> Result<(StatusCode, Json<CertificateOut>), ApiError> {
     let spec = CertificateSpec {
@@ -274,7 +274,7 @@ pub async fn revoke_certificate(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, client_id, kid)): Path<(String, String, String)>,
+    ApiPath((org, client_id, kid)): ApiPath<(String, String, String)>,
 ) -> Result<Json<CertificateOut>, ApiError> {
     let cert = state
         .services

@@ -8,7 +8,7 @@
 //! required: they are how it gets one.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -26,7 +26,7 @@ use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client, Enrolling, InPerson};
 use crate::error::ErrorBody;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 
 /// Re-authentication before a sign-in method is added or removed.
 #[derive(Deserialize, ToSchema, Default)]
@@ -215,7 +215,7 @@ pub async fn list_passkeys(
 pub async fn rename_passkey(
     State(state): State<AppState>,
     InPerson(auth): InPerson,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<RenamePasskey>,
 ) -> Result<Json<PasskeyInfo>, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
@@ -240,7 +240,7 @@ pub async fn delete_passkey(
     State(state): State<AppState>,
     Client(client): Client,
     InPerson(auth): InPerson,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
     state

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
@@ -21,7 +21,7 @@ use super::page::{self, List};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy)]
 pub struct BudgetBody {
@@ -244,7 +244,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(kid): Path<String>,
+    ApiPath(kid): ApiPath<String>,
 ) -> Result<Json<KeyOut>, ApiError> {
     let view = state.services.keys.get(&auth.user, id(&kid)?).await?;
     Ok(Json(view.into()))
@@ -263,7 +263,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(kid): Path<String>,
+    ApiPath(kid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -288,7 +288,7 @@ pub async fn rotate(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(kid): Path<String>,
+    ApiPath(kid): ApiPath<String>,
     ApiJson(body): ApiJson<RotateBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let (key, plaintext) = state

@@ -3,7 +3,7 @@
 //! those who are neither members nor platform readers.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
@@ -23,7 +23,7 @@ use super::page::{self, List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use gatehouse_core::page::Page;
 
 /// Parses an ID from a path segment.
@@ -197,7 +197,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<OrgView>, ApiError> {
     let access = state.services.tenancy.access(&auth.user, id(&org)?).await?;
     Ok(Json(access.into()))
@@ -218,7 +218,7 @@ pub async fn update(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<OrgChangeBody>,
 ) -> Result<Json<OrgView>, ApiError> {
     let tenancy = &state.services.tenancy;
@@ -248,7 +248,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -290,7 +290,7 @@ pub async fn suspend(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<OrgView>, ApiError> {
     set_status(&state, &auth, &org, OrgStatus::Suspended, &client).await
 }
@@ -308,7 +308,7 @@ pub async fn resume(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<OrgView>, ApiError> {
     set_status(&state, &auth, &org, OrgStatus::Active, &client).await
 }
@@ -370,7 +370,7 @@ impl From<Membership> for MembershipOut {
 pub async fn members(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<MemberOut>>, ApiError> {
     let page = page.request()?;
@@ -409,7 +409,7 @@ pub async fn set_member_role(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, user)): Path<(String, String)>,
+    ApiPath((org, user)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<RoleChange>,
 ) -> Result<Json<MembershipOut>, ApiError> {
     let member = state
@@ -438,7 +438,7 @@ pub async fn remove_member(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, user)): Path<(String, String)>,
+    ApiPath((org, user)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -470,7 +470,7 @@ pub async fn transfer(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<Transfer>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -541,7 +541,7 @@ pub async fn invite(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<NewInvitation>,
 ) -> Result<(StatusCode, Json<InvitationOut>), ApiError> {
     let role = request.role.unwrap_or(OrgRole::Member);
@@ -566,7 +566,7 @@ pub async fn invite(
 pub async fn invitations(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<InvitationOut>>, ApiError> {
     let page = page.request()?;
@@ -595,7 +595,7 @@ pub async fn revoke_invitation(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, invitation)): Path<(String, String)>,
+    ApiPath((org, invitation)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

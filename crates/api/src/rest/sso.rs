@@ -2,7 +2,7 @@
 //! OpenID Connect provider (see `crate::sso`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use super::auth::{LoginMode, SessionInfo, session_cookie, set_device_cookie, sig
 use super::page::{List, Order, TextPageQuery};
 use crate::ApiError;
 use crate::auth::{Client, InPerson, SignedIn};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use gatehouse_core::page::Page;
 
 #[derive(Deserialize, IntoParams)]
@@ -63,7 +63,7 @@ fn host(headers: &HeaderMap) -> Option<&str> {
     ))]
 pub async fn start(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StartQuery>,
 ) -> Result<Response, ApiError> {
@@ -99,7 +99,7 @@ pub async fn start(
     ))]
 pub async fn callback(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     Client(client): Client,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<CallbackQuery>,
@@ -234,7 +234,7 @@ pub async fn unlink(
     State(state): State<AppState>,
     Client(client): Client,
     InPerson(auth): InPerson,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
@@ -22,7 +22,7 @@ use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct TeamOut {
@@ -146,7 +146,7 @@ pub async fn create(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<NewTeamBody>,
 ) -> Result<(StatusCode, Json<TeamOut>), ApiError> {
     let team = state
@@ -168,7 +168,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<TeamOut>>, ApiError> {
     let page = page.request()?;
@@ -194,7 +194,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
 ) -> Result<Json<TeamOut>, ApiError> {
     let team = state
         .services
@@ -223,7 +223,7 @@ pub async fn update(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<TeamBody>,
 ) -> Result<Json<TeamOut>, ApiError> {
     let team = state
@@ -250,7 +250,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -295,7 +295,7 @@ impl From<TeamMember> for TeamMemberOut {
 pub async fn members(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<TeamMemberOut>>, ApiError> {
     let page = page.request()?;
@@ -335,7 +335,7 @@ pub async fn put_member(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, team, user)): Path<(String, String, String)>,
+    ApiPath((org, team, user)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<TeamRoleBody>,
 ) -> Result<Json<TeamMemberOut>, ApiError> {
     let role = body.role.unwrap_or(TeamRole::Member);
@@ -364,7 +364,7 @@ pub async fn remove_member(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, team, user)): Path<(String, String, String)>,
+    ApiPath((org, team, user)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

@@ -2,7 +2,7 @@
 //! each call's record.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,7 +21,7 @@ use super::page::{List, Order};
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::error::ErrorBody;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 
 /// Which statistics: the export's parameters.
 #[derive(Deserialize, IntoParams)]
@@ -337,7 +337,7 @@ pub async fn logs(
 pub async fn log(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(log_id): Path<String>,
+    ApiPath(log_id): ApiPath<String>,
 ) -> Result<Json<RequestLogOut>, ApiError> {
     let log = state.services.usage.log(&auth.user, id(&log_id)?).await?;
     Ok(Json(log.into()))

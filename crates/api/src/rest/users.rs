@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use gatehouse_core::accounts::{AdminNewUser, UserChange, UserFilter};
 use gatehouse_core::model::accounts::Role;
@@ -20,7 +20,7 @@ use super::page::{self, List};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use gatehouse_core::page::Page;
 
 #[derive(Deserialize, ToSchema)]
@@ -123,7 +123,7 @@ pub async fn update(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateUser>,
 ) -> Result<Json<Me>, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
@@ -156,7 +156,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
     state
@@ -233,7 +233,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Me>, ApiError> {
     let id: gatehouse_core::Id = id.parse().map_err(ApiError)?;
     let user = state.services.accounts.view_user(&auth.user, id).await?;

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use gatehouse_core::model::vaults::{SubjectKind, SyncStatus, Vault, VaultGrant, VaultRole};
@@ -25,7 +25,7 @@ use super::page::{List, Order, PageQuery, TextPageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct VaultOut {
@@ -228,7 +228,7 @@ pub async fn create_vault(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<NewVaultBody>,
 ) -> Result<(StatusCode, Json<VaultOut>), ApiError> {
     let vault = state
@@ -250,7 +250,7 @@ pub async fn create_vault(
 pub async fn list_vaults(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<VaultOut>>, ApiError> {
     let page = page.request()?;
@@ -278,7 +278,7 @@ pub async fn list_vaults(
 pub async fn read_vault(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, vault)): Path<(String, String)>,
+    ApiPath((org, vault)): ApiPath<(String, String)>,
 ) -> Result<Json<VaultOut>, ApiError> {
     let vault = state
         .services
@@ -307,7 +307,7 @@ pub async fn update_vault(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, vault)): Path<(String, String)>,
+    ApiPath((org, vault)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<VaultBody>,
 ) -> Result<Json<VaultOut>, ApiError> {
     let vault = state
@@ -334,7 +334,7 @@ pub async fn delete_vault(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, vault)): Path<(String, String)>,
+    ApiPath((org, vault)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -359,7 +359,7 @@ pub async fn delete_vault(
 pub async fn list_grants(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, vault)): Path<(String, String)>,
+    ApiPath((org, vault)): ApiPath<(String, String)>,
     ApiQuery(page): ApiQuery<TextPageQuery>,
 ) -> Result<Json<List<GrantOut>>, ApiError> {
     let page = page.request()?;
@@ -391,7 +391,7 @@ pub async fn put_grant(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, vault)): Path<(String, String)>,
+    ApiPath((org, vault)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<GrantBody>,
 ) -> Result<Json<GrantOut>, ApiError> {
     let who = subject(&body.subject_type, &body.subject_id)?;
@@ -421,7 +421,7 @@ pub async fn delete_grant(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, vault, kind, subject_id)): Path<(String, String, String, String)>,
+    ApiPath((org, vault, kind, subject_id)): ApiPath<(String, String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let who = subject(&kind, &subject_id)?;
     state
@@ -448,7 +448,7 @@ pub async fn user_token(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, vault)): Path<(String, String)>,
+    ApiPath((org, vault)): ApiPath<(String, String)>,
 ) -> Result<Json<TokenOut>, ApiError> {
     let tokens = state
         .services

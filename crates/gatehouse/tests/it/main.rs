@@ -24,6 +24,7 @@ mod lists;
 mod matrix;
 mod openapi;
 mod ops;
+mod paths;
 mod playground;
 mod process;
 mod readme;

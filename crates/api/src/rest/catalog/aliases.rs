@@ -102,7 +102,7 @@ pub async fn update_alias(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(aid): Path<String>,
+    ApiPath(aid): ApiPath<String>,
     ApiJson(body): ApiJson<AliasTarget>,
 ) -> Result<Json<AliasOut>, ApiError> {
     let alias = state
@@ -126,7 +126,7 @@ pub async fn delete_alias(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(aid): Path<String>,
+    ApiPath(aid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

@@ -266,7 +266,7 @@ pub async fn list_credentials(
 pub async fn read_credential(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(cid): Path<String>,
+    ApiPath(cid): ApiPath<String>,
 ) -> Result<Json<CredentialOut>, ApiError> {
     let c = credential_in(&state, &auth, Place::TopLevel, &cid).await?;
     Ok(Json(c.into()))
@@ -285,7 +285,7 @@ pub async fn update_credential(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(cid): Path<String>,
+    ApiPath(cid): ApiPath<String>,
     ApiJson(body): ApiJson<CredentialChangeBody>,
 ) -> Result<Json<CredentialOut>, ApiError> {
     update_in(&state, &client, &auth, Place::TopLevel, &cid, body).await
@@ -304,7 +304,7 @@ pub async fn delete_credential(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(cid): Path<String>,
+    ApiPath(cid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     delete_in(&state, &client, &auth, Place::TopLevel, &cid).await
 }
@@ -323,7 +323,7 @@ pub async fn create_org_credential(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<NewOrgCredentialBody>,
 ) -> Result<(StatusCode, Json<CredentialOut>), ApiError> {
     let new = NewCredential {
@@ -347,7 +347,7 @@ pub async fn create_org_credential(
 pub async fn list_org_credentials(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<CredentialOut>>, ApiError> {
     list_in(&state, &auth, Place::Organization(id(&org)?), page).await
@@ -365,7 +365,7 @@ pub async fn list_org_credentials(
 pub async fn read_org_credential(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, cid)): Path<(String, String)>,
+    ApiPath((org, cid)): ApiPath<(String, String)>,
 ) -> Result<Json<CredentialOut>, ApiError> {
     let place = Place::Organization(id(&org)?);
     Ok(Json(
@@ -388,7 +388,7 @@ pub async fn update_org_credential(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, cid)): Path<(String, String)>,
+    ApiPath((org, cid)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<CredentialChangeBody>,
 ) -> Result<Json<CredentialOut>, ApiError> {
     let place = Place::Organization(id(&org)?);
@@ -410,7 +410,7 @@ pub async fn delete_org_credential(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, cid)): Path<(String, String)>,
+    ApiPath((org, cid)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let place = Place::Organization(id(&org)?);
     delete_in(&state, &client, &auth, place, &cid).await

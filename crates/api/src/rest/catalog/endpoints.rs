@@ -234,7 +234,7 @@ pub async fn list_endpoints(
 pub async fn read_endpoint(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(eid): Path<String>,
+    ApiPath(eid): ApiPath<String>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let e = state
         .services
@@ -258,7 +258,7 @@ pub async fn update_endpoint(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(eid): Path<String>,
+    ApiPath(eid): ApiPath<String>,
     ApiJson(body): ApiJson<EndpointBody>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let e = state
@@ -282,7 +282,7 @@ pub async fn delete_endpoint(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(eid): Path<String>,
+    ApiPath(eid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -323,7 +323,7 @@ pub async fn sync_endpoint(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(eid): Path<String>,
+    ApiPath(eid): ApiPath<String>,
 ) -> Result<Json<SyncOut>, ApiError> {
     let report = state
         .services

@@ -8,7 +8,7 @@ mod models;
 mod subscriptions;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
@@ -32,7 +32,7 @@ use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// `Some(None)` for an explicit `null`, `None` for a missing field (with
 /// `#[serde(default)]`).

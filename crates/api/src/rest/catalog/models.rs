@@ -174,7 +174,7 @@ pub async fn list_models(
 pub async fn read_model(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(mid): Path<String>,
+    ApiPath(mid): ApiPath<String>,
 ) -> Result<Json<ModelOut>, ApiError> {
     let m = state
         .services
@@ -198,7 +198,7 @@ pub async fn update_model(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(mid): Path<String>,
+    ApiPath(mid): ApiPath<String>,
     ApiJson(body): ApiJson<ModelBody>,
 ) -> Result<Json<ModelOut>, ApiError> {
     let m = state
@@ -221,7 +221,7 @@ pub async fn delete_model(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(mid): Path<String>,
+    ApiPath(mid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

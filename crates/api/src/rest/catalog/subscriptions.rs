@@ -121,7 +121,7 @@ pub async fn cancel_subscription(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(sid): Path<String>,
+    ApiPath(sid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -181,7 +181,7 @@ macro_rules! decision_route {
             State(state): State<AppState>,
             Client(client): Client,
             auth: Authenticated,
-            Path(sid): Path<String>,
+            ApiPath(sid): ApiPath<String>,
             body: axum::body::Bytes,
         ) -> Result<Json<SubscriptionOut>, ApiError> {
             let body = optional_json(&body)?;

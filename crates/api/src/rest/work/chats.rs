@@ -2,7 +2,7 @@
 //! files and export.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use super::super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// What an export holds: the first 10 000 messages, at most about 32 MiB of text.
 const EXPORT: History = History {
@@ -268,7 +268,7 @@ pub async fn create(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project)): Path<(String, String)>,
+    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<NewChatBody>,
 ) -> Result<(StatusCode, Json<ChatOut>), ApiError> {
     let spec = ChatSpec {
@@ -302,7 +302,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, project)): Path<(String, String)>,
+    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<ChatOut>>, ApiError> {
     let page = page.request()?;
@@ -331,7 +331,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
 ) -> Result<Json<ChatOut>, ApiError> {
     let (org, project, chat) = chat_path(&org, &project, &chat)?;
     let chat = state
@@ -361,7 +361,7 @@ pub async fn update(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<ChatPatch>,
 ) -> Result<Json<ChatOut>, ApiError> {
     let change = ChatChange {
@@ -402,7 +402,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services
@@ -428,7 +428,7 @@ pub async fn delete(
 pub async fn messages(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<MessageOut>>, ApiError> {
     let page = page.request()?;
@@ -459,7 +459,7 @@ pub async fn add_file(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<ContextFile>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
     let name = gatehouse_core::common::parse_name(&body.name, "file").map_err(ApiError)?;
@@ -500,7 +500,7 @@ pub async fn add_file(
 pub async fn export(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let at = chat_path(&org, &project, &chat)?;

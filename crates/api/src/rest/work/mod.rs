@@ -7,7 +7,7 @@ mod chats;
 mod playground;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_core::Id;
@@ -23,7 +23,7 @@ use super::page::{List, Order, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct ProjectOut {
@@ -76,7 +76,7 @@ pub async fn create(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<ProjectBody>,
 ) -> Result<(StatusCode, Json<ProjectOut>), ApiError> {
     let project = state
@@ -98,7 +98,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<List<ProjectOut>>, ApiError> {
     let page = page.request()?;
@@ -126,7 +126,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((org, project)): Path<(String, String)>,
+    ApiPath((org, project)): ApiPath<(String, String)>,
 ) -> Result<Json<ProjectOut>, ApiError> {
     let project = state
         .services
@@ -153,7 +153,7 @@ pub async fn rename(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project)): Path<(String, String)>,
+    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ProjectBody>,
 ) -> Result<Json<ProjectOut>, ApiError> {
     let project = state
@@ -182,7 +182,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project)): Path<(String, String)>,
+    ApiPath((org, project)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .services

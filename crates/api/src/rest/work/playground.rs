@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures_util::StreamExt;
@@ -34,7 +34,7 @@ use super::chats::{MessageOut, chat_path};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::sse::DataLines;
 
 /// What is sent to the model with a new message: the newest 1000 earlier
@@ -77,7 +77,7 @@ pub async fn send(
     State(state): State<AppState>,
     Client(client): Client,
     auth: Authenticated,
-    Path((org, project, chat)): Path<(String, String, String)>,
+    ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
     let at = chat_path(&org, &project, &chat)?;
