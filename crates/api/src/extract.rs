@@ -22,20 +22,31 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(mut value) = axum::Json::<Value>::from_request(request, state).await?;
-        // Every body is an object: serde would take a struct's fields from
-        // an array too, in order (and `[]` as all defaults).
-        if !value.is_object() {
-            return Err(ApiError::new(
-                ErrorCode::MalformedBody,
-                "invalid JSON body: expected an object",
-            ));
-        }
-        integral_floats_as_integers(&mut value);
-        serde_json::from_value(value)
-            .map(ApiJson)
-            .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid JSON body: {e}")))
+        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await?;
+        object_as(value).map(ApiJson)
     }
+}
+
+/// A body read as `T` by the rules of [`ApiJson`], for handlers that read
+/// the body themselves (an optional body, a choice of content types).
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid JSON body: {e}")))?;
+    object_as(value)
+}
+
+/// `value` as `T` when it is an object: serde would take a struct's fields
+/// from an array too, in order (and `[]` or `[null]` as all defaults).
+fn object_as<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::MalformedBody,
+            "invalid JSON body: expected an object",
+        ));
+    }
+    integral_floats_as_integers(&mut value);
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid JSON body: {e}")))
 }
 
 /// Rewrites every float with no fractional part (and exactly representable,

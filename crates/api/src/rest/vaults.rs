@@ -492,12 +492,7 @@ pub async fn token(
             )
         })?
     } else if content_type.starts_with("application/json") {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                ErrorCode::MalformedBody,
-                format!("the body is not valid: {e}"),
-            )
-        })?
+        crate::extract::json_object(&body)?
     } else {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,

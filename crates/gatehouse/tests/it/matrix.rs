@@ -791,6 +791,23 @@ impl World {
     /// Sends one request as `actor_index`; returns the status.
     pub async fn send(&self, row: &Row, actor_index: usize, f: &Fixture) -> u16 {
         let me = self.users[actor_index].as_ref();
+        let body = row.body.map(|body| {
+            let body: Value = serde_json::from_str(&self.fill(body, f, me)).unwrap();
+            body
+        });
+        self.send_body(row, actor_index, f, body).await.0
+    }
+
+    /// Sends one request as `actor_index` with `body` in place of the row's;
+    /// the status and the JSON answer (`null` when there is none).
+    pub async fn send_body(
+        &self,
+        row: &Row,
+        actor_index: usize,
+        f: &Fixture,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let me = self.users[actor_index].as_ref();
         let path = self.fill(row.path, f, me);
         let mut request = self
             .app
@@ -817,11 +834,12 @@ impl World {
             (Some(token), _) => request = request.bearer_auth(token),
             (None, _) => {}
         }
-        if let Some(body) = row.body {
-            let body: Value = serde_json::from_str(&self.fill(body, f, me)).unwrap();
+        if let Some(body) = body {
             request = request.json(&body);
         }
-        request.send().await.unwrap().status().as_u16()
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 }
 

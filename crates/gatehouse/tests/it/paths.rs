@@ -1,13 +1,19 @@
-//! Hostile path segments: every REST route with path parameters, called by a
-//! platform admin with each parameter replaced by a segment no route takes
-//! (bytes that are not UTF-8, a NUL, a word that is no ID), answers a 4xx in
-//! our JSON error shape. The routes come from the router itself, so a route
-//! added with a plain extractor fails here. The console's pages answer the
-//! same addresses, and query strings that do not read, with pages.
+//! Hostile input every route must refuse in our error shape. Path segments:
+//! every REST route with path parameters, called by a platform admin with
+//! each parameter replaced by a segment no route takes (bytes that are not
+//! UTF-8, a NUL, a word that is no ID), answers a 4xx in our JSON error
+//! shape; the routes come from the router itself, so a route added with a
+//! plain extractor fails here. The console's pages answer the same
+//! addresses, and query strings that do not read, with pages. Bodies: a
+//! JSON body that is not an object is `malformed_body` on every route that
+//! takes one.
 
 use reqwest::Method;
 
+use serde_json::json;
+
 use crate::helpers::{admin_config, spawn_app};
+use crate::matrix::{ACTORS, World, rows};
 
 #[tokio::test]
 async fn every_path_parameter_refuses_bad_segments_in_the_error_shape() {
@@ -90,6 +96,59 @@ async fn every_path_parameter_refuses_bad_segments_in_the_error_shape() {
         assert!(html.contains("Not understood"), "{page}: {html}");
     }
     app.stop().await;
+}
+
+/// Every route that takes a JSON body refuses one that is not an object
+/// (serde would read `[null]` into a struct as all defaults) with
+/// `malformed_body` and changes nothing: each row of the authorization
+/// matrix that has a body, sent as the first caller the row lets in.
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_refused() {
+    let world = World::new().await;
+    let mut wrong = Vec::new();
+    let mut routes = 0;
+    for row in rows() {
+        if row.body.is_none() || row.path.starts_with("/v1/") {
+            continue;
+        }
+        let Some(actor) = (0..ACTORS.len()).find(|&i| (200..300).contains(&row.expected(i))) else {
+            continue;
+        };
+        routes += 1;
+        let fixture = world.fixture_for(row.path).await;
+        for body in [
+            json!([null]),
+            json!([]),
+            json!(["x"]),
+            json!(null),
+            json!("x"),
+        ] {
+            let before = world.newest_audit_event().await;
+            let (status, answer) = world
+                .send_body(&row, actor, &fixture, Some(body.clone()))
+                .await;
+            let refused = status == 400 && answer["error"]["code"] == "malformed_body";
+            if !refused || world.newest_audit_event().await != before {
+                wrong.push(format!(
+                    "{} {} with {body}: {status} {answer}",
+                    row.method, row.path
+                ));
+            }
+        }
+    }
+    assert!(routes >= 40, "only {routes} routes with a body");
+    // The service clients' token exchange reads its body itself (JSON or a form).
+    let (status, answer) = world
+        .app
+        .post("/api/v1/token", None, json!(["client_credentials"]))
+        .await;
+    if status != 400 || answer["error"]["code"] != "malformed_body" {
+        wrong.push(format!(
+            "POST /api/v1/token with an array: {status} {answer}"
+        ));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    world.app.stop().await;
 }
 
 /// `template` with every `{parameter}` replaced by `segment`.

@@ -158,12 +158,7 @@ fn optional_json(body: &[u8]) -> Result<Option<DecisionBody>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        ApiError(gatehouse_core::Error::new(
-            gatehouse_core::ErrorCode::MalformedBody,
-            format!("the body is not valid JSON for this request: {e}"),
-        ))
-    })
+    crate::extract::json_object(body).map(Some)
 }
 
 macro_rules! decision_route {
