@@ -72,7 +72,7 @@ async fn upstream() -> String {
 }
 
 /// A browser without JavaScript: cookies kept, redirects looked at.
-fn plain_browser() -> reqwest::Client {
+pub(crate) fn plain_browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -88,7 +88,7 @@ async fn page(browser: &reqwest::Client, url: &str) -> (u16, HeaderMap, String) 
 }
 
 /// Signs `login` in as a browser does (mode `session`: the cookie).
-async fn session(app: &TestApp, browser: &reqwest::Client, login: &str) {
+pub(crate) async fn session(app: &TestApp, browser: &reqwest::Client, login: &str) {
     let response = browser
         .post(app.url("/api/v1/auth/login"))
         .json(&json!({"login": login, "password": PASSWORD, "mode": "session"}))

@@ -51,50 +51,27 @@ async fn every_path_parameter_refuses_bad_segments_in_the_error_shape() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // The console's pages answer such an address as a page that does not
-    // exist: a 404 page in the signed-in frame, not a line of plain text.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login = serde_json::json!({
-        "login": "admin@example.com",
-        "password": crate::helpers::PASSWORD,
-        "mode": "session",
-    });
-    let signed_in = browser
-        .post(app.url("/api/v1/auth/login"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 200);
-    for page in [
-        "/organizations/%FF",
-        "/admin/request-logs/%FF",
-        "/playground/%FF/1/2",
-        "/organizations/not-an-id",
+    // exist (a 404 in the signed-in frame), and a query string that does not
+    // read as a 400 page: never a line of plain text.
+    let browser = crate::console::plain_browser();
+    crate::console::session(&app, &browser, "admin@example.com").await;
+    for (page, status, title) in [
+        ("/organizations/%FF", 404, "Not found"),
+        ("/admin/request-logs/%FF", 404, "Not found"),
+        ("/playground/%FF/1/2", 404, "Not found"),
+        ("/organizations/not-an-id", 404, "Not found"),
+        ("/admin/users?q=a&q=b", 400, "Not understood"),
+        ("/account?enrol=1&enrol=2", 400, "Not understood"),
+        ("/sign-in?next=a&next=b", 400, "Not understood"),
     ] {
         let response = browser.get(app.url(page)).send().await.unwrap();
-        assert_eq!(response.status(), 404, "{page}");
+        assert_eq!(response.status(), status, "{page}");
         let html = response.text().await.unwrap();
-        assert!(
-            html.contains("Not found") && html.contains("Sign out"),
-            "{page}: {html}"
-        );
+        let framed = status == 400 || html.contains("Sign out");
+        assert!(html.contains(title) && framed, "{page}: {html}");
     }
     let asset = browser.get(app.url("/static/%FF")).send().await.unwrap();
     assert_eq!(asset.status(), 404);
-    // A query string that does not read is a 400 page too.
-    for page in [
-        "/admin/users?q=a&q=b",
-        "/account?enrol=1&enrol=2",
-        "/sign-in?next=a&next=b",
-    ] {
-        let response = browser.get(app.url(page)).send().await.unwrap();
-        assert_eq!(response.status(), 400, "{page}");
-        let html = response.text().await.unwrap();
-        assert!(html.contains("Not understood"), "{page}: {html}");
-    }
     app.stop().await;
 }
 
