@@ -16,7 +16,14 @@ use crate::rest;
         license(name = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
-    components(schemas(ErrorBody, ErrorDetail, crate::rest::names::GroupBy)),
+    // Schemas only query parameters name: utoipa collects those of bodies.
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        crate::rest::names::GroupBy,
+        crate::rest::export::Format,
+        crate::rest::work::chats::ExportFormat,
+    )),
     tags(
         (name = "operations", description = "Liveness, readiness and metrics"),
         (name = "system", description = "Server and installation information"),

@@ -28,8 +28,11 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 /// A name for an organization, team or vault: trimmed, 1 to 100 characters,
 /// no control characters.
 pub fn parse_name(name: &str, what: &str) -> Result<String> {
+    // Control characters are refused where they stand, even at the ends
+    // (where trimming would have dropped some of them).
+    let control = name.chars().any(char::is_control);
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if control || name.is_empty() || name.chars().count() > 100 {
         return Err(Error::invalid_input(format!(
             "{what} names are 1 to 100 characters without control characters"
         )));
@@ -79,7 +82,17 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert_eq!(parse_name("  Research ", "team").unwrap(), "Research");
-        for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
+        // Control characters are refused at the ends too, where trimming
+        // would have dropped them (`\f`, `\r` and `\n` are whitespace).
+        for bad in [
+            "",
+            "   ",
+            "a\u{7}b",
+            "Lab\u{c}",
+            "\r",
+            "\nLab",
+            &"x".repeat(101),
+        ] {
             assert!(parse_name(bad, "team").is_err(), "{bad:?}");
         }
         assert_eq!(slugify("  Acme, Inc. ").unwrap(), "acme-inc");

@@ -212,7 +212,8 @@ fn parse_display_name(name: &str) -> Result<String> {
 
 /// The display name given, or the email's local part when none is.
 fn display_name_for(given: Option<&str>, email: &Email) -> Result<String> {
-    match given.filter(|d| !d.trim().is_empty()) {
+    // Blank is absent; control characters are refused, even at the ends.
+    match given.filter(|d| !d.trim().is_empty() || d.chars().any(char::is_control)) {
         Some(name) => parse_display_name(name),
         None => Ok(email
             .as_str()

@@ -1659,3 +1659,17 @@ async fn rotating_the_encryption_key_reseals_totp_secrets_and_codes_still_work()
         .await
         .unwrap();
 }
+
+#[test]
+fn display_names_refuse_control_characters_even_where_trimming_would_drop_them() {
+    let email = crate::model::accounts::Email::parse("ada@example.com").unwrap();
+    assert_eq!(display_name_for(None, &email).unwrap(), "ada");
+    assert_eq!(display_name_for(Some("  "), &email).unwrap(), "ada");
+    assert_eq!(
+        display_name_for(Some(" Ada L. "), &email).unwrap(),
+        "Ada L."
+    );
+    for bad in ["\r", "Ada\n", "\u{c}Ada"] {
+        assert!(display_name_for(Some(bad), &email).is_err(), "{bad:?}");
+    }
+}

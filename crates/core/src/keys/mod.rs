@@ -103,8 +103,9 @@ impl KeyService {
         spec: &NewKey,
         (rotated_from, created_by_key): (Option<Id>, Option<Id>),
     ) -> Result<(ApiKey, String)> {
+        let control = spec.label.chars().any(char::is_control);
         let label = spec.label.trim();
-        if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        if control || label.chars().count() > 100 {
             return Err(Error::invalid_input(
                 "labels are at most 100 characters without control characters",
             ));

@@ -88,8 +88,9 @@ impl NewMessage {
 }
 
 fn check_model(model: &str) -> Result<String> {
+    let control = model.chars().any(char::is_control);
     let model = model.trim();
-    if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
+    if control || model.is_empty() || model.len() > 200 {
         return Err(Error::invalid_input(
             "model names are 1 to 200 characters without control characters",
         ));

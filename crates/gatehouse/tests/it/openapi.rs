@@ -43,3 +43,33 @@ fn every_api_route_is_documented_and_every_documented_route_is_served() {
         "documented but not served"
     );
 }
+
+/// Every `$ref` of the document names a schema it holds: a generated client
+/// (or schemathesis) cannot read a parameter whose schema is missing.
+#[test]
+fn every_reference_resolves() {
+    fn refs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(members) => {
+                if let Some(target) = members.get("$ref").and_then(|r| r.as_str()) {
+                    found.push(target);
+                }
+                members.values().for_each(|v| refs(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let spec = serde_json::to_value(gatehouse_api::openapi::spec()).unwrap();
+    let mut found = Vec::new();
+    refs(&spec, &mut found);
+    assert!(found.len() > 100, "only {} references", found.len());
+    let missing: std::collections::BTreeSet<&str> = found
+        .into_iter()
+        .filter(|target| {
+            let name = target.trim_start_matches("#/components/schemas/");
+            spec["components"]["schemas"].get(name).is_none()
+        })
+        .collect();
+    assert!(missing.is_empty(), "unresolved: {missing:?}");
+}

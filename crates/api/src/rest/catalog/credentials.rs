@@ -222,6 +222,7 @@ async fn delete_in(
         (status = 201, description = "Created; the secret is not returned", body = CredentialOut),
         (status = 400, description = "Invalid, or an organization scope", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 404, description = "The scope names a user that does not exist", body = ErrorBody),
     ))]
 pub async fn create_credential(
     State(state): State<AppState>,

@@ -3,7 +3,7 @@
 //! (`gatehouse_core::work`); here the shapes. `chats.rs` has the chats and
 //! their messages.
 
-mod chats;
+pub(crate) mod chats;
 mod playground;
 
 use axum::Json;
