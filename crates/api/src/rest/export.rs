@@ -139,7 +139,7 @@ fn render(format: Format, page: &LogPage) -> Bytes {
     security(("bearer" = [])), params(ExportQuery),
     responses(
         (status = 200, description = "CSV (`text/csv`) or NDJSON (`application/x-ndjson`), one log a line",
-            content_type = "text/csv", body = String),
+            content((String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 400, description = "Invalid filter", body = ErrorBody),
         (status = 403, description = "Others' logs without the role", body = ErrorBody),
     ))]

@@ -149,7 +149,7 @@ pub async fn stats(
     security(("bearer" = [])), params(UsageFilter),
     responses(
         (status = 200, description = "CSV (`text/csv`) or NDJSON (`application/x-ndjson`)",
-            content_type = "text/csv", body = String),
+            content((String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 403, description = "Others' usage without being a platform reader", body = ErrorBody),
     ))]
 pub async fn export(

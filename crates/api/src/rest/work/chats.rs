@@ -494,7 +494,8 @@ pub async fn add_file(
         ExportQuery,
     ),
     responses(
-        (status = 200, description = "The chat: JSON, or `text/markdown`", body = ChatExport),
+        (status = 200, description = "The chat: JSON, or `text/markdown`",
+            content((ChatExport = "application/json"), (String = "text/markdown"))),
         (status = 404, description = "No such chat visible to you", body = ErrorBody),
     ))]
 pub async fn export(
