@@ -182,6 +182,7 @@ pub struct RotateBody {
         (status = 201, description = "Created", body = CreatedKey),
         (status = 400, description = "Invalid", body = ErrorBody),
         (status = 403, description = "Provider accounts hold no keys; an API key asked for a key broader than itself", body = ErrorBody),
+        (status = 404, description = "The `organization_id` names no organization visible to you", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
