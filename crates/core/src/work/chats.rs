@@ -12,6 +12,28 @@ use crate::page::{Page, PageRequest};
 /// The most text one message or context file holds.
 pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
 
+/// The most characters one message, system prompt or context file holds
+/// (the documented `maxLength`; [`MAX_CONTENT_BYTES`] bounds the bytes).
+pub const MAX_CONTENT_CHARS: usize = 65_536;
+
+/// The most bytes of a model's answer stored: the store keeps a record in
+/// at most `MAX_VALUE_SIZE` bytes, and a message holds its text twice.
+const MAX_ANSWER_BYTES: usize = 48 * 1024;
+
+/// `text` cut, at a character boundary, to what a stored answer may hold:
+/// for a model's answer, which is stored however long it ran.
+pub fn clipped(mut text: String) -> String {
+    if let Some((at, _)) = text.char_indices().nth(MAX_CONTENT_CHARS) {
+        text.truncate(at);
+    }
+    let mut at = text.len().min(MAX_ANSWER_BYTES);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.truncate(at);
+    text
+}
+
 /// Sampling parameters a chat may keep, sent with every call.
 const PARAMETERS: [&str; 7] = [
     "temperature",
@@ -99,9 +121,9 @@ fn check_model(model: &str) -> Result<String> {
 }
 
 fn check_text(text: &str, what: &str) -> Result<()> {
-    if text.len() > MAX_CONTENT_BYTES {
+    if text.len() > MAX_CONTENT_BYTES || text.chars().count() > MAX_CONTENT_CHARS {
         return Err(Error::invalid_input(format!(
-            "{what} is longer than {MAX_CONTENT_BYTES} bytes"
+            "{what} is longer than {MAX_CONTENT_CHARS} characters"
         )));
     }
     Ok(())
@@ -122,7 +144,43 @@ fn check_parameters(
     if serde_json::to_vec(parameters).map_or(0, |b| b.len()) > 16 * 1024 {
         return Err(Error::invalid_input("parameters are at most 16 KiB"));
     }
+    if let Some(stop) = parameters.get("stop") {
+        let sequences = stop.as_array().filter(|s| s.len() <= 4);
+        let fine = sequences.is_some_and(|s| {
+            s.iter().all(|q| {
+                q.as_str()
+                    .is_some_and(|q| (1..=200).contains(&q.chars().count()))
+            })
+        });
+        if !fine {
+            return Err(Error::invalid_input(
+                "`stop` is up to four sequences of 1 to 200 characters",
+            ));
+        }
+    }
+    for (name, value) in parameters {
+        let Some((low, high)) = parameter_range(name) else {
+            continue;
+        };
+        if !value.as_f64().is_some_and(|v| (low..=high).contains(&v)) {
+            return Err(Error::invalid_input(format!(
+                "`{name}` is a number from {low} to {high}"
+            )));
+        }
+    }
     Ok(parameters.clone())
+}
+
+/// The range a numeric sampling parameter takes (OpenAI's).
+fn parameter_range(name: &str) -> Option<(f64, f64)> {
+    match name {
+        "temperature" => Some((0.0, 2.0)),
+        "top_p" => Some((0.0, 1.0)),
+        "presence_penalty" | "frequency_penalty" => Some((-2.0, 2.0)),
+        // Documented as 32-bit integers (`format: int32`).
+        "max_tokens" | "max_completion_tokens" => Some((1.0, f64::from(i32::MAX))),
+        _ => None,
+    }
 }
 
 fn no_chat() -> TxError<Error> {
@@ -192,7 +250,10 @@ impl WorkService {
         client: &ClientInfo,
     ) -> Result<Chat> {
         let model = check_model(&spec.model)?;
-        let name = crate::common::parse_name(spec.name.as_deref().unwrap_or(&model), "chat")?;
+        // Unnamed, a chat is called after its model (names hold 100
+        // characters, model names 200).
+        let fallback: String = model.chars().take(100).collect();
+        let name = crate::common::parse_name(spec.name.as_deref().unwrap_or(&fallback), "chat")?;
         if let Some(prompt) = &spec.system_prompt {
             check_text(prompt, "the system prompt")?;
         }
@@ -485,6 +546,16 @@ impl WorkService {
             request_id: new.request_id,
             created_at: self.env.clock.now(),
         };
+        // The store holds at most `MAX_VALUE_SIZE` bytes a record, and a
+        // message keeps its text twice (as text and as the model has it):
+        // one that cannot be stored is the caller's to shorten, not a 500.
+        let stored = crate::codec::encode(&message)?.len();
+        if stored > gatehouse_storage::limits::MAX_VALUE_SIZE {
+            return Err(Error::invalid_input(format!(
+                "the message is too long to store ({stored} bytes stored; at most {})",
+                gatehouse_storage::limits::MAX_VALUE_SIZE
+            )));
+        }
         let now = message.created_at;
         self.audited(
             |tx| {

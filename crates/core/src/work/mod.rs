@@ -27,7 +27,9 @@ use crate::model::sessions::ClientInfo;
 use crate::model::work::{Chat, Project};
 use crate::{Env, Error, Id, Result, keyspace};
 
-pub use chats::{ChatChange, ChatSpec, History, MAX_CONTENT_BYTES, NewMessage};
+pub use chats::{
+    ChatChange, ChatSpec, History, MAX_CONTENT_BYTES, MAX_CONTENT_CHARS, NewMessage, clipped,
+};
 
 /// The name of every personal organization's default project.
 pub const DEFAULT_PROJECT: &str = "Default";

@@ -252,16 +252,37 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
         2,
         "the message that crosses the size is the last"
     );
-    // Too long, unknown parameters, no model: refused.
-    let long = NewMessage::text(MessageRole::User, "x".repeat(MAX_CONTENT_BYTES + 1));
-    assert_eq!(
-        w.work
-            .append_message(&ada, at, long, &w.client)
-            .await
-            .unwrap_err()
-            .code(),
-        ErrorCode::InvalidInput
-    );
+    // Too long (in bytes, or in characters: the documented `maxLength`),
+    // unknown parameters, no model: refused.
+    for long in [
+        "x".repeat(MAX_CONTENT_BYTES + 1),
+        "x".repeat(crate::work::MAX_CONTENT_CHARS + 1),
+    ] {
+        let long = NewMessage::text(MessageRole::User, long);
+        assert_eq!(
+            w.work
+                .append_message(&ada, at, long, &w.client)
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidInput
+        );
+    }
+    // Within the limits but too long for one stored record (the text is kept
+    // twice): a clear refusal, not an internal error.
+    let long = NewMessage::text(MessageRole::User, "x".repeat(60_000));
+    let refused = w.work.append_message(&ada, at, long, &w.client).await;
+    assert_eq!(refused.unwrap_err().code(), ErrorCode::InvalidInput);
+    // A model's answer is cut to what can be stored, at a character
+    // boundary, and then stores.
+    let answer = crate::work::clipped("é".repeat(100_000));
+    assert!(answer.len() <= 48 * 1024 && answer.chars().all(|c| c == 'é'));
+    let answer = NewMessage::text(MessageRole::Assistant, answer);
+    w.work
+        .append_message(&ada, at, answer, &w.client)
+        .await
+        .unwrap();
+    assert_eq!(crate::work::clipped("€".repeat(10)), "€".repeat(10));
     let mut odd = spec("llama");
     odd.parameters
         .insert("logit_bias".into(), serde_json::json!({}));
@@ -277,6 +298,27 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
             .await
             .is_err()
     );
+    // Sampling parameters out of their documented ranges are refused.
+    for (name, value) in [
+        ("top_p", serde_json::json!(-1)),
+        ("temperature", serde_json::json!(2.5)),
+        ("presence_penalty", serde_json::json!("high")),
+        ("max_tokens", serde_json::json!(0)),
+        ("stop", serde_json::json!(["a", "b", "c", "d", "e"])),
+        ("stop", serde_json::json!([""])),
+    ] {
+        let mut odd = spec("llama");
+        odd.parameters.insert(name.into(), value);
+        let refused = w
+            .work
+            .create_chat(&ada, org, project.id, odd, &w.client)
+            .await;
+        assert_eq!(
+            refused.unwrap_err().code(),
+            ErrorCode::InvalidInput,
+            "{name}"
+        );
+    }
     assert_eq!(
         w.work
             .list_chats(&ada, org, project.id)
@@ -285,6 +327,14 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
             .len(),
         1
     );
+    // Unnamed, a chat takes its model's name, cut to what a name holds.
+    let long_model = spec(&"m".repeat(200));
+    let named = w
+        .work
+        .create_chat(&ada, org, project.id, long_model, &w.client)
+        .await
+        .unwrap();
+    assert_eq!(named.name, "m".repeat(100));
 }
 
 #[tokio::test]

@@ -178,7 +178,10 @@ impl Answer {
     /// The assistant's message as it stands.
     fn message(&self, partial: bool) -> NewMessage {
         let (prompt, completion) = self.usage.unwrap_or((0, 0));
-        let mut message = NewMessage::text(MessageRole::Assistant, self.content.clone());
+        let mut message = NewMessage::text(
+            MessageRole::Assistant,
+            gatehouse_core::work::clipped(self.content.clone()),
+        );
         message.model = Some(self.model.name.clone());
         message.prompt_tokens = prompt;
         message.completion_tokens = completion;
