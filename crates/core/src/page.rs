@@ -148,6 +148,12 @@ impl<T> Page<T> {
     ) -> Self {
         let more = items.len() > limit;
         items.truncate(limit);
+        Page::after_read(items, more, key)
+    }
+
+    /// A page of `items` read in order, `more` when another page follows:
+    /// its cursor is the last item's `key`.
+    pub fn after_read<K: Display>(items: Vec<T>, more: bool, key: impl Fn(&T) -> K) -> Self {
         let next_cursor = more
             .then(|| items.last().map(|item| key(item).to_string()))
             .flatten();

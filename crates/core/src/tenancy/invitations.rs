@@ -146,10 +146,7 @@ impl TenancyService {
         for i in &mut items {
             i.status = i.status_at(now);
         }
-        let next_cursor = more
-            .then(|| items.last().map(|i| i.id.to_string()))
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(Page::after_read(items, more, |i| i.id))
     }
 
     /// Revokes a pending invitation.

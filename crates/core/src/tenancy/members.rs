@@ -23,11 +23,9 @@ impl TenancyService {
                 limit,
             )
             .await?;
-            let next_cursor = more
-                .then(|| memberships.last().map(|m| m.user_id.to_string()))
-                .flatten();
-            let mut items = Vec::with_capacity(memberships.len());
-            for m in memberships {
+            let page = Page::after_read(memberships, more, |m| m.user_id);
+            let mut items = Vec::with_capacity(page.items.len());
+            for m in page.items {
                 if let Some(user) = keyspace::user(m.user_id).get(&tx).await? {
                     items.push(MemberView {
                         membership: m,
@@ -36,6 +34,7 @@ impl TenancyService {
                     });
                 }
             }
+            let next_cursor = page.next_cursor;
             Ok::<_, TxError<Error>>(Page { items, next_cursor })
         })
         .await

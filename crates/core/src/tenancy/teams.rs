@@ -225,10 +225,7 @@ impl TenancyService {
                 limit,
             )
             .await?;
-            let next_cursor = more
-                .then(|| items.last().map(|m| m.user_id.to_string()))
-                .flatten();
-            Ok(Page { items, next_cursor })
+            Ok(Page::after_read(items, more, |m| m.user_id))
         })
         .await
     }
