@@ -28,16 +28,19 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 /// A name for an organization, team or vault: trimmed, 1 to 100 characters,
 /// no control characters.
 pub fn parse_name(name: &str, what: &str) -> Result<String> {
-    // Control characters are refused where they stand, even at the ends
-    // (where trimming would have dropped some of them).
-    let control = name.chars().any(char::is_control);
-    let name = name.trim();
-    if control || name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::invalid_input(format!(
+    match trimmed_text(name).filter(|n| !n.is_empty() && n.chars().count() <= 100) {
+        Some(name) => Ok(name.to_string()),
+        None => Err(Error::invalid_input(format!(
             "{what} names are 1 to 100 characters without control characters"
-        )));
+        ))),
     }
-    Ok(name.to_string())
+}
+
+/// A one-line text (a name, a label, a model): trimmed, or `None` when it
+/// holds a control character anywhere — even at the ends, where trimming
+/// would have dropped some of them (`\t`, `\n`, `\r`, `\f`).
+pub fn trimmed_text(text: &str) -> Option<&str> {
+    (!text.chars().any(char::is_control)).then(|| text.trim())
 }
 
 /// A free-text description: trimmed, at most 1000 characters, empty when absent.

@@ -103,13 +103,13 @@ impl KeyService {
         spec: &NewKey,
         (rotated_from, created_by_key): (Option<Id>, Option<Id>),
     ) -> Result<(ApiKey, String)> {
-        let control = spec.label.chars().any(char::is_control);
-        let label = spec.label.trim();
-        if control || label.chars().count() > 100 {
+        let Some(label) =
+            crate::common::trimmed_text(&spec.label).filter(|l| l.chars().count() <= 100)
+        else {
             return Err(Error::invalid_input(
                 "labels are at most 100 characters without control characters",
             ));
-        }
+        };
         let allowed_models = crate::model::catalog::allow_list(&spec.allowed_models)?;
         if let Some(budget) = &spec.budget {
             check_budget(budget)?;

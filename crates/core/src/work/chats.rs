@@ -110,13 +110,13 @@ impl NewMessage {
 }
 
 fn check_model(model: &str) -> Result<String> {
-    let control = model.chars().any(char::is_control);
-    let model = model.trim();
-    if control || model.is_empty() || model.len() > 200 {
+    let Some(model) =
+        crate::common::trimmed_text(model).filter(|m| !m.is_empty() && m.len() <= 200)
+    else {
         return Err(Error::invalid_input(
             "model names are 1 to 200 characters without control characters",
         ));
-    }
+    };
     Ok(model.to_string())
 }
 
