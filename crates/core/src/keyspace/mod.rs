@@ -62,7 +62,8 @@
 //! | `("rate", minute, holder kind, holder id, "requests" \| "tokens")` | `i64` counter of one minute (atomic add) |
 //! | `("project", org, id)` | [`Project`] |
 //! | `("chat", project, id)` / `("user_chat", user, chat)` | [`Chat`] / [`ChatRef`]: a user's chats, for their deletion |
-//! | `("chat_message", chat, id)` | [`ChatMessage`] |
+//! | `("chat_message", chat, id)` | [`StoredMessage`]: a message, with its text or the text's first part |
+//! | `("chat_message_part", chat, id, n)` | [`MessagePart`]: part `n` (from 1) of a long message's text |
 //! | `("purge", id)` | [`Purge`]: a deleted project or chat whose records are being removed a page at a time |
 //! | `("removal", id)` | [`Removal`](crate::model::tenancy::Removal): a deleted organization or account whose records are being removed a page at a time |
 
@@ -97,7 +98,7 @@ use crate::model::vaults::{
     Certificate, CertificateRef, ClientRef, PendingSync, RefreshToken, ServiceClient, SigningKey,
     SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
 };
-use crate::model::work::{Chat, ChatMessage, ChatRef, Project, Purge};
+use crate::model::work::{Chat, ChatRef, MessagePart, Project, Purge, StoredMessage};
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
@@ -241,9 +242,24 @@ pub fn user_chats(user: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from("user_chat").subspace(&(user.0,)))
 }
 
-/// `("chat_message", chat, id) = ChatMessage`
-pub fn chat_message(chat: crate::Id, id: crate::Id) -> Key<ChatMessage> {
+/// `("chat_message", chat, id) = StoredMessage`
+pub fn chat_message(chat: crate::Id, id: crate::Id) -> Key<StoredMessage> {
     Key::new(pack(&("chat_message", chat.0, id.0)))
+}
+
+/// `("chat_message_part", chat, id, n) = MessagePart`
+pub fn chat_message_part(chat: crate::Id, id: crate::Id, n: u32) -> Key<MessagePart> {
+    Key::new(pack(&("chat_message_part", chat.0, id.0, u64::from(n))))
+}
+
+/// All of `("chat_message_part", chat, id, *)`, in order.
+pub fn chat_message_parts(chat: crate::Id, id: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("chat_message_part").subspace(&(chat.0, id.0)))
+}
+
+/// All of `("chat_message_part", chat, *)`: every part of a chat's messages.
+pub fn chat_message_parts_of(chat: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("chat_message_part").subspace(&(chat.0,)))
 }
 
 /// All of `("chat_message", chat, *)`, oldest first.
@@ -785,6 +801,15 @@ mod tests {
             b"\x02chat_message\x00\x15\x01\x15\x02"
         );
         assert!(!chats(crate::Id(1)).contains(chat_message(crate::Id(1), crate::Id(2)).as_bytes()));
+        let part = chat_message_part(crate::Id(1), crate::Id(2), 3);
+        assert_eq!(
+            part.as_bytes(),
+            b"\x02chat_message_part\x00\x15\x01\x15\x02\x15\x03"
+        );
+        assert!(chat_message_parts(crate::Id(1), crate::Id(2)).contains(part.as_bytes()));
+        assert!(!chat_message_parts(crate::Id(1), crate::Id(3)).contains(part.as_bytes()));
+        assert!(chat_message_parts_of(crate::Id(1)).contains(part.as_bytes()));
+        assert!(!chat_messages(crate::Id(1)).contains(part.as_bytes()));
         assert_eq!(
             project(crate::Id(1), crate::Id(2)).as_bytes(),
             b"\x02project\x00\x15\x01\x15\x02"

@@ -75,7 +75,7 @@ impl MessageRole {
     }
 }
 
-/// One message of a chat.
+/// One message of a chat, as read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub id: Id,
@@ -116,8 +116,50 @@ impl ChatMessage {
     }
 }
 
+/// A [`ChatMessage`] as stored: its text once, and only its first part when
+/// the text is longer than one stored value holds (the rest are
+/// [`MessagePart`]s). Reads what earlier releases wrote, which kept
+/// `content_raw` beside the text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: Id,
+    pub chat_id: Id,
+    pub role: MessageRole,
+    /// The text, or its first part.
+    pub content: String,
+    /// How many more parts the text has.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts: u32,
+    /// A context file's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Written before the text was stored once; now made from the role, the
+    /// text and the file name when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_raw: Option<serde_json::Value>,
+    pub model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+    pub is_context_file: bool,
+    pub is_tool_message: bool,
+    pub partial: bool,
+    pub request_id: Option<Id>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 // Messages are many and read only through their chat: no change feed.
-record!(ChatMessage, "chat message", no_feed);
+record!(StoredMessage, "chat message", no_feed);
+
+/// A later part of a long message's text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePart(pub String);
+
+record!(MessagePart, "chat message part", no_feed);
 
 /// Work that outlives one transaction: a project or chat whose records are
 /// being deleted a page at a time. Written in the transaction that removes

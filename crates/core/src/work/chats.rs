@@ -1,13 +1,9 @@
-//! Chats and their messages: start, list, read, change (rename, star, share,
-//! model, system prompt, parameters), delete; messages listed a page at a
-//! time, appended by the playground, context files, and the export.
-
-use gatehouse_storage::RangeOptions;
+//! Chats: start, list, read, change (rename, star, share, model, system
+//! prompt, parameters), delete; who reads and who writes one; how long a
+//! text may be. Their messages are in `messages`.
 
 use super::*;
-use crate::codec::decode_values;
-use crate::model::work::{ChatMessage, ChatRef, MessageRole};
-use crate::page::{Page, PageRequest};
+use crate::model::work::ChatRef;
 
 /// The most text one message or context file holds.
 pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
@@ -15,24 +11,6 @@ pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
 /// The most characters one message, system prompt or context file holds
 /// (the documented `maxLength`; [`MAX_CONTENT_BYTES`] bounds the bytes).
 pub const MAX_CONTENT_CHARS: usize = 65_536;
-
-/// The most bytes of a model's answer stored: the store keeps a record in
-/// at most `MAX_VALUE_SIZE` bytes, and a message holds its text twice.
-const MAX_ANSWER_BYTES: usize = 48 * 1024;
-
-/// `text` cut, at a character boundary, to what a stored answer may hold:
-/// for a model's answer, which is stored however long it ran.
-pub fn clipped(mut text: String) -> String {
-    if let Some((at, _)) = text.char_indices().nth(MAX_CONTENT_CHARS) {
-        text.truncate(at);
-    }
-    let mut at = text.len().min(MAX_ANSWER_BYTES);
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    text.truncate(at);
-    text
-}
 
 /// Sampling parameters a chat may keep, sent with every call.
 const PARAMETERS: [&str; 7] = [
@@ -67,48 +45,6 @@ pub struct ChatChange {
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// Which messages [`WorkService::chat_history`] reads.
-#[derive(Debug, Clone, Copy)]
-pub struct History {
-    /// The newest ones (a model's context) rather than the first (an export).
-    pub newest: bool,
-    pub limit: usize,
-    pub max_bytes: usize,
-}
-
-/// A message to append.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub role: MessageRole,
-    pub content: String,
-    pub content_raw: serde_json::Value,
-    pub model: Option<String>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost_micros: i64,
-    pub is_context_file: bool,
-    pub partial: bool,
-    pub request_id: Option<Id>,
-}
-
-impl NewMessage {
-    /// A plain text message.
-    pub fn text(role: MessageRole, content: String) -> Self {
-        NewMessage {
-            content_raw: serde_json::json!({"role": role.as_str(), "content": content}),
-            role,
-            content,
-            model: None,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost_micros: 0,
-            is_context_file: false,
-            partial: false,
-            request_id: None,
-        }
-    }
-}
-
 fn check_model(model: &str) -> Result<String> {
     let Some(model) =
         crate::common::trimmed_text(model).filter(|m| !m.is_empty() && m.len() <= 200)
@@ -120,7 +56,7 @@ fn check_model(model: &str) -> Result<String> {
     Ok(model.to_string())
 }
 
-fn check_text(text: &str, what: &str) -> Result<()> {
+pub(super) fn check_text(text: &str, what: &str) -> Result<()> {
     if text.len() > MAX_CONTENT_BYTES || text.chars().count() > MAX_CONTENT_CHARS {
         return Err(Error::invalid_input(format!(
             "{what} is longer than {MAX_CONTENT_CHARS} characters"
@@ -188,7 +124,7 @@ fn no_chat() -> TxError<Error> {
 }
 
 /// The chat, if the caller may read it; with the caller's access.
-async fn readable_chat(
+pub(super) async fn readable_chat(
     tx: &Tx,
     actor: &User,
     org_id: Id,
@@ -207,7 +143,7 @@ async fn readable_chat(
 
 /// The chat, if the caller is its owner and may still write in the
 /// organization (a member, the organization not suspended).
-async fn own_chat(
+pub(super) async fn own_chat(
     tx: &Tx,
     actor: &User,
     org_id: Id,
@@ -416,174 +352,5 @@ impl WorkService {
         .await?;
         self.run_purges().await?;
         Ok(())
-    }
-
-    /// A page of a chat's messages, oldest first.
-    pub async fn list_messages(
-        &self,
-        actor: &User,
-        (org_id, project_id, chat_id): (Id, Id, Id),
-        page: &PageRequest,
-    ) -> Result<Page<ChatMessage>> {
-        let after: Option<u64> = page.after_key()?;
-        let limit = page.limit;
-        let items = self
-            .store
-            .run(|tx| async move {
-                readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
-                let mut range = keyspace::chat_messages(chat_id);
-                if let Some(after) = after {
-                    range.begin = gatehouse_storage::key_after(
-                        keyspace::chat_message(chat_id, Id(after)).as_bytes(),
-                    );
-                }
-                let found = tx.get_range(&range, RangeOptions::limit(limit + 1)).await?;
-                decode_values::<ChatMessage>(&found.entries).map_err(TxError::Abort)
-            })
-            .await?;
-        Ok(Page::from_lookahead(items, limit, |m| m.id.0))
-    }
-
-    /// The messages of a chat the caller may read, oldest first, for the
-    /// model's context and the export: the newest ones (`newest`) or the
-    /// first ones, at most `limit` of them and about `max_bytes` of text (the
-    /// message that crosses it is the last), read a page at a time.
-    pub async fn chat_history(
-        &self,
-        actor: &User,
-        (org_id, project_id, chat_id): (Id, Id, Id),
-        window: History,
-    ) -> Result<(Chat, Vec<ChatMessage>)> {
-        const PAGE: usize = 100;
-        let chat = self.get_chat(actor, org_id, project_id, chat_id).await?;
-        let mut messages: Vec<ChatMessage> = Vec::new();
-        let mut bytes = 0usize;
-        let mut next = Some(keyspace::chat_messages(chat_id));
-        while let Some(range) = next.take() {
-            let options = RangeOptions::limit(PAGE);
-            let options = if window.newest {
-                options.reversed()
-            } else {
-                options
-            };
-            let page = self.store.read_range(&range, options).await?;
-            for message in decode_values::<ChatMessage>(&page.entries)? {
-                bytes += message.content.len();
-                messages.push(message);
-                if messages.len() >= window.limit || bytes >= window.max_bytes {
-                    break;
-                }
-            }
-            if messages.len() < window.limit && bytes < window.max_bytes {
-                next = page.next;
-            }
-        }
-        if window.newest {
-            messages.reverse();
-        }
-        Ok((chat, messages))
-    }
-
-    /// The next turn of a chat of the caller's own: the chat, and the
-    /// chat-completion request its model gets for `content` — the system
-    /// prompt, the history `window` allows, the new message, the chat's
-    /// parameters, streamed with a final usage chunk. Nothing is stored.
-    pub async fn next_turn(
-        &self,
-        actor: &User,
-        at: (Id, Id, Id),
-        content: &str,
-        window: History,
-    ) -> Result<(Chat, serde_json::Value)> {
-        check_text(content, "a message")?;
-        let (chat, history) = self.chat_history(actor, at, window).await?;
-        if chat.owner_id != actor.id {
-            return Err(Error::permission_denied(
-                "only the chat's owner writes to it",
-            ));
-        }
-        let mut messages = Vec::with_capacity(history.len() + 2);
-        if let Some(prompt) = &chat.system_prompt {
-            messages.push(serde_json::json!({"role": "system", "content": prompt}));
-        }
-        messages.extend(history.iter().map(ChatMessage::for_model));
-        messages.push(serde_json::json!({"role": "user", "content": content}));
-        let mut request = serde_json::json!({
-            "model": chat.model,
-            "messages": messages,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        });
-        for (name, value) in &chat.parameters {
-            request[name] = value.clone();
-        }
-        Ok((chat, request))
-    }
-
-    /// Appends a message to a chat of the caller's own, audited in the same
-    /// transaction; the stored message.
-    pub async fn append_message(
-        &self,
-        actor: &User,
-        (org_id, project_id, chat_id): (Id, Id, Id),
-        new: NewMessage,
-        client: &ClientInfo,
-    ) -> Result<ChatMessage> {
-        check_text(&new.content, "a message")?;
-        let message = ChatMessage {
-            id: self.env.ids.next_id(),
-            chat_id,
-            role: new.role,
-            content: new.content,
-            content_raw: new.content_raw,
-            model: new.model,
-            prompt_tokens: new.prompt_tokens,
-            completion_tokens: new.completion_tokens,
-            cost_micros: new.cost_micros,
-            is_context_file: new.is_context_file,
-            is_tool_message: new.role == MessageRole::Tool,
-            partial: new.partial,
-            request_id: new.request_id,
-            created_at: self.env.clock.now(),
-        };
-        // The store holds at most `MAX_VALUE_SIZE` bytes a record, and a
-        // message keeps its text twice (as text and as the model has it):
-        // one that cannot be stored is the caller's to shorten, not a 500.
-        let stored = crate::codec::encode(&message)?.len();
-        if stored > gatehouse_storage::limits::MAX_VALUE_SIZE {
-            return Err(Error::invalid_input(format!(
-                "the message is too long to store ({stored} bytes stored; at most {})",
-                gatehouse_storage::limits::MAX_VALUE_SIZE
-            )));
-        }
-        let now = message.created_at;
-        self.audited(
-            |tx| {
-                let message = &message;
-                async move {
-                    let mut chat = own_chat(&tx, actor, org_id, project_id, chat_id).await?;
-                    keyspace::chat_message(chat_id, message.id)
-                        .put(&tx, message)
-                        .await?;
-                    chat.updated_at = now;
-                    keyspace::chat(project_id, chat_id).put(&tx, &chat).await
-                }
-            },
-            |_| {
-                let action = if message.is_context_file {
-                    "chats.files.add"
-                } else {
-                    "chats.messages.add"
-                };
-                let details = serde_json::json!({
-                    "message_id": message.id,
-                    "role": message.role.as_str(),
-                    "request_id": message.request_id,
-                });
-                self.event(actor, client, action, org_id, ("chat", chat_id), details)
-            },
-        )
-        .await?;
-        Ok(message)
     }
 }

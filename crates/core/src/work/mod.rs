@@ -1,6 +1,7 @@
 //! Work (the Platform seed's workspace): projects in an organization
-//! (`here`), chats in a project and their messages (`chats`), and the removal
-//! of deleted projects' and chats' records a page at a time (`purge`).
+//! (`here`), chats in a project (`chats`) and their messages (`messages`),
+//! and the removal of deleted projects' and chats' records a page at a time
+//! (`purge`).
 //!
 //! The rules (SPEC §2, §3): members read the organization's projects; owners
 //! and admins create, rename and delete them. Any member starts chats; a chat
@@ -10,6 +11,7 @@
 //! delete it. Outsiders get `not_found` for everything, as elsewhere.
 
 mod chats;
+mod messages;
 pub mod purge;
 #[cfg(test)]
 mod tests;
@@ -27,9 +29,8 @@ use crate::model::sessions::ClientInfo;
 use crate::model::work::{Chat, Project};
 use crate::{Env, Error, Id, Result, keyspace};
 
-pub use chats::{
-    ChatChange, ChatSpec, History, MAX_CONTENT_BYTES, MAX_CONTENT_CHARS, NewMessage, clipped,
-};
+pub use chats::{ChatChange, ChatSpec, MAX_CONTENT_BYTES, MAX_CONTENT_CHARS};
+pub use messages::{History, MAX_PAGE_TEXT_BYTES, NewMessage, clipped};
 
 /// The name of every personal organization's default project.
 pub const DEFAULT_PROJECT: &str = "Default";

@@ -91,9 +91,7 @@ impl WorkService {
                 break;
             }
             for chat in chats {
-                removed += self
-                    .clear_in_pages(&keyspace::chat_messages(chat.id))
-                    .await?;
+                removed += self.clear_messages(chat.id).await?;
                 self.store
                     .run(|tx| {
                         let chat = &chat;
@@ -113,11 +111,20 @@ impl WorkService {
     }
 
     async fn purge_chat(&self, chat_id: Id) -> Result<usize> {
+        let removed = self.clear_messages(chat_id).await?;
+        self.store
+            .run(|tx| async move { keyspace::purge(chat_id).clear(&tx).await })
+            .await?;
+        Ok(removed)
+    }
+
+    /// Clears a chat's messages and their texts' later parts; how many
+    /// messages went.
+    async fn clear_messages(&self, chat_id: Id) -> Result<usize> {
         let removed = self
             .clear_in_pages(&keyspace::chat_messages(chat_id))
             .await?;
-        self.store
-            .run(|tx| async move { keyspace::purge(chat_id).clear(&tx).await })
+        self.clear_in_pages(&keyspace::chat_message_parts_of(chat_id))
             .await?;
         Ok(removed)
     }

@@ -268,20 +268,12 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
             ErrorCode::InvalidInput
         );
     }
-    // Within the limits but too long for one stored record (the text is kept
-    // twice): a clear refusal, not an internal error.
-    let long = NewMessage::text(MessageRole::User, "x".repeat(60_000));
-    let refused = w.work.append_message(&ada, at, long, &w.client).await;
-    assert_eq!(refused.unwrap_err().code(), ErrorCode::InvalidInput);
-    // A model's answer is cut to what can be stored, at a character
-    // boundary, and then stores.
-    let answer = crate::work::clipped("é".repeat(100_000));
-    assert!(answer.len() <= 48 * 1024 && answer.chars().all(|c| c == 'é'));
-    let answer = NewMessage::text(MessageRole::Assistant, answer);
-    w.work
-        .append_message(&ada, at, answer, &w.client)
-        .await
-        .unwrap();
+    // A model's answer is cut to what a message holds, at a character
+    // boundary.
+    let answer = crate::work::clipped("é".repeat(200_000));
+    assert_eq!(answer.chars().count(), crate::work::MAX_CONTENT_CHARS);
+    let answer = crate::work::clipped("€".repeat(200_000));
+    assert!(answer.len() <= MAX_CONTENT_BYTES && answer.chars().all(|c| c == '€'));
     assert_eq!(crate::work::clipped("€".repeat(10)), "€".repeat(10));
     let mut odd = spec("llama");
     odd.parameters
@@ -338,6 +330,134 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
 }
 
 #[tokio::test]
+async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
+    let w = world();
+    let ada = w.user("ada").await;
+    let org = crate::testing::personal_org(&w.store, ada.id).await;
+    let project = w.work.list_projects(&ada, org).await.unwrap()[0].clone();
+    let chat = w
+        .work
+        .create_chat(&ada, org, project.id, spec("llama"), &w.client)
+        .await
+        .unwrap();
+    let at = (org, project.id, chat.id);
+    // The longest texts there are: in characters, in bytes, and as JSON
+    // (quotes and control characters are written escaped, up to six bytes).
+    let texts = [
+        "x".repeat(crate::work::MAX_CONTENT_CHARS),
+        "\u{1d11e}".repeat(MAX_CONTENT_BYTES / 4),
+        "\"".repeat(crate::work::MAX_CONTENT_CHARS),
+        "\u{1}".repeat(crate::work::MAX_CONTENT_CHARS),
+        format!("{}\n\\ end", "é€\t".repeat(10_000)),
+        String::new(),
+    ];
+    for text in &texts {
+        let m = NewMessage::text(MessageRole::User, text.clone());
+        let stored = w.work.append_message(&ada, at, m, &w.client).await.unwrap();
+        assert_eq!(&stored.content, text);
+    }
+    let file = NewMessage::context_file("notes.md", texts[1].clone()).unwrap();
+    w.work.append_message(&ada, at, file, &w.client).await.unwrap();
+    let page = w
+        .work
+        .list_messages(&ada, at, &PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), texts.len() + 1);
+    for (message, text) in page.items.iter().zip(&texts) {
+        assert_eq!(&message.content, text);
+        assert_eq!(
+            message.content_raw,
+            serde_json::json!({"role": "user", "content": text})
+        );
+    }
+    let file = &page.items[texts.len()];
+    assert!(file.is_context_file);
+    assert_eq!(file.content, texts[1]);
+    assert_eq!(file.content_raw["name"], "notes.md");
+    assert_eq!(
+        file.for_model()["content"],
+        format!("Context file `notes.md`:\n\n{}", texts[1])
+    );
+    let all = History {
+        newest: true,
+        limit: 100,
+        max_bytes: 1 << 30,
+    };
+    let (_, history) = w.work.chat_history(&ada, at, all).await.unwrap();
+    assert_eq!(history, page.items);
+    // A file named against the rules is refused before anything is stored.
+    assert!(NewMessage::context_file("bad\u{0}", "x".into()).is_err());
+
+    // What earlier releases stored — the text twice, no parts — still reads.
+    let old = serde_json::json!({
+        "id": "9", "chat_id": chat.id, "role": "assistant", "content": "old",
+        "content_raw": {"role": "assistant", "content": "old", "tool_calls": []},
+        "model": "llama", "prompt_tokens": 1, "completion_tokens": 2, "cost_micros": 3,
+        "is_context_file": false, "is_tool_message": false, "partial": false,
+        "request_id": null, "created_at": "2026-01-01T00:00:00Z",
+    });
+    let mut bytes = vec![1u8];
+    bytes.extend(serde_json::to_vec(&old).unwrap());
+    let key = keyspace::chat_message(chat.id, Id(9));
+    w.store
+        .run(|tx| {
+            let (key, bytes) = (&key, &bytes);
+            async move { tx.set(key.as_bytes(), bytes).map_err(TxError::<Error>::Storage) }
+        })
+        .await
+        .unwrap();
+    let page = w
+        .work
+        .list_messages(&ada, at, &PageRequest::first(1))
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].content, "old");
+    assert_eq!(page.items[0].content_raw["tool_calls"], serde_json::json!([]));
+
+    // Deleting the chat takes every part of every text.
+    w.work.delete_chat(&ada, at, &w.client).await.unwrap();
+    let left = w
+        .store
+        .read_range(
+            &keyspace::chat_message_parts_of(chat.id),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(left.entries.is_empty());
+}
+
+#[tokio::test]
+async fn a_page_of_messages_ends_early_rather_than_hold_too_much_text() {
+    let w = world();
+    let ada = w.user("ada").await;
+    let org = crate::testing::personal_org(&w.store, ada.id).await;
+    let project = w.work.list_projects(&ada, org).await.unwrap()[0].clone();
+    let chat = w
+        .work
+        .create_chat(&ada, org, project.id, spec("llama"), &w.client)
+        .await
+        .unwrap();
+    let at = (org, project.id, chat.id);
+    let count = crate::work::MAX_PAGE_TEXT_BYTES / MAX_CONTENT_BYTES + 2;
+    for _ in 0..count {
+        let m = NewMessage::text(MessageRole::User, "\u{1d11e}".repeat(MAX_CONTENT_BYTES / 4));
+        w.work.append_message(&ada, at, m, &w.client).await.unwrap();
+    }
+    let first = w
+        .work
+        .list_messages(&ada, at, &PageRequest::first(500))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), count - 2);
+    let next = PageRequest::new(Some(500), first.next_cursor.clone()).unwrap();
+    let second = w.work.list_messages(&ada, at, &next).await.unwrap();
+    assert_eq!(second.items.len(), 2);
+    assert!(second.next_cursor.is_none());
+}
+
+#[tokio::test]
 async fn a_project_with_ten_thousand_messages_is_deleted_a_page_at_a_time() {
     let w = world();
     let (org, owner, member) = w.org().await;
@@ -351,12 +471,14 @@ async fn a_project_with_ten_thousand_messages_is_deleted_a_page_at_a_time() {
     // Ten thousand messages, written straight to the store in batches.
     for batch in 0..20 {
         let messages: Vec<_> = (0..500)
-            .map(|i| crate::model::work::ChatMessage {
+            .map(|i| crate::model::work::StoredMessage {
                 id: Id(1_000_000 + batch * 500 + i),
                 chat_id: chat.id,
                 role: MessageRole::User,
                 content: "a message of some length ".repeat(20),
-                content_raw: serde_json::Value::Null,
+                parts: 0,
+                file_name: None,
+                content_raw: None,
                 model: None,
                 prompt_tokens: 0,
                 completion_tokens: 0,

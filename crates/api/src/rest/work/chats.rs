@@ -412,7 +412,8 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A chat's messages, oldest first.
+/// A chat's messages, oldest first (a page holds fewer than `limit` where
+/// they hold more than 16 MiB of text: follow `next_cursor`).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages", tag = "work",
     security(("bearer" = [])),
     params(
@@ -462,14 +463,7 @@ pub async fn add_file(
     ApiPath((org, project, chat)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<ContextFile>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
-    let name = gatehouse_core::common::parse_name(&body.name, "file").map_err(ApiError)?;
-    let mut message = NewMessage::text(MessageRole::User, body.content);
-    message.is_context_file = true;
-    message.content_raw = serde_json::json!({
-        "role": "user",
-        "name": name,
-        "content": format!("Context file `{name}`:\n\n{}", message.content),
-    });
+    let message = NewMessage::context_file(&body.name, body.content)?;
     let message = state
         .services
         .work

@@ -1,0 +1,382 @@
+//! The messages of a chat: listed a page at a time, read as a model's
+//! context or for the export, appended by the playground and as context
+//! files.
+//!
+//! How one is stored: its text once (what a model gets, `content_raw`, is
+//! made from the role, the text and a context file's name when read), and
+//! in parts. The store holds at most `MAX_VALUE_SIZE` (100 000) bytes a
+//! value and a text holds up to [`MAX_CONTENT_BYTES`] (256 KiB), more again
+//! as JSON with its escapes: so the message record keeps the text's first
+//! part, and the rest follow as [`MessagePart`]s under
+//! `("chat_message_part", chat, id, n)`, written in the same transaction
+//! and removed with the chat.
+
+use gatehouse_storage::RangeOptions;
+
+use super::chats::{check_text, own_chat, readable_chat};
+use super::*;
+use crate::codec::decode_values;
+use crate::model::work::{ChatMessage, MessagePart, MessageRole, StoredMessage};
+use crate::page::{Page, PageRequest};
+
+/// The most bytes of text one stored value holds, counted as JSON writes it
+/// (`"` and `\` as two bytes, control characters as six): the rest of the
+/// 100 000 bytes is room for a message's other fields.
+const PART_BYTES: usize = 64 * 1024;
+
+/// The most parts a text can need: every character of the longest text
+/// written as a six-byte escape.
+const MAX_PARTS: usize = (MAX_CONTENT_BYTES * 6).div_ceil(PART_BYTES);
+
+/// The most text one page of [`WorkService::list_messages`] carries: a page
+/// ends early, with a cursor, rather than hold 500 messages of 256 KiB.
+pub const MAX_PAGE_TEXT_BYTES: usize = 16 * 1024 * 1024;
+
+/// `text` cut, at a character boundary, to what one message holds: for a
+/// model's answer, which is stored however long it ran.
+pub fn clipped(mut text: String) -> String {
+    if let Some((at, _)) = text.char_indices().nth(MAX_CONTENT_CHARS) {
+        text.truncate(at);
+    }
+    let mut at = text.len().min(MAX_CONTENT_BYTES);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.truncate(at);
+    text
+}
+
+/// Which messages [`WorkService::chat_history`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    /// The newest ones (a model's context) rather than the first (an export).
+    pub newest: bool,
+    pub limit: usize,
+    pub max_bytes: usize,
+}
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub role: MessageRole,
+    pub content: String,
+    /// A context file's name: the message is that file, given to the model
+    /// as context.
+    pub file_name: Option<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+    pub partial: bool,
+    pub request_id: Option<Id>,
+}
+
+impl NewMessage {
+    /// A plain text message.
+    pub fn text(role: MessageRole, content: String) -> Self {
+        NewMessage {
+            role,
+            content,
+            file_name: None,
+            model: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+            partial: false,
+            request_id: None,
+        }
+    }
+
+    /// A text file `name` (checked like every name) given to the model as
+    /// context, from the user.
+    pub fn context_file(name: &str, content: String) -> Result<Self> {
+        let name = crate::common::parse_name(name, "file")?;
+        Ok(NewMessage {
+            file_name: Some(name),
+            ..NewMessage::text(MessageRole::User, content)
+        })
+    }
+}
+
+/// The message as the model API has it: its role and text, or for a
+/// context file the text under a line that names the file.
+fn content_raw(role: MessageRole, content: &str, file_name: Option<&str>) -> serde_json::Value {
+    match file_name {
+        Some(name) => serde_json::json!({
+            "role": role.as_str(),
+            "name": name,
+            "content": format!("Context file `{name}`:\n\n{content}"),
+        }),
+        None => serde_json::json!({"role": role.as_str(), "content": content}),
+    }
+}
+
+/// `text` in pieces of at most [`PART_BYTES`] each as JSON, cut at
+/// character boundaries; one piece (perhaps empty) at least.
+fn split(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (at, c) in text.char_indices() {
+        let cost = match c {
+            '"' | '\\' => 2,
+            c if c < ' ' => 6,
+            c => c.len_utf8(),
+        };
+        if size + cost > PART_BYTES {
+            pieces.push(&text[start..at]);
+            (start, size) = (at, 0);
+        }
+        size += cost;
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// A stored message made whole: its text's later parts read in `tx`.
+async fn whole(tx: &Tx, mut stored: StoredMessage) -> Result<ChatMessage, TxError<Error>> {
+    let mut content = std::mem::take(&mut stored.content);
+    let parts = stored.parts as usize;
+    if parts > 0 {
+        let range = keyspace::chat_message_parts(stored.chat_id, stored.id);
+        let found = tx
+            .get_range(&range, RangeOptions::limit(parts.min(MAX_PARTS)))
+            .await?;
+        if found.entries.len() != parts {
+            return abort(Error::internal(format!(
+                "message {} has {} of its {parts} parts",
+                stored.id,
+                found.entries.len()
+            )));
+        }
+        for part in decode_values::<MessagePart>(&found.entries).map_err(TxError::Abort)? {
+            content.push_str(&part.0);
+        }
+    }
+    Ok(assemble(stored, content))
+}
+
+/// The message `stored` is, with its whole text `content`.
+fn assemble(stored: StoredMessage, content: String) -> ChatMessage {
+    let content_raw = stored
+        .content_raw
+        .unwrap_or_else(|| content_raw(stored.role, &content, stored.file_name.as_deref()));
+    ChatMessage {
+        id: stored.id,
+        chat_id: stored.chat_id,
+        role: stored.role,
+        content,
+        content_raw,
+        model: stored.model,
+        prompt_tokens: stored.prompt_tokens,
+        completion_tokens: stored.completion_tokens,
+        cost_micros: stored.cost_micros,
+        is_context_file: stored.is_context_file,
+        is_tool_message: stored.is_tool_message,
+        partial: stored.partial,
+        request_id: stored.request_id,
+        created_at: stored.created_at,
+    }
+}
+
+/// The stored messages of a range read, made whole.
+async fn read_whole(
+    tx: &Tx,
+    entries: &[gatehouse_storage::KeyValue],
+) -> Result<Vec<ChatMessage>, TxError<Error>> {
+    let mut messages = Vec::with_capacity(entries.len());
+    for stored in decode_values::<StoredMessage>(entries).map_err(TxError::Abort)? {
+        messages.push(whole(tx, stored).await?);
+    }
+    Ok(messages)
+}
+
+impl WorkService {
+    /// A page of a chat's messages, oldest first: `limit` of them, or fewer
+    /// where they hold more than [`MAX_PAGE_TEXT_BYTES`] of text.
+    pub async fn list_messages(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        page: &PageRequest,
+    ) -> Result<Page<ChatMessage>> {
+        let after: Option<u64> = page.after_key()?;
+        let limit = page.limit;
+        let (items, more) = self
+            .store
+            .run(|tx| async move {
+                readable_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                let mut range = keyspace::chat_messages(chat_id);
+                if let Some(after) = after {
+                    range.begin = gatehouse_storage::key_after(
+                        keyspace::chat_message(chat_id, Id(after)).as_bytes(),
+                    );
+                }
+                let found = tx.get_range(&range, RangeOptions::limit(limit + 1)).await?;
+                let mut items = Vec::new();
+                let mut bytes = 0;
+                for stored in decode_values::<StoredMessage>(&found.entries).map_err(TxError::Abort)? {
+                    if items.len() == limit {
+                        return Ok((items, true));
+                    }
+                    let message = whole(&tx, stored).await?;
+                    bytes += message.content.len();
+                    if bytes > MAX_PAGE_TEXT_BYTES && !items.is_empty() {
+                        return Ok((items, true));
+                    }
+                    items.push(message);
+                }
+                Ok::<_, TxError<Error>>((items, false))
+            })
+            .await?;
+        Ok(Page::after_read(items, more, |m| m.id.0))
+    }
+
+    /// The messages of a chat the caller may read, oldest first, for the
+    /// model's context and the export: the newest ones (`newest`) or the
+    /// first ones, at most `limit` of them and about `max_bytes` of text (the
+    /// message that crosses it is the last), read a page at a time.
+    pub async fn chat_history(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        window: History,
+    ) -> Result<(Chat, Vec<ChatMessage>)> {
+        const PAGE: usize = 100;
+        let chat = self.get_chat(actor, org_id, project_id, chat_id).await?;
+        let mut messages: Vec<ChatMessage> = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = Some(keyspace::chat_messages(chat_id));
+        while let Some(range) = next.take() {
+            let options = RangeOptions::limit(PAGE);
+            let options = if window.newest {
+                options.reversed()
+            } else {
+                options
+            };
+            let (page, more) = self
+                .store
+                .run(|tx| {
+                    let range = &range;
+                    async move {
+                        let page = tx.get_range(range, options).await?;
+                        Ok::<_, TxError<Error>>((read_whole(&tx, &page.entries).await?, page.next))
+                    }
+                })
+                .await?;
+            for message in page {
+                bytes += message.content.len();
+                messages.push(message);
+                if messages.len() >= window.limit || bytes >= window.max_bytes {
+                    break;
+                }
+            }
+            if messages.len() < window.limit && bytes < window.max_bytes {
+                next = more;
+            }
+        }
+        if window.newest {
+            messages.reverse();
+        }
+        Ok((chat, messages))
+    }
+
+    /// The next turn of a chat of the caller's own: the chat, and the
+    /// chat-completion request its model gets for `content` — the system
+    /// prompt, the history `window` allows, the new message, the chat's
+    /// parameters, streamed with a final usage chunk. Nothing is stored.
+    pub async fn next_turn(
+        &self,
+        actor: &User,
+        at: (Id, Id, Id),
+        content: &str,
+        window: History,
+    ) -> Result<(Chat, serde_json::Value)> {
+        check_text(content, "a message")?;
+        let (chat, history) = self.chat_history(actor, at, window).await?;
+        if chat.owner_id != actor.id {
+            return Err(Error::permission_denied(
+                "only the chat's owner writes to it",
+            ));
+        }
+        let mut messages = Vec::with_capacity(history.len() + 2);
+        if let Some(prompt) = &chat.system_prompt {
+            messages.push(serde_json::json!({"role": "system", "content": prompt}));
+        }
+        messages.extend(history.iter().map(ChatMessage::for_model));
+        messages.push(serde_json::json!({"role": "user", "content": content}));
+        let mut request = serde_json::json!({
+            "model": chat.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        for (name, value) in &chat.parameters {
+            request[name] = value.clone();
+        }
+        Ok((chat, request))
+    }
+
+    /// Appends a message to a chat of the caller's own, audited in the same
+    /// transaction; the stored message.
+    pub async fn append_message(
+        &self,
+        actor: &User,
+        (org_id, project_id, chat_id): (Id, Id, Id),
+        new: NewMessage,
+        client: &ClientInfo,
+    ) -> Result<ChatMessage> {
+        check_text(&new.content, "a message")?;
+        let pieces = split(&new.content);
+        let stored = StoredMessage {
+            id: self.env.ids.next_id(),
+            chat_id,
+            role: new.role,
+            content: pieces[0].to_string(),
+            parts: u32::try_from(pieces.len() - 1)
+                .map_err(|_| Error::internal("a message in too many parts"))?,
+            is_context_file: new.file_name.is_some(),
+            file_name: new.file_name.clone(),
+            content_raw: None,
+            model: new.model.clone(),
+            prompt_tokens: new.prompt_tokens,
+            completion_tokens: new.completion_tokens,
+            cost_micros: new.cost_micros,
+            is_tool_message: new.role == MessageRole::Tool,
+            partial: new.partial,
+            request_id: new.request_id,
+            created_at: self.env.clock.now(),
+        };
+        let (id, now) = (stored.id, stored.created_at);
+        self.audited(
+            |tx| {
+                let (stored, pieces) = (&stored, &pieces);
+                async move {
+                    let mut chat = own_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                    keyspace::chat_message(chat_id, id).put(&tx, stored).await?;
+                    for (n, piece) in (1..).zip(&pieces[1..]) {
+                        keyspace::chat_message_part(chat_id, id, n)
+                            .put(&tx, &MessagePart(piece.to_string()))
+                            .await?;
+                    }
+                    chat.updated_at = now;
+                    keyspace::chat(project_id, chat_id).put(&tx, &chat).await
+                }
+            },
+            |_| {
+                let action = if stored.is_context_file {
+                    "chats.files.add"
+                } else {
+                    "chats.messages.add"
+                };
+                let details = serde_json::json!({
+                    "message_id": id,
+                    "role": new.role.as_str(),
+                    "request_id": new.request_id,
+                });
+                self.event(actor, client, action, org_id, ("chat", chat_id), details)
+            },
+        )
+        .await?;
+        Ok(assemble(stored, new.content))
+    }
+}
