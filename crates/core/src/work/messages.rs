@@ -214,7 +214,9 @@ impl WorkService {
                 let found = tx.get_range(&range, RangeOptions::limit(limit + 1)).await?;
                 let mut items = Vec::new();
                 let mut bytes = 0;
-                for stored in decode_values::<StoredMessage>(&found.entries).map_err(TxError::Abort)? {
+                for stored in
+                    decode_values::<StoredMessage>(&found.entries).map_err(TxError::Abort)?
+                {
                     if items.len() == limit {
                         return Ok((items, true));
                     }

@@ -357,7 +357,10 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
         assert_eq!(&stored.content, text);
     }
     let file = NewMessage::context_file("notes.md", texts[1].clone()).unwrap();
-    w.work.append_message(&ada, at, file, &w.client).await.unwrap();
+    w.work
+        .append_message(&ada, at, file, &w.client)
+        .await
+        .unwrap();
     let page = w
         .work
         .list_messages(&ada, at, &PageRequest::first(100))
@@ -403,7 +406,10 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
     w.store
         .run(|tx| {
             let (key, bytes) = (&key, &bytes);
-            async move { tx.set(key.as_bytes(), bytes).map_err(TxError::<Error>::Storage) }
+            async move {
+                tx.set(key.as_bytes(), bytes)
+                    .map_err(TxError::<Error>::Storage)
+            }
         })
         .await
         .unwrap();
@@ -413,7 +419,10 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
         .await
         .unwrap();
     assert_eq!(page.items[0].content, "old");
-    assert_eq!(page.items[0].content_raw["tool_calls"], serde_json::json!([]));
+    assert_eq!(
+        page.items[0].content_raw["tool_calls"],
+        serde_json::json!([])
+    );
 
     // Deleting the chat takes every part of every text.
     w.work.delete_chat(&ada, at, &w.client).await.unwrap();

@@ -255,3 +255,39 @@ async fn a_client_that_leaves_mid_answer_leaves_a_partial_answer_and_a_settled_c
     assert_eq!(log["tokens_estimated"], true, "{logs}");
     assert_eq!(log["id"], items[1]["request_id"]);
 }
+
+#[tokio::test]
+async fn the_longest_texts_the_limits_allow_are_stored_and_sent_whole() {
+    let w = World::new().await;
+    let token = w.token("ada@example.com").await;
+    let auth = Some(("authorization", token.as_str()));
+    let at = ada_project(&w, &token).await;
+    let chat = new_chat(&w, &token, &at, "gpt").await;
+    // A file of 256 KiB (65 536 four-byte characters), and a message of
+    // 65 536 characters, half of them written escaped in JSON.
+    let file = "\u{1d11e}".repeat(65_536);
+    let body = json!({"name": "score.txt", "content": file});
+    let (status, added) = w.app.post(&format!("{chat}/files"), auth, body).await;
+    assert_eq!(status, 201, "{added}");
+    let message = "\"\n".repeat(32_768);
+    let (status, events, _) = send(&w, &token, &chat, &message).await;
+    assert_eq!(status, 200, "{events:?}");
+    let sent = &w.seen_bodies()[0];
+    assert_eq!(
+        sent["messages"][1]["content"].as_str().unwrap().len(),
+        262_144 + 27
+    );
+    assert_eq!(sent["messages"][2]["content"], message.as_str());
+    let (_, listed) = w.app.get(&format!("{chat}/messages"), auth).await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "file, message, answer");
+    assert_eq!(items[0]["content"], file.as_str());
+    assert_eq!(items[0]["content_raw"]["name"], "score.txt");
+    assert_eq!(items[1]["content"], message.as_str());
+    assert_eq!(items[2]["content"], "Hello");
+    // One character more is refused, and nothing is stored.
+    let (status, events, _) = send(&w, &token, &chat, &"x".repeat(65_537)).await;
+    assert_eq!(status, 400, "{events:?}");
+    let (_, listed) = w.app.get(&format!("{chat}/messages"), auth).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3);
+}
