@@ -5,16 +5,30 @@
 //! documented statuses, bodies in their schemas, valid requests accepted and
 //! invalid ones refused. Allowances for rules no schema can express are in
 //! `tests/contract/schemathesis.toml`, each with its reason.
+//!
+//! Path parameters name real things — an organization (and a second one for
+//! deleting and suspending), a project, a chat, a team, a vault, a service
+//! client, a user — made over REST before the run, so that the operations
+//! under them answer more than 404; `tests/it/paths.rs` sends the hostile
+//! path segments.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::gateway::sdk_python;
+use serde_json::json;
+
 use crate::helpers::{PASSWORD, ServerProcess, json_of, spawn_process};
 
 /// Seconds schemathesis may spend on the management API; the gateway gets 30
 /// more (within the three minutes the step may take).
+/// `GATEHOUSE_CONTRACT_SECS` and `GATEHOUSE_CONTRACT_SEED` change the time and
+/// the seed (1), for longer runs by hand.
 const BUDGET_SECS: &str = "120";
+
+fn setting(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
 
 /// A fresh server on the memory engine, its URL and the first admin's JWT.
 async fn admin_server(dir: &Path) -> (ServerProcess, String, String) {
@@ -44,6 +58,67 @@ async fn admin_server(dir: &Path) -> (ServerProcess, String, String) {
     (server, base, token)
 }
 
+/// Things for the operations' path parameters to name, made as the admin:
+/// the environment variables `schemathesis.toml` reads, with their IDs. Each
+/// thing twice, the `DOOMED` one for the operations that delete it (or
+/// suspend it), so that the others keep theirs.
+async fn fixtures(base: &str, token: &str) -> Vec<(String, String)> {
+    let http = reqwest::Client::new();
+    let made = |path: String, body: serde_json::Value| {
+        let request = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let made = json_of(request).await;
+            // A new user comes as `{"user": {…}}`, everything else as itself.
+            made.get("user").unwrap_or(&made)["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("POST {path}: {made}"))
+                .to_string()
+        }
+    };
+    let mut named = Vec::new();
+    for (var, name) in [("", "Contract"), ("DOOMED_", "Doomed")] {
+        let name = serde_json::json!({"name": name});
+        let org = made("/api/v1/organizations".into(), name.clone()).await;
+        named.push((format!("GATEHOUSE_CONTRACT_{var}ORG"), org));
+    }
+    let org = named[0].1.clone();
+    let in_org = |what: &str| format!("/api/v1/organizations/{org}/{what}");
+    let project = made(in_org("projects"), json!({"name": "Contract"})).await;
+    for (var, name) in [("", "Contract"), ("DOOMED_", "Doomed")] {
+        let body = json!({"name": name});
+        for (thing, path) in [
+            ("PROJECT", in_org("projects")),
+            ("CHAT", in_org(&format!("projects/{project}/chats"))),
+            ("TEAM", in_org("teams")),
+            ("VAULT", in_org("vaults")),
+            ("CLIENT", in_org("clients")),
+        ] {
+            let body = if thing == "CHAT" {
+                json!({"name": name, "model": "gpt"})
+            } else {
+                body.clone()
+            };
+            let id = if thing == "PROJECT" && var.is_empty() {
+                project.clone()
+            } else {
+                made(path, body).await
+            };
+            named.push((format!("GATEHOUSE_CONTRACT_{var}{thing}"), id));
+        }
+        let email = format!("{}@example.com", name.to_lowercase());
+        let user = made(
+            "/api/v1/users".into(),
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+        named.push((format!("GATEHOUSE_CONTRACT_{var}USER"), user));
+    }
+    named
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_keeps_the_openapi_contract() {
     let Some(python) = sdk_python() else {
@@ -52,6 +127,7 @@ async fn every_operation_keeps_the_openapi_contract() {
     let st = Path::new(&python).with_file_name("st");
     let dir = tempfile::tempdir().unwrap();
     let (mut server, base, token) = admin_server(dir.path()).await;
+    let named = fixtures(&base, &token).await;
     let config = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/contract/schemathesis.toml"
@@ -66,11 +142,12 @@ async fn every_operation_keeps_the_openapi_contract() {
         .args(["--exclude-path", "/api/v1/auth/logout"])
         .args(["--exclude-path", "/api/v1/auth/password"])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-time", BUDGET_SECS])
+        .args(["--max-time", &setting("GATEHOUSE_CONTRACT_SECS", BUDGET_SECS)])
         // One worker: hypothesis describes its strategies with `ast.parse`,
         // which CPython 3.11 does not make safe across threads.
         .args(["--workers", "1"])
-        .args(["--seed", "1"])
+        .args(["--seed", &setting("GATEHOUSE_CONTRACT_SEED", "1")])
+        .envs(named.iter().map(|(k, v)| (k, v)))
         .env("NO_COLOR", "1")
         .current_dir(dir.path());
     let output = tokio::task::spawn_blocking(move || command.output())
@@ -78,6 +155,7 @@ async fn every_operation_keeps_the_openapi_contract() {
         .unwrap()
         .unwrap_or_else(|e| panic!("run {}: {e}", st.display()));
     let report = String::from_utf8_lossy(&output.stdout).to_string();
+    println!("{report}");
     assert!(
         output.status.success(),
         "schemathesis found contract failures:\n{report}\n{}",
@@ -109,6 +187,8 @@ async fn every_operation_keeps_the_openapi_contract() {
         .args(["--include-path-regex", "^/v1/"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-time", "30", "--workers", "1", "--seed", "1"])
+        // The configuration reads them (the gateway's operations do not).
+        .envs(named.iter().map(|(k, v)| (k, v)))
         .env("NO_COLOR", "1")
         .current_dir(dir.path());
     let output = tokio::task::spawn_blocking(move || command.output())
