@@ -32,6 +32,9 @@ const MAX_PARTS: usize = (MAX_CONTENT_BYTES * 6).div_ceil(PART_BYTES);
 /// ends early, with a cursor, rather than hold 500 messages of 256 KiB.
 pub const MAX_PAGE_TEXT_BYTES: usize = 16 * 1024 * 1024;
 
+/// How many messages a page reads at a time.
+const READ_BATCH: usize = 50;
+
 /// `text` cut, at a character boundary, to what one message holds: for a
 /// model's answer, which is stored however long it ran.
 pub fn clipped(mut text: String) -> String {
@@ -211,23 +214,28 @@ impl WorkService {
                         keyspace::chat_message(chat_id, Id(after)).as_bytes(),
                     );
                 }
-                let found = tx.get_range(&range, RangeOptions::limit(limit + 1)).await?;
-                let mut items = Vec::new();
-                let mut bytes = 0;
-                for stored in
-                    decode_values::<StoredMessage>(&found.entries).map_err(TxError::Abort)?
-                {
-                    if items.len() == limit {
-                        return Ok((items, true));
+                // A few at a time: a page may end early on its text's size.
+                let (mut items, mut bytes) = (Vec::new(), 0);
+                loop {
+                    let want = (limit + 1 - items.len()).min(READ_BATCH);
+                    let found = tx.get_range(&range, RangeOptions::limit(want)).await?;
+                    let batch = decode_values::<StoredMessage>(&found.entries);
+                    for stored in batch.map_err(TxError::Abort)? {
+                        if items.len() == limit {
+                            return Ok((items, true));
+                        }
+                        let message = whole(&tx, stored).await?;
+                        bytes += message.content.len();
+                        if bytes > MAX_PAGE_TEXT_BYTES && !items.is_empty() {
+                            return Ok((items, true));
+                        }
+                        items.push(message);
                     }
-                    let message = whole(&tx, stored).await?;
-                    bytes += message.content.len();
-                    if bytes > MAX_PAGE_TEXT_BYTES && !items.is_empty() {
-                        return Ok((items, true));
+                    match found.next {
+                        Some(rest) => range = rest,
+                        None => return Ok::<_, TxError<Error>>((items, false)),
                     }
-                    items.push(message);
                 }
-                Ok::<_, TxError<Error>>((items, false))
             })
             .await?;
         Ok(Page::after_read(items, more, |m| m.id.0))
