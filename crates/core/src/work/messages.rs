@@ -181,14 +181,23 @@ fn assemble(stored: StoredMessage, content: String) -> ChatMessage {
     }
 }
 
-/// The stored messages of a range read, made whole.
+/// The stored messages of a range read, made whole, until there are
+/// `count` of them or `bytes` of text (the message that crosses it is the
+/// last): what lies beyond is not read.
 async fn read_whole(
     tx: &Tx,
     entries: &[gatehouse_storage::KeyValue],
+    (count, bytes): (usize, usize),
 ) -> Result<Vec<ChatMessage>, TxError<Error>> {
-    let mut messages = Vec::with_capacity(entries.len());
+    let mut messages = Vec::new();
+    let mut seen = 0;
     for stored in decode_values::<StoredMessage>(entries).map_err(TxError::Abort)? {
-        messages.push(whole(tx, stored).await?);
+        if messages.len() >= count || seen >= bytes {
+            break;
+        }
+        let message = whole(tx, stored).await?;
+        seen += message.content.len();
+        messages.push(message);
     }
     Ok(messages)
 }
@@ -251,35 +260,34 @@ impl WorkService {
         (org_id, project_id, chat_id): (Id, Id, Id),
         window: History,
     ) -> Result<(Chat, Vec<ChatMessage>)> {
-        const PAGE: usize = 100;
         let chat = self.get_chat(actor, org_id, project_id, chat_id).await?;
         let mut messages: Vec<ChatMessage> = Vec::new();
         let mut bytes = 0usize;
         let mut next = Some(keyspace::chat_messages(chat_id));
         while let Some(range) = next.take() {
-            let options = RangeOptions::limit(PAGE);
+            let options = RangeOptions::limit(READ_BATCH);
             let options = if window.newest {
                 options.reversed()
             } else {
                 options
             };
+            let left = (
+                window.limit.saturating_sub(messages.len()),
+                window.max_bytes.saturating_sub(bytes),
+            );
             let (page, more) = self
                 .store
                 .run(|tx| {
                     let range = &range;
                     async move {
                         let page = tx.get_range(range, options).await?;
-                        Ok::<_, TxError<Error>>((read_whole(&tx, &page.entries).await?, page.next))
+                        let read = read_whole(&tx, &page.entries, left).await?;
+                        Ok::<_, TxError<Error>>((read, page.next))
                     }
                 })
                 .await?;
-            for message in page {
-                bytes += message.content.len();
-                messages.push(message);
-                if messages.len() >= window.limit || bytes >= window.max_bytes {
-                    break;
-                }
-            }
+            bytes += page.iter().map(|m| m.content.len()).sum::<usize>();
+            messages.extend(page);
             if messages.len() < window.limit && bytes < window.max_bytes {
                 next = more;
             }
