@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use gatehouse_core::page::PageRequest;
+use gatehouse_core::work::History;
 
 use super::{Nav, OrPage, PageResult, Viewer, page_id, page_path, render, when};
 use crate::rest::AppState;
@@ -13,8 +13,9 @@ use crate::rest::AppState;
 /// The most organizations and projects the chat list walks.
 const MAX_ORGS: usize = 50;
 const MAX_PROJECTS: usize = 50;
-/// The newest messages a chat page shows.
+/// The newest messages a chat page shows, and about how much of their text.
 const MESSAGES: usize = 500;
+const MESSAGES_TEXT_BYTES: usize = 8 * 1024 * 1024;
 
 pub(crate) struct ChatLink {
     pub href: String,
@@ -127,6 +128,8 @@ struct ChatPage {
     temperature: String,
     max_tokens: String,
     messages: Vec<MessageView>,
+    /// Older messages than those shown exist (perhaps): the export has them.
+    earlier: bool,
 }
 
 pub(crate) async fn chat(
@@ -140,24 +143,22 @@ pub(crate) async fn chat(
         page_id(&viewer, &project)?,
         page_id(&viewer, &chat)?,
     );
-    let work = &state.services.work;
-    let found = work
-        .get_chat(&viewer.user, org, project, chat)
+    let newest = History {
+        newest: true,
+        limit: MESSAGES,
+        max_bytes: MESSAGES_TEXT_BYTES,
+    };
+    let (found, messages) = state
+        .services
+        .work
+        .chat_history(&viewer.user, (org, project, chat), newest)
         .await
         .or_page(&viewer)?;
-    let page = work
-        .list_messages(
-            &viewer.user,
-            (org, project, chat),
-            &PageRequest {
-                limit: MESSAGES,
-                after: None,
-            },
-        )
-        .await
-        .or_page(&viewer)?;
-    let messages = page
-        .items
+    let earlier = messages.len() >= MESSAGES || {
+        let text: usize = messages.iter().map(|m| m.content.len()).sum();
+        text >= MESSAGES_TEXT_BYTES
+    };
+    let messages = messages
         .into_iter()
         .map(|m| MessageView {
             role: m.role.as_str(),
@@ -196,5 +197,6 @@ pub(crate) async fn chat(
         starred: found.is_starred,
         system_prompt: found.system_prompt.unwrap_or_default(),
         messages,
+        earlier,
     }))
 }

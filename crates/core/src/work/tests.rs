@@ -36,6 +36,19 @@ impl World {
         crate::testing::user(&self.store, &self.env, name, &[Role::User]).await
     }
 
+    /// Ada, and a chat of hers in her default project: `(org, project, chat)`.
+    async fn ada_chat(&self) -> (User, (Id, Id, Id)) {
+        let ada = self.user("ada").await;
+        let org = crate::testing::personal_org(&self.store, ada.id).await;
+        let project = self.work.list_projects(&ada, org).await.unwrap()[0].clone();
+        let chat = self
+            .work
+            .create_chat(&ada, org, project.id, spec("llama"), &self.client)
+            .await
+            .unwrap();
+        (ada, (org, project.id, chat.id))
+    }
+
     /// An organization with an owner and a member (added directly).
     async fn org(&self) -> (Id, User, User) {
         let owner = self.user("owner").await;
@@ -200,15 +213,8 @@ async fn chats_are_their_owners_shared_ones_every_members_and_outsiders_see_noth
 #[tokio::test]
 async fn messages_page_in_order_and_bad_input_changes_nothing() {
     let w = world();
-    let ada = w.user("ada").await;
-    let org = crate::testing::personal_org(&w.store, ada.id).await;
-    let project = w.work.list_projects(&ada, org).await.unwrap()[0].clone();
-    let chat = w
-        .work
-        .create_chat(&ada, org, project.id, spec("llama"), &w.client)
-        .await
-        .unwrap();
-    let at = (org, project.id, chat.id);
+    let (ada, at) = w.ada_chat().await;
+    let (org, project, _) = at;
     for i in 0..5 {
         let m = NewMessage::text(MessageRole::User, format!("message {i}"));
         w.work.append_message(&ada, at, m, &w.client).await.unwrap();
@@ -280,13 +286,13 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
         .insert("logit_bias".into(), serde_json::json!({}));
     assert!(
         w.work
-            .create_chat(&ada, org, project.id, odd, &w.client)
+            .create_chat(&ada, org, project, odd, &w.client)
             .await
             .is_err()
     );
     assert!(
         w.work
-            .create_chat(&ada, org, project.id, spec(" "), &w.client)
+            .create_chat(&ada, org, project, spec(" "), &w.client)
             .await
             .is_err()
     );
@@ -301,10 +307,7 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
     ] {
         let mut odd = spec("llama");
         odd.parameters.insert(name.into(), value);
-        let refused = w
-            .work
-            .create_chat(&ada, org, project.id, odd, &w.client)
-            .await;
+        let refused = w.work.create_chat(&ada, org, project, odd, &w.client).await;
         assert_eq!(
             refused.unwrap_err().code(),
             ErrorCode::InvalidInput,
@@ -312,18 +315,14 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
         );
     }
     assert_eq!(
-        w.work
-            .list_chats(&ada, org, project.id)
-            .await
-            .unwrap()
-            .len(),
+        w.work.list_chats(&ada, org, project).await.unwrap().len(),
         1
     );
     // Unnamed, a chat takes its model's name, cut to what a name holds.
     let long_model = spec(&"m".repeat(200));
     let named = w
         .work
-        .create_chat(&ada, org, project.id, long_model, &w.client)
+        .create_chat(&ada, org, project, long_model, &w.client)
         .await
         .unwrap();
     assert_eq!(named.name, "m".repeat(100));
@@ -332,15 +331,7 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
 #[tokio::test]
 async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
     let w = world();
-    let ada = w.user("ada").await;
-    let org = crate::testing::personal_org(&w.store, ada.id).await;
-    let project = w.work.list_projects(&ada, org).await.unwrap()[0].clone();
-    let chat = w
-        .work
-        .create_chat(&ada, org, project.id, spec("llama"), &w.client)
-        .await
-        .unwrap();
-    let at = (org, project.id, chat.id);
+    let (ada, at) = w.ada_chat().await;
     // The longest texts there are: in characters, in bytes, and as JSON
     // (quotes and control characters are written escaped, up to six bytes).
     let texts = [
@@ -394,7 +385,7 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
 
     // What earlier releases stored — the text twice, no parts — still reads.
     let old = serde_json::json!({
-        "id": "9", "chat_id": chat.id, "role": "assistant", "content": "old",
+        "id": "9", "chat_id": at.2, "role": "assistant", "content": "old",
         "content_raw": {"role": "assistant", "content": "old", "tool_calls": []},
         "model": "llama", "prompt_tokens": 1, "completion_tokens": 2, "cost_micros": 3,
         "is_context_file": false, "is_tool_message": false, "partial": false,
@@ -402,7 +393,7 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
     });
     let mut bytes = vec![1u8];
     bytes.extend(serde_json::to_vec(&old).unwrap());
-    let key = keyspace::chat_message(chat.id, Id(9));
+    let key = keyspace::chat_message(at.2, Id(9));
     w.store
         .run(|tx| {
             let (key, bytes) = (&key, &bytes);
@@ -428,10 +419,7 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
     w.work.delete_chat(&ada, at, &w.client).await.unwrap();
     let left = w
         .store
-        .read_range(
-            &keyspace::chat_message_parts_of(chat.id),
-            Default::default(),
-        )
+        .read_range(&keyspace::chat_message_parts_of(at.2), Default::default())
         .await
         .unwrap();
     assert!(left.entries.is_empty());
@@ -440,15 +428,7 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
 #[tokio::test]
 async fn a_page_of_messages_ends_early_rather_than_hold_too_much_text() {
     let w = world();
-    let ada = w.user("ada").await;
-    let org = crate::testing::personal_org(&w.store, ada.id).await;
-    let project = w.work.list_projects(&ada, org).await.unwrap()[0].clone();
-    let chat = w
-        .work
-        .create_chat(&ada, org, project.id, spec("llama"), &w.client)
-        .await
-        .unwrap();
-    let at = (org, project.id, chat.id);
+    let (ada, at) = w.ada_chat().await;
     let count = crate::work::MAX_PAGE_TEXT_BYTES / MAX_CONTENT_BYTES + 2;
     for _ in 0..count {
         let m = NewMessage::text(MessageRole::User, "\u{1d11e}".repeat(MAX_CONTENT_BYTES / 4));

@@ -244,6 +244,58 @@ async fn what_a_role_may_not_use_is_neither_shown_nor_served() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_chat_shows_its_newest_messages_and_says_the_export_has_the_rest() {
+    use gatehouse_core::model::work::MessageRole;
+    use gatehouse_core::work::{ChatSpec, NewMessage};
+    let app = spawn_app(admin_config()).await;
+    let admin = app.first_admin().await;
+    let ada = app.create_user(&admin, "ada").await;
+    let work = &app.services.work;
+    let client = gatehouse_core::model::sessions::ClientInfo::default();
+    let org = app.services.tenancy.orgs_of(ada.id).await.unwrap()[0].0.id;
+    let project = work.list_projects(&ada, org).await.unwrap()[0].id;
+    let spec = ChatSpec {
+        model: "llama".into(),
+        ..ChatSpec::default()
+    };
+    let chat = work
+        .create_chat(&ada, org, project, spec, &client)
+        .await
+        .unwrap();
+    let at = (org, project, chat.id);
+    for i in 0..505 {
+        let m = NewMessage::text(MessageRole::User, format!("message number {i}."));
+        work.append_message(&ada, at, m, &client).await.unwrap();
+    }
+    let browser = plain_browser();
+    session(&app, &browser, "ada@example.com").await;
+    let url = app.url(&format!("/playground/{org}/{project}/{}", chat.id));
+    let (status, _, html) = page(&browser, &url).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("message number 504."), "the newest is shown");
+    assert!(html.contains("message number 5."), "the 500 newest");
+    assert!(!html.contains("message number 4."), "not the oldest");
+    assert!(
+        html.find("message number 5.") < html.find("message number 504."),
+        "in order"
+    );
+    assert!(html.contains("data-earlier") && html.contains("/export?format=markdown"));
+    // A short chat says nothing of earlier messages.
+    let spec = ChatSpec {
+        model: "llama".into(),
+        ..ChatSpec::default()
+    };
+    let short = work
+        .create_chat(&ada, org, project, spec, &client)
+        .await
+        .unwrap();
+    let url = app.url(&format!("/playground/{org}/{project}/{}", short.id));
+    let (_, _, html) = page(&browser, &url).await;
+    assert!(!html.contains("data-earlier"), "{html}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_console_moves_under_its_base_path_and_the_gateway_answers_without_v1() {
     let mut config = admin_config();
     config.console.base_path = "/console/".into();
