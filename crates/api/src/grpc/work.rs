@@ -21,6 +21,12 @@ pub struct WorkGrpc {
     pub(super) services: Services,
 }
 
+/// The most text (and `content_raw_json`) one `ListMessages` answer holds:
+/// under the 4 MiB that gRPC clients accept by default (grpcio, grpc-go,
+/// tonic), with room for the messages' other fields. A page ends early,
+/// with a cursor, rather than be refused by the caller.
+const PAGE_BYTES: usize = 3 * 1024 * 1024;
+
 fn id(field: &str, value: &str) -> Result<Id, Status> {
     value
         .parse()
@@ -153,7 +159,7 @@ impl WorkService for WorkGrpc {
         let found = self
             .services
             .work
-            .list_messages(&caller, at, &page)
+            .list_messages(&caller, at, &page, PAGE_BYTES)
             .await
             .map_err(ApiError)?;
         Ok(Response::new(ListMessagesResponse {

@@ -28,8 +28,10 @@ const PART_BYTES: usize = 64 * 1024;
 /// written as a six-byte escape.
 const MAX_PARTS: usize = (MAX_CONTENT_BYTES * 6).div_ceil(PART_BYTES);
 
-/// The most text one page of [`WorkService::list_messages`] carries: a page
-/// ends early, with a cursor, rather than hold 500 messages of 256 KiB.
+/// The most one page of [`WorkService::list_messages`] carries over REST, in
+/// bytes of its messages' text and of what the model gets (`content_raw`
+/// as JSON): a page ends early, with a cursor, rather than hold 500
+/// messages of 256 KiB.
 pub const MAX_PAGE_TEXT_BYTES: usize = 16 * 1024 * 1024;
 
 /// How many messages a page reads at a time.
@@ -135,6 +137,11 @@ fn split(text: &str) -> Vec<&str> {
     pieces
 }
 
+/// How long `raw` is as JSON.
+fn raw_len(raw: &serde_json::Value) -> usize {
+    serde_json::to_vec(raw).map_or(0, |b| b.len())
+}
+
 /// A stored message made whole: its text's later parts read in `tx`.
 async fn whole(tx: &Tx, mut stored: StoredMessage) -> Result<ChatMessage, TxError<Error>> {
     let mut content = std::mem::take(&mut stored.content);
@@ -204,12 +211,15 @@ async fn read_whole(
 
 impl WorkService {
     /// A page of a chat's messages, oldest first: `limit` of them, or fewer
-    /// where they hold more than [`MAX_PAGE_TEXT_BYTES`] of text.
+    /// where they hold more than `max_bytes` of text and `content_raw`
+    /// together (one at least): [`MAX_PAGE_TEXT_BYTES`] for REST, less
+    /// where the transport bounds a message (gRPC).
     pub async fn list_messages(
         &self,
         actor: &User,
         (org_id, project_id, chat_id): (Id, Id, Id),
         page: &PageRequest,
+        max_bytes: usize,
     ) -> Result<Page<ChatMessage>> {
         let after: Option<u64> = page.after_key()?;
         let limit = page.limit;
@@ -234,8 +244,8 @@ impl WorkService {
                             return Ok((items, true));
                         }
                         let message = whole(&tx, stored).await?;
-                        bytes += message.content.len();
-                        if bytes > MAX_PAGE_TEXT_BYTES && !items.is_empty() {
+                        bytes += message.content.len() + raw_len(&message.content_raw);
+                        if bytes > max_bytes && !items.is_empty() {
                             return Ok((items, true));
                         }
                         items.push(message);

@@ -221,12 +221,21 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
     }
     let first = w
         .work
-        .list_messages(&ada, at, &PageRequest::first(3))
+        .list_messages(
+            &ada,
+            at,
+            &PageRequest::first(3),
+            crate::work::MAX_PAGE_TEXT_BYTES,
+        )
         .await
         .unwrap();
     assert_eq!(first.items.len(), 3);
     let next = PageRequest::new(Some(3), first.next_cursor.clone()).unwrap();
-    let second = w.work.list_messages(&ada, at, &next).await.unwrap();
+    let second = w
+        .work
+        .list_messages(&ada, at, &next, crate::work::MAX_PAGE_TEXT_BYTES)
+        .await
+        .unwrap();
     let texts: Vec<_> = first
         .items
         .iter()
@@ -354,7 +363,12 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
         .unwrap();
     let page = w
         .work
-        .list_messages(&ada, at, &PageRequest::first(100))
+        .list_messages(
+            &ada,
+            at,
+            &PageRequest::first(100),
+            crate::work::MAX_PAGE_TEXT_BYTES,
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), texts.len() + 1);
@@ -406,7 +420,7 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
         .unwrap();
     let page = w
         .work
-        .list_messages(&ada, at, &PageRequest::first(1))
+        .list_messages(&ada, at, &PageRequest::first(1), 1)
         .await
         .unwrap();
     assert_eq!(page.items[0].content, "old");
@@ -429,21 +443,47 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
 async fn a_page_of_messages_ends_early_rather_than_hold_too_much_text() {
     let w = world();
     let (ada, at) = w.ada_chat().await;
-    let count = crate::work::MAX_PAGE_TEXT_BYTES / MAX_CONTENT_BYTES + 2;
-    for _ in 0..count {
-        let m = NewMessage::text(MessageRole::User, "\u{1d11e}".repeat(MAX_CONTENT_BYTES / 4));
+    // Each message costs its text and `content_raw` as JSON: 1000 bytes and
+    // 1030 here, so four fit in 10 000 bytes and the fifth crosses.
+    for _ in 0..10 {
+        let m = NewMessage::text(MessageRole::User, "y".repeat(1000));
         w.work.append_message(&ada, at, m, &w.client).await.unwrap();
     }
-    let first = w
+    let mut sizes = Vec::new();
+    let mut page = PageRequest::first(500);
+    loop {
+        let got = w.work.list_messages(&ada, at, &page, 10_000).await.unwrap();
+        sizes.push(got.items.len());
+        let Some(cursor) = got.next_cursor else { break };
+        page = PageRequest::new(Some(500), Some(cursor)).unwrap();
+    }
+    assert_eq!(sizes, [4, 4, 2]);
+    // One message larger than the budget still makes a page.
+    let one = w
         .work
-        .list_messages(&ada, at, &PageRequest::first(500))
+        .list_messages(&ada, at, &PageRequest::first(500), 10)
         .await
         .unwrap();
-    assert_eq!(first.items.len(), count - 2);
-    let next = PageRequest::new(Some(500), first.next_cursor.clone()).unwrap();
-    let second = w.work.list_messages(&ada, at, &next).await.unwrap();
-    assert_eq!(second.items.len(), 2);
-    assert!(second.next_cursor.is_none());
+    assert_eq!(one.items.len(), 1);
+    // What REST allows holds 500 of the longest messages' 64 at most.
+    let m = NewMessage::text(MessageRole::User, "\u{1d11e}".repeat(MAX_CONTENT_BYTES / 4));
+    for _ in 0..70 {
+        w.work
+            .append_message(&ada, at, m.clone(), &w.client)
+            .await
+            .unwrap();
+    }
+    let rest = crate::work::MAX_PAGE_TEXT_BYTES;
+    let first = w
+        .work
+        .list_messages(&ada, at, &PageRequest::first(500), rest)
+        .await
+        .unwrap();
+    assert!(
+        first.items.len() < 64 && first.next_cursor.is_some(),
+        "{}",
+        first.items.len()
+    );
 }
 
 #[tokio::test]

@@ -484,7 +484,7 @@ async fn internal_services_read_projects_chats_and_messages_as_rest_shows_them()
     assert_eq!(first.messages.len(), 2);
     request.cursor = first.next_cursor.clone();
     let second = client
-        .list_messages(with_token(request, w.token("org_member")))
+        .list_messages(with_token(request.clone(), w.token("org_member")))
         .await
         .unwrap()
         .into_inner();
@@ -496,4 +496,38 @@ async fn internal_services_read_projects_chats_and_messages_as_rest_shows_them()
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
     assert!(second.next_cursor.is_empty());
+
+    // Long messages (30 of 128 KiB, each sent twice: as text and as JSON)
+    // come in pages a gRPC client takes by default (4 MiB at most).
+    let long = "é".repeat(65_536);
+    for _ in 0..30 {
+        let message = gatehouse_core::work::NewMessage::text(
+            gatehouse_core::model::work::MessageRole::User,
+            long.clone(),
+        );
+        w.app
+            .services
+            .work
+            .append_message(member, (f.org, f.project, f.chat), message, &c)
+            .await
+            .unwrap();
+    }
+    request.limit = 500;
+    request.cursor = String::new();
+    let (mut pages, mut count) = (0, 0);
+    loop {
+        let page = client
+            .list_messages(with_token(request.clone(), w.token("org_member")))
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        count += page.messages.iter().filter(|m| m.content == long).count();
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        request.cursor = page.next_cursor;
+    }
+    assert_eq!(count, 30);
+    assert!(pages >= 3, "{pages} pages");
 }

@@ -413,7 +413,7 @@ pub async fn delete(
 }
 
 /// A chat's messages, oldest first (a page holds fewer than `limit` where
-/// they hold more than 16 MiB of text: follow `next_cursor`).
+/// they hold more than 16 MiB of text and `content_raw`: follow `next_cursor`).
 #[utoipa::path(get, path = "/api/v1/organizations/{org}/projects/{project}/chats/{chat}/messages", tag = "work",
     security(("bearer" = [])),
     params(
@@ -436,7 +436,12 @@ pub async fn messages(
     let found = state
         .services
         .work
-        .list_messages(&auth.user, chat_path(&org, &project, &chat)?, &page)
+        .list_messages(
+            &auth.user,
+            chat_path(&org, &project, &chat)?,
+            &page,
+            gatehouse_core::work::MAX_PAGE_TEXT_BYTES,
+        )
         .await?;
     Ok(Json(List::of(found)))
 }
