@@ -25,10 +25,10 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// A name for an organization, team or vault: trimmed, 1 to 100 characters,
-/// no control characters.
+/// A name for an organization, team or vault: at most 100 characters as
+/// sent, no control characters, trimmed, not blank.
 pub fn parse_name(name: &str, what: &str) -> Result<String> {
-    match trimmed_text(name).filter(|n| !n.is_empty() && n.chars().count() <= 100) {
+    match trimmed_text(name, 100).filter(|n| !n.is_empty()) {
         Some(name) => Ok(name.to_string()),
         None => Err(Error::invalid_input(format!(
             "{what} names are 1 to 100 characters without control characters"
@@ -36,22 +36,25 @@ pub fn parse_name(name: &str, what: &str) -> Result<String> {
     }
 }
 
-/// A one-line text (a name, a label, a model): trimmed, or `None` when it
-/// holds a control character anywhere — even at the ends, where trimming
-/// would have dropped some of them (`\t`, `\n`, `\r`, `\f`).
-pub fn trimmed_text(text: &str) -> Option<&str> {
-    (!text.chars().any(char::is_control)).then(|| text.trim())
+/// A one-line text (a name, a label, a model) of at most `max_chars`
+/// characters as sent (what a schema's `maxLength` counts), trimmed; `None`
+/// when it is longer or holds a control character anywhere — even at the
+/// ends, where trimming would have dropped some of them (`\t`, `\n`, `\r`,
+/// `\f`).
+pub fn trimmed_text(text: &str, max_chars: usize) -> Option<&str> {
+    (text.chars().count() <= max_chars && !text.chars().any(char::is_control)).then(|| text.trim())
 }
 
-/// A free-text description: trimmed, at most 1000 characters, empty when absent.
+/// A free-text description: at most 1000 characters as sent, trimmed, empty
+/// when absent.
 pub fn parse_description(description: Option<&str>) -> Result<String> {
-    let d = description.unwrap_or_default().trim();
+    let d = description.unwrap_or_default();
     if d.chars().count() > 1000 {
         return Err(Error::invalid_input(
             "descriptions are at most 1000 characters",
         ));
     }
-    Ok(d.to_string())
+    Ok(d.trim().to_string())
 }
 
 /// The slug of a name: lower-case letters and digits, other runs as one `-`.
@@ -95,6 +98,8 @@ mod tests {
             "\r",
             "\nLab",
             &"x".repeat(101),
+            // What a schema's `maxLength` counts: the name as sent.
+            &format!(" {} ", "x".repeat(99)),
         ] {
             assert!(parse_name(bad, "team").is_err(), "{bad:?}");
         }
@@ -102,6 +107,8 @@ mod tests {
         assert_eq!(slugify("Ünïcode Lab").unwrap(), "ünïcode-lab");
         assert!(slugify("--").is_err());
         assert!(parse_description(Some(&"x".repeat(1001))).is_err());
+        assert!(parse_description(Some(&format!("x{}", "\u{c}".repeat(1000)))).is_err());
+        assert_eq!(parse_description(Some(" x ")).unwrap(), "x");
         assert_eq!(parse_description(None).unwrap(), "");
     }
 

@@ -212,8 +212,10 @@ fn parse_display_name(name: &str) -> Result<String> {
 
 /// The display name given, or the email's local part when none is.
 fn display_name_for(given: Option<&str>, email: &Email) -> Result<String> {
-    // Blank is absent; control characters are refused, even at the ends.
-    match given.filter(|d| !d.trim().is_empty() || d.chars().any(char::is_control)) {
+    // Blank is absent — when it would pass as a name otherwise: control
+    // characters are refused, even at the ends, and so is a blank longer
+    // than a name may be.
+    match given.filter(|d| crate::common::trimmed_text(d, 100) != Some("")) {
         Some(name) => parse_display_name(name),
         None => Ok(email
             .as_str()

@@ -1669,7 +1669,8 @@ fn display_names_refuse_control_characters_even_where_trimming_would_drop_them()
         display_name_for(Some(" Ada L. "), &email).unwrap(),
         "Ada L."
     );
-    for bad in ["\r", "Ada\n", "\u{c}Ada"] {
+    let blank = " ".repeat(101);
+    for bad in ["\r", "Ada\n", "\u{c}Ada", &blank] {
         assert!(display_name_for(Some(bad), &email).is_err(), "{bad:?}");
     }
 }

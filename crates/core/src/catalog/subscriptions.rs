@@ -102,7 +102,10 @@ impl CatalogService {
             return Err(Error::not_found("subscription"));
         }
         require_admin(actor)?;
-        let reason = reason.map(|r| r.trim().chars().take(500).collect::<String>());
+        if reason.as_deref().is_some_and(|r| r.chars().count() > 500) {
+            return Err(Error::invalid_input("a reason is at most 500 characters"));
+        }
+        let reason = reason.map(|r| r.trim().to_string());
         let now = self.env.clock.now();
         let action = match decision {
             Decision::Approve => "subscriptions.approve",

@@ -103,9 +103,7 @@ impl KeyService {
         spec: &NewKey,
         (rotated_from, created_by_key): (Option<Id>, Option<Id>),
     ) -> Result<(ApiKey, String)> {
-        let Some(label) =
-            crate::common::trimmed_text(&spec.label).filter(|l| l.chars().count() <= 100)
-        else {
+        let Some(label) = crate::common::trimmed_text(&spec.label, 100) else {
             return Err(Error::invalid_input(
                 "labels are at most 100 characters without control characters",
             ));

@@ -63,7 +63,8 @@
 //! | `("project", org, id)` | [`Project`] |
 //! | `("chat", project, id)` / `("user_chat", user, chat)` | [`Chat`] / [`ChatRef`]: a user's chats, for their deletion |
 //! | `("chat_message", chat, id)` | [`StoredMessage`]: a message, with its text or the text's first part |
-//! | `("chat_message_part", chat, id, n)` | [`MessagePart`]: part `n` (from 1) of a long message's text |
+//! | `("chat_message_part", chat, id, n)` | [`TextPart`]: part `n` (from 1) of a long message's text |
+//! | `("chat_prompt_part", chat, n)` | [`TextPart`]: part `n` (from 1) of a chat's long system prompt |
 //! | `("purge", id)` | [`Purge`]: a deleted project or chat whose records are being removed a page at a time |
 //! | `("removal", id)` | [`Removal`](crate::model::tenancy::Removal): a deleted organization or account whose records are being removed a page at a time |
 
@@ -98,7 +99,7 @@ use crate::model::vaults::{
     Certificate, CertificateRef, ClientRef, PendingSync, RefreshToken, ServiceClient, SigningKey,
     SpentAssertion, SubjectKind, TokenFamily, Vault, VaultGrant, VaultRef,
 };
-use crate::model::work::{Chat, ChatRef, MessagePart, Project, Purge, StoredMessage};
+use crate::model::work::{Chat, ChatRef, Project, Purge, StoredMessage, TextPart};
 
 pub const SYSTEM: &str = "system";
 pub const SETTING: &str = "setting";
@@ -247,8 +248,8 @@ pub fn chat_message(chat: crate::Id, id: crate::Id) -> Key<StoredMessage> {
     Key::new(pack(&("chat_message", chat.0, id.0)))
 }
 
-/// `("chat_message_part", chat, id, n) = MessagePart`
-pub fn chat_message_part(chat: crate::Id, id: crate::Id, n: u32) -> Key<MessagePart> {
+/// `("chat_message_part", chat, id, n) = TextPart`
+pub fn chat_message_part(chat: crate::Id, id: crate::Id, n: u32) -> Key<TextPart> {
     Key::new(pack(&("chat_message_part", chat.0, id.0, u64::from(n))))
 }
 
@@ -265,6 +266,16 @@ pub fn chat_message_parts_of(chat: crate::Id) -> KeyRange {
 /// All of `("chat_message", chat, *)`, oldest first.
 pub fn chat_messages(chat: crate::Id) -> KeyRange {
     KeyRange::subspace(&Subspace::from("chat_message").subspace(&(chat.0,)))
+}
+
+/// `("chat_prompt_part", chat, n) = TextPart`
+pub fn chat_prompt_part(chat: crate::Id, n: u32) -> Key<TextPart> {
+    Key::new(pack(&("chat_prompt_part", chat.0, u64::from(n))))
+}
+
+/// All of `("chat_prompt_part", chat, *)`, in order.
+pub fn chat_prompt_parts(chat: crate::Id) -> KeyRange {
+    KeyRange::subspace(&Subspace::from("chat_prompt_part").subspace(&(chat.0,)))
 }
 
 /// `("purge", id) = Purge`
@@ -810,6 +821,13 @@ mod tests {
         assert!(!chat_message_parts(crate::Id(1), crate::Id(3)).contains(part.as_bytes()));
         assert!(chat_message_parts_of(crate::Id(1)).contains(part.as_bytes()));
         assert!(!chat_messages(crate::Id(1)).contains(part.as_bytes()));
+        let prompt = chat_prompt_part(crate::Id(1), 2);
+        assert_eq!(
+            prompt.as_bytes(),
+            b"\x02chat_prompt_part\x00\x15\x01\x15\x02"
+        );
+        assert!(chat_prompt_parts(crate::Id(1)).contains(prompt.as_bytes()));
+        assert!(!chat_prompt_parts(crate::Id(2)).contains(prompt.as_bytes()));
         assert_eq!(
             project(crate::Id(1), crate::Id(2)).as_bytes(),
             b"\x02project\x00\x15\x01\x15\x02"

@@ -182,10 +182,10 @@ pub struct Subscription {
 
 record!(Subscription, "subscription");
 
-/// A model or alias name: 1 to 200 characters without whitespace or control
-/// characters (so it fits a URL path and a JSON field unchanged).
+/// A model or alias name: 1 to 200 characters without whitespace (not at
+/// the ends either) or control characters, so it fits a URL path and a JSON
+/// field unchanged.
 pub fn parse_model_name(name: &str) -> Result<String> {
-    let name = name.trim();
     if name.is_empty()
         || name.chars().count() > 200
         || name.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -197,18 +197,21 @@ pub fn parse_model_name(name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// An `http` or `https` URL without a query or fragment, trailing `/` removed.
+/// An `http` or `https` URL without a query or fragment or white space
+/// (some before it is dropped), at most 2000 characters; trailing `/`
+/// removed.
 pub fn parse_url(url: &str, what: &str) -> Result<String> {
-    let url = url.trim().trim_end_matches('/');
+    let short = url.chars().count() <= 2000;
+    let url = url.trim_start().trim_end_matches('/');
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     let ok = rest.is_some_and(|r| {
         !r.is_empty()
             && !r.starts_with('/')
-            && !r.contains(['?', '#', ' '])
-            && !r.chars().any(char::is_control)
-    }) && url.len() <= 2000;
+            && !r.contains(['?', '#'])
+            && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) && short;
     if !ok {
         return Err(Error::invalid_input(format!(
             "{what} must be an http:// or https:// URL without query or fragment"
@@ -252,7 +255,7 @@ mod tests {
     #[test]
     fn urls_and_names_are_checked() {
         assert_eq!(
-            parse_url(" https://api.example.com/ ", "base_url").unwrap(),
+            parse_url(" https://api.example.com/", "base_url").unwrap(),
             "https://api.example.com"
         );
         for (given, stored) in [
@@ -268,10 +271,24 @@ mod tests {
         ] {
             assert_eq!(parse_base_url(given).unwrap(), stored, "{given}");
         }
-        for bad in ["ftp://x", "https://", "http://a b", "https://x?y=1", "x"] {
+        // As the documented pattern has it: white space before, none after.
+        let long = format!("https://{}", "é".repeat(1993));
+        for bad in [
+            "ftp://x",
+            "https://",
+            "http://a b",
+            "https://x?y=1",
+            "x",
+            "https://x ",
+            "https://x\u{2003}",
+            &long,
+        ] {
             assert!(parse_url(bad, "base_url").is_err(), "{bad}");
         }
         assert!(parse_model_name("gpt 4").is_err());
-        assert_eq!(parse_model_name(" gpt-4o ").unwrap(), "gpt-4o");
+        assert_eq!(parse_model_name("gpt-4o").unwrap(), "gpt-4o");
+        // No white space at the ends either (the documented pattern).
+        assert!(parse_model_name(" gpt-4o").is_err());
+        assert!(parse_model_name(&"é".repeat(200)).is_ok());
     }
 }

@@ -38,6 +38,10 @@ pub struct Chat {
     pub shared: bool,
     /// Sent first, as the `system` message, when set.
     pub system_prompt: Option<String>,
+    /// In the store: how many more parts a long system prompt has (under
+    /// `("chat_prompt_part", chat, n)`). A chat read whole has 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) prompt_parts: u32,
     /// Sampling parameters sent with every call (`temperature`, `max_tokens`, …).
     pub parameters: serde_json::Map<String, serde_json::Value>,
     pub created_at: DateTime<Utc>,
@@ -118,7 +122,7 @@ impl ChatMessage {
 
 /// A [`ChatMessage`] as stored: its text once, and only its first part when
 /// the text is longer than one stored value holds (the rest are
-/// [`MessagePart`]s). Reads what earlier releases wrote, which kept
+/// [`TextPart`]s). Reads what earlier releases wrote, which kept
 /// `content_raw` beside the text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMessage {
@@ -155,11 +159,11 @@ fn is_zero(n: &u32) -> bool {
 // Messages are many and read only through their chat: no change feed.
 record!(StoredMessage, "chat message", no_feed);
 
-/// A later part of a long message's text.
+/// A later part of a long text (a message's, a system prompt's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MessagePart(pub String);
+pub struct TextPart(pub String);
 
-record!(MessagePart, "chat message part", no_feed);
+record!(TextPart, "text part", no_feed);
 
 /// Work that outlives one transaction: a project or chat whose records are
 /// being deleted a page at a time. Written in the transaction that removes

@@ -2,6 +2,7 @@
 //! prompt, parameters), delete; who reads and who writes one; how long a
 //! text may be. Their messages are in `messages`.
 
+use super::parts;
 use super::*;
 use crate::model::work::ChatRef;
 
@@ -46,9 +47,7 @@ pub struct ChatChange {
 }
 
 fn check_model(model: &str) -> Result<String> {
-    let Some(model) =
-        crate::common::trimmed_text(model).filter(|m| !m.is_empty() && m.len() <= 200)
-    else {
+    let Some(model) = crate::common::trimmed_text(model, 200).filter(|m| !m.is_empty()) else {
         return Err(Error::invalid_input(
             "model names are 1 to 200 characters without control characters",
         ));
@@ -138,7 +137,54 @@ pub(super) async fn readable_chat(
         .await?
         .filter(|c| c.org_id == org_id && may_read(&access, actor, c))
         .ok_or_else(no_chat)?;
-    Ok((access, chat))
+    Ok((access, whole(tx, chat).await?))
+}
+
+/// A stored chat made whole: its system prompt's later parts read.
+async fn whole(tx: &Tx, mut chat: Chat) -> Result<Chat, TxError<Error>> {
+    if chat.prompt_parts > 0 {
+        let mut prompt = chat.system_prompt.take().unwrap_or_default();
+        let range = keyspace::chat_prompt_parts(chat.id);
+        parts::read(tx, &range, chat.prompt_parts, &mut prompt).await?;
+        chat.system_prompt = Some(prompt);
+        chat.prompt_parts = 0;
+    }
+    Ok(chat)
+}
+
+/// Stores `chat` (read whole, or new), its system prompt in parts when it
+/// is long; the parts of the prompt it had go.
+async fn put_chat(tx: &Tx, chat: &Chat) -> Result<(), TxError<Error>> {
+    tx.clear_range(&keyspace::chat_prompt_parts(chat.id))?;
+    let pieces = chat
+        .system_prompt
+        .as_deref()
+        .map(parts::split)
+        .unwrap_or_default();
+    let key = keyspace::chat(chat.project_id, chat.id);
+    if pieces.len() < 2 {
+        return key.put(tx, chat).await;
+    }
+    let stored = Chat {
+        system_prompt: Some(pieces[0].to_string()),
+        prompt_parts: parts::later(&pieces).map_err(TxError::Abort)?,
+        ..chat.clone()
+    };
+    parts::write(tx, &pieces, |n| keyspace::chat_prompt_part(chat.id, n)).await?;
+    key.put(tx, &stored).await
+}
+
+/// Marks a chat changed at `now` (a message added), its prompt untouched.
+pub(super) async fn touch(
+    tx: &Tx,
+    project_id: Id,
+    chat_id: Id,
+    now: DateTime<Utc>,
+) -> Result<(), TxError<Error>> {
+    let key = keyspace::chat(project_id, chat_id);
+    let mut stored = key.get(tx).await?.ok_or_else(no_chat)?;
+    stored.updated_at = now;
+    key.put(tx, &stored).await
 }
 
 /// The chat, if the caller is its owner and may still write in the
@@ -205,6 +251,7 @@ impl WorkService {
             is_user_default: false,
             shared: spec.shared,
             system_prompt: spec.system_prompt.filter(|p| !p.trim().is_empty()),
+            prompt_parts: 0,
             parameters: check_parameters(&spec.parameters)?,
             created_at: now,
             updated_at: now,
@@ -216,7 +263,7 @@ impl WorkService {
                     let access = load_access(&tx, actor, org_id).await?;
                     ensure_may_write(&access)?;
                     project_in(&tx, org_id, project_id).await?;
-                    keyspace::chat(project_id, chat.id).put(&tx, chat).await?;
+                    put_chat(&tx, chat).await?;
                     let at = ChatRef { org_id, project_id };
                     keyspace::user_chat(actor.id, chat.id).put(&tx, &at).await
                 }
@@ -238,13 +285,13 @@ impl WorkService {
             .run(|tx| async move {
                 let access = load_access(&tx, actor, org_id).await?;
                 project_in(&tx, org_id, project_id).await?;
-                let chats = read_all::<Chat>(&tx, &keyspace::chats(project_id)).await?;
-                Ok::<_, TxError<Error>>(
-                    chats
-                        .into_iter()
-                        .filter(|c| may_read(&access, actor, c))
-                        .collect(),
-                )
+                let mut readable = Vec::new();
+                for chat in read_all::<Chat>(&tx, &keyspace::chats(project_id)).await? {
+                    if may_read(&access, actor, &chat) {
+                        readable.push(whole(&tx, chat).await?);
+                    }
+                }
+                Ok::<_, TxError<Error>>(readable)
             })
             .await?)
     }
@@ -312,7 +359,7 @@ impl WorkService {
                         chat.parameters = parameters.clone();
                     }
                     chat.updated_at = now;
-                    keyspace::chat(project_id, chat_id).put(&tx, &chat).await?;
+                    put_chat(&tx, &chat).await?;
                     Ok(chat)
                 }
             },

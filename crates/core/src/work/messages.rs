@@ -4,29 +4,18 @@
 //!
 //! How one is stored: its text once (what a model gets, `content_raw`, is
 //! made from the role, the text and a context file's name when read), and
-//! in parts. The store holds at most `MAX_VALUE_SIZE` (100 000) bytes a
-//! value and a text holds up to [`MAX_CONTENT_BYTES`] (256 KiB), more again
-//! as JSON with its escapes: so the message record keeps the text's first
-//! part, and the rest follow as [`MessagePart`]s under
-//! `("chat_message_part", chat, id, n)`, written in the same transaction
-//! and removed with the chat.
+//! in parts (`parts`): the message record keeps the text's first part, the
+//! rest follow under `("chat_message_part", chat, id, n)`, written in the
+//! same transaction and removed with the chat.
 
 use gatehouse_storage::RangeOptions;
 
-use super::chats::{check_text, own_chat, readable_chat};
+use super::chats::{check_text, own_chat, readable_chat, touch};
+use super::parts;
 use super::*;
 use crate::codec::decode_values;
-use crate::model::work::{ChatMessage, MessagePart, MessageRole, StoredMessage};
+use crate::model::work::{ChatMessage, MessageRole, StoredMessage};
 use crate::page::{Page, PageRequest};
-
-/// The most bytes of text one stored value holds, counted as JSON writes it
-/// (`"` and `\` as two bytes, control characters as six): the rest of the
-/// 100 000 bytes is room for a message's other fields.
-const PART_BYTES: usize = 64 * 1024;
-
-/// The most parts a text can need: every character of the longest text
-/// written as a six-byte escape.
-const MAX_PARTS: usize = (MAX_CONTENT_BYTES * 6).div_ceil(PART_BYTES);
 
 /// The most one page of [`WorkService::list_messages`] carries over REST, in
 /// bytes of its messages' text and of what the model gets (`content_raw`
@@ -116,27 +105,6 @@ fn content_raw(role: MessageRole, content: &str, file_name: Option<&str>) -> ser
     }
 }
 
-/// `text` in pieces of at most [`PART_BYTES`] each as JSON, cut at
-/// character boundaries; one piece (perhaps empty) at least.
-fn split(text: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (at, c) in text.char_indices() {
-        let cost = match c {
-            '"' | '\\' => 2,
-            c if c < ' ' => 6,
-            c => c.len_utf8(),
-        };
-        if size + cost > PART_BYTES {
-            pieces.push(&text[start..at]);
-            (start, size) = (at, 0);
-        }
-        size += cost;
-    }
-    pieces.push(&text[start..]);
-    pieces
-}
-
 /// How long `raw` is as JSON.
 fn raw_len(raw: &serde_json::Value) -> usize {
     serde_json::to_vec(raw).map_or(0, |b| b.len())
@@ -145,23 +113,8 @@ fn raw_len(raw: &serde_json::Value) -> usize {
 /// A stored message made whole: its text's later parts read in `tx`.
 async fn whole(tx: &Tx, mut stored: StoredMessage) -> Result<ChatMessage, TxError<Error>> {
     let mut content = std::mem::take(&mut stored.content);
-    let parts = stored.parts as usize;
-    if parts > 0 {
-        let range = keyspace::chat_message_parts(stored.chat_id, stored.id);
-        let found = tx
-            .get_range(&range, RangeOptions::limit(parts.min(MAX_PARTS)))
-            .await?;
-        if found.entries.len() != parts {
-            return abort(Error::internal(format!(
-                "message {} has {} of its {parts} parts",
-                stored.id,
-                found.entries.len()
-            )));
-        }
-        for part in decode_values::<MessagePart>(&found.entries).map_err(TxError::Abort)? {
-            content.push_str(&part.0);
-        }
-    }
+    let range = keyspace::chat_message_parts(stored.chat_id, stored.id);
+    parts::read(tx, &range, stored.parts, &mut content).await?;
     Ok(assemble(stored, content))
 }
 
@@ -354,14 +307,13 @@ impl WorkService {
         client: &ClientInfo,
     ) -> Result<ChatMessage> {
         check_text(&new.content, "a message")?;
-        let pieces = split(&new.content);
+        let pieces = parts::split(&new.content);
         let stored = StoredMessage {
             id: self.env.ids.next_id(),
             chat_id,
             role: new.role,
             content: pieces[0].to_string(),
-            parts: u32::try_from(pieces.len() - 1)
-                .map_err(|_| Error::internal("a message in too many parts"))?,
+            parts: parts::later(&pieces)?,
             is_context_file: new.file_name.is_some(),
             file_name: new.file_name.clone(),
             content_raw: None,
@@ -379,15 +331,11 @@ impl WorkService {
             |tx| {
                 let (stored, pieces) = (&stored, &pieces);
                 async move {
-                    let mut chat = own_chat(&tx, actor, org_id, project_id, chat_id).await?;
+                    own_chat(&tx, actor, org_id, project_id, chat_id).await?;
                     keyspace::chat_message(chat_id, id).put(&tx, stored).await?;
-                    for (n, piece) in (1..).zip(&pieces[1..]) {
-                        keyspace::chat_message_part(chat_id, id, n)
-                            .put(&tx, &MessagePart(piece.to_string()))
-                            .await?;
-                    }
-                    chat.updated_at = now;
-                    keyspace::chat(project_id, chat_id).put(&tx, &chat).await
+                    parts::write(&tx, pieces, |n| keyspace::chat_message_part(chat_id, id, n))
+                        .await?;
+                    touch(&tx, project_id, chat_id, now).await
                 }
             },
             |_| {

@@ -1,7 +1,7 @@
 //! Work (the Platform seed's workspace): projects in an organization
 //! (`here`), chats in a project (`chats`) and their messages (`messages`),
-//! and the removal of deleted projects' and chats' records a page at a time
-//! (`purge`).
+//! long texts stored in parts (`parts`), and the removal of deleted
+//! projects' and chats' records a page at a time (`purge`).
 //!
 //! The rules (SPEC §2, §3): members read the organization's projects; owners
 //! and admins create, rename and delete them. Any member starts chats; a chat
@@ -12,6 +12,7 @@
 
 mod chats;
 mod messages;
+mod parts;
 pub mod purge;
 #[cfg(test)]
 mod tests;

@@ -118,13 +118,15 @@ impl WorkService {
         Ok(removed)
     }
 
-    /// Clears a chat's messages and their texts' later parts; how many
-    /// messages went.
+    /// Clears a chat's messages, their texts' later parts and its system
+    /// prompt's; how many messages went.
     async fn clear_messages(&self, chat_id: Id) -> Result<usize> {
         let removed = self
             .clear_in_pages(&keyspace::chat_messages(chat_id))
             .await?;
         self.clear_in_pages(&keyspace::chat_message_parts_of(chat_id))
+            .await?;
+        self.clear_in_pages(&keyspace::chat_prompt_parts(chat_id))
             .await?;
         Ok(removed)
     }

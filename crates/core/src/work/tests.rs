@@ -631,3 +631,90 @@ async fn deleting_an_organization_or_a_user_takes_their_projects_and_chats() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn every_system_prompt_the_limits_allow_stores_whole() {
+    let w = world();
+    let (ada, at) = w.ada_chat().await;
+    let (org, project, chat) = at;
+    let parts_left = || async {
+        let range = keyspace::chat_prompt_parts(chat);
+        w.store
+            .read_range(&range, Default::default())
+            .await
+            .unwrap()
+            .entries
+            .len()
+    };
+    for prompt in [
+        "é".repeat(crate::work::MAX_CONTENT_CHARS),
+        "\u{1}".repeat(crate::work::MAX_CONTENT_CHARS),
+        "\u{1d11e}".repeat(MAX_CONTENT_BYTES / 4),
+    ] {
+        let change = ChatChange {
+            system_prompt: Some(Some(prompt.clone())),
+            ..ChatChange::default()
+        };
+        let changed = w
+            .work
+            .update_chat(&ada, at, change, &w.client)
+            .await
+            .unwrap();
+        assert_eq!(changed.system_prompt.as_ref(), Some(&prompt));
+        assert!(parts_left().await > 0, "a long prompt is kept in parts");
+        // A message added leaves it as it is.
+        let m = NewMessage::text(MessageRole::User, "hi".into());
+        w.work.append_message(&ada, at, m, &w.client).await.unwrap();
+        let read = w.work.get_chat(&ada, org, project, chat).await.unwrap();
+        assert_eq!(read.system_prompt.as_ref(), Some(&prompt));
+        let listed = w.work.list_chats(&ada, org, project).await.unwrap();
+        let listed = listed.iter().find(|c| c.id == chat).unwrap();
+        assert_eq!(listed.system_prompt.as_ref(), Some(&prompt));
+        let window = History {
+            newest: true,
+            limit: 10,
+            max_bytes: 1 << 20,
+        };
+        let (_, request) = w.work.next_turn(&ada, at, "next", window).await.unwrap();
+        assert_eq!(request["messages"][0]["content"], prompt.as_str());
+    }
+    // A new chat may start with one, too.
+    let long = ChatSpec {
+        system_prompt: Some("\"".repeat(crate::work::MAX_CONTENT_CHARS)),
+        ..spec("llama")
+    };
+    let started = w
+        .work
+        .create_chat(&ada, org, project, long, &w.client)
+        .await
+        .unwrap();
+    let read = w
+        .work
+        .get_chat(&ada, org, project, started.id)
+        .await
+        .unwrap();
+    assert_eq!(read.system_prompt, started.system_prompt);
+    // A short prompt replaces a long one's parts; deleting takes them.
+    let change = ChatChange {
+        system_prompt: Some(Some("Be brief.".into())),
+        ..ChatChange::default()
+    };
+    w.work
+        .update_chat(&ada, at, change, &w.client)
+        .await
+        .unwrap();
+    assert_eq!(parts_left().await, 0);
+    let read = w.work.get_chat(&ada, org, project, chat).await.unwrap();
+    assert_eq!(read.system_prompt.as_deref(), Some("Be brief."));
+    let change = ChatChange {
+        system_prompt: Some(Some("é".repeat(crate::work::MAX_CONTENT_CHARS))),
+        ..ChatChange::default()
+    };
+    w.work
+        .update_chat(&ada, at, change, &w.client)
+        .await
+        .unwrap();
+    assert!(parts_left().await > 0);
+    w.work.delete_chat(&ada, at, &w.client).await.unwrap();
+    assert_eq!(parts_left().await, 0);
+}

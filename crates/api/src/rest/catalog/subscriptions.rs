@@ -64,6 +64,7 @@ pub struct SubscriptionQuery {
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     /// Shown to the subscriber.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
