@@ -180,9 +180,20 @@ impl<T: Record> Key<T> {
         Ok(value)
     }
 
-    /// Writes the value, and a change record in the same transaction.
+    /// Writes the value, and a change record in the same transaction. A
+    /// value larger than the store takes is the caller's input to shorten
+    /// (a list of a thousand long model names, a huge secret): refused as
+    /// `invalid_input`, and the transaction changes nothing.
     pub async fn put(&self, tx: &Tx, value: &T) -> Result<(), TxError<Error>> {
         let bytes = encode(value).map_err(TxError::Abort)?;
+        if bytes.len() > gatehouse_storage::limits::MAX_VALUE_SIZE {
+            return Err(TxError::Abort(Error::invalid_input(format!(
+                "this {} is too large to store: {} bytes as stored, at most {}",
+                T::NAME,
+                bytes.len(),
+                gatehouse_storage::limits::MAX_VALUE_SIZE
+            ))));
+        }
         tx.set(&self.bytes, &bytes)?;
         if T::CHANGE_FEED {
             append(tx, &self.bytes, ChangeKind::Put).await?;

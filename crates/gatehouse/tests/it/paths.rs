@@ -141,3 +141,54 @@ fn fill(template: &str, segment: &str) -> String {
     path.push_str(rest);
     path
 }
+
+/// A record larger than the store takes (100 000 bytes a value) is the
+/// caller's input to shorten: `400 invalid_input`, and nothing changes.
+#[tokio::test]
+async fn records_too_large_to_store_are_refused_and_change_nothing() {
+    let app = spawn_app(admin_config()).await;
+    let admin = app.bearer("admin@example.com").await;
+    let auth = Some(("authorization", admin.as_str()));
+    let (status, org) = app
+        .post("/api/v1/organizations", auth, json!({"name": "Acme"}))
+        .await;
+    assert_eq!(status, 201, "{org}");
+    let org = org["id"].as_str().unwrap();
+    // A thousand model names of 200 characters each: within the schema,
+    // beyond one record.
+    let models: Vec<String> = (0..1000)
+        .map(|i| format!("{i:04}{}", "m".repeat(196)))
+        .collect();
+    let big_secret = json!({"api_key": "k".repeat(150_000)});
+    for (path, body, list) in [
+        (
+            format!("/api/v1/organizations/{org}/teams"),
+            json!({"name": "Platform", "allowed_models": models}),
+            format!("/api/v1/organizations/{org}/teams"),
+        ),
+        (
+            "/api/v1/api-keys".to_string(),
+            json!({"label": "wide", "allowed_models": models}),
+            "/api/v1/api-keys".to_string(),
+        ),
+        (
+            "/api/v1/credentials".to_string(),
+            json!({"name": "huge", "kind": "openai", "secret": big_secret}),
+            "/api/v1/credentials".to_string(),
+        ),
+        (
+            format!("/api/v1/organizations/{org}/credentials"),
+            json!({"name": "huge", "kind": "openai", "secret": big_secret}),
+            format!("/api/v1/organizations/{org}/credentials"),
+        ),
+    ] {
+        let (status, refused) = app.post(&path, auth, body).await;
+        assert_eq!(status, 400, "{path}: {refused}");
+        assert_eq!(
+            refused["error"]["code"], "invalid_input",
+            "{path}: {refused}"
+        );
+        let (_, listed) = app.get(&list, auth).await;
+        assert_eq!(listed["items"], json!([]), "{path}: nothing was made");
+    }
+}
