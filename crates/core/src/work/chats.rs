@@ -5,6 +5,7 @@
 use super::parts;
 use super::*;
 use crate::model::work::ChatRef;
+use crate::page::{Page, PageRequest};
 
 /// The most text one message or context file holds.
 pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
@@ -278,7 +279,8 @@ impl WorkService {
         Ok(chat)
     }
 
-    /// The chats of a project the caller may read.
+    /// The chats of a project the caller may read, every one: for the
+    /// places that show them all (the console's list, gRPC's `ListChats`).
     pub async fn list_chats(&self, actor: &User, org_id: Id, project_id: Id) -> Result<Vec<Chat>> {
         Ok(self
             .store
@@ -294,6 +296,55 @@ impl WorkService {
                 Ok::<_, TxError<Error>>(readable)
             })
             .await?)
+    }
+
+    /// A page of the chats of a project the caller may read, newest first,
+    /// read from the store a batch at a time: however many chats the
+    /// project holds, a page reads only what it needs.
+    pub async fn list_chats_page(
+        &self,
+        actor: &User,
+        org_id: Id,
+        project_id: Id,
+        page: &PageRequest,
+    ) -> Result<Page<Chat>> {
+        let after: Option<u64> = page.after_key()?;
+        let access = self
+            .store
+            .run(|tx| async move {
+                let access = load_access(&tx, actor, org_id).await?;
+                project_in(&tx, org_id, project_id).await?;
+                Ok::<_, TxError<Error>>(access)
+            })
+            .await?;
+        let range = keyspace::chats(project_id);
+        let end = match after {
+            Some(after) => keyspace::chat(project_id, Id(after)).as_bytes().to_vec(),
+            None => range.end.clone(),
+        };
+        let mut found = crate::codec::find_in_range::<Chat>(
+            &self.store,
+            range.begin.clone(),
+            end,
+            true,
+            page.limit + 1,
+            |chat| may_read(&access, actor, chat),
+        )
+        .await?;
+        let more = found.len() > page.limit;
+        found.truncate(page.limit);
+        let found = &found;
+        let chats = self
+            .store
+            .run(|tx| async move {
+                let mut chats = Vec::with_capacity(found.len());
+                for chat in found {
+                    chats.push(whole(&tx, chat.clone()).await?);
+                }
+                Ok::<_, TxError<Error>>(chats)
+            })
+            .await?;
+        Ok(Page::after_read(chats, more, |c| c.id.0))
     }
 
     pub async fn get_chat(

@@ -718,3 +718,57 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
     w.work.delete_chat(&ada, at, &w.client).await.unwrap();
     assert_eq!(parts_left().await, 0);
 }
+
+#[tokio::test]
+async fn chats_page_newest_first_over_the_store_as_the_whole_list_has_them() {
+    let w = world();
+    let (org, owner, member) = w.org().await;
+    let c = &w.client;
+    let project = w.work.create_project(&owner, org, "Many", c).await.unwrap();
+    for i in 0..120 {
+        // Mostly the owner's private chats, which the member does not see.
+        let (who, shared) = match i % 6 {
+            0 => (&member, false),
+            1 => (&owner, true),
+            _ => (&owner, false),
+        };
+        let mut chat = spec("llama");
+        chat.shared = shared;
+        w.work
+            .create_chat(who, org, project.id, chat, c)
+            .await
+            .unwrap();
+    }
+    for (actor, expect) in [(&member, 40), (&owner, 120)] {
+        let mut all: Vec<Id> = w
+            .work
+            .list_chats(actor, org, project.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        all.sort_by(|a, b| b.cmp(a));
+        assert_eq!(all.len(), expect);
+        let mut paged = Vec::new();
+        let mut page = PageRequest::first(7);
+        loop {
+            let got = w
+                .work
+                .list_chats_page(actor, org, project.id, &page)
+                .await
+                .unwrap();
+            assert!(got.items.len() <= 7);
+            paged.extend(got.items.iter().map(|c| c.id));
+            let Some(cursor) = got.next_cursor else { break };
+            page = PageRequest::new(Some(7), Some(cursor)).unwrap();
+        }
+        assert_eq!(paged, all, "newest first, each once");
+    }
+    let outsider = w.user("outsider").await;
+    let refused = w
+        .work
+        .list_chats_page(&outsider, org, project.id, &PageRequest::first(7))
+        .await;
+    assert_eq!(refused.unwrap_err().code(), ErrorCode::NotFound);
+}

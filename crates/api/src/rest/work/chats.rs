@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::super::AppState;
 use super::super::orgs::id;
-use super::super::page::{List, Order, PageQuery};
+use super::super::page::{List, PageQuery};
 use crate::ApiError;
 use crate::auth::{Authenticated, Client};
 use crate::error::ErrorBody;
@@ -309,11 +309,9 @@ pub async fn list(
     let chats = state
         .services
         .work
-        .list_chats(&auth.user, id(&org)?, id(&project)?)
+        .list_chats_page(&auth.user, id(&org)?, id(&project)?, &page)
         .await?;
-    Ok(Json(List::paged(chats, &page, Order::Descending, |c| {
-        c.id
-    })?))
+    Ok(Json(List::of(chats)))
 }
 
 /// Read a chat.
