@@ -36,6 +36,20 @@ impl World {
         crate::testing::user(&self.store, &self.env, name, &[Role::User]).await
     }
 
+    /// A page of a chat's messages, as REST reads it.
+    async fn messages(
+        &self,
+        actor: &User,
+        at: (Id, Id, Id),
+        page: &PageRequest,
+    ) -> crate::page::Page<crate::model::work::ChatMessage> {
+        let most = crate::work::MAX_PAGE_TEXT_BYTES;
+        self.work
+            .list_messages(actor, at, page, most)
+            .await
+            .unwrap()
+    }
+
     /// Ada, and a chat of hers in her default project: `(org, project, chat)`.
     async fn ada_chat(&self) -> (User, (Id, Id, Id)) {
         let ada = self.user("ada").await;
@@ -219,23 +233,10 @@ async fn messages_page_in_order_and_bad_input_changes_nothing() {
         let m = NewMessage::text(MessageRole::User, format!("message {i}"));
         w.work.append_message(&ada, at, m, &w.client).await.unwrap();
     }
-    let first = w
-        .work
-        .list_messages(
-            &ada,
-            at,
-            &PageRequest::first(3),
-            crate::work::MAX_PAGE_TEXT_BYTES,
-        )
-        .await
-        .unwrap();
+    let first = w.messages(&ada, at, &PageRequest::first(3)).await;
     assert_eq!(first.items.len(), 3);
     let next = PageRequest::new(Some(3), first.next_cursor.clone()).unwrap();
-    let second = w
-        .work
-        .list_messages(&ada, at, &next, crate::work::MAX_PAGE_TEXT_BYTES)
-        .await
-        .unwrap();
+    let second = w.messages(&ada, at, &next).await;
     let texts: Vec<_> = first
         .items
         .iter()
@@ -361,16 +362,7 @@ async fn every_message_the_limits_allow_stores_whole_and_goes_with_its_chat() {
         .append_message(&ada, at, file, &w.client)
         .await
         .unwrap();
-    let page = w
-        .work
-        .list_messages(
-            &ada,
-            at,
-            &PageRequest::first(100),
-            crate::work::MAX_PAGE_TEXT_BYTES,
-        )
-        .await
-        .unwrap();
+    let page = w.messages(&ada, at, &PageRequest::first(100)).await;
     assert_eq!(page.items.len(), texts.len() + 1);
     for (message, text) in page.items.iter().zip(&texts) {
         assert_eq!(&message.content, text);

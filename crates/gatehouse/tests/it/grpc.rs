@@ -411,17 +411,21 @@ async fn internal_services_read_projects_chats_and_messages_as_rest_shows_them()
     let f = w.fixture(false).await;
     let member = w.user("org_member");
     let c = gatehouse_core::model::sessions::ClientInfo::default();
-    for text in ["one", "two", "three"] {
+    let say = |text: String| {
         let message = gatehouse_core::work::NewMessage::text(
             gatehouse_core::model::work::MessageRole::User,
-            text.into(),
+            text,
         );
-        w.app
-            .services
-            .work
-            .append_message(member, (f.org, f.project, f.chat), message, &c)
-            .await
-            .unwrap();
+        let work = &w.app.services.work;
+        let c = &c;
+        async move {
+            work.append_message(member, (f.org, f.project, f.chat), message, c)
+                .await
+                .unwrap();
+        }
+    };
+    for text in ["one", "two", "three"] {
+        say(text.into()).await;
     }
     let mut client = WorkServiceClient::connect(format!("http://{}", w.app.grpc))
         .await
@@ -501,16 +505,7 @@ async fn internal_services_read_projects_chats_and_messages_as_rest_shows_them()
     // come in pages a gRPC client takes by default (4 MiB at most).
     let long = "é".repeat(65_536);
     for _ in 0..30 {
-        let message = gatehouse_core::work::NewMessage::text(
-            gatehouse_core::model::work::MessageRole::User,
-            long.clone(),
-        );
-        w.app
-            .services
-            .work
-            .append_message(member, (f.org, f.project, f.chat), message, &c)
-            .await
-            .unwrap();
+        say(long.clone()).await;
     }
     request.limit = 500;
     request.cursor = String::new();
