@@ -63,7 +63,7 @@ impl<'a> NewEvent<'a> {
             target: None,
             organization: None,
             client,
-            details: serde_json::Value::Null,
+            details: serde_json::Value::Object(serde_json::Map::new()),
         }
     }
 
