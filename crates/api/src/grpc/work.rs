@@ -110,15 +110,27 @@ impl WorkService for WorkGrpc {
             id("organization_id", &r.organization_id)?,
             id("project_id", &r.project_id)?,
         );
-        let mut chats = self
-            .services
-            .work
-            .list_chats(&caller, org, project)
+        let work = &self.services.work;
+        if r.limit == 0 {
+            let mut chats = work
+                .list_chats(&caller, org, project)
+                .await
+                .map_err(ApiError)?;
+            chats.sort_by_key(|c| std::cmp::Reverse(c.id));
+            return Ok(Response::new(ListChatsResponse {
+                chats: chats.into_iter().map(chat).collect(),
+                next_cursor: String::new(),
+            }));
+        }
+        let cursor = (!r.cursor.is_empty()).then(|| r.cursor.clone());
+        let page = PageRequest::new(Some(u64::from(r.limit)), cursor).map_err(ApiError)?;
+        let found = work
+            .list_chats_page(&caller, org, project, &page)
             .await
             .map_err(ApiError)?;
-        chats.sort_by_key(|c| std::cmp::Reverse(c.id));
         Ok(Response::new(ListChatsResponse {
-            chats: chats.into_iter().map(chat).collect(),
+            chats: found.items.into_iter().map(chat).collect(),
+            next_cursor: found.next_cursor.unwrap_or_default(),
         }))
     }
 

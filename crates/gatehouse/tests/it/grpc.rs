@@ -444,9 +444,10 @@ async fn internal_services_read_projects_chats_and_messages_as_rest_shows_them()
         .projects;
     assert_eq!(projects.len(), 1);
     assert_eq!(projects[0].id, f.project.to_string());
-    let chats = ListChatsRequest {
+    let mut chats = ListChatsRequest {
         organization_id: org.clone(),
         project_id: f.project.to_string(),
+        ..Default::default()
     };
     let listed = client
         .list_chats(with_token(chats.clone(), w.token("org_admin")))
@@ -455,6 +456,37 @@ async fn internal_services_read_projects_chats_and_messages_as_rest_shows_them()
         .into_inner()
         .chats;
     assert_eq!(listed.len(), 1, "the organization's admins read every chat");
+    // With a limit, a page at a time, newest first.
+    for name in ["second", "third"] {
+        let spec = gatehouse_core::work::ChatSpec {
+            name: Some(name.into()),
+            model: "llama".into(),
+            ..Default::default()
+        };
+        w.app
+            .services
+            .work
+            .create_chat(member, f.org, f.project, spec, &c)
+            .await
+            .unwrap();
+    }
+    chats.limit = 2;
+    let first = client
+        .list_chats(with_token(chats.clone(), w.token("org_admin")))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = first.chats.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["third", "second"]);
+    chats.cursor = first.next_cursor;
+    let rest = client
+        .list_chats(with_token(chats.clone(), w.token("org_admin")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.chats.len(), 1);
+    assert_eq!(rest.chats[0].id, f.chat.to_string());
+    assert!(rest.next_cursor.is_empty());
     // Another member's private chat: NOT_FOUND, as over REST; outsiders see nothing.
     let get = GetChatRequest {
         organization_id: org.clone(),
