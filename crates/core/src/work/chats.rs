@@ -333,18 +333,21 @@ impl WorkService {
         .await?;
         let more = found.len() > page.limit;
         found.truncate(page.limit);
-        let found = &found;
-        let chats = self
-            .store
-            .run(|tx| async move {
-                let mut chats = Vec::with_capacity(found.len());
-                for chat in found {
-                    chats.push(whole(&tx, chat.clone()).await?);
-                }
-                Ok::<_, TxError<Error>>(chats)
-            })
-            .await?;
-        Ok(Page::after_read(chats, more, |c| c.id.0))
+        // Only chats with a long system prompt have more to read.
+        if found.iter().any(|c| c.prompt_parts > 0) {
+            let read = &found;
+            found = self
+                .store
+                .run(|tx| async move {
+                    let mut chats = Vec::with_capacity(read.len());
+                    for chat in read {
+                        chats.push(whole(&tx, chat.clone()).await?);
+                    }
+                    Ok::<_, TxError<Error>>(chats)
+                })
+                .await?;
+        }
+        Ok(Page::after_read(found, more, |c| c.id.0))
     }
 
     pub async fn get_chat(

@@ -105,9 +105,20 @@ fn content_raw(role: MessageRole, content: &str, file_name: Option<&str>) -> ser
     }
 }
 
-/// How long `raw` is as JSON.
+/// How long `raw` is as JSON, counted as it is written (nothing kept).
 fn raw_len(raw: &serde_json::Value) -> usize {
-    serde_json::to_vec(raw).map_or(0, |b| b.len())
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, raw).map_or(0, |()| count.0)
 }
 
 /// A stored message made whole: its text's later parts read in `tx`.
