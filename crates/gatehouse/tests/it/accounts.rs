@@ -447,24 +447,14 @@ async fn the_whole_account_journey_with_real_smtp() {
     )
     .await;
     let cli = format!("Bearer {}", cli["token"].as_str().unwrap());
-    let (status, me) = app
-        .get("/api/v1/auth/me", Some(("authorization", &jwt)))
-        .await;
+    let (status, me) = app.by(&jwt).get("/api/v1/auth/me").await;
     assert_eq!((status, me["email_verified"].as_bool()), (200, Some(true)));
 
     // Change the password with the JWT: the CLI session ends.
     let change = json!({"current_password": PASSWORD, "new_password": "second good passphrase"});
-    let (status, _) = app
-        .put(
-            "/api/v1/auth/password",
-            Some(("authorization", &jwt)),
-            change,
-        )
-        .await;
+    let (status, _) = app.by(&jwt).put("/api/v1/auth/password", change).await;
     assert_eq!(status, 204);
-    let (status, _) = app
-        .get("/api/v1/auth/me", Some(("authorization", &cli)))
-        .await;
+    let (status, _) = app.by(&cli).get("/api/v1/auth/me").await;
     assert_eq!(status, 401);
 
     // Reset the password by email; a new session, then log out.
@@ -511,17 +501,9 @@ async fn the_whole_account_journey_with_real_smtp() {
     )
     .await;
     let session = format!("Bearer {}", session["token"].as_str().unwrap());
-    let (status, _) = app
-        .post(
-            "/api/v1/auth/logout",
-            Some(("authorization", &session)),
-            None,
-        )
-        .await;
+    let (status, _) = app.by(&session).post("/api/v1/auth/logout", None).await;
     assert_eq!(status, 204);
-    let (status, _) = app
-        .get("/api/v1/auth/me", Some(("authorization", &session)))
-        .await;
+    let (status, _) = app.by(&session).get("/api/v1/auth/me").await;
     assert_eq!(status, 401);
     app.stop().await;
 }
@@ -593,9 +575,9 @@ async fn admins_create_accounts_users_cannot() {
     .await;
     let admin = format!("Bearer {}", admin["token"].as_str().unwrap());
     let (status, created) = app
+        .by(&admin)
         .post(
             "/api/v1/users",
-            Some(("authorization", &admin)),
             json!({"email": "prov@example.com", "provider": true}),
         )
         .await;
@@ -604,11 +586,8 @@ async fn admins_create_accounts_users_cannot() {
     assert_eq!(created["user"]["must_change_password"], true);
     let generated = created["generated_password"].as_str().unwrap().to_string();
     let (status, again) = app
-        .post(
-            "/api/v1/users",
-            Some(("authorization", &admin)),
-            json!({"email": "PROV@example.com"}),
-        )
+        .by(&admin)
+        .post("/api/v1/users", json!({"email": "PROV@example.com"}))
         .await;
     assert_eq!(
         (status, again["error"]["code"].as_str()),
@@ -623,13 +602,7 @@ async fn admins_create_accounts_users_cannot() {
     .await;
     let provider = format!("Bearer {}", provider["token"].as_str().unwrap());
     let change = json!({"current_password": generated, "new_password": "provider passphrase"});
-    let (status, _) = app
-        .put(
-            "/api/v1/auth/password",
-            Some(("authorization", &provider)),
-            change,
-        )
-        .await;
+    let (status, _) = app.by(&provider).put("/api/v1/auth/password", change).await;
     assert_eq!(status, 204);
     let (_, provider) = post(
         &app,
@@ -639,11 +612,8 @@ async fn admins_create_accounts_users_cannot() {
     .await;
     let provider = format!("Bearer {}", provider["token"].as_str().unwrap());
     let (status, _) = app
-        .post(
-            "/api/v1/users",
-            Some(("authorization", &provider)),
-            json!({"email": "eve@example.com"}),
-        )
+        .by(&provider)
+        .post("/api/v1/users", json!({"email": "eve@example.com"}))
         .await;
     assert_eq!(status, 403);
 
@@ -651,24 +621,15 @@ async fn admins_create_accounts_users_cannot() {
     let id = created["user"]["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/users/{id}");
     let disable = json!({"status": "disabled"});
-    let (status, _) = app
-        .patch(&path, Some(("authorization", &provider)), disable.clone())
-        .await;
+    let (status, _) = app.by(&provider).patch(&path, disable.clone()).await;
     assert_eq!(status, 403, "only admins");
-    let (status, updated) = app
-        .patch(&path, Some(("authorization", &admin)), disable)
-        .await;
+    let (status, updated) = app.by(&admin).patch(&path, disable).await;
     assert_eq!(status, 200, "{updated}");
-    let (status, _) = app
-        .get("/api/v1/auth/me", Some(("authorization", &provider)))
-        .await;
+    let (status, _) = app.by(&provider).get("/api/v1/auth/me").await;
     assert_eq!(status, 401);
     let (status, _) = app
-        .patch(
-            "/api/v1/users/999",
-            Some(("authorization", &admin)),
-            json!({"status": "active"}),
-        )
+        .by(&admin)
+        .patch("/api/v1/users/999", json!({"status": "active"}))
         .await;
     assert_eq!(status, 404);
     app.stop().await;
@@ -703,57 +664,32 @@ async fn users_are_listed_by_admins_and_read_by_themselves() {
     let admin = token("root@example.com", "first admin password").await;
     let ada = token("ada", PASSWORD).await;
 
-    let (status, page) = app
-        .get("/api/v1/users?limit=2", Some(("authorization", &admin)))
-        .await;
+    let (status, page) = app.by(&admin).get("/api/v1/users?limit=2").await;
     assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
     let (_, rest) = app
-        .get(
-            &format!("/api/v1/users?cursor={cursor}"),
-            Some(("authorization", &admin)),
-        )
+        .by(&admin)
+        .get(&format!("/api/v1/users?cursor={cursor}"))
         .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert!(rest["next_cursor"].is_null());
-    let (_, admins) = app
-        .get("/api/v1/users?role=admin", Some(("authorization", &admin)))
-        .await;
+    let (_, admins) = app.by(&admin).get("/api/v1/users?role=admin").await;
     assert_eq!(admins["items"][0]["email"], "root@example.com");
-    let (status, body) = app
-        .get(
-            "/api/v1/users?role=emperor",
-            Some(("authorization", &admin)),
-        )
-        .await;
+    let (status, body) = app.by(&admin).get("/api/v1/users?role=emperor").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_input"))
     );
 
-    let (status, _) = app
-        .get("/api/v1/users", Some(("authorization", &ada)))
-        .await;
+    let (status, _) = app.by(&ada).get("/api/v1/users").await;
     assert_eq!(status, 403);
-    let (_, me) = app
-        .get("/api/v1/auth/me", Some(("authorization", &ada)))
-        .await;
+    let (_, me) = app.by(&ada).get("/api/v1/auth/me").await;
     let ada_id = me["id"].as_str().unwrap();
-    let (status, own) = app
-        .get(
-            &format!("/api/v1/users/{ada_id}"),
-            Some(("authorization", &ada)),
-        )
-        .await;
+    let (status, own) = app.by(&ada).get(&format!("/api/v1/users/{ada_id}")).await;
     assert_eq!((status, own["username"].as_str()), (200, Some("ada")));
     let bob_id = rest["items"][0]["id"].as_str().unwrap();
-    let (status, _) = app
-        .get(
-            &format!("/api/v1/users/{bob_id}"),
-            Some(("authorization", &ada)),
-        )
-        .await;
+    let (status, _) = app.by(&ada).get(&format!("/api/v1/users/{bob_id}")).await;
     assert_eq!(
         status, 404,
         "another user's account is invisible, not forbidden"

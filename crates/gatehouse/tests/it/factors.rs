@@ -106,7 +106,7 @@ pub async fn passkey_for(
 
 async fn audited(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
     let path = format!("/api/v1/audit-events?action={action}");
-    let (status, body) = app.get(&path, Some(("authorization", admin))).await;
+    let (status, body) = app.by(admin).get(&path).await;
     assert_eq!(status, 200, "{body}");
     body["items"].as_array().unwrap().clone()
 }
@@ -142,9 +142,7 @@ async fn a_passkey_signs_in_alone_and_a_cloned_one_is_refused() {
         let (status, body) = passkey_sign_in(&app, &mut token, &credential).await;
         assert_eq!(status, 200, "{body}");
         let jwt = format!("Bearer {}", body["token"].as_str().unwrap());
-        let (_, me) = app
-            .get("/api/v1/auth/me", Some(("authorization", &jwt)))
-            .await;
+        let (_, me) = app.by(&jwt).get("/api/v1/auth/me").await;
         assert_eq!(me["id"], ada.id.to_string());
     }
 
@@ -344,9 +342,7 @@ async fn an_admin_without_a_second_factor_is_told_to_enrol_when_one_is_required(
     assert_eq!(methods["second_factor_required"], true, "{methods}");
     // Users without admin are not asked.
     let user = app.bearer("ada@example.com").await;
-    let (status, _) = app
-        .get("/api/v1/api-keys", Some(("authorization", &user)))
-        .await;
+    let (status, _) = app.by(&user).get("/api/v1/api-keys").await;
     assert_eq!(status, 200);
     enrol(&app, &bearer).await;
     let (status, body) = app.get("/api/v1/users", auth).await;

@@ -349,7 +349,7 @@ impl World {
         self.flush().await;
         let ada = self.token("ada@example.com").await;
         let path = format!("/api/v1/request-logs{query}");
-        let (_, logs) = self.app.get(&path, Some(("authorization", &ada))).await;
+        let (_, logs) = self.app.by(&ada).get(&path).await;
         logs["items"].as_array().unwrap().clone()
     }
 
@@ -461,13 +461,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         ),
         (Some(7), Some(3))
     );
-    let (_, stats) = w
-        .app
-        .get(
-            "/api/v1/usage?group_by=model",
-            Some(("authorization", &ada)),
-        )
-        .await;
+    let (_, stats) = w.app.by(&ada).get("/api/v1/usage?group_by=model").await;
     let gpt = stats["items"]
         .as_array()
         .unwrap()
@@ -479,26 +473,18 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         (Some(2), Some(15))
     );
     let bob = w.token("bob@example.com").await;
-    let (_, bobs) = w
-        .app
-        .get("/api/v1/request-logs", Some(("authorization", &bob)))
-        .await;
+    let (_, bobs) = w.app.by(&bob).get("/api/v1/request-logs").await;
     assert!(bobs["items"].as_array().unwrap().is_empty());
-    let (_, bob_stats) = w
-        .app
-        .get("/api/v1/usage", Some(("authorization", &bob)))
-        .await;
+    let (_, bob_stats) = w.app.by(&bob).get("/api/v1/usage").await;
     assert!(bob_stats["items"].as_array().unwrap().is_empty());
     let others = format!("/api/v1/usage?user={}", w.ada.id);
-    let (status, _) = w.app.get(&others, Some(("authorization", &bob))).await;
+    let (status, _) = w.app.by(&bob).get(&others).await;
     assert_eq!(status, 403);
     let admin = w.token("admin@example.com").await;
     let (status, all) = w
         .app
-        .get(
-            "/api/v1/usage?all=true&group_by=user",
-            Some(("authorization", &admin)),
-        )
+        .by(&admin)
+        .get("/api/v1/usage?all=true&group_by=user")
         .await;
     assert_eq!(status, 200);
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
@@ -695,7 +681,7 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
     w.flush().await;
     let ada = w.token("ada@example.com").await;
     let path = format!("/api/v1/request-logs?key={key_id}&status=200&limit=500");
-    let (_, logs) = w.app.get(&path, Some(("authorization", &ada))).await;
+    let (_, logs) = w.app.by(&ada).get(&path).await;
     let spent: f64 = logs["items"]
         .as_array()
         .unwrap()
@@ -947,9 +933,7 @@ async fn endpoint_health_comes_from_calls_and_probes() {
     let health = |name: &'static str| {
         let (app, admin) = (&w.app, &admin);
         async move {
-            let (status, list) = app
-                .get("/api/v1/endpoints", Some(("authorization", admin)))
-                .await;
+            let (status, list) = app.by(admin).get("/api/v1/endpoints").await;
             assert_eq!(status, 200);
             list["items"]
                 .as_array()

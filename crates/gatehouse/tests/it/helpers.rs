@@ -216,6 +216,23 @@ impl TestApp {
             .await
     }
 
+    /// Requests sent with `authorization: <value>` (`Bearer <JWT>` or a
+    /// session token).
+    pub fn by<'a>(&'a self, value: &'a str) -> As<'a> {
+        As {
+            app: self,
+            header: ("authorization", value),
+        }
+    }
+
+    /// Requests sent with `x-api-key: <key>`.
+    pub fn with_key<'a>(&'a self, key: &'a str) -> As<'a> {
+        As {
+            app: self,
+            header: ("x-api-key", key),
+        }
+    }
+
     /// Stops the server gracefully and waits until it has released the store.
     pub async fn stop(self) {
         let TestApp {
@@ -353,6 +370,47 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One caller's requests: [`TestApp::call`] with the same header each time.
+pub struct As<'a> {
+    app: &'a TestApp,
+    header: (&'a str, &'a str),
+}
+
+impl As<'_> {
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: impl Into<Option<serde_json::Value>>,
+    ) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, body.into()).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.app.call(method, path, Some(self.header), body).await
     }
 }
 

@@ -39,7 +39,7 @@ async fn ada(app: &TestApp) -> String {
 }
 
 async fn count(app: &TestApp, auth: &str, path: &str) -> usize {
-    let (status, list) = app.get(path, Some(("authorization", auth))).await;
+    let (status, list) = app.by(auth).get(path).await;
     assert_eq!(status, 200, "{list}");
     list["items"].as_array().expect("a list").len()
 }

@@ -25,16 +25,16 @@ async fn setup(app: &TestApp) -> (String, String) {
     let admin = login(app, "admin@example.com").await;
     let ada = login(app, "ada@example.com").await;
     let (_, endpoint) = app
+        .by(&admin)
         .post(
             "/api/v1/endpoints",
-            Some(("authorization", &admin)),
             json!({"name": "local", "base_url": "http://127.0.0.1:9"}),
         )
         .await;
     let (status, _) = app
+        .by(&admin)
         .post(
             "/api/v1/models",
-            Some(("authorization", &admin)),
             json!({"name": "small", "endpoint_id": endpoint["id"]}),
         )
         .await;
@@ -54,9 +54,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
         "rpm_limit": 60,
         "scopes": ["gateway", "management"],
     });
-    let (status, created) = app
-        .post("/api/v1/api-keys", Some(("authorization", &ada)), body)
-        .await;
+    let (status, created) = app.by(&ada).post("/api/v1/api-keys", body).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["scopes"], json!(["gateway", "management"]));
     let key = created["key"].as_str().unwrap().to_string();
@@ -64,9 +62,7 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     assert!(key.starts_with("ak_") && key.len() == 35);
     assert_eq!(created["display_prefix"], &key[..7]);
     // Never again: not in the list, not in the key's own record.
-    let (_, list) = app
-        .get("/api/v1/api-keys", Some(("authorization", &ada)))
-        .await;
+    let (_, list) = app.by(&ada).get("/api/v1/api-keys").await;
     assert!(!list.to_string().contains(&key));
     assert_eq!(list["items"][0]["label"], "laptop");
     // With the management scope both headers work on the management API, as
@@ -83,25 +79,19 @@ async fn keys_are_shown_once_work_on_the_api_and_stop_when_revoked() {
     }
     // A key revokes only keys it created, so not itself; its owner does.
     let (status, _) = app
-        .delete(&format!("/api/v1/api-keys/{id}"), Some(("x-api-key", &key)))
+        .with_key(&key)
+        .delete(&format!("/api/v1/api-keys/{id}"))
         .await;
     assert_eq!(status, 403);
-    let (status, _) = app
-        .delete(
-            &format!("/api/v1/api-keys/{id}"),
-            Some(("authorization", &ada)),
-        )
-        .await;
+    let (status, _) = app.by(&ada).delete(&format!("/api/v1/api-keys/{id}")).await;
     assert_eq!(status, 204);
     // Revoked: the very next request fails.
-    let (status, body) = app.get("/api/v1/auth/me", Some(("x-api-key", &key))).await;
+    let (status, body) = app.with_key(&key).get("/api/v1/auth/me").await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "unauthenticated");
     let (status, _) = app
-        .get(
-            "/api/v1/auth/me",
-            Some(("x-api-key", "ak_thisisnotakeyatallbutlooksclose1")),
-        )
+        .with_key("ak_thisisnotakeyatallbutlooksclose1")
+        .get("/api/v1/auth/me")
         .await;
     assert_eq!(status, 401);
     app.stop().await;
@@ -115,10 +105,9 @@ async fn models_sync_from_a_real_endpoint_idempotently() {
     let admin = login(&app, "admin@example.com").await;
     let upstream = models_upstream().await;
     let (status, endpoint) = app
+        .by(&admin)
         .post(
-            "/api/v1/endpoints",
-            Some(("authorization", &admin)),
-            // The form OpenAI clients and LiteLLM take: with `/v1`.
+            "/api/v1/endpoints", // The form OpenAI clients and LiteLLM take: with `/v1`.
             json!({"name": "vllm", "base_url": format!("{upstream}/v1/")}),
         )
         .await;
@@ -177,9 +166,9 @@ async fn no_plaintext_key_or_secret_is_stored() {
     for (i, kind) in ["openai", "anthropic", "generic"].iter().enumerate() {
         let secret = format!("sk-very-secret-credential-value-{i}");
         let (status, body) = app
+            .by(&admin)
             .post(
                 "/api/v1/credentials",
-                Some(("authorization", &admin)),
                 json!({"name": format!("c{i}"), "kind": kind, "secret": {"api_key": secret}}),
             )
             .await;
@@ -189,11 +178,8 @@ async fn no_plaintext_key_or_secret_is_stored() {
     }
     for i in 0..3 {
         let (_, created) = app
-            .post(
-                "/api/v1/api-keys",
-                Some(("authorization", &ada)),
-                json!({"label": format!("k{i}")}),
-            )
+            .by(&ada)
+            .post("/api/v1/api-keys", json!({"label": format!("k{i}")}))
             .await;
         secrets.push(created["key"].as_str().unwrap().to_string());
     }
@@ -316,9 +302,9 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     let app = spawn_app(config).await;
     let (admin, ada) = setup(&app).await;
     let (_, created) = app
+        .by(&ada)
         .post(
             "/api/v1/api-keys",
-            Some(("authorization", &ada)),
             json!({"tpm_limit": 1000, "budget": {"max_usd": 5.0, "period": "month"}}),
         )
         .await;
@@ -366,12 +352,7 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
         .insert("authorization", admin.parse().unwrap());
     let mut stream = client.watch_changes(request).await.unwrap().into_inner();
     let id = created["id"].as_str().unwrap();
-    let (status, _) = app
-        .delete(
-            &format!("/api/v1/api-keys/{id}"),
-            Some(("authorization", &ada)),
-        )
-        .await;
+    let (status, _) = app.by(&ada).delete(&format!("/api/v1/api-keys/{id}")).await;
     assert_eq!(status, 204);
     let event = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
@@ -384,11 +365,8 @@ async fn gateways_validate_keys_and_follow_changes_over_grpc() {
     );
     // Resuming from that event's cursor yields what came after it.
     let (_, later) = app
-        .post(
-            "/api/v1/api-keys",
-            Some(("authorization", &ada)),
-            json!({"label": "later"}),
-        )
+        .by(&ada)
+        .post("/api/v1/api-keys", json!({"label": "later"}))
         .await;
     let mut resume = tonic::Request::new(WatchChangesRequest {
         cursor: event.cursor.clone(),
@@ -442,9 +420,7 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
     let first = spawn_app(config()).await;
     let second = spawn_app(config()).await;
     let (_, ada) = setup(&first).await;
-    let (_, created) = first
-        .post("/api/v1/api-keys", Some(("authorization", &ada)), json!({}))
-        .await;
+    let (_, created) = first.by(&ada).post("/api/v1/api-keys", json!({})).await;
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
     let index = second.services.keys.index().clone();
@@ -458,10 +434,8 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, _) = first
-        .delete(
-            &format!("/api/v1/api-keys/{id}"),
-            Some(("authorization", &ada)),
-        )
+        .by(&ada)
+        .delete(&format!("/api/v1/api-keys/{id}"))
         .await;
     assert_eq!(status, 204);
     let revoked_at = Instant::now();
@@ -481,9 +455,7 @@ async fn a_key_revoked_on_one_instance_fails_on_another_within_a_second() {
         revoked_at.elapsed().as_millis()
     );
     // Through the other instance's API as well.
-    let (status, _) = second
-        .get("/api/v1/auth/me", Some(("x-api-key", &key)))
-        .await;
+    let (status, _) = second.with_key(&key).get("/api/v1/auth/me").await;
     assert_eq!(status, 401);
     first.stop().await;
     second.stop().await;
@@ -568,10 +540,8 @@ async fn keys_are_gateway_credentials_unless_scoped_and_never_widen_themselves()
     let child_id = child["id"].as_str().unwrap().to_string();
     // The child (gateway only) cannot revoke its parent; the parent revokes the child.
     let (status, _) = app
-        .delete(
-            &format!("/api/v1/api-keys/{parent_id}"),
-            Some(("x-api-key", &child_key)),
-        )
+        .with_key(&child_key)
+        .delete(&format!("/api/v1/api-keys/{parent_id}"))
         .await;
     assert_eq!(status, 403);
     let (status, _) = app

@@ -56,10 +56,7 @@ fn identity(item: &Value) -> String {
 
 /// Gets one page as `token`.
 async fn page(world: &World, token: &str, path: &str) -> (u16, Value) {
-    let (status, body) = world
-        .app
-        .get(path, Some(("authorization", &format!("Bearer {token}"))))
-        .await;
+    let (status, body) = world.app.by(&format!("Bearer {token}")).get(path).await;
     (status, body)
 }
 

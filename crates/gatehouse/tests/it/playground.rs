@@ -27,10 +27,7 @@ async fn new_chat(w: &World, token: &str, at: &(String, String), model: &str) ->
     let path = format!("/api/v1/organizations/{}/projects/{}/chats", at.0, at.1);
     let body =
         json!({"model": model, "system_prompt": "Be brief.", "parameters": {"temperature": 0.2}});
-    let (status, chat) = w
-        .app
-        .post(&path, Some(("authorization", token)), body)
-        .await;
+    let (status, chat) = w.app.by(token).post(&path, body).await;
     assert_eq!(status, 201, "{chat}");
     format!("{path}/{}", chat["id"].as_str().unwrap())
 }
@@ -195,11 +192,8 @@ async fn the_playground_refuses_what_the_gateway_refuses_and_stores_nothing() {
     let path = format!("/api/v1/users/{}", w.ada.id);
     let (status, body) = w
         .app
-        .patch(
-            &path,
-            Some(("authorization", &admin)),
-            json!({"limits": limits}),
-        )
+        .by(&admin)
+        .patch(&path, json!({"limits": limits}))
         .await;
     assert_eq!(status, 200, "{body}");
     let chat = new_chat(&w, &token, &at, "gpt").await;

@@ -171,10 +171,8 @@ async fn exports_stream_every_log_of_a_range_in_csv_and_ndjson() {
     let bob = w.token("bob@example.com").await;
     let (status, body) = w
         .app
-        .get(
-            &format!("/api/v1/request-logs/export?user={}", w.ada.id),
-            Some(("authorization", &bob)),
-        )
+        .by(&bob)
+        .get(&format!("/api/v1/request-logs/export?user={}", w.ada.id))
         .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "permission_denied");

@@ -722,7 +722,7 @@ async fn a_deleted_account_leaves_its_identity_free_for_a_new_one() {
     let first = me(&app, body["token"].as_str().unwrap()).await;
     let admin = app.bearer("admin@example.com").await;
     let path = format!("/api/v1/users/{}", first["id"].as_str().unwrap());
-    let (status, _) = app.delete(&path, Some(("authorization", &admin))).await;
+    let (status, _) = app.by(&admin).delete(&path).await;
     assert_eq!(status, 204);
     // At once, before the removal has reached the identity: a new account.
     let (status, body) = sign_in(&app, "alice").await;

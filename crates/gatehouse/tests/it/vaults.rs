@@ -54,11 +54,8 @@ impl World {
         let owner = sign_in(&app, "owner@example.com").await;
         let member = sign_in(&app, "member@example.com").await;
         let (_, org) = app
-            .post(
-                "/api/v1/organizations",
-                Some(("authorization", &owner)),
-                json!({"name": "Acme"}),
-            )
+            .by(&owner)
+            .post("/api/v1/organizations", json!({"name": "Acme"}))
             .await;
         let org = org["id"].as_str().unwrap().to_string();
         // The member joins through an invitation.
@@ -90,9 +87,9 @@ impl World {
             .await
             .unwrap();
         let (status, vault) = app
+            .by(&owner)
             .post(
                 &format!("/api/v1/organizations/{org}/vaults"),
-                Some(("authorization", &owner)),
                 json!({"name": "Secrets"}),
             )
             .await;
@@ -100,18 +97,18 @@ impl World {
         assert_eq!(vault["sync_status"], "not_configured");
         let vault = vault["id"].as_str().unwrap().to_string();
         let (status, client) = app
+            .by(&owner)
             .post(
                 &format!("/api/v1/organizations/{org}/clients"),
-                Some(("authorization", &owner)),
                 json!({"name": "billing-service"}),
             )
             .await;
         assert_eq!(status, 201, "{client}");
         let client = client["id"].as_str().unwrap().to_string();
         let (status, cert) = app
+            .by(&owner)
             .post(
                 &format!("/api/v1/organizations/{org}/clients/{client}/certificates"),
-                Some(("authorization", &owner)),
                 json!({}),
             )
             .await;
@@ -122,10 +119,10 @@ impl World {
         let kid = cert["kid"].as_str().unwrap().to_string();
         // The private key is shown once: listing shows only public keys.
         let (_, certs) = app
-            .get(
-                &format!("/api/v1/organizations/{org}/clients/{client}/certificates"),
-                Some(("authorization", &owner)),
-            )
+            .by(&owner)
+            .get(&format!(
+                "/api/v1/organizations/{org}/clients/{client}/certificates"
+            ))
             .await;
         assert!(certs["items"][0].get("private_key").is_none());
         assert_eq!(certs["items"][0]["jwk"]["kty"], "OKP");
@@ -161,12 +158,12 @@ impl World {
     async fn grant(&self, subject_type: &str, subject_id: &str, role: &str) {
         let (status, body) = self
             .app
+            .by(&self.owner)
             .put(
                 &format!(
                     "/api/v1/organizations/{}/vaults/{}/grants",
                     self.org, self.vault
                 ),
-                Some(("authorization", &self.owner)),
                 json!({"subject_type": subject_type, "subject_id": subject_id, "role": role}),
             )
             .await;
@@ -277,10 +274,8 @@ async fn a_client_gets_a_vault_token_verifiable_with_only_the_jwks_and_refresh_r
     assert_eq!(status, 401, "the family is revoked");
     let (_, events) = w
         .app
-        .get(
-            "/api/v1/audit-events",
-            Some(("authorization", &sign_in(&w.app, "admin@example.com").await)),
-        )
+        .by(&sign_in(&w.app, "admin@example.com").await)
+        .get("/api/v1/audit-events")
         .await;
     let revoked = events["items"]
         .as_array()
@@ -355,12 +350,12 @@ async fn bad_assertions_are_refused() {
     // Signed by another key under this kid.
     let (_, other) = w
         .app
+        .by(&w.owner)
         .post(
             &format!(
                 "/api/v1/organizations/{}/clients/{}/certificates",
                 w.org, w.client
             ),
-            Some(("authorization", &w.owner)),
             json!({}),
         )
         .await;
@@ -384,13 +379,11 @@ async fn bad_assertions_are_refused() {
     // A revoked certificate.
     let (status, _) = w
         .app
-        .delete(
-            &format!(
-                "/api/v1/organizations/{}/clients/{}/certificates/{}",
-                w.org, w.client, w.kid
-            ),
-            Some(("authorization", &w.owner)),
-        )
+        .by(&w.owner)
+        .delete(&format!(
+            "/api/v1/organizations/{}/clients/{}/certificates/{}",
+            w.org, w.client, w.kid
+        ))
         .await;
     assert_eq!(status, 200);
     let (status, body) = w.exchange(&w.assertion(w.claims())).await;
@@ -441,45 +434,36 @@ async fn two_concurrent_uses_of_one_refresh_token_let_exactly_one_through() {
 async fn users_get_tokens_for_vaults_they_or_their_teams_are_granted() {
     let w = World::new().await;
     let path = format!("/api/v1/organizations/{}/vaults/{}/token", w.org, w.vault);
-    let (status, body) = w
-        .app
-        .post(&path, Some(("authorization", &w.member)), None)
-        .await;
+    let (status, body) = w.app.by(&w.member).post(&path, None).await;
     assert_eq!(status, 403, "no grant: {body}");
     // Through a team: reader; their own grant: writer; the highest counts.
     let (_, team) = w
         .app
+        .by(&w.owner)
         .post(
             &format!("/api/v1/organizations/{}/teams", w.org),
-            Some(("authorization", &w.owner)),
             json!({"name": "Readers"}),
         )
         .await;
     let team = team["id"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
+        .by(&w.owner)
         .put(
             &format!(
                 "/api/v1/organizations/{}/teams/{team}/members/{}",
                 w.org, w.member_id
             ),
-            Some(("authorization", &w.owner)),
             json!({"role": "member"}),
         )
         .await;
     assert_eq!(status, 200);
     w.grant("team", &team, "manager").await;
-    let (status, tokens) = w
-        .app
-        .post(&path, Some(("authorization", &w.member)), None)
-        .await;
+    let (status, tokens) = w.app.by(&w.member).post(&path, None).await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["role"], "manager");
     w.grant("user", &w.member_id, "reader").await;
-    let (_, tokens) = w
-        .app
-        .post(&path, Some(("authorization", &w.member)), None)
-        .await;
+    let (_, tokens) = w.app.by(&w.member).post(&path, None).await;
     assert_eq!(
         tokens["role"], "manager",
         "the higher of own and team roles"
@@ -493,13 +477,11 @@ async fn users_get_tokens_for_vaults_they_or_their_teams_are_granted() {
     // Removing the team grant takes effect at the next refresh.
     let (status, _) = w
         .app
-        .delete(
-            &format!(
-                "/api/v1/organizations/{}/vaults/{}/grants/team/{team}",
-                w.org, w.vault
-            ),
-            Some(("authorization", &w.owner)),
-        )
+        .by(&w.owner)
+        .delete(&format!(
+            "/api/v1/organizations/{}/vaults/{}/grants/team/{team}",
+            w.org, w.vault
+        ))
         .await;
     assert_eq!(status, 204);
     let (status, next) = w.refresh(tokens["refresh_token"].as_str().unwrap()).await;
@@ -657,44 +639,39 @@ async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() 
     let app = spawn_app(config).await;
     let admin = sign_in(&app, "admin@example.com").await;
     let (_, org) = app
-        .post(
-            "/api/v1/organizations",
-            Some(("authorization", &admin)),
-            json!({"name": "Synced"}),
-        )
+        .by(&admin)
+        .post("/api/v1/organizations", json!({"name": "Synced"}))
         .await;
     let org = org["id"].as_str().unwrap().to_string();
     let (_, vault) = app
+        .by(&admin)
         .post(
             &format!("/api/v1/organizations/{org}/vaults"),
-            Some(("authorization", &admin)),
             json!({"name": "Policies"}),
         )
         .await;
     assert_eq!(vault["sync_status"], "pending");
     let vault = vault["id"].as_str().unwrap().to_string();
     let (_, client) = app
+        .by(&admin)
         .post(
             &format!("/api/v1/organizations/{org}/clients"),
-            Some(("authorization", &admin)),
             json!({"name": "svc"}),
         )
         .await;
     let client = client["id"].as_str().unwrap().to_string();
     let (status, _) = app
+        .by(&admin)
         .put(
             &format!("/api/v1/organizations/{org}/vaults/{vault}/grants"),
-            Some(("authorization", &admin)),
             json!({"subject_type": "client", "subject_id": client, "role": "writer"}),
         )
         .await;
     assert_eq!(status, 200);
     let status_of = || async {
         let (_, v) = app
-            .get(
-                &format!("/api/v1/organizations/{org}/vaults/{vault}"),
-                Some(("authorization", &admin)),
-            )
+            .by(&admin)
+            .get(&format!("/api/v1/organizations/{org}/vaults/{vault}"))
             .await;
         (
             v["sync_status"].as_str().unwrap().to_string(),
@@ -727,10 +704,10 @@ async fn vault_changes_are_synced_to_the_policy_engine_over_grpc_with_retries() 
     // The engine refuses: the vault shows why, and the change is retried.
     engine.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let (status, _) = app
-        .delete(
-            &format!("/api/v1/organizations/{org}/vaults/{vault}/grants/client/{client}"),
-            Some(("authorization", &admin)),
-        )
+        .by(&admin)
+        .delete(&format!(
+            "/api/v1/organizations/{org}/vaults/{vault}/grants/client/{client}"
+        ))
         .await;
     assert_eq!(status, 204);
     let reason = wait_for("failed").await;
@@ -752,61 +729,49 @@ async fn managers_of_a_team_with_manage_vaults_manage_vaults() {
     let vaults = format!("/api/v1/organizations/{}/vaults", w.org);
     let (status, _) = w
         .app
-        .post(
-            &vaults,
-            Some(("authorization", &w.member)),
-            json!({"name": "Mine"}),
-        )
+        .by(&w.member)
+        .post(&vaults, json!({"name": "Mine"}))
         .await;
     assert_eq!(status, 403, "a plain member may not");
     let (_, team) = w
         .app
+        .by(&w.owner)
         .post(
             &format!("/api/v1/organizations/{}/teams", w.org),
-            Some(("authorization", &w.owner)),
             json!({"name": "Vault keepers", "permissions": ["manage_vaults"]}),
         )
         .await;
     let team = team["id"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
+        .by(&w.owner)
         .put(
             &format!(
                 "/api/v1/organizations/{}/teams/{team}/members/{}",
                 w.org, w.member_id
             ),
-            Some(("authorization", &w.owner)),
             json!({"role": "manager"}),
         )
         .await;
     assert_eq!(status, 200);
     let (status, vault) = w
         .app
-        .post(
-            &vaults,
-            Some(("authorization", &w.member)),
-            json!({"name": "Mine"}),
-        )
+        .by(&w.member)
+        .post(&vaults, json!({"name": "Mine"}))
         .await;
     assert_eq!(status, 201, "{vault}");
     let id = vault["id"].as_str().unwrap();
     let (status, _) = w
         .app
-        .patch(
-            &format!("{vaults}/{id}"),
-            Some(("authorization", &w.member)),
-            json!({"name": "Ours"}),
-        )
+        .by(&w.member)
+        .patch(&format!("{vaults}/{id}"), json!({"name": "Ours"}))
         .await;
     assert_eq!(status, 200);
     // Names are unique in the organization; bad input changes nothing.
     let (status, body) = w
         .app
-        .post(
-            &vaults,
-            Some(("authorization", &w.owner)),
-            json!({"name": "ours"}),
-        )
+        .by(&w.owner)
+        .post(&vaults, json!({"name": "ours"}))
         .await;
     assert_eq!(status, 409, "{body}");
     for bad in [
@@ -814,23 +779,20 @@ async fn managers_of_a_team_with_manage_vaults_manage_vaults() {
         json!({"name": "x", "extra": 1}),
         json!({"name": "\u{7}"}),
     ] {
-        let (status, body) = w
-            .app
-            .post(&vaults, Some(("authorization", &w.owner)), bad)
-            .await;
+        let (status, body) = w.app.by(&w.owner).post(&vaults, bad).await;
         assert_eq!(status, 400, "{body}");
         assert!(body["error"]["code"].is_string());
     }
     let (status, body) = w
         .app
+        .by(&w.owner)
         .put(
             &format!("{vaults}/{id}/grants"),
-            Some(("authorization", &w.owner)),
             json!({"subject_type": "robot", "subject_id": "1", "role": "admin"}),
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let (_, list) = w.app.get(&vaults, Some(("authorization", &w.member))).await;
+    let (_, list) = w.app.by(&w.member).get(&vaults).await;
     assert_eq!(
         list["items"].as_array().unwrap().len(),
         2,
@@ -845,18 +807,19 @@ async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_
     w.grant("user", &w.member_id, "writer").await;
     w.grant("client", &w.client, "reader").await;
     let grants = format!("/api/v1/organizations/{}/vaults/{}/grants", w.org, w.vault);
-    let (_, before) = w.app.get(&grants, Some(("authorization", &w.owner))).await;
+    let (_, before) = w.app.by(&w.owner).get(&grants).await;
     assert_eq!(before["items"].as_array().unwrap().len(), 2);
     // The member leaves: their grant goes with them.
     let (status, _) = w
         .app
-        .delete(
-            &format!("/api/v1/organizations/{}/members/{}", w.org, w.member_id),
-            Some(("authorization", &w.member)),
-        )
+        .by(&w.member)
+        .delete(&format!(
+            "/api/v1/organizations/{}/members/{}",
+            w.org, w.member_id
+        ))
         .await;
     assert_eq!(status, 204);
-    let (_, after) = w.app.get(&grants, Some(("authorization", &w.owner))).await;
+    let (_, after) = w.app.by(&w.owner).get(&grants).await;
     let after = after["items"].as_array().unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0]["subject_type"], "client");
@@ -867,10 +830,8 @@ async fn leaving_members_lose_their_grants_and_a_deleted_organization_takes_its_
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
     let (status, _) = w
         .app
-        .delete(
-            &format!("/api/v1/organizations/{}", w.org),
-            Some(("authorization", &w.owner)),
-        )
+        .by(&w.owner)
+        .delete(&format!("/api/v1/organizations/{}", w.org))
         .await;
     assert_eq!(status, 204);
     let (status, body) = w.exchange(&w.assertion(w.claims())).await;
