@@ -24,6 +24,13 @@ pub fn reserved_tokens(asked: Option<u64>, context_length: Option<u32>) -> u64 {
     asked.unwrap_or(DEFAULT_MAX_TOKENS).min(cap)
 }
 
+/// The most tokens of either kind one call is believed to have used: more
+/// than any model's context (the largest hold about ten million). A count
+/// above it can only come from a broken or hostile upstream; believed, one
+/// answer could charge its caller more than any budget holds. Such a call is
+/// estimated from its sizes instead, as if it had reported nothing.
+pub const MAX_REPORTED_TOKENS: u64 = 1 << 24;
+
 /// A rough token count for upstreams that report none: four bytes a token.
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
@@ -63,6 +70,16 @@ impl UsageService {
     /// reservation (if any) is settled with it, and the request log is queued.
     pub fn settle_call(&self, ticket: Option<Ticket>, call: CallOutcome<'_>) {
         let mut tokens = call.tokens;
+        if tokens.prompt > MAX_REPORTED_TOKENS || tokens.completion > MAX_REPORTED_TOKENS {
+            tracing::warn!(
+                model = %call.grant.model.name,
+                endpoint = %call.grant.model.endpoint_id,
+                prompt_tokens = tokens.prompt,
+                completion_tokens = tokens.completion,
+                "the upstream reported more tokens than a call can use; the call is estimated instead"
+            );
+            tokens = Tokens::default();
+        }
         let estimated = !tokens.reported && call.status < 400;
         if estimated {
             tokens.prompt = estimate_tokens(call.request_bytes);

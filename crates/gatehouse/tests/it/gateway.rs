@@ -25,7 +25,8 @@ type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 /// An OpenAI- and Anthropic-compatible upstream. Upstream model names steer
 /// it: `huge` answers 3 MiB, `broken` answers 500, `moved` redirects, `sleepy` waits 3 s, streams pause 1.5 s after
-/// their first event, `silent` reports no usage.
+/// their first event, `silent` reports no usage, `boastful` streams a usage of
+/// 2^64 - 1 tokens.
 async fn upstream(seen: Seen) -> String {
     async fn handle(seen: Seen, path: &'static str, headers: HeaderMap, body: Value) -> Response {
         let auth = headers
@@ -105,7 +106,15 @@ async fn upstream(seen: Seen) -> String {
             };
             let mut events = vec![chunk("Hel"), chunk("lo")];
             if body["stream_options"]["include_usage"] == true && !silent {
-                events.push(format!("data: {}\n\n", json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}})));
+                let usage = if model == "boastful" {
+                    json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX})
+                } else {
+                    json!({"prompt_tokens": 10, "completion_tokens": 20})
+                };
+                events.push(format!(
+                    "data: {}\n\n",
+                    json!({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+                ));
             }
             events.push("data: [DONE]\n\n".to_string());
             return sse(events);
@@ -232,6 +241,7 @@ impl World {
                     ("broken", "broken"),
                     ("moved", "moved"),
                     ("silent", "silent"),
+                    ("boastful", "boastful"),
                     ("huge", "huge"),
                     ("restricted", "restricted"),
                 ],
@@ -1085,6 +1095,17 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
         .await
         .unwrap();
     assert!(text.contains("[DONE]"));
+    // An upstream that claims more tokens than any call can use is not
+    // believed: one answer would otherwise outspend any budget.
+    let mut boastful = chat_body("boastful");
+    boastful["stream"] = json!(true);
+    let text = w
+        .send("/v1/chat/completions", &key, &boastful)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[DONE]"));
     let anthropic = json!({"model": "claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
     let text = w
         .send("/v1/messages", &key, &anthropic)
@@ -1109,6 +1130,10 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
     let quiet = find("silent");
     assert_eq!(quiet["tokens_estimated"], true);
     assert!(quiet["completion_tokens"].as_u64().unwrap() > 0);
+    let boast = find("boastful");
+    assert_eq!(boast["tokens_estimated"], true, "{boast}");
+    assert!(boast["prompt_tokens"].as_u64().unwrap() < 1000, "{boast}");
+    assert!(boast["cost_usd"].as_f64().unwrap() < 0.01, "{boast}");
     let claude = find("claude");
     assert_eq!(
         (
