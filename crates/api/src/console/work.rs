@@ -5,14 +5,17 @@
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use gatehouse_core::page::PageRequest;
 use gatehouse_core::work::History;
 
 use super::{Nav, OrPage, PageResult, Viewer, page_id, page_path, render, when};
 use crate::rest::AppState;
 
-/// The most organizations and projects the chat list walks.
+/// The most organizations and projects the chat list walks, and the newest
+/// chats it lists of each project (the REST list pages through all of them).
 const MAX_ORGS: usize = 50;
 const MAX_PROJECTS: usize = 50;
+const CHATS_PER_PROJECT: usize = 100;
 /// The newest messages a chat page shows, and about how much of their text.
 const MESSAGES: usize = 500;
 const MESSAGES_TEXT_BYTES: usize = 8 * 1024 * 1024;
@@ -31,6 +34,8 @@ pub(crate) struct ProjectChats {
     /// `{org}/projects/{project}`: where new chats go.
     pub path: String,
     pub chats: Vec<ChatLink>,
+    /// Older chats than those listed exist.
+    pub more: bool,
 }
 
 /// Every project the person can open, with their chats, and the
@@ -58,10 +63,12 @@ async fn projects(
             .await
             .or_page(viewer)?;
         for project in projects.into_iter().take(MAX_PROJECTS) {
-            let mut chats = work
-                .list_chats(&viewer.user, org.id, project.id)
+            let newest = PageRequest::first(CHATS_PER_PROJECT);
+            let page = work
+                .list_chats_page(&viewer.user, org.id, project.id, &newest)
                 .await
                 .or_page(viewer)?;
+            let mut chats = page.items;
             chats.sort_by(|a, b| b.is_starred.cmp(&a.is_starred).then(b.id.cmp(&a.id)));
             found.push(ProjectChats {
                 org: org.name.clone(),
@@ -80,6 +87,7 @@ async fn projects(
                         current: Some(c.id) == current,
                     })
                     .collect(),
+                more: page.next_cursor.is_some(),
             });
         }
     }

@@ -292,6 +292,29 @@ async fn a_long_chat_shows_its_newest_messages_and_says_the_export_has_the_rest(
     let url = app.url(&format!("/playground/{org}/{project}/{}", short.id));
     let (_, _, html) = page(&browser, &url).await;
     assert!(!html.contains("data-earlier"), "{html}");
+    assert!(
+        !html.contains("data-more-chats"),
+        "two chats are all listed"
+    );
+    // A project with many chats: the newest 100 are listed, and the list says so.
+    for i in 0..99 {
+        let spec = ChatSpec {
+            name: Some(format!("chat number {i}.")),
+            model: "llama".into(),
+            ..ChatSpec::default()
+        };
+        work.create_chat(&ada, org, project, spec, &client)
+            .await
+            .unwrap();
+    }
+    let (_, _, html) = page(&browser, &app.url("/playground")).await;
+    assert!(html.contains("chat number 98.") && html.contains("chat number 0."));
+    assert!(html.contains(&format!("/{}\"", short.id)), "{html}");
+    assert!(
+        !html.contains(&format!("/{}\"", chat.id)),
+        "the oldest is not listed"
+    );
+    assert!(html.contains("data-more-chats"));
     app.stop().await;
 }
 
