@@ -151,21 +151,26 @@ pub(crate) async fn chat(
         page_id(&viewer, &project)?,
         page_id(&viewer, &chat)?,
     );
+    // One more than is shown: whether there are earlier messages is then
+    // known, not guessed (the text bound can still only be guessed at).
     let newest = History {
         newest: true,
-        limit: MESSAGES,
+        limit: MESSAGES + 1,
         max_bytes: MESSAGES_TEXT_BYTES,
     };
-    let (found, messages) = state
+    let (found, mut messages) = state
         .services
         .work
         .chat_history(&viewer.user, (org, project, chat), newest)
         .await
         .or_page(&viewer)?;
-    let earlier = messages.len() >= MESSAGES || {
+    let earlier = messages.len() > MESSAGES || {
         let text: usize = messages.iter().map(|m| m.content.len()).sum();
         text >= MESSAGES_TEXT_BYTES
     };
+    if messages.len() > MESSAGES {
+        messages.remove(0);
+    }
     let messages = messages
         .into_iter()
         .map(|m| MessageView {

@@ -296,6 +296,16 @@ async fn a_long_chat_shows_its_newest_messages_and_says_the_export_has_the_rest(
         !html.contains("data-more-chats"),
         "two chats are all listed"
     );
+    // Exactly as many messages as a page shows: nothing is said of earlier ones.
+    for i in 0..500 {
+        let m = NewMessage::text(MessageRole::User, format!("short number {i}."));
+        work.append_message(&ada, (org, project, short.id), m, &client)
+            .await
+            .unwrap();
+    }
+    let (_, _, html) = page(&browser, &url).await;
+    assert!(html.contains("short number 0.") && html.contains("short number 499."));
+    assert!(!html.contains("data-earlier"), "all 500 are shown");
     // A project with many chats: the newest 100 are listed, and the list says so.
     for i in 0..99 {
         let spec = ChatSpec {
