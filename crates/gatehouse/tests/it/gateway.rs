@@ -68,15 +68,20 @@ async fn upstream(seen: Seen) -> String {
                 let events = vec![
                     format!(
                         "event: message_start\ndata: {}\n\n",
-                        json!({"type": "message_start", "message": {"model": model, "usage": {"input_tokens": 7, "output_tokens": 1}}})
+                        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": model, "usage": {"input_tokens": 7, "output_tokens": 1}}})
+                    ),
+                    format!(
+                        "event: content_block_start\ndata: {}\n\n",
+                        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
                     ),
                     format!(
                         "event: content_block_delta\ndata: {}\n\n",
-                        json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}})
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}})
                     ),
+                    "event: content_block_stop\ndata: {\"type\": \"content_block_stop\", \"index\": 0}\n\n".to_string(),
                     format!(
                         "event: message_delta\ndata: {}\n\n",
-                        json!({"type": "message_delta", "usage": {"output_tokens": 3}})
+                        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}})
                     ),
                     "event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".to_string(),
                 ];
@@ -1376,6 +1381,69 @@ async fn the_official_openai_sdk_streams_with_the_plain_choices_loop() {
             (Some(10), Some(20)),
             "{log}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_anthropic_sdk_creates_and_streams_messages() {
+    let Some(python) = sdk_python() else {
+        return;
+    };
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/anthropic_messages.py"
+    );
+    let base = w.app.url("");
+    // `claude` is behind an Anthropic endpoint, `gpt` behind an OpenAI one.
+    let output = tokio::process::Command::new(python)
+        .args([script, &base, &key, "claude", "gpt"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            json!({"model": "claude", "stream": false, "text": "Hello", "stop_reason": null, "usage": [7, 3]}),
+            json!({"model": "claude", "stream": true, "text": "Hi", "stop_reason": "end_turn", "usage": [7, 3]}),
+            json!({"model": "gpt", "stream": false, "text": "Hello", "stop_reason": "end_turn", "usage": [10, 20]}),
+            json!({"model": "gpt", "stream": true, "text": "Hello", "stop_reason": "end_turn", "usage": [10, 20]}),
+            json!({"error": "unknown model", "raised": "NotFoundError", "status": 404, "type": "not_found_error"}),
+            json!({"error": "unknown key", "raised": "AuthenticationError", "status": 401, "type": "authentication_error"}),
+        ]
+    );
+    // The four calls were counted with the upstream's usage.
+    w.flush().await;
+    let logs = w.ada_logs("").await;
+    let counted: Vec<_> = logs
+        .iter()
+        .map(|l| {
+            (
+                l["model"].as_str().unwrap(),
+                l["stream"].as_bool().unwrap(),
+                l["prompt_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counted.len(), 4, "{logs:?}");
+    for (model, stream, prompt) in [
+        ("claude", false, 7),
+        ("claude", true, 7),
+        ("gpt", false, 10),
+        ("gpt", true, 10),
+    ] {
+        assert!(counted.contains(&(model, stream, prompt)), "{counted:?}");
     }
 }
 
