@@ -123,10 +123,7 @@ impl VaultService {
                 let mut seed = [0u8; 32];
                 self.env.random.fill(&mut seed);
                 let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-                let pem = key
-                    .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-                    .map_err(Error::internal)?
-                    .to_string();
+                let pem = private_key_pem(seed)?;
                 let sealed = if spec.keep_private_key {
                     Some(self.keys.seal(
                         self.env.random.as_ref(),
@@ -289,4 +286,21 @@ impl VaultService {
         }
         Ok(resealed)
     }
+}
+
+/// A generated key's private half as PKCS#8 v1 PEM (RFC 8410: the seed
+/// alone). A `SigningKey`'s own `to_pkcs8_pem` writes v2 (RFC 5958, the
+/// public key appended), which OpenSSL 3 and Python's `cryptography` refuse
+/// to read.
+fn private_key_pem(seed: [u8; 32]) -> Result<String> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    let pair = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: seed,
+        public_key: None,
+    };
+    Ok(pair
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(Error::internal)?
+        .to_string())
 }

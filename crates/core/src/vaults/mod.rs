@@ -17,7 +17,7 @@ pub mod tokens;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::DecodePublicKey;
 use gatehouse_storage::{Store, Tx, TxError};
 use serde_json::json;
 

@@ -115,6 +115,14 @@ impl World {
         assert_eq!(status, 201, "{cert}");
         let pem = cert["private_key"].as_str().unwrap().to_string();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // PKCS#8 v1 (RFC 8410), the form OpenSSL 3 and Python's
+        // `cryptography` read: version 0, the seed, no public key.
+        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, der).unwrap();
+        assert_eq!(
+            (der.len(), &der[..5]),
+            (48, &[0x30, 0x2e, 0x02, 0x01, 0x00][..])
+        );
         assert_eq!(cert["private_key_kept"], false);
         let kid = cert["kid"].as_str().unwrap().to_string();
         // The private key is shown once: listing shows only public keys.
@@ -283,6 +291,41 @@ async fn a_client_gets_a_vault_token_verifiable_with_only_the_jwks_and_refresh_r
         .iter()
         .any(|e| e["action"] == "tokens.family_revoked");
     assert!(revoked, "an audit event says so: {events}");
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_service_gets_and_verifies_a_vault_token_with_pyjwt() {
+    let Some(python) = crate::gateway::sdk_python() else {
+        return;
+    };
+    let w = World::new().await;
+    w.grant("client", &w.client, "reader").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("client.pem");
+    std::fs::write(&pem, &w.pem).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/pyjwt_vault_token.py"
+    );
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(w.app.url(""))
+        .arg(&pem)
+        .args([&w.kid, &w.client, &w.vault, ISSUER])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        answer,
+        json!({"status": 200, "sub": w.client, "vault": w.vault, "role": "reader"})
+    );
     w.app.stop().await;
 }
 
