@@ -83,8 +83,9 @@ impl CertificateOut {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateBody {
-    /// The client's own Ed25519 public key: base64url of the 32 bytes, or a
-    /// PEM `PUBLIC KEY`. Absent: Gatehouse generates a pair.
+    /// The client's own Ed25519 public key: base64url (or standard base64)
+    /// of the 32 bytes, or a PEM `PUBLIC KEY`. Absent: Gatehouse generates a
+    /// pair, and the answer carries its private key as PKCS#8 v1 PEM.
     pub public_key: Option<String>,
     /// Keep the generated private key, sealed with AES-256-GCM.
     #[serde(default)]

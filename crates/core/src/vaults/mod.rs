@@ -273,7 +273,9 @@ fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey> {
         return ed25519_dalek::VerifyingKey::from_public_key_pem(text)
             .map_err(|_| Error::invalid_input("public_key is not an Ed25519 PEM public key"));
     }
-    jwt::decode_public_key(text)
+    // Standard base64 too (what `base64` prints): the two alphabets differ
+    // only in these two characters.
+    jwt::decode_public_key(&text.replace('+', "-").replace('/', "_"))
 }
 
 impl VaultService {

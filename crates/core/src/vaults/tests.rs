@@ -285,3 +285,40 @@ async fn vault_changes_reach_the_policy_engine_through_the_outbox_with_retries()
     assert!(last.deleted && last.grants.is_empty());
     assert!(last.generation > received[0].generation);
 }
+
+#[test]
+fn public_keys_are_read_in_every_common_spelling() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    // A key whose standard base64 holds both `+` and `/`.
+    let key = (0u8..=255)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32]).verifying_key())
+        .find(|k| {
+            let text = STANDARD.encode(k.as_bytes());
+            text.contains('+') && text.contains('/')
+        })
+        .unwrap();
+    let bytes = key.as_bytes();
+    let pem = key
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::CRLF)
+        .unwrap();
+    for text in [
+        URL_SAFE_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        STANDARD.encode(bytes),
+        format!(" {}\n", STANDARD_NO_PAD.encode(bytes)),
+        pem,
+    ] {
+        assert_eq!(parse_public_key(&text).unwrap(), key, "{text}");
+    }
+    for bad in [
+        "",
+        "short",
+        "-----BEGIN PUBLIC KEY-----",
+        &STANDARD.encode([1u8; 31]),
+    ] {
+        let e = parse_public_key(bad).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{bad}");
+    }
+}
