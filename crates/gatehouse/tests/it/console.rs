@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::gateway::sdk_python;
+use crate::helpers::sdk_python;
 use crate::helpers::{PASSWORD, TestApp, admin_config, spawn_app};
 use crate::sso::{CLIENT_ID, CLIENT_SECRET, free_port, provider_config, start_provider};
 

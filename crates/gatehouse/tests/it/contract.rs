@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::gateway::sdk_python;
+use crate::helpers::sdk_python;
 use serde_json::json;
 
 use crate::helpers::{PASSWORD, ServerProcess, json_of, spawn_process};

@@ -16,7 +16,7 @@ use gatehouse_core::model::sessions::ClientInfo;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, admin_config, spawn_app};
+use crate::helpers::{TestApp, admin_config, sdk_python, sdk_script, spawn_app};
 
 const UPSTREAM_KEY: &str = "sk-upstream-credential";
 
@@ -1318,23 +1318,6 @@ async fn endpoints_behind_an_outbound_proxy_are_reached_through_it() {
     w.app.stop().await;
 }
 
-/// The Python interpreter of the virtualenv with the official SDKs
-/// (`GATEHOUSE_TEST_PYTHON`, set by `.ci/run`); `None` skips the test unless
-/// `GATEHOUSE_TEST_REQUIRE_PYTHON` is set.
-pub fn sdk_python() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ => {
-            assert!(
-                std::env::var_os("GATEHOUSE_TEST_REQUIRE_PYTHON").is_none(),
-                "GATEHOUSE_TEST_PYTHON must name a Python with crates/gatehouse/tests/sdk/requirements.txt installed"
-            );
-            eprintln!("skipped: set GATEHOUSE_TEST_PYTHON to run the official SDKs");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_openai_sdk_streams_with_the_plain_choices_loop() {
     let Some(python) = sdk_python() else {
@@ -1342,23 +1325,8 @@ async fn the_official_openai_sdk_streams_with_the_plain_choices_loop() {
     };
     let w = World::new().await;
     let (_, key) = w.key(&w.ada, NewKey::default()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_stream.py");
     let base = w.app.url("");
-    let output = tokio::process::Command::new(python)
-        .args([script, &base, &key, "gpt"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let runs: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let runs = sdk_script(&python, "openai_stream.py", &[&base, &key, "gpt"]).await;
     assert_eq!(
         runs,
         vec![
@@ -1391,27 +1359,10 @@ async fn the_official_anthropic_sdk_creates_and_streams_messages() {
     };
     let w = World::new().await;
     let (_, key) = w.key(&w.ada, NewKey::default()).await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/sdk/anthropic_messages.py"
-    );
     let base = w.app.url("");
     // `claude` is behind an Anthropic endpoint, `gpt` behind an OpenAI one.
-    let output = tokio::process::Command::new(python)
-        .args([script, &base, &key, "claude", "gpt"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let args = [base.as_str(), &key, "claude", "gpt"];
+    let lines = sdk_script(&python, "anthropic_messages.py", &args).await;
     assert_eq!(
         lines,
         vec![

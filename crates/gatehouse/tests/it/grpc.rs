@@ -366,7 +366,7 @@ async fn internal_services_read_users_memberships_and_permissions() {
 /// would use it, lists exactly the services Gatehouse serves.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_grpcio_reflection_lists_the_services() {
-    let Some(python) = crate::gateway::sdk_python() else {
+    let Some(python) = crate::helpers::sdk_python() else {
         return;
     };
     let app = spawn_app(test_config(None)).await;

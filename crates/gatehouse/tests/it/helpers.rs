@@ -469,3 +469,44 @@ pub fn sse(events: Vec<String>, pause: fn(usize) -> Duration) -> axum::response:
         .body(axum::body::Body::from_stream(stream))
         .expect("an event-stream answer")
 }
+
+/// The Python interpreter of the virtualenv with the official SDKs
+/// (`GATEHOUSE_TEST_PYTHON`, set by `.ci/run`); `None` skips the test unless
+/// `GATEHOUSE_TEST_REQUIRE_PYTHON` is set.
+pub fn sdk_python() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ => {
+            assert!(
+                std::env::var_os("GATEHOUSE_TEST_REQUIRE_PYTHON").is_none(),
+                "GATEHOUSE_TEST_PYTHON must name a Python with crates/gatehouse/tests/sdk/requirements.txt installed"
+            );
+            eprintln!("skipped: set GATEHOUSE_TEST_PYTHON to run the official SDKs");
+            None
+        }
+    }
+}
+
+/// Runs `tests/sdk/<script>` with `python` and `args`; its output, a JSON
+/// value a line. Panics with what it printed on stderr when it fails.
+pub async fn sdk_script(python: &str, script: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let output = tokio::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}

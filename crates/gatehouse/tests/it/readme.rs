@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::gateway::sdk_python;
+use crate::helpers::sdk_python;
 use crate::helpers::spawn_process;
 
 /// The shell blocks of the README's "Quick start" section, but the first.

@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, admin_config, spawn_app};
+use crate::helpers::{TestApp, admin_config, sdk_script, spawn_app};
 
 const ISSUER: &str = "https://gatehouse.test";
 
@@ -296,7 +296,7 @@ async fn a_client_gets_a_vault_token_verifiable_with_only_the_jwks_and_refresh_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_service_gets_and_verifies_a_vault_token_with_pyjwt() {
-    let Some(python) = crate::gateway::sdk_python() else {
+    let Some(python) = crate::helpers::sdk_python() else {
         return;
     };
     let w = World::new().await;
@@ -304,27 +304,12 @@ async fn a_python_service_gets_and_verifies_a_vault_token_with_pyjwt() {
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("client.pem");
     std::fs::write(&pem, &w.pem).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/sdk/pyjwt_vault_token.py"
-    );
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(w.app.url(""))
-        .arg(&pem)
-        .args([&w.kid, &w.client, &w.vault, ISSUER])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (base, pem) = (w.app.url(""), pem.to_string_lossy());
+    let args = [base.as_str(), &pem, &w.kid, &w.client, &w.vault, ISSUER];
+    let answer = sdk_script(&python, "pyjwt_vault_token.py", &args).await;
     assert_eq!(
         answer,
-        json!({"status": 200, "sub": w.client, "vault": w.vault, "role": "reader"})
+        [json!({"status": 200, "sub": w.client, "vault": w.vault, "role": "reader"})]
     );
     w.app.stop().await;
 }
