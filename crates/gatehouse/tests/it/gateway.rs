@@ -1090,34 +1090,24 @@ async fn streams_pass_through_as_they_arrive_and_are_counted() {
         true,
         "the final usage chunk is asked for"
     );
+    let streamed = |path: &'static str, body: Value| {
+        let (w, key) = (&w, &key);
+        async move { w.send(path, key, &body).await.text().await.unwrap() }
+    };
+    let stream_of = |model: &str| {
+        let mut body = chat_body(model);
+        body["stream"] = json!(true);
+        body
+    };
     // An upstream that sends no usage: the gateway counts and says so.
-    let mut silent = chat_body("silent");
-    silent["stream"] = json!(true);
-    let text = w
-        .send("/v1/chat/completions", &key, &silent)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = streamed("/v1/chat/completions", stream_of("silent")).await;
     assert!(text.contains("[DONE]"));
     // An upstream that claims more tokens than any call can use is not
     // believed: one answer would otherwise outspend any budget.
-    let mut boastful = chat_body("boastful");
-    boastful["stream"] = json!(true);
-    let text = w
-        .send("/v1/chat/completions", &key, &boastful)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = streamed("/v1/chat/completions", stream_of("boastful")).await;
     assert!(text.contains("[DONE]"));
     let anthropic = json!({"model": "claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
-    let text = w
-        .send("/v1/messages", &key, &anthropic)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = streamed("/v1/messages", anthropic).await;
     assert!(text.contains("message_stop"));
     let logs = json!({"items": w.ada_logs("").await});
     let logs = logs["items"].as_array().unwrap();
