@@ -24,13 +24,14 @@ mod usage;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use gatehouse_core::Id;
 use gatehouse_core::keys::index::Denial;
-use gatehouse_core::model::catalog::{ApiFlavour, Endpoint};
+use gatehouse_core::model::catalog::{ApiFlavour, Endpoint, Model};
 use gatehouse_core::services::{Credential, Services};
 use serde_json::{Value, json};
 
@@ -239,6 +240,34 @@ pub async fn messages(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The shape Anthropic's SDKs get: they send `anthropic-version`.
+fn models_shape(headers: &HeaderMap) -> ApiFlavour {
+    if headers.contains_key("anthropic-version") {
+        ApiFlavour::Anthropic
+    } else {
+        ApiFlavour::Openai
+    }
+}
+
+/// A model as OpenAI's or Anthropic's models API describes one, under the
+/// name the caller uses for it.
+fn model_object(shape: ApiFlavour, id: &str, m: &Model) -> Value {
+    match shape {
+        ApiFlavour::Openai => json!({
+            "id": id,
+            "object": "model",
+            "created": m.created_at.timestamp(),
+            "owned_by": if m.provider.is_empty() { "gatehouse" } else { m.provider.as_str() },
+        }),
+        ApiFlavour::Anthropic => json!({
+            "type": "model",
+            "id": id,
+            "display_name": id,
+            "created_at": m.created_at,
+        }),
+    }
+}
+
 /// The models this key may use, in OpenAI's list shape — or in Anthropic's
 /// (`{"data": [{"type": "model", "id", …}], "has_more": false, …}`) when the
 /// request carries `anthropic-version`, as Anthropic's SDKs send.
@@ -248,12 +277,7 @@ pub async fn messages(
         (status = 200, description = "`{\"object\": \"list\", \"data\": [...]}`, or Anthropic's list"),
     ))]
 pub async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    // Anthropic's SDKs send `anthropic-version`: they get Anthropic's shape.
-    let shape = if headers.contains_key("anthropic-version") {
-        ApiFlavour::Anthropic
-    } else {
-        ApiFlavour::Openai
-    };
+    let shape = models_shape(&headers);
     let Some(key) = presented_key(&headers) else {
         return GatewayError::denial(shape, Denial::UnknownKey).into_response();
     };
@@ -261,40 +285,47 @@ pub async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> 
         Ok(models) => models,
         Err(denial) => return GatewayError::denial(shape, denial).into_response(),
     };
+    let data: Vec<Value> = models
+        .iter()
+        .map(|m| model_object(shape, &m.name, m))
+        .collect();
     let list = match shape {
-        ApiFlavour::Openai => {
-            let data: Vec<Value> = models
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.name,
-                        "object": "model",
-                        "created": m.created_at.timestamp(),
-                        "owned_by": if m.provider.is_empty() { "gatehouse" } else { m.provider.as_str() },
-                    })
-                })
-                .collect();
-            json!({"object": "list", "data": data})
-        }
-        ApiFlavour::Anthropic => {
-            let data: Vec<Value> = models
-                .iter()
-                .map(|m| {
-                    json!({
-                        "type": "model",
-                        "id": m.name,
-                        "display_name": m.name,
-                        "created_at": m.created_at,
-                    })
-                })
-                .collect();
-            json!({
-                "data": data,
-                "has_more": false,
-                "first_id": models.first().map(|m| m.name.as_str()),
-                "last_id": models.last().map(|m| m.name.as_str()),
-            })
-        }
+        ApiFlavour::Openai => json!({"object": "list", "data": data}),
+        ApiFlavour::Anthropic => json!({
+            "data": data,
+            "has_more": false,
+            "first_id": models.first().map(|m| m.name.as_str()),
+            "last_id": models.last().map(|m| m.name.as_str()),
+        }),
     };
     axum::Json(list).into_response()
+}
+
+/// One model this key may use, by the name it calls it (a model's name or an
+/// alias), in OpenAI's shape or Anthropic's; refused as a call to it would
+/// be (404 for a name that resolves to no enabled model).
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "gateway",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("model" = String, Path, description = "A model's name or alias")),
+    responses(
+        (status = 200, description = "`{\"id\", \"object\": \"model\", \"created\", \"owned_by\"}`, or Anthropic's model object"),
+        (status = 404, description = "No such model for this key"),
+    ))]
+pub async fn model(
+    State(gateway): State<Arc<Gateway>>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let shape = models_shape(&headers);
+    let Ok(Path(name)) = name else {
+        let message = "the model name is not valid UTF-8 once percent-decoded";
+        return GatewayError::new(shape, StatusCode::BAD_REQUEST, message).into_response();
+    };
+    let Some(key) = presented_key(&headers) else {
+        return GatewayError::denial(shape, Denial::UnknownKey).into_response();
+    };
+    match gateway.services.keys.index().check(key, &name) {
+        Ok(grant) => axum::Json(model_object(shape, &name, &grant.model)).into_response(),
+        Err(denial) => GatewayError::denial(shape, denial).into_response(),
+    }
 }

@@ -106,6 +106,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(gateway::embeddings))
         .routes(routes!(gateway::messages))
         .routes(routes!(gateway::models))
+        .routes(routes!(gateway::model))
 }
 
 /// The documentation pages, their script and the document itself: served,
@@ -126,6 +127,7 @@ fn route_table(console_base: &str) -> Router<AppState> {
         .route(UNPREFIXED[1], routing::post(gateway::embeddings))
         .route(UNPREFIXED[2], routing::post(gateway::messages))
         .route(UNPREFIXED[3], routing::get(gateway::models))
+        .route("/models/{model}", routing::get(gateway::model))
         .merge(crate::console::routes(console_base))
 }
 
@@ -259,7 +261,8 @@ async fn around_every_request(
         route = %route,
     );
     let path = request.uri().path();
-    let gateway = path.starts_with("/v1/") || UNPREFIXED.contains(&path);
+    let gateway =
+        path.starts_with("/v1/") || UNPREFIXED.contains(&path) || path.starts_with("/models/");
     let write = !method.is_safe() && request.uri().path().starts_with("/api/");
     let started = Instant::now();
     let handled = async {

@@ -301,10 +301,10 @@ impl World {
         self.post("/v1/chat/completions", key, body).await
     }
 
-    /// `GET /v1/models` as an OpenAI client, or as an Anthropic one
-    /// (`x-api-key`, `anthropic-version`).
-    async fn models(&self, key: &str, anthropic: bool) -> Value {
-        let request = self.app.client.get(self.app.url("/v1/models"));
+    /// `GET path` (`/v1/models`, `/v1/models/{model}`) as an OpenAI client,
+    /// or as an Anthropic one (`x-api-key`, `anthropic-version`).
+    async fn models(&self, path: &str, key: &str, anthropic: bool) -> Value {
+        let request = self.app.client.get(self.app.url(path));
         let request = if anthropic {
             request
                 .header("x-api-key", key)
@@ -431,7 +431,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         "Anthropic endpoints get x-api-key"
     );
     // GET /v1/models lists what the key may use (not the restricted one).
-    let models = w.models(&key, false).await;
+    let models = w.models("/v1/models", &key, false).await;
     let names = ids(&models);
     assert!(
         names.contains(&"gpt") && names.contains(&"claude") && !names.contains(&"restricted"),
@@ -439,7 +439,7 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
     );
     assert_eq!(models["object"], "list");
     // Anthropic's SDKs (they send anthropic-version) get Anthropic's list.
-    let models = w.models(&key, true).await;
+    let models = w.models("/v1/models", &key, true).await;
     assert_eq!(ids(&models), names);
     assert_eq!(models["data"][0]["type"], "model");
     assert!(models["data"][0]["created_at"].is_string(), "{models}");
@@ -447,7 +447,28 @@ async fn allowed_calls_reach_the_upstream_and_are_counted_for_the_right_people()
         (&models["has_more"], &models["first_id"]),
         (&json!(false), &json!(names[0]))
     );
-    let refused = w.models("ak_wrong", true).await;
+    let refused = w.models("/v1/models", "ak_wrong", true).await;
+    assert_eq!(refused["error"]["type"], "authentication_error");
+    // One model, with or without /v1, in either shape; refused as a call to
+    // it would be.
+    let gpt = w.models("/v1/models/gpt", &key, false).await;
+    assert_eq!(
+        (gpt["id"].as_str(), gpt["object"].as_str()),
+        (Some("gpt"), Some("model")),
+        "{gpt}"
+    );
+    assert_eq!(w.models("/models/gpt", &key, false).await, gpt);
+    let claude = w.models("/v1/models/claude", &key, true).await;
+    assert_eq!(
+        (claude["id"].as_str(), claude["type"].as_str()),
+        (Some("claude"), Some("model")),
+        "{claude}"
+    );
+    let unknown = w.models("/v1/models/no-such-model", &key, false).await;
+    assert_eq!(unknown["error"]["type"], "not_found_error", "{unknown}");
+    let restricted = w.models("/v1/models/restricted", &key, true).await;
+    assert_eq!(restricted["type"], "error", "{restricted}");
+    let refused = w.models("/v1/models/gpt", "ak_wrong", false).await;
     assert_eq!(refused["error"]["type"], "authentication_error");
 
     // Usage: right tokens and cost, seen by the caller and admins only.
@@ -1360,6 +1381,7 @@ async fn the_official_anthropic_sdk_creates_and_streams_messages() {
             json!({"model": "claude", "stream": true, "text": "Hi", "stop_reason": "end_turn", "usage": [7, 3]}),
             json!({"model": "gpt", "stream": false, "text": "Hello", "stop_reason": "end_turn", "usage": [10, 20]}),
             json!({"model": "gpt", "stream": true, "text": "Hello", "stop_reason": "end_turn", "usage": [10, 20]}),
+            json!({"retrieved": "claude", "type": "model"}),
             json!({"error": "unknown model", "raised": "NotFoundError", "status": 404, "type": "not_found_error"}),
             json!({"error": "unknown key", "raised": "AuthenticationError", "status": 401, "type": "authentication_error"}),
         ]

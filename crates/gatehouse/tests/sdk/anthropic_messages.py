@@ -1,8 +1,9 @@
 """Calls Gatehouse's Anthropic-shaped endpoint with the official `anthropic`
 SDK the way code written against Anthropic does: `messages.create`, and
 `messages.stream` with its text stream and final message, for a model behind
-an Anthropic endpoint and one behind an OpenAI endpoint (translated); then an
-unknown model and an unknown key, which the SDK must raise as its own errors.
+an Anthropic endpoint and one behind an OpenAI endpoint (translated); reads
+the first model with `models.retrieve`; then an unknown model and an unknown
+key, which the SDK must raise as its own errors.
 
 Usage: anthropic_messages.py <gatehouse base URL> <API key> <model> [<model> ...]
 Prints one JSON line per call.
@@ -35,6 +36,8 @@ for model in models:
         "stop_reason": final.stop_reason,
         "usage": [final.usage.input_tokens, final.usage.output_tokens],
     }))
+model = client.models.retrieve(models[0])
+print(json.dumps({"retrieved": model.id, "type": model.type}))
 for name, call in [
     ("unknown model", lambda: client.messages.create(model="no-such-model", max_tokens=5, messages=hello)),
     ("unknown key", lambda: anthropic.Anthropic(base_url=base, api_key="ak_" + "x" * 32, max_retries=0)
