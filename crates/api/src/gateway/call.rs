@@ -44,7 +44,7 @@ struct Decided<'a> {
 /// Step 1 first, then the body: a caller without a working key gets its
 /// refusal without its body being kept or parsed, and a body is read only up
 /// to `server.body_limit_bytes`.
-async fn read_body(
+pub(super) async fn read_body(
     gateway: &Gateway,
     api: Api,
     headers: &HeaderMap,
@@ -226,7 +226,7 @@ fn build_payload(
 /// The upstream's client and the request headers: our credential for the
 /// endpoint, and the caller's Anthropic version headers for Anthropic.
 /// `Err` means the endpoint is misconfigured (logged here).
-async fn build_headers(
+pub(super) async fn build_headers(
     gateway: &Gateway,
     endpoint: &Endpoint,
     headers: &HeaderMap,

@@ -13,6 +13,7 @@
 
 mod call;
 pub(crate) use call::playground;
+mod count;
 mod error;
 mod settle;
 mod stream;
@@ -126,13 +127,15 @@ pub enum Api {
     ChatCompletions = 0,
     Embeddings = 1,
     Messages = 2,
+    /// Anthropic's `messages/count_tokens` (counted, never settled).
+    CountTokens = 3,
 }
 
 impl Api {
     pub(super) fn shape(self) -> ApiFlavour {
         match self {
-            Api::Messages => ApiFlavour::Anthropic,
-            _ => ApiFlavour::Openai,
+            Api::Messages | Api::CountTokens => ApiFlavour::Anthropic,
+            Api::ChatCompletions | Api::Embeddings => ApiFlavour::Openai,
         }
     }
 
@@ -141,6 +144,7 @@ impl Api {
             Api::ChatCompletions => "/v1/chat/completions",
             Api::Embeddings => "/v1/embeddings",
             Api::Messages => "/v1/messages",
+            Api::CountTokens => "/v1/messages/count_tokens",
         }
     }
 
@@ -149,6 +153,7 @@ impl Api {
             Api::ChatCompletions => "chat.completions",
             Api::Embeddings => "embeddings",
             Api::Messages => "messages",
+            Api::CountTokens => "messages.count_tokens",
         }
     }
 }
@@ -236,6 +241,26 @@ pub async fn messages(
     body: Body,
 ) -> Response {
     call::forward(gateway, Api::Messages, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// How many input tokens an Anthropic messages request would count: the
+/// model's Anthropic endpoint counts it, any other model gets an estimate
+/// (four bytes a token). Decided as a call (key, model); not limited, billed
+/// or recorded.
+#[utoipa::path(post, path = "/v1/messages/count_tokens", tag = "gateway",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body(content = MessagesRequest, description = "An Anthropic messages request (`max_tokens` not needed)"),
+    responses(
+        (status = 200, description = "`{\"input_tokens\": N}`"),
+    ))]
+pub async fn count_tokens(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    count::count_tokens(gateway, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

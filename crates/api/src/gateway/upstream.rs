@@ -20,7 +20,7 @@ use super::Api;
 pub(super) struct Upstream {
     pub(super) endpoint: Arc<Endpoint>,
     transport: Transport,
-    urls: [Uri; 3],
+    urls: [Uri; 4],
     /// Where this instance records how the endpoint answers.
     pub(super) health: Arc<HealthCell>,
 }
@@ -88,6 +88,7 @@ impl Upstream {
                 url(Api::ChatCompletions)?,
                 url(Api::Embeddings)?,
                 url(Api::Messages)?,
+                url(Api::CountTokens)?,
             ],
             health,
         })

@@ -105,6 +105,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(gateway::chat_completions))
         .routes(routes!(gateway::embeddings))
         .routes(routes!(gateway::messages))
+        .routes(routes!(gateway::count_tokens))
         .routes(routes!(gateway::models))
         .routes(routes!(gateway::model))
 }
@@ -128,6 +129,10 @@ fn route_table(console_base: &str) -> Router<AppState> {
         .route(UNPREFIXED[2], routing::post(gateway::messages))
         .route(UNPREFIXED[3], routing::get(gateway::models))
         .route("/models/{model}", routing::get(gateway::model))
+        .route(
+            "/messages/count_tokens",
+            routing::post(gateway::count_tokens),
+        )
         .merge(crate::console::routes(console_base))
 }
 
@@ -261,8 +266,10 @@ async fn around_every_request(
         route = %route,
     );
     let path = request.uri().path();
-    let gateway =
-        path.starts_with("/v1/") || UNPREFIXED.contains(&path) || path.starts_with("/models/");
+    let gateway = path.starts_with("/v1/")
+        || UNPREFIXED.contains(&path)
+        || path.starts_with("/models/")
+        || path == "/messages/count_tokens";
     let write = !method.is_safe() && request.uri().path().starts_with("/api/");
     let started = Instant::now();
     let handled = async {

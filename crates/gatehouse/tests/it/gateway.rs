@@ -26,7 +26,7 @@ type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 /// An OpenAI- and Anthropic-compatible upstream. Upstream model names steer
 /// it: `huge` answers 3 MiB, `broken` answers 500, `moved` redirects, `sleepy` waits 3 s, streams pause 1.5 s after
 /// their first event, `silent` reports no usage, `boastful` streams a usage of
-/// 2^64 - 1 tokens.
+/// 2^64 - 1 tokens; `messages/count_tokens` counts 42 for everything.
 async fn upstream(seen: Seen) -> String {
     async fn handle(seen: Seen, path: &'static str, headers: HeaderMap, body: Value) -> Response {
         let auth = headers
@@ -63,6 +63,9 @@ async fn upstream(seen: Seen) -> String {
         }
         let silent = model == "silent";
         let stream = body["stream"].as_bool().unwrap_or(false);
+        if path == "/v1/messages/count_tokens" {
+            return axum::Json(json!({"input_tokens": 42})).into_response();
+        }
         if path == "/v1/messages" {
             if stream {
                 let events = vec![
@@ -143,7 +146,12 @@ async fn upstream(seen: Seen) -> String {
     }
 
     let mut router = axum::Router::new();
-    for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/messages"] {
+    for path in [
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+    ] {
         let seen = seen.clone();
         router = router.route(
             path,
@@ -1382,6 +1390,7 @@ async fn the_official_anthropic_sdk_creates_and_streams_messages() {
             json!({"model": "gpt", "stream": false, "text": "Hello", "stop_reason": "end_turn", "usage": [10, 20]}),
             json!({"model": "gpt", "stream": true, "text": "Hello", "stop_reason": "end_turn", "usage": [10, 20]}),
             json!({"retrieved": "claude", "type": "model"}),
+            json!({"counted": "claude", "input_tokens": 42}),
             json!({"error": "unknown model", "raised": "NotFoundError", "status": 404, "type": "not_found_error"}),
             json!({"error": "unknown key", "raised": "AuthenticationError", "status": 401, "type": "authentication_error"}),
         ]
@@ -1408,6 +1417,63 @@ async fn the_official_anthropic_sdk_creates_and_streams_messages() {
     ] {
         assert!(counted.contains(&(model, stream, prompt)), "{counted:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn input_tokens_are_counted_by_anthropic_endpoints_and_estimated_for_others() {
+    let w = World::new().await;
+    let (_, key) = w.key(&w.ada, NewKey::default()).await;
+    let hello = json!([{"role": "user", "content": "Hello there"}]);
+    // Claude Code's path, query and all; the model's Anthropic endpoint counts.
+    let claude = json!({"model": "claude", "messages": hello});
+    for path in [
+        "/v1/messages/count_tokens?beta=true",
+        "/messages/count_tokens",
+    ] {
+        let (status, _, counted) = w.post(path, &key, claude.clone()).await;
+        assert_eq!((status, &counted), (200, &json!({"input_tokens": 42})));
+        let (path, auth, body) = w.seen.lock().last().cloned().unwrap();
+        assert_eq!(path, "/v1/messages/count_tokens");
+        assert_eq!(
+            (auth.as_str(), &body["model"]),
+            (UPSTREAM_KEY, &json!("upstream-claude"))
+        );
+    }
+    // An OpenAI endpoint cannot count: four bytes a token of the request.
+    let gpt = json!({"model": "gpt", "messages": hello, "system": "Be brief."});
+    let seen = w.seen.lock().len();
+    let (status, _, counted) = w.post("/v1/messages/count_tokens", &key, gpt.clone()).await;
+    let estimate = gpt.to_string().len().div_ceil(4) as u64;
+    assert_eq!(
+        (status, counted["input_tokens"].as_u64()),
+        (200, Some(estimate))
+    );
+    assert_eq!(w.seen.lock().len(), seen, "nothing was sent upstream");
+    // Refused as a call would be, in Anthropic's shape.
+    let (status, _, refused) = w
+        .post("/v1/messages/count_tokens", "ak_wrong", claude.clone())
+        .await;
+    assert_eq!(
+        (status, refused["error"]["type"].as_str()),
+        (401, Some("authentication_error"))
+    );
+    let unknown = json!({"model": "no-such-model", "messages": hello});
+    let (status, _, refused) = w.post("/v1/messages/count_tokens", &key, unknown).await;
+    assert_eq!(
+        (status, refused["error"]["type"].as_str()),
+        (404, Some("not_found_error"))
+    );
+    let (status, _, refused) = w
+        .post(
+            "/v1/messages/count_tokens",
+            &key,
+            json!({"messages": hello}),
+        )
+        .await;
+    assert_eq!((status, refused["type"].as_str()), (400, Some("error")));
+    // Nothing is generated: nothing is recorded.
+    w.flush().await;
+    assert!(w.ada_logs("").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,8 @@
 SDK the way code written against Anthropic does: `messages.create`, and
 `messages.stream` with its text stream and final message, for a model behind
 an Anthropic endpoint and one behind an OpenAI endpoint (translated); reads
-the first model with `models.retrieve`; then an unknown model and an unknown
+the first model with `models.retrieve` and counts a request's tokens with
+`messages.count_tokens`; then an unknown model and an unknown
 key, which the SDK must raise as its own errors.
 
 Usage: anthropic_messages.py <gatehouse base URL> <API key> <model> [<model> ...]
@@ -38,6 +39,8 @@ for model in models:
     }))
 model = client.models.retrieve(models[0])
 print(json.dumps({"retrieved": model.id, "type": model.type}))
+counted = client.messages.count_tokens(model=models[0], messages=hello)
+print(json.dumps({"counted": models[0], "input_tokens": counted.input_tokens}))
 for name, call in [
     ("unknown model", lambda: client.messages.create(model="no-such-model", max_tokens=5, messages=hello)),
     ("unknown key", lambda: anthropic.Anthropic(base_url=base, api_key="ak_" + "x" * 32, max_retries=0)
