@@ -74,7 +74,9 @@ impl Row {
     pub fn expected(&self, actor: usize) -> u16 {
         let key = ACTORS[actor].ends_with("_key");
         if key && self.path.starts_with("/v1/") {
-            return if self.method == Method::GET { 200 } else { 404 };
+            // A key lists its models; every other gateway row names a model
+            // that does not exist.
+            return if self.path == "/v1/models" { 200 } else { 404 };
         }
         match ACTORS[actor] {
             // Routes that take no signed-in caller answer a key as nobody.
@@ -236,6 +238,9 @@ pub fn rows() -> Vec<Row> {
         row!(POST "/v1/embeddings", Some(r#"{"model": "model-{n}", "input": "x"}"#), [401; 10]),
         row!(POST "/v1/messages", Some(r#"{"model": "model-{n}", "max_tokens": 1, "messages": []}"#), [401; 10]),
         row!(GET "/v1/models", None, [401; 10]),
+        // `{name}`: a name as the gateway takes it, not a catalogue ID.
+        row!(GET "/v1/models/{name}", None, [401; 10]),
+        row!(POST "/v1/messages/count_tokens", Some(r#"{"model": "model-{n}", "messages": []}"#), [401; 10]),
         // API keys: `{key}` is `user`'s.
         row!(GET "/api/v1/api-keys", None, SIGNED_IN(200)),
         row!(POST "/api/v1/api-keys", Some(r#"{"label": "k {n}"}"#),          [401, 201, 201, 201, 201, 403, 201, 201, 201, 201]),
@@ -771,6 +776,7 @@ impl World {
             .replace("{org_credential}", &f.org_credential.to_string())
             .replace("{endpoint}", &f.endpoint.to_string())
             .replace("{model}", &f.model.to_string())
+            .replace("{name}", "model-0")
             .replace("{alias}", &f.alias.to_string())
             .replace("{subscription}", &f.subscription.to_string())
             .replace("{key}", &f.key.to_string())
@@ -881,7 +887,8 @@ fn route_of(row: &Row) -> (Method, String) {
         "{key}",
     ]
     .iter()
-    .fold(path, |p, name| p.replace(name, "{id}"));
+    .fold(path, |p, name| p.replace(name, "{id}"))
+    .replace("{name}", "{model}");
     (row.method.clone(), path)
 }
 
