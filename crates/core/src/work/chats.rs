@@ -175,6 +175,24 @@ async fn put_chat(tx: &Tx, chat: &Chat) -> Result<(), TxError<Error>> {
     key.put(tx, &stored).await
 }
 
+/// Stores `chat` (read whole) whose system prompt did not change: a prompt
+/// already in parts keeps them, only the record is written (rewriting them
+/// would write up to 1.5 MB to rename a chat). A prompt an earlier release
+/// stored inline goes through [`put_chat`], which splits it if it is long.
+async fn keep_prompt_parts(tx: &Tx, chat: &Chat) -> Result<(), TxError<Error>> {
+    let key = keyspace::chat(chat.project_id, chat.id);
+    let stored = key.get(tx).await?.ok_or_else(no_chat)?;
+    if stored.prompt_parts == 0 {
+        return put_chat(tx, chat).await;
+    }
+    let record = Chat {
+        system_prompt: stored.system_prompt,
+        prompt_parts: stored.prompt_parts,
+        ..chat.clone()
+    };
+    key.put(tx, &record).await
+}
+
 /// Marks a chat changed at `now` (a message added), its prompt untouched.
 pub(super) async fn touch(
     tx: &Tx,
@@ -413,7 +431,11 @@ impl WorkService {
                         chat.parameters = parameters.clone();
                     }
                     chat.updated_at = now;
-                    put_chat(&tx, &chat).await?;
+                    if change.system_prompt.is_none() {
+                        keep_prompt_parts(&tx, &chat).await?;
+                    } else {
+                        put_chat(&tx, &chat).await?;
+                    }
                     Ok(chat)
                 }
             },

@@ -653,7 +653,25 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
             .await
             .unwrap();
         assert_eq!(changed.system_prompt.as_ref(), Some(&prompt));
-        assert!(parts_left().await > 0, "a long prompt is kept in parts");
+        let parts = parts_left().await;
+        assert!(parts > 0, "a long prompt is kept in parts");
+        // Renaming and starring keep it, and its parts.
+        let change = ChatChange {
+            name: Some("Renamed".into()),
+            is_starred: Some(true),
+            ..ChatChange::default()
+        };
+        let changed = w
+            .work
+            .update_chat(&ada, at, change, &w.client)
+            .await
+            .unwrap();
+        assert_eq!(
+            (changed.name.as_str(), changed.is_starred),
+            ("Renamed", true)
+        );
+        assert_eq!(changed.system_prompt.as_ref(), Some(&prompt));
+        assert_eq!(parts_left().await, parts);
         // A message added leaves it as it is.
         let m = NewMessage::text(MessageRole::User, "hi".into());
         w.work.append_message(&ada, at, m, &w.client).await.unwrap();
@@ -698,6 +716,30 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
     assert_eq!(parts_left().await, 0);
     let read = w.work.get_chat(&ada, org, project, chat).await.unwrap();
     assert_eq!(read.system_prompt.as_deref(), Some("Be brief."));
+    // A long prompt an earlier release kept inline: renaming puts it in parts.
+    let inline = "é".repeat(40_000);
+    let old = Chat {
+        system_prompt: Some(inline.clone()),
+        ..read.clone()
+    };
+    w.store
+        .run(|tx| {
+            let old = &old;
+            async move { keyspace::chat(project, chat).put(&tx, old).await }
+        })
+        .await
+        .unwrap();
+    let change = ChatChange {
+        name: Some("Old one".into()),
+        ..ChatChange::default()
+    };
+    w.work
+        .update_chat(&ada, at, change, &w.client)
+        .await
+        .unwrap();
+    assert!(parts_left().await > 0);
+    let read = w.work.get_chat(&ada, org, project, chat).await.unwrap();
+    assert_eq!(read.system_prompt.as_ref(), Some(&inline));
     let change = ChatChange {
         system_prompt: Some(Some("é".repeat(crate::work::MAX_CONTENT_CHARS))),
         ..ChatChange::default()
