@@ -629,6 +629,7 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
     let w = world();
     let (ada, at) = w.ada_chat().await;
     let (org, project, chat) = at;
+    let update = |change: ChatChange| w.work.update_chat(&ada, at, change, &w.client);
     let parts_left = || async {
         let range = keyspace::chat_prompt_parts(chat);
         w.store
@@ -647,11 +648,7 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
             system_prompt: Some(Some(prompt.clone())),
             ..ChatChange::default()
         };
-        let changed = w
-            .work
-            .update_chat(&ada, at, change, &w.client)
-            .await
-            .unwrap();
+        let changed = update(change).await.unwrap();
         assert_eq!(changed.system_prompt.as_ref(), Some(&prompt));
         let parts = parts_left().await;
         assert!(parts > 0, "a long prompt is kept in parts");
@@ -661,11 +658,7 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
             is_starred: Some(true),
             ..ChatChange::default()
         };
-        let changed = w
-            .work
-            .update_chat(&ada, at, change, &w.client)
-            .await
-            .unwrap();
+        let changed = update(change).await.unwrap();
         assert_eq!(
             (changed.name.as_str(), changed.is_starred),
             ("Renamed", true)
@@ -709,10 +702,7 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
         system_prompt: Some(Some("Be brief.".into())),
         ..ChatChange::default()
     };
-    w.work
-        .update_chat(&ada, at, change, &w.client)
-        .await
-        .unwrap();
+    update(change).await.unwrap();
     assert_eq!(parts_left().await, 0);
     let read = w.work.get_chat(&ada, org, project, chat).await.unwrap();
     assert_eq!(read.system_prompt.as_deref(), Some("Be brief."));
@@ -733,10 +723,7 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
         name: Some("Old one".into()),
         ..ChatChange::default()
     };
-    w.work
-        .update_chat(&ada, at, change, &w.client)
-        .await
-        .unwrap();
+    update(change).await.unwrap();
     assert!(parts_left().await > 0);
     let read = w.work.get_chat(&ada, org, project, chat).await.unwrap();
     assert_eq!(read.system_prompt.as_ref(), Some(&inline));
@@ -744,10 +731,7 @@ async fn every_system_prompt_the_limits_allow_stores_whole() {
         system_prompt: Some(Some("é".repeat(crate::work::MAX_CONTENT_CHARS))),
         ..ChatChange::default()
     };
-    w.work
-        .update_chat(&ada, at, change, &w.client)
-        .await
-        .unwrap();
+    update(change).await.unwrap();
     assert!(parts_left().await > 0);
     w.work.delete_chat(&ada, at, &w.client).await.unwrap();
     assert_eq!(parts_left().await, 0);
