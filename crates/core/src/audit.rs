@@ -589,6 +589,32 @@ mod tests {
     }
 
     #[test]
+    fn events_stored_without_details_read_as_an_empty_object() {
+        let event = |details| AuditEvent {
+            id: Id(1),
+            at: chrono::Utc::now(),
+            actor: Actor::System,
+            action: "jobs.run".into(),
+            outcome: crate::model::audit::Outcome::Success,
+            target_type: None,
+            target_id: None,
+            organization_id: None,
+            ip: None,
+            user_agent: None,
+            details,
+            request: None,
+        };
+        // As an earlier release stored it, and as this one does.
+        let read = |e: AuditEvent| {
+            crate::codec::decode::<AuditEvent>(&crate::codec::encode(&e).unwrap()).unwrap()
+        };
+        let null = read(event(serde_json::Value::Null));
+        assert_eq!(null.details, serde_json::json!({}));
+        let some = read(event(serde_json::json!({"n": 1})));
+        assert_eq!(some.details, serde_json::json!({"n": 1}));
+    }
+
+    #[test]
     fn secrets_are_redacted_at_any_depth() {
         let details = serde_json::json!({
             "email": "a@b.c",

@@ -526,10 +526,9 @@ pub(crate) async fn audit(
                 _ => String::new(),
             },
             ip: e.ip.unwrap_or_default(),
-            details: if e.details.is_null() {
-                String::new()
-            } else {
-                e.details.to_string()
+            details: match e.details.as_object() {
+                Some(none) if none.is_empty() => String::new(),
+                _ => e.details.to_string(),
             },
             action: e.action,
         })

@@ -80,12 +80,7 @@ impl From<AuditEvent> for AuditEventInfo {
             organization_id: e.organization_id,
             ip: e.ip,
             user_agent: e.user_agent,
-            // Events without details say so with `{}` (earlier releases
-            // stored `null`, which the documented object type does not allow).
-            details: match e.details {
-                serde_json::Value::Null => serde_json::json!({}),
-                details => details,
-            },
+            details: e.details,
         }
     }
 }
@@ -140,33 +135,4 @@ pub async fn list(
 /// the router and the OpenAPI document alike.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))
-}
-
-#[cfg(test)]
-mod tests {
-    use gatehouse_core::model::audit::{Actor, AuditEvent, Outcome};
-
-    use super::*;
-
-    #[test]
-    fn events_stored_without_details_answer_an_empty_object() {
-        let event = |details| AuditEvent {
-            id: gatehouse_core::Id(1),
-            at: chrono::Utc::now(),
-            actor: Actor::System,
-            action: "jobs.run".into(),
-            outcome: Outcome::Success,
-            target_type: None,
-            target_id: None,
-            organization_id: None,
-            ip: None,
-            user_agent: None,
-            details,
-            request: None,
-        };
-        let null = AuditEventInfo::from(event(serde_json::Value::Null));
-        assert_eq!(null.details, serde_json::json!({}));
-        let some = AuditEventInfo::from(event(serde_json::json!({"n": 1})));
-        assert_eq!(some.details, serde_json::json!({"n": 1}));
-    }
 }

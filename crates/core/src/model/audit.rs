@@ -47,7 +47,9 @@ pub struct AuditEvent {
     pub organization_id: Option<Id>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    /// A before / after summary or other detail, secrets redacted.
+    /// A before / after summary or other detail, secrets redacted; `{}` when
+    /// there is none (earlier releases stored `null`: read as `{}`).
+    #[serde(deserialize_with = "object_or_empty")]
     pub details: serde_json::Value,
     /// The idempotent request that made the change, if any: not stored, the
     /// change marks that request's record applied (see `idempotency`).
@@ -56,3 +58,15 @@ pub struct AuditEvent {
 }
 
 record!(AuditEvent, "audit event", no_feed);
+
+/// An event's details as stored, `null` read as `{}`.
+fn object_or_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<serde_json::Value, D::Error> {
+    let details = serde_json::Value::deserialize(deserializer)?;
+    Ok(if details.is_null() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        details
+    })
+}
