@@ -127,18 +127,22 @@ fn route_table(console_base: &str) -> Router<AppState> {
         .route(UNPREFIXED[0], routing::post(gateway::chat_completions))
         .route(UNPREFIXED[1], routing::post(gateway::embeddings))
         .route(UNPREFIXED[2], routing::post(gateway::messages))
-        .route(UNPREFIXED[3], routing::get(gateway::models))
-        .route("/models/{model}", routing::get(gateway::model))
-        .route(
-            "/messages/count_tokens",
-            routing::post(gateway::count_tokens),
-        )
+        .route(UNPREFIXED[3], routing::post(gateway::count_tokens))
+        .route(UNPREFIXED[4], routing::get(gateway::models))
+        .route(UNPREFIXED[5], routing::get(gateway::model))
         .merge(crate::console::routes(console_base))
 }
 
 /// The gateway's routes as OpenAI's and Anthropic's SDKs also call them,
 /// without `/v1` (a base URL given without it).
-pub const UNPREFIXED: [&str; 4] = ["/chat/completions", "/embeddings", "/messages", "/models"];
+pub const UNPREFIXED: [&str; 6] = [
+    "/chat/completions",
+    "/embeddings",
+    "/messages",
+    "/messages/count_tokens",
+    "/models",
+    "/models/{model}",
+];
 
 impl axum::extract::FromRef<AppState> for Arc<crate::gateway::Gateway> {
     fn from_ref(state: &AppState) -> Self {
@@ -266,10 +270,7 @@ async fn around_every_request(
         route = %route,
     );
     let path = request.uri().path();
-    let gateway = path.starts_with("/v1/")
-        || UNPREFIXED.contains(&path)
-        || path.starts_with("/models/")
-        || path == "/messages/count_tokens";
+    let gateway = path.starts_with("/v1/") || UNPREFIXED.contains(&route.as_str());
     let write = !method.is_safe() && request.uri().path().starts_with("/api/");
     let started = Instant::now();
     let handled = async {
